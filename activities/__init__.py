@@ -1,0 +1,1 @@
+"""Temporal activities: the side effects (event-store appends, notifications, partner calls)."""

@@ -1,0 +1,87 @@
+"""Recording events: the one activity through which workflows write to the event store.
+
+Event ids are minted deterministically in the workflow, so a retried activity finds its events already
+stored and returns their positions instead of writing them twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.errors import DomainError
+from eventlog.errors import ConcurrencyError, EventIdConflict
+from eventlog.records import EventMetadata, NewEvent
+from eventlog.store import PostgresEventStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class EventToRecord:
+    """A domain event in its tagged envelope, with the id the workflow minted for it."""
+
+    event_id: str
+    type: str
+    schema_version: int
+    data: dict[str, Any]
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordEventsInput:
+    stream_id: str
+    expected_version: int | None
+    events: list[EventToRecord]
+    actor: str | None = None
+    causation_id: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordEventsResult:
+    positions: list[int] = field(default_factory=list)
+    stream_version: int = 0
+    duplicate: bool = False
+
+
+class EventLogActivities:
+    """Activities over an event store handed in by the composition root (worker.py)."""
+
+    def __init__(self, store: PostgresEventStore) -> None:
+        self._store = store
+
+    @activity.defn(name="record_events")
+    def record_events(self, request: RecordEventsInput) -> RecordEventsResult:
+        """Append the events to the episode's stream; safe to retry (idempotent by event id)."""
+        info = activity.info()
+        metadata = EventMetadata(
+            actor=request.actor,
+            causation_id=request.causation_id,
+            correlation_id=request.correlation_id,
+            workflow_id=info.workflow_id,
+            run_id=info.workflow_run_id,
+        )
+        events = [
+            NewEvent(UUID(e.event_id), e.type, e.schema_version, e.data, e.occurred_at, metadata) for e in request.events
+        ]
+        bound = log.bind(episode_id=request.stream_id, workflow_id=info.workflow_id, attempt=info.attempt)
+        try:
+            result = self._store.append(request.stream_id, events, expected_version=request.expected_version)
+        except (ConcurrencyError, EventIdConflict, DomainError) as error:
+            bound.warning("events.rejected", error_type=type(error).__name__)
+            raise ApplicationError(str(error), type=type(error).__name__, non_retryable=True) from None
+        bound.info(
+            "events.recorded",
+            count=len(events),
+            first_position=result.positions[0],
+            stream_version=result.stream_version,
+            duplicate=result.duplicate,
+        )
+        return RecordEventsResult(list(result.positions), result.stream_version, result.duplicate)

@@ -1,0 +1,1 @@
+"""Continuum's composition layer: settings, logging, embedded servers and the `continuum` command."""

@@ -1,0 +1,82 @@
+"""Settings, read once from the environment at the edge of each process and passed inward."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # console on a terminal, JSON otherwise
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value Continuum cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to know about where it runs. `None` addresses mean "embedded"."""
+
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "continuum"
+    database_url: str | None = None
+    database_role: str | None = "continuum_app"
+    data_dir: Path = Path(".continuum")
+    log_format: LogFormat = LogFormat.AUTO
+    log_level: str = "INFO"
+    embedded_temporal_port: int = 7233
+    embedded_temporal_ui_port: int = 8233
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return self.temporal_address is None
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables (documented in README.md, "Configuration")."""
+        env = os.environ if env is None else env
+
+        def text(name: str, default: str | None) -> str | None:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def port(name: str, default: int) -> int:
+            raw = text(name, str(default))
+            assert raw is not None
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise SettingsError(f"{name} must be a TCP port number (1-65535), not {raw!r}")
+            return int(raw)
+
+        log_format = text("CONTINUUM_LOG_FORMAT", "auto")
+        try:
+            fmt = LogFormat(log_format)
+        except ValueError:
+            allowed = ", ".join(f.value for f in LogFormat)
+            raise SettingsError(f"CONTINUUM_LOG_FORMAT must be one of {allowed}, not {log_format!r}") from None
+        level = (text("CONTINUUM_LOG_LEVEL", "INFO") or "INFO").upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise SettingsError(f"CONTINUUM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {level!r}")
+        role = env.get("CONTINUUM_DATABASE_ROLE")
+        return cls(
+            temporal_address=text("TEMPORAL_ADDRESS", None),
+            temporal_namespace=text("TEMPORAL_NAMESPACE", "default") or "default",
+            temporal_task_queue=text("TEMPORAL_TASK_QUEUE", "continuum") or "continuum",
+            database_url=text("DATABASE_URL", None),
+            database_role="continuum_app" if role is None else (role.strip() or None),
+            data_dir=Path(text("CONTINUUM_DATA_DIR", ".continuum") or ".continuum").expanduser().resolve(),
+            log_format=fmt,
+            log_level=level,
+            embedded_temporal_port=port("CONTINUUM_TEMPORAL_PORT", 7233),
+            embedded_temporal_ui_port=port("CONTINUUM_TEMPORAL_UI_PORT", 8233),
+        )

@@ -1,0 +1,55 @@
+"""Connecting to Temporal, with one readable line when it cannot be reached, and search attributes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from continuum.servers import ServerUnavailable
+
+_TYPES = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Text": IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+}
+
+
+async def connect_temporal(address: str, namespace: str, timeout: float = 20.0) -> Client:
+    try:
+        return await asyncio.wait_for(Client.connect(address, namespace=namespace), timeout)
+    except (RuntimeError, RPCError, OSError, TimeoutError) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ServerUnavailable(f"cannot reach Temporal at {address} (namespace {namespace}): {reason}") from None
+
+
+async def ensure_search_attributes(client: Client, attributes: Mapping[str, str]) -> list[str]:
+    """Register the attributes the namespace lacks; return the names added.
+
+    An unregistered attribute would make every workflow task that sets it fail forever, so when the
+    server refuses (no operator permission) we stop and say exactly which command an operator must run.
+    """
+    namespace = client.namespace
+    listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    missing = {n: t for n, t in attributes.items() if n not in listed.custom_attributes}
+    if not missing:
+        return []
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=namespace, search_attributes={n: _TYPES[t] for n, t in missing.items()}
+            )
+        )
+    except RPCError as error:
+        commands = "; ".join(
+            f"temporal operator search-attribute create --namespace {namespace} --name {n} --type {t}"
+            for n, t in missing.items()
+        )
+        raise ServerUnavailable(f"cannot register search attributes ({error.message}); run: {commands}") from None
+    return sorted(missing)

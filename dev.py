@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Set up and run Continuum on a fresh machine with nothing but Python 3.11+.
+
+    python3 dev.py run     # the main job on the embedded Temporal and PostgreSQL
+    python3 dev.py test    # the whole test suite (what CI runs)
+
+Both create `.venv/` from `requirements.lock` the first time, and again only when the lock or
+`pyproject.toml` changes (a stamp file records the hash of both). Any further arguments are passed on:
+`python3 dev.py run -- --help`, `python3 dev.py test -- -k event_store`, `python3 dev.py continuum ...`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".continuum-installed"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+
+def _lock_digest() -> str:
+    digest = hashlib.sha256()
+    for name in ("requirements.lock", "pyproject.toml"):
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_venv() -> None:
+    """Create or refresh the virtual environment so that it matches the lock exactly."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"Continuum needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
+    wanted = _lock_digest()
+    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+        return
+    if not (BIN / "python").exists():
+        print("continuum: creating .venv …", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    print("continuum: installing the locked dependencies (first run only) …", flush=True)
+    subprocess.run([*pip, "install", "-r", str(ROOT / "requirements.lock")], check=True)
+    subprocess.run([*pip, "install", "--no-deps", "-e", str(ROOT)], check=True)
+    STAMP.write_text(wanted + "\n")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"run", "test", "continuum", "bench", "setup"}:
+        print(__doc__.strip())
+        return 2
+    command, rest = argv[0], [a for a in argv[1:] if a != "--"]
+    try:
+        ensure_venv()
+    except subprocess.CalledProcessError as error:
+        print(f"continuum: setting up .venv failed ({error}); see the pip output above.", file=sys.stderr)
+        return 1
+    python = str(BIN / "python")
+    if command == "setup":
+        return 0
+    if command == "run":
+        args = [python, "-m", "continuum.cli", "up", *rest]
+    elif command == "test":
+        args = [python, "-m", "pytest", *rest]
+    elif command == "bench":
+        args = [python, "-m", "bench", *rest]
+    else:
+        args = [python, "-m", "continuum.cli", *rest]
+    try:
+        return subprocess.run(args, cwd=ROOT).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

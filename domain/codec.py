@@ -1,0 +1,108 @@
+"""Plain-data encoding of domain values (events, state) for envelopes, JSON columns and Temporal payloads.
+
+Events cross layers as a tagged envelope (`type`, `schema_version`, `data`) so a reader never has to guess
+which class a payload is: two events with the same fields still come back as the right type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from functools import cache
+from typing import Any, TypeVar
+
+from domain.errors import UnknownEventType
+from domain.events import EVENT_TYPES, DomainEvent
+
+T = TypeVar("T")
+JsonValue = Any  # str | int | float | bool | None | list[JsonValue] | dict[str, JsonValue]
+
+
+@dataclass(frozen=True)
+class EventEnvelope:
+    """What crosses into activities and the store: the event's type tag, its schema version and its data."""
+
+    type: str
+    schema_version: int
+    data: dict[str, JsonValue]
+
+
+def format_instant(value: datetime) -> str:
+    """An aware instant as UTC ISO-8601 with microseconds: one spelling per instant."""
+    if value.tzinfo is None:
+        raise ValueError("instants must carry a time zone")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode(value: Any) -> JsonValue:
+    """A dataclass, enum, datetime or container of them, as JSON-ready data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return format_instant(value)
+    if isinstance(value, (list, tuple)):
+        return [encode(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): encode(item) for key, item in value.items()}
+    return value
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def decode(cls: type[T], data: JsonValue) -> T:
+    """The inverse of `encode` for a dataclass type (fields decoded by their type hints)."""
+    return _decode(cls, data)
+
+
+def _decode(hint: Any, data: JsonValue) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if data is None:
+            return None
+        members = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _decode(members[0], data)
+    if hasattr(hint, "__supertype__"):  # NewType
+        return _decode(hint.__supertype__, data)
+    if origin is tuple:
+        item_hint = typing.get_args(hint)[0]
+        return tuple(_decode(item_hint, item) for item in data)
+    if origin is list:
+        return [_decode(typing.get_args(hint)[0], item) for item in data]
+    if origin is dict:
+        value_hint = typing.get_args(hint)[1]
+        return {key: _decode(value_hint, item) for key, item in data.items()}
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        hints = _hints(hint)
+        known = {f.name for f in dataclasses.fields(hint) if f.init}
+        return hint(**{name: _decode(hints[name], value) for name, value in data.items() if name in known})
+    if hint is datetime:
+        parsed = datetime.fromisoformat(data.replace("Z", "+00:00")) if isinstance(data, str) else data
+        return parsed
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint(data)
+    return data
+
+
+def to_envelope(event: DomainEvent) -> EventEnvelope:
+    return EventEnvelope(type(event).type_name(), type(event).SCHEMA_VERSION, encode(event))
+
+
+def from_envelope(envelope: EventEnvelope) -> DomainEvent:
+    """Rebuild the event an envelope names; an unknown type or version is an error, never a guess."""
+    cls = EVENT_TYPES.get(envelope.type)
+    if cls is None:
+        raise UnknownEventType(f"unknown event type {envelope.type!r}")
+    if envelope.schema_version != cls.SCHEMA_VERSION:
+        raise UnknownEventType(
+            f"{envelope.type} schema version {envelope.schema_version} is not {cls.SCHEMA_VERSION}; register an upcaster"
+        )
+    return decode(cls, envelope.data)

@@ -1,0 +1,30 @@
+"""Errors a clinician or an integrating service can read.
+
+    DomainError
+    ├── InvalidIdentifier      an id that is not a pseudonymous identifier of the accepted form
+    ├── UnknownEventType       an event type (or schema version) this code does not know
+    ├── CommandRejected        a command that the episode's current state does not allow
+    └── PolicyError            a care-pathway policy file that is malformed (names the key)
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error raised by the domain; `str(error)` is meant for a person."""
+
+
+class InvalidIdentifier(DomainError):
+    pass
+
+
+class UnknownEventType(DomainError):
+    pass
+
+
+class CommandRejected(DomainError):
+    pass
+
+
+class PolicyError(DomainError):
+    pass

@@ -1,0 +1,1 @@
+"""Temporal workflows: orchestration of the care pathway. Deterministic; decisions come from domain/."""
