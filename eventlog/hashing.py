@@ -14,18 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from domain.codec import format_instant
 
 GENESIS_HASH = bytes(32)
 
 
 def canonical_json(value: Mapping[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _instant(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def event_hash(
@@ -45,7 +43,7 @@ def event_hash(
     quote = json.dumps
     canonical = (
         f"[{position},{quote(stream_id, ensure_ascii=False)},{stream_version},{quote(event_id)},"
-        f"{quote(event_type, ensure_ascii=False)},{schema_version},{quote(_instant(occurred_at))},"
-        f"{quote(_instant(recorded_at))},{payload_json},{metadata_json}]"
+        f"{quote(event_type, ensure_ascii=False)},{schema_version},{quote(format_instant(occurred_at))},"
+        f"{quote(format_instant(recorded_at))},{payload_json},{metadata_json}]"
     )
     return hashlib.sha256(prev_hash + canonical.encode("utf-8")).digest()

@@ -14,19 +14,37 @@ Guarantees (each tested in tests/integration/test_event_store.py):
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import Connection, Engine, TextClause, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from eventlog.errors import ConcurrencyError, EventIdConflict, StoreBusy, StoreUnavailable
-from eventlog.hashing import canonical_json, event_hash
+from domain.codec import format_instant
+from eventlog.hashing import canonical_json
 from eventlog.records import AppendResult, EventMetadata, NewEvent, StoredEvent
 from eventlog.upcasting import Upcasters
+
+
+@dataclass(frozen=True)
+class InlineProjection:
+    """A projector's write folded into the append statement itself (one round trip for the common case).
+
+    `sql` defines data-modifying CTEs, the last named `projected`, that read `appended` (the append's outcome row) and applies only
+    when the stream stood at `prior_version` before the append, so an optimistic state is never written
+    over a newer one; `params` must use names starting with `p_`.
+    """
+
+    sql: str
+    params: dict[str, Any]
+    prior_version: int
+    confirm: Callable[[], None]
 
 
 class Projector(Protocol):
@@ -34,26 +52,40 @@ class Projector(Protocol):
 
     name: str
 
-    def apply(self, connection: Connection, events: Sequence[StoredEvent]) -> None: ...
+    def plan(self, connection: Connection, stream_id: str, events: Sequence[NewEvent]) -> InlineProjection | None:
+        """An optimistic write to run inside the append statement, or None to use `apply` instead."""
+
+    def apply(self, connection: Connection, events: Sequence[StoredEvent]) -> None:
+        """Fold `events` (just appended, in one stream's order) into the read model, in the same transaction."""
+
+    def forget(self, stream_id: str) -> None:
+        """Drop anything cached about `stream_id` (its append did not commit)."""
 
 
-_LOCK_HEAD = text("SELECT position, hash, clock_timestamp() AS now FROM log_head WHERE singleton FOR UPDATE")
+_APPEND_CALL = "SELECT * FROM continuum_append(:stream_id, :expected_version, CAST(:events AS json))"
+_APPEND = text(_APPEND_CALL)
+_UNIQUE_VIOLATION = "23505"
+_STALE_PROJECTION = "CN001"  # raised by continuum_abort: the optimistic projection state was not current
 _EXISTING = text(
     "SELECT event_id, stream_id, event_type, schema_version, payload::text AS payload, occurred_at, position,"
     " stream_version FROM events WHERE event_id = ANY(:ids) ORDER BY position"
 )
+_ANY_STORED = text("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ANY(:ids))")
 _STREAM_VERSION = text("SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = :stream_id")
-_INSERT = text(
-    "INSERT INTO events (position, stream_id, stream_version, event_id, event_type, schema_version, payload,"
-    " metadata, occurred_at, recorded_at, prev_hash, hash) VALUES (:position, :stream_id, :stream_version,"
-    " :event_id, :event_type, :schema_version, CAST(:payload AS json), CAST(:metadata AS json), :occurred_at,"
-    " :recorded_at, :prev_hash, :hash)"
-)
-_MOVE_HEAD = text("UPDATE log_head SET position = :position, hash = :hash WHERE singleton")
 _COLUMNS = (
     "position, stream_id, stream_version, event_id, event_type, schema_version, payload::text AS payload,"
     " metadata::text AS metadata, occurred_at, recorded_at, prev_hash, hash"
 )
+
+
+@functools.cache
+def _with_projection(projection_sql: str) -> TextClause:
+    """The append and a projector's inline write as one statement; aborts if the write did not apply."""
+    return text(
+        f"WITH appended AS MATERIALIZED ({_APPEND_CALL}), {projection_sql} "
+        "SELECT a.*, CASE WHEN a.outcome = 'appended' AND NOT EXISTS (SELECT 1 FROM projected)"
+        " THEN continuum_abort('projection state not current') ELSE 1 END AS guard FROM appended a"
+    )
 
 
 def _is_lock_timeout(error: DBAPIError) -> bool:
@@ -69,6 +101,7 @@ class PostgresEventStore:
         self.engine = engine
         self.upcasters = upcasters or Upcasters()
         self.projectors = tuple(projectors)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -78,75 +111,125 @@ class PostgresEventStore:
             raise ValueError("append needs at least one event")
         if len({e.event_id for e in events}) != len(events):
             raise EventIdConflict("the same event id appears twice in one append")
+        payloads = [canonical_json(e.payload) for e in events]
+        params: dict[str, Any] = {
+            "stream_id": stream_id,
+            "expected_version": expected_version,
+            "events": json.dumps(
+                [
+                    {
+                        "event_id": str(e.event_id),
+                        "event_type": e.event_type,
+                        "schema_version": e.schema_version,
+                        "payload": payload,  # the exact text to store and hash, carried as a JSON string
+                        "metadata": canonical_json(e.metadata.as_dict()),
+                        "occurred_at": format_instant(e.occurred_at),
+                    }
+                    for e, payload in zip(events, payloads, strict=True)
+                ],
+                ensure_ascii=False,
+            ),
+        }
         try:
-            with self.engine.begin() as connection:
-                return self._append(connection, stream_id, events, expected_version)
+            try:
+                outcome = self._append_in_one_statement(stream_id, events, payloads, params)
+            except IntegrityError as error:
+                if getattr(error.orig, "sqlstate", None) != _UNIQUE_VIOLATION:
+                    raise
+                outcome = self._replayed_from_store(stream_id, events, payloads)  # nothing was written
+            except DBAPIError as error:
+                if getattr(error.orig, "sqlstate", None) != _STALE_PROJECTION:
+                    raise
+                outcome = None  # nothing was written; fold on the stored state instead
+            if outcome is None:
+                for projector in self.projectors:
+                    projector.forget(stream_id)
+                try:
+                    with self.engine.begin() as connection:
+                        outcome = self._append_in_transaction(connection, stream_id, events, payloads, params)
+                except IntegrityError as error:
+                    if getattr(error.orig, "sqlstate", None) != _UNIQUE_VIOLATION:
+                        raise
+                    outcome = self._replayed_from_store(stream_id, events, payloads)
+        except ConcurrencyError:
+            # A retry of an append that already landed also finds the stream moved on: recognise it first.
+            if self._stored_already(events):
+                return self._replayed_from_store(stream_id, events, payloads)
+            raise
         except OperationalError as error:
             if _is_lock_timeout(error):
                 raise StoreBusy("the event log is busy (append lock not granted in time); retry") from None
             raise StoreUnavailable(f"PostgreSQL is unavailable: {str(error.orig).strip().splitlines()[0]}") from None
+        except BaseException:
+            for projector in self.projectors:
+                projector.forget(stream_id)
+            raise
+        return outcome
 
-    def _append(
-        self, connection: Connection, stream_id: str, events: Sequence[NewEvent], expected_version: int | None
+    def _append_in_one_statement(
+        self, stream_id: str, events: Sequence[NewEvent], payloads: list[str], params: dict[str, Any]
+    ) -> AppendResult | None:
+        """The common case: append and project in a single autocommitted statement (one round trip).
+
+        Returns None when no projector can inline its write; raises CN001 (and writes nothing) when the
+        projector's optimistic state turns out not to be the stored one.
+        """
+        if len(self.projectors) != 1:
+            return None
+        with self._autocommit.connect() as connection:
+            plan = self.projectors[0].plan(connection, stream_id, events)
+            if plan is None:
+                return None
+            result = connection.execute(_with_projection(plan.sql), {**params, **plan.params}).one()
+            outcome = self._outcome(stream_id, result, params["expected_version"], len(events))
+            plan.confirm()
+            return outcome
+
+    def _append_in_transaction(
+        self,
+        connection: Connection,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        payloads: list[str],
+        params: dict[str, Any],
     ) -> AppendResult:
-        head = connection.execute(_LOCK_HEAD).one()
-        payloads = [canonical_json(e.payload) for e in events]
-        existing = connection.execute(_EXISTING, {"ids": [e.event_id for e in events]}).all()
-        if existing:
-            return self._replayed(stream_id, events, payloads, existing)
-        version = connection.execute(_STREAM_VERSION, {"stream_id": stream_id}).scalar_one()
-        if expected_version is not None and version != expected_version:
-            raise ConcurrencyError(stream_id, expected_version, version)
-        position, prev_hash, recorded_at = head.position, bytes(head.hash), head.now
-        rows: list[dict[str, Any]] = []
-        stored: list[StoredEvent] = []
-        for event, payload in zip(events, payloads, strict=True):
-            position += 1
-            version += 1
-            metadata = canonical_json(event.metadata.as_dict())
-            digest = event_hash(
-                prev_hash,
-                position=position,
-                stream_id=stream_id,
-                stream_version=version,
-                event_id=str(event.event_id),
-                event_type=event.event_type,
-                schema_version=event.schema_version,
-                occurred_at=event.occurred_at,
-                recorded_at=recorded_at,
-                payload_json=payload,
-                metadata_json=metadata,
-            )
-            rows.append(
-                {
-                    "position": position,
-                    "stream_id": stream_id,
-                    "stream_version": version,
-                    "event_id": event.event_id,
-                    "event_type": event.event_type,
-                    "schema_version": event.schema_version,
-                    "payload": payload,
-                    "metadata": metadata,
-                    "occurred_at": event.occurred_at,
-                    "recorded_at": recorded_at,
-                    "prev_hash": prev_hash,
-                    "hash": digest,
-                }
-            )
-            stored.append(
-                self._upcast(
-                    StoredEvent(
-                        position, stream_id, version, event.event_id, event.event_type, event.schema_version,
-                        json.loads(payload), event.metadata, event.occurred_at, recorded_at, prev_hash, digest,
-                    )
-                )
-            )  # fmt: skip
-            prev_hash = digest
-        connection.execute(_INSERT, rows)
-        connection.execute(_MOVE_HEAD, {"position": position, "hash": prev_hash})
+        result = connection.execute(_APPEND, params).one()
+        outcome = self._outcome(stream_id, result, params["expected_version"], len(events))
+        stored = self._stored(stream_id, events, payloads, result)
         for projector in self.projectors:
             projector.apply(connection, stored)
-        return AppendResult(tuple(r["position"] for r in rows), version)
+        return outcome
+
+    @staticmethod
+    def _outcome(stream_id: str, result: Any, expected_version: int | None, count: int) -> AppendResult:
+        if result.outcome == "conflict":
+            raise ConcurrencyError(stream_id, expected_version or 0, result.stream_version)
+        first = result.first_position
+        return AppendResult(tuple(range(first, first + count)), result.stream_version)
+
+    def _stored(self, stream_id: str, events: Sequence[NewEvent], payloads: list[str], result: Any) -> list[StoredEvent]:
+        first_version = result.stream_version - len(events) + 1
+        return [
+            self._upcast(
+                StoredEvent(
+                    result.first_position + i, stream_id, first_version + i, event.event_id, event.event_type,
+                    event.schema_version, json.loads(payload), event.metadata, event.occurred_at, result.recorded_at,
+                    bytes(result.prev_hashes[i]), bytes(result.hashes[i]),
+                )
+            )
+            for i, (event, payload) in enumerate(zip(events, payloads, strict=True))
+        ]  # fmt: skip
+
+    def _stored_already(self, events: Sequence[NewEvent]) -> bool:
+        with self.engine.connect() as connection:
+            return bool(connection.execute(_ANY_STORED, {"ids": [e.event_id for e in events]}).scalar_one())
+
+    def _replayed_from_store(self, stream_id: str, events: Sequence[NewEvent], payloads: list[str]) -> AppendResult:
+        with self.engine.connect() as connection:
+            existing = connection.execute(_EXISTING, {"ids": [e.event_id for e in events]}).all()
+        if not existing:  # the unique violation was not on event_id (cannot happen under the log lock)
+            raise EventIdConflict("the append collided with a concurrent one; retry")
+        return self._replayed(stream_id, events, payloads, existing)
 
     @staticmethod
     def _replayed(stream_id: str, events: Sequence[NewEvent], payloads: list[str], existing: Sequence[Any]) -> AppendResult:

@@ -70,6 +70,76 @@ CREATE TABLE projection_checkpoints (
 );
 INSERT INTO projection_checkpoints (name, position) VALUES ('episodes', 0);
 
+
+-- The whole append in one call: take the log lock, check idempotency and the expected version, chain the
+-- hashes (same canonical encoding as eventlog/hashing.py, which verification recomputes independently),
+-- insert, and move the head. Each statement of a volatile function in READ COMMITTED takes a fresh
+-- snapshot, so after the lock every earlier append is visible.
+CREATE FUNCTION continuum_append(p_stream_id text, p_expected_version integer, p_events json)
+RETURNS TABLE (outcome text, first_position bigint, stream_version integer, recorded_at timestamptz,
+               prev_hashes bytea[], hashes bytea[])
+LANGUAGE plpgsql VOLATILE AS $$
+-- p_events: [{"event_id", "event_type", "schema_version", "payload" (JSON text as a string),
+--             "metadata" (likewise), "occurred_at"}, ...] in stream order.
+-- An event id already stored makes the INSERT fail on the unique index (23505); the caller then
+-- compares the stored events (an idempotent retry, or a conflict).
+DECLARE
+    v_head     bigint;
+    v_prev     bytea;
+    v_now      timestamptz;
+    v_now_text text;
+    v_version  integer;
+    v_ids      uuid[];
+    v_types    text[];
+    v_schemas  integer[];
+    v_payloads text[];
+    v_metadata text[];
+    v_occurred timestamptz[];
+    v_prevs    bytea[];
+    v_hashes   bytea[];
+    n          integer;
+    i          integer;
+BEGIN
+    SELECT h.position, h.hash INTO v_head, v_prev FROM log_head h WHERE h.singleton FOR UPDATE;
+    v_now := clock_timestamp();
+    SELECT coalesce(max(e.stream_version), 0) INTO v_version FROM events e WHERE e.stream_id = p_stream_id;
+    IF p_expected_version IS NOT NULL AND v_version <> p_expected_version THEN
+        RETURN QUERY SELECT 'conflict'::text, NULL::bigint, v_version, NULL::timestamptz, NULL::bytea[], NULL::bytea[];
+        RETURN;
+    END IF;
+    SELECT array_agg((x.e ->> 'event_id')::uuid ORDER BY x.n), array_agg(x.e ->> 'event_type' ORDER BY x.n),
+           array_agg((x.e ->> 'schema_version')::integer ORDER BY x.n), array_agg(x.e ->> 'payload' ORDER BY x.n),
+           array_agg(x.e ->> 'metadata' ORDER BY x.n), array_agg((x.e ->> 'occurred_at')::timestamptz ORDER BY x.n)
+      INTO v_ids, v_types, v_schemas, v_payloads, v_metadata, v_occurred
+      FROM json_array_elements(p_events) WITH ORDINALITY AS x(e, n);
+    n := array_length(v_ids, 1);
+    v_prevs := array_fill(NULL::bytea, ARRAY[n]);
+    v_hashes := array_fill(NULL::bytea, ARRAY[n]);
+    v_now_text := to_json(to_char(v_now AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text;
+    FOR i IN 1 .. n LOOP
+        v_prevs[i] := v_prev;
+        v_prev := sha256(v_prev || convert_to(
+            '[' || (v_head + i) || ',' || to_json(p_stream_id)::text || ',' || (v_version + i) || ','
+            || to_json(v_ids[i]::text)::text || ',' || to_json(v_types[i])::text || ',' || v_schemas[i] || ','
+            || to_json(to_char(v_occurred[i] AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text || ','
+            || v_now_text || ',' || v_payloads[i] || ',' || v_metadata[i] || ']', 'UTF8'));
+        v_hashes[i] := v_prev;
+    END LOOP;
+    INSERT INTO events (position, stream_id, stream_version, event_id, event_type, schema_version, payload,
+                        metadata, occurred_at, recorded_at, prev_hash, hash)
+    SELECT v_head + k, p_stream_id, v_version + k, v_ids[k], v_types[k], v_schemas[k], v_payloads[k]::json,
+           v_metadata[k]::json, v_occurred[k], v_now, v_prevs[k], v_hashes[k]
+      FROM generate_series(1, n) AS k;
+    UPDATE log_head SET position = v_head + n, hash = v_prev WHERE singleton;
+    RETURN QUERY SELECT 'appended'::text, v_head + 1, v_version + n, v_now, v_prevs, v_hashes;
+END $$;
+
+-- Aborts the statement it is called in (the fast path's guard against a stale projection state).
+CREATE FUNCTION continuum_abort(p_reason text) RETURNS integer LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '%', p_reason USING ERRCODE = 'CN001';
+END $$;
+
 REVOKE UPDATE, DELETE, TRUNCATE ON events FROM PUBLIC;
 """
 

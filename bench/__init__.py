@@ -1,0 +1,1 @@
+"""Benchmarks: numbers with the command that produced them. Never run as tests."""
