@@ -8,12 +8,22 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from domain.codec import to_envelope
 from domain.episode import DischargeReason, EpisodeStatus
-from domain.events import DomainEvent, EpisodeClosed, EpisodeOpened, FlagRaised, LevelChanged, StayStarted
+from domain.events import (
+    DomainEvent,
+    EpisodeClosed,
+    EpisodeOpened,
+    FlagCleared,
+    FlagRaised,
+    LevelChanged,
+    StayStarted,
+)
 from domain.ids import ClientId, EpisodeId
 from domain.levels import Direction, LevelOfCare
 from eventlog.errors import ConcurrencyError, EventIdConflict
@@ -296,3 +306,44 @@ def test_an_event_the_episode_cannot_fold_is_refused_with_nothing_recorded(store
 
     assert store.head_position() == 1
     assert EpisodesProjection.name == "episodes"
+
+
+def test_two_writers_with_their_own_caches_keep_the_projection_exact(app_engine: Engine) -> None:
+    """Two worker processes each cache folded states; neither may write a stale one over the other's."""
+    first = PostgresEventStore(app_engine, projectors=[EpisodesProjection()])
+    second = PostgresEventStore(app_engine, projectors=[EpisodesProjection()])
+    eid = EpisodeId("ep-1")
+    history = [
+        *journey("ep-1"),
+        FlagCleared(eid, T0 + timedelta(days=7), "review_overdue"),
+        FlagRaised(eid, T0 + timedelta(days=8), "result_missing", "test t-1 not back"),
+        EpisodeClosed(eid, T0 + timedelta(days=9), DischargeReason.TRANSFERRED),
+    ]
+    for version, event in enumerate(history):
+        (first if version % 2 == 0 else second).append("ep-1", [new(event)], expected_version=version)
+    live = projection_fingerprint(app_engine)
+    with app_engine.connect() as conn:
+        row = conn.execute(text("SELECT status, flags, version FROM episodes")).one()
+
+    rebuild_episodes(first)
+
+    assert (row.status, row.flags, row.version) == ("closed", ["result_missing"], 7)
+    assert projection_fingerprint(app_engine) == live
+
+
+AWKWARD = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=AWKWARD.filter(bool), kind=AWKWARD.filter(bool), payload=st.dictionaries(AWKWARD, AWKWARD, max_size=3))
+def test_the_chain_computed_in_sql_matches_the_verifier_for_any_text(
+    app_engine: Engine, stream: str, kind: str, payload: dict[str, str]
+) -> None:
+    store = PostgresEventStore(app_engine)
+    store.append(stream, [NewEvent(uuid.uuid4(), kind, 1, payload, T0, EventMetadata(actor=kind))], expected_version=None)
+
+    assert store.read_stream(stream)[-1].payload == payload
+    assert verify_stream(app_engine, stream).ok
+    assert verify_log(app_engine).ok
