@@ -69,10 +69,10 @@ def main(argv: list[str]) -> int:
         args = [python, "-m", "bench", *rest]
     else:
         args = [python, "-m", "continuum.cli", *rest]
-    try:
-        return subprocess.run(args, cwd=ROOT).returncode
-    except KeyboardInterrupt:
-        return 130
+    # Become the command (no wrapper process), so Ctrl-C reaches it alone and it can stop the servers in order.
+    sys.stdout.flush()
+    os.chdir(ROOT)
+    os.execv(args[0], args)
 
 
 if __name__ == "__main__":

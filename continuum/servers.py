@@ -161,6 +161,7 @@ class EmbeddedPostgres:
             raise ServerUnavailable(
                 f"the embedded PostgreSQL did not start ({type(error).__name__}); see {self.data_dir / 'pgdata' / 'log'}"
             ) from error
+        self._forget_dead_users()
         info = self._server.get_postmaster_info()
         admin_url = f"postgresql+psycopg://postgres@/postgres?host={info.socket_dir}&port={info.port}"
         _ensure_database(admin_url, DATABASE_NAME)
@@ -169,10 +170,27 @@ class EmbeddedPostgres:
         return url
 
     def stop(self) -> None:
+        """Leave the server; the last live process using it stops it."""
+        if self._server is None:
+            return
+        self._forget_dead_users()
         server, self._server = self._server, None
-        if server is not None:
-            server.cleanup()
-            log.info("postgres.released")
+        server.cleanup()
+        log.info("postgres.released")
+
+    def _forget_dead_users(self) -> None:
+        """Drop processes that died without leaving (SIGKILL, a crash) from the wheel's list of users.
+
+        The wheel stops the server only when the last listed process leaves, and never prunes the list
+        itself, so one crashed process would otherwise keep PostgreSQL running forever.
+        """
+        users = self._server.global_process_id_list
+        with type(self._server)._lock:
+            listed = users.get()
+            alive = [pid for pid in listed if _pid_alive(pid)]
+            if alive != listed:
+                users.put(alive)
+                log.info("postgres.forgot_dead_users", count=len(listed) - len(alive))
 
 
 def _ensure_database(admin_url: str, name: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -90,6 +91,11 @@ def test_up_starts_the_embedded_servers_registers_attributes_and_stops_cleanly(
         assert "ContinuumLevel" in listed and "ContinuumStatus" in listed
         children = psutil.Process(process.pid).children(recursive=True)
         assert (tmp_path / "temporal.db").exists() and (tmp_path / "pgdata" / "PG_VERSION").exists()
+        # A process that once used this server and died without leaving (SIGKILL) must not keep it running.
+        users = tmp_path / "pgdata" / ".handle_pids.json"
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        users.write_text(json.dumps([*json.loads(users.read_text()), dead.pid]))
     finally:
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
