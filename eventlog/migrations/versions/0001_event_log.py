@@ -26,7 +26,6 @@ CREATE TABLE events (
     hash            bytea       NOT NULL CHECK (octet_length(hash) = 32),
     UNIQUE (stream_id, stream_version)
 );
-CREATE INDEX events_type_recorded ON events (event_type, recorded_at);
 
 -- One row: the last position and hash. Appends lock it, so positions are gapless and in commit order.
 CREATE TABLE log_head (
