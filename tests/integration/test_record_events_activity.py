@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +19,21 @@ from activities.eventlog import EventLogActivities, EventToRecord, RecordEventsI
 from eventlog.store import PostgresEventStore
 
 pytestmark = pytest.mark.integration
+
+
+@contextlib.asynccontextmanager
+async def _worker(
+    env: WorkflowEnvironment, queue: str, workflow_class: type, activities: EventLogActivities
+) -> AsyncIterator[None]:
+    with ThreadPoolExecutor(4) as executor:
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[workflow_class],
+            activities=[activities.record_events],
+            activity_executor=executor,
+        ):
+            yield
 
 
 @workflow.defn(sandboxed=False)
@@ -57,18 +74,10 @@ async def test_a_retried_record_after_a_lost_reply_stores_each_event_once(
     temporal_env: WorkflowEnvironment, store: PostgresEventStore
 ) -> None:
     stream = f"ep-{uuid.uuid4().hex[:8]}"
-    queue = f"q-{stream}"
-    with ThreadPoolExecutor(4) as executor:
-        async with Worker(
-            temporal_env.client,
-            task_queue=queue,
-            workflows=[RecordTwiceWorkflow],
-            activities=[LosesFirstReply(store).record_events],
-            activity_executor=executor,
-        ):
-            first, again = await temporal_env.client.execute_workflow(
-                RecordTwiceWorkflow.run, stream, id=stream, task_queue=queue
-            )
+    async with _worker(temporal_env, stream, RecordTwiceWorkflow, LosesFirstReply(store)):
+        first, again = await temporal_env.client.execute_workflow(
+            RecordTwiceWorkflow.run, stream, id=stream, task_queue=stream
+        )
 
     assert LosesFirstReply.attempts[:2] == [1, 2]
     assert first.duplicate and first.positions == [1, 2, 3]  # attempt 2 found attempt 1's commit
@@ -94,16 +103,9 @@ async def test_a_version_conflict_fails_at_once_without_retrying(
     temporal_env: WorkflowEnvironment, store: PostgresEventStore
 ) -> None:
     stream = f"ep-{uuid.uuid4().hex[:8]}"
-    with ThreadPoolExecutor(2) as executor:
-        async with Worker(
-            temporal_env.client,
-            task_queue=stream,
-            workflows=[ConflictWorkflow],
-            activities=[EventLogActivities(store).record_events],
-            activity_executor=executor,
-        ):
-            with pytest.raises(WorkflowFailureError) as failure:
-                await temporal_env.client.execute_workflow(ConflictWorkflow.run, stream, id=stream, task_queue=stream)
+    async with _worker(temporal_env, stream, ConflictWorkflow, EventLogActivities(store)):
+        with pytest.raises(WorkflowFailureError) as failure:
+            await temporal_env.client.execute_workflow(ConflictWorkflow.run, stream, id=stream, task_queue=stream)
 
     cause = failure.value.cause.cause  # type: ignore[union-attr]
     assert "not the expected 5" in str(cause) and getattr(cause, "type", None) == "ConcurrencyError"
