@@ -1,4 +1,4 @@
-"""An episode of care: its status, discharge reasons (with TEDS codes) and its folded state."""
+"""An episode of care: statuses, reasons (discharge with TEDS codes, hold, override), and its folded state."""
 
 from __future__ import annotations
 
@@ -56,6 +56,31 @@ class HoldReason(StrEnum):
     LEAVE = "leave"
 
 
+class OverrideReason(StrEnum):
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    CLIENT_PREFERENCE = "client_preference"
+    COURT_ORDER = "court_order"
+    CLINICAL_JUDGMENT = "clinical_judgment"
+    PAYER_DENIAL = "payer_denial"
+
+
+class ReviewOutcome(StrEnum):
+    GOALS_MET = "goals_met"  # step down to the next level the policy names
+    EXTEND = "extend"  # stay, and review again later
+    STEP_UP = "step_up"  # clinical deterioration
+
+
+@dataclass(frozen=True)
+class PendingReview:
+    """A therapist's completion review that was requested and not yet recorded."""
+
+    review_id: str
+    level: LevelOfCare
+    requested_at: datetime
+    due_at: datetime
+    escalated: bool = False
+
+
 @dataclass(frozen=True)
 class Episode:
     """The state of one episode, derived only by folding its events in order (see `domain.fold`)."""
@@ -66,8 +91,19 @@ class Episode:
     opened_at: datetime
     status_since: datetime
     version: int = 0
+    previous_episode_id: EpisodeId | None = None
+    ratings: tuple[int, ...] | None = None
+    recommended_level: LevelOfCare | None = None
+    after_withdrawal_level: LevelOfCare | None = None
+    placement_rules: tuple[str, ...] = ()
+    override_reason: OverrideReason | None = None
     level: LevelOfCare | None = None
     level_since: datetime | None = None
+    # The stay clock: days count from level_since, less the time spent on hold during the stay.
+    stay_held_seconds: float = 0.0
+    review_after_days: float | None = None  # stay-clock days at which the next review is requested
+    pending_review: PendingReview | None = None
+    reviews_completed: int = 0
     hold_reason: HoldReason | None = None
     flags: tuple[str, ...] = field(default=())
     discharge_reason: DischargeReason | None = None

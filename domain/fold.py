@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import datetime, timedelta
 from functools import reduce
 
-from domain.episode import Episode, EpisodeStatus
+from domain.episode import Episode, EpisodeStatus, PendingReview
 from domain.errors import DomainError
 from domain.events import (
+    AssessmentRecorded,
     DomainEvent,
     EpisodeClosed,
     EpisodeOpened,
@@ -17,12 +19,27 @@ from domain.events import (
     FlagCleared,
     FlagRaised,
     LevelChanged,
+    PlacementDecided,
+    PlacementOverridden,
+    ReviewCompleted,
+    ReviewEscalated,
+    ReviewRequested,
     StayStarted,
 )
+
+REVIEW_OVERDUE = "review_overdue"
 
 
 class FoldError(DomainError):
     """An event that cannot follow the state before it (a history out of order, or from another episode)."""
+
+
+def _with_flag(flags: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    return tuple(sorted({*flags, flag}))
+
+
+def _without_flag(flags: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    return tuple(f for f in flags if f != flag)
 
 
 def evolve(state: Episode | None, event: DomainEvent) -> Episode:
@@ -37,31 +54,80 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             opened_at=event.occurred_at,
             status_since=event.occurred_at,
             version=1,
+            previous_episode_id=event.previous_episode_id,
         )
     if event.episode_id != state.episode_id:
         raise FoldError(f"event for episode {event.episode_id} applied to episode {state.episode_id}")
     state = replace(state, version=state.version + 1)
+    at = event.occurred_at
     match event:
         case EpisodeOpened():
             raise FoldError("an episode is opened only once")
-        case StayStarted(level=level, occurred_at=at):
-            return replace(state, status=EpisodeStatus.ACTIVE, status_since=at, level=level, level_since=at)
-        case LevelChanged(to_level=level, occurred_at=at):
-            return replace(state, level=level, level_since=at)
-        case FlagRaised(flag=flag):
-            return replace(state, flags=tuple(sorted({*state.flags, flag})))
-        case FlagCleared(flag=flag):
-            return replace(state, flags=tuple(f for f in state.flags if f != flag))
-        case EpisodePutOnHold(reason=reason, occurred_at=at):
-            return replace(state, status=EpisodeStatus.ON_HOLD, status_since=at, hold_reason=reason)
-        case EpisodeResumed(occurred_at=at):
-            return replace(state, status=EpisodeStatus.ACTIVE, status_since=at, hold_reason=None)
-        case EpisodeClosed(reason=reason, occurred_at=at):
+        case AssessmentRecorded(ratings=ratings):
+            return replace(state, ratings=tuple(ratings))
+        case PlacementDecided():
             return replace(
-                state, status=EpisodeStatus.CLOSED, status_since=at, discharge_reason=reason, closed_at=at
+                state,
+                recommended_level=event.recommended_level,
+                after_withdrawal_level=event.after_withdrawal_level,
+                placement_rules=tuple(event.rules_fired),
             )
+        case PlacementOverridden(reason=reason):
+            return replace(state, override_reason=reason)
+        case StayStarted(level=level, review_after_days=days):
+            return replace(
+                state, status=EpisodeStatus.ACTIVE, status_since=at, level=level, level_since=at,
+                stay_held_seconds=0.0, review_after_days=days,
+            )  # fmt: skip
+        case LevelChanged(to_level=level, review_after_days=days):
+            return replace(
+                state, level=level, level_since=at, stay_held_seconds=0.0, review_after_days=days,
+                pending_review=None, flags=_without_flag(state.flags, REVIEW_OVERDUE),
+            )  # fmt: skip
+        case ReviewRequested(review_id=review_id, level=level, due_at=due_at):
+            return replace(state, pending_review=PendingReview(review_id, level, at, due_at))
+        case ReviewCompleted(next_review_after_days=next_days):
+            return replace(
+                state,
+                pending_review=None,
+                reviews_completed=state.reviews_completed + 1,
+                review_after_days=next_days if next_days is not None else state.review_after_days,
+                flags=_without_flag(state.flags, REVIEW_OVERDUE),
+            )
+        case ReviewEscalated():
+            if state.pending_review is None:
+                raise FoldError("a review was escalated that is not pending")
+            return replace(
+                state,
+                pending_review=replace(state.pending_review, escalated=True),
+                flags=_with_flag(state.flags, REVIEW_OVERDUE),
+            )
+        case FlagRaised(flag=flag):
+            return replace(state, flags=_with_flag(state.flags, flag))
+        case FlagCleared(flag=flag):
+            return replace(state, flags=_without_flag(state.flags, flag))
+        case EpisodePutOnHold(reason=reason):
+            return replace(state, status=EpisodeStatus.ON_HOLD, status_since=at, hold_reason=reason)
+        case EpisodeResumed(held_seconds=held):
+            return replace(
+                state, status=EpisodeStatus.ACTIVE, status_since=at, hold_reason=None,
+                stay_held_seconds=state.stay_held_seconds + held,
+            )  # fmt: skip
+        case EpisodeClosed(reason=reason):
+            return replace(
+                state, status=EpisodeStatus.CLOSED, status_since=at, discharge_reason=reason, closed_at=at,
+                pending_review=None, hold_reason=None,
+            )  # fmt: skip
     raise FoldError(f"no rule folds {type(event).__name__}")
 
 
 def fold(events: Iterable[DomainEvent], state: Episode | None = None) -> Episode | None:
     return reduce(evolve, events, state)
+
+
+def stay_elapsed(state: Episode, at: datetime) -> timedelta:
+    """How long the current stay has run on the care clock (time on hold does not count)."""
+    if state.level_since is None:
+        return timedelta(0)
+    until = state.status_since if state.status is not EpisodeStatus.ACTIVE else at
+    return max(timedelta(0), until - state.level_since - timedelta(seconds=state.stay_held_seconds))

@@ -29,3 +29,12 @@ def client_id(value: str) -> ClientId:
             "a client id is a pseudonym of 1-64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
         )
     return ClientId(value)
+
+
+def staff_id(value: str) -> str:
+    """A clinician's, therapist's or service's pseudonymous id (same form; never a name)."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise InvalidIdentifier(
+            "a staff id is 1-64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
+        )
+    return value

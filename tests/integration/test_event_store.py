@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from domain.codec import to_envelope
-from domain.episode import DischargeReason, EpisodeStatus
+from domain.episode import DischargeReason, EpisodeStatus, TedsDischarge
 from domain.events import (
     DomainEvent,
     EpisodeClosed,
@@ -57,10 +57,10 @@ def journey(episode: str) -> list[DomainEvent]:
     eid = EpisodeId(episode)
     return [
         EpisodeOpened(eid, T0, ClientId(f"client-{episode}")),
-        StayStarted(eid, T0 + timedelta(days=1), LevelOfCare.WITHDRAWAL_MANAGEMENT),
+        StayStarted(eid, T0 + timedelta(days=1), LevelOfCare.WITHDRAWAL_MANAGEMENT, 3.0, "sha256:test"),
         LevelChanged(
             eid, T0 + timedelta(days=5), LevelOfCare.WITHDRAWAL_MANAGEMENT, LevelOfCare.RESIDENTIAL, Direction.DOWN,
-            "withdrawal_completed",
+            "review r-1: goals_met", 30.0, "sha256:test",
         ),
         FlagRaised(eid, T0 + timedelta(days=6), "review_overdue", "review requested on day 5 not done"),
     ]  # fmt: skip
@@ -278,7 +278,7 @@ def test_an_old_schema_version_is_upcast_on_read_and_the_stored_row_is_untouched
 def test_the_episodes_projection_follows_appends_and_rebuilds_byte_identically(store: PostgresEventStore) -> None:
     for n in range(6):
         store.append(f"ep-{n}", [new(e) for e in journey(f"ep-{n}")[: 2 + n % 3]], expected_version=0)
-    store.append("ep-0", [new(EpisodeClosed(EpisodeId("ep-0"), T0 + timedelta(days=9), DischargeReason.COMPLETED))],
+    store.append("ep-0", [new(EpisodeClosed(EpisodeId("ep-0"), T0 + timedelta(days=9), DischargeReason.COMPLETED, TedsDischarge.COMPLETED))],
                  expected_version=2)  # fmt: skip
     store.append("other", plain("other", 3), expected_version=0)  # not an episode: the projection skips it
     with store.engine.connect() as conn:
@@ -317,7 +317,7 @@ def test_two_writers_with_their_own_caches_keep_the_projection_exact(app_engine:
         *journey("ep-1"),
         FlagCleared(eid, T0 + timedelta(days=7), "review_overdue"),
         FlagRaised(eid, T0 + timedelta(days=8), "result_missing", "test t-1 not back"),
-        EpisodeClosed(eid, T0 + timedelta(days=9), DischargeReason.TRANSFERRED),
+        EpisodeClosed(eid, T0 + timedelta(days=9), DischargeReason.TRANSFERRED, TedsDischarge.TRANSFERRED),
     ]
     for version, event in enumerate(history):
         (first if version % 2 == 0 else second).append("ep-1", [new(event)], expected_version=version)

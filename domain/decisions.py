@@ -1,0 +1,207 @@
+"""Decisions: `decide(state, command, policy, at)` -> the events to record, or CommandRejected with a reason.
+
+Pure: time (`at`, and the length of a care-clock `day`) comes in as arguments.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from domain.assessment import place, validate_ratings
+from domain.commands import (
+    Command,
+    CompleteAftercare,
+    Discharge,
+    EscalateReview,
+    OpenEpisode,
+    OverridePlacement,
+    PutOnHold,
+    RecordAssessment,
+    RecordReviewOutcome,
+    RequestReview,
+    Resume,
+)
+from domain.episode import DischargeReason, Episode, EpisodeStatus, ReviewOutcome
+from domain.errors import CommandRejected, InvalidIdentifier
+from domain.events import (
+    AssessmentRecorded,
+    DomainEvent,
+    EpisodeClosed,
+    EpisodeOpened,
+    EpisodePutOnHold,
+    EpisodeResumed,
+    LevelChanged,
+    PlacementDecided,
+    PlacementOverridden,
+    ReviewCompleted,
+    ReviewEscalated,
+    ReviewRequested,
+    StayStarted,
+)
+from domain.fold import evolve, stay_elapsed
+from domain.ids import client_id, episode_id, staff_id
+from domain.levels import LevelOfCare, direction
+from domain.policy import Policy
+
+DAY = timedelta(days=1)
+MAX_NOTE = 2000
+
+
+def decide(
+    state: Episode | None, command: Command, policy: Policy, at: datetime, day: timedelta = DAY
+) -> list[DomainEvent]:
+    """The events that `command` records against `state`, or CommandRejected saying why not."""
+    try:
+        return _decide(state, command, policy, at, day)
+    except InvalidIdentifier as error:
+        raise CommandRejected(str(error)) from None
+
+
+def _decide(state: Episode | None, command: Command, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
+    if isinstance(command, OpenEpisode):
+        if state is not None:
+            raise CommandRejected(f"episode {state.episode_id} is already open")
+        eid = episode_id(command.episode_id)
+        previous = episode_id(command.previous_episode_id) if command.previous_episode_id else None
+        opened = EpisodeOpened(eid, at, client_id(command.client_id), previous)
+        if command.assessment is None:
+            return [opened]
+        return [opened, *_decide(evolve(None, opened), command.assessment, policy, at, day)]
+    if state is None:
+        raise CommandRejected("the episode has not been opened")
+    if state.status is EpisodeStatus.CLOSED:
+        reason = state.discharge_reason.value if state.discharge_reason else "closed"
+        raise CommandRejected(f"the episode is closed ({reason}); nothing more can be recorded")
+    if isinstance(command, Discharge):
+        _check_note(command.note)
+        return [EpisodeClosed(state.episode_id, at, command.reason, command.reason.teds, command.note)]
+    if state.status is EpisodeStatus.INTAKE:
+        if not isinstance(command, RecordAssessment):
+            raise CommandRejected("the client has not been assessed yet; record the assessment first")
+        return _assess(state, command, policy, at)
+    if isinstance(command, RecordAssessment):
+        raise CommandRejected("the client was already assessed and placed; override the placement instead")
+    if isinstance(command, Resume):
+        if state.status is not EpisodeStatus.ON_HOLD:
+            raise CommandRejected("the episode is not on hold")
+        return [EpisodeResumed(state.episode_id, at, (at - state.status_since).total_seconds())]
+    if state.status is EpisodeStatus.ON_HOLD:
+        raise CommandRejected(f"the episode is on hold ({state.hold_reason}); resume it first")
+    assert state.level is not None and state.status is EpisodeStatus.ACTIVE
+    match command:
+        case PutOnHold(reason=reason):
+            return [EpisodePutOnHold(state.episode_id, at, reason)]
+        case OverridePlacement():
+            return _override(state, command, policy, at)
+        case RecordReviewOutcome():
+            return _review_outcome(state, command, policy, at, day)
+        case RequestReview(review_id=review_id):
+            return _request_review(state, review_id, policy, at, day)
+        case EscalateReview(review_id=review_id):
+            pending = state.pending_review
+            if pending is None or pending.review_id != review_id:
+                raise CommandRejected(f"review {review_id} is not pending")
+            if pending.escalated:
+                raise CommandRejected(f"review {review_id} was already escalated")
+            if at < pending.due_at + day * policy.review_escalate_after_days:
+                raise CommandRejected(f"review {review_id} is not overdue yet")
+            return [ReviewEscalated(state.episode_id, at, review_id, pending.due_at)]
+        case CompleteAftercare():
+            if state.level is not LevelOfCare.AFTERCARE:
+                raise CommandRejected("only aftercare completes at the end of its period")
+            if stay_elapsed(state, at) < day * (state.review_after_days or 0):
+                raise CommandRejected("the aftercare period has not ended")
+            return [EpisodeClosed(state.episode_id, at, DischargeReason.COMPLETED, DischargeReason.COMPLETED.teds)]
+    raise CommandRejected(f"{type(command).__name__} is not a command an episode accepts")
+
+
+def _check_note(note: str) -> None:
+    if len(note) > MAX_NOTE:
+        raise CommandRejected(f"a note is at most {MAX_NOTE} characters")
+
+
+def _assess(state: Episode, command: RecordAssessment, policy: Policy, at: datetime) -> list[DomainEvent]:
+    ratings = validate_ratings(tuple(command.ratings))
+    placement = place(ratings, policy)
+    first = placement.recommended_level
+    return [
+        AssessmentRecorded(state.episode_id, at, ratings, staff_id(command.assessed_by)),
+        PlacementDecided(
+            state.episode_id, at, first, placement.after_withdrawal_level, placement.rules_fired, policy.version
+        ),
+        StayStarted(state.episode_id, at, first, policy.stay_minimum_days[first], policy.version),
+    ]
+
+
+def _move(state: Episode, to: LevelOfCare, cause: str, policy: Policy, at: datetime) -> LevelChanged:
+    assert state.level is not None
+    return LevelChanged(
+        state.episode_id, at, state.level, to, direction(state.level, to), cause, policy.stay_minimum_days[to],
+        policy.version,
+    )  # fmt: skip
+
+
+def _override(state: Episode, command: OverridePlacement, policy: Policy, at: datetime) -> list[DomainEvent]:
+    _check_note(command.note)
+    if command.level is state.level:
+        raise CommandRejected(f"the client is already at {command.level.value}")
+    recommended = state.recommended_level or state.level
+    assert recommended is not None
+    clinician = staff_id(command.clinician)
+    return [
+        PlacementOverridden(state.episode_id, at, recommended, command.level, command.reason, command.note, clinician),
+        _move(state, command.level, f"placement override ({command.reason.value})", policy, at),
+    ]
+
+
+def _request_review(state: Episode, review_id: str, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
+    assert state.level is not None
+    if state.level is LevelOfCare.AFTERCARE:
+        raise CommandRejected("aftercare has no completion review")
+    if state.pending_review is not None:
+        raise CommandRejected(f"review {state.pending_review.review_id} is already pending")
+    if stay_elapsed(state, at) < day * (state.review_after_days or 0):
+        raise CommandRejected("the stay has not reached its review point")
+    return [ReviewRequested(state.episode_id, at, review_id, state.level, at + day * policy.review_due_days, policy.version)]
+
+
+def next_level_down(state: Episode, policy: Policy) -> LevelOfCare | None:
+    """Where `goals_met` moves the client: the placement's level after withdrawal, or the policy's step down."""
+    if state.level is LevelOfCare.WITHDRAWAL_MANAGEMENT:
+        return state.after_withdrawal_level or policy.after_withdrawal_minimum
+    return policy.step_down.get(state.level) if state.level else None
+
+
+def _review_outcome(
+    state: Episode, command: RecordReviewOutcome, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    pending = state.pending_review
+    if pending is None:
+        raise CommandRejected(f"no review is pending, so review {command.review_id} cannot be recorded")
+    if pending.review_id != command.review_id:
+        raise CommandRejected(f"review {command.review_id} is not the pending review ({pending.review_id})")
+    therapist = staff_id(command.therapist)
+    assert state.level is not None
+    cause = f"review {pending.review_id}: {command.outcome.value}"
+    match command.outcome:
+        case ReviewOutcome.EXTEND:
+            days = command.next_review_in_days if command.next_review_in_days is not None else policy.extend_default_days
+            if not 0 < days <= 365:
+                raise CommandRejected("the next review must come within 1 to 365 days")
+            next_after = stay_elapsed(state, at) / day + days
+            return [ReviewCompleted(state.episode_id, at, pending.review_id, command.outcome, therapist, next_after)]
+        case ReviewOutcome.GOALS_MET:
+            target = next_level_down(state, policy)
+            if target is None:
+                raise CommandRejected(f"the policy names no step down from {state.level.value}")
+        case ReviewOutcome.STEP_UP:
+            target = policy.step_up.get(state.level)
+            if target is None:
+                raise CommandRejected(f"the policy names no more intensive level than {state.level.value}")
+    if command.next_review_in_days is not None:
+        raise CommandRejected("a next review date goes only with the outcome `extend`")
+    return [
+        ReviewCompleted(state.episode_id, at, pending.review_id, command.outcome, therapist),
+        _move(state, target, cause, policy, at),
+    ]
+

@@ -1,0 +1,152 @@
+"""The care-pathway policy: data, validated on load, versioned by the hash of its text.
+
+Every decision event records `policy_version`, so a decision can always be traced to the rules in force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from domain.errors import PolicyError
+from domain.levels import AsamEdition, LevelOfCare
+
+
+@dataclass(frozen=True)
+class PlacementRule:
+    """If the rating of `dimension` is at least `at_least`: withdrawal management first, and/or a minimum level."""
+
+    name: str
+    dimension: int
+    at_least: int
+    minimum_level: LevelOfCare | None = None
+    withdrawal_first: bool = False
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    asam_edition: AsamEdition
+    stay_minimum_days: dict[LevelOfCare, float]
+    review_due_days: float
+    review_escalate_after_days: float
+    extend_default_days: float
+    step_down: dict[LevelOfCare, LevelOfCare]
+    step_up: dict[LevelOfCare, LevelOfCare]
+    re_entry_level: LevelOfCare
+    placement_baseline: LevelOfCare
+    after_withdrawal_minimum: LevelOfCare
+    placement_rules: tuple[PlacementRule, ...]
+
+
+def default_policy_text() -> str:
+    return resources.files("domain").joinpath("policy.toml").read_text(encoding="utf-8")
+
+
+def load_policy(text: str | None = None) -> Policy:
+    """Parse and validate a policy file's text (the default one if None); errors name the key."""
+    text = default_policy_text() if text is None else text
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise PolicyError(f"the policy is not valid TOML: {error}") from None
+    reader = _Reader(raw)
+    policy = Policy(
+        version="sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
+        asam_edition=reader.enum("asam_edition", AsamEdition),
+        stay_minimum_days={
+            level: reader.days(f"stay_minimum_days.{level.value}") for level in LevelOfCare
+        },
+        review_due_days=reader.days("reviews.due_within_days"),
+        review_escalate_after_days=reader.days("reviews.escalate_after_days", allow_zero=True),
+        extend_default_days=reader.days("reviews.extend_default_days"),
+        step_down=reader.level_map("step_down"),
+        step_up=reader.level_map("step_up"),
+        re_entry_level=reader.level("aftercare.re_entry_level"),
+        placement_baseline=reader.level("placement.baseline"),
+        after_withdrawal_minimum=reader.level("placement.after_withdrawal_minimum"),
+        placement_rules=reader.rules("placement.rules"),
+    )
+    for source, target in policy.step_down.items():
+        if target.intensity >= source.intensity:
+            raise PolicyError(f"step_down.{source.value}: {target.value} is not less intensive than {source.value}")
+    for source, target in policy.step_up.items():
+        if target.intensity <= source.intensity:
+            raise PolicyError(f"step_up.{source.value}: {target.value} is not more intensive than {source.value}")
+    return policy
+
+
+class _Reader:
+    """Typed access to the parsed TOML, each error naming the dotted key."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+
+    def get(self, key: str) -> Any:
+        node: Any = self.raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise PolicyError(f"policy key {key} is missing")
+            node = node[part]
+        return node
+
+    def enum(self, key: str, kind: type) -> Any:
+        value = self.get(key)
+        try:
+            return kind(value)
+        except ValueError:
+            allowed = ", ".join(v.value for v in kind)
+            raise PolicyError(f"policy key {key}: {value!r} is not one of {allowed}") from None
+
+    def level(self, key: str) -> LevelOfCare:
+        return self.enum(key, LevelOfCare)  # type: ignore[no-any-return]
+
+    def days(self, key: str, *, allow_zero: bool = False) -> float:
+        value = self.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+            raise PolicyError(f"policy key {key} must be a {'non-negative' if allow_zero else 'positive'} number of days, not {value!r}")
+        return float(value)
+
+    def level_map(self, key: str) -> dict[LevelOfCare, LevelOfCare]:
+        table = self.get(key)
+        if not isinstance(table, dict):
+            raise PolicyError(f"policy key {key} must be a table of level = level")
+        return {self.enum_value(f"{key}.{k}", k): self.level(f"{key}.{k}") for k in table}
+
+    def enum_value(self, key: str, value: str) -> LevelOfCare:
+        try:
+            return LevelOfCare(value)
+        except ValueError:
+            raise PolicyError(f"policy key {key}: {value!r} is not a level of care") from None
+
+    def rules(self, key: str) -> tuple[PlacementRule, ...]:
+        items = self.get(key)
+        if not isinstance(items, list):
+            raise PolicyError(f"policy key {key} must be an array of tables")
+        rules = []
+        for index, item in enumerate(items):
+            where = f"{key}[{index}]"
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise PolicyError(f"policy key {where}.name must be text")
+            dimension, at_least = item.get("dimension"), item.get("at_least")
+            if dimension not in range(1, 7):
+                raise PolicyError(f"policy key {where}.dimension must be an ASAM dimension 1-6, not {dimension!r}")
+            if at_least not in range(0, 5):
+                raise PolicyError(f"policy key {where}.at_least must be a rating 0-4, not {at_least!r}")
+            minimum = item.get("minimum_level")
+            withdrawal_first = item.get("withdrawal_first", False)
+            if minimum is None and not withdrawal_first:
+                raise PolicyError(f"policy key {where} needs minimum_level or withdrawal_first = true")
+            rules.append(
+                PlacementRule(
+                    item["name"],
+                    dimension,
+                    at_least,
+                    self.enum_value(f"{where}.minimum_level", minimum) if minimum is not None else None,
+                    bool(withdrawal_first),
+                )
+            )
+        return tuple(rules)

@@ -1,0 +1,293 @@
+"""Placement, policy and decisions: pure, with hypothesis driving random command sequences."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from domain.assessment import place, validate_ratings
+from domain.commands import (
+    CompleteAftercare,
+    Discharge,
+    EscalateReview,
+    OpenEpisode,
+    OverridePlacement,
+    PutOnHold,
+    RecordAssessment,
+    RecordReviewOutcome,
+    RequestReview,
+    Resume,
+)
+from domain.decisions import decide
+from domain.episode import DischargeReason, Episode, EpisodeStatus, HoldReason, OverrideReason, ReviewOutcome
+from domain.errors import CommandRejected, PolicyError
+from domain.events import DomainEvent, LevelChanged, ReviewEscalated
+from domain.fold import REVIEW_OVERDUE, fold
+from domain.levels import Direction, LevelOfCare
+from domain.policy import default_policy_text, load_policy
+
+POLICY = load_policy()
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+L = LevelOfCare
+
+
+@pytest.mark.parametrize(
+    ("ratings", "level", "after", "rules"),
+    [
+        ((1, 1, 1, 2, 2, 1), L.INTENSIVE_OUTPATIENT, None, ()),
+        ((3, 1, 1, 2, 2, 1), L.WITHDRAWAL_MANAGEMENT, L.RESIDENTIAL, ("withdrawal_potential",)),
+        ((0, 0, 0, 0, 0, 3), L.RESIDENTIAL, None, ("unstable_recovery_environment",)),
+        ((0, 0, 0, 0, 3, 0), L.PARTIAL_HOSPITALIZATION, None, ("high_relapse_potential",)),
+        ((0, 4, 0, 0, 0, 0), L.RESIDENTIAL, None, ("severe_biomedical_conditions",)),
+        ((4, 0, 4, 0, 3, 4), L.WITHDRAWAL_MANAGEMENT, L.RESIDENTIAL,
+         ("withdrawal_potential", "unstable_recovery_environment", "severe_emotional_behavioural_conditions",
+          "high_relapse_potential")),
+    ],
+)  # fmt: skip
+def test_placement_picks_the_least_intensive_safe_level_and_names_the_rules(
+    ratings: tuple[int, ...], level: LevelOfCare, after: LevelOfCare | None, rules: tuple[str, ...]
+) -> None:
+    placement = place(validate_ratings(ratings), POLICY)
+    assert (placement.recommended_level, placement.after_withdrawal_level) == (level, after)
+    assert placement.rules_fired == rules
+
+
+@pytest.mark.parametrize(
+    ("ratings", "message"),
+    [((1, 1, 1), "all six ASAM dimensions; 3 ratings"), ((1, 1, 5, 1, 1, 1), "dimension 3 .* must be rated 0-4")],
+)
+def test_an_assessment_out_of_range_names_the_dimension(ratings: tuple[int, ...], message: str) -> None:
+    with pytest.raises(CommandRejected, match=message):
+        validate_ratings(ratings)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("residential = 30\n", ""), "stay_minimum_days.residential is missing"),
+        (('re_entry_level = "intensive_outpatient"', 're_entry_level = "spa"'), "aftercare.re_entry_level: 'spa'"),
+        (("due_within_days = 3", "due_within_days = -1"), "reviews.due_within_days must be a positive number"),
+        (('outpatient = "aftercare"', 'outpatient = "residential"'), "step_down.outpatient: residential is not less"),
+        (("dimension = 6", "dimension = 9"), r"placement.rules\[1\].dimension must be an ASAM dimension"),
+        (("asam_edition = \"3\"", "asam_edition = [\""), "not valid TOML"),
+    ],
+)
+def test_a_malformed_policy_names_the_key(edit: tuple[str, str], message: str) -> None:
+    text = default_policy_text()
+    assert edit[0] in text
+    with pytest.raises(PolicyError, match=message):
+        load_policy(text.replace(edit[0], edit[1], 1))
+
+
+def test_the_policy_version_is_the_hash_of_its_text() -> None:
+    text = default_policy_text()
+    assert load_policy(text).version == POLICY.version
+    assert load_policy(text + "\n# changed\n").version != POLICY.version
+
+
+class Journey:
+    """Drives one episode through `decide` and `fold`, as the workflow does."""
+
+    def __init__(self) -> None:
+        self.state: Episode | None = None
+        self.at = T0
+        self.recorded: list[DomainEvent] = []
+
+    def do(self, command: object) -> list[DomainEvent]:
+        events = decide(self.state, command, POLICY, self.at)  # type: ignore[arg-type]
+        self.state = fold(events, self.state)
+        self.recorded += events
+        return events
+
+    def wait(self, days: float) -> None:
+        self.at += DAY * days
+
+
+def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare() -> None:
+    j = Journey()
+    j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((3, 1, 2, 2, 2, 2), "clin-1")))
+    levels = []
+    for review in range(1, 6):
+        assert j.state is not None
+        levels.append(j.state.level)
+        if j.state.level is L.AFTERCARE:
+            break
+        with pytest.raises(CommandRejected, match="has not reached its review point"):
+            j.do(RequestReview(f"r-{review}"))
+        j.wait(POLICY.stay_minimum_days[j.state.level])
+        j.do(RequestReview(f"r-{review}"))
+        j.wait(1)
+        [completed, moved] = j.do(RecordReviewOutcome(f"r-{review}", ReviewOutcome.GOALS_MET, "ther-3"))
+        assert isinstance(moved, LevelChanged) and moved.direction is Direction.DOWN
+    assert levels == [L.WITHDRAWAL_MANAGEMENT, L.RESIDENTIAL, L.INTENSIVE_OUTPATIENT, L.OUTPATIENT, L.AFTERCARE]
+    with pytest.raises(CommandRejected, match="aftercare has no completion review"):
+        j.do(RequestReview("r-6"))
+    with pytest.raises(CommandRejected, match="has not ended"):
+        j.do(CompleteAftercare())
+    j.wait(365)
+    j.do(CompleteAftercare())
+    assert j.state is not None and j.state.status is EpisodeStatus.CLOSED
+    assert j.state.discharge_reason is DischargeReason.COMPLETED
+    assert fold(j.recorded) == j.state
+    with pytest.raises(CommandRejected, match="the episode is closed \\(completed\\)"):
+        j.do(PutOnHold(HoldReason.LEAVE))
+
+
+def test_reviews_are_escalated_when_overdue_and_never_skipped() -> None:
+    j = Journey()
+    j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((0, 0, 0, 0, 0, 3), "clin-1")))
+    j.wait(30)
+    j.do(RequestReview("r-1"))
+    j.wait(2)
+    with pytest.raises(CommandRejected, match="not overdue yet"):
+        j.do(EscalateReview("r-1"))
+    j.wait(1)
+    [escalated] = j.do(EscalateReview("r-1"))
+    assert isinstance(escalated, ReviewEscalated) and j.state is not None and REVIEW_OVERDUE in j.state.flags
+    with pytest.raises(CommandRejected, match="already pending"):
+        j.do(RequestReview("r-2"))
+    j.do(RecordReviewOutcome("r-1", ReviewOutcome.EXTEND, "ther-3", next_review_in_days=7))
+    assert j.state.flags == () and j.state.pending_review is None
+    assert j.state.review_after_days == pytest.approx(33 + 7)
+
+
+def test_holds_stop_the_stay_clock() -> None:
+    j = Journey()
+    j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))  # IOP, 30 days
+    j.wait(10)
+    j.do(PutOnHold(HoldReason.HOSPITALISED))
+    with pytest.raises(CommandRejected, match="on hold \\(hospitalised\\); resume it first"):
+        j.do(RequestReview("r-1"))
+    j.wait(5)
+    j.do(Resume())
+    j.wait(19.5)  # 34.5 days since the stay began, 29.5 of them on the care clock
+    with pytest.raises(CommandRejected, match="has not reached its review point"):
+        j.do(RequestReview("r-1"))
+    j.wait(0.5)
+    j.do(RequestReview("r-1"))
+    assert j.state is not None and j.state.stay_held_seconds == 5 * 86400
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (RecordReviewOutcome("r-9", ReviewOutcome.GOALS_MET, "ther-3"), "no review is pending"),
+        (Resume(), "the episode is not on hold"),
+        (OverridePlacement(L.INTENSIVE_OUTPATIENT, OverrideReason.CLIENT_PREFERENCE, "", "clin-1"), "already at"),
+        (RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1"), "already assessed and placed"),
+        (OpenEpisode("ep-1", "client-7"), "already open"),
+        (Discharge(DischargeReason.ADMINISTRATIVE, "x" * 2001), "at most 2000 characters"),
+        (OverridePlacement(L.RESIDENTIAL, OverrideReason.COURT_ORDER, "", "Dr Jane Doe"), "a staff id is"),
+    ],
+)
+def test_invalid_commands_are_refused_with_a_reason(command: object, message: str) -> None:
+    j = Journey()
+    j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))
+    with pytest.raises(CommandRejected, match=message):
+        j.do(command)
+
+
+def test_commands_before_the_assessment_are_refused_but_discharge_is_not() -> None:
+    j = Journey()
+    j.do(OpenEpisode("ep-1", "client-7"))
+    with pytest.raises(CommandRejected, match="has not been assessed yet"):
+        j.do(PutOnHold(HoldReason.LEAVE))
+    j.do(Discharge(DischargeReason.AGAINST_MEDICAL_ADVICE))
+    assert j.state is not None and j.state.status is EpisodeStatus.CLOSED and j.state.level is None
+
+
+def test_an_override_keeps_both_levels_on_record_and_step_up_has_a_ceiling() -> None:
+    j = Journey()
+    j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))
+    overridden, moved = j.do(OverridePlacement(L.RESIDENTIAL, OverrideReason.COURT_ORDER, "order 12", "clin-2"))
+    assert (overridden.recommended_level, overridden.actual_level) == (L.INTENSIVE_OUTPATIENT, L.RESIDENTIAL)  # type: ignore[attr-defined]
+    assert isinstance(moved, LevelChanged) and moved.cause == "placement override (court_order)"
+    assert j.state is not None and j.state.recommended_level is L.INTENSIVE_OUTPATIENT
+    j.wait(30)
+    j.do(RequestReview("r-1"))
+    with pytest.raises(CommandRejected, match="no more intensive level than residential"):
+        j.do(RecordReviewOutcome("r-1", ReviewOutcome.STEP_UP, "ther-3"))
+
+
+class EpisodeMachine(RuleBasedStateMachine):
+    """Random sequences of commands at random times: accepted ones never reach an invalid state, and the
+    fold of everything recorded always equals the state that produced it."""
+
+    @initialize(ratings=st.tuples(*[st.integers(0, 4)] * 6), assess=st.booleans())
+    def open(self, ratings: tuple[int, ...], assess: bool) -> None:
+        self.journey = Journey()
+        self.reviews = 0
+        self.journey.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment(ratings, "clin-1") if assess else None))
+
+    def attempt(self, command: object) -> None:
+        try:
+            self.journey.do(command)
+        except CommandRejected:
+            pass
+
+    @rule(days=st.floats(min_value=0, max_value=60))
+    def time_passes(self, days: float) -> None:
+        self.journey.wait(days)
+
+    @rule(ratings=st.tuples(*[st.integers(0, 4)] * 6))
+    def assess(self, ratings: tuple[int, ...]) -> None:
+        self.attempt(RecordAssessment(ratings, "clin-1"))
+
+    @rule()
+    def request_review(self) -> None:
+        self.reviews += 1
+        self.attempt(RequestReview(f"r-{self.reviews}"))
+
+    @rule()
+    def escalate(self) -> None:
+        self.attempt(EscalateReview(f"r-{self.reviews}"))
+
+    @rule(outcome=st.sampled_from(list(ReviewOutcome)), days=st.none() | st.floats(min_value=1, max_value=30))
+    def review(self, outcome: ReviewOutcome, days: float | None) -> None:
+        self.attempt(RecordReviewOutcome(f"r-{self.reviews}", outcome, "ther-3", days))
+
+    @rule(reason=st.sampled_from(list(HoldReason)))
+    def hold(self, reason: HoldReason) -> None:
+        self.attempt(PutOnHold(reason))
+
+    @rule()
+    def resume(self) -> None:
+        self.attempt(Resume())
+
+    @rule(level=st.sampled_from(list(LevelOfCare)), reason=st.sampled_from(list(OverrideReason)))
+    def override(self, level: LevelOfCare, reason: OverrideReason) -> None:
+        self.attempt(OverridePlacement(level, reason, "", "clin-2"))
+
+    @rule()
+    def complete_aftercare(self) -> None:
+        self.attempt(CompleteAftercare())
+
+    @rule(reason=st.sampled_from(list(DischargeReason)))
+    def discharge(self, reason: DischargeReason) -> None:
+        if reason is not DischargeReason.COMPLETED:  # completion is the aftercare clock's, mostly
+            self.attempt(Discharge(reason))
+
+    @invariant()
+    def state_is_valid_and_is_the_fold_of_what_was_recorded(self) -> None:
+        state = self.journey.state
+        assert state is not None and fold(self.journey.recorded) == state
+        assert state.version == len(self.journey.recorded)
+        assert (state.status is EpisodeStatus.CLOSED) == (state.discharge_reason is not None)
+        assert (state.status is EpisodeStatus.INTAKE) == (state.level is None and state.discharge_reason is None) or (
+            state.status is EpisodeStatus.CLOSED
+        )
+        assert (state.hold_reason is not None) == (state.status is EpisodeStatus.ON_HOLD)
+        if state.pending_review is not None:
+            assert state.status in (EpisodeStatus.ACTIVE, EpisodeStatus.ON_HOLD)
+            assert state.pending_review.level is state.level and state.level is not LevelOfCare.AFTERCARE
+        assert (REVIEW_OVERDUE in state.flags) == bool(state.pending_review and state.pending_review.escalated)
+        assert list(state.flags) == sorted(set(state.flags)) and state.stay_held_seconds >= 0
+
+
+TestEpisodeMachine = EpisodeMachine.TestCase
+TestEpisodeMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
