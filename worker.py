@@ -19,11 +19,12 @@ from eventlog.db import check_reachable, make_engine
 from eventlog.migrate import apply_migrations
 from eventlog.projection import EpisodesProjection
 from eventlog.store import PostgresEventStore
+from workflows.episode import EpisodeWorkflow
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS: Sequence[type] = ()  # the episode workflow arrives with the care-pathway issue
+WORKFLOWS: Sequence[type] = (EpisodeWorkflow,)
 ACTIVITY_THREADS = 32
 
 

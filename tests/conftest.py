@@ -118,3 +118,21 @@ async def temporal_env(temporal_path: Path) -> AsyncIterator[object]:
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def skipping_env(temporal_path: Path) -> AsyncIterator[object]:
+    """The real Temporal dev server with per-workflow time skipping (v2): tests move each episode's clock
+    forward with `fast_forward`, so months of care pass in seconds and nothing waits real days."""
+    from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
+
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        ts_config=TimeSkippingConfig(enabled=False),
+        dev_server_existing_path=str(temporal_path),
+        search_attributes=[EPISODE_LEVEL, EPISODE_STATUS],
+        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()

@@ -1,0 +1,103 @@
+"""Sending commands to episodes: the one client-side path the API, the CLI and the demo share."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.commands import (
+    Command,
+    Discharge,
+    OpenEpisode,
+    OverridePlacement,
+    PutOnHold,
+    RecordAssessment,
+    RecordReviewOutcome,
+    Resume,
+)
+from domain.errors import CommandRejected, UnknownEpisode
+from domain.ids import episode_id as valid_episode_id
+from domain.policy import default_policy_text, load_policy
+from workflows.episode import CommandMeta, CommandResult, EpisodeInput, EpisodeWorkflow, workflow_id
+
+UPDATES: dict[type, Any] = {
+    RecordAssessment: EpisodeWorkflow.record_assessment,
+    OverridePlacement: EpisodeWorkflow.override_placement,
+    RecordReviewOutcome: EpisodeWorkflow.record_review_outcome,
+    PutOnHold: EpisodeWorkflow.put_on_hold,
+    Resume: EpisodeWorkflow.resume,
+    Discharge: EpisodeWorkflow.discharge,
+}
+
+
+class EpisodeCommands:
+    """Opens episodes (update-with-start: create or attach) and sends them commands as updates."""
+
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str,
+        *,
+        policy_text: str | None = None,
+        day: timedelta = timedelta(days=1),
+        continue_as_new_after: int | None = None,
+    ) -> None:
+        self.client = client
+        self.task_queue = task_queue
+        self.policy_text = policy_text if policy_text is not None else default_policy_text()
+        load_policy(self.policy_text)  # a malformed policy fails here, naming the key, not in a workflow
+        self.day = day
+        self.continue_as_new_after = continue_as_new_after
+
+    async def open(self, meta: CommandMeta, command: OpenEpisode) -> CommandResult:
+        """Open the episode, or attach to it if it exists; a retried open returns the first outcome."""
+        eid = valid_episode_id(command.episode_id)
+        start = WithStartWorkflowOperation(
+            EpisodeWorkflow.run,
+            EpisodeInput(eid, self.policy_text, self.day.total_seconds(), self.continue_as_new_after),
+            id=workflow_id(eid),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        return await _rejections_as_domain_errors(
+            self.client.execute_update_with_start_workflow(
+                EpisodeWorkflow.open, args=[meta, command], start_workflow_operation=start, id=meta.command_id
+            )
+        )
+
+    async def send(self, episode_id: str, meta: CommandMeta, command: Command) -> CommandResult:
+        update = UPDATES.get(type(command))
+        if update is None:
+            raise CommandRejected(f"{type(command).__name__} is not sent to an episode by other services")
+        eid = valid_episode_id(episode_id)
+        handle = self.client.get_workflow_handle(workflow_id(eid))
+        return await _rejections_as_domain_errors(
+            handle.execute_update(update, args=[meta, command], id=meta.command_id), eid
+        )
+
+    async def state(self, episode_id: str) -> dict[str, Any] | None:
+        eid = valid_episode_id(episode_id)
+        handle = self.client.get_workflow_handle(workflow_id(eid))
+        return await _rejections_as_domain_errors(handle.query(EpisodeWorkflow.state), eid)  # type: ignore[return-value]
+
+
+async def _rejections_as_domain_errors(call: Any, episode_id: str | None = None) -> CommandResult:
+    """Temporal's answers, in the domain's words: a refusal, a closed episode, or an unknown one."""
+    try:
+        return await call  # type: ignore[no-any-return]
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        if isinstance(cause, ApplicationError) and cause.type == "CommandRejected":
+            raise CommandRejected(cause.message) from None
+        raise
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND and "already completed" not in error.message:
+            raise UnknownEpisode(f"no episode {episode_id}") from None
+        if "already completed" in error.message:
+            raise CommandRejected("the episode is closed; nothing more can be recorded") from None
+        raise

@@ -1,0 +1,48 @@
+"""Helpers for episode tests: a worker on a queue of the test's own, and a bounded wait for a condition."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from continuum.episodes import EpisodeCommands
+from eventlog.store import PostgresEventStore
+from worker import WORKFLOWS, activities_for
+from workflows.episode import CommandMeta
+
+T = TypeVar("T")
+DAY = timedelta(days=1)
+
+
+@contextlib.asynccontextmanager
+async def episode_worker(env: WorkflowEnvironment, store: PostgresEventStore, **options: Any) -> AsyncIterator[EpisodeCommands]:
+    queue = f"episodes-{uuid.uuid4().hex[:8]}"
+    with ThreadPoolExecutor(8) as executor:
+        async with Worker(
+            env.client, task_queue=queue, workflows=list(WORKFLOWS), activities=activities_for(store),
+            activity_executor=executor,
+        ):  # fmt: skip
+            yield EpisodeCommands(env.client, queue, **options)
+
+
+def meta(command_id: str | None = None, actor: str = "svc:ehr-1") -> CommandMeta:
+    return CommandMeta(command_id or f"cmd-{uuid.uuid4().hex[:10]}", actor)
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], what: str, tries: int = 400) -> T:
+    """Poll `probe` until `accept` holds (a bounded wait for asynchronous work, not a timing assertion)."""
+    value = await probe()
+    for _ in range(tries):
+        if accept(value):
+            return value
+        await asyncio.sleep(0.05)
+        value = await probe()
+    raise AssertionError(f"never happened: {what}; last value: {value!r}")

@@ -1,0 +1,282 @@
+"""EpisodeWorkflow on the real Temporal dev server (time skipping v2) and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from continuum.episodes import EpisodeCommands
+from domain.commands import Discharge, OpenEpisode, PutOnHold, RecordAssessment, RecordReviewOutcome, Resume
+from domain.episode import DischargeReason, HoldReason, ReviewOutcome
+from domain.errors import CommandRejected, UnknownEpisode
+from domain.levels import LevelOfCare
+from domain.policy import load_policy
+from eventlog.store import PostgresEventStore
+from eventlog.verify import verify_log
+from tests.integration.episodes import DAY, episode_worker, eventually, meta
+from workflows.episode import workflow_id
+
+pytestmark = pytest.mark.integration
+POLICY = load_policy()
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+WITHDRAWAL_RISK = (3, 1, 2, 2, 2, 2)  # withdrawal management first, then residential
+MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient
+
+
+def types(store: PostgresEventStore, episode: str) -> list[str]:
+    return [e.event_type for e in store.read_stream(episode)]
+
+
+def projected(store: PostgresEventStore, episode: str) -> Any:
+    with store.engine.connect() as conn:
+        return conn.execute(text("SELECT * FROM episodes WHERE episode_id = :e"), {"e": episode}).one()
+
+
+async def pending_review(episodes: EpisodeCommands, episode: str) -> dict[str, Any]:
+    state = await eventually(lambda: episodes.state(episode), lambda s: s and s["pending_review"], "review requested")
+    return state["pending_review"]  # type: ignore[no-any-return]
+
+
+def handle_of(env: WorkflowEnvironment, episode: str) -> WorkflowHandle[Any, Any]:
+    return env.client.get_workflow_handle(workflow_id(episode))
+
+
+async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare(
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore
+) -> None:
+    episode = "ep-journey"
+    async with episode_worker(skipping_env, store) as episodes:
+        opened = await episodes.open(
+            meta(), OpenEpisode(episode, "client-1", assessment=RecordAssessment(WITHDRAWAL_RISK, "clin-1"))
+        )
+        assert [e.type for e in opened.events] == ["EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted"]
+        handle = handle_of(skipping_env, episode)
+        path = [LevelOfCare.WITHDRAWAL_MANAGEMENT, LevelOfCare.RESIDENTIAL, LevelOfCare.INTENSIVE_OUTPATIENT,
+                LevelOfCare.OUTPATIENT]  # fmt: skip
+        for level in path:
+            assert projected(store, episode).level == level.value
+            await skipping_env.fast_forward(handle, DAY * (POLICY.stay_minimum_days[level] + 0.5))
+            review = await pending_review(episodes, episode)
+            assert types(store, episode)[-1] == "ReviewRequested" and review["level"] == level.value
+            moved = await episodes.send(episode, meta(), RecordReviewOutcome(review["review_id"], ReviewOutcome.GOALS_MET, "ther-1"))
+            assert [e.type for e in moved.events] == ["ReviewCompleted", "LevelChanged"]
+            assert moved.events[1].data["direction"] == "down"
+        assert projected(store, episode).level == "aftercare"
+        await skipping_env.fast_forward(handle, DAY * (POLICY.stay_minimum_days[LevelOfCare.AFTERCARE] + 1))
+        final = await handle.result()
+        description = await handle.describe()
+
+    assert final["status"] == "closed" and final["discharge_reason"] == "completed"
+    row = projected(store, episode)
+    assert (row.status, row.level, row.flags) == ("closed", "aftercare", [])
+    assert types(store, episode) == [
+        "EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted",
+        *["ReviewRequested", "ReviewCompleted", "LevelChanged"] * 4, "EpisodeClosed",
+    ]  # fmt: skip
+    closing = store.read_stream(episode)[-1]
+    assert closing.payload["teds"] == "completed" and closing.metadata.actor == "clock"
+    assert all(e.metadata.workflow_id == workflow_id(episode) for e in store.read_stream(episode))
+    assert verify_log(store.engine).ok
+    attributes = {key: value for key, value in description.search_attributes.items()}
+    assert attributes["ContinuumStatus"] == ["closed"] and attributes["ContinuumLevel"] == ["aftercare"]
+    if os.environ.get("CONTINUUM_RECORD_HISTORIES"):
+        HISTORIES.mkdir(exist_ok=True)
+        history = await handle.fetch_history()
+        (HISTORIES / "episode_journey.json").write_text(history.to_json())
+
+
+async def test_an_overdue_review_is_escalated_and_cleared_by_the_outcome(
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore
+) -> None:
+    episode = "ep-overdue"
+    async with episode_worker(skipping_env, store) as episodes:
+        await episodes.open(meta(), OpenEpisode(episode, "client-2", assessment=RecordAssessment(MILD, "clin-1")))
+        handle = handle_of(skipping_env, episode)
+        await skipping_env.fast_forward(handle, DAY * 30.5)
+        review = await pending_review(episodes, episode)
+        await skipping_env.fast_forward(handle, DAY * (POLICY.review_due_days + 1))
+        await eventually(lambda: episodes.state(episode), lambda s: s["pending_review"]["escalated"], "escalation")
+        assert types(store, episode)[-2:] == ["ReviewRequested", "ReviewEscalated"]
+        assert projected(store, episode).flags == ["review_overdue"]
+
+        await episodes.send(episode, meta(), RecordReviewOutcome(review["review_id"], ReviewOutcome.EXTEND, "ther-1", 10))
+
+        assert projected(store, episode).flags == []
+        assert types(store, episode)[-1] == "ReviewCompleted"
+
+
+async def test_a_discharge_against_medical_advice_mid_stay_closes_the_episode(
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore
+) -> None:
+    episode = "ep-ama"
+    async with episode_worker(skipping_env, store) as episodes:
+        await episodes.open(meta(), OpenEpisode(episode, "client-3", assessment=RecordAssessment(MILD, "clin-1")))
+        handle = handle_of(skipping_env, episode)
+        await skipping_env.fast_forward(handle, DAY * 12)
+        result = await episodes.send(episode, meta(), Discharge(DischargeReason.AGAINST_MEDICAL_ADVICE))
+        final = await handle.result()
+        with pytest.raises(CommandRejected, match="the episode is closed"):
+            await episodes.send(episode, meta(), PutOnHold(HoldReason.LEAVE))
+        with pytest.raises(UnknownEpisode, match="no episode ep-never-opened"):
+            await episodes.send("ep-never-opened", meta(), PutOnHold(HoldReason.LEAVE))
+
+    assert [e.type for e in result.events] == ["EpisodeClosed"]
+    assert result.events[0].data["teds"] == "dropped_out"
+    assert final["status"] == "closed" and projected(store, episode).status == "closed"
+    assert types(store, episode)[-1] == "EpisodeClosed"
+
+
+async def test_hold_and_resume_stop_and_restart_the_stay_clock(
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore
+) -> None:
+    episode = "ep-hold"
+    async with episode_worker(skipping_env, store) as episodes:
+        await episodes.open(meta(), OpenEpisode(episode, "client-4", assessment=RecordAssessment(MILD, "clin-1")))
+        handle = handle_of(skipping_env, episode)
+        await skipping_env.fast_forward(handle, DAY * 10)
+        await episodes.send(episode, meta(), PutOnHold(HoldReason.HOSPITALISED))
+        assert projected(store, episode).status == "on_hold"
+        await skipping_env.fast_forward(handle, DAY * 40)  # past the 30-day review point, but on hold
+        assert (await episodes.state(episode))["pending_review"] is None  # type: ignore[index]
+        await episodes.send(episode, meta(), Resume())
+        await skipping_env.fast_forward(handle, DAY * 19.5)  # 29.5 days on the care clock
+        assert (await episodes.state(episode))["pending_review"] is None  # type: ignore[index]
+        await skipping_env.fast_forward(handle, DAY * 1)
+        await pending_review(episodes, episode)
+
+    assert types(store, episode)[-3:] == ["EpisodePutOnHold", "EpisodeResumed", "ReviewRequested"]
+    resumed = store.read_stream(episode)[-2]
+    assert resumed.payload["held_seconds"] == pytest.approx(40 * 86400, rel=1e-3)
+
+
+async def test_a_rejected_command_records_nothing_and_says_why(
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore
+) -> None:
+    episode = "ep-rejected"
+    async with episode_worker(skipping_env, store) as episodes:
+        await episodes.open(meta(), OpenEpisode(episode, "client-5"))
+        before = types(store, episode)
+
+        with pytest.raises(CommandRejected, match="has not been assessed yet"):
+            await episodes.send(episode, meta(), PutOnHold(HoldReason.LEAVE))
+        with pytest.raises(CommandRejected, match="dimension 2 .* must be rated 0-4"):
+            await episodes.send(episode, meta(), RecordAssessment((1, 7, 1, 1, 1, 1), "clin-1"))
+        with pytest.raises(CommandRejected, match="already open"):
+            await episodes.open(meta(), OpenEpisode(episode, "client-5"))
+        with pytest.raises(CommandRejected, match="a staff id is"):
+            await episodes.send(episode, meta(actor="Dr Jane Doe"), RecordAssessment(MILD, "clin-1"))
+        history = await handle_of(skipping_env, episode).fetch_history()
+
+    assert types(store, episode) == before == ["EpisodeOpened"]
+    assert projected(store, episode).status == "intake"
+    assert not any(e.HasField("workflow_execution_update_accepted_event_attributes") and
+                   e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name == "put_on_hold"
+                   for e in history.events)  # fmt: skip
+
+
+async def test_the_same_command_id_twice_records_once_even_across_continue_as_new(
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore
+) -> None:
+    episode = "ep-twice"
+    async with episode_worker(skipping_env, store, continue_as_new_after=2) as episodes:
+        open_meta = meta("open-1")
+        first_open = await episodes.open(open_meta, OpenEpisode(episode, "client-6", assessment=RecordAssessment(MILD, "clin-1")))
+        again_open = await episodes.open(open_meta, OpenEpisode(episode, "client-6", assessment=RecordAssessment(MILD, "clin-1")))
+        handle = handle_of(skipping_env, episode)
+        first_run = (await handle.describe()).run_id
+        hold = meta("hold-1")
+        first_hold = await episodes.send(episode, hold, PutOnHold(HoldReason.LEAVE))  # the 2nd command of the run
+        await eventually(handle.describe, lambda d: d.run_id != first_run, "continued as new")
+        again_hold = await episodes.send(episode, hold, PutOnHold(HoldReason.LEAVE))
+        resumed = await episodes.send(episode, meta(), Resume())
+        state = await episodes.state(episode)
+
+    assert again_open.events == first_open.events and again_hold.events == first_hold.events
+    assert types(store, episode) == [
+        "EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted", "EpisodePutOnHold", "EpisodeResumed",
+    ]  # fmt: skip
+    assert [e.type for e in resumed.events] == ["EpisodeResumed"]
+    assert state is not None and state["status"] == "active" and state["version"] == 6
+
+
+def _worker_process(env: WorkflowEnvironment, database_url: str, queue: str, data_dir: Path) -> subprocess.Popen[str]:
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL"))},
+        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "TEMPORAL_TASK_QUEUE": queue,
+        "DATABASE_URL": database_url,
+        "CONTINUUM_DATA_DIR": str(data_dir),
+        "CONTINUUM_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "continuum.cli", "worker"], env=environment, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "worker.started" in line:
+            return process
+    raise AssertionError(f"worker did not start: exit {process.wait()}")
+
+
+async def test_a_worker_killed_mid_episode_is_replaced_without_duplicates_or_gaps(
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore, database_url: str, tmp_path: Path
+) -> None:
+    episode, queue = "ep-killed", "episodes-killed"
+    episodes = EpisodeCommands(skipping_env.client, queue)
+    first = _worker_process(skipping_env, database_url, queue, tmp_path)
+    await episodes.open(meta(), OpenEpisode(episode, "client-7", assessment=RecordAssessment(WITHDRAWAL_RISK, "clin-1")))
+    handle = handle_of(skipping_env, episode)
+    await skipping_env.fast_forward(handle, DAY * 3.5)
+    review = await pending_review(episodes, episode)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+
+    outcome = asyncio.ensure_future(
+        episodes.send(episode, meta(), RecordReviewOutcome(review["review_id"], ReviewOutcome.GOALS_MET, "ther-1"))
+    )  # waits for a worker
+    second = _worker_process(skipping_env, database_url, queue, tmp_path)
+    try:
+        moved = await outcome
+        await skipping_env.fast_forward(handle, DAY * 30.5)
+        await pending_review(episodes, episode)
+    finally:
+        second.send_signal(signal.SIGINT)
+        second.communicate(timeout=60)
+
+    assert [e.type for e in moved.events] == ["ReviewCompleted", "LevelChanged"]
+    events = store.read_stream(episode)
+    assert [e.stream_version for e in events] == list(range(1, len(events) + 1))
+    assert len({e.event_id for e in events}) == len(events)
+    assert [e.event_type for e in events][-4:] == ["ReviewRequested", "ReviewCompleted", "LevelChanged", "ReviewRequested"]
+    assert projected(store, episode).level == "residential"
+    assert verify_log(store.engine).ok
+    assert second.returncode == 0
+
+
+async def test_recorded_histories_replay_with_the_current_workflow_code() -> None:
+    """Temporal's Replayer runs the current EpisodeWorkflow over histories recorded by earlier code: a change
+    to the command sequence that is not patched fails here with a non-determinism error."""
+    from temporalio.client import WorkflowHistory
+    from temporalio.worker import Replayer
+
+    from workflows.episode import EpisodeWorkflow
+
+    files = sorted(HISTORIES.glob("*.json"))
+    assert files, "no recorded histories under tests/histories"
+    replayer = Replayer(workflows=[EpisodeWorkflow])
+    for path in files:
+        history = WorkflowHistory.from_json(f"episode-{path.stem}", json.loads(path.read_text()))
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+        assert result.replay_failure is None

@@ -1,0 +1,302 @@
+"""EpisodeWorkflow: one client's episode of care, from intake to closure.
+
+Commands arrive as Temporal updates with validators: a command the domain refuses is rejected before it
+reaches history, and nothing is recorded. An accepted command is decided by the domain, its events are
+appended to the event store by an idempotent activity (event ids minted here, deterministically), and only
+then folded into the workflow's state. The care clock (reviews, escalations, the end of aftercare) is the
+domain's `next_due`; the workflow just waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.eventlog import EventToRecord, RecordEventsInput, RecordEventsResult
+    from domain.clock import next_due
+    from domain.codec import decode, encode, to_envelope
+    from domain.commands import (
+        Command,
+        Discharge,
+        OpenEpisode,
+        OverridePlacement,
+        PutOnHold,
+        RecordAssessment,
+        RecordReviewOutcome,
+        Resume,
+    )
+    from domain.decisions import decide
+    from domain.episode import Episode, EpisodeStatus
+    from domain.errors import CommandRejected, DomainError
+    from domain.events import DomainEvent
+    from domain.fold import fold
+    from domain.ids import staff_id
+    from domain.policy import Policy, load_policy
+    from workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
+
+RECORD_TIMEOUT = timedelta(seconds=30)
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["ConcurrencyError", "EventIdConflict", "CommandRejected"],
+)
+KEPT_RESULTS = 200  # full results kept for repeated command ids; older ids answer with the current state
+CLOCK_ACTOR = "clock"
+CLOCK_RETRY = timedelta(seconds=1)
+
+
+def workflow_id(episode_id: str) -> str:
+    return f"episode-{episode_id}"
+
+
+@dataclass
+class CommandMeta:
+    """Who sends a command, and the id that makes a repeat of it return the first outcome."""
+
+    command_id: str
+    actor: str
+    correlation_id: str | None = None
+
+
+@dataclass
+class RecordedEvent:
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass
+class CommandResult:
+    command_id: str
+    events: list[RecordedEvent]
+    state: dict[str, Any]
+    duplicate: bool = False
+
+
+@dataclass
+class EpisodeInput:
+    episode_id: str
+    policy_text: str
+    day_seconds: float = 86400.0  # the length of a care-clock day; demos compress it
+    continue_as_new_after: int | None = None  # commands per run before continuing as new (None: when suggested)
+    state: dict[str, Any] | None = None  # carried across continue-as-new
+    results: dict[str, CommandResult] = field(default_factory=dict)
+    earlier_command_ids: list[str] = field(default_factory=list)
+
+
+def _rejected(error: DomainError) -> ApplicationError:
+    return ApplicationError(str(error), type="CommandRejected", non_retryable=True)
+
+
+@workflow.defn
+class EpisodeWorkflow:
+    @workflow.init
+    def __init__(self, input: EpisodeInput) -> None:
+        self._input = input
+        self._policy: Policy = load_policy(input.policy_text)
+        self._day = timedelta(seconds=input.day_seconds)
+        self._state: Episode | None = decode(Episode, input.state) if input.state else None
+        self._results: dict[str, CommandResult] = dict(input.results)
+        self._earlier_ids: set[str] = set(input.earlier_command_ids)
+        self._commands_this_run = 0
+        self._changes = 0
+        self._lock = asyncio.Lock()
+
+    @workflow.run
+    async def run(self, input: EpisodeInput) -> dict[str, Any]:
+        await workflow.wait_condition(lambda: self._state is not None)
+        while True:
+            state = self._state
+            assert state is not None
+            if state.status is EpisodeStatus.CLOSED:
+                break
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._carry())
+            seen = self._changes
+            due = next_due(state, self._policy, workflow.now(), self._day)
+            if due is None:
+                await workflow.wait_condition(lambda: self._changes != seen)
+                continue
+            delay = due.at - workflow.now()
+            try:
+                if delay > timedelta(0):
+                    await workflow.wait_condition(lambda: self._changes != seen, timeout=delay)
+                    continue  # something happened first: decide again from the new state
+            except asyncio.TimeoutError:
+                pass
+            meta = CommandMeta(f"clock:{type(due.command).__name__}:v{state.version}", CLOCK_ACTOR)
+            try:
+                await self._execute(meta, due.command)
+            except ApplicationError as error:  # the clock and the rules disagree by a hair: look again shortly
+                workflow.logger.warning("clock command refused", extra={"reason": error.message})
+                await workflow.sleep(CLOCK_RETRY)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return encode(self._state)
+
+    # -- commands from other services ------------------------------------------------------------
+
+    @workflow.update(name="open")
+    async def open(self, meta: CommandMeta, command: OpenEpisode) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @open.validator
+    def _validate_open(self, meta: CommandMeta, command: OpenEpisode) -> None:
+        if command.episode_id != self._input.episode_id:
+            raise ApplicationError(
+                f"this workflow holds episode {self._input.episode_id}, not {command.episode_id}",
+                type="CommandRejected",
+            )
+        self._validate(meta, command)
+
+    @workflow.update(name="record_assessment")
+    async def record_assessment(self, meta: CommandMeta, command: RecordAssessment) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @record_assessment.validator
+    def _validate_assessment(self, meta: CommandMeta, command: RecordAssessment) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="override_placement")
+    async def override_placement(self, meta: CommandMeta, command: OverridePlacement) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @override_placement.validator
+    def _validate_override(self, meta: CommandMeta, command: OverridePlacement) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="record_review_outcome")
+    async def record_review_outcome(self, meta: CommandMeta, command: RecordReviewOutcome) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @record_review_outcome.validator
+    def _validate_review(self, meta: CommandMeta, command: RecordReviewOutcome) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="put_on_hold")
+    async def put_on_hold(self, meta: CommandMeta, command: PutOnHold) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @put_on_hold.validator
+    def _validate_hold(self, meta: CommandMeta, command: PutOnHold) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="resume")
+    async def resume(self, meta: CommandMeta, command: Resume) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @resume.validator
+    def _validate_resume(self, meta: CommandMeta, command: Resume) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="discharge")
+    async def discharge(self, meta: CommandMeta, command: Discharge) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @discharge.validator
+    def _validate_discharge(self, meta: CommandMeta, command: Discharge) -> None:
+        self._validate(meta, command)
+
+    @workflow.query(name="state")
+    def state(self) -> dict[str, Any] | None:
+        return encode(self._state) if self._state else None
+
+    # -- the one path every command takes ---------------------------------------------------------
+
+    def _validate(self, meta: CommandMeta, command: Command) -> None:
+        """Refuse, before anything reaches history, a command the episode's state does not allow."""
+        if self._seen(meta.command_id):
+            return  # a repeat: answered with the first outcome
+        try:
+            staff_id(meta.actor)
+            if not meta.command_id or len(meta.command_id) > 128:
+                raise CommandRejected("a command id is 1-128 characters")
+            decide(self._state, command, self._policy, workflow.now(), self._day)
+        except DomainError as error:
+            raise _rejected(error) from None
+
+    def _seen(self, command_id: str) -> bool:
+        return command_id in self._results or command_id in self._earlier_ids
+
+    async def _execute(self, meta: CommandMeta, command: Command) -> CommandResult:
+        async with self._lock:  # one command at a time: each is decided on the state the last one left
+            if self._seen(meta.command_id):
+                return self._results.get(meta.command_id) or CommandResult(
+                    meta.command_id, [], encode(self._state), duplicate=True
+                )
+            try:
+                events = decide(self._state, command, self._policy, workflow.now(), self._day)
+            except DomainError as error:  # the state moved on between validation and now
+                raise _rejected(error) from None
+            await self._record(meta, events)
+            result = CommandResult(
+                meta.command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, events)], encode(self._state)
+            )
+            self._remember(result)
+            self._commands_this_run += 1
+            return result
+
+    async def _record(self, meta: CommandMeta, events: list[DomainEvent]) -> None:
+        """Append to the event store (idempotent by event id), then fold: the log leads, the state follows."""
+        request = RecordEventsInput(
+            stream_id=self._input.episode_id,
+            expected_version=self._state.version if self._state else 0,
+            events=[
+                EventToRecord(str(workflow.uuid4()), env.type, env.schema_version, env.data, event.occurred_at)
+                for event, env in ((e, to_envelope(e)) for e in events)
+            ],
+            actor=meta.actor,
+            causation_id=meta.command_id,
+            correlation_id=meta.correlation_id,
+        )
+        await workflow.execute_activity(
+            "record_events",
+            request,
+            result_type=RecordEventsResult,
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY,
+        )
+        before = self._state
+        self._state = fold(events, self._state)
+        self._changes += 1
+        if before is None or (before.level, before.status) != (self._state.level, self._state.status):
+            workflow.upsert_search_attributes(
+                [
+                    EPISODE_LEVEL.value_set(self._state.level.value if self._state.level else "none"),
+                    EPISODE_STATUS.value_set(self._state.status.value),
+                ]
+            )
+        workflow.logger.info(
+            "episode events recorded",
+            extra={"episode_id": self._input.episode_id, "count": len(events), "version": self._state.version},
+        )
+
+    def _remember(self, result: CommandResult) -> None:
+        self._results[result.command_id] = result
+        while len(self._results) > KEPT_RESULTS:
+            oldest = next(iter(self._results))
+            self._earlier_ids.add(oldest)
+            del self._results[oldest]
+
+    def _should_continue_as_new(self) -> bool:
+        limit = self._input.continue_as_new_after
+        if limit is not None and self._commands_this_run >= limit:
+            return True
+        return workflow.info().is_continue_as_new_suggested()
+
+    def _carry(self) -> EpisodeInput:
+        return EpisodeInput(
+            episode_id=self._input.episode_id,
+            policy_text=self._input.policy_text,
+            day_seconds=self._input.day_seconds,
+            continue_as_new_after=self._input.continue_as_new_after,
+            state=encode(self._state),
+            results=dict(self._results),
+            earlier_command_ids=sorted(self._earlier_ids),
+        )
