@@ -13,6 +13,7 @@ import typer
 from continuum.logs import configure_logging
 from continuum.servers import ServerUnavailable, running_servers
 from continuum.settings import Settings, SettingsError
+from domain.errors import PolicyError
 from eventlog.errors import EventStoreError
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
@@ -35,9 +36,13 @@ def _settings() -> Settings:
 def _serve() -> None:
     import worker
 
+    from domain.policy import load_policy
+
     settings = _settings()
+    policy = load_policy(settings.policy_text())  # a malformed policy stops us here, naming the key
     with running_servers(settings, SEARCH_ATTRIBUTES) as endpoints:
         store = worker.build_store(endpoints.database_url, settings)
+        typer.echo(f"Policy        {settings.policy_file or 'default'} ({policy.version})")
         typer.echo(f"Temporal      {endpoints.temporal_address} (namespace {settings.temporal_namespace})")
         if endpoints.temporal_ui_url:
             typer.echo(f"Temporal UI   {endpoints.temporal_ui_url}")
@@ -144,7 +149,7 @@ def main() -> None:
     code = 0
     try:
         app(standalone_mode=False)
-    except (ServerUnavailable, EventStoreError, SettingsError) as error:
+    except (ServerUnavailable, EventStoreError, SettingsError, PolicyError) as error:
         print(f"continuum: {error}", file=sys.stderr)
         code = EXIT_UNAVAILABLE
     except typer.Exit as exit_:

@@ -6,8 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.commands import (
@@ -63,12 +63,20 @@ class EpisodeCommands:
             id=workflow_id(eid),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A closed episode's id is never reused: a readmission is a new episode that links to it.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
-        return await _rejections_as_domain_errors(
-            self.client.execute_update_with_start_workflow(
-                EpisodeWorkflow.open, args=[meta, command], start_workflow_operation=start, id=meta.command_id
+        try:
+            return await _rejections_as_domain_errors(
+                self.client.execute_update_with_start_workflow(
+                    EpisodeWorkflow.open, args=[meta, command], start_workflow_operation=start, id=meta.command_id
+                ),
+                eid,
             )
-        )
+        except WorkflowAlreadyStartedError:
+            raise CommandRejected(
+                f"episode {eid} is closed; a readmission is a new episode with previous_episode_id={eid}"
+            ) from None
 
     async def send(self, episode_id: str, meta: CommandMeta, command: Command) -> CommandResult:
         update = UPDATES.get(type(command))

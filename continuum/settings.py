@@ -33,6 +33,8 @@ class Settings:
     log_level: str = "INFO"
     embedded_temporal_port: int = 7233
     embedded_temporal_ui_port: int = 8233
+    policy_file: Path | None = None  # a program's own care-pathway policy; the default one if None
+    day_seconds: float = 86400.0  # the length of a care-clock day for new episodes (demos compress it)
 
     @property
     def embedded_temporal(self) -> bool:
@@ -67,6 +69,14 @@ class Settings:
         level = (text("CONTINUUM_LOG_LEVEL", "INFO") or "INFO").upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise SettingsError(f"CONTINUUM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {level!r}")
+        day = text("CONTINUUM_DAY_SECONDS", "86400") or "86400"
+        try:
+            day_seconds = float(day)
+        except ValueError:
+            day_seconds = -1.0
+        if not 0 < day_seconds <= 86400 * 7:
+            raise SettingsError(f"CONTINUUM_DAY_SECONDS must be a number of seconds above 0, not {day!r}")
+        policy = text("CONTINUUM_POLICY_FILE", None)
         role = env.get("CONTINUUM_DATABASE_ROLE")
         return cls(
             temporal_address=text("TEMPORAL_ADDRESS", None),
@@ -79,4 +89,17 @@ class Settings:
             log_level=level,
             embedded_temporal_port=port("CONTINUUM_TEMPORAL_PORT", 7233),
             embedded_temporal_ui_port=port("CONTINUUM_TEMPORAL_UI_PORT", 8233),
+            policy_file=Path(policy).expanduser().resolve() if policy else None,
+            day_seconds=day_seconds,
         )
+
+    def policy_text(self) -> str:
+        """The policy file's text (the packaged default if none is configured)."""
+        from domain.policy import default_policy_text
+
+        if self.policy_file is None:
+            return default_policy_text()
+        try:
+            return self.policy_file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise SettingsError(f"CONTINUUM_POLICY_FILE {self.policy_file} cannot be read: {error.strerror}") from None

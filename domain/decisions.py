@@ -74,7 +74,7 @@ def _decide(state: Episode | None, command: Command, policy: Policy, at: datetim
         raise CommandRejected(f"the episode is closed ({reason}); nothing more can be recorded")
     if isinstance(command, Discharge):
         _check_note(command.note)
-        return [EpisodeClosed(state.episode_id, at, command.reason, command.reason.teds, command.note)]
+        return [EpisodeClosed(state.episode_id, at, command.reason, command.reason.teds, policy.version, command.note)]
     if state.status is EpisodeStatus.INTAKE:
         if not isinstance(command, RecordAssessment):
             raise CommandRejected("the client has not been assessed yet; record the assessment first")
@@ -105,13 +105,14 @@ def _decide(state: Episode | None, command: Command, policy: Policy, at: datetim
                 raise CommandRejected(f"review {review_id} was already escalated")
             if at < pending.due_at + day * policy.review_escalate_after_days:
                 raise CommandRejected(f"review {review_id} is not overdue yet")
-            return [ReviewEscalated(state.episode_id, at, review_id, pending.due_at)]
+            return [ReviewEscalated(state.episode_id, at, review_id, pending.due_at, policy.version)]
         case CompleteAftercare():
             if state.level is not LevelOfCare.AFTERCARE:
                 raise CommandRejected("only aftercare completes at the end of its period")
             if stay_elapsed(state, at) < day * (state.review_after_days or 0):
                 raise CommandRejected("the aftercare period has not ended")
-            return [EpisodeClosed(state.episode_id, at, DischargeReason.COMPLETED, DischargeReason.COMPLETED.teds)]
+            completed = DischargeReason.COMPLETED
+            return [EpisodeClosed(state.episode_id, at, completed, completed.teds, policy.version)]
     raise CommandRejected(f"{type(command).__name__} is not a command an episode accepts")
 
 
@@ -172,6 +173,11 @@ def next_level_down(state: Episode, policy: Policy) -> LevelOfCare | None:
     return policy.step_down.get(state.level) if state.level else None
 
 
+def step_up_target(state: Episode, policy: Policy) -> LevelOfCare | None:
+    """Where a step-up moves the client from the current level (None: the policy names nothing higher)."""
+    return policy.step_up.get(state.level) if state.level else None
+
+
 def _review_outcome(
     state: Episode, command: RecordReviewOutcome, policy: Policy, at: datetime, day: timedelta
 ) -> list[DomainEvent]:
@@ -189,19 +195,19 @@ def _review_outcome(
             if not 0 < days <= 365:
                 raise CommandRejected("the next review must come within 1 to 365 days")
             next_after = stay_elapsed(state, at) / day + days
-            return [ReviewCompleted(state.episode_id, at, pending.review_id, command.outcome, therapist, next_after)]
+            return [ReviewCompleted(state.episode_id, at, pending.review_id, command.outcome, therapist, policy.version, next_after)]
         case ReviewOutcome.GOALS_MET:
             target = next_level_down(state, policy)
             if target is None:
                 raise CommandRejected(f"the policy names no step down from {state.level.value}")
         case ReviewOutcome.STEP_UP:
-            target = policy.step_up.get(state.level)
+            target = step_up_target(state, policy)
             if target is None:
                 raise CommandRejected(f"the policy names no more intensive level than {state.level.value}")
     if command.next_review_in_days is not None:
         raise CommandRejected("a next review date goes only with the outcome `extend`")
     return [
-        ReviewCompleted(state.episode_id, at, pending.review_id, command.outcome, therapist),
+        ReviewCompleted(state.episode_id, at, pending.review_id, command.outcome, therapist, policy.version),
         _move(state, target, cause, policy, at),
     ]
 

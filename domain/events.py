@@ -102,6 +102,7 @@ class ReviewCompleted(DomainEvent):
     review_id: str
     outcome: ReviewOutcome
     therapist: str
+    policy_version: str
     next_review_after_days: float | None = None
 
 
@@ -111,6 +112,7 @@ class ReviewEscalated(DomainEvent):
 
     review_id: str
     due_at: datetime
+    policy_version: str
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class EpisodeResumed(DomainEvent):
 class EpisodeClosed(DomainEvent):
     reason: DischargeReason
     teds: TedsDischarge
+    policy_version: str
     note: str = ""
 
 

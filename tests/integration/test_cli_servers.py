@@ -66,6 +66,17 @@ def test_a_malformed_setting_is_named(tmp_path: Path) -> None:
     assert "CONTINUUM_LOG_FORMAT must be one of auto, json, console, not 'xml'" in result.stderr
 
 
+def test_a_malformed_policy_file_is_named_before_anything_starts(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text((Path(__file__).resolve().parents[2] / "domain" / "policy.toml").read_text().replace(
+        'outpatient = "aftercare"', 'outpatient = "nowhere"'))  # fmt: skip
+    result = _continuum("worker", env=_env(CONTINUUM_POLICY_FILE=str(policy), CONTINUUM_DATA_DIR=str(tmp_path)))
+
+    assert result.returncode == 3
+    assert "continuum: policy key step_down.outpatient: 'nowhere' is not one of" in result.stderr
+    assert not (tmp_path / "pgdata").exists()
+
+
 def test_up_starts_the_embedded_servers_registers_attributes_and_stops_cleanly(
     tmp_path: Path, temporal_path: Path
 ) -> None:

@@ -128,11 +128,15 @@ async def test_a_discharge_against_medical_advice_mid_stay_closes_the_episode(
         final = await handle.result()
         with pytest.raises(CommandRejected, match="the episode is closed"):
             await episodes.send(episode, meta(), PutOnHold(HoldReason.LEAVE))
+        with pytest.raises(CommandRejected, match="a readmission is a new episode with previous_episode_id=ep-ama"):
+            await episodes.open(meta(), OpenEpisode(episode, "client-3"))
+        readmitted = await episodes.open(meta(), OpenEpisode("ep-ama-2", "client-3", previous_episode_id=episode))
         with pytest.raises(UnknownEpisode, match="no episode ep-never-opened"):
             await episodes.send("ep-never-opened", meta(), PutOnHold(HoldReason.LEAVE))
 
     assert [e.type for e in result.events] == ["EpisodeClosed"]
     assert result.events[0].data["teds"] == "dropped_out"
+    assert readmitted.state["previous_episode_id"] == episode and types(store, episode).count("EpisodeOpened") == 1
     assert final["status"] == "closed" and projected(store, episode).status == "closed"
     assert types(store, episode)[-1] == "EpisodeClosed"
 

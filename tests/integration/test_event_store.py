@@ -278,8 +278,10 @@ def test_an_old_schema_version_is_upcast_on_read_and_the_stored_row_is_untouched
 def test_the_episodes_projection_follows_appends_and_rebuilds_byte_identically(store: PostgresEventStore) -> None:
     for n in range(6):
         store.append(f"ep-{n}", [new(e) for e in journey(f"ep-{n}")[: 2 + n % 3]], expected_version=0)
-    store.append("ep-0", [new(EpisodeClosed(EpisodeId("ep-0"), T0 + timedelta(days=9), DischargeReason.COMPLETED, TedsDischarge.COMPLETED))],
-                 expected_version=2)  # fmt: skip
+    closed = EpisodeClosed(
+        EpisodeId("ep-0"), T0 + timedelta(days=9), DischargeReason.COMPLETED, TedsDischarge.COMPLETED, "sha256:test"
+    )
+    store.append("ep-0", [new(closed)], expected_version=2)
     store.append("other", plain("other", 3), expected_version=0)  # not an episode: the projection skips it
     with store.engine.connect() as conn:
         rows = {r.episode_id: r for r in conn.execute(text("SELECT * FROM episodes"))}
@@ -317,7 +319,7 @@ def test_two_writers_with_their_own_caches_keep_the_projection_exact(app_engine:
         *journey("ep-1"),
         FlagCleared(eid, T0 + timedelta(days=7), "review_overdue"),
         FlagRaised(eid, T0 + timedelta(days=8), "result_missing", "test t-1 not back"),
-        EpisodeClosed(eid, T0 + timedelta(days=9), DischargeReason.TRANSFERRED, TedsDischarge.TRANSFERRED),
+        EpisodeClosed(eid, T0 + timedelta(days=9), DischargeReason.TRANSFERRED, TedsDischarge.TRANSFERRED, "sha256:test"),
     ]
     for version, event in enumerate(history):
         (first if version % 2 == 0 else second).append("ep-1", [new(event)], expected_version=version)

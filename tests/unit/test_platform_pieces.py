@@ -38,8 +38,11 @@ def test_settings_read_every_documented_variable() -> None:
             "CONTINUUM_LOG_LEVEL": "debug",
             "CONTINUUM_TEMPORAL_PORT": "7300",
             "CONTINUUM_TEMPORAL_UI_PORT": "8300",
+            "CONTINUUM_POLICY_FILE": "/etc/continuum/policy.toml",
+            "CONTINUUM_DAY_SECONDS": "1.5",
         }
     )
+    assert settings.policy_file == Path("/etc/continuum/policy.toml") and settings.day_seconds == 1.5
     assert not settings.embedded_temporal and not settings.embedded_postgres
     assert (settings.temporal_namespace, settings.temporal_task_queue) == ("clinic", "episodes")
     assert settings.database_role is None and settings.data_dir == Path("/var/lib/continuum")
@@ -53,6 +56,8 @@ def test_settings_read_every_documented_variable() -> None:
         ("CONTINUUM_LOG_LEVEL", "loud", "CONTINUUM_LOG_LEVEL must be"),
         ("CONTINUUM_TEMPORAL_PORT", "70000", "CONTINUUM_TEMPORAL_PORT must be a TCP port"),
         ("CONTINUUM_LOG_FORMAT", "xml", "CONTINUUM_LOG_FORMAT must be one of"),
+        ("CONTINUUM_DAY_SECONDS", "soon", "CONTINUUM_DAY_SECONDS must be a number of seconds"),
+        ("CONTINUUM_DAY_SECONDS", "0", "CONTINUUM_DAY_SECONDS must be a number of seconds"),
     ],
 )
 def test_a_bad_setting_names_its_variable(name: str, value: str, message: str) -> None:
