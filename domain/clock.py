@@ -1,4 +1,5 @@
-"""The episode's clock: what falls due next and when (a review, an escalation, the end of aftercare).
+"""The episode's clock: what falls due next and when (a review, an escalation, the end of aftercare, a
+schedule draw, a scheduled test, a missing result).
 
 Pure, so the workflow only waits for the instant it returns and then issues the command.
 """
@@ -8,31 +9,71 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from domain.commands import CompleteAftercare, EscalateReview, RequestReview
+from domain.commands import (
+    CompleteAftercare,
+    DrawTestSchedule,
+    EscalateReview,
+    EscalateStepUpReview,
+    MarkResultOverdue,
+    OrderScheduledTest,
+    RequestReview,
+)
 from domain.episode import Episode, EpisodeStatus
-from domain.fold import stay_elapsed
+from domain.fold import STEP_UP_REVIEW_OVERDUE, stay_elapsed
 from domain.levels import LevelOfCare
 from domain.policy import Policy
+
+ClockCommand = (
+    RequestReview | EscalateReview | CompleteAftercare | DrawTestSchedule | OrderScheduledTest | MarkResultOverdue
+    | EscalateStepUpReview
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Due:
-    command: RequestReview | EscalateReview | CompleteAftercare
+    command: ClockCommand
     at: datetime
 
 
-def next_due(state: Episode, policy: Policy, now: datetime, day: timedelta) -> Due | None:
+def next_due(state: Episode, policy: Policy, now: datetime, day: timedelta, *, drug_testing: bool = True) -> Due | None:
     """The next command the clock issues, or None while nothing is scheduled (intake, on hold, closed,
-    or an escalated review that only the therapist can close)."""
+    or only things a person must close, like an escalated review)."""
+    candidates = [*_care_clock(state, policy, now, day)]
+    if drug_testing:
+        candidates += _testing_clock(state, policy, now)
+    return min(candidates, key=lambda due: due.at, default=None)
+
+
+def _care_clock(state: Episode, policy: Policy, now: datetime, day: timedelta) -> list[Due]:
     if state.status is not EpisodeStatus.ACTIVE or state.level is None:
-        return None
+        return []
     pending = state.pending_review
     if pending is not None:
         if pending.escalated:
-            return None
-        return Due(EscalateReview(pending.review_id), pending.due_at + day * policy.review_escalate_after_days)
+            return []
+        return [Due(EscalateReview(pending.review_id), pending.due_at + day * policy.review_escalate_after_days)]
     remaining = day * (state.review_after_days or 0) - stay_elapsed(state, now)
     at = now + max(remaining, timedelta(0))
     if state.level is LevelOfCare.AFTERCARE:
-        return Due(CompleteAftercare(), at)
-    return Due(RequestReview(f"review-{state.version + 1}"), at)
+        return [Due(CompleteAftercare(), at)]
+    return [Due(RequestReview(f"review-{state.version + 1}"), at)]
+
+
+def _testing_clock(state: Episode, policy: Policy, now: datetime) -> list[Due]:
+    if state.status is not EpisodeStatus.ACTIVE or state.level is None:
+        return []
+    due: list[Due] = []
+    if policy.drug_testing.per_week.get(state.level, 0) > 0:
+        if state.schedule_level is not state.level or state.schedule_window_end is None:
+            due.append(Due(DrawTestSchedule(), now))
+        elif not state.planned_tests:
+            due.append(Due(DrawTestSchedule(), max(now, state.schedule_window_end)))
+    if state.planned_tests and state.schedule_level is state.level:
+        due.append(Due(OrderScheduledTest(), state.planned_tests[0]))
+    for test in state.tests:
+        if test.awaiting_result and not test.overdue:
+            due.append(Due(MarkResultOverdue(test.test_id), test.result_due_at))
+    pending = state.pending_step_up
+    if pending is not None and pending.due_at is not None and STEP_UP_REVIEW_OVERDUE not in state.flags:
+        due.append(Due(EscalateStepUpReview(pending.test_id), pending.due_at))
+    return due

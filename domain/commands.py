@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from domain.levels import LevelOfCare
+from domain.testing import ScheduleDraw, TestMethod, TestResult
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,47 @@ class Discharge:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class OrderTest:
+    """A clinician orders an unscheduled test now."""
+
+    ordered_by: str
+
+
+@dataclass(frozen=True)
+class RecordTestResult:
+    test_id: str
+    result: TestResult
+    method: TestMethod
+    collected_at: datetime
+    lab_reference: str
+    substances: tuple[str, ...] = ()
+    corrects_lab_reference: str | None = None  # a lab correction supersedes the report with this reference
+
+
+@dataclass(frozen=True)
+class ChangeMedications:
+    medications: tuple[str, ...]  # substance names: the whole active list (MAT and other prescriptions)
+    changed_by: str
+
+
+@dataclass(frozen=True)
+class DecideStepUp:
+    """A clinician's answer to a step-up review (policy `positive_result_action = "review"`)."""
+
+    test_id: str
+    confirm: bool
+    clinician: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ReverseStepUp:
+    test_id: str
+    clinician: str
+    reason: str
+
+
 # Issued by the episode's own clock (the workflow's timers), never by another service.
 @dataclass(frozen=True)
 class RequestReview:
@@ -70,7 +113,38 @@ class CompleteAftercare:
     pass
 
 
+@dataclass(frozen=True)
+class DrawTestSchedule:
+    draw: ScheduleDraw | None = None  # the workflow fills it in with its own random generator
+
+
+@dataclass(frozen=True)
+class OrderScheduledTest:
+    pass
+
+
+@dataclass(frozen=True)
+class MarkResultOverdue:
+    test_id: str
+
+
+@dataclass(frozen=True)
+class EscalateStepUpReview:
+    test_id: str
+
+
+@dataclass(frozen=True)
+class FlagLabNotNotified:
+    test_id: str
+
+
 Command = (
     OpenEpisode | RecordAssessment | OverridePlacement | RecordReviewOutcome | PutOnHold | Resume | Discharge
-    | RequestReview | EscalateReview | CompleteAftercare
+    | OrderTest | RecordTestResult | ChangeMedications | DecideStepUp | ReverseStepUp
+    | RequestReview | EscalateReview | CompleteAftercare | DrawTestSchedule | OrderScheduledTest | MarkResultOverdue
+    | EscalateStepUpReview | FlagLabNotNotified
+)  # fmt: skip
+TESTING_COMMANDS = (
+    OrderTest, RecordTestResult, ChangeMedications, DecideStepUp, ReverseStepUp, DrawTestSchedule,
+    OrderScheduledTest, MarkResultOverdue, EscalateStepUpReview, FlagLabNotNotified,
 )  # fmt: skip

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 
 from domain.assessment import place, validate_ratings
 from domain.commands import (
+    TESTING_COMMANDS,
+    ChangeMedications,
     Command,
     CompleteAftercare,
     Discharge,
@@ -18,6 +20,7 @@ from domain.commands import (
     PutOnHold,
     RecordAssessment,
     RecordReviewOutcome,
+    RecordTestResult,
     RequestReview,
     Resume,
 )
@@ -42,6 +45,7 @@ from domain.fold import evolve, stay_elapsed
 from domain.ids import client_id, episode_id, staff_id
 from domain.levels import LevelOfCare, direction
 from domain.policy import Policy
+from domain.testing_decisions import decide_testing
 
 DAY = timedelta(days=1)
 MAX_NOTE = 2000
@@ -75,6 +79,8 @@ def _decide(state: Episode | None, command: Command, policy: Policy, at: datetim
     if isinstance(command, Discharge):
         _check_note(command.note)
         return [EpisodeClosed(state.episode_id, at, command.reason, command.reason.teds, policy.version, command.note)]
+    if isinstance(command, (ChangeMedications, RecordTestResult)):
+        return decide_testing(state, command, policy, at, day)  # results and prescriptions arrive whatever the status
     if state.status is EpisodeStatus.INTAKE:
         if not isinstance(command, RecordAssessment):
             raise CommandRejected("the client has not been assessed yet; record the assessment first")
@@ -106,6 +112,8 @@ def _decide(state: Episode | None, command: Command, policy: Policy, at: datetim
             if at < pending.due_at + day * policy.review_escalate_after_days:
                 raise CommandRejected(f"review {review_id} is not overdue yet")
             return [ReviewEscalated(state.episode_id, at, review_id, pending.due_at, policy.version)]
+        case _ if isinstance(command, TESTING_COMMANDS):
+            return decide_testing(state, command, policy, at, day)
         case CompleteAftercare():
             if state.level is not LevelOfCare.AFTERCARE:
                 raise CommandRejected("only aftercare completes at the end of its period")

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from domain.ids import ClientId, EpisodeId
 from domain.levels import LevelOfCare
+from domain.testing import DrugTest
 
 
 class EpisodeStatus(StrEnum):
@@ -82,6 +83,26 @@ class PendingReview:
 
 
 @dataclass(frozen=True)
+class PendingStepUp:
+    """A counting positive's step-up that waits for the lab's confirmation or a clinician's review."""
+
+    test_id: str
+    waiting_for: str
+    target_level: LevelOfCare
+    due_at: datetime | None
+    escalated: bool = False
+
+
+@dataclass(frozen=True)
+class StepUpRecord:
+    """The last step-up caused by a test, so a clinician can reverse it."""
+
+    test_id: str
+    from_level: LevelOfCare
+    to_level: LevelOfCare
+
+
+@dataclass(frozen=True)
 class Episode:
     """The state of one episode, derived only by folding its events in order (see `domain.fold`)."""
 
@@ -108,3 +129,16 @@ class Episode:
     flags: tuple[str, ...] = field(default=())
     discharge_reason: DischargeReason | None = None
     closed_at: datetime | None = None
+    # Drug testing
+    medications: tuple[str, ...] = ()
+    sobriety_since: datetime | None = None
+    tests: tuple[DrugTest, ...] = ()
+    tests_ordered: int = 0
+    schedule_level: LevelOfCare | None = None
+    schedule_window_end: datetime | None = None
+    planned_tests: tuple[datetime, ...] = ()  # drawn instants not yet ordered
+    pending_step_up: PendingStepUp | None = None
+    last_step_up: StepUpRecord | None = None
+
+    def test(self, test_id: str) -> DrugTest | None:
+        return next((t for t in self.tests if t.test_id == test_id), None)

@@ -12,6 +12,7 @@ from typing import ClassVar
 from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome, TedsDischarge
 from domain.ids import ClientId, EpisodeId
 from domain.levels import Direction, LevelOfCare
+from domain.testing import OrderReason, TestMethod, TestResult
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class LevelChanged(DomainEvent):
     cause: str
     review_after_days: float
     policy_version: str
+    cause_test_id: str | None = None  # the drug test behind a step-up (or its reversal)
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,134 @@ class EpisodeClosed(DomainEvent):
     note: str = ""
 
 
+@dataclass(frozen=True)
+class TestScheduleDrawn(DomainEvent):
+    """A random-interval draw, recorded whole so an auditor can see nobody was singled out: the window (day
+    offsets from `window_start`), every eligible day with its weight, and the days chosen."""
+
+    __test__ = False
+    level: LevelOfCare
+    window_start: datetime
+    window_days: int
+    eligible_days: tuple[int, ...]
+    weights: tuple[float, ...]
+    chosen_days: tuple[int, ...]
+    day_seconds: float  # the length of a care-clock day the offsets count in
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class TestOrdered(DomainEvent):
+    """The collection site and lab are told; a result is expected by `result_due_at`."""
+
+    __test__ = False
+    test_id: str
+    reason: OrderReason
+    level: LevelOfCare
+    result_due_at: datetime
+    ordered_by: str
+    policy_version: str
+    retest_of: str | None = None
+
+
+@dataclass(frozen=True)
+class TestCancelled(DomainEvent):
+    __test__ = False
+    test_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TestResultRecorded(DomainEvent):
+    """A result as reported, and how the policy reads it (`counts_as_positive`, `interpretation`)."""
+
+    __test__ = False
+    test_id: str
+    result: TestResult
+    substances: tuple[str, ...]
+    method: TestMethod
+    collected_at: datetime
+    lab_reference: str
+    counts_as_positive: bool
+    interpretation: str
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class TestResultCorrected(DomainEvent):
+    """The lab corrected a report: this supersedes the one with `corrects_lab_reference`, which stays on record."""
+
+    __test__ = False
+    test_id: str
+    corrects_lab_reference: str
+    result: TestResult
+    substances: tuple[str, ...]
+    method: TestMethod
+    collected_at: datetime
+    lab_reference: str
+    counts_as_positive: bool
+    interpretation: str
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class TestResultOverdue(DomainEvent):
+    """No result arrived within the order's window: flagged for the clinical director."""
+
+    __test__ = False
+    test_id: str
+    result_due_at: datetime
+
+
+@dataclass(frozen=True)
+class MedicationsChanged(DomainEvent):
+    """The active medication list (MAT and other prescriptions), as substance names."""
+
+    medications: tuple[str, ...]
+    changed_by: str
+
+
+@dataclass(frozen=True)
+class SobrietyDateReset(DomainEvent):
+    test_id: str
+
+
+@dataclass(frozen=True)
+class StepUpPending(DomainEvent):
+    """A counting positive whose step-up waits: for the lab's confirmation, or for a clinician's review."""
+
+    test_id: str
+    waiting_for: str  # "confirmation" or "review"
+    target_level: LevelOfCare
+    due_at: datetime | None
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class StepUpReviewDecided(DomainEvent):
+    test_id: str
+    confirmed: bool
+    clinician: str
+    note: str
+
+
+@dataclass(frozen=True)
+class StepUpCancelled(DomainEvent):
+    """A pending step-up that will not happen (a negative confirmation, a corrected result)."""
+
+    test_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StepUpReversed(DomainEvent):
+    """A clinician reversed an automatic step-up, with a reason; the level change that follows restores it."""
+
+    test_id: str
+    clinician: str
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.type_name(): cls
     for cls in (
@@ -165,5 +295,17 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         EpisodePutOnHold,
         EpisodeResumed,
         EpisodeClosed,
+        TestScheduleDrawn,
+        TestOrdered,
+        TestCancelled,
+        TestResultRecorded,
+        TestResultCorrected,
+        TestResultOverdue,
+        MedicationsChanged,
+        SobrietyDateReset,
+        StepUpPending,
+        StepUpReviewDecided,
+        StepUpCancelled,
+        StepUpReversed,
     )
 }

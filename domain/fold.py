@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import reduce
 
-from domain.episode import Episode, EpisodeStatus, PendingReview
+from domain.episode import Episode, EpisodeStatus, PendingReview, PendingStepUp, StepUpRecord
 from domain.errors import DomainError
 from domain.events import (
     AssessmentRecorded,
@@ -19,15 +19,36 @@ from domain.events import (
     FlagCleared,
     FlagRaised,
     LevelChanged,
+    MedicationsChanged,
     PlacementDecided,
     PlacementOverridden,
     ReviewCompleted,
     ReviewEscalated,
     ReviewRequested,
+    SobrietyDateReset,
     StayStarted,
+    StepUpCancelled,
+    StepUpPending,
+    StepUpReversed,
+    StepUpReviewDecided,
+    TestCancelled,
+    TestOrdered,
+    TestResultCorrected,
+    TestResultOverdue,
+    TestResultRecorded,
+    TestScheduleDrawn,
 )
+from domain.levels import Direction
+from domain.testing import DrugTest, OrderReason, ResultReport, TestMethod
 
 REVIEW_OVERDUE = "review_overdue"
+STEP_UP_REVIEW_OVERDUE = "step_up_review_overdue"
+BUPRENORPHINE_ABSENT = "buprenorphine_absent"
+RESULT_MISSING = "result_missing"  # flags read "result_missing:<test id>", one per test
+
+
+def result_missing_flag(test_id: str) -> str:
+    return f"{RESULT_MISSING}:{test_id}"
 
 
 class FoldError(DomainError):
@@ -77,12 +98,15 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
         case StayStarted(level=level, review_after_days=days):
             return replace(
                 state, status=EpisodeStatus.ACTIVE, status_since=at, level=level, level_since=at,
-                stay_held_seconds=0.0, review_after_days=days,
+                stay_held_seconds=0.0, review_after_days=days, sobriety_since=state.sobriety_since or at,
             )  # fmt: skip
         case LevelChanged(to_level=level, review_after_days=days):
+            stepped_up = event.cause_test_id is not None and event.direction is Direction.UP
             return replace(
                 state, level=level, level_since=at, stay_held_seconds=0.0, review_after_days=days,
                 pending_review=None, flags=_without_flag(state.flags, REVIEW_OVERDUE),
+                schedule_level=None, schedule_window_end=None, planned_tests=(), pending_step_up=None,
+                last_step_up=StepUpRecord(event.cause_test_id, event.from_level, level) if stepped_up else None,  # type: ignore[arg-type]
             )  # fmt: skip
         case ReviewRequested(review_id=review_id, level=level, due_at=due_at):
             return replace(state, pending_review=PendingReview(review_id, level, at, due_at))
@@ -113,12 +137,58 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
                 state, status=EpisodeStatus.ACTIVE, status_since=at, hold_reason=None,
                 stay_held_seconds=state.stay_held_seconds + held,
             )  # fmt: skip
+        case TestScheduleDrawn():
+            day = timedelta(seconds=event.day_seconds)
+            return replace(
+                state,
+                schedule_level=event.level,
+                schedule_window_end=event.window_start + day * event.window_days,
+                planned_tests=tuple(event.window_start + day * d for d in sorted(event.chosen_days)),
+            )
+        case TestOrdered():
+            test = DrugTest(
+                event.test_id, event.reason, event.level, at, event.result_due_at, retest_of=event.retest_of
+            )
+            planned = tuple(p for p in state.planned_tests if p > at) if event.reason is OrderReason.SCHEDULED else state.planned_tests
+            return replace(state, tests=(*state.tests, test), tests_ordered=state.tests_ordered + 1, planned_tests=planned)
+        case TestCancelled(test_id=test_id):
+            return _with_test(state, test_id, cancelled=True)
+        case TestResultRecorded() | TestResultCorrected():
+            report = ResultReport(
+                event.result, tuple(event.substances), event.method, event.collected_at, event.lab_reference,
+                event.counts_as_positive,
+            )  # fmt: skip
+            slot = "confirmed" if event.method is TestMethod.CONFIRMED else "presumptive"
+            state = replace(state, flags=_without_flag(state.flags, result_missing_flag(event.test_id)))
+            return _with_test(state, event.test_id, **{slot: report})
+        case TestResultOverdue(test_id=test_id):
+            state = replace(state, flags=_with_flag(state.flags, result_missing_flag(test_id)))
+            return _with_test(state, test_id, overdue=True)
+        case MedicationsChanged(medications=medications):
+            return replace(state, medications=tuple(medications))
+        case SobrietyDateReset():
+            return replace(state, sobriety_since=at)
+        case StepUpPending():
+            pending = PendingStepUp(event.test_id, event.waiting_for, event.target_level, event.due_at)
+            return replace(state, pending_step_up=pending)
+        case StepUpReviewDecided() | StepUpCancelled():
+            return replace(
+                state, pending_step_up=None, flags=_without_flag(state.flags, STEP_UP_REVIEW_OVERDUE)
+            )
+        case StepUpReversed():
+            return replace(state, last_step_up=None)
         case EpisodeClosed(reason=reason):
             return replace(
                 state, status=EpisodeStatus.CLOSED, status_since=at, discharge_reason=reason, closed_at=at,
                 pending_review=None, hold_reason=None,
             )  # fmt: skip
     raise FoldError(f"no rule folds {type(event).__name__}")
+
+
+def _with_test(state: Episode, test_id: str, **changes: object) -> Episode:
+    if state.test(test_id) is None:
+        raise FoldError(f"no test {test_id} was ordered")
+    return replace(state, tests=tuple(replace(t, **changes) if t.test_id == test_id else t for t in state.tests))
 
 
 def fold(events: Iterable[DomainEvent], state: Episode | None = None) -> Episode | None:

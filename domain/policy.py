@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import resources
 from typing import Any
 
@@ -26,6 +27,27 @@ class PlacementRule:
     withdrawal_first: bool = False
 
 
+class PositiveResultAction(StrEnum):
+    AUTOMATIC = "automatic"  # a counting positive steps the client up at once
+    REVIEW = "review"  # it opens a step-up review that a clinician confirms or declines
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class DrugTestingPolicy:
+    per_week: dict[LevelOfCare, float]
+    window_days: int
+    result_window_days: float
+    retest_within_days: float
+    counting_results: tuple[str, ...]
+    positive_result_action: PositiveResultAction
+    step_up_waits_for_confirmation: bool
+    step_up_review_due_days: float
+    weekday_weights: tuple[float, ...]  # Monday first
+
+
 @dataclass(frozen=True)
 class Policy:
     version: str
@@ -40,6 +62,7 @@ class Policy:
     placement_baseline: LevelOfCare
     after_withdrawal_minimum: LevelOfCare
     placement_rules: tuple[PlacementRule, ...]
+    drug_testing: DrugTestingPolicy
 
 
 def default_policy_text() -> str:
@@ -69,6 +92,7 @@ def load_policy(text: str | None = None) -> Policy:
         placement_baseline=reader.level("placement.baseline"),
         after_withdrawal_minimum=reader.level("placement.after_withdrawal_minimum"),
         placement_rules=reader.rules("placement.rules"),
+        drug_testing=reader.drug_testing("drug_testing"),
     )
     for source, target in policy.step_down.items():
         if target.intensity >= source.intensity:
@@ -121,6 +145,44 @@ class _Reader:
             return LevelOfCare(value)
         except ValueError:
             raise PolicyError(f"policy key {key}: {value!r} is not a level of care") from None
+
+    def drug_testing(self, key: str) -> DrugTestingPolicy:
+        per_week = self.get(f"{key}.per_week")
+        if not isinstance(per_week, dict):
+            raise PolicyError(f"policy key {key}.per_week must be a table of level = tests per week")
+        frequencies = {}
+        for name in per_week:
+            level = self.enum_value(f"{key}.per_week.{name}", name)
+            if level is LevelOfCare.WITHDRAWAL_MANAGEMENT:
+                raise PolicyError(f"policy key {key}.per_week.{name}: there is no random testing during withdrawal management")
+            rate = self.days(f"{key}.per_week.{name}")
+            if rate > 7:
+                raise PolicyError(f"policy key {key}.per_week.{name} must be at most 7 tests a week, not {rate!r}")
+            frequencies[level] = rate
+        window = self.days(f"{key}.window_days")
+        if window != int(window) or window < 7:
+            raise PolicyError(f"policy key {key}.window_days must be a whole number of days, at least 7")
+        counting = self.get(f"{key}.counting_results")
+        known = {"positive", "refused", "no_show", "adulterated", "substituted", "dilute", "invalid", "unable_to_void"}
+        if not isinstance(counting, list) or not set(counting) <= known or "positive" not in counting:
+            raise PolicyError(f"policy key {key}.counting_results must list results among {sorted(known)}, positive included")
+        weights = self.get(f"{key}.weekday_weights")
+        if not isinstance(weights, dict) or set(weights) != set(WEEKDAYS):
+            raise PolicyError(f"policy key {key}.weekday_weights must give a weight for each of {', '.join(WEEKDAYS)}")
+        waits = self.get(f"{key}.step_up_waits_for_confirmation")
+        if not isinstance(waits, bool):
+            raise PolicyError(f"policy key {key}.step_up_waits_for_confirmation must be true or false")
+        return DrugTestingPolicy(
+            per_week=frequencies,
+            window_days=int(window),
+            result_window_days=self.days(f"{key}.result_window_days"),
+            retest_within_days=self.days(f"{key}.retest_within_days"),
+            counting_results=tuple(counting),
+            positive_result_action=self.enum(f"{key}.positive_result_action", PositiveResultAction),
+            step_up_waits_for_confirmation=waits,
+            step_up_review_due_days=self.days(f"{key}.step_up_review_due_days"),
+            weekday_weights=tuple(self.days(f"{key}.weekday_weights.{day}") for day in WEEKDAYS),
+        )
 
     def rules(self, key: str) -> tuple[PlacementRule, ...]:
         items = self.get(key)

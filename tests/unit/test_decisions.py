@@ -10,8 +10,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from domain.assessment import place, validate_ratings
+from random import Random
+
 from domain.commands import (
+    ChangeMedications,
     CompleteAftercare,
+    DecideStepUp,
+    DrawTestSchedule,
+    MarkResultOverdue,
+    OrderScheduledTest,
+    OrderTest,
+    RecordTestResult,
+    ReverseStepUp,
     Discharge,
     EscalateReview,
     OpenEpisode,
@@ -29,6 +39,7 @@ from domain.events import DomainEvent, LevelChanged, ReviewEscalated
 from domain.fold import REVIEW_OVERDUE, fold
 from domain.levels import Direction, LevelOfCare
 from domain.policy import default_policy_text, load_policy
+from domain.testing import TestMethod, TestResult, draw_schedule
 
 POLICY = load_policy()
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -263,6 +274,54 @@ class EpisodeMachine(RuleBasedStateMachine):
     def override(self, level: LevelOfCare, reason: OverrideReason) -> None:
         self.attempt(OverridePlacement(level, reason, "", "clin-2"))
 
+    @rule(seed=st.integers(0, 1000))
+    def draw_schedule(self, seed: int) -> None:
+        state = self.journey.state
+        if state is not None and state.level is not None:
+            draw = draw_schedule(Random(seed), state.level, self.journey.at, POLICY.drug_testing)
+            self.attempt(DrawTestSchedule(draw))
+
+    @rule(scheduled=st.booleans())
+    def order_test(self, scheduled: bool) -> None:
+        self.attempt(OrderScheduledTest() if scheduled else OrderTest("clin-1"))
+
+    @rule(
+        index=st.integers(0, 5),
+        result=st.sampled_from(list(TestResult)),
+        method=st.sampled_from(list(TestMethod)),
+        substances=st.lists(st.sampled_from(["fentanyl", "buprenorphine", "alcohol"]), max_size=2),
+        correct=st.booleans(),
+    )
+    def result(self, index: int, result: TestResult, method: TestMethod, substances: list[str], correct: bool) -> None:
+        state = self.journey.state
+        if state is None or not state.tests:
+            return
+        test = state.tests[min(index, len(state.tests) - 1)]
+        original = test.confirmed if method is TestMethod.CONFIRMED else test.presumptive
+        corrects = original.lab_reference if correct and original else None
+        reference = f"lab-{len(self.journey.recorded)}"
+        self.attempt(
+            RecordTestResult(test.test_id, result, method, self.journey.at, reference, tuple(substances), corrects)
+        )
+
+    @rule(medications=st.lists(st.sampled_from(["buprenorphine", "methadone", "naltrexone"]), max_size=2))
+    def medications(self, medications: list[str]) -> None:
+        self.attempt(ChangeMedications(tuple(medications), "clin-1"))
+
+    @rule(confirm=st.booleans(), reverse=st.booleans())
+    def clinician_on_step_up(self, confirm: bool, reverse: bool) -> None:
+        state = self.journey.state
+        if state is not None and state.pending_step_up is not None:
+            self.attempt(DecideStepUp(state.pending_step_up.test_id, confirm, "clin-2"))
+        if state is not None and state.last_step_up is not None and reverse:
+            self.attempt(ReverseStepUp(state.last_step_up.test_id, "clin-2", "clinical judgment"))
+
+    @rule()
+    def overdue_results(self) -> None:
+        state = self.journey.state
+        for test in state.tests if state else ():
+            self.attempt(MarkResultOverdue(test.test_id))
+
     @rule()
     def complete_aftercare(self) -> None:
         self.attempt(CompleteAftercare())
@@ -287,6 +346,14 @@ class EpisodeMachine(RuleBasedStateMachine):
             assert state.pending_review.level is state.level and state.level is not LevelOfCare.AFTERCARE
         assert (REVIEW_OVERDUE in state.flags) == bool(state.pending_review and state.pending_review.escalated)
         assert list(state.flags) == sorted(set(state.flags)) and state.stay_held_seconds >= 0
+        ids = [t.test_id for t in state.tests]
+        assert len(ids) == len(set(ids)) == state.tests_ordered
+        if state.pending_step_up is not None:
+            assert state.test(state.pending_step_up.test_id) is not None
+            assert state.pending_step_up.target_level.intensity > (state.level.intensity if state.level else -1)
+        if state.last_step_up is not None and state.status is not EpisodeStatus.CLOSED:
+            assert state.level is state.last_step_up.to_level
+        assert all(p <= q for p, q in zip(state.planned_tests, state.planned_tests[1:], strict=False))
 
 
 TestEpisodeMachine = EpisodeMachine.TestCase

@@ -1,0 +1,161 @@
+"""Random drug testing: the schedule draw, the tests' lifecycle values, and how a result is read.
+
+Pure. The randomness comes in as a `random.Random` (in a workflow: `workflow.new_random("drug-tests")`),
+so the same history replays to the same schedule, and every draw is recorded for the auditors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from random import Random
+
+from domain.levels import LevelOfCare
+from domain.policy import DrugTestingPolicy
+
+
+class TestResult(StrEnum):
+    __test__ = False  # not a pytest class
+
+    NEGATIVE = "negative"
+    POSITIVE = "positive"
+    DILUTE = "dilute"
+    INVALID = "invalid"
+    ADULTERATED = "adulterated"
+    SUBSTITUTED = "substituted"
+    REFUSED = "refused"
+    NO_SHOW = "no_show"
+    UNABLE_TO_VOID = "unable_to_void"
+
+
+RETESTED = frozenset({TestResult.DILUTE, TestResult.INVALID, TestResult.UNABLE_TO_VOID})
+ANALYSED = frozenset({TestResult.NEGATIVE, TestResult.POSITIVE})  # a specimen was read for substances
+
+
+class TestMethod(StrEnum):
+    __test__ = False
+
+    PRESUMPTIVE = "presumptive"  # point of care or immunoassay
+    CONFIRMED = "confirmed"  # laboratory GC-MS or LC-MS/MS
+
+
+class OrderReason(StrEnum):
+    SCHEDULED = "scheduled"
+    RETEST = "retest"
+    CLINICIAN = "clinician"
+
+
+@dataclass(frozen=True)
+class ResultReport:
+    """What a lab (or a collection site) reported for a test."""
+
+    result: TestResult
+    substances: tuple[str, ...]
+    method: TestMethod
+    collected_at: datetime
+    lab_reference: str
+    counts_as_positive: bool
+
+
+@dataclass(frozen=True)
+class DrugTest:
+    """One ordered test and what became of it. Corrections replace a report; the original stays in the log."""
+
+    __test__ = False
+
+    test_id: str
+    reason: OrderReason
+    level: LevelOfCare
+    ordered_at: datetime
+    result_due_at: datetime
+    presumptive: ResultReport | None = None
+    confirmed: ResultReport | None = None
+    cancelled: bool = False
+    overdue: bool = False
+    retest_of: str | None = None
+
+    @property
+    def awaiting_result(self) -> bool:
+        return not self.cancelled and self.presumptive is None and self.confirmed is None
+
+
+@dataclass(frozen=True)
+class ScheduleDraw:
+    """One random-interval draw: the window (as day offsets from its start), every eligible day with its
+    weight, and the days chosen: one in each stratum of 7/per_week days."""
+
+    level: LevelOfCare
+    window_start: datetime
+    window_days: int
+    eligible_days: tuple[int, ...]
+    weights: tuple[float, ...]
+    chosen_days: tuple[int, ...]
+
+
+def strata(window_days: int, per_week: float) -> list[range]:
+    """The window cut into as many strata as there are tests, each a run of whole days."""
+    count = max(1, round(window_days * per_week / 7))
+    length = window_days / count
+    return [range(math.ceil(k * length), math.ceil((k + 1) * length)) for k in range(count)]
+
+
+def draw_schedule(
+    rng: Random, level: LevelOfCare, window_start: datetime, policy: DrugTestingPolicy
+) -> ScheduleDraw:
+    """Draw one day per stratum, weighted by weekday (days after weekends more likely, per policy)."""
+    per_week = policy.per_week.get(level, 0.0)
+    days = tuple(range(policy.window_days))
+    start_weekday = window_start.weekday()
+    weights = tuple(policy.weekday_weights[(start_weekday + d) % 7] for d in days)
+    if per_week <= 0:
+        return ScheduleDraw(level, window_start, policy.window_days, days, weights, ())
+    chosen = tuple(
+        rng.choices(list(stratum), weights=[weights[d] for d in stratum])[0]
+        for stratum in strata(policy.window_days, per_week)
+    )
+    return ScheduleDraw(level, window_start, policy.window_days, days, weights, chosen)
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    counts_as_positive: bool
+    needs_retest: bool
+    awaits_confirmation: bool  # a presumptive counting positive, when the policy waits for the lab
+    buprenorphine_absent: bool
+    rule: str  # why, in words a director reads
+
+
+def normalise_substances(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    return tuple(sorted({name.strip().lower() for name in names if name.strip()}))
+
+
+def interpret(
+    result: TestResult, substances: tuple[str, ...], method: TestMethod, medications: tuple[str, ...],
+    policy: DrugTestingPolicy,
+) -> Interpretation:  # fmt: skip
+    """Read a result against the client's prescriptions and the program's policy."""
+    prescribed = set(normalise_substances(medications))
+    found = set(normalise_substances(substances))
+    unexpected = sorted(found - prescribed)
+    counting = set(policy.counting_results)
+    if result is TestResult.POSITIVE:
+        counts = bool(unexpected) and "positive" in counting
+        rule = (
+            f"positive for {', '.join(unexpected)}, not prescribed"
+            if unexpected
+            else f"positive only for prescribed {', '.join(sorted(found)) or 'substances'}: expected"
+        )
+    else:
+        counts = result.value in counting
+        rule = f"{result.value} counts as positive under the policy" if counts else f"{result.value}"
+    needs_retest = result in RETESTED and not counts
+    if needs_retest:
+        rule = f"{result.value}: retest ordered"
+    buprenorphine_absent = "buprenorphine" in prescribed and result in ANALYSED and "buprenorphine" not in found
+    awaits = (
+        counts and result is TestResult.POSITIVE and method is TestMethod.PRESUMPTIVE
+        and policy.step_up_waits_for_confirmation
+    )  # fmt: skip
+    return Interpretation(counts, needs_retest, awaits, buprenorphine_absent, rule)

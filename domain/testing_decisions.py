@@ -1,0 +1,266 @@
+"""Decisions about drug tests: orders, results and their interpretation, step-ups and their reversal."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from domain.commands import (
+    ChangeMedications,
+    Command,
+    DecideStepUp,
+    DrawTestSchedule,
+    EscalateStepUpReview,
+    FlagLabNotNotified,
+    MarkResultOverdue,
+    OrderScheduledTest,
+    OrderTest,
+    RecordTestResult,
+    ReverseStepUp,
+)
+from domain.episode import Episode, EpisodeStatus
+from domain.errors import CommandRejected
+from domain.events import (
+    DomainEvent,
+    FlagRaised,
+    LevelChanged,
+    MedicationsChanged,
+    SobrietyDateReset,
+    StepUpCancelled,
+    StepUpPending,
+    StepUpReversed,
+    StepUpReviewDecided,
+    TestOrdered,
+    TestResultCorrected,
+    TestResultOverdue,
+    TestResultRecorded,
+    TestScheduleDrawn,
+)
+from domain.fold import BUPRENORPHINE_ABSENT, STEP_UP_REVIEW_OVERDUE
+from domain.ids import staff_id
+from domain.levels import Direction, LevelOfCare
+from domain.policy import Policy, PositiveResultAction
+from domain.testing import DrugTest, Interpretation, OrderReason, TestMethod, interpret, normalise_substances
+
+_SUBSTANCE = re.compile(r"[a-z0-9][a-z0-9 ,.'()/-]{0,63}")
+LAB_NOT_NOTIFIED = "lab_not_notified"
+
+
+def decide_testing(
+    state: Episode, command: Command, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    """Events for a drug-testing command (the caller has checked the episode is open)."""
+    match command:
+        case ChangeMedications():
+            medications = normalise_substances(command.medications)
+            if any(not _SUBSTANCE.fullmatch(m) for m in medications) or len(medications) > 50:
+                raise CommandRejected("medications are up to 50 substance names (letters, digits, spaces)")
+            return [MedicationsChanged(state.episode_id, at, medications, staff_id(command.changed_by))]
+        case RecordTestResult():
+            return _record_result(state, command, policy, at, day)
+    if state.status is not EpisodeStatus.ACTIVE:
+        raise CommandRejected(f"the episode is {state.status.value.replace('_', ' ')}; no test can be ordered or decided now")
+    assert state.level is not None
+    testing = policy.drug_testing
+    match command:
+        case DrawTestSchedule(draw=draw):
+            if draw is None or draw.level is not state.level:
+                raise CommandRejected("a schedule is drawn for the current level")
+            if testing.per_week.get(state.level, 0) <= 0:
+                raise CommandRejected(f"there is no random testing at {state.level.value}")
+            current = state.schedule_level is state.level and state.schedule_window_end is not None
+            if current and at < state.schedule_window_end:  # type: ignore[operator]
+                raise CommandRejected("the current schedule window has not ended")
+            return [
+                TestScheduleDrawn(
+                    state.episode_id, at, draw.level, draw.window_start, draw.window_days, draw.eligible_days,
+                    draw.weights, draw.chosen_days, day.total_seconds(), policy.version,
+                )
+            ]  # fmt: skip
+        case OrderScheduledTest():
+            if not state.planned_tests or state.planned_tests[0] > at:
+                raise CommandRejected("no scheduled test is due")
+            return [_order(state, OrderReason.SCHEDULED, "clock", at + day * testing.result_window_days, policy, at)]
+        case OrderTest(ordered_by=who):
+            return [_order(state, OrderReason.CLINICIAN, staff_id(who), at + day * testing.result_window_days, policy, at)]
+        case MarkResultOverdue(test_id=test_id):
+            test = _known(state, test_id)
+            if not test.awaiting_result or test.overdue or at < test.result_due_at:
+                raise CommandRejected(f"test {test_id} is not overdue")
+            return [TestResultOverdue(state.episode_id, at, test_id, test.result_due_at)]
+        case EscalateStepUpReview(test_id=test_id):
+            pending = state.pending_step_up
+            if pending is None or pending.test_id != test_id or pending.due_at is None or at < pending.due_at:
+                raise CommandRejected(f"no overdue step-up review for test {test_id}")
+            if STEP_UP_REVIEW_OVERDUE in state.flags:
+                raise CommandRejected("the step-up review was already escalated")
+            return [FlagRaised(state.episode_id, at, STEP_UP_REVIEW_OVERDUE, f"step-up review for test {test_id} is overdue")]
+        case FlagLabNotNotified(test_id=test_id):
+            _known(state, test_id)
+            return [FlagRaised(state.episode_id, at, f"{LAB_NOT_NOTIFIED}:{test_id}", f"the lab could not be told of test {test_id}")]
+        case DecideStepUp():
+            return _decide_step_up(state, command, policy, at)
+        case ReverseStepUp():
+            return _reverse(state, command, policy, at)
+    raise CommandRejected(f"{type(command).__name__} is not a drug-testing command")
+
+
+def _known(state: Episode, test_id: str) -> DrugTest:
+    test = state.test(test_id)
+    if test is None:
+        raise CommandRejected(f"no test {test_id} was ordered for this episode")
+    return test
+
+
+def _order(
+    state: Episode, reason: OrderReason, by: str, due: datetime, policy: Policy, at: datetime, retest_of: str | None = None
+) -> TestOrdered:
+    assert state.level is not None
+    test_id = f"{state.episode_id}.T{state.tests_ordered + 1}"
+    return TestOrdered(state.episode_id, at, test_id, reason, state.level, due, by, policy.version, retest_of)
+
+
+def _record_result(
+    state: Episode, command: RecordTestResult, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    test = _known(state, command.test_id)
+    if test.cancelled:
+        raise CommandRejected(f"test {command.test_id} was cancelled; no result is expected")
+    if not command.lab_reference or len(command.lab_reference) > 64:
+        raise CommandRejected("a lab reference is 1-64 characters")
+    if command.collected_at > at:
+        raise CommandRejected("the collection time is in the future")
+    substances = normalise_substances(command.substances)
+    if any(not _SUBSTANCE.fullmatch(s) for s in substances):
+        raise CommandRejected("substances are names of letters, digits and spaces")
+    reading = interpret(command.result, substances, command.method, state.medications, policy.drug_testing)
+    fields = (
+        command.result, substances, command.method, command.collected_at, command.lab_reference,
+        reading.counts_as_positive, reading.rule, policy.version,
+    )  # fmt: skip
+    slot = test.confirmed if command.method is TestMethod.CONFIRMED else test.presumptive
+    if command.corrects_lab_reference is not None:
+        original = next(
+            (r for r in (test.presumptive, test.confirmed) if r and r.lab_reference == command.corrects_lab_reference),
+            None,
+        )
+        if original is None:
+            raise CommandRejected(f"test {command.test_id} has no result {command.corrects_lab_reference} to correct")
+        if original.method is not command.method:
+            raise CommandRejected("a correction keeps the method of the result it corrects")
+        events: list[DomainEvent] = [
+            TestResultCorrected(state.episode_id, at, command.test_id, command.corrects_lab_reference, *fields)
+        ]
+        if original.counts_as_positive and not reading.counts_as_positive:
+            return events + _withdrawn(state, test, at)
+        if reading.counts_as_positive and not original.counts_as_positive:
+            return events + _consequences(state, test, command.method, reading, policy, at, day)
+        return events
+    if slot is not None:
+        same = (slot.result, slot.substances, slot.collected_at, slot.lab_reference) == (
+            command.result, substances, command.collected_at, command.lab_reference,
+        )  # fmt: skip
+        if same:
+            return []  # the identical result again: nothing new
+        raise CommandRejected(
+            f"test {command.test_id} already has a {command.method.value} result ({slot.result.value}, "
+            f"{slot.lab_reference}); send a correction naming that lab reference"
+        )
+    if command.method is TestMethod.PRESUMPTIVE and test.confirmed is not None:
+        raise CommandRejected(f"test {command.test_id} already has a confirmed result")
+    recorded = TestResultRecorded(state.episode_id, at, command.test_id, *fields)
+    return [recorded, *_consequences(state, test, command.method, reading, policy, at, day)]
+
+
+def _withdrawn(state: Episode, test: DrugTest, at: datetime) -> list[DomainEvent]:
+    """A counting result that no longer counts: a pending step-up is cancelled; a done one is flagged."""
+    if state.pending_step_up and state.pending_step_up.test_id == test.test_id:
+        return [StepUpCancelled(state.episode_id, at, test.test_id, "the result was corrected to one that does not count")]
+    if state.last_step_up and state.last_step_up.test_id == test.test_id:
+        return [FlagRaised(state.episode_id, at, "step_up_on_corrected_result", f"test {test.test_id} was corrected")]
+    return []
+
+
+def _consequences(
+    state: Episode, test: DrugTest, method: TestMethod, reading: Interpretation, policy: Policy, at: datetime,
+    day: timedelta,
+) -> list[DomainEvent]:  # fmt: skip
+    events: list[DomainEvent] = []
+    if reading.buprenorphine_absent:
+        events.append(
+            FlagRaised(state.episode_id, at, BUPRENORPHINE_ABSENT, f"test {test.test_id}: no buprenorphine while prescribed")
+        )
+    if reading.needs_retest:
+        due = at + day * policy.drug_testing.retest_within_days
+        retest = _order(state, OrderReason.RETEST, "clock", due, policy, at, retest_of=test.test_id)
+        events.append(retest)
+    pending = state.pending_step_up if state.pending_step_up and state.pending_step_up.test_id == test.test_id else None
+    if method is TestMethod.CONFIRMED and pending is not None and pending.waiting_for == "confirmation":
+        if not reading.counts_as_positive:
+            return events + [StepUpCancelled(state.episode_id, at, test.test_id, "the laboratory confirmation was negative")]
+        return events + _act_on_positive(state, test, reading, policy, at, day)
+    if not reading.counts_as_positive:
+        return events
+    target = _target(state, policy)
+    if reading.awaits_confirmation:
+        if target is not None and state.pending_step_up is None:
+            events.append(StepUpPending(state.episode_id, at, test.test_id, "confirmation", target, None, policy.version))
+        return events
+    return events + _act_on_positive(state, test, reading, policy, at, day)
+
+
+def _target(state: Episode, policy: Policy) -> LevelOfCare | None:
+    return policy.step_up.get(state.level) if state.level else None
+
+
+def _act_on_positive(
+    state: Episode, test: DrugTest, reading: Interpretation, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    """A counting positive: the sobriety date resets, and the client steps up (or a clinician reviews it)."""
+    events: list[DomainEvent] = [SobrietyDateReset(state.episode_id, at, test.test_id)]
+    target = _target(state, policy)
+    if target is None or state.status is not EpisodeStatus.ACTIVE and state.status is not EpisodeStatus.ON_HOLD:
+        return events
+    if policy.drug_testing.positive_result_action is PositiveResultAction.REVIEW:
+        if state.pending_step_up is None or state.pending_step_up.test_id == test.test_id:
+            due = at + day * policy.drug_testing.step_up_review_due_days
+            events.append(StepUpPending(state.episode_id, at, test.test_id, "review", target, due, policy.version))
+        return events
+    assert state.level is not None
+    cause = f"test {test.test_id}: {reading.rule}; rule step_up.{state.level.value} -> {target.value}"
+    return events + [_step(state, target, cause, test.test_id, policy, at)]
+
+
+def _step(state: Episode, to: LevelOfCare, cause: str, test_id: str, policy: Policy, at: datetime) -> LevelChanged:
+    assert state.level is not None
+    direction = Direction.UP if to.intensity > state.level.intensity else Direction.DOWN
+    return LevelChanged(
+        state.episode_id, at, state.level, to, direction, cause, policy.stay_minimum_days[to], policy.version, test_id
+    )
+
+
+def _decide_step_up(state: Episode, command: DecideStepUp, policy: Policy, at: datetime) -> list[DomainEvent]:
+    pending = state.pending_step_up
+    if pending is None or pending.test_id != command.test_id or pending.waiting_for != "review":
+        raise CommandRejected(f"no step-up review is pending for test {command.test_id}")
+    if len(command.note) > 2000:
+        raise CommandRejected("a note is at most 2000 characters")
+    decided = StepUpReviewDecided(state.episode_id, at, command.test_id, command.confirm, staff_id(command.clinician), command.note)
+    if not command.confirm:
+        return [decided]
+    cause = f"test {command.test_id}: step-up confirmed by {command.clinician} on review"
+    return [decided, _step(state, pending.target_level, cause, command.test_id, policy, at)]
+
+
+def _reverse(state: Episode, command: ReverseStepUp, policy: Policy, at: datetime) -> list[DomainEvent]:
+    last = state.last_step_up
+    if last is None or last.test_id != command.test_id or state.level is not last.to_level:
+        raise CommandRejected(f"no step-up caused by test {command.test_id} can be reversed now")
+    if not command.reason.strip() or len(command.reason) > 2000:
+        raise CommandRejected("a reversal needs a reason (at most 2000 characters)")
+    clinician = staff_id(command.clinician)
+    cause = f"reversal of the step-up on test {command.test_id}: {command.reason}"
+    return [
+        StepUpReversed(state.episode_id, at, command.test_id, clinician, command.reason),
+        _step(state, last.from_level, cause, command.test_id, policy, at),
+    ]

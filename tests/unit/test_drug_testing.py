@@ -1,0 +1,213 @@
+"""Random-interval schedules, result interpretation and step-ups: pure domain, no I/O."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from random import Random
+
+import pytest
+
+from domain.commands import (
+    ChangeMedications,
+    DecideStepUp,
+    DrawTestSchedule,
+    MarkResultOverdue,
+    OpenEpisode,
+    OrderScheduledTest,
+    OrderTest,
+    RecordAssessment,
+    RecordTestResult,
+    ReverseStepUp,
+)
+from domain.decisions import decide
+from domain.episode import EpisodeStatus
+from domain.errors import CommandRejected
+from domain.events import LevelChanged, StepUpCancelled, StepUpPending, TestOrdered, TestResultCorrected
+from domain.fold import BUPRENORPHINE_ABSENT, fold, result_missing_flag
+from domain.levels import LevelOfCare
+from domain.policy import default_policy_text, load_policy
+from domain.testing import TestMethod, TestResult, draw_schedule, strata
+from tests.unit.test_decisions import Journey
+
+POLICY = load_policy()
+TESTING = POLICY.drug_testing
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
+L = LevelOfCare
+DAY = timedelta(days=1)
+
+
+@pytest.mark.parametrize("level", [lv for lv in LevelOfCare if TESTING.per_week.get(lv, 0) > 0])
+def test_schedules_over_many_seeds_keep_frequency_and_gaps_and_cover_every_weekday(level: LevelOfCare) -> None:
+    per_week = TESTING.per_week[level]
+    stratum = TESTING.window_days / len(strata(TESTING.window_days, per_week))
+    longest_allowed = 2 * stratum
+    weekdays: Counter[int] = Counter()
+    for seed in range(300):
+        rng = Random(seed)
+        previous_end: int | None = None
+        for window in range(3):  # consecutive windows: gaps across their border count too
+            draw = draw_schedule(rng, level, T0 + DAY * TESTING.window_days * window, TESTING)
+            days = [window * TESTING.window_days + d for d in draw.chosen_days]
+            assert len(days) == round(TESTING.window_days * per_week / 7)
+            assert days == sorted(set(days))
+            if previous_end is not None:
+                days = [previous_end, *days]
+            assert all(0 < b - a < longest_allowed for a, b in zip(days, days[1:], strict=False))
+            previous_end = days[-1]
+            weekdays.update((T0.weekday() + d) % 7 for d in days)
+    assert set(weekdays) == set(range(7))
+    if per_week >= 1:
+        assert weekdays[0] > weekdays[1]  # Mondays (after the weekend) weigh double
+
+
+def test_the_same_generator_state_draws_the_same_schedule() -> None:
+    first = draw_schedule(Random("episode-1:drug-tests"), L.INTENSIVE_OUTPATIENT, T0, TESTING)
+    again = draw_schedule(Random("episode-1:drug-tests"), L.INTENSIVE_OUTPATIENT, T0, TESTING)
+    other = draw_schedule(Random("episode-2:drug-tests"), L.INTENSIVE_OUTPATIENT, T0, TESTING)
+    assert first == again and first.chosen_days != other.chosen_days
+    assert first.eligible_days == tuple(range(28)) and len(first.weights) == 28
+
+
+class Testing(Journey):
+    """A journey at IOP with a drawn schedule, ready to order tests and record results."""
+
+    __test__ = False
+
+    def __init__(self, policy_text: str | None = None, medications: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.policy = load_policy(policy_text) if policy_text else POLICY
+        self.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))
+        if medications:
+            self.do(ChangeMedications(medications, "clin-1"))
+        self.do(DrawTestSchedule(draw_schedule(Random(1), L.INTENSIVE_OUTPATIENT, self.at, self.policy.drug_testing)))
+
+    def do(self, command: object) -> list:  # type: ignore[type-arg]
+        events = decide(self.state, command, self.policy, self.at)  # type: ignore[arg-type]
+        self.state = fold(events, self.state)
+        self.recorded += events
+        return events
+
+    def order(self) -> str:
+        [ordered] = self.do(OrderTest("clin-1"))
+        assert isinstance(ordered, TestOrdered)
+        return ordered.test_id
+
+    def result(self, test_id: str, result: TestResult, *substances: str, method: TestMethod = TestMethod.CONFIRMED,
+               ref: str = "lab-1", corrects: str | None = None) -> list:  # type: ignore[type-arg]  # fmt: skip
+        return self.do(RecordTestResult(test_id, result, method, self.at - timedelta(hours=2), ref, substances, corrects))
+
+
+def test_scheduled_tests_are_ordered_on_the_drawn_days_and_a_missing_result_is_flagged() -> None:
+    t = Testing()
+    assert t.state is not None and len(t.state.planned_tests) == 8
+    t.at = t.state.planned_tests[0] - timedelta(minutes=1)
+    with pytest.raises(CommandRejected, match="no scheduled test is due"):
+        t.do(OrderScheduledTest())
+    t.at = t.state.planned_tests[0]
+    [ordered] = t.do(OrderScheduledTest())
+    assert ordered.reason == "scheduled" and len(t.state.planned_tests) == 7
+    with pytest.raises(CommandRejected, match="is not overdue"):
+        t.do(MarkResultOverdue(ordered.test_id))
+    t.wait(TESTING.result_window_days)
+    t.do(MarkResultOverdue(ordered.test_id))
+    assert result_missing_flag(ordered.test_id) in t.state.flags
+    t.result(ordered.test_id, TestResult.NEGATIVE)  # a late result still counts, and clears the flag
+    assert t.state.flags == ()
+
+
+def test_a_positive_at_iop_steps_up_to_residential_naming_the_test_result_and_rule() -> None:
+    t = Testing()
+    test_id = t.order()
+    events = t.result(test_id, TestResult.POSITIVE, "fentanyl")
+    assert [type(e).__name__ for e in events] == ["TestResultRecorded", "SobrietyDateReset", "LevelChanged"]
+    moved = events[-1]
+    assert isinstance(moved, LevelChanged) and moved.to_level is L.RESIDENTIAL and moved.cause_test_id == test_id
+    assert "fentanyl, not prescribed" in moved.cause and "step_up.intensive_outpatient -> residential" in moved.cause
+    assert t.state is not None and t.state.status is EpisodeStatus.ACTIVE and t.state.sobriety_since == t.at
+
+
+def test_a_prescribed_mat_substance_does_not_count_and_its_absence_raises_a_flag() -> None:
+    t = Testing(medications=("Buprenorphine",))
+    first = t.order()
+    assert [type(e).__name__ for e in t.result(first, TestResult.POSITIVE, "buprenorphine")] == ["TestResultRecorded"]
+    assert t.state is not None and t.state.level is L.INTENSIVE_OUTPATIENT
+    second = t.order()
+    t.result(second, TestResult.NEGATIVE, ref="lab-2")
+    assert BUPRENORPHINE_ABSENT in t.state.flags
+
+
+def test_refused_counts_as_positive_and_steps_up_without_waiting_for_a_lab() -> None:
+    t = Testing()
+    events = t.result(t.order(), TestResult.REFUSED, method=TestMethod.PRESUMPTIVE)
+    assert isinstance(events[-1], LevelChanged) and t.state is not None and t.state.level is L.RESIDENTIAL
+
+
+def test_a_dilute_specimen_orders_a_retest() -> None:
+    t = Testing()
+    test_id = t.order()
+    events = t.result(test_id, TestResult.DILUTE, method=TestMethod.PRESUMPTIVE)
+    retest = events[-1]
+    assert isinstance(retest, TestOrdered) and retest.reason == "retest" and retest.retest_of == test_id
+    assert retest.result_due_at == t.at + DAY * TESTING.retest_within_days
+    assert t.state is not None and t.state.level is L.INTENSIVE_OUTPATIENT
+
+
+def test_a_presumptive_positive_then_a_negative_confirmation_leaves_the_level_unchanged() -> None:
+    t = Testing()
+    test_id = t.order()
+    [recorded, pending] = t.result(test_id, TestResult.POSITIVE, "cocaine", method=TestMethod.PRESUMPTIVE)
+    assert isinstance(pending, StepUpPending) and pending.waiting_for == "confirmation"
+    [confirmed, cancelled] = t.result(test_id, TestResult.NEGATIVE, ref="lab-2")
+    assert isinstance(cancelled, StepUpCancelled)
+    assert t.state is not None and t.state.level is L.INTENSIVE_OUTPATIENT and t.state.pending_step_up is None
+
+
+def test_a_presumptive_positive_confirmed_positive_steps_up() -> None:
+    t = Testing()
+    test_id = t.order()
+    t.result(test_id, TestResult.POSITIVE, "cocaine", method=TestMethod.PRESUMPTIVE)
+    events = t.result(test_id, TestResult.POSITIVE, "cocaine", ref="lab-2")
+    assert isinstance(events[-1], LevelChanged) and t.state is not None and t.state.level is L.RESIDENTIAL
+
+
+def test_results_are_idempotent_conflicts_are_refused_and_corrections_supersede() -> None:
+    t = Testing()
+    test_id = t.order()
+    t.result(test_id, TestResult.NEGATIVE, ref="lab-1")
+    assert t.result(test_id, TestResult.NEGATIVE, ref="lab-1") == []
+    with pytest.raises(CommandRejected, match="already has a confirmed result \\(negative, lab-1\\); send a correction"):
+        t.result(test_id, TestResult.POSITIVE, "heroin", ref="lab-9")
+    with pytest.raises(CommandRejected, match="no test ep-1.T9 was ordered"):
+        t.result("ep-1.T9", TestResult.NEGATIVE)
+    with pytest.raises(CommandRejected, match="no result lab-7 to correct"):
+        t.result(test_id, TestResult.POSITIVE, "heroin", ref="lab-2", corrects="lab-7")
+    events = t.result(test_id, TestResult.POSITIVE, "heroin", ref="lab-2", corrects="lab-1")
+    assert isinstance(events[0], TestResultCorrected) and events[0].corrects_lab_reference == "lab-1"
+    assert isinstance(events[-1], LevelChanged)  # the corrected result counts, so it acts
+    assert t.state is not None and t.state.test(test_id).confirmed.lab_reference == "lab-2"  # type: ignore[union-attr]
+
+
+def test_in_review_mode_a_clinician_confirms_the_step_up_and_can_reverse_it() -> None:
+    review_policy = default_policy_text().replace('positive_result_action = "automatic"', 'positive_result_action = "review"')
+    t = Testing(review_policy)
+    test_id = t.order()
+    events = t.result(test_id, TestResult.POSITIVE, "methamphetamine")
+    assert isinstance(events[-1], StepUpPending) and events[-1].waiting_for == "review"
+    with pytest.raises(CommandRejected, match="no step-up review is pending for test other"):
+        t.do(DecideStepUp("other", True, "clin-2"))
+    t.do(DecideStepUp(test_id, True, "clin-2", "agreed at team meeting"))
+    assert t.state is not None and t.state.level is L.RESIDENTIAL
+    with pytest.raises(CommandRejected, match="needs a reason"):
+        t.do(ReverseStepUp(test_id, "clin-3", " "))
+    t.do(ReverseStepUp(test_id, "clin-3", "the lab mixed up specimens"))
+    assert t.state.level is L.INTENSIVE_OUTPATIENT
+    with pytest.raises(CommandRejected, match="can be reversed now"):
+        t.do(ReverseStepUp(test_id, "clin-3", "again"))
+
+
+def test_a_positive_never_discharges_even_at_the_most_intensive_level() -> None:
+    t = Testing()
+    t.result(t.order(), TestResult.POSITIVE, "alcohol")
+    t.result(t.order(), TestResult.POSITIVE, "alcohol", ref="lab-2")  # at residential: nothing higher
+    assert t.state is not None and t.state.status is EpisodeStatus.ACTIVE and t.state.level is L.RESIDENTIAL
