@@ -12,6 +12,7 @@ import structlog
 from temporalio.worker import Worker
 
 from activities.eventlog import EventLogActivities
+from activities.lab import LabOrderActivities
 from continuum.servers import Endpoints
 from continuum.settings import Settings
 from continuum.temporal import connect_temporal, ensure_search_attributes
@@ -36,8 +37,8 @@ def build_store(database_url: str, settings: Settings) -> PostgresEventStore:
     return PostgresEventStore(engine, projectors=[EpisodesProjection()])
 
 
-def activities_for(store: PostgresEventStore) -> list[Callable[..., Any]]:
-    return [EventLogActivities(store).record_events]
+def activities_for(store: PostgresEventStore, *, lab_order_url: str | None = None) -> list[Callable[..., Any]]:
+    return [EventLogActivities(store).record_events, LabOrderActivities(lab_order_url).send_lab_order]
 
 
 async def run_worker(settings: Settings, endpoints: Endpoints, store: PostgresEventStore) -> None:
@@ -55,7 +56,7 @@ async def run_worker(settings: Settings, endpoints: Endpoints, store: PostgresEv
             client,
             task_queue=settings.temporal_task_queue,
             workflows=list(WORKFLOWS),
-            activities=activities_for(store),
+            activities=activities_for(store, lab_order_url=settings.lab_order_url),
             activity_executor=executor,
             max_concurrent_activities=ACTIVITY_THREADS,
         )

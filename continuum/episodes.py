@@ -11,14 +11,19 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.commands import (
+    ChangeMedications,
     Command,
+    DecideStepUp,
     Discharge,
     OpenEpisode,
+    OrderTest,
     OverridePlacement,
     PutOnHold,
     RecordAssessment,
     RecordReviewOutcome,
+    RecordTestResult,
     Resume,
+    ReverseStepUp,
 )
 from domain.errors import CommandRejected, UnknownEpisode
 from domain.ids import episode_id as valid_episode_id
@@ -32,6 +37,11 @@ UPDATES: dict[type, Any] = {
     PutOnHold: EpisodeWorkflow.put_on_hold,
     Resume: EpisodeWorkflow.resume,
     Discharge: EpisodeWorkflow.discharge,
+    OrderTest: EpisodeWorkflow.order_test,
+    RecordTestResult: EpisodeWorkflow.record_test_result,
+    ChangeMedications: EpisodeWorkflow.change_medications,
+    DecideStepUp: EpisodeWorkflow.decide_step_up,
+    ReverseStepUp: EpisodeWorkflow.reverse_step_up,
 }
 
 

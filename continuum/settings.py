@@ -19,6 +19,12 @@ class SettingsError(ValueError):
     """An environment variable holds a value Continuum cannot use."""
 
 
+def _http_url(name: str, value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise SettingsError(f"{name} must be an http:// or https:// URL, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process needs to know about where it runs. `None` addresses mean "embedded"."""
@@ -35,6 +41,7 @@ class Settings:
     embedded_temporal_ui_port: int = 8233
     policy_file: Path | None = None  # a program's own care-pathway policy; the default one if None
     day_seconds: float = 86400.0  # the length of a care-clock day for new episodes (demos compress it)
+    lab_order_url: str | None = None  # where test orders are POSTed; None: orders are only recorded
 
     @property
     def embedded_temporal(self) -> bool:
@@ -91,6 +98,7 @@ class Settings:
             embedded_temporal_ui_port=port("CONTINUUM_TEMPORAL_UI_PORT", 8233),
             policy_file=Path(policy).expanduser().resolve() if policy else None,
             day_seconds=day_seconds,
+            lab_order_url=_http_url("CONTINUUM_LAB_ORDER_URL", text("CONTINUUM_LAB_ORDER_URL", None)),
         )
 
     def policy_text(self) -> str:

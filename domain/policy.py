@@ -48,6 +48,14 @@ class DrugTestingPolicy:
     weekday_weights: tuple[float, ...]  # Monday first
 
 
+NO_RANDOM_TESTING = DrugTestingPolicy(
+    per_week={}, window_days=28, result_window_days=3.0, retest_within_days=2.0,
+    counting_results=("positive", "refused", "no_show", "adulterated", "substituted"),
+    positive_result_action=PositiveResultAction.AUTOMATIC, step_up_waits_for_confirmation=True,
+    step_up_review_due_days=2.0, weekday_weights=(1.0,) * 7,
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Policy:
     version: str
@@ -147,6 +155,8 @@ class _Reader:
             raise PolicyError(f"policy key {key}: {value!r} is not a level of care") from None
 
     def drug_testing(self, key: str) -> DrugTestingPolicy:
+        if key not in self.raw:  # a policy from before random testing, or a program that does not test
+            return NO_RANDOM_TESTING
         per_week = self.get(f"{key}.per_week")
         if not isinstance(per_week, dict):
             raise PolicyError(f"policy key {key}.per_week must be a table of level = tests per week")

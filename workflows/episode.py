@@ -16,29 +16,38 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.eventlog import EventToRecord, RecordEventsInput, RecordEventsResult
+    from activities.lab import LabOrder, LabOrderSent
     from domain.clock import next_due
     from domain.codec import decode, encode, to_envelope
     from domain.commands import (
+        ChangeMedications,
         Command,
+        DecideStepUp,
         Discharge,
+        DrawTestSchedule,
+        FlagLabNotNotified,
         OpenEpisode,
+        OrderTest,
         OverridePlacement,
         PutOnHold,
         RecordAssessment,
         RecordReviewOutcome,
+        RecordTestResult,
         Resume,
+        ReverseStepUp,
     )
     from domain.decisions import decide
     from domain.episode import Episode, EpisodeStatus
     from domain.errors import CommandRejected, DomainError
-    from domain.events import DomainEvent
+    from domain.events import DomainEvent, TestOrdered
     from domain.fold import fold
     from domain.ids import staff_id
     from domain.policy import Policy, load_policy
+    from domain.testing import draw_schedule
     from workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
 
 RECORD_TIMEOUT = timedelta(seconds=30)
@@ -47,6 +56,10 @@ RECORD_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=["ConcurrencyError", "EventIdConflict", "CommandRejected"],
 )
+LAB_ORDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8
+)
+PATCH_DRUG_TESTING = "drug-testing"  # episodes started before random testing existed replay without it
 KEPT_RESULTS = 200  # full results kept for repeated command ids; older ids answer with the current state
 CLOCK_ACTOR = "clock"
 CLOCK_RETRY = timedelta(seconds=1)
@@ -107,6 +120,7 @@ class EpisodeWorkflow:
         self._commands_this_run = 0
         self._changes = 0
         self._lock = asyncio.Lock()
+        self._test_random = workflow.new_random("drug-tests")  # its own stream: other draws never shift it
 
     @workflow.run
     async def run(self, input: EpisodeInput) -> dict[str, Any]:
@@ -120,7 +134,8 @@ class EpisodeWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._carry())
             seen = self._changes
-            due = next_due(state, self._policy, workflow.now(), self._day)
+            testing = workflow.patched(PATCH_DRUG_TESTING)
+            due = next_due(state, self._policy, workflow.now(), self._day, drug_testing=testing)
             if due is None:
                 await workflow.wait_condition(lambda: self._changes != seen)
                 continue
@@ -132,8 +147,12 @@ class EpisodeWorkflow:
             except asyncio.TimeoutError:
                 pass
             meta = CommandMeta(f"clock:{type(due.command).__name__}:v{state.version}", CLOCK_ACTOR)
+            command: Command = due.command
+            if isinstance(command, DrawTestSchedule) and command.draw is None and state.level is not None:
+                draw = draw_schedule(self._test_random, state.level, workflow.now(), self._policy.drug_testing)
+                command = DrawTestSchedule(draw)
             try:
-                await self._execute(meta, due.command)
+                await self._execute(meta, command)
             except ApplicationError as error:  # the clock and the rules disagree by a hair: look again shortly
                 workflow.logger.warning("clock command refused", extra={"reason": error.message})
                 await workflow.sleep(CLOCK_RETRY)
@@ -203,6 +222,46 @@ class EpisodeWorkflow:
     def _validate_discharge(self, meta: CommandMeta, command: Discharge) -> None:
         self._validate(meta, command)
 
+    @workflow.update(name="order_test")
+    async def order_test(self, meta: CommandMeta, command: OrderTest) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @order_test.validator
+    def _validate_order_test(self, meta: CommandMeta, command: OrderTest) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="record_test_result")
+    async def record_test_result(self, meta: CommandMeta, command: RecordTestResult) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @record_test_result.validator
+    def _validate_test_result(self, meta: CommandMeta, command: RecordTestResult) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="change_medications")
+    async def change_medications(self, meta: CommandMeta, command: ChangeMedications) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @change_medications.validator
+    def _validate_medications(self, meta: CommandMeta, command: ChangeMedications) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="decide_step_up")
+    async def decide_step_up(self, meta: CommandMeta, command: DecideStepUp) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @decide_step_up.validator
+    def _validate_decide_step_up(self, meta: CommandMeta, command: DecideStepUp) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="reverse_step_up")
+    async def reverse_step_up(self, meta: CommandMeta, command: ReverseStepUp) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @reverse_step_up.validator
+    def _validate_reverse(self, meta: CommandMeta, command: ReverseStepUp) -> None:
+        self._validate(meta, command)
+
     @workflow.query(name="state")
     def state(self) -> dict[str, Any] | None:
         return encode(self._state) if self._state else None
@@ -225,22 +284,43 @@ class EpisodeWorkflow:
         return command_id in self._results or command_id in self._earlier_ids
 
     async def _execute(self, meta: CommandMeta, command: Command) -> CommandResult:
+        result, orders = await self._decide_and_record(meta, command)
+        for order in orders:  # after the order is on record: tell the collection site and lab
+            await self._send_lab_order(order)
+        return result
+
+    async def _send_lab_order(self, order: TestOrdered) -> None:
+        lab_order = LabOrder(
+            order.test_id, self._input.episode_id, order.reason.value, order.level.value, order.occurred_at,
+            order.result_due_at,
+        )  # fmt: skip
+        try:
+            await workflow.execute_activity(
+                "send_lab_order", lab_order, result_type=LabOrderSent, start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=LAB_ORDER_RETRY,
+            )  # fmt: skip
+        except ActivityError:
+            meta = CommandMeta(f"clock:lab-not-notified:{order.test_id}", CLOCK_ACTOR)
+            await self._decide_and_record(meta, FlagLabNotNotified(order.test_id))
+
+    async def _decide_and_record(self, meta: CommandMeta, command: Command) -> tuple[CommandResult, list[TestOrdered]]:
         async with self._lock:  # one command at a time: each is decided on the state the last one left
             if self._seen(meta.command_id):
                 return self._results.get(meta.command_id) or CommandResult(
                     meta.command_id, [], encode(self._state), duplicate=True
-                )
+                ), []
             try:
                 events = decide(self._state, command, self._policy, workflow.now(), self._day)
             except DomainError as error:  # the state moved on between validation and now
                 raise _rejected(error) from None
-            await self._record(meta, events)
+            if events:
+                await self._record(meta, events)
             result = CommandResult(
                 meta.command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, events)], encode(self._state)
             )
             self._remember(result)
             self._commands_this_run += 1
-            return result
+            return result, [e for e in events if isinstance(e, TestOrdered)]
 
     async def _record(self, meta: CommandMeta, events: list[DomainEvent]) -> None:
         """Append to the event store (idempotent by event id), then fold: the log leads, the state follows."""

@@ -14,21 +14,28 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from continuum.episodes import EpisodeCommands
+from domain.policy import default_policy_text
 from eventlog.store import PostgresEventStore
 from worker import WORKFLOWS, activities_for
 from workflows.episode import CommandMeta
 
 T = TypeVar("T")
 DAY = timedelta(days=1)
+# The default policy less random drug testing: the care-pathway tests watch reviews and levels alone.
+WITHOUT_TESTING = default_policy_text().split("\n[drug_testing]")[0] + "\n"
 
 
 @contextlib.asynccontextmanager
-async def episode_worker(env: WorkflowEnvironment, store: PostgresEventStore, **options: Any) -> AsyncIterator[EpisodeCommands]:
+async def episode_worker(
+    env: WorkflowEnvironment, store: PostgresEventStore, *, lab_order_url: str | None = None,
+    max_cached_workflows: int = 1000, **options: Any,
+) -> AsyncIterator[EpisodeCommands]:  # fmt: skip
     queue = f"episodes-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(8) as executor:
         async with Worker(
-            env.client, task_queue=queue, workflows=list(WORKFLOWS), activities=activities_for(store),
-            activity_executor=executor,
+            env.client, task_queue=queue, workflows=list(WORKFLOWS),
+            activities=activities_for(store, lab_order_url=lab_order_url), activity_executor=executor,
+            max_cached_workflows=max_cached_workflows,
         ):  # fmt: skip
             yield EpisodeCommands(env.client, queue, **options)
 

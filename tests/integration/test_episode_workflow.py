@@ -24,11 +24,11 @@ from domain.levels import LevelOfCare
 from domain.policy import load_policy
 from eventlog.store import PostgresEventStore
 from eventlog.verify import verify_log
-from tests.integration.episodes import DAY, episode_worker, eventually, meta
+from tests.integration.episodes import DAY, WITHOUT_TESTING, episode_worker, eventually, meta
 from workflows.episode import workflow_id
 
 pytestmark = pytest.mark.integration
-POLICY = load_policy()
+POLICY = load_policy(WITHOUT_TESTING)
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 WITHDRAWAL_RISK = (3, 1, 2, 2, 2, 2)  # withdrawal management first, then residential
 MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient
@@ -56,7 +56,7 @@ async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare
     skipping_env: WorkflowEnvironment, store: PostgresEventStore
 ) -> None:
     episode = "ep-journey"
-    async with episode_worker(skipping_env, store) as episodes:
+    async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING) as episodes:
         opened = await episodes.open(
             meta(), OpenEpisode(episode, "client-1", assessment=RecordAssessment(WITHDRAWAL_RISK, "clin-1"))
         )
@@ -100,7 +100,7 @@ async def test_an_overdue_review_is_escalated_and_cleared_by_the_outcome(
     skipping_env: WorkflowEnvironment, store: PostgresEventStore
 ) -> None:
     episode = "ep-overdue"
-    async with episode_worker(skipping_env, store) as episodes:
+    async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING) as episodes:
         await episodes.open(meta(), OpenEpisode(episode, "client-2", assessment=RecordAssessment(MILD, "clin-1")))
         handle = handle_of(skipping_env, episode)
         await skipping_env.fast_forward(handle, DAY * 30.5)
@@ -120,7 +120,7 @@ async def test_a_discharge_against_medical_advice_mid_stay_closes_the_episode(
     skipping_env: WorkflowEnvironment, store: PostgresEventStore
 ) -> None:
     episode = "ep-ama"
-    async with episode_worker(skipping_env, store) as episodes:
+    async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING) as episodes:
         await episodes.open(meta(), OpenEpisode(episode, "client-3", assessment=RecordAssessment(MILD, "clin-1")))
         handle = handle_of(skipping_env, episode)
         await skipping_env.fast_forward(handle, DAY * 12)
@@ -145,7 +145,7 @@ async def test_hold_and_resume_stop_and_restart_the_stay_clock(
     skipping_env: WorkflowEnvironment, store: PostgresEventStore
 ) -> None:
     episode = "ep-hold"
-    async with episode_worker(skipping_env, store) as episodes:
+    async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING) as episodes:
         await episodes.open(meta(), OpenEpisode(episode, "client-4", assessment=RecordAssessment(MILD, "clin-1")))
         handle = handle_of(skipping_env, episode)
         await skipping_env.fast_forward(handle, DAY * 10)
@@ -168,7 +168,7 @@ async def test_a_rejected_command_records_nothing_and_says_why(
     skipping_env: WorkflowEnvironment, store: PostgresEventStore
 ) -> None:
     episode = "ep-rejected"
-    async with episode_worker(skipping_env, store) as episodes:
+    async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING) as episodes:
         await episodes.open(meta(), OpenEpisode(episode, "client-5"))
         before = types(store, episode)
 
@@ -193,7 +193,7 @@ async def test_the_same_command_id_twice_records_once_even_across_continue_as_ne
     skipping_env: WorkflowEnvironment, store: PostgresEventStore
 ) -> None:
     episode = "ep-twice"
-    async with episode_worker(skipping_env, store, continue_as_new_after=2) as episodes:
+    async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING, continue_as_new_after=2) as episodes:
         open_meta = meta("open-1")
         first_open = await episodes.open(open_meta, OpenEpisode(episode, "client-6", assessment=RecordAssessment(MILD, "clin-1")))
         again_open = await episodes.open(open_meta, OpenEpisode(episode, "client-6", assessment=RecordAssessment(MILD, "clin-1")))
@@ -238,7 +238,7 @@ async def test_a_worker_killed_mid_episode_is_replaced_without_duplicates_or_gap
     skipping_env: WorkflowEnvironment, store: PostgresEventStore, database_url: str, tmp_path: Path
 ) -> None:
     episode, queue = "ep-killed", "episodes-killed"
-    episodes = EpisodeCommands(skipping_env.client, queue)
+    episodes = EpisodeCommands(skipping_env.client, queue, policy_text=WITHOUT_TESTING)
     first = _worker_process(skipping_env, database_url, queue, tmp_path)
     await episodes.open(meta(), OpenEpisode(episode, "client-7", assessment=RecordAssessment(WITHDRAWAL_RISK, "clin-1")))
     handle = handle_of(skipping_env, episode)

@@ -211,3 +211,19 @@ def test_a_positive_never_discharges_even_at_the_most_intensive_level() -> None:
     t.result(t.order(), TestResult.POSITIVE, "alcohol")
     t.result(t.order(), TestResult.POSITIVE, "alcohol", ref="lab-2")  # at residential: nothing higher
     assert t.state is not None and t.state.status is EpisodeStatus.ACTIVE and t.state.level is L.RESIDENTIAL
+
+
+def test_a_policy_without_a_drug_testing_section_schedules_no_tests() -> None:
+    """Episodes started before random testing existed carry such a policy; they must keep running."""
+    from domain.clock import next_due
+
+    text = default_policy_text().split("\n[drug_testing]")[0]
+    policy = load_policy(text)
+    assert policy.drug_testing.per_week == {}
+    j = Journey()
+    j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))
+    assert j.state is not None
+    due = next_due(j.state, policy, j.at, DAY)
+    assert due is not None and type(due.command).__name__ == "RequestReview"
+    with pytest.raises(CommandRejected, match="no random testing at intensive_outpatient"):
+        decide(j.state, DrawTestSchedule(draw_schedule(Random(1), L.INTENSIVE_OUTPATIENT, j.at, policy.drug_testing)), policy, j.at)
