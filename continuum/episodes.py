@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.commands import (
+    CancelTest,
     ChangeMedications,
     Command,
     DecideStepUp,
@@ -21,6 +22,7 @@ from domain.commands import (
     PutOnHold,
     RecordAssessment,
     RecordReviewOutcome,
+    RecordSpecimenCollection,
     RecordTestResult,
     Resume,
     ReverseStepUp,
@@ -38,6 +40,8 @@ UPDATES: dict[type, Any] = {
     Resume: EpisodeWorkflow.resume,
     Discharge: EpisodeWorkflow.discharge,
     OrderTest: EpisodeWorkflow.order_test,
+    RecordSpecimenCollection: EpisodeWorkflow.record_specimen_collection,
+    CancelTest: EpisodeWorkflow.cancel_test,
     RecordTestResult: EpisodeWorkflow.record_test_result,
     ChangeMedications: EpisodeWorkflow.change_medications,
     DecideStepUp: EpisodeWorkflow.decide_step_up,

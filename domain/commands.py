@@ -75,6 +75,22 @@ class RecordTestResult:
 
 
 @dataclass(frozen=True)
+class RecordSpecimenCollection:
+    test_id: str
+    collected_at: datetime
+    observed: bool
+    temperature_in_range: bool
+    site: str
+
+
+@dataclass(frozen=True)
+class CancelTest:
+    test_id: str
+    cancelled_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ChangeMedications:
     medications: tuple[str, ...]  # substance names: the whole active list (MAT and other prescriptions)
     changed_by: str
@@ -140,11 +156,12 @@ class FlagLabNotNotified:
 
 Command = (
     OpenEpisode | RecordAssessment | OverridePlacement | RecordReviewOutcome | PutOnHold | Resume | Discharge
-    | OrderTest | RecordTestResult | ChangeMedications | DecideStepUp | ReverseStepUp
+    | OrderTest | RecordSpecimenCollection | RecordTestResult | CancelTest | ChangeMedications | DecideStepUp
+    | ReverseStepUp
     | RequestReview | EscalateReview | CompleteAftercare | DrawTestSchedule | OrderScheduledTest | MarkResultOverdue
     | EscalateStepUpReview | FlagLabNotNotified
 )  # fmt: skip
 TESTING_COMMANDS = (
-    OrderTest, RecordTestResult, ChangeMedications, DecideStepUp, ReverseStepUp, DrawTestSchedule,
+    OrderTest, RecordSpecimenCollection, CancelTest, RecordTestResult, ChangeMedications, DecideStepUp, ReverseStepUp, DrawTestSchedule,
     OrderScheduledTest, MarkResultOverdue, EscalateStepUpReview, FlagLabNotNotified,
 )  # fmt: skip

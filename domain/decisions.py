@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from domain.assessment import place, validate_ratings
 from domain.commands import (
     TESTING_COMMANDS,
+    CancelTest,
     ChangeMedications,
     Command,
     CompleteAftercare,
@@ -20,6 +21,7 @@ from domain.commands import (
     PutOnHold,
     RecordAssessment,
     RecordReviewOutcome,
+    RecordSpecimenCollection,
     RecordTestResult,
     RequestReview,
     Resume,
@@ -79,7 +81,7 @@ def _decide(state: Episode | None, command: Command, policy: Policy, at: datetim
     if isinstance(command, Discharge):
         _check_note(command.note)
         return [EpisodeClosed(state.episode_id, at, command.reason, command.reason.teds, policy.version, command.note)]
-    if isinstance(command, (ChangeMedications, RecordTestResult)):
+    if isinstance(command, (ChangeMedications, RecordTestResult, RecordSpecimenCollection, CancelTest)):
         return decide_testing(state, command, policy, at, day)  # results and prescriptions arrive whatever the status
     if state.status is EpisodeStatus.INTAKE:
         if not isinstance(command, RecordAssessment):

@@ -181,6 +181,18 @@ class TestOrdered(DomainEvent):
 
 
 @dataclass(frozen=True)
+class SpecimenCollected(DomainEvent):
+    """The collection site took the specimen: whether collection was observed, and whether the specimen's
+    temperature was in range (out of range suggests a substituted specimen)."""
+
+    test_id: str
+    collected_at: datetime
+    observed: bool
+    temperature_in_range: bool
+    site: str
+
+
+@dataclass(frozen=True)
 class TestCancelled(DomainEvent):
     __test__ = False
     test_id: str
@@ -297,6 +309,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         EpisodeClosed,
         TestScheduleDrawn,
         TestOrdered,
+        SpecimenCollected,
         TestCancelled,
         TestResultRecorded,
         TestResultCorrected,

@@ -26,6 +26,7 @@ from domain.events import (
     ReviewEscalated,
     ReviewRequested,
     SobrietyDateReset,
+    SpecimenCollected,
     StayStarted,
     StepUpCancelled,
     StepUpPending,
@@ -44,6 +45,7 @@ from domain.testing import DrugTest, OrderReason, ResultReport, TestMethod
 REVIEW_OVERDUE = "review_overdue"
 STEP_UP_REVIEW_OVERDUE = "step_up_review_overdue"
 BUPRENORPHINE_ABSENT = "buprenorphine_absent"
+SPECIMEN_TEMPERATURE = "specimen_temperature_out_of_range"
 RESULT_MISSING = "result_missing"  # flags read "result_missing:<test id>", one per test
 
 
@@ -153,6 +155,11 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             return replace(state, tests=(*state.tests, test), tests_ordered=state.tests_ordered + 1, planned_tests=planned)
         case TestCancelled(test_id=test_id):
             return _with_test(state, test_id, cancelled=True)
+        case SpecimenCollected():
+            return _with_test(
+                state, event.test_id, collected_at=event.collected_at, observed=event.observed,
+                temperature_in_range=event.temperature_in_range,
+            )  # fmt: skip
         case TestResultRecorded() | TestResultCorrected():
             report = ResultReport(
                 event.result, tuple(event.substances), event.method, event.collected_at, event.lab_reference,

@@ -75,6 +75,9 @@ class DrugTest:
     cancelled: bool = False
     overdue: bool = False
     retest_of: str | None = None
+    collected_at: datetime | None = None
+    observed: bool | None = None
+    temperature_in_range: bool | None = None
 
     @property
     def awaiting_result(self) -> bool:

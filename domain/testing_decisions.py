@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timedelta
 
 from domain.commands import (
+    CancelTest,
     ChangeMedications,
     Command,
     DecideStepUp,
@@ -15,6 +16,7 @@ from domain.commands import (
     MarkResultOverdue,
     OrderScheduledTest,
     OrderTest,
+    RecordSpecimenCollection,
     RecordTestResult,
     ReverseStepUp,
 )
@@ -30,13 +32,15 @@ from domain.events import (
     StepUpPending,
     StepUpReversed,
     StepUpReviewDecided,
+    SpecimenCollected,
+    TestCancelled,
     TestOrdered,
     TestResultCorrected,
     TestResultOverdue,
     TestResultRecorded,
     TestScheduleDrawn,
 )
-from domain.fold import BUPRENORPHINE_ABSENT, STEP_UP_REVIEW_OVERDUE
+from domain.fold import BUPRENORPHINE_ABSENT, SPECIMEN_TEMPERATURE, STEP_UP_REVIEW_OVERDUE
 from domain.ids import staff_id
 from domain.levels import Direction, LevelOfCare
 from domain.policy import Policy, PositiveResultAction
@@ -58,6 +62,18 @@ def decide_testing(
             return [MedicationsChanged(state.episode_id, at, medications, staff_id(command.changed_by))]
         case RecordTestResult():
             return _record_result(state, command, policy, at, day)
+        case RecordSpecimenCollection():
+            return _collected(state, command, at)
+        case CancelTest():
+            test = _known(state, command.test_id)
+            if test.cancelled:
+                raise CommandRejected(f"test {command.test_id} is already cancelled")
+            if not test.awaiting_result:
+                raise CommandRejected(f"test {command.test_id} already has a result; correct it instead")
+            if not command.reason.strip() or len(command.reason) > 500:
+                raise CommandRejected("a cancellation needs a reason (at most 500 characters)")
+            staff_id(command.cancelled_by)
+            return [TestCancelled(state.episode_id, at, command.test_id, command.reason)]
     if state.status is not EpisodeStatus.ACTIVE:
         raise CommandRejected(f"the episode is {state.status.value.replace('_', ' ')}; no test can be ordered or decided now")
     assert state.level is not None
@@ -103,6 +119,31 @@ def decide_testing(
         case ReverseStepUp():
             return _reverse(state, command, policy, at)
     raise CommandRejected(f"{type(command).__name__} is not a drug-testing command")
+
+
+def _collected(state: Episode, command: RecordSpecimenCollection, at: datetime) -> list[DomainEvent]:
+    test = _known(state, command.test_id)
+    if test.cancelled:
+        raise CommandRejected(f"test {command.test_id} was cancelled; no specimen is expected")
+    if command.collected_at > at:
+        raise CommandRejected("the collection time is in the future")
+    if test.collected_at is not None:
+        if (test.collected_at, test.observed, test.temperature_in_range) == (
+            command.collected_at, command.observed, command.temperature_in_range,
+        ):  # fmt: skip
+            return []
+        raise CommandRejected(f"the specimen for test {command.test_id} was already recorded as collected")
+    events: list[DomainEvent] = [
+        SpecimenCollected(
+            state.episode_id, at, command.test_id, command.collected_at, command.observed,
+            command.temperature_in_range, staff_id(command.site),
+        )
+    ]  # fmt: skip
+    if not command.temperature_in_range:
+        events.append(
+            FlagRaised(state.episode_id, at, SPECIMEN_TEMPERATURE, f"test {command.test_id}: temperature out of range")
+        )
+    return events
 
 
 def _known(state: Episode, test_id: str) -> DrugTest:

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.clock import next_due
     from domain.codec import decode, encode, to_envelope
     from domain.commands import (
+        CancelTest,
         ChangeMedications,
         Command,
         DecideStepUp,
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         PutOnHold,
         RecordAssessment,
         RecordReviewOutcome,
+        RecordSpecimenCollection,
         RecordTestResult,
         Resume,
         ReverseStepUp,
@@ -228,6 +230,22 @@ class EpisodeWorkflow:
 
     @order_test.validator
     def _validate_order_test(self, meta: CommandMeta, command: OrderTest) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="record_specimen_collection")
+    async def record_specimen_collection(self, meta: CommandMeta, command: RecordSpecimenCollection) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @record_specimen_collection.validator
+    def _validate_collection(self, meta: CommandMeta, command: RecordSpecimenCollection) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="cancel_test")
+    async def cancel_test(self, meta: CommandMeta, command: CancelTest) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @cancel_test.validator
+    def _validate_cancel(self, meta: CommandMeta, command: CancelTest) -> None:
         self._validate(meta, command)
 
     @workflow.update(name="record_test_result")

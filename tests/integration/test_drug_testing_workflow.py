@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +12,14 @@ from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
 from continuum.episodes import EpisodeCommands
-from domain.commands import OpenEpisode, OrderTest, RecordAssessment, RecordTestResult
+from domain.commands import (
+    CancelTest,
+    OpenEpisode,
+    OrderTest,
+    RecordAssessment,
+    RecordSpecimenCollection,
+    RecordTestResult,
+)
 from domain.errors import CommandRejected
 from domain.testing import TestMethod, TestResult
 from eventlog.store import PostgresEventStore
@@ -111,6 +120,10 @@ async def test_a_positive_at_iop_steps_up_and_every_outcome_names_its_cause(
             await episodes.send(episode, meta(actor="svc:lab-3"), RecordTestResult(
                 "ep-positive.T99", TestResult.NEGATIVE, TestMethod.CONFIRMED, collected, "L-79"))  # fmt: skip
 
+        if os.environ.get("CONTINUUM_RECORD_HISTORIES"):
+            history = await skipping_env.client.get_workflow_handle(workflow_id(episode)).fetch_history()
+            (Path(__file__).resolve().parents[1] / "histories" / "episode_drug_testing.json").write_text(history.to_json())
+
     assert [e.type for e in result.events] == ["TestResultRecorded", "SobrietyDateReset", "LevelChanged"]
     assert again.events == []  # the identical result again records nothing
     assert projected(store, episode).level == "residential"
@@ -135,12 +148,21 @@ async def test_refused_steps_up_and_a_presumptive_positive_then_negative_confirm
         refused_id = refused.events[0].data["test_id"]
         unconfirmed_id = unconfirmed.events[0].data["test_id"]
         now = datetime.fromisoformat(refused.events[0].data["occurred_at"].replace("Z", "+00:00"))
+        collected = await episodes.send(
+            "ep-refused", meta(actor="svc:site-1"), RecordSpecimenCollection(refused_id, now, True, True, "site-1")
+        )
+        cancelled_order = await episodes.send("ep-refused", meta(), OrderTest("clin-1"))
+        await episodes.send("ep-refused", meta(), CancelTest(cancelled_order.events[0].data["test_id"], "clin-1", "duplicate order"))
+        with pytest.raises(CommandRejected, match="was cancelled; no result is expected"):
+            await episodes.send("ep-refused", meta(), RecordTestResult(
+                cancelled_order.events[0].data["test_id"], TestResult.NEGATIVE, TestMethod.CONFIRMED, now, "C-9"))  # fmt: skip
         await episodes.send("ep-refused", meta(), RecordTestResult(refused_id, TestResult.REFUSED, TestMethod.PRESUMPTIVE, now, "P-1"))
         pending = await episodes.send("ep-unconfirmed", meta(), RecordTestResult(
             unconfirmed_id, TestResult.POSITIVE, TestMethod.PRESUMPTIVE, now, "P-2", ("cocaine",)))  # fmt: skip
         cancelled = await episodes.send("ep-unconfirmed", meta(), RecordTestResult(
             unconfirmed_id, TestResult.NEGATIVE, TestMethod.CONFIRMED, now, "C-2"))  # fmt: skip
 
+    assert [e.type for e in collected.events] == ["SpecimenCollected"]
     assert projected(store, "ep-refused").level == "residential"
     assert [e.type for e in pending.events] == ["TestResultRecorded", "StepUpPending"]
     assert [e.type for e in cancelled.events] == ["TestResultRecorded", "StepUpCancelled"]

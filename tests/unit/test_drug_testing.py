@@ -9,6 +9,7 @@ from random import Random
 import pytest
 
 from domain.commands import (
+    CancelTest,
     ChangeMedications,
     DecideStepUp,
     DrawTestSchedule,
@@ -17,6 +18,7 @@ from domain.commands import (
     OrderScheduledTest,
     OrderTest,
     RecordAssessment,
+    RecordSpecimenCollection,
     RecordTestResult,
     ReverseStepUp,
 )
@@ -204,6 +206,24 @@ def test_in_review_mode_a_clinician_confirms_the_step_up_and_can_reverse_it() ->
     assert t.state.level is L.INTENSIVE_OUTPATIENT
     with pytest.raises(CommandRejected, match="can be reversed now"):
         t.do(ReverseStepUp(test_id, "clin-3", "again"))
+
+
+def test_collection_is_recorded_and_a_cancelled_test_takes_no_result() -> None:
+    t = Testing()
+    test_id = t.order()
+    collected = t.at - timedelta(hours=1)
+    events = t.do(RecordSpecimenCollection(test_id, collected, observed=True, temperature_in_range=False, site="site-2"))
+    assert [type(e).__name__ for e in events] == ["SpecimenCollected", "FlagRaised"]
+    assert t.do(RecordSpecimenCollection(test_id, collected, True, False, "site-2")) == []  # the same again
+    with pytest.raises(CommandRejected, match="already recorded as collected"):
+        t.do(RecordSpecimenCollection(test_id, collected, False, True, "site-2"))
+    assert t.state is not None and t.state.test(test_id).observed is True  # type: ignore[union-attr]
+    other = t.order()
+    t.do(CancelTest(other, "clin-1", "ordered in error"))
+    with pytest.raises(CommandRejected, match=f"test {other} was cancelled; no result is expected"):
+        t.result(other, TestResult.NEGATIVE)
+    with pytest.raises(CommandRejected, match="already cancelled"):
+        t.do(CancelTest(other, "clin-1", "again"))
 
 
 def test_a_positive_never_discharges_even_at_the_most_intensive_level() -> None:
