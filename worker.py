@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.eventlog import EventLogActivities
@@ -41,16 +41,8 @@ def activities_for(store: PostgresEventStore, *, lab_order_url: str | None = Non
     return [EventLogActivities(store).record_events, LabOrderActivities(lab_order_url).send_lab_order]
 
 
-async def run_worker(settings: Settings, endpoints: Endpoints, store: PostgresEventStore) -> None:
-    """Serve the task queue until SIGINT or SIGTERM, then finish in-flight tasks and return."""
-    client = await connect_temporal(endpoints.temporal_address, settings.temporal_namespace)
-    added = await ensure_search_attributes(client, SEARCH_ATTRIBUTES)
-    if added:
-        log.info("temporal.search_attributes_registered", names=added)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+async def run_worker(settings: Settings, client: Client, store: PostgresEventStore, stop: asyncio.Event) -> None:
+    """Serve the task queue until `stop` is set, then finish in-flight tasks and return."""
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity") as executor:
         worker = Worker(
             client,
@@ -64,3 +56,12 @@ async def run_worker(settings: Settings, endpoints: Endpoints, store: PostgresEv
             log.info("worker.started", task_queue=settings.temporal_task_queue, namespace=settings.temporal_namespace)
             await stop.wait()
             log.info("worker.stopping")
+
+
+async def connect(settings: Settings, endpoints: Endpoints) -> Client:
+    """Connect to Temporal and make sure the search attributes exist."""
+    client = await connect_temporal(endpoints.temporal_address, settings.temporal_namespace)
+    added = await ensure_search_attributes(client, SEARCH_ATTRIBUTES)
+    if added:
+        log.info("temporal.search_attributes_registered", names=added)
+    return client

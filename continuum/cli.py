@@ -1,30 +1,52 @@
-"""The `continuum` command: thin, calling the same services as the worker and the API."""
+"""The `continuum` command: thin, calling the same services as the worker and the API.
+
+Human tables by default, `--json` for scripts; errors in one line; exit codes: 0 ok, 1 not found,
+2 usage, 3 a server is unreachable or a setting is invalid, 4 the record was altered.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import getpass
 import json
 import os
+import signal
 import sys
-from typing import Annotated
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 import typer
+import uvicorn
 
 from continuum.logs import configure_logging
-from continuum.servers import ServerUnavailable, running_servers
+from continuum.servers import EmbeddedPostgres, ServerUnavailable, running_servers
 from continuum.settings import Settings, SettingsError
-from domain.errors import PolicyError
+from domain.errors import DomainError, PolicyError
 from eventlog.errors import EventStoreError
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continuum: care-continuum workflow engine.")
 projections = typer.Typer(no_args_is_help=True, help="Read models kept from the event log.")
 audit = typer.Typer(no_args_is_help=True, help="Auditors' tools over the event log.")
+keys = typer.Typer(no_args_is_help=True, help="API keys (stored hashed; a secret is shown once).")
+episodes = typer.Typer(no_args_is_help=True, help="Episodes, as the projection has them.")
 app.add_typer(projections, name="projections")
 app.add_typer(audit, name="audit")
+app.add_typer(keys, name="keys")
+app.add_typer(episodes, name="episodes")
 
+EXIT_NOT_FOUND = 1
 EXIT_UNAVAILABLE = 3
 EXIT_VERIFICATION_FAILED = 4
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Host = Annotated[str | None, typer.Option(help="Address the API listens on (CONTINUUM_API_HOST).")]
+Port = Annotated[int | None, typer.Option(help="Port the API listens on (CONTINUUM_API_PORT).")]
+
+
+class NotFound(Exception):
+    """What the command was asked about does not exist (exit 1)."""
 
 
 def _settings() -> Settings:
@@ -33,70 +55,119 @@ def _settings() -> Settings:
     return settings
 
 
-def _serve() -> None:
-    import worker
+# -- serving -----------------------------------------------------------------------------------------
 
+
+def _serve(*, worker: bool, api: bool, host: str | None = None, port: int | None = None) -> None:
+    import worker as worker_module
     from domain.policy import load_policy
 
     settings = _settings()
     policy = load_policy(settings.policy_text())  # a malformed policy stops us here, naming the key
     with running_servers(settings, SEARCH_ATTRIBUTES) as endpoints:
-        store = worker.build_store(endpoints.database_url, settings)
-        typer.echo(f"Policy        {settings.policy_file or 'default'} ({policy.version})")
+        store = worker_module.build_store(endpoints.database_url, settings)
+        host, port = host or settings.api_host, port or settings.api_port
         typer.echo(f"Temporal      {endpoints.temporal_address} (namespace {settings.temporal_namespace})")
         if endpoints.temporal_ui_url:
             typer.echo(f"Temporal UI   {endpoints.temporal_ui_url}")
         typer.echo(f"Task queue    {settings.temporal_task_queue}")
+        typer.echo(f"Policy        {settings.policy_file or 'default'} ({policy.version})")
+        if api:
+            typer.echo(f"API           http://{host}:{port}/api/v1   (OpenAPI: http://{host}:{port}/docs)")
         typer.echo("Press Ctrl-C to stop.")
-        asyncio.run(worker.run_worker(settings, endpoints, store))
+        asyncio.run(_serve_async(settings, endpoints, store, worker=worker, api=api, host=host, port=port))
+
+
+async def _serve_async(
+    settings: Settings, endpoints: Any, store: Any, *, worker: bool, api: bool, host: str, port: int
+) -> None:
+    import worker as worker_module
+    from api.app import create_app
+    from api.services import Services
+    from continuum.episodes import EpisodeCommands
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await worker_module.connect(settings, endpoints)
+    tasks = []
+    if worker:
+        tasks.append(asyncio.create_task(worker_module.run_worker(settings, client, store, stop)))
+    if api:
+        commands = EpisodeCommands(
+            client, settings.temporal_task_queue, policy_text=settings.policy_text(),
+            day=timedelta(seconds=settings.day_seconds), lab_id=settings.lab_id,
+        )  # fmt: skip
+        server = QuietServer(uvicorn.Config(create_app(Services.build(commands, store)), host=host, port=port,
+                                             log_config=None, lifespan="off"))  # fmt: skip
+        tasks.append(asyncio.create_task(server.serve()))
+
+        async def stop_api() -> None:
+            await stop.wait()
+            server.should_exit = True
+
+        tasks.append(asyncio.create_task(stop_api()))
+    await asyncio.gather(*tasks)
+
+
+class QuietServer(uvicorn.Server):
+    """Uvicorn without its own signal handling: one Ctrl-C stops the API and the worker in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 @app.command()
-def up() -> None:
-    """Start everything on the embedded default (or the configured servers) and serve until Ctrl-C."""
-    _serve()
+def up(host: Host = None, port: Port = None) -> None:
+    """Everything on the embedded default (or the configured servers): worker and API, until Ctrl-C."""
+    _serve(worker=True, api=True, host=host, port=port)
 
 
 @app.command("worker")
 def worker_command() -> None:
     """Run a worker on the task queue (starts embedded servers for what is not configured)."""
-    _serve()
+    _serve(worker=True, api=False)
 
 
-@app.command()
-def migrate() -> None:
-    """Apply the database migrations and exit."""
-    with _store_only(_settings()):
-        typer.echo("migrations applied")
+@app.command("api")
+def api_command(host: Host = None, port: Port = None) -> None:
+    """Serve the HTTP API only (workers run elsewhere)."""
+    _serve(worker=False, api=True, host=host, port=port)
 
 
-def _store_only(settings: Settings):  # type: ignore[no-untyped-def]
-    """A context giving an event store without Temporal (embedded PostgreSQL if unconfigured)."""
-    import contextlib
+# -- the database alone --------------------------------------------------------------------------------
 
+
+@contextlib.contextmanager
+def _store() -> Iterator[Any]:
+    """The event store without Temporal (embedded PostgreSQL if DATABASE_URL is unset)."""
     from eventlog.db import check_reachable, make_engine
     from eventlog.migrate import apply_migrations
     from eventlog.projection import EpisodesProjection
     from eventlog.store import PostgresEventStore
 
-    @contextlib.contextmanager
-    def scope():  # type: ignore[no-untyped-def]
-        from continuum.servers import EmbeddedPostgres
+    settings = _settings()
+    postgres = EmbeddedPostgres(settings.data_dir) if settings.embedded_postgres else None
+    try:
+        url = postgres.start() if postgres else settings.database_url
+        assert url is not None
+        apply_migrations(url)
+        engine = make_engine(url, role=settings.database_role)
+        check_reachable(engine)
+        yield PostgresEventStore(engine, projectors=[EpisodesProjection()])
+        engine.dispose()
+    finally:
+        if postgres:
+            postgres.stop()
 
-        postgres = EmbeddedPostgres(settings.data_dir) if settings.embedded_postgres else None
-        try:
-            url = postgres.start() if postgres else settings.database_url
-            assert url is not None
-            apply_migrations(url)
-            engine = make_engine(url, role=settings.database_role)
-            check_reachable(engine)
-            yield PostgresEventStore(engine, projectors=[EpisodesProjection()])
-            engine.dispose()
-        finally:
-            if postgres:
-                postgres.stop()
 
-    return scope()
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations and exit."""
+    with _store():
+        typer.echo("migrations applied")
 
 
 @projections.command("rebuild")
@@ -104,40 +175,225 @@ def rebuild() -> None:
     """Rebuild the episodes read model from the whole log (byte-identical to the live one)."""
     from eventlog.projection import projection_fingerprint, rebuild_episodes
 
-    with _store_only(_settings()) as store:
+    with _store() as store:
         count = rebuild_episodes(store)
         typer.echo(f"rebuilt episodes from {count} events; fingerprint {projection_fingerprint(store.engine)}")
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "-"
+    return "-" if value is None else str(value)
+
+
+def _emit(data: Any, as_json: bool, human: str) -> None:
+    typer.echo(json.dumps(data, default=str, indent=2) if as_json else human)
+
+
+@episodes.command("list")
+def episodes_list(
+    level: Annotated[str | None, typer.Option(help="A level of care, e.g. residential.")] = None,
+    status: Annotated[str | None, typer.Option(help="intake, active, on_hold or closed.")] = None,
+    flag: Annotated[str | None, typer.Option(help="e.g. review_overdue or result_missing.")] = None,
+    page: int = 1,
+    page_size: int = 50,
+    as_json: Json = False,
+) -> None:
+    """Episodes, filtered and paged."""
+    from domain.episode import EpisodeStatus
+    from domain.levels import LevelOfCare
+    from eventlog.reads import EpisodeReads
+
+    if level is not None and level not in {lv.value for lv in LevelOfCare}:
+        raise typer.BadParameter(f"{level!r} is not a level of care", param_hint="--level")
+    if status is not None and status not in {s.value for s in EpisodeStatus}:
+        raise typer.BadParameter(f"{status!r} is not an episode status", param_hint="--status")
+    with _store() as store:
+        result = EpisodeReads(store.engine).list(level=level, status=status, flag=flag, page=page, page_size=page_size)
+    columns = ["episode_id", "status", "level", "level_since", "flags"]
+    human = _table(result.items, columns) + f"\n{len(result.items)} of {result.total} (page {result.page})"
+    _emit({"items": result.items, "total": result.total, "page": result.page}, as_json, human)
+
+
+@episodes.command("show")
+def episodes_show(episode_id: str, as_json: Json = False) -> None:
+    """One episode's current state."""
+    from eventlog.reads import EpisodeReads
+
+    with _store() as store:
+        state = EpisodeReads(store.engine).get(episode_id)
+    if state is None:
+        raise NotFound(f"no episode {episode_id}")
+    pending = state.get("pending_review")
+    human = "\n".join(
+        [
+            f"episode   {state['episode_id']} (client {state['client_id']})",
+            f"status    {state['status']} since {state['status_since']}",
+            f"level     {state.get('level') or '-'} since {state.get('level_since') or '-'}",
+            f"review    {pending['review_id'] + ' due ' + pending['due_at'] if pending else '-'}",
+            f"tests     {len(state.get('tests', []))} ordered",
+            f"flags     {', '.join(state.get('flags', [])) or '-'}",
+        ]
+    )
+    _emit(state, as_json, human)
+
+
+@app.command()
+def census(as_json: Json = False) -> None:
+    """Open episodes by level of care and status."""
+    from eventlog.reads import EpisodeReads
+
+    with _store() as store:
+        rows = EpisodeReads(store.engine).census()
+    _emit(rows, as_json, _table(rows, ["level", "status", "episodes"]) + f"\ntotal {sum(r['episodes'] for r in rows)}")
+
+
+# -- keys ---------------------------------------------------------------------------------------------
+
+
+@keys.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="director, clinician, lab, partner, auditor or admin.")],
+    name: Annotated[str, typer.Option(help="A name for the key's holder (an id, not a person's name).")],
+    subject: Annotated[str | None, typer.Option(help="The lab or partner id a lab or partner key speaks for.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Create a key and print its secret (shown this once)."""
+    from domain.ids import staff_id
+    from eventlog.access import ApiKeyStore, Role
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise typer.BadParameter(f"{role!r} is not one of {', '.join(r.value for r in Role)}", param_hint="--role") from None
+    staff_id(name)
+    if chosen in (Role.LAB, Role.PARTNER) and not subject:
+        raise typer.BadParameter(f"a {role} key names the {role} it speaks for", param_hint="--subject")
+    with _store() as store:
+        key, secret = ApiKeyStore(store.engine).create(name, chosen, subject)
+    _emit({"key_id": key.key_id, "role": key.role.value, "name": key.name, "secret": secret}, as_json,
+          f"key {key.key_id} ({key.role.value}, {key.name})\nsecret {secret}\nStore it now; it is not shown again.")  # fmt: skip
+
+
+@keys.command("list")
+def keys_list(as_json: Json = False) -> None:
+    """Every key, with its role and whether it is revoked (never the secrets)."""
+    from eventlog.access import ApiKeyStore
+
+    with _store() as store:
+        rows = [{**vars(k), "role": k.role.value} for k in ApiKeyStore(store.engine).list()]
+    _emit(rows, as_json, _table(rows, ["key_id", "name", "role", "subject", "created_at", "revoked_at"]))
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key at once."""
+    from eventlog.access import ApiKeyStore
+
+    with _store() as store:
+        if not ApiKeyStore(store.engine).revoke(key_id):
+            raise NotFound(f"no active key {key_id}")
+    typer.echo(f"revoked {key_id}")
+
+
+# -- audit --------------------------------------------------------------------------------------------
 
 
 @audit.command("verify")
 def verify(
     episode: Annotated[str | None, typer.Option(help="Verify one episode's stream instead of the whole log.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Recompute the hash chain and report the first broken link (exit 4 when the record was altered)."""
     from eventlog.verify import verify_log, verify_stream
 
-    with _store_only(_settings()) as store:
+    with _store() as store:
         report = verify_stream(store.engine, episode) if episode else verify_log(store.engine)
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "scope": report.scope,
-                    "ok": report.ok,
-                    "events_checked": report.events_checked,
-                    "problems": [vars(p) for p in report.problems],
-                }
-            )
-        )
-    elif report.ok:
-        typer.echo(f"verified: {report.scope}, {report.events_checked} events, chain intact")
+    data = {"scope": report.scope, "ok": report.ok, "events_checked": report.events_checked,
+            "problems": [vars(p) for p in report.problems]}  # fmt: skip
+    if report.ok:
+        human = f"verified: {report.scope}, {report.events_checked} events, chain intact"
     else:
-        typer.echo(f"ALTERED: {report.scope}, {len(report.problems)} problem(s); first: {report.first_broken.describe()}")  # type: ignore[union-attr]
-        for problem in report.problems[1:]:
-            typer.echo(f"  also: {problem.describe()}")
+        assert report.first_broken is not None
+        lines = [f"ALTERED: {report.scope}, {len(report.problems)} problem(s); first: {report.first_broken.describe()}"]
+        human = "\n".join(lines + [f"  also: {p.describe()}" for p in report.problems[1:]])
+    _emit(data, as_json, human)
     if not report.ok:
         raise typer.Exit(EXIT_VERIFICATION_FAILED)
+
+
+def _cli_reader(what: str, episode_id: str, purpose: str, store: Any) -> None:
+    """Reads of a record through the CLI are logged like the API's, under the operating system user."""
+    from eventlog.access import AccessLog, ApiKey, Role
+
+    reader = ApiKey(f"cli:{getpass.getuser()}", "cli", Role.AUDITOR, None, datetime.now().astimezone(), None)
+    AccessLog(store.engine).record(reader, episode_id, what, purpose)
+
+
+@audit.command("replay")
+def replay(
+    episode_id: str,
+    as_of: Annotated[str, typer.Option("--as-of", help="An instant with its zone, e.g. 2026-11-23T10:00:00Z.")],
+    purpose: Annotated[str, typer.Option(help="Why the record is read (logged).")] = "audit",
+    as_json: Json = False,
+) -> None:
+    """The episode's state as the record stood at an instant, and the events up to then."""
+    from domain.codec import encode
+    from eventlog.projection import episode_as_of
+
+    try:
+        at = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{as_of!r} is not an ISO-8601 instant", param_hint="--as-of") from None
+    if at.tzinfo is None:
+        raise typer.BadParameter("the instant needs a time zone (for example a trailing Z)", param_hint="--as-of")
+    with _store() as store:
+        _cli_reader(f"replay as_of {at.isoformat()}", episode_id, purpose, store)
+        events = store.read_stream(episode_id, recorded_until=at)
+        state = episode_as_of(store, episode_id, at=at)
+    if not events:
+        raise NotFound(f"episode {episode_id} had no recorded events at {at.isoformat()}")
+    rows = [{"version": e.stream_version, "recorded_at": e.recorded_at, "type": e.event_type} for e in events]
+    data = {"episode_id": episode_id, "as_of": at.isoformat(), "state": encode(state), "events": rows}
+    assert state is not None
+    human = _table(rows, ["version", "recorded_at", "type"]) + (
+        f"\nstate as of {at.isoformat()}: {state.status.value}, level {state.level.value if state.level else '-'},"
+        f" flags {', '.join(state.flags) or '-'}"
+    )
+    _emit(data, as_json, human)
+
+
+@audit.command("export")
+def export(
+    episode_id: str,
+    purpose: Annotated[str, typer.Option(help="Why the record is exported (logged).")] = "audit",
+) -> None:
+    """The episode's history as NDJSON on standard output: one stored event per line, with its hashes."""
+    with _store() as store:
+        events = store.read_stream(episode_id)
+        if not events:
+            raise NotFound(f"no episode {episode_id}")
+        _cli_reader("export ndjson", episode_id, purpose, store)
+    for e in events:
+        typer.echo(
+            json.dumps(
+                {"position": e.position, "stream_id": e.stream_id, "stream_version": e.stream_version,
+                 "event_id": str(e.event_id), "event_type": e.event_type, "schema_version": e.schema_version,
+                 "payload": e.payload, "metadata": vars(e.metadata), "occurred_at": e.occurred_at.isoformat(),
+                 "recorded_at": e.recorded_at.isoformat(), "prev_hash": e.prev_hash.hex(), "hash": e.hash.hex()},
+                sort_keys=True,
+            )  # fmt: skip
+        )
 
 
 def main() -> None:
@@ -152,13 +408,19 @@ def main() -> None:
     except (ServerUnavailable, EventStoreError, SettingsError, PolicyError) as error:
         print(f"continuum: {error}", file=sys.stderr)
         code = EXIT_UNAVAILABLE
+    except NotFound as error:
+        print(f"continuum: {error}", file=sys.stderr)
+        code = EXIT_NOT_FOUND
+    except DomainError as error:
+        print(f"continuum: {error}", file=sys.stderr)
+        code = 2
     except typer.Exit as exit_:
         code = exit_.exit_code
     except (typer.Abort, KeyboardInterrupt):
         code = 130
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
-    except Exception as error:  # click usage errors and the like carry their own message
+    except Exception as error:  # click usage errors carry their own message
         import click
 
         if isinstance(error, click.ClickException):

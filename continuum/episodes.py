@@ -60,6 +60,7 @@ class EpisodeCommands:
         policy_text: str | None = None,
         day: timedelta = timedelta(days=1),
         continue_as_new_after: int | None = None,
+        lab_id: str | None = None,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
@@ -67,13 +68,14 @@ class EpisodeCommands:
         load_policy(self.policy_text)  # a malformed policy fails here, naming the key, not in a workflow
         self.day = day
         self.continue_as_new_after = continue_as_new_after
+        self.lab_id = lab_id
 
     async def open(self, meta: CommandMeta, command: OpenEpisode) -> CommandResult:
         """Open the episode, or attach to it if it exists; a retried open returns the first outcome."""
         eid = valid_episode_id(command.episode_id)
         start = WithStartWorkflowOperation(
             EpisodeWorkflow.run,
-            EpisodeInput(eid, self.policy_text, self.day.total_seconds(), self.continue_as_new_after),
+            EpisodeInput(eid, self.policy_text, self.day.total_seconds(), self.continue_as_new_after, self.lab_id),
             id=workflow_id(eid),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

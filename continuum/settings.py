@@ -42,6 +42,9 @@ class Settings:
     policy_file: Path | None = None  # a program's own care-pathway policy; the default one if None
     day_seconds: float = 86400.0  # the length of a care-clock day for new episodes (demos compress it)
     lab_order_url: str | None = None  # where test orders are POSTed; None: orders are only recorded
+    lab_id: str = "lab-1"  # the lab those orders go to; only a key for this lab may report their results
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
 
     @property
     def embedded_temporal(self) -> bool:
@@ -99,6 +102,9 @@ class Settings:
             policy_file=Path(policy).expanduser().resolve() if policy else None,
             day_seconds=day_seconds,
             lab_order_url=_http_url("CONTINUUM_LAB_ORDER_URL", text("CONTINUUM_LAB_ORDER_URL", None)),
+            lab_id=text("CONTINUUM_LAB_ID", "lab-1") or "lab-1",
+            api_host=text("CONTINUUM_API_HOST", "127.0.0.1") or "127.0.0.1",
+            api_port=port("CONTINUUM_API_PORT", 8000),
         )
 
     def policy_text(self) -> str:

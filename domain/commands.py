@@ -61,6 +61,7 @@ class OrderTest:
     """A clinician orders an unscheduled test now."""
 
     ordered_by: str
+    lab_id: str | None = None  # filled in by the workflow from its configuration
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class DrawTestSchedule:
 
 @dataclass(frozen=True)
 class OrderScheduledTest:
-    pass
+    lab_id: str | None = None
 
 
 @dataclass(frozen=True)

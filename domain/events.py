@@ -178,6 +178,7 @@ class TestOrdered(DomainEvent):
     ordered_by: str
     policy_version: str
     retest_of: str | None = None
+    lab_id: str | None = None  # the lab the order was sent to: only it may report the result
 
 
 @dataclass(frozen=True)

@@ -149,8 +149,9 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             )
         case TestOrdered():
             test = DrugTest(
-                event.test_id, event.reason, event.level, at, event.result_due_at, retest_of=event.retest_of
-            )
+                event.test_id, event.reason, event.level, at, event.result_due_at, retest_of=event.retest_of,
+                lab_id=event.lab_id,
+            )  # fmt: skip
             planned = tuple(p for p in state.planned_tests if p > at) if event.reason is OrderReason.SCHEDULED else state.planned_tests
             return replace(state, tests=(*state.tests, test), tests_ordered=state.tests_ordered + 1, planned_tests=planned)
         case TestCancelled(test_id=test_id):

@@ -78,6 +78,7 @@ class DrugTest:
     collected_at: datetime | None = None
     observed: bool | None = None
     temperature_in_range: bool | None = None
+    lab_id: str | None = None
 
     @property
     def awaiting_result(self) -> bool:

@@ -96,9 +96,11 @@ def decide_testing(
         case OrderScheduledTest():
             if not state.planned_tests or state.planned_tests[0] > at:
                 raise CommandRejected("no scheduled test is due")
-            return [_order(state, OrderReason.SCHEDULED, "clock", at + day * testing.result_window_days, policy, at)]
-        case OrderTest(ordered_by=who):
-            return [_order(state, OrderReason.CLINICIAN, staff_id(who), at + day * testing.result_window_days, policy, at)]
+            due = at + day * testing.result_window_days
+            return [_order(state, OrderReason.SCHEDULED, "clock", due, policy, at, lab_id=command.lab_id)]
+        case OrderTest(ordered_by=who, lab_id=lab_id):
+            due = at + day * testing.result_window_days
+            return [_order(state, OrderReason.CLINICIAN, staff_id(who), due, policy, at, lab_id=lab_id)]
         case MarkResultOverdue(test_id=test_id):
             test = _known(state, test_id)
             if not test.awaiting_result or test.overdue or at < test.result_due_at:
@@ -154,11 +156,12 @@ def _known(state: Episode, test_id: str) -> DrugTest:
 
 
 def _order(
-    state: Episode, reason: OrderReason, by: str, due: datetime, policy: Policy, at: datetime, retest_of: str | None = None
-) -> TestOrdered:
+    state: Episode, reason: OrderReason, by: str, due: datetime, policy: Policy, at: datetime, *,
+    retest_of: str | None = None, lab_id: str | None = None,
+) -> TestOrdered:  # fmt: skip
     assert state.level is not None
     test_id = f"{state.episode_id}.T{state.tests_ordered + 1}"
-    return TestOrdered(state.episode_id, at, test_id, reason, state.level, due, by, policy.version, retest_of)
+    return TestOrdered(state.episode_id, at, test_id, reason, state.level, due, by, policy.version, retest_of, lab_id)
 
 
 def _record_result(
@@ -233,7 +236,7 @@ def _consequences(
         )
     if reading.needs_retest:
         due = at + day * policy.drug_testing.retest_within_days
-        retest = _order(state, OrderReason.RETEST, "clock", due, policy, at, retest_of=test.test_id)
+        retest = _order(state, OrderReason.RETEST, "clock", due, policy, at, retest_of=test.test_id, lab_id=test.lab_id)
         events.append(retest)
     pending = state.pending_step_up if state.pending_step_up and state.pending_step_up.test_id == test.test_id else None
     if method is TestMethod.CONFIRMED and pending is not None and pending.waiting_for == "confirmation":

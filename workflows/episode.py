@@ -10,6 +10,7 @@ domain's `next_due`; the workflow just waits for it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         DrawTestSchedule,
         FlagLabNotNotified,
         OpenEpisode,
+        OrderScheduledTest,
         OrderTest,
         OverridePlacement,
         PutOnHold,
@@ -100,6 +102,7 @@ class EpisodeInput:
     policy_text: str
     day_seconds: float = 86400.0  # the length of a care-clock day; demos compress it
     continue_as_new_after: int | None = None  # commands per run before continuing as new (None: when suggested)
+    lab_id: str | None = None  # the lab this program's test orders go to
     state: dict[str, Any] | None = None  # carried across continue-as-new
     results: dict[str, CommandResult] = field(default_factory=dict)
     earlier_command_ids: list[str] = field(default_factory=list)
@@ -302,6 +305,8 @@ class EpisodeWorkflow:
         return command_id in self._results or command_id in self._earlier_ids
 
     async def _execute(self, meta: CommandMeta, command: Command) -> CommandResult:
+        if isinstance(command, (OrderTest, OrderScheduledTest)) and command.lab_id is None:
+            command = dataclasses.replace(command, lab_id=self._input.lab_id)
         result, orders = await self._decide_and_record(meta, command)
         for order in orders:  # after the order is on record: tell the collection site and lab
             await self._send_lab_order(order)
@@ -394,6 +399,7 @@ class EpisodeWorkflow:
             policy_text=self._input.policy_text,
             day_seconds=self._input.day_seconds,
             continue_as_new_after=self._input.continue_as_new_after,
+            lab_id=self._input.lab_id,
             state=encode(self._state),
             results=dict(self._results),
             earlier_command_ids=sorted(self._earlier_ids),

@@ -1,0 +1,232 @@
+"""Command routes: each sends one update to the episode's workflow and answers with its outcome.
+
+An `Idempotency-Key` header makes a retried command return the first response (kept per API key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from api.auth import COMMANDS, RESULTS
+from api.schemas import (
+    AssessmentBody,
+    CancelTestBody,
+    CollectionBody,
+    CommandResponse,
+    DischargeBody,
+    HoldBody,
+    MedicationsBody,
+    OpenEpisodeBody,
+    OrderTestBody,
+    OverrideBody,
+    ReviewOutcomeBody,
+    StepUpDecisionBody,
+    StepUpReversalBody,
+    TestResultBody,
+)
+from api.services import Services
+from domain.commands import (
+    CancelTest,
+    ChangeMedications,
+    Command,
+    DecideStepUp,
+    Discharge,
+    OpenEpisode,
+    OrderTest,
+    OverridePlacement,
+    PutOnHold,
+    RecordAssessment,
+    RecordReviewOutcome,
+    RecordSpecimenCollection,
+    RecordTestResult,
+    Resume,
+    ReverseStepUp,
+)
+from domain.errors import CommandRejected, UnknownEpisode
+from eventlog.access import ApiKey, Role
+from workflows.episode import CommandMeta, CommandResult
+
+router = APIRouter(prefix="/api/v1", tags=["commands"])
+EpisodePath = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no valid API key"},
+    403: {"description": "the key's role may not do this"},
+    404: {"description": "unknown episode"},
+    409: {"description": "the episode's state does not allow the command; `detail` says why"},
+    413: {"description": "body too large"},
+    422: {"description": "invalid body; `detail` names the field"},
+    503: {"description": "Temporal or PostgreSQL unavailable; retry after `Retry-After` seconds"},
+}
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+async def _run(request: Request, caller: ApiKey, episode_id: str, command: Command, created: bool = False) -> JSONResponse:
+    services = _services(request)
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
+        raise HTTPException(422, "Idempotency-Key is 1-128 characters")
+    request_hash = hashlib.sha256(request.method.encode() + request.url.path.encode() + await request.body()).digest()
+    if idempotency_key:
+        stored = await run_in_threadpool(services.idempotency.get, caller.key_id, idempotency_key)
+        if stored is not None:
+            if stored.request_hash != request_hash:
+                raise HTTPException(422, "this Idempotency-Key was used for a different request")
+            return _respond(stored.status, stored.body)
+    meta = CommandMeta(f"{caller.key_id}:{idempotency_key or uuid.uuid4().hex}", caller.actor)
+    try:
+        if isinstance(command, OpenEpisode):
+            result = await services.episodes.open(meta, command)
+        else:
+            result = await services.episodes.send(episode_id, meta, command)
+        status, body = (201 if created else 200), _body(episode_id, result)
+    except CommandRejected as error:
+        status, body = 409, {"type": "about:blank", "title": "Command rejected", "status": 409, "detail": str(error)}
+    except UnknownEpisode as error:
+        status, body = 404, {"type": "about:blank", "title": "Unknown episode", "status": 404, "detail": str(error)}
+    if idempotency_key:
+        await run_in_threadpool(services.idempotency.put, caller.key_id, idempotency_key, request_hash, status, body)
+    return _respond(status, body)
+
+
+def _body(episode_id: str, result: CommandResult) -> dict[str, Any]:
+    events = [{"type": e.type, "data": e.data} for e in result.events]
+    return {"episode_id": episode_id, "command_id": result.command_id, "events": events, "state": result.state}
+
+
+def _respond(status: int, body: Any) -> JSONResponse:
+    media = "application/json" if status < 400 else "application/problem+json"
+    return JSONResponse(body, status_code=status, media_type=media)
+
+
+@router.post("/episodes", status_code=201, response_model=CommandResponse, responses=ERRORS)
+async def open_episode(body: OpenEpisodeBody, request: Request, caller: ApiKey = Depends(COMMANDS)) -> JSONResponse:
+    """Open an episode at intake (with its assessment, if already done). A retried open never makes two."""
+    assessment = RecordAssessment(tuple(body.assessment.ratings), body.assessment.assessed_by) if body.assessment else None
+    command = OpenEpisode(body.episode_id, body.client_id, body.previous_episode_id, assessment)
+    return await _run(request, caller, body.episode_id, command, created=True)
+
+
+@router.post("/episodes/{episode_id}/assessment", response_model=CommandResponse, responses=ERRORS)
+async def record_assessment(
+    body: AssessmentBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+) -> JSONResponse:
+    return await _run(request, caller, episode_id, RecordAssessment(tuple(body.ratings), body.assessed_by))
+
+
+@router.post("/episodes/{episode_id}/placement-override", response_model=CommandResponse, responses=ERRORS)
+async def override_placement(
+    body: OverrideBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+) -> JSONResponse:
+    command = OverridePlacement(body.level, body.reason, body.note, body.clinician)
+    return await _run(request, caller, episode_id, command)
+
+
+@router.post("/episodes/{episode_id}/discharge", response_model=CommandResponse, responses=ERRORS)
+async def discharge(
+    body: DischargeBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+) -> JSONResponse:
+    return await _run(request, caller, episode_id, Discharge(body.reason, body.note))
+
+
+@router.post("/episodes/{episode_id}/hold", response_model=CommandResponse, responses=ERRORS)
+async def hold(
+    body: HoldBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+) -> JSONResponse:
+    return await _run(request, caller, episode_id, PutOnHold(body.reason))
+
+
+@router.post("/episodes/{episode_id}/resume", response_model=CommandResponse, responses=ERRORS)
+async def resume(request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)) -> JSONResponse:
+    return await _run(request, caller, episode_id, Resume())
+
+
+@router.post("/episodes/{episode_id}/reviews/{review_id}/outcome", response_model=CommandResponse, responses=ERRORS)
+async def review_outcome(
+    body: ReviewOutcomeBody, request: Request, episode_id: str = EpisodePath, review_id: str = EpisodePath,
+    caller: ApiKey = Depends(COMMANDS),
+) -> JSONResponse:  # fmt: skip
+    command = RecordReviewOutcome(review_id, body.outcome, body.therapist, body.next_review_in_days)
+    return await _run(request, caller, episode_id, command)
+
+
+@router.post("/episodes/{episode_id}/tests", response_model=CommandResponse, responses=ERRORS)
+async def order_test(
+    body: OrderTestBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+) -> JSONResponse:
+    """Order an unscheduled test now."""
+    return await _run(request, caller, episode_id, OrderTest(body.ordered_by))
+
+
+async def _lab_may_report(request: Request, caller: ApiKey, episode_id: str, test_id: str) -> None:
+    """A lab reports only on tests its lab was sent (and learns nothing about any other)."""
+    if caller.role is not Role.LAB:
+        return
+    state = await run_in_threadpool(_services(request).reads.get, episode_id)
+    test = next((t for t in (state or {}).get("tests", []) if t["test_id"] == test_id), None)
+    if test is None or test.get("lab_id") != caller.subject:
+        raise HTTPException(403, f"this lab was not sent test {test_id}")
+
+
+@router.post("/episodes/{episode_id}/tests/{test_id}/collection", response_model=CommandResponse, responses=ERRORS)
+async def record_collection(
+    body: CollectionBody, request: Request, episode_id: str = EpisodePath, test_id: str = EpisodePath,
+    caller: ApiKey = Depends(RESULTS),
+) -> JSONResponse:  # fmt: skip
+    await _lab_may_report(request, caller, episode_id, test_id)
+    command = RecordSpecimenCollection(test_id, body.collected_at, body.observed, body.temperature_in_range, body.site)
+    return await _run(request, caller, episode_id, command)
+
+
+@router.post("/episodes/{episode_id}/tests/{test_id}/results", response_model=CommandResponse, responses=ERRORS)
+async def record_result(
+    body: TestResultBody, request: Request, episode_id: str = EpisodePath, test_id: str = EpisodePath,
+    caller: ApiKey = Depends(RESULTS),
+) -> JSONResponse:  # fmt: skip
+    """A drug-test result (presumptive or confirmed), or a lab's correction of one."""
+    await _lab_may_report(request, caller, episode_id, test_id)
+    command = RecordTestResult(
+        test_id, body.result, body.method, body.collected_at, body.lab_reference, tuple(body.substances),
+        body.corrects_lab_reference,
+    )  # fmt: skip
+    return await _run(request, caller, episode_id, command)
+
+
+@router.post("/episodes/{episode_id}/tests/{test_id}/cancel", response_model=CommandResponse, responses=ERRORS)
+async def cancel_test(
+    body: CancelTestBody, request: Request, episode_id: str = EpisodePath, test_id: str = EpisodePath,
+    caller: ApiKey = Depends(COMMANDS),
+) -> JSONResponse:  # fmt: skip
+    return await _run(request, caller, episode_id, CancelTest(test_id, body.cancelled_by, body.reason))
+
+
+@router.put("/episodes/{episode_id}/medications", response_model=CommandResponse, responses=ERRORS)
+async def change_medications(
+    body: MedicationsBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+) -> JSONResponse:
+    """Replace the active medication list (MAT and other prescriptions)."""
+    return await _run(request, caller, episode_id, ChangeMedications(tuple(body.medications), body.changed_by))
+
+
+@router.post("/episodes/{episode_id}/step-ups/{test_id}/decision", response_model=CommandResponse, responses=ERRORS)
+async def decide_step_up(
+    body: StepUpDecisionBody, request: Request, episode_id: str = EpisodePath, test_id: str = EpisodePath,
+    caller: ApiKey = Depends(COMMANDS),
+) -> JSONResponse:  # fmt: skip
+    return await _run(request, caller, episode_id, DecideStepUp(test_id, body.confirm, body.clinician, body.note))
+
+
+@router.post("/episodes/{episode_id}/step-ups/{test_id}/reversal", response_model=CommandResponse, responses=ERRORS)
+async def reverse_step_up(
+    body: StepUpReversalBody, request: Request, episode_id: str = EpisodePath, test_id: str = EpisodePath,
+    caller: ApiKey = Depends(COMMANDS),
+) -> JSONResponse:  # fmt: skip
+    return await _run(request, caller, episode_id, ReverseStepUp(test_id, body.clinician, body.reason))

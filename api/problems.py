@@ -1,0 +1,82 @@
+"""Every error as RFC 9457 `application/problem+json`, mapped in this one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
+from temporalio.service import RPCError, RPCStatusCode
+
+from continuum.servers import ServerUnavailable
+from domain.errors import CommandRejected, InvalidIdentifier, PolicyError, UnknownEpisode
+from eventlog.errors import StoreBusy, StoreUnavailable
+
+log = structlog.get_logger(__name__)
+RETRY_AFTER_SECONDS = 5
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def _field(location: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in location if part != "body") or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in error.errors()]
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        return problem(422, "Invalid request", f"{first['field']}: {first['message']}", errors=errors)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        titles = {401: "Not authenticated", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+                  413: "Request too large"}  # fmt: skip
+        response = problem(error.status_code, titles.get(error.status_code, "Error"), str(error.detail))
+        if error.status_code == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(CommandRejected)
+    async def rejected(request: Request, error: CommandRejected) -> JSONResponse:
+        return problem(409, "Command rejected", str(error))
+
+    @app.exception_handler(UnknownEpisode)
+    async def unknown(request: Request, error: UnknownEpisode) -> JSONResponse:
+        return problem(404, "Unknown episode", str(error))
+
+    @app.exception_handler(InvalidIdentifier)
+    async def bad_id(request: Request, error: InvalidIdentifier) -> JSONResponse:
+        return problem(422, "Invalid identifier", str(error))
+
+    @app.exception_handler(PolicyError)
+    async def bad_policy(request: Request, error: PolicyError) -> JSONResponse:
+        return problem(500, "Policy error", str(error))
+
+    async def unavailable(request: Request, error: Exception) -> JSONResponse:
+        log.warning("api.dependency_unavailable", error_type=type(error).__name__, path=request.url.path)
+        return problem(503, "Service unavailable", "Temporal or PostgreSQL is unavailable; retry shortly")
+
+    for kind in (StoreUnavailable, StoreBusy, ServerUnavailable, OperationalError):
+        app.add_exception_handler(kind, unavailable)
+
+    @app.exception_handler(RPCError)
+    async def temporal_error(request: Request, error: RPCError) -> JSONResponse:
+        if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED):
+            return await unavailable(request, error)
+        log.error("api.temporal_error", status=error.status.name, path=request.url.path)
+        return problem(502, "Workflow service error", "the workflow service refused the request")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.error("api.unexpected_error", error_type=type(error).__name__, path=request.url.path)
+        return problem(500, "Internal error", "an unexpected error occurred; it has been logged without its payload")

@@ -1,0 +1,157 @@
+"""Read routes: from the projection and the event log, never a workflow round trip."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+
+from api.auth import ADMIN, AUDIT, CENSUS, READ_EPISODES, READ_RECORD
+from api.schemas import CreateKeyBody
+from api.services import Services
+from domain.codec import encode
+from domain.episode import EpisodeStatus
+from domain.levels import LevelOfCare
+from eventlog.access import ApiKey, Role
+from eventlog.projection import episode_as_of
+from eventlog.verify import verify_log, verify_stream
+
+router = APIRouter(prefix="/api/v1", tags=["reads"])
+EpisodePath = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+Purpose = Annotated[str, Query(pattern=r"^[a-z_]{1,40}$", description="why the record is read (logged)")]
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+@router.get("/episodes")
+def list_episodes(
+    request: Request,
+    level: LevelOfCare | None = None,
+    status: EpisodeStatus | None = None,
+    flag: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$")] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+    caller: ApiKey = Depends(READ_EPISODES),
+) -> dict[str, Any]:
+    result = _services(request).reads.list(
+        level=level.value if level else None, status=status.value if status else None, flag=flag, page=page,
+        page_size=page_size,
+    )  # fmt: skip
+    return {"items": result.items, "total": result.total, "page": result.page, "page_size": result.page_size}
+
+
+@router.get("/episodes/{episode_id}")
+def get_episode(request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(READ_EPISODES)) -> dict[str, Any]:
+    state = _services(request).reads.get(episode_id)
+    if state is None:
+        raise HTTPException(404, f"no episode {episode_id}")
+    open_tests = [t for t in state.get("tests", []) if not t["cancelled"] and not t["presumptive"] and not t["confirmed"]]
+    return {
+        "episode_id": episode_id,
+        "state": state,
+        "pending_review": state.get("pending_review"),
+        "open_tests": open_tests,
+        "pending_step_up": state.get("pending_step_up"),
+        "flags": state.get("flags", []),
+    }
+
+
+@router.get("/episodes/{episode_id}/events")
+def episode_events(
+    request: Request,
+    episode_id: str = EpisodePath,
+    from_version: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    as_of: datetime | None = None,
+    purpose: Purpose = "operations",
+    caller: ApiKey = Depends(READ_RECORD),
+) -> dict[str, Any]:
+    """The episode's events (paged by stream version); with `as_of`, the state as the record stood then."""
+    services = _services(request)
+    if as_of is not None and as_of.tzinfo is None:
+        raise HTTPException(422, "as_of must carry a time zone (e.g. 2026-11-23T10:00:00Z)")
+    if services.reads.get(episode_id) is None:
+        raise HTTPException(404, f"no episode {episode_id}")
+    services.access.record(caller, episode_id, "events" + (f" as_of {as_of.isoformat()}" if as_of else ""), purpose)
+    events = services.store.read_stream(
+        episode_id, from_version=from_version, to_version=from_version + limit - 1, recorded_until=as_of
+    )
+    body: dict[str, Any] = {
+        "episode_id": episode_id,
+        "events": [
+            {
+                "position": e.position, "stream_version": e.stream_version, "event_id": str(e.event_id),
+                "type": e.event_type, "schema_version": e.schema_version, "data": e.payload,
+                "metadata": asdict(e.metadata), "occurred_at": e.occurred_at.isoformat(),
+                "recorded_at": e.recorded_at.isoformat(), "hash": e.hash.hex(),
+            }
+            for e in events
+        ],
+        "next_version": events[-1].stream_version + 1 if len(events) == limit else None,
+    }  # fmt: skip
+    if as_of is not None:
+        state = episode_as_of(services.store, episode_id, at=as_of)
+        body["state_as_of"] = encode(state) if state else None
+    return body
+
+
+@router.get("/episodes/{episode_id}/access-log")
+def access_log(request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(AUDIT)) -> dict[str, Any]:
+    """Who read this episode's record, when, and why."""
+    entries = _services(request).access.for_episode(episode_id)
+    return {"episode_id": episode_id, "reads": [asdict(e) for e in entries]}
+
+
+@router.get("/census")
+def census(request: Request, caller: ApiKey = Depends(CENSUS)) -> dict[str, Any]:
+    rows = _services(request).reads.census()
+    return {"by_level_and_status": rows, "total": sum(r["episodes"] for r in rows)}
+
+
+@router.get("/alerts")
+def alerts(
+    request: Request, days: Annotated[int, Query(ge=1, le=365)] = 7, caller: ApiKey = Depends(CENSUS)
+) -> dict[str, Any]:
+    """Overdue reviews and missing results open now; positives and step-ups in the last `days` days."""
+    since = datetime.now(UTC) - timedelta(days=days)
+    return {"since": since.isoformat(), **_services(request).reads.alerts(since)}
+
+
+@router.get("/audit/verify")
+def verify(
+    request: Request,
+    episode: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")] = None,
+    caller: ApiKey = Depends(AUDIT),
+) -> dict[str, Any]:
+    engine = _services(request).store.engine
+    report = verify_stream(engine, episode) if episode else verify_log(engine)
+    return {
+        "scope": report.scope, "ok": report.ok, "events_checked": report.events_checked,
+        "first_broken": asdict(report.first_broken) if report.first_broken else None,
+        "problems": [asdict(p) for p in report.problems],
+    }  # fmt: skip
+
+
+@router.post("/keys", status_code=201)
+def create_key(body: CreateKeyBody, request: Request, caller: ApiKey = Depends(ADMIN)) -> dict[str, Any]:
+    """A new API key; its secret is shown once, in this response, and only its hash is kept."""
+    if body.role in (Role.LAB, Role.PARTNER) and not body.subject:
+        raise HTTPException(422, f"subject: a {body.role.value} key names the {body.role.value} it speaks for")
+    key, secret = _services(request).keys.create(body.name, body.role, body.subject)
+    return {"key_id": key.key_id, "name": key.name, "role": key.role.value, "subject": key.subject, "secret": secret}
+
+
+@router.get("/keys")
+def list_keys(request: Request, caller: ApiKey = Depends(ADMIN)) -> dict[str, Any]:
+    keys = _services(request).keys.list()
+    return {"keys": [{**asdict(k), "role": k.role.value} for k in keys]}
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+def revoke_key(request: Request, key_id: str = EpisodePath, caller: ApiKey = Depends(ADMIN)) -> None:
+    if not _services(request).keys.revoke(key_id):
+        raise HTTPException(404, f"no active key {key_id}")

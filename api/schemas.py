@@ -1,0 +1,114 @@
+"""Request and response bodies at the HTTP edge: strict (unknown fields are refused) and bounded."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
+from domain.levels import LevelOfCare
+from domain.testing import TestMethod, TestResult
+from eventlog.access import Role
+
+Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", examples=["EP-1001"])]
+Note = Annotated[str, Field(max_length=2000)]
+Substance = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ,.'()/-]*$")]
+Rating = Annotated[int, Field(ge=0, le=4)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssessmentBody(Body):
+    ratings: Annotated[list[Rating], Field(min_length=6, max_length=6, description="ASAM dimensions 1-6, each 0-4")]
+    assessed_by: Id
+
+
+class OpenEpisodeBody(Body):
+    episode_id: Id
+    client_id: Id = Field(description="a pseudonymous client id; never a name or record number")
+    previous_episode_id: Id | None = None
+    assessment: AssessmentBody | None = None
+
+
+class OverrideBody(Body):
+    level: LevelOfCare
+    reason: OverrideReason
+    note: Note = ""
+    clinician: Id
+
+
+class DischargeBody(Body):
+    reason: DischargeReason
+    note: Note = ""
+
+
+class HoldBody(Body):
+    reason: HoldReason
+
+
+class ReviewOutcomeBody(Body):
+    outcome: ReviewOutcome
+    therapist: Id
+    next_review_in_days: Annotated[float, Field(gt=0, le=365)] | None = None
+
+
+class OrderTestBody(Body):
+    ordered_by: Id
+
+
+class CollectionBody(Body):
+    collected_at: AwareDatetime
+    observed: bool
+    temperature_in_range: bool
+    site: Id
+
+
+class TestResultBody(Body):
+    result: TestResult
+    method: TestMethod
+    collected_at: AwareDatetime
+    lab_reference: Annotated[str, Field(min_length=1, max_length=64)]
+    substances: Annotated[list[Substance], Field(max_length=20)] = []
+    corrects_lab_reference: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+class CancelTestBody(Body):
+    cancelled_by: Id
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class MedicationsBody(Body):
+    medications: Annotated[list[Substance], Field(max_length=50)]
+    changed_by: Id
+
+
+class StepUpDecisionBody(Body):
+    confirm: bool
+    clinician: Id
+    note: Note = ""
+
+
+class StepUpReversalBody(Body):
+    clinician: Id
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class CreateKeyBody(Body):
+    name: Id
+    role: Role
+    subject: Id | None = Field(None, description="the lab or partner id a lab or partner key speaks for")
+
+
+class RecordedEventOut(BaseModel):
+    type: str
+    data: dict[str, Any]
+
+
+class CommandResponse(BaseModel):
+    episode_id: str
+    command_id: str
+    events: list[RecordedEventOut]
+    state: dict[str, Any]

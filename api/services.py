@@ -1,0 +1,25 @@
+"""What the API needs, built once at the composition root and handed to `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from continuum.episodes import EpisodeCommands
+from eventlog.access import AccessLog, ApiKeyStore, IdempotencyStore
+from eventlog.reads import EpisodeReads
+from eventlog.store import PostgresEventStore
+
+
+@dataclass(frozen=True)
+class Services:
+    episodes: EpisodeCommands
+    store: PostgresEventStore
+    reads: EpisodeReads
+    keys: ApiKeyStore
+    idempotency: IdempotencyStore
+    access: AccessLog
+
+    @classmethod
+    def build(cls, episodes: EpisodeCommands, store: PostgresEventStore) -> Services:
+        engine = store.engine
+        return cls(episodes, store, EpisodeReads(engine), ApiKeyStore(engine), IdempotencyStore(engine), AccessLog(engine))

@@ -1,0 +1,99 @@
+"""Read queries for directors and auditors: over the episodes projection and the log, never the workflows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    total: int
+    page: int
+    page_size: int
+
+
+_SUMMARY = "episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at, version"
+
+
+class EpisodeReads:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def list(
+        self, *, level: str | None = None, status: str | None = None, flag: str | None = None, page: int = 1,
+        page_size: int = 50,
+    ) -> Page:  # fmt: skip
+        where, params = ["TRUE"], {"limit": page_size, "offset": (page - 1) * page_size}
+        if level:
+            where.append("level = :level")
+            params["level"] = level
+        if status:
+            where.append("status = :status")
+            params["status"] = status
+        if flag:  # an exact flag, or a family such as result_missing (result_missing:<test>)
+            where.append("EXISTS (SELECT 1 FROM unnest(flags) f WHERE f = :flag OR f LIKE :family)")
+            params.update(flag=flag, family=f"{flag}:%")
+        clause = " AND ".join(where)
+        with self.engine.connect() as conn:
+            total = conn.execute(text(f"SELECT count(*) FROM episodes WHERE {clause}"), params).scalar_one()
+            rows = conn.execute(
+                text(f"SELECT {_SUMMARY} FROM episodes WHERE {clause} ORDER BY episode_id LIMIT :limit OFFSET :offset"),
+                params,
+            ).mappings().all()
+        return Page([dict(r) for r in rows], int(total), page, page_size)
+
+    def get(self, episode_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(text("SELECT state FROM episodes WHERE episode_id = :e"), {"e": episode_id}).first()
+        return dict(row.state) if row else None
+
+    def census(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT coalesce(level, 'none') AS level, status, count(*) AS episodes FROM episodes"
+                    " GROUP BY 1, 2 ORDER BY 1, 2"
+                )
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    def alerts(self, since: datetime) -> dict[str, list[dict[str, Any]]]:
+        """Overdue reviews and missing results now open, and positives and step-ups recorded since `since`."""
+        with self.engine.connect() as conn:
+            flagged = conn.execute(
+                text("SELECT episode_id, level, flags FROM episodes WHERE cardinality(flags) > 0 ORDER BY episode_id")
+            ).mappings().all()
+            positives = conn.execute(
+                text(
+                    "SELECT stream_id AS episode_id, payload->>'test_id' AS test_id, payload->>'result' AS result,"
+                    " payload->>'interpretation' AS interpretation, recorded_at FROM events"
+                    " WHERE event_type IN ('TestResultRecorded', 'TestResultCorrected') AND recorded_at >= :since"
+                    " AND (payload->>'counts_as_positive')::boolean ORDER BY position"
+                ),
+                {"since": since},
+            ).mappings().all()
+            step_ups = conn.execute(
+                text(
+                    "SELECT stream_id AS episode_id, payload->>'from_level' AS from_level,"
+                    " payload->>'to_level' AS to_level, payload->>'cause' AS cause, recorded_at FROM events"
+                    " WHERE event_type = 'LevelChanged' AND recorded_at >= :since"
+                    " AND payload->>'direction' = 'up' ORDER BY position"
+                ),
+                {"since": since},
+            ).mappings().all()
+        overdue = [dict(r) for r in flagged if "review_overdue" in r["flags"]]
+        missing = [
+            {"episode_id": r["episode_id"], "test_id": f.split(":", 1)[1]}
+            for r in flagged for f in r["flags"] if f.startswith("result_missing:")
+        ]  # fmt: skip
+        return {
+            "overdue_reviews": overdue,
+            "missing_results": missing,
+            "positives": [dict(r) for r in positives],
+            "step_ups": [dict(r) for r in step_ups],
+        }
