@@ -53,7 +53,8 @@ from eventlog.access import ApiKey, Role
 from workflows.episode import CommandMeta, CommandResult
 
 router = APIRouter(prefix="/api/v1", tags=["commands"])
-EpisodePath = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+def IdPath() -> Any:  # noqa: N802 (a fresh Path per parameter: one shared instance binds them all to one name)
+    return Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no valid API key"},
     403: {"description": "the key's role may not do this"},
@@ -117,14 +118,14 @@ async def open_episode(body: OpenEpisodeBody, request: Request, caller: ApiKey =
 
 @router.post("/episodes/{episode_id}/assessment", response_model=CommandResponse, responses=ERRORS)
 async def record_assessment(
-    body: AssessmentBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+    body: AssessmentBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
     return await _run(request, caller, episode_id, RecordAssessment(tuple(body.ratings), body.assessed_by))
 
 
 @router.post("/episodes/{episode_id}/placement-override", response_model=CommandResponse, responses=ERRORS)
 async def override_placement(
-    body: OverrideBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+    body: OverrideBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
     command = OverridePlacement(body.level, body.reason, body.note, body.clinician)
     return await _run(request, caller, episode_id, command)
@@ -132,26 +133,26 @@ async def override_placement(
 
 @router.post("/episodes/{episode_id}/discharge", response_model=CommandResponse, responses=ERRORS)
 async def discharge(
-    body: DischargeBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+    body: DischargeBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
     return await _run(request, caller, episode_id, Discharge(body.reason, body.note))
 
 
 @router.post("/episodes/{episode_id}/hold", response_model=CommandResponse, responses=ERRORS)
 async def hold(
-    body: HoldBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+    body: HoldBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
     return await _run(request, caller, episode_id, PutOnHold(body.reason))
 
 
 @router.post("/episodes/{episode_id}/resume", response_model=CommandResponse, responses=ERRORS)
-async def resume(request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)) -> JSONResponse:
+async def resume(request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)) -> JSONResponse:
     return await _run(request, caller, episode_id, Resume())
 
 
 @router.post("/episodes/{episode_id}/reviews/{review_id}/outcome", response_model=CommandResponse, responses=ERRORS)
 async def review_outcome(
-    body: ReviewOutcomeBody, request: Request, episode_id: str = EpisodePath, review_id: str = EpisodePath,
+    body: ReviewOutcomeBody, request: Request, episode_id: str = IdPath(), review_id: str = IdPath(),
     caller: ApiKey = Depends(COMMANDS),
 ) -> JSONResponse:  # fmt: skip
     command = RecordReviewOutcome(review_id, body.outcome, body.therapist, body.next_review_in_days)
@@ -160,7 +161,7 @@ async def review_outcome(
 
 @router.post("/episodes/{episode_id}/tests", response_model=CommandResponse, responses=ERRORS)
 async def order_test(
-    body: OrderTestBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+    body: OrderTestBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
     """Order an unscheduled test now."""
     return await _run(request, caller, episode_id, OrderTest(body.ordered_by))
@@ -178,7 +179,7 @@ async def _lab_may_report(request: Request, caller: ApiKey, episode_id: str, tes
 
 @router.post("/episodes/{episode_id}/tests/{test_id}/collection", response_model=CommandResponse, responses=ERRORS)
 async def record_collection(
-    body: CollectionBody, request: Request, episode_id: str = EpisodePath, test_id: str = EpisodePath,
+    body: CollectionBody, request: Request, episode_id: str = IdPath(), test_id: str = IdPath(),
     caller: ApiKey = Depends(RESULTS),
 ) -> JSONResponse:  # fmt: skip
     await _lab_may_report(request, caller, episode_id, test_id)
@@ -188,7 +189,7 @@ async def record_collection(
 
 @router.post("/episodes/{episode_id}/tests/{test_id}/results", response_model=CommandResponse, responses=ERRORS)
 async def record_result(
-    body: TestResultBody, request: Request, episode_id: str = EpisodePath, test_id: str = EpisodePath,
+    body: TestResultBody, request: Request, episode_id: str = IdPath(), test_id: str = IdPath(),
     caller: ApiKey = Depends(RESULTS),
 ) -> JSONResponse:  # fmt: skip
     """A drug-test result (presumptive or confirmed), or a lab's correction of one."""
@@ -202,7 +203,7 @@ async def record_result(
 
 @router.post("/episodes/{episode_id}/tests/{test_id}/cancel", response_model=CommandResponse, responses=ERRORS)
 async def cancel_test(
-    body: CancelTestBody, request: Request, episode_id: str = EpisodePath, test_id: str = EpisodePath,
+    body: CancelTestBody, request: Request, episode_id: str = IdPath(), test_id: str = IdPath(),
     caller: ApiKey = Depends(COMMANDS),
 ) -> JSONResponse:  # fmt: skip
     return await _run(request, caller, episode_id, CancelTest(test_id, body.cancelled_by, body.reason))
@@ -210,7 +211,7 @@ async def cancel_test(
 
 @router.put("/episodes/{episode_id}/medications", response_model=CommandResponse, responses=ERRORS)
 async def change_medications(
-    body: MedicationsBody, request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(COMMANDS)
+    body: MedicationsBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
     """Replace the active medication list (MAT and other prescriptions)."""
     return await _run(request, caller, episode_id, ChangeMedications(tuple(body.medications), body.changed_by))
@@ -218,7 +219,7 @@ async def change_medications(
 
 @router.post("/episodes/{episode_id}/step-ups/{test_id}/decision", response_model=CommandResponse, responses=ERRORS)
 async def decide_step_up(
-    body: StepUpDecisionBody, request: Request, episode_id: str = EpisodePath, test_id: str = EpisodePath,
+    body: StepUpDecisionBody, request: Request, episode_id: str = IdPath(), test_id: str = IdPath(),
     caller: ApiKey = Depends(COMMANDS),
 ) -> JSONResponse:  # fmt: skip
     return await _run(request, caller, episode_id, DecideStepUp(test_id, body.confirm, body.clinician, body.note))
@@ -226,7 +227,7 @@ async def decide_step_up(
 
 @router.post("/episodes/{episode_id}/step-ups/{test_id}/reversal", response_model=CommandResponse, responses=ERRORS)
 async def reverse_step_up(
-    body: StepUpReversalBody, request: Request, episode_id: str = EpisodePath, test_id: str = EpisodePath,
+    body: StepUpReversalBody, request: Request, episode_id: str = IdPath(), test_id: str = IdPath(),
     caller: ApiKey = Depends(COMMANDS),
 ) -> JSONResponse:  # fmt: skip
     return await _run(request, caller, episode_id, ReverseStepUp(test_id, body.clinician, body.reason))

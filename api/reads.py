@@ -19,7 +19,8 @@ from eventlog.projection import episode_as_of
 from eventlog.verify import verify_log, verify_stream
 
 router = APIRouter(prefix="/api/v1", tags=["reads"])
-EpisodePath = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+def IdPath() -> Any:  # noqa: N802 (a fresh Path per parameter: one shared instance binds them all to one name)
+    return Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 Purpose = Annotated[str, Query(pattern=r"^[a-z_]{1,40}$", description="why the record is read (logged)")]
 
 
@@ -45,7 +46,7 @@ def list_episodes(
 
 
 @router.get("/episodes/{episode_id}")
-def get_episode(request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(READ_EPISODES)) -> dict[str, Any]:
+def get_episode(request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)) -> dict[str, Any]:
     state = _services(request).reads.get(episode_id)
     if state is None:
         raise HTTPException(404, f"no episode {episode_id}")
@@ -63,7 +64,7 @@ def get_episode(request: Request, episode_id: str = EpisodePath, caller: ApiKey 
 @router.get("/episodes/{episode_id}/events")
 def episode_events(
     request: Request,
-    episode_id: str = EpisodePath,
+    episode_id: str = IdPath(),
     from_version: Annotated[int, Query(ge=1)] = 1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     as_of: datetime | None = None,
@@ -100,7 +101,7 @@ def episode_events(
 
 
 @router.get("/episodes/{episode_id}/access-log")
-def access_log(request: Request, episode_id: str = EpisodePath, caller: ApiKey = Depends(AUDIT)) -> dict[str, Any]:
+def access_log(request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(AUDIT)) -> dict[str, Any]:
     """Who read this episode's record, when, and why."""
     entries = _services(request).access.for_episode(episode_id)
     return {"episode_id": episode_id, "reads": [asdict(e) for e in entries]}
@@ -152,6 +153,6 @@ def list_keys(request: Request, caller: ApiKey = Depends(ADMIN)) -> dict[str, An
 
 
 @router.delete("/keys/{key_id}", status_code=204)
-def revoke_key(request: Request, key_id: str = EpisodePath, caller: ApiKey = Depends(ADMIN)) -> None:
+def revoke_key(request: Request, key_id: str = IdPath(), caller: ApiKey = Depends(ADMIN)) -> None:
     if not _services(request).keys.revoke(key_id):
         raise HTTPException(404, f"no active key {key_id}")

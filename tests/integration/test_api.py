@@ -1,0 +1,304 @@
+"""The HTTP API against the real Temporal dev server (time skipping) and PostgreSQL, through ASGI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from api.services import Services
+from continuum.episodes import EpisodeCommands
+from eventlog.access import Role
+from eventlog.db import make_engine
+from eventlog.store import PostgresEventStore
+from tests.integration.episodes import DAY, episode_worker, eventually
+from workflows.episode import workflow_id
+
+pytestmark = pytest.mark.integration
+MILD = {"ratings": [1, 1, 1, 1, 1, 1], "assessed_by": "clin-1"}
+
+
+@dataclass
+class Stack:
+    """The API over a worker; episode ids are this test's own (the Temporal server is shared by all tests)."""
+
+    http: httpx.AsyncClient
+    keys: dict[str, str]  # role (or "lab-2") -> secret
+    episodes: EpisodeCommands
+    env: WorkflowEnvironment
+    store: PostgresEventStore
+    e1: str = ""
+    e2: str = ""
+    e3: str = ""
+
+    def episode(self, episode_id: str | None = None, **changes: Any) -> dict[str, Any]:
+        return {"episode_id": episode_id or self.e1, "client_id": "client-1", "assessment": MILD, **changes}
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    async def post(self, path: str, body: Any = None, role: str = "clinician", **headers: str) -> httpx.Response:
+        return await self.http.post(path, json=body, headers={**self.auth(role), **headers})
+
+    async def get(self, path: str, role: str = "director", **params: Any) -> httpx.Response:
+        return await self.http.get(path, params=params, headers=self.auth(role))
+
+
+@pytest.fixture
+async def stack(skipping_env: WorkflowEnvironment, store: PostgresEventStore) -> AsyncIterator[Stack]:
+    async with episode_worker(skipping_env, store) as episodes:
+        episodes.lab_id = "lab-1"
+        services = Services.build(episodes, store)
+        secrets = {role.value: services.keys.create(f"{role.value}-1", role, "lab-1" if role is Role.LAB else
+                                                    ("partner-1" if role is Role.PARTNER else None))[1]
+                   for role in Role}  # fmt: skip
+        secrets["lab-2"] = services.keys.create("lab-2", Role.LAB, "lab-2")[1]
+        transport = httpx.ASGITransport(app=create_app(services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://continuum.test") as http:
+            run = uuid.uuid4().hex[:6]
+            yield Stack(http, secrets, episodes, skipping_env, store, f"EP-1-{run}", f"EP-2-{run}", f"EP-3-{run}")
+
+
+async def test_opening_an_episode_and_reading_it_back(stack: Stack) -> None:
+    opened = await stack.post("/api/v1/episodes", stack.episode())
+    assert opened.status_code == 201
+    body = opened.json()
+    assert [e["type"] for e in body["events"]] == ["EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted"]
+    assert body["state"]["level"] == "intensive_outpatient" and body["command_id"].endswith(tuple("0123456789abcdef"))
+
+    listed = (await stack.get("/api/v1/episodes", level="intensive_outpatient", status="active")).json()
+    one = (await stack.get(f"/api/v1/episodes/{stack.e1}")).json()
+    census = (await stack.get("/api/v1/census")).json()
+    none = (await stack.get("/api/v1/episodes", level="residential")).json()
+
+    assert [e["episode_id"] for e in listed["items"]] == [f"{stack.e1}"] and listed["total"] == 1 and none["total"] == 0
+    assert one["state"]["status"] == "active" and one["pending_review"] is None
+    assert census == {"by_level_and_status": [{"level": "intensive_outpatient", "status": "active", "episodes": 1}], "total": 1}
+
+
+async def test_every_episode_command_route_works_and_reads_show_it(stack: Stack) -> None:
+    await stack.post("/api/v1/episodes", {"episode_id": f"{stack.e2}", "client_id": "client-2"})
+    steps = [
+        (f"/api/v1/episodes/{stack.e2}/assessment", {"ratings": [0, 0, 0, 0, 0, 3], "assessed_by": "clin-1"}, "StayStarted"),
+        (f"/api/v1/episodes/{stack.e2}/placement-override", {"level": "partial_hospitalization", "reason": "payer_denial",
+                                                      "clinician": "clin-2"}, "LevelChanged"),  # fmt: skip
+        (f"/api/v1/episodes/{stack.e2}/hold", {"reason": "leave"}, "EpisodePutOnHold"),
+        (f"/api/v1/episodes/{stack.e2}/resume", None, "EpisodeResumed"),
+        (f"/api/v1/episodes/{stack.e2}/tests", {"ordered_by": "clin-1"}, "TestOrdered"),
+    ]
+    for path, body, last in steps:
+        response = await stack.post(path, body)
+        assert response.status_code == 200, response.text
+        assert response.json()["events"][-1]["type"] == last
+    test_id = response.json()["events"][-1]["data"]["test_id"]
+    now = datetime.now(UTC).isoformat()
+    more = [
+        (f"/api/v1/episodes/{stack.e2}/tests/{test_id}/collection", {"collected_at": now, "observed": True,
+                                                               "temperature_in_range": True, "site": "site-1"}, "lab"),
+        (f"/api/v1/episodes/{stack.e2}/tests/{test_id}/results", {"result": "negative", "method": "confirmed",
+                                                            "collected_at": now, "lab_reference": "L-1"}, "lab"),
+    ]  # fmt: skip
+    for path, body, role in more:
+        response = await stack.post(path, body, role=role)
+        assert response.status_code == 200, response.text
+    second = (await stack.post(f"/api/v1/episodes/{stack.e2}/tests", {"ordered_by": "clin-1"})).json()["events"][0]["data"]["test_id"]
+    cancelled = await stack.post(f"/api/v1/episodes/{stack.e2}/tests/{second}/cancel", {"cancelled_by": "clin-1", "reason": "duplicate"})
+    medications = await stack.http.put(f"/api/v1/episodes/{stack.e2}/medications", json={"medications": ["Methadone"], "changed_by": "clin-1"},
+                                       headers=stack.auth("clinician"))  # fmt: skip
+    handle = stack.env.client.get_workflow_handle(workflow_id(f"{stack.e2}"))
+    await stack.env.fast_forward(handle, DAY * 14.5)
+    state = await eventually(lambda: stack.episodes.state(f"{stack.e2}"), lambda s: s["pending_review"], "review requested")
+    review = state["pending_review"]["review_id"]
+    outcome = await stack.post(f"/api/v1/episodes/{stack.e2}/reviews/{review}/outcome", {"outcome": "goals_met", "therapist": "ther-1"})
+    discharged = await stack.post(f"/api/v1/episodes/{stack.e2}/discharge", {"reason": "transferred", "note": "moved away"})
+
+    assert cancelled.status_code == 200 and medications.json()["state"]["medications"] == ["methadone"]
+    assert outcome.status_code == 200 and outcome.json()["state"]["level"] == "intensive_outpatient"
+    assert discharged.status_code == 200 and discharged.json()["events"][0]["data"]["teds"] == "transferred"
+    one = (await stack.get(f"/api/v1/episodes/{stack.e2}")).json()
+    assert one["state"]["status"] == "closed"
+    assert all(t["reason"] == "scheduled" for t in one["open_tests"])  # results may still come for those
+
+
+async def test_bad_inputs_are_answered_with_problems_that_name_the_field(stack: Stack) -> None:
+    cases = [
+        ({**stack.episode(), "assessment": {"ratings": [1, 9, 1, 1, 1, 1], "assessed_by": "clin-1"}}, 422, "assessment.ratings.1"),
+        ({**stack.episode(), "client_id": "Jane Doe"}, 422, "client_id"),
+        ({**stack.episode(), "diagnosis": "x"}, 422, "diagnosis"),
+        ({"client_id": "c-1"}, 422, "episode_id"),
+    ]
+    for body, status, field in cases:
+        response = await stack.post("/api/v1/episodes", body)
+        assert response.status_code == status and response.headers["content-type"] == "application/problem+json"
+        assert response.json()["detail"].startswith(field), response.json()
+    not_json = await stack.http.post("/api/v1/episodes", content=b"{nope", headers={**stack.auth("clinician"), "content-type": "application/json"})
+    assert not_json.status_code == 422
+    unknown = await stack.post("/api/v1/episodes/EP-404/hold", {"reason": "leave"})
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "no episode EP-404"
+    bad_path = await stack.post("/api/v1/episodes/bad%20id/hold", {"reason": "leave"})
+    assert bad_path.status_code == 422
+    await stack.post("/api/v1/episodes", stack.episode())
+    rejected = await stack.post(f"/api/v1/episodes/{stack.e1}/reviews/review-9/outcome", {"outcome": "goals_met", "therapist": "ther-1"})
+    assert rejected.status_code == 409 and "no review is pending" in rejected.json()["detail"]
+    huge = await stack.http.post("/api/v1/episodes", content=b"{" + b" " * 70_000 + b"}",
+                                 headers={**stack.auth("clinician"), "content-type": "application/json"})  # fmt: skip
+    assert huge.status_code == 413 and huge.json()["title"] == "Request too large"
+    recorded = [e.event_type for e in stack.store.read_stream(stack.e1)]
+    assert not {"ReviewCompleted", "LevelChanged"} & set(recorded)  # the refused commands recorded nothing
+
+
+async def test_a_retried_command_returns_the_first_response_and_records_once(stack: Stack) -> None:
+    first = await stack.post("/api/v1/episodes", stack.episode(), **{"Idempotency-Key": f"open-{stack.e1}"})
+    again = await stack.post("/api/v1/episodes", stack.episode(), **{"Idempotency-Key": f"open-{stack.e1}"})
+    other = await stack.post("/api/v1/episodes", {**stack.episode(), "client_id": "client-9"}, **{"Idempotency-Key": f"open-{stack.e1}"})
+    hold = await stack.post(f"/api/v1/episodes/{stack.e1}/resume", None, **{"Idempotency-Key": "resume-1"})
+    hold_again = await stack.post(f"/api/v1/episodes/{stack.e1}/resume", None, **{"Idempotency-Key": "resume-1"})
+
+    assert (first.status_code, again.status_code) == (201, 201) and again.json() == first.json()
+    assert other.status_code == 422 and "different request" in other.json()["detail"]
+    assert hold.status_code == hold_again.status_code == 409 and hold.json() == hold_again.json()
+    recorded = [e.event_type for e in stack.store.read_stream(stack.e1)]
+    assert recorded.count("EpisodeOpened") == 1 and "EpisodeResumed" not in recorded
+
+
+async def _types(stack: Stack) -> list[str]:
+    return [e.event_type for e in stack.store.read_stream(stack.e1)]
+
+
+def routes(stack: Stack) -> list[tuple[str, str, Any, set[str]]]:
+    e1 = stack.e1
+    return [
+        ("POST", "/api/v1/episodes", stack.episode(), {"clinician"}),
+        ("POST", f"/api/v1/episodes/{e1}/hold", {"reason": "leave"}, {"clinician"}),
+        ("POST", f"/api/v1/episodes/{e1}/tests", {"ordered_by": "clin-1"}, {"clinician"}),
+        ("POST", f"/api/v1/episodes/{e1}/tests/{e1}.T1/results",
+         {"result": "negative", "method": "confirmed", "collected_at": "2026-01-01T00:00:00Z", "lab_reference": "L"},
+         {"clinician", "lab"}),  # fmt: skip
+        ("PUT", f"/api/v1/episodes/{e1}/medications", {"medications": [], "changed_by": "clin-1"}, {"clinician"}),
+        ("GET", "/api/v1/episodes", None, {"director", "clinician"}),
+        ("GET", f"/api/v1/episodes/{e1}", None, {"director", "clinician"}),
+        ("GET", f"/api/v1/episodes/{e1}/events", None, {"director", "auditor"}),
+        ("GET", f"/api/v1/episodes/{e1}/access-log", None, {"director", "auditor"}),
+        ("GET", "/api/v1/census", None, {"director"}),
+        ("GET", "/api/v1/alerts", None, {"director"}),
+        ("GET", "/api/v1/audit/verify", None, {"director", "auditor"}),
+        ("GET", "/api/v1/keys", None, {"admin"}),
+        ("POST", "/api/v1/keys", {"name": "x-1", "role": "director"}, {"admin"}),
+    ]
+
+
+async def test_each_role_may_do_only_what_it_is_allowed_and_no_key_nothing(stack: Stack) -> None:
+    await stack.post("/api/v1/episodes", stack.episode())
+    await stack.post(f"/api/v1/episodes/{stack.e1}/tests", {"ordered_by": "clin-1"})
+    for method, path, body, allowed in routes(stack):
+        anonymous = await stack.http.request(method, path, json=body)
+        wrong_key = await stack.http.request(method, path, json=body, headers={"Authorization": "Bearer ck_nope"})
+        assert anonymous.status_code == wrong_key.status_code == 401, path
+        for role in Role:
+            response = await stack.http.request(method, path, json=body, headers=stack.auth(role.value))
+            if role.value in allowed:
+                assert response.status_code not in (401, 403), (role, path, response.text)
+            else:
+                assert response.status_code == 403, (role, path, response.status_code)
+                assert f"the {role.value} role may not do this" in response.json()["detail"]
+
+
+async def test_a_lab_reports_only_on_tests_it_was_sent(stack: Stack) -> None:
+    await stack.post("/api/v1/episodes", stack.episode())
+    test_id = (await stack.post(f"/api/v1/episodes/{stack.e1}/tests", {"ordered_by": "clin-1"})).json()["events"][0]["data"]["test_id"]
+    result = {"result": "negative", "method": "confirmed", "collected_at": datetime.now(UTC).isoformat(), "lab_reference": "L-1"}
+
+    other_lab = await stack.post(f"/api/v1/episodes/{stack.e1}/tests/{test_id}/results", result, role="lab-2")
+    unknown_test = await stack.post(f"/api/v1/episodes/{stack.e1}/tests/{stack.e1}.T7/results", result, role="lab")
+    own_lab = await stack.post(f"/api/v1/episodes/{stack.e1}/tests/{test_id}/results", result, role="lab")
+
+    assert other_lab.status_code == 403 and unknown_test.status_code == 403
+    assert own_lab.status_code == 200 and own_lab.json()["events"][0]["type"] == "TestResultRecorded"
+
+
+async def test_event_reads_are_paged_as_of_an_instant_and_themselves_recorded(stack: Stack) -> None:
+    await stack.post("/api/v1/episodes", stack.episode())
+    drawn = await eventually(lambda: _types(stack), lambda t: "TestScheduleDrawn" in t, "schedule drawn")
+    opened_at = stack.store.read_stream(stack.e1)[-1].recorded_at
+    await stack.post(f"/api/v1/episodes/{stack.e1}/hold", {"reason": "hospitalised"})
+
+    everything = (await stack.get(f"/api/v1/episodes/{stack.e1}/events", role="auditor", purpose="quality_review")).json()
+    page = (await stack.get(f"/api/v1/episodes/{stack.e1}/events", role="auditor", limit=2)).json()
+    before_hold = (await stack.get(f"/api/v1/episodes/{stack.e1}/events", as_of=opened_at.isoformat())).json()
+    naive = await stack.get(f"/api/v1/episodes/{stack.e1}/events", as_of="2026-01-01T00:00:00")
+    log = (await stack.get(f"/api/v1/episodes/{stack.e1}/access-log", role="auditor")).json()
+    verified = (await stack.get("/api/v1/audit/verify", role="auditor", episode=f"{stack.e1}")).json()
+
+    assert [e["type"] for e in everything["events"]][-1] == "EpisodePutOnHold" and everything["next_version"] is None
+    assert len(page["events"]) == 2 and page["next_version"] == 3
+    assert before_hold["state_as_of"]["status"] == "active" and len(before_hold["events"]) == len(drawn)
+    assert naive.status_code == 422
+    assert [(r["role"], r["purpose"]) for r in log["reads"]] == [
+        ("auditor", "quality_review"), ("auditor", "operations"), ("director", "operations")]  # fmt: skip
+    assert verified["ok"] and verified["events_checked"] == len(drawn) + 1
+
+
+async def test_alerts_show_overdue_reviews_missing_results_positives_and_step_ups(stack: Stack) -> None:
+    await stack.post("/api/v1/episodes", stack.episode())
+    test_id = (await stack.post(f"/api/v1/episodes/{stack.e1}/tests", {"ordered_by": "clin-1"})).json()["events"][0]["data"]["test_id"]
+    await stack.post("/api/v1/episodes", {**stack.episode(), "episode_id": f"{stack.e3}"})
+    other = (await stack.post(f"/api/v1/episodes/{stack.e3}/tests", {"ordered_by": "clin-1"})).json()["events"][0]["data"]["test_id"]
+    now = datetime.now(UTC).isoformat()
+    await stack.post(f"/api/v1/episodes/{stack.e3}/tests/{other}/results",
+                     {"result": "positive", "method": "confirmed", "collected_at": now, "lab_reference": "L-3",
+                      "substances": ["fentanyl"]})  # fmt: skip
+    await stack.env.fast_forward(stack.env.client.get_workflow_handle(workflow_id(f"{stack.e1}")), DAY * 3.5)
+    await eventually(lambda: stack.episodes.state(f"{stack.e1}"), lambda s: s["flags"], "result flagged missing")
+
+    alerts = (await stack.get("/api/v1/alerts", days=30)).json()
+    flagged = (await stack.get("/api/v1/episodes", flag="result_missing")).json()
+
+    assert {"episode_id": f"{stack.e1}", "test_id": test_id} in alerts["missing_results"]
+    assert [p["test_id"] for p in alerts["positives"]] == [other]
+    assert [(s["episode_id"], s["to_level"]) for s in alerts["step_ups"]] == [(f"{stack.e3}", "residential")]
+    assert [e["episode_id"] for e in flagged["items"]] == [f"{stack.e1}"]
+
+
+async def test_keys_are_created_listed_and_revoked_by_an_admin(stack: Stack) -> None:
+    created = await stack.post("/api/v1/keys", {"name": "lab-9", "role": "lab", "subject": "lab-9"}, role="admin")
+    missing_subject = await stack.post("/api/v1/keys", {"name": "lab-8", "role": "lab"}, role="admin")
+    secret, key_id = created.json()["secret"], created.json()["key_id"]
+    works = await stack.http.get("/api/v1/census", headers={"Authorization": f"Bearer {secret}"})
+    revoked = await stack.http.delete(f"/api/v1/keys/{key_id}", headers=stack.auth("admin"))
+    after = await stack.http.get("/api/v1/census", headers={"Authorization": f"Bearer {secret}"})
+    listed = (await stack.get("/api/v1/keys", role="admin")).json()["keys"]
+
+    assert created.status_code == 201 and missing_subject.status_code == 422
+    assert works.status_code == 403 and revoked.status_code == 204 and after.status_code == 401
+    assert all("secret" not in k and "key_hash" not in k for k in listed)
+    assert next(k for k in listed if k["key_id"] == key_id)["revoked_at"] is not None
+
+
+async def test_unavailable_postgresql_is_a_503_with_retry_after(skipping_env: WorkflowEnvironment, store: PostgresEventStore) -> None:
+    dead = PostgresEventStore(make_engine("postgresql+psycopg://continuum@127.0.0.1:9/none", role=None))
+    services = Services.build(EpisodeCommands(skipping_env.client, "nowhere"), dead)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(services)), base_url="http://t") as http:
+        response = await http.get("/api/v1/census", headers={"Authorization": "Bearer ck_anything"})
+        health = await http.get("/healthz")
+
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.json()["detail"] == "Temporal or PostgreSQL is unavailable; retry shortly"
+    assert health.status_code == 503 and health.json() == {"status": "degraded", "temporal": "ok", "postgres": "unavailable"}
+
+
+def test_the_openapi_document_describes_every_route() -> None:
+    from unittest.mock import sentinel
+
+    spec = create_app(sentinel.services).openapi()  # type: ignore[arg-type]
+    paths = set(spec["paths"])
+    assert {"/api/v1/episodes", "/api/v1/episodes/{episode_id}/tests/{test_id}/results", "/api/v1/census",
+            "/api/v1/alerts", "/api/v1/audit/verify", "/healthz"} <= paths  # fmt: skip
+    assert spec["openapi"].startswith("3.")
+
