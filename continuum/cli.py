@@ -27,7 +27,10 @@ from domain.errors import DomainError, PolicyError
 from eventlog.errors import EventStoreError
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continuum: care-continuum workflow engine.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Continuum: care-continuum workflow engine.",
+)  # fmt: skip
 projections = typer.Typer(no_args_is_help=True, help="Read models kept from the event log.")
 audit = typer.Typer(no_args_is_help=True, help="Auditors' tools over the event log.")
 keys = typer.Typer(no_args_is_help=True, help="API keys (stored hashed; a secret is shown once).")
@@ -47,6 +50,10 @@ Port = Annotated[int | None, typer.Option(help="Port the API listens on (CONTINU
 
 class NotFound(Exception):
     """What the command was asked about does not exist (exit 1)."""
+
+
+class Usage(Exception):
+    """An option's value is not one the command can use (exit 2); the message names the option."""
 
 
 def _settings() -> Settings:
@@ -215,9 +222,9 @@ def episodes_list(
     from eventlog.reads import EpisodeReads
 
     if level is not None and level not in {lv.value for lv in LevelOfCare}:
-        raise typer.BadParameter(f"{level!r} is not a level of care", param_hint="--level")
+        raise Usage(f"--level: {level!r} is not a level of care")
     if status is not None and status not in {s.value for s in EpisodeStatus}:
-        raise typer.BadParameter(f"{status!r} is not an episode status", param_hint="--status")
+        raise Usage(f"--status: {status!r} is not an episode status")
     with _store() as store:
         result = EpisodeReads(store.engine).list(level=level, status=status, flag=flag, page=page, page_size=page_size)
     columns = ["episode_id", "status", "level", "level_since", "flags"]
@@ -275,10 +282,10 @@ def keys_create(
     try:
         chosen = Role(role)
     except ValueError:
-        raise typer.BadParameter(f"{role!r} is not one of {', '.join(r.value for r in Role)}", param_hint="--role") from None
+        raise Usage(f"--role: {role!r} is not one of {', '.join(r.value for r in Role)}") from None
     staff_id(name)
     if chosen in (Role.LAB, Role.PARTNER) and not subject:
-        raise typer.BadParameter(f"a {role} key names the {role} it speaks for", param_hint="--subject")
+        raise Usage(f"--subject: a {role} key names the {role} it speaks for")
     with _store() as store:
         key, secret = ApiKeyStore(store.engine).create(name, chosen, subject)
     _emit({"key_id": key.key_id, "role": key.role.value, "name": key.name, "secret": secret}, as_json,
@@ -354,9 +361,9 @@ def replay(
     try:
         at = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
     except ValueError:
-        raise typer.BadParameter(f"{as_of!r} is not an ISO-8601 instant", param_hint="--as-of") from None
+        raise Usage(f"--as-of: {as_of!r} is not an ISO-8601 instant") from None
     if at.tzinfo is None:
-        raise typer.BadParameter("the instant needs a time zone (for example a trailing Z)", param_hint="--as-of")
+        raise Usage("--as-of: the instant needs a time zone (for example a trailing Z)")
     with _store() as store:
         _cli_reader(f"replay as_of {at.isoformat()}", episode_id, purpose, store)
         events = store.read_stream(episode_id, recorded_until=at)
@@ -411,6 +418,9 @@ def main() -> None:
     except NotFound as error:
         print(f"continuum: {error}", file=sys.stderr)
         code = EXIT_NOT_FOUND
+    except Usage as error:
+        print(f"continuum: {error}", file=sys.stderr)
+        code = 2
     except DomainError as error:
         print(f"continuum: {error}", file=sys.stderr)
         code = 2

@@ -1,0 +1,160 @@
+"""The whole stack as real processes: `continuum up` on the test servers, driven over HTTP and by the CLI,
+and schemathesis against its `/openapi.json` (bounded: a few examples per operation)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+
+from eventlog.hashing import GENESIS_HASH, event_hash
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class RunningStack:
+    url: str
+    env: dict[str, str]
+    keys: dict[str, str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "continuum.cli", *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def running_stack(postgres: str, template_url: str, temporal_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    import psycopg
+
+    name = f"stack_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE continuum_template')
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))},
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TEMPORAL_TASK_QUEUE": f"stack-{name}",
+        "DATABASE_URL": postgres.replace("/continuum?", f"/{name}?"),
+        "CONTINUUM_DATA_DIR": str(tmp_path_factory.mktemp("stack")),
+        "CONTINUUM_API_PORT": str(port),
+        "CONTINUUM_LOG_FORMAT": "json",
+    }
+    keys = {}
+    for role in ("clinician", "director", "auditor"):
+        created = subprocess.run([sys.executable, "-m", "continuum.cli", "keys", "create", "--role", role, "--name",
+                                  f"{role}-1", "--json"], env=env, capture_output=True, text=True, check=True)  # fmt: skip
+        keys[role] = json.loads(created.stdout)["secret"]
+    process = subprocess.Popen([sys.executable, "-m", "continuum.cli", "up"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "worker.started" in line:
+            break
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    try:
+        yield RunningStack(url, env, keys)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+        assert process.returncode == 0
+
+
+def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack) -> None:
+    episode = f"EP-{uuid.uuid4().hex[:6]}"
+    headers = {"Authorization": f"Bearer {running_stack.keys['clinician']}"}
+    opened = httpx.post(f"{running_stack.url}/api/v1/episodes", headers=headers, timeout=30, json={
+        "episode_id": episode, "client_id": "client-1",
+        "assessment": {"ratings": [3, 1, 1, 1, 1, 1], "assessed_by": "clin-1"}})  # fmt: skip
+    assert opened.status_code == 201, opened.text
+
+    listed = running_stack.cli("episodes", "list", "--level", "withdrawal_management", "--json")
+    shown = running_stack.cli("episodes", "show", episode)
+    census = running_stack.cli("census")
+    verified = running_stack.cli("audit", "verify", "--episode", episode)
+    replayed = running_stack.cli("audit", "replay", episode, "--as-of", datetime.now(UTC).isoformat(), "--json")
+    exported = running_stack.cli("audit", "export", episode, "--purpose", "quality_review")
+    keys = running_stack.cli("keys", "list", "--json")
+
+    assert listed.returncode == 0 and episode in [e["episode_id"] for e in json.loads(listed.stdout)["items"]]
+    assert shown.returncode == 0 and f"episode   {episode}" in shown.stdout and "withdrawal_management" in shown.stdout
+    assert census.returncode == 0 and "WITHDRAWAL_MANAGEMENT" not in census.stdout and "withdrawal_management" in census.stdout
+    assert verified.returncode == 0 and "chain intact" in verified.stdout
+    assert replayed.returncode == 0 and json.loads(replayed.stdout)["state"]["level"] == "withdrawal_management"
+    assert {k["role"] for k in json.loads(keys.stdout)} == {"clinician", "director", "auditor"}
+    assert "secret" not in keys.stdout and "key_hash" not in keys.stdout
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [line["stream_version"] for line in lines] == list(range(1, len(lines) + 1))
+    for line in lines:  # the export carries what an auditor needs to check each event's own hash offline
+        recomputed = event_hash(
+            bytes.fromhex(line["prev_hash"]), position=line["position"], stream_id=line["stream_id"],
+            stream_version=line["stream_version"], event_id=line["event_id"], event_type=line["event_type"],
+            schema_version=line["schema_version"], occurred_at=datetime.fromisoformat(line["occurred_at"]),
+            recorded_at=datetime.fromisoformat(line["recorded_at"]),
+            payload_json=json.dumps(line["payload"], sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+            metadata_json=json.dumps(line["metadata"], sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        )  # fmt: skip
+        assert recomputed.hex() == line["hash"]
+    assert lines[0]["prev_hash"] == GENESIS_HASH.hex() or lines[0]["position"] > 1
+
+
+def test_cli_errors_are_one_line_with_meaningful_exit_codes(running_stack: RunningStack) -> None:
+    unknown = running_stack.cli("episodes", "show", "EP-none")
+    bad_level = running_stack.cli("episodes", "list", "--level", "spa")
+    bad_instant = running_stack.cli("audit", "replay", "EP-none", "--as-of", "yesterday")
+    bad_role = running_stack.cli("keys", "create", "--role", "janitor", "--name", "x")
+
+    assert (unknown.returncode, unknown.stderr.strip()) == (1, "continuum: no episode EP-none")
+    assert bad_level.returncode == 2 and "'spa' is not a level of care" in bad_level.stderr
+    assert bad_instant.returncode == 2 and "is not an ISO-8601 instant" in bad_instant.stderr
+    assert bad_role.returncode == 2 and "'janitor' is not one of" in bad_role.stderr
+    for result in (unknown, bad_level, bad_instant, bad_role):
+        assert "Traceback" not in result.stderr
+
+
+def test_no_request_the_schema_allows_gets_a_server_error(running_stack: RunningStack) -> None:
+    """schemathesis generates requests from /openapi.json for every operation (a few each, to keep CI short)."""
+    api = schemathesis.openapi.from_url(f"{running_stack.url}/openapi.json")
+    checked = 0
+    for result in api.get_all_operations():
+        operation = result.ok()
+        role = "clinician" if operation.method.upper() in ("POST", "PUT", "DELETE") else "director"
+        auth = {"Authorization": f"Bearer {running_stack.keys[role]}"}
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=4, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def no_server_error(case: Any) -> None:
+            response = case.call(headers=auth, timeout=30)
+            case.validate_response(response, checks=[not_a_server_error])
+
+        no_server_error()
+        checked += 1
+    assert checked >= 20
