@@ -10,6 +10,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from continuum.servers import ServerUnavailable
 from domain.commands import (
     CancelTest,
     ChangeMedications,
@@ -119,7 +120,13 @@ async def _rejections_as_domain_errors(call: Any, episode_id: str | None = None)
         if isinstance(cause, ApplicationError) and cause.type == "CommandRejected":
             raise CommandRejected(cause.message) from None
         raise
+    except RuntimeError as error:  # the SDK's words when it cannot (re)connect to the frontend
+        if str(error).startswith("Failed client connect"):
+            raise ServerUnavailable("Temporal cannot be reached") from None
+        raise
     except RPCError as error:
+        if error.status == RPCStatusCode.UNAVAILABLE:
+            raise ServerUnavailable("Temporal is unavailable") from None
         if error.status == RPCStatusCode.NOT_FOUND and "already completed" not in error.message:
             raise UnknownEpisode(f"no episode {episode_id}") from None
         if "already completed" in error.message:

@@ -293,6 +293,22 @@ async def test_unavailable_postgresql_is_a_503_with_retry_after(skipping_env: Wo
     assert health.status_code == 503 and health.json() == {"status": "degraded", "temporal": "ok", "postgres": "unavailable"}
 
 
+async def test_unavailable_temporal_is_a_503_and_nothing_is_recorded(store: PostgresEventStore) -> None:
+    from temporalio.client import Client
+
+    unreachable = await Client.connect("127.0.0.1:9", lazy=True)
+    services = Services.build(EpisodeCommands(unreachable, "nowhere"), store)
+    secret = services.keys.create("clinician-1", Role.CLINICIAN)[1]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(services)), base_url="http://t") as http:
+        response = await http.post("/api/v1/episodes", json={"episode_id": "EP-9", "client_id": "client-9"},
+                                   headers={"Authorization": f"Bearer {secret}"})  # fmt: skip
+        health = await http.get("/healthz")
+
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert health.status_code == 503 and health.json()["temporal"] == "unavailable"
+    assert store.read_stream("EP-9") == []
+
+
 def test_the_openapi_document_describes_every_route() -> None:
     from unittest.mock import sentinel
 
