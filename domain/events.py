@@ -217,20 +217,11 @@ class TestResultRecorded(DomainEvent):
 
 
 @dataclass(frozen=True)
-class TestResultCorrected(DomainEvent):
+class TestResultCorrected(TestResultRecorded):
     """The lab corrected a report: this supersedes the one with `corrects_lab_reference`, which stays on record."""
 
     __test__ = False
-    test_id: str
     corrects_lab_reference: str
-    result: TestResult
-    substances: tuple[str, ...]
-    method: TestMethod
-    collected_at: datetime
-    lab_reference: str
-    counts_as_positive: bool
-    interpretation: str
-    policy_version: str
 
 
 @dataclass(frozen=True)

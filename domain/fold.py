@@ -34,7 +34,6 @@ from domain.events import (
     StepUpReviewDecided,
     TestCancelled,
     TestOrdered,
-    TestResultCorrected,
     TestResultOverdue,
     TestResultRecorded,
     TestScheduleDrawn,
@@ -161,7 +160,7 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
                 state, event.test_id, collected_at=event.collected_at, observed=event.observed,
                 temperature_in_range=event.temperature_in_range,
             )  # fmt: skip
-        case TestResultRecorded() | TestResultCorrected():
+        case TestResultRecorded():  # a correction too: it replaces the report it corrects
             report = ResultReport(
                 event.result, tuple(event.substances), event.method, event.collected_at, event.lab_reference,
                 event.counts_as_positive,

@@ -193,7 +193,7 @@ def _record_result(
         if original.method is not command.method:
             raise CommandRejected("a correction keeps the method of the result it corrects")
         events: list[DomainEvent] = [
-            TestResultCorrected(state.episode_id, at, command.test_id, command.corrects_lab_reference, *fields)
+            TestResultCorrected(state.episode_id, at, command.test_id, *fields, command.corrects_lab_reference)
         ]
         if original.counts_as_positive and not reading.counts_as_positive:
             return events + _withdrawn(state, test, at)
