@@ -62,7 +62,7 @@ class Projector(Protocol):
         """Drop anything cached about `stream_id` (its append did not commit)."""
 
 
-_APPEND_CALL = "SELECT * FROM continuum_append(:stream_id, :expected_version, CAST(:events AS json))"
+_APPEND_CALL = "SELECT * FROM continuum_append(:stream_id, :expected_version, CAST(:events AS jsonb))"
 _APPEND = text(_APPEND_CALL)
 _UNIQUE_VIOLATION = "23505"
 _STALE_PROJECTION = "CN001"  # raised by continuum_abort: the optimistic projection state was not current

@@ -33,6 +33,8 @@ CREATE TABLE log_head (
     position  bigint  NOT NULL,
     hash      bytea   NOT NULL
 );
+-- Updated by every append: a low fillfactor keeps its HOT chain pruned short.
+ALTER TABLE log_head SET (fillfactor = 10);
 INSERT INTO log_head (singleton, position, hash) VALUES (true, 0, '\x0000000000000000000000000000000000000000000000000000000000000000');
 
 CREATE FUNCTION continuum_refuse_event_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -74,11 +76,11 @@ INSERT INTO projection_checkpoints (name, position) VALUES ('episodes', 0);
 -- hashes (same canonical encoding as eventlog/hashing.py, which verification recomputes independently),
 -- insert, and move the head. Each statement of a volatile function in READ COMMITTED takes a fresh
 -- snapshot, so after the lock every earlier append is visible.
-CREATE FUNCTION continuum_append(p_stream_id text, p_expected_version integer, p_events json)
+CREATE FUNCTION continuum_append(p_stream_id text, p_expected_version integer, p_events jsonb)
 RETURNS TABLE (outcome text, first_position bigint, stream_version integer, recorded_at timestamptz,
                prev_hashes bytea[], hashes bytea[])
 LANGUAGE plpgsql VOLATILE AS $$
--- p_events: [{"event_id", "event_type", "schema_version", "payload" (JSON text as a string),
+-- p_events (jsonb, parsed once): [{"event_id", "event_type", "schema_version", "payload" (JSON text as a string),
 --             "metadata" (likewise), "occurred_at"}, ...] in stream order.
 -- An event id already stored makes the INSERT fail on the unique index (23505); the caller then
 -- compares the stored events (an idempotent retry, or a conflict).
@@ -110,7 +112,7 @@ BEGIN
            array_agg((x.e ->> 'schema_version')::integer ORDER BY x.n), array_agg(x.e ->> 'payload' ORDER BY x.n),
            array_agg(x.e ->> 'metadata' ORDER BY x.n), array_agg((x.e ->> 'occurred_at')::timestamptz ORDER BY x.n)
       INTO v_ids, v_types, v_schemas, v_payloads, v_metadata, v_occurred
-      FROM json_array_elements(p_events) WITH ORDINALITY AS x(e, n);
+      FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(e, n);
     n := array_length(v_ids, 1);
     v_prevs := array_fill(NULL::bytea, ARRAY[n]);
     v_hashes := array_fill(NULL::bytea, ARRAY[n]);
