@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
@@ -71,9 +72,11 @@ def _serve(*, worker: bool, api: bool, host: str | None = None, port: int | None
 
     settings = _settings()
     policy = load_policy(settings.policy_text())  # a malformed policy stops us here, naming the key
+    host, port = host or settings.api_host, port or settings.api_port
+    if api:
+        _check_port_free(host, port)
     with running_servers(settings, SEARCH_ATTRIBUTES) as endpoints:
         store = worker_module.build_store(endpoints.database_url, settings)
-        host, port = host or settings.api_host, port or settings.api_port
         typer.echo(f"Temporal      {endpoints.temporal_address} (namespace {settings.temporal_namespace})")
         if endpoints.temporal_ui_url:
             typer.echo(f"Temporal UI   {endpoints.temporal_ui_url}")
@@ -83,6 +86,16 @@ def _serve(*, worker: bool, api: bool, host: str | None = None, port: int | None
             typer.echo(f"API           http://{host}:{port}/api/v1   (OpenAPI: http://{host}:{port}/docs)")
         typer.echo("Press Ctrl-C to stop.")
         asyncio.run(_serve_async(settings, endpoints, store, worker=worker, api=api, host=host, port=port))
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise ServerUnavailable(
+                f"the API cannot listen on {host}:{port} ({error.strerror}); choose another with --port or CONTINUUM_API_PORT"
+            ) from None
 
 
 async def _serve_async(

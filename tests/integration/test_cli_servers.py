@@ -59,6 +59,18 @@ def test_an_unreachable_postgresql_is_one_line_naming_the_address(tmp_path: Path
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_an_api_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _continuum("up", "--port", str(port), env=_env(CONTINUUM_DATA_DIR=str(tmp_path)))
+
+    assert result.returncode == 3
+    assert f"continuum: the API cannot listen on 127.0.0.1:{port} (Address already in use)" in result.stderr
+    assert not (tmp_path / "pgdata").exists() and "Traceback" not in result.stderr
+
+
 def test_a_malformed_setting_is_named(tmp_path: Path) -> None:
     result = _continuum("migrate", env=_env(CONTINUUM_LOG_FORMAT="xml", CONTINUUM_DATA_DIR=str(tmp_path)))
 
