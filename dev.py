@@ -25,9 +25,12 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 
 
 def _lock_digest() -> str:
+    """The lock, pyproject.toml, and the top-level packages (an editable install maps those it saw)."""
     digest = hashlib.sha256()
     for name in ("requirements.lock", "pyproject.toml"):
         digest.update((ROOT / name).read_bytes())
+    packages = sorted(p.parent.name for p in ROOT.glob("*/__init__.py"))
+    digest.update(" ".join(packages).encode())
     return digest.hexdigest()
 
 
