@@ -6,6 +6,7 @@ Every decision event records `policy_version`, so a decision can always be trace
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,6 +33,7 @@ class PositiveResultAction(StrEnum):
     REVIEW = "review"  # it opens a step-up review that a clinician confirms or declines
 
 
+_MONTH_DAY = re.compile(r"(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -46,6 +48,8 @@ class DrugTestingPolicy:
     step_up_waits_for_confirmation: bool
     step_up_review_due_days: float
     weekday_weights: tuple[float, ...]  # Monday first
+    holidays: tuple[tuple[int, int], ...] = ()  # (month, day)
+    after_holiday_weight: float = 1.0
 
 
 NO_RANDOM_TESTING = DrugTestingPolicy(
@@ -182,7 +186,13 @@ class _Reader:
         waits = self.get(f"{key}.step_up_waits_for_confirmation")
         if not isinstance(waits, bool):
             raise PolicyError(f"policy key {key}.step_up_waits_for_confirmation must be true or false")
+        holidays = self.raw[key].get("holidays", [])
+        if not isinstance(holidays, list) or not all(isinstance(h, str) and _MONTH_DAY.fullmatch(h) for h in holidays):
+            raise PolicyError(f"policy key {key}.holidays must be a list of \"MM-DD\" dates")
+        after_holiday = self.days(f"{key}.after_holiday_weight") if "after_holiday_weight" in self.raw[key] else 1.0
         return DrugTestingPolicy(
+            holidays=tuple((int(h[:2]), int(h[3:])) for h in holidays),
+            after_holiday_weight=after_holiday,
             per_week=frequencies,
             window_days=int(window),
             result_window_days=self.days(f"{key}.result_window_days"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from random import Random
 
@@ -105,14 +105,20 @@ def strata(window_days: int, per_week: float) -> list[range]:
     return [range(math.ceil(k * length), math.ceil((k + 1) * length)) for k in range(count)]
 
 
+def _weight(day: date, policy: DrugTestingPolicy) -> float:
+    """Days after weekends (by weekday weight) and after holidays are likelier test days."""
+    before = day - timedelta(days=1)
+    after_holiday = (before.month, before.day) in policy.holidays
+    return policy.weekday_weights[day.weekday()] * (policy.after_holiday_weight if after_holiday else 1.0)
+
+
 def draw_schedule(
     rng: Random, level: LevelOfCare, window_start: datetime, policy: DrugTestingPolicy
 ) -> ScheduleDraw:
     """Draw one day per stratum, weighted by weekday (days after weekends more likely, per policy)."""
     per_week = policy.per_week.get(level, 0.0)
     days = tuple(range(policy.window_days))
-    start_weekday = window_start.weekday()
-    weights = tuple(policy.weekday_weights[(start_weekday + d) % 7] for d in days)
+    weights = tuple(_weight(window_start.date() + timedelta(days=d), policy) for d in days)
     if per_week <= 0:
         return ScheduleDraw(level, window_start, policy.window_days, days, weights, ())
     chosen = tuple(

@@ -247,3 +247,22 @@ def test_a_policy_without_a_drug_testing_section_schedules_no_tests() -> None:
     assert due is not None and type(due.command).__name__ == "RequestReview"
     with pytest.raises(CommandRejected, match="no random testing at intensive_outpatient"):
         decide(j.state, DrawTestSchedule(draw_schedule(Random(1), L.INTENSIVE_OUTPATIENT, j.at, policy.drug_testing)), policy, j.at)
+
+
+def test_the_day_after_a_holiday_is_weighted_as_the_policy_says() -> None:
+    christmas_week = datetime(2026, 12, 21, 9, 0, tzinfo=UTC)  # a Monday; the 26th is a Saturday
+    draw = draw_schedule(Random(0), L.INTENSIVE_OUTPATIENT, christmas_week, TESTING)
+    by_date = {(christmas_week + DAY * d).date().isoformat(): w for d, w in zip(draw.eligible_days, draw.weights, strict=True)}
+    assert by_date["2026-12-26"] == 2.0 and by_date["2026-12-27"] == 1.0  # Saturday 1.0 x after-holiday 2.0
+    chosen: Counter[str] = Counter()
+    for seed in range(400):
+        for d in draw_schedule(Random(seed), L.INTENSIVE_OUTPATIENT, christmas_week, TESTING).chosen_days:
+            chosen[(christmas_week + DAY * d).date().isoformat()] += 1
+    assert chosen["2026-12-26"] > chosen["2026-12-27"]
+
+
+def test_holidays_must_be_month_day_dates() -> None:
+    from domain.errors import PolicyError
+
+    with pytest.raises(PolicyError, match="drug_testing.holidays must be a list"):
+        load_policy(default_policy_text().replace('"12-25"]', '"Christmas"]'))
