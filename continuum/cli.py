@@ -416,6 +416,43 @@ def export(
         )
 
 
+@audit.command("replay-workflows")
+def replay_workflows(
+    limit: Annotated[int, typer.Option(help="At most this many episodes, newest first.")] = 1000,
+    as_json: Json = False,
+) -> None:
+    """Fetch episode histories from Temporal and replay them with the current workflow code (Temporal's
+    Replayer); a non-deterministic change shows here before it breaks a running episode. Exit 4 on any."""
+    settings = _settings()
+    if settings.temporal_address is None:
+        raise Usage("TEMPORAL_ADDRESS: replay needs the running Temporal (start `continuum up` and set it)")
+    results = asyncio.run(_replay_all(settings, limit))
+    failed = [r for r in results if r["error"]]
+    human = f"replayed {len(results)} episode histories: {len(results) - len(failed)} deterministic, {len(failed)} not"
+    human += "".join(f"\n  {r['workflow_id']}: {r['error']}" for r in failed)
+    _emit({"replayed": len(results), "failed": failed}, as_json, human)
+    if failed:
+        raise typer.Exit(EXIT_VERIFICATION_FAILED)
+
+
+async def _replay_all(settings: Settings, limit: int) -> list[dict[str, Any]]:
+    from temporalio.worker import Replayer
+
+    from continuum.temporal import connect_temporal
+    from workflows.episode import EpisodeWorkflow
+
+    assert settings.temporal_address is not None
+    client = await connect_temporal(settings.temporal_address, settings.temporal_namespace)
+    replayer = Replayer(workflows=[EpisodeWorkflow])
+    results = []
+    async for execution in client.list_workflows('WorkflowType = "EpisodeWorkflow"', limit=limit):
+        history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+        outcome = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        error = str(outcome.replay_failure).splitlines()[0][:300] if outcome.replay_failure else None
+        results.append({"workflow_id": execution.id, "run_id": execution.run_id, "error": error})
+    return results
+
+
 def main() -> None:
     """Entry point: run the command, turn known failures into one line, and leave through os._exit.
 

@@ -126,6 +126,19 @@ def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack) -> None:
     assert lines[0]["prev_hash"] == GENESIS_HASH.hex() or lines[0]["position"] > 1
 
 
+def test_replay_workflows_replays_every_episode_history_with_the_current_code(running_stack: RunningStack) -> None:
+    headers = {"Authorization": f"Bearer {running_stack.keys['clinician']}"}
+    episode = f"EP-{uuid.uuid4().hex[:6]}"
+    httpx.post(f"{running_stack.url}/api/v1/episodes", headers=headers, timeout=30,
+               json={"episode_id": episode, "client_id": "client-2"}).raise_for_status()  # fmt: skip
+
+    result = running_stack.cli("audit", "replay-workflows", "--json")
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["replayed"] >= 1 and report["failed"] == []
+
+
 def test_cli_errors_are_one_line_with_meaningful_exit_codes(running_stack: RunningStack) -> None:
     unknown = running_stack.cli("episodes", "show", "EP-none")
     bad_level = running_stack.cli("episodes", "list", "--level", "spa")
