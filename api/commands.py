@@ -9,6 +9,7 @@ import hashlib
 import uuid
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -90,6 +91,8 @@ async def _run(request: Request, caller: ApiKey, episode_id: str, command: Comma
             result = await services.episodes.send(episode_id, meta, command)
         status, body = (201 if created else 200), _body(episode_id, result)
     except CommandRejected as error:
+        structlog.get_logger(__name__).warning("api.refused", status=409, method=request.method, path=request.url.path,
+                                               reason="command rejected")  # fmt: skip
         status, body = 409, {"type": "about:blank", "title": "Command rejected", "status": 409, "detail": str(error)}
     except UnknownEpisode as error:
         status, body = 404, {"type": "about:blank", "title": "Unknown episode", "status": 404, "detail": str(error)}

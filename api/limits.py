@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import structlog
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 64 * 1024
+log = structlog.get_logger(__name__)
 
 
 class BodyLimit:
@@ -38,6 +41,7 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
+        log.warning("api.refused", status=413, reason="body too large")
         body = json.dumps(
             {"type": "about:blank", "title": "Request too large", "status": 413,
              "detail": f"a request body is at most {self.limit} bytes"}  # fmt: skip

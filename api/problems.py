@@ -13,11 +13,16 @@ from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from continuum.servers import ServerUnavailable
-from domain.errors import CommandRejected, InvalidIdentifier, PolicyError, UnknownEpisode
+from domain.errors import CommandRejected, InvalidIdentifier, PolicyError, UnknownEpisode, UnknownEventType
 from eventlog.errors import StoreBusy, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 RETRY_AFTER_SECONDS = 5
+
+
+def _refused(request: Request, status: int, reason: str) -> None:
+    """Every refused request is logged: method, path and why, never the body or the key."""
+    log.warning("api.refused", status=status, method=request.method, path=request.url.path, reason=reason)
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -35,12 +40,15 @@ def install(app: FastAPI) -> None:
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in error.errors()]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        _refused(request, 422, f"invalid {first['field']}")
         return problem(422, "Invalid request", f"{first['field']}: {first['message']}", errors=errors)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         titles = {401: "Not authenticated", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
                   413: "Request too large"}  # fmt: skip
+        if error.status_code in (401, 403, 413, 422):
+            _refused(request, error.status_code, titles.get(error.status_code, "refused"))
         response = problem(error.status_code, titles.get(error.status_code, "Error"), str(error.detail))
         if error.status_code == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -48,7 +56,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CommandRejected)
     async def rejected(request: Request, error: CommandRejected) -> JSONResponse:
+        _refused(request, 409, "command rejected")
         return problem(409, "Command rejected", str(error))
+
+    @app.exception_handler(UnknownEventType)
+    async def unknown_event(request: Request, error: UnknownEventType) -> JSONResponse:
+        log.error("api.unknown_event_type", path=request.url.path)
+        return problem(500, "Unreadable record", f"{error}; this version cannot read the record")
 
     @app.exception_handler(UnknownEpisode)
     async def unknown(request: Request, error: UnknownEpisode) -> JSONResponse:

@@ -16,13 +16,14 @@ from sqlalchemy import Connection, Engine, text
 
 from domain.codec import EventEnvelope, decode, encode, from_envelope
 from domain.episode import Episode
-from domain.errors import DomainError
+from domain.errors import DomainError, UnknownEventType
 from domain.events import EVENT_TYPES, EpisodeOpened
 from domain.fold import evolve, fold
 from eventlog.records import NewEvent, StoredEvent
 from eventlog.store import InlineProjection, PostgresEventStore
 
 _LOAD = text("SELECT state FROM episodes WHERE episode_id = ANY(:ids)")
+_EXISTING_EPISODES = text("SELECT episode_id FROM episodes WHERE episode_id = ANY(:ids)")
 _UPSERT = text(
     """
     INSERT INTO episodes (episode_id, client_id, status, status_since, level, level_since, flags, opened_at,
@@ -139,6 +140,16 @@ class EpisodesProjection:
         return InlineProjection(_INLINE, params, prior.version if prior else 0, lambda: self._remember({stream_id: state}))
 
     def apply(self, connection: Connection, events: Sequence[StoredEvent]) -> None:
+        unknown = [e for e in events if e.event_type not in EVENT_TYPES]
+        if unknown:
+            ids = sorted({e.stream_id for e in unknown})
+            opened = {e.stream_id for e in events if e.event_type == EpisodeOpened.type_name()}
+            known_episodes = {row.episode_id for row in connection.execute(_EXISTING_EPISODES, {"ids": ids})}
+            for event in unknown:
+                if event.stream_id in known_episodes | opened:  # an episode's history must stay readable
+                    raise UnknownEventType(
+                        f"unknown event type {event.event_type!r} in episode {event.stream_id}; refused"
+                    )
         relevant = [e for e in events if e.event_type in EVENT_TYPES]
         if not relevant:
             connection.execute(_CHECKPOINT, {"position": events[-1].position})
