@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from temporalio.testing import WorkflowEnvironment
@@ -53,3 +57,24 @@ async def eventually(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bo
         await asyncio.sleep(0.05)
         value = await probe()
     raise AssertionError(f"never happened: {what}; last value: {value!r}")
+
+
+def worker_process(temporal_address: str, database_url: str, queue: str, data_dir: Path) -> subprocess.Popen[str]:
+    """`continuum worker` as a real process on a queue of the test's own; returns once it serves."""
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL"))},
+        "TEMPORAL_ADDRESS": temporal_address,
+        "TEMPORAL_TASK_QUEUE": queue,
+        "DATABASE_URL": database_url,
+        "CONTINUUM_DATA_DIR": str(data_dir),
+        "CONTINUUM_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "continuum.cli", "worker"], env=environment, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "worker.started" in line:
+            return process
+    raise AssertionError(f"worker did not start: exit {process.wait()}")

@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from domain.levels import LevelOfCare
 from domain.policy import load_policy
 from eventlog.store import PostgresEventStore
 from eventlog.verify import verify_log
-from tests.integration.episodes import DAY, WITHOUT_TESTING, episode_worker, eventually, meta
+from tests.integration.episodes import DAY, WITHOUT_TESTING, episode_worker, eventually, meta, worker_process
 from workflows.episode import workflow_id
 
 pytestmark = pytest.mark.integration
@@ -214,32 +212,13 @@ async def test_the_same_command_id_twice_records_once_even_across_continue_as_ne
     assert state is not None and state["status"] == "active" and state["version"] == 6
 
 
-def _worker_process(env: WorkflowEnvironment, database_url: str, queue: str, data_dir: Path) -> subprocess.Popen[str]:
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL"))},
-        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "TEMPORAL_TASK_QUEUE": queue,
-        "DATABASE_URL": database_url,
-        "CONTINUUM_DATA_DIR": str(data_dir),
-        "CONTINUUM_LOG_FORMAT": "json",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "continuum.cli", "worker"], env=environment, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "worker.started" in line:
-            return process
-    raise AssertionError(f"worker did not start: exit {process.wait()}")
-
-
 async def test_a_worker_killed_mid_episode_is_replaced_without_duplicates_or_gaps(
     skipping_env: WorkflowEnvironment, store: PostgresEventStore, database_url: str, tmp_path: Path
 ) -> None:
     episode, queue = "ep-killed", "episodes-killed"
     episodes = EpisodeCommands(skipping_env.client, queue, policy_text=WITHOUT_TESTING)
-    first = _worker_process(skipping_env, database_url, queue, tmp_path)
+    address = skipping_env.client.service_client.config.target_host
+    first = worker_process(address, database_url, queue, tmp_path)
     await episodes.open(meta(), OpenEpisode(episode, "client-7", assessment=RecordAssessment(WITHDRAWAL_RISK, "clin-1")))
     handle = handle_of(skipping_env, episode)
     await skipping_env.fast_forward(handle, DAY * 3.5)
@@ -250,7 +229,7 @@ async def test_a_worker_killed_mid_episode_is_replaced_without_duplicates_or_gap
     outcome = asyncio.ensure_future(
         episodes.send(episode, meta(), RecordReviewOutcome(review["review_id"], ReviewOutcome.GOALS_MET, "ther-1"))
     )  # waits for a worker
-    second = _worker_process(skipping_env, database_url, queue, tmp_path)
+    second = worker_process(address, database_url, queue, tmp_path)
     try:
         moved = await outcome
         await skipping_env.fast_forward(handle, DAY * 30.5)

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,14 @@ from continuum.servers import EmbeddedPostgres, EmbeddedTemporal
 from domain.commands import OpenEpisode, PutOnHold, RecordAssessment, RecordReviewOutcome
 from domain.episode import HoldReason, ReviewOutcome
 from domain.errors import UnknownEventType
+from eventlog.access import Role
 from eventlog.db import make_engine
 from eventlog.migrate import apply_migrations
 from eventlog.projection import EpisodesProjection, rebuild_episodes
 from eventlog.records import NewEvent
 from eventlog.store import PostgresEventStore
 from eventlog.verify import verify_log
-from tests.integration.episodes import DAY, WITHOUT_TESTING, episode_worker, eventually, meta
+from tests.integration.episodes import DAY, WITHOUT_TESTING, episode_worker, eventually, meta, worker_process
 from tests.integration.test_api import Stack, stack  # noqa: F401 (the API fixture)
 from workflows.episode import workflow_id
 from workflows.search_attributes import SEARCH_ATTRIBUTES
@@ -94,7 +95,7 @@ def test_an_unknown_event_type_is_refused_on_append_and_named_when_found_in_the_
     from domain.events import EpisodeOpened
     from domain.ids import ClientId, EpisodeId
 
-    opened = EpisodeOpened(EpisodeId("ep-x"), __import__("datetime").datetime.now().astimezone(), ClientId("c-1"))
+    opened = EpisodeOpened(EpisodeId("ep-x"), datetime.now(UTC), ClientId("c-1"))
     envelope = to_envelope(opened)
     store.append("ep-x", [NewEvent(uuid.uuid4(), envelope.type, 1, envelope.data, opened.occurred_at)], expected_version=0)
     bogus = NewEvent(uuid.uuid4(), "ClientTeleported", 1, {"episode_id": "ep-x"}, opened.occurred_at)
@@ -125,7 +126,7 @@ async def test_postgresql_down_while_commands_run_is_retried_with_nothing_lost_o
         episode = f"ep-pgdown-{uuid.uuid4().hex[:6]}"
         async with episode_worker(temporal_env, store, policy_text=WITHOUT_TESTING) as episodes:
             services = Services.build(episodes, store)
-            secret = services.keys.create("director-1", __import__("eventlog.access").access.Role.DIRECTOR)[1]
+            secret = services.keys.create("director-1", Role.DIRECTOR)[1]
             await episodes.open(meta(), OpenEpisode(episode, "client-1", assessment=RecordAssessment(MILD, "clin-1")))
             postgres.stop()  # PostgreSQL goes down
 
@@ -149,25 +150,13 @@ async def test_postgresql_down_while_commands_run_is_retried_with_nothing_lost_o
         postgres.stop()
 
 
-def _worker(temporal_address: str, database_url: str, queue: str, data_dir: Path) -> subprocess.Popen[str]:
-    from tests.integration.test_episode_workflow import _worker_process
-
-    class _Env:
-        class client:  # noqa: N801 (duck-typing WorkflowEnvironment for the helper)
-            class service_client:  # noqa: N801
-                class config:  # noqa: N801
-                    target_host = temporal_address
-
-    return _worker_process(_Env, database_url, queue, data_dir)  # type: ignore[arg-type]
-
-
 async def test_temporal_stopped_and_restarted_with_its_database_keeps_episodes_and_timers(
     store: PostgresEventStore, database_url: str, tmp_path: Path
 ) -> None:
     temporal = EmbeddedTemporal(tmp_path / "temporal", _free_port(), _free_port(), "default", SEARCH_ATTRIBUTES)
     address = temporal.start()
     queue = f"restart-{uuid.uuid4().hex[:6]}"
-    worker = _worker(address, database_url, queue, tmp_path)
+    worker = worker_process(address, database_url, queue, tmp_path)
     try:
         client = await Client.connect(address)
         episodes = EpisodeCommands(client, queue, policy_text=SHORT_STAYS, day=timedelta(seconds=2))
@@ -202,7 +191,7 @@ async def test_a_worker_killed_mid_cohort_is_replaced_and_every_episode_continue
     episodes = EpisodeCommands(skipping_env.client, queue, policy_text=WITHOUT_TESTING)
     cohort = [f"ep-cohort-{uuid.uuid4().hex[:6]}-{n}" for n in range(8)]
     address = skipping_env.client.service_client.config.target_host
-    first = _worker(address, database_url, queue, tmp_path)
+    first = worker_process(address, database_url, queue, tmp_path)
     await asyncio.gather(*(episodes.open(meta(), OpenEpisode(e, f"client-{n}", assessment=RecordAssessment(WITHDRAWAL_RISK, "clin-1")))
                            for n, e in enumerate(cohort)))  # fmt: skip
     moving = [asyncio.ensure_future(skipping_env.fast_forward(skipping_env.client.get_workflow_handle(workflow_id(e)), DAY * 3.5))
@@ -210,7 +199,7 @@ async def test_a_worker_killed_mid_cohort_is_replaced_and_every_episode_continue
     await asyncio.sleep(0.5)
     first.send_signal(signal.SIGKILL)  # mid-cohort: some reviews requested, some not yet
     first.wait()
-    second = _worker(address, database_url, queue, tmp_path)
+    second = worker_process(address, database_url, queue, tmp_path)
     try:
         await asyncio.gather(*moving)
         for episode in cohort:
