@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +29,7 @@ def _strategy(hint: typing.Any) -> st.SearchStrategy[typing.Any]:
         return instants
     if hint in (EpisodeId, ClientId):
         return st.just(hint("ep-1"))
-    if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType):
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
         members = [h for h in typing.get_args(hint) if h is not type(None)]
         return st.none() | _strategy(members[0])
     if typing.get_origin(hint) is tuple:
