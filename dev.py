@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up and run Continuum on a fresh machine with nothing but Python 3.11+.
 
-    python3 dev.py run     # the main job on the embedded Temporal and PostgreSQL
+    python3 dev.py run     # the main job: the cohort demo on the embedded Temporal and PostgreSQL
     python3 dev.py test    # the whole test suite (what CI runs)
 
 Both create `.venv/` from `requirements.lock` the first time, and again only when the lock or
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     if command == "setup":
         return 0
     if command == "run":
-        args = [python, "-m", "continuum.cli", "up", *rest]
+        args = [python, "-m", "continuum.cli", "demo", *rest]
     elif command == "test":
         args = [python, "-m", "pytest", *rest]
     elif command == "bench":

@@ -66,7 +66,9 @@ def _settings() -> Settings:
 # -- serving -----------------------------------------------------------------------------------------
 
 
-def _serve(*, worker: bool, api: bool, host: str | None = None, port: int | None = None) -> None:
+def _serve(
+    *, worker: bool, api: bool, host: str | None = None, port: int | None = None, demo: Any = None
+) -> None:
     import worker as worker_module
     from domain.policy import load_policy
 
@@ -85,7 +87,7 @@ def _serve(*, worker: bool, api: bool, host: str | None = None, port: int | None
         if api:
             typer.echo(f"API           http://{host}:{port}/api/v1   (OpenAPI: http://{host}:{port}/docs)")
         typer.echo("Press Ctrl-C to stop.")
-        asyncio.run(_serve_async(settings, endpoints, store, worker=worker, api=api, host=host, port=port))
+        asyncio.run(_serve_async(settings, endpoints, store, worker=worker, api=api, host=host, port=port, demo=demo))
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -99,7 +101,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 async def _serve_async(
-    settings: Settings, endpoints: Any, store: Any, *, worker: bool, api: bool, host: str, port: int
+    settings: Settings, endpoints: Any, store: Any, *, worker: bool, api: bool, host: str, port: int, demo: Any = None
 ) -> None:
     import worker as worker_module
     from api.app import create_app
@@ -115,9 +117,10 @@ async def _serve_async(
     if worker:
         tasks.append(asyncio.create_task(worker_module.run_worker(settings, client, store, stop)))
     if api:
+        day_seconds = demo.day_seconds if demo is not None else settings.day_seconds
         commands = EpisodeCommands(
             client, settings.temporal_task_queue, policy_text=settings.policy_text(),
-            day=timedelta(seconds=settings.day_seconds), lab_id=settings.lab_id,
+            day=timedelta(seconds=day_seconds), lab_id=settings.lab_id,
         )  # fmt: skip
         server = QuietServer(uvicorn.Config(create_app(Services.build(commands, store)), host=host, port=port,
                                              log_config=None, lifespan="off"))  # fmt: skip
@@ -128,7 +131,79 @@ async def _serve_async(
             server.should_exit = True
 
         tasks.append(asyncio.create_task(stop_api()))
+    if demo is not None:
+        tasks.append(asyncio.create_task(_run_demo(settings, endpoints, store, host, port, demo, stop)))
     await asyncio.gather(*tasks)
+
+
+async def _run_demo(settings: Settings, endpoints: Any, store: Any, host: str, port: int, config: Any,
+                    stop: asyncio.Event) -> None:  # fmt: skip
+    """Drive the cohort through the public API, print what happened, then serve on (or stop with --exit)."""
+    import uuid as uuid_module
+
+    import httpx
+    from rich.progress import Progress
+
+    from continuum.demo import CohortSimulation
+    from eventlog.access import ApiKeyStore, Role
+    from eventlog.verify import verify_log
+
+    base = f"http://{host}:{port}"
+    keys_store = ApiKeyStore(store.engine)
+    run = uuid_module.uuid4().hex[:4]
+    keys = {
+        "clinician": keys_store.create(f"demo-ehr-{run}", Role.CLINICIAN)[1],
+        "lab": keys_store.create(f"demo-lab-{run}", Role.LAB, settings.lab_id)[1],
+        "director": keys_store.create(f"demo-director-{run}", Role.DIRECTOR)[1],
+    }
+    async with httpx.AsyncClient(base_url=base) as api:
+        for _ in range(300):  # the API starts alongside us
+            try:
+                if (await api.get("/healthz", timeout=2)).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+        simulation = CohortSimulation(api, keys, config, run)
+        with Progress(transient=True) as progress:
+            opening = progress.add_task(f"opening {config.clients} episodes", total=None)
+            await simulation.open_cohort()
+            progress.remove_task(opening)
+            days = progress.add_task("simulated care days", total=config.days)
+            started = asyncio.get_running_loop().time()
+            while not stop.is_set():
+                elapsed = (asyncio.get_running_loop().time() - started) / config.day_seconds
+                progress.update(days, completed=min(elapsed, config.days))
+                if elapsed >= config.days:
+                    break
+                await simulation.step()
+                await asyncio.sleep(min(config.day_seconds / 2, 1.0))
+        summary = await simulation.summary()
+    report = await asyncio.to_thread(verify_log, store.engine)
+    _print_summary(summary, report, base, endpoints)
+    if config.exit:
+        stop.set()
+    else:
+        typer.echo("Still serving; press Ctrl-C to stop.")
+
+
+def _print_summary(summary: dict[str, Any], report: Any, base: str, endpoints: Any) -> None:
+    census = summary["census"]["by_level_and_status"]
+    typer.echo(f"\nCohort: {summary['opened']} episodes opened")
+    typer.echo(_table(census, ["level", "status", "episodes"]))
+    typer.echo(f"step-ups: {summary['step_ups']}")
+    for cause, count in summary["step_up_causes"]:
+        typer.echo(f"  {count:4d}  {cause}")
+    typer.echo(f"results reported: {summary['results']}")
+    typer.echo(f"review outcomes:  {summary['reviews']}")
+    typer.echo(f"discharges:       {summary['discharges']}")
+    typer.echo(f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results")
+    if summary["errors"]:
+        typer.echo(f"refused requests: {summary['errors']} (commands that raced the clock are refused with a reason)")
+    typer.echo(f"event log:        {report.events_checked} events, chain {'intact' if report.ok else 'BROKEN'}")
+    typer.echo(f"API               {base}/api/v1   (docs {base}/docs)")
+    if endpoints.temporal_ui_url:
+        typer.echo(f"Temporal UI       {endpoints.temporal_ui_url}")
 
 
 class QuietServer(uvicorn.Server):
@@ -143,6 +218,24 @@ class QuietServer(uvicorn.Server):
 def up(host: Host = None, port: Port = None) -> None:
     """Everything on the embedded default (or the configured servers): worker and API, until Ctrl-C."""
     _serve(worker=True, api=True, host=host, port=port)
+
+
+@app.command()
+def demo(
+    clients: Annotated[int, typer.Option(min=1, max=5000, help="Synthetic clients in the cohort.")] = 200,
+    days: Annotated[float, typer.Option(min=1, help="Simulated care days before the summary.")] = 120,
+    day_seconds: Annotated[float, typer.Option(min=0.05, help="Real seconds per care day.")] = 1.0,
+    positive_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of test results that are positive.")] = 0.1,
+    seed: int = 7,
+    exit_: Annotated[bool, typer.Option("--exit", help="Stop after the summary instead of serving on.")] = False,
+    host: Host = None,
+    port: Port = None,
+) -> None:
+    """The main job: a synthetic cohort through the public API on the embedded stack, then a summary."""
+    from continuum.demo import DemoConfig
+
+    config = DemoConfig(clients, days, day_seconds, positive_rate, seed, exit_)
+    _serve(worker=True, api=True, host=host, port=port, demo=config)
 
 
 @app.command("worker")

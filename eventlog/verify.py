@@ -81,7 +81,8 @@ def verify_log(engine: Engine, *, max_problems: int = 100, page_size: int = 20_0
     """Walk the whole log in position order, checking positions, links and hashes, then the head."""
     problems: list[BrokenLink] = []
     checked, expected_position, previous_hash = 0, 1, GENESIS_HASH
-    with engine.connect() as connection:
+    # One snapshot for the rows and the head: appends committing meanwhile are simply not seen.
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection, connection.begin():
         after = 0
         while len(problems) < max_problems:
             rows = connection.execute(

@@ -67,6 +67,7 @@ PATCH_DRUG_TESTING = "drug-testing"  # episodes started before random testing ex
 KEPT_RESULTS = 200  # full results kept for repeated command ids; older ids answer with the current state
 CLOCK_ACTOR = "clock"
 CLOCK_RETRY = timedelta(seconds=1)
+CLOCK_PAD = timedelta(milliseconds=50)
 
 
 def workflow_id(episode_id: str) -> str:
@@ -147,7 +148,9 @@ class EpisodeWorkflow:
             delay = due.at - workflow.now()
             try:
                 if delay > timedelta(0):
-                    await workflow.wait_condition(lambda: self._changes != seen, timeout=delay)
+                    # Timers may fire a hair before the microsecond-precise instant; the pad keeps the
+                    # rules from saying "not yet" to their own clock.
+                    await workflow.wait_condition(lambda: self._changes != seen, timeout=delay + CLOCK_PAD)
                     continue  # something happened first: decide again from the new state
             except asyncio.TimeoutError:
                 pass
@@ -158,8 +161,8 @@ class EpisodeWorkflow:
                 command = DrawTestSchedule(draw)
             try:
                 await self._execute(meta, command)
-            except ApplicationError as error:  # the clock and the rules disagree by a hair: look again shortly
-                workflow.logger.warning("clock command refused", extra={"reason": error.message})
+            except ApplicationError as error:  # a command raced the clock (a result just in, a level just changed)
+                workflow.logger.info(f"clock command {type(command).__name__} refused: {error.message}")
                 await workflow.sleep(CLOCK_RETRY)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return encode(self._state)

@@ -129,3 +129,15 @@ def test_up_starts_the_embedded_servers_registers_attributes_and_stops_cleanly(
     assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
     pg_running = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path / "pgdata") in " ".join(p.info["cmdline"] or [])]
     assert pg_running == []
+
+
+def test_the_demo_drives_a_cohort_through_the_api_and_reports_a_verified_log(tmp_path: Path) -> None:
+    env = _env(CONTINUUM_DATA_DIR=str(tmp_path), CONTINUUM_TEMPORAL_PORT=str(_free_port()),
+               CONTINUUM_TEMPORAL_UI_PORT=str(_free_port()), CONTINUUM_API_PORT=str(_free_port()))  # fmt: skip
+    result = _continuum("demo", "--clients", "6", "--days", "12", "--day-seconds", "0.3", "--positive-rate", "0.3",
+                        "--exit", env=env, timeout=300)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Cohort: 6 episodes opened" in result.stdout
+    assert "chain intact" in result.stdout and "results reported:" in result.stdout
+    assert "Traceback" not in result.stderr

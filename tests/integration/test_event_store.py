@@ -173,6 +173,27 @@ def test_eight_concurrent_writers_on_overlapping_streams_lose_nothing_and_a_foll
     assert verify_log(store.engine).ok
 
 
+def test_verification_while_appends_commit_sees_one_consistent_log(store: PostgresEventStore) -> None:
+    stop = threading.Event()
+
+    def append() -> None:
+        while not stop.is_set():
+            store.append(f"busy-{uuid.uuid4().hex[:6]}", plain("busy", 3), expected_version=0)
+
+    writers = [threading.Thread(target=append) for _ in range(8)]
+    for writer in writers:
+        writer.start()
+    try:
+        reports = [verify_log(store.engine, page_size=7) for _ in range(10)]
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+
+    assert all(report.ok for report in reports), [r.first_broken for r in reports if not r.ok]
+    assert reports[-1].events_checked > 0
+
+
 def test_the_database_refuses_update_and_delete_of_events(
     store: PostgresEventStore, superuser_engine: Engine
 ) -> None:
