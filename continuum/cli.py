@@ -256,21 +256,16 @@ def api_command(host: Host = None, port: Port = None) -> None:
 @contextlib.contextmanager
 def _store() -> Iterator[Any]:
     """The event store without Temporal (embedded PostgreSQL if DATABASE_URL is unset)."""
-    from eventlog.db import check_reachable, make_engine
-    from eventlog.migrate import apply_migrations
-    from eventlog.projection import EpisodesProjection
-    from eventlog.store import PostgresEventStore
+    import worker as worker_module
 
     settings = _settings()
     postgres = EmbeddedPostgres(settings.data_dir) if settings.embedded_postgres else None
     try:
         url = postgres.start() if postgres else settings.database_url
         assert url is not None
-        apply_migrations(url)
-        engine = make_engine(url, role=settings.database_role)
-        check_reachable(engine)
-        yield PostgresEventStore(engine, projectors=[EpisodesProjection()])
-        engine.dispose()
+        store = worker_module.build_store(url, settings)
+        yield store
+        store.engine.dispose()
     finally:
         if postgres:
             postgres.stop()
