@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -31,7 +31,7 @@ from api.schemas import (
     StepUpReversalBody,
     TestResultBody,
 )
-from api.services import Services
+from api.params import IdPath, services_of
 from domain.commands import (
     CancelTest,
     ChangeMedications,
@@ -54,8 +54,6 @@ from eventlog.access import ApiKey, Role
 from workflows.episode import CommandMeta, CommandResult
 
 router = APIRouter(prefix="/api/v1", tags=["commands"])
-def IdPath() -> Any:  # noqa: N802 (a fresh Path per parameter: one shared instance binds them all to one name)
-    return Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no valid API key"},
     403: {"description": "the key's role may not do this"},
@@ -67,12 +65,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
-
-
 async def _run(request: Request, caller: ApiKey, episode_id: str, command: Command, created: bool = False) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
         raise HTTPException(422, "Idempotency-Key is 1-128 characters")
@@ -174,7 +168,7 @@ async def _lab_may_report(request: Request, caller: ApiKey, episode_id: str, tes
     """A lab reports only on tests its lab was sent (and learns nothing about any other)."""
     if caller.role is not Role.LAB:
         return
-    state = await run_in_threadpool(_services(request).reads.get, episode_id)
+    state = await run_in_threadpool(services_of(request).reads.get, episode_id)
     test = next((t for t in (state or {}).get("tests", []) if t["test_id"] == test_id), None)
     if test is None or test.get("lab_id") != caller.subject:
         raise HTTPException(403, f"this lab was not sent test {test_id}")

@@ -6,11 +6,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from api.auth import ADMIN, AUDIT, CENSUS, READ_EPISODES, READ_RECORD
 from api.schemas import CreateKeyBody
-from api.services import Services
+from api.params import ID_PATTERN, IdPath, services_of
 from domain.codec import encode
 from domain.episode import EpisodeStatus
 from domain.levels import LevelOfCare
@@ -19,13 +19,7 @@ from eventlog.projection import episode_as_of
 from eventlog.verify import verify_log, verify_stream
 
 router = APIRouter(prefix="/api/v1", tags=["reads"])
-def IdPath() -> Any:  # noqa: N802 (a fresh Path per parameter: one shared instance binds them all to one name)
-    return Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 Purpose = Annotated[str, Query(pattern=r"^[a-z_]{1,40}$", description="why the record is read (logged)")]
-
-
-def _services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
 
 
 @router.get("/episodes")
@@ -38,7 +32,7 @@ def list_episodes(
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
     caller: ApiKey = Depends(READ_EPISODES),
 ) -> dict[str, Any]:
-    result = _services(request).reads.list(
+    result = services_of(request).reads.list(
         level=level.value if level else None, status=status.value if status else None, flag=flag, page=page,
         page_size=page_size,
     )  # fmt: skip
@@ -47,7 +41,7 @@ def list_episodes(
 
 @router.get("/episodes/{episode_id}")
 def get_episode(request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)) -> dict[str, Any]:
-    state = _services(request).reads.get(episode_id)
+    state = services_of(request).reads.get(episode_id)
     if state is None:
         raise HTTPException(404, f"no episode {episode_id}")
     open_tests = [t for t in state.get("tests", []) if not t["cancelled"] and not t["presumptive"] and not t["confirmed"]]
@@ -72,7 +66,7 @@ def episode_events(
     caller: ApiKey = Depends(READ_RECORD),
 ) -> dict[str, Any]:
     """The episode's events (paged by stream version); with `as_of`, the state as the record stood then."""
-    services = _services(request)
+    services = services_of(request)
     if as_of is not None and as_of.tzinfo is None:
         raise HTTPException(422, "as_of must carry a time zone (e.g. 2026-11-23T10:00:00Z)")
     if services.reads.get(episode_id) is None:
@@ -103,13 +97,13 @@ def episode_events(
 @router.get("/episodes/{episode_id}/access-log")
 def access_log(request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(AUDIT)) -> dict[str, Any]:
     """Who read this episode's record, when, and why."""
-    entries = _services(request).access.for_episode(episode_id)
+    entries = services_of(request).access.for_episode(episode_id)
     return {"episode_id": episode_id, "reads": [asdict(e) for e in entries]}
 
 
 @router.get("/census")
 def census(request: Request, caller: ApiKey = Depends(CENSUS)) -> dict[str, Any]:
-    rows = _services(request).reads.census()
+    rows = services_of(request).reads.census()
     return {"by_level_and_status": rows, "total": sum(r["episodes"] for r in rows)}
 
 
@@ -119,16 +113,16 @@ def alerts(
 ) -> dict[str, Any]:
     """Overdue reviews and missing results open now; positives and step-ups in the last `days` days."""
     since = datetime.now(UTC) - timedelta(days=days)
-    return {"since": since.isoformat(), **_services(request).reads.alerts(since)}
+    return {"since": since.isoformat(), **services_of(request).reads.alerts(since)}
 
 
 @router.get("/audit/verify")
 def verify(
     request: Request,
-    episode: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")] = None,
+    episode: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     caller: ApiKey = Depends(AUDIT),
 ) -> dict[str, Any]:
-    engine = _services(request).store.engine
+    engine = services_of(request).store.engine
     report = verify_stream(engine, episode) if episode else verify_log(engine)
     return {
         "scope": report.scope, "ok": report.ok, "events_checked": report.events_checked,
@@ -142,17 +136,17 @@ def create_key(body: CreateKeyBody, request: Request, caller: ApiKey = Depends(A
     """A new API key; its secret is shown once, in this response, and only its hash is kept."""
     if body.role in (Role.LAB, Role.PARTNER) and not body.subject:
         raise HTTPException(422, f"subject: a {body.role.value} key names the {body.role.value} it speaks for")
-    key, secret = _services(request).keys.create(body.name, body.role, body.subject)
+    key, secret = services_of(request).keys.create(body.name, body.role, body.subject)
     return {"key_id": key.key_id, "name": key.name, "role": key.role.value, "subject": key.subject, "secret": secret}
 
 
 @router.get("/keys")
 def list_keys(request: Request, caller: ApiKey = Depends(ADMIN)) -> dict[str, Any]:
-    keys = _services(request).keys.list()
+    keys = services_of(request).keys.list()
     return {"keys": [{**asdict(k), "role": k.role.value} for k in keys]}
 
 
 @router.delete("/keys/{key_id}", status_code=204)
 def revoke_key(request: Request, key_id: str = IdPath(), caller: ApiKey = Depends(ADMIN)) -> None:
-    if not _services(request).keys.revoke(key_id):
+    if not services_of(request).keys.revoke(key_id):
         raise HTTPException(404, f"no active key {key_id}")
