@@ -189,18 +189,7 @@ def rebuild_episodes(store: PostgresEventStore, page_size: int = 5000) -> int:
         connection.execute(text("DELETE FROM episodes"))
         connection.execute(_CHECKPOINT, {"position": 0})
         after = 0
-        while True:
-            rows = connection.execute(
-                text(
-                    "SELECT position, stream_id, stream_version, event_id, event_type, schema_version,"
-                    " payload::text AS payload, metadata::text AS metadata, occurred_at, recorded_at, prev_hash,"
-                    " hash FROM events WHERE position > :after ORDER BY position LIMIT :limit"
-                ),
-                {"after": after, "limit": page_size},
-            ).all()
-            if not rows:
-                break
-            page = [store._row_to_event(row) for row in rows]
+        while page := store.read_page(connection, after_position=after, limit=page_size):
             projection.apply(connection, page)
             count += len(page)
             after = page[-1].position

@@ -76,6 +76,7 @@ _COLUMNS = (
     "position, stream_id, stream_version, event_id, event_type, schema_version, payload::text AS payload,"
     " metadata::text AS metadata, occurred_at, recorded_at, prev_hash, hash"
 )
+_PAGE = text(f"SELECT {_COLUMNS} FROM events WHERE position > :after ORDER BY position LIMIT :limit")
 
 
 @functools.cache
@@ -302,9 +303,12 @@ class PostgresEventStore:
 
     def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """One page of the whole log, in position order, after `after_position`."""
-        query = text(f"SELECT {_COLUMNS} FROM events WHERE position > :after ORDER BY position LIMIT :limit")
         with self.engine.connect() as connection:
-            rows = connection.execute(query, {"after": after_position, "limit": limit}).all()
+            return self.read_page(connection, after_position=after_position, limit=limit)
+
+    def read_page(self, connection: Connection, *, after_position: int, limit: int) -> list[StoredEvent]:
+        """Like `read_all`, on a connection the caller holds (inside its own transaction)."""
+        rows = connection.execute(_PAGE, {"after": after_position, "limit": limit}).all()
         return [self._row_to_event(row) for row in rows]
 
     def iter_all(self, *, after_position: int = 0, page_size: int = 5000) -> Iterator[StoredEvent]:
