@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -78,3 +79,10 @@ def worker_process(temporal_address: str, database_url: str, queue: str, data_di
         if "worker.started" in line:
             return process
     raise AssertionError(f"worker did not start: exit {process.wait()}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

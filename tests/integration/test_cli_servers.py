@@ -14,13 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.integration.episodes import free_port
+
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(**overrides: str) -> dict[str, str]:
@@ -36,7 +32,7 @@ def _continuum(*args: str, env: dict[str, str], timeout: float = 120) -> subproc
 
 
 def test_an_unreachable_temporal_is_one_line_naming_the_address(database_url: str, tmp_path: Path) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     result = _continuum(
         "worker", env=_env(TEMPORAL_ADDRESS=f"127.0.0.1:{port}", DATABASE_URL=database_url,
                            CONTINUUM_DATA_DIR=str(tmp_path))  # fmt: skip
@@ -48,7 +44,7 @@ def test_an_unreachable_temporal_is_one_line_naming_the_address(database_url: st
 
 
 def test_an_unreachable_postgresql_is_one_line_naming_the_address(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     result = _continuum(
         "migrate", env=_env(DATABASE_URL=f"postgresql+psycopg://continuum@127.0.0.1:{port}/continuum",
                             CONTINUUM_DATA_DIR=str(tmp_path))  # fmt: skip
@@ -92,7 +88,7 @@ def test_a_malformed_policy_file_is_named_before_anything_starts(tmp_path: Path)
 def test_up_starts_the_embedded_servers_registers_attributes_and_stops_cleanly(
     tmp_path: Path, temporal_path: Path
 ) -> None:
-    port, ui_port = _free_port(), _free_port()
+    port, ui_port = free_port(), free_port()
     env = _env(CONTINUUM_DATA_DIR=str(tmp_path), CONTINUUM_TEMPORAL_PORT=str(port), CONTINUUM_TEMPORAL_UI_PORT=str(ui_port))
     process = subprocess.Popen(
         [sys.executable, "-m", "continuum.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -132,8 +128,8 @@ def test_up_starts_the_embedded_servers_registers_attributes_and_stops_cleanly(
 
 
 def test_the_demo_drives_a_cohort_through_the_api_and_reports_a_verified_log(tmp_path: Path) -> None:
-    env = _env(CONTINUUM_DATA_DIR=str(tmp_path), CONTINUUM_TEMPORAL_PORT=str(_free_port()),
-               CONTINUUM_TEMPORAL_UI_PORT=str(_free_port()), CONTINUUM_API_PORT=str(_free_port()))  # fmt: skip
+    env = _env(CONTINUUM_DATA_DIR=str(tmp_path), CONTINUUM_TEMPORAL_PORT=str(free_port()),
+               CONTINUUM_TEMPORAL_UI_PORT=str(free_port()), CONTINUUM_API_PORT=str(free_port()))  # fmt: skip
     result = _continuum("demo", "--clients", "6", "--days", "12", "--day-seconds", "0.3", "--positive-rate", "0.3",
                         "--exit", env=env, timeout=300)  # fmt: skip
 

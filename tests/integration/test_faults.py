@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -33,7 +32,15 @@ from eventlog.projection import EpisodesProjection, rebuild_episodes
 from eventlog.records import NewEvent
 from eventlog.store import PostgresEventStore
 from eventlog.verify import verify_log
-from tests.integration.episodes import DAY, WITHOUT_TESTING, episode_worker, eventually, meta, worker_process
+from tests.integration.episodes import (
+    DAY,
+    WITHOUT_TESTING,
+    episode_worker,
+    eventually,
+    free_port,
+    meta,
+    worker_process,
+)
 from tests.integration.test_api import Stack, stack  # noqa: F401 (the API fixture)
 from workflows.episode import workflow_id
 from workflows.search_attributes import SEARCH_ATTRIBUTES
@@ -42,12 +49,6 @@ pytestmark = pytest.mark.integration
 MILD = (1, 1, 1, 1, 1, 1)
 WITHDRAWAL_RISK = (3, 1, 2, 2, 2, 2)
 SHORT_STAYS = WITHOUT_TESTING.replace("intensive_outpatient = 30\n", "intensive_outpatient = 3\n", 1)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _assert_clean(store: PostgresEventStore, episode: str) -> list[str]:
@@ -153,7 +154,7 @@ async def test_postgresql_down_while_commands_run_is_retried_with_nothing_lost_o
 async def test_temporal_stopped_and_restarted_with_its_database_keeps_episodes_and_timers(
     store: PostgresEventStore, database_url: str, tmp_path: Path
 ) -> None:
-    temporal = EmbeddedTemporal(tmp_path / "temporal", _free_port(), _free_port(), "default", SEARCH_ATTRIBUTES)
+    temporal = EmbeddedTemporal(tmp_path / "temporal", free_port(), free_port(), "default", SEARCH_ATTRIBUTES)
     address = temporal.start()
     queue = f"restart-{uuid.uuid4().hex[:6]}"
     worker = worker_process(address, database_url, queue, tmp_path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.integration.episodes import free_port
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
@@ -39,12 +40,6 @@ class RunningStack:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def running_stack(postgres: str, template_url: str, temporal_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     import psycopg
@@ -52,7 +47,7 @@ def running_stack(postgres: str, template_url: str, temporal_env: Any, tmp_path_
     name = f"stack_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE continuum_template')
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))},
         "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
