@@ -9,7 +9,6 @@ import hashlib
 import uuid
 from typing import Any
 
-import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -32,6 +31,7 @@ from api.schemas import (
     TestResultBody,
 )
 from api.params import IdPath, services_of
+from api.problems import log_refused, problem_body
 from domain.commands import (
     CancelTest,
     ChangeMedications,
@@ -85,11 +85,10 @@ async def _run(request: Request, caller: ApiKey, episode_id: str, command: Comma
             result = await services.episodes.send(episode_id, meta, command)
         status, body = (201 if created else 200), _body(episode_id, result)
     except CommandRejected as error:
-        structlog.get_logger(__name__).warning("api.refused", status=409, method=request.method, path=request.url.path,
-                                               reason="command rejected")  # fmt: skip
-        status, body = 409, {"type": "about:blank", "title": "Command rejected", "status": 409, "detail": str(error)}
+        log_refused(request, 409, "command rejected")
+        status, body = 409, problem_body(409, "Command rejected", str(error))
     except UnknownEpisode as error:
-        status, body = 404, {"type": "about:blank", "title": "Unknown episode", "status": 404, "detail": str(error)}
+        status, body = 404, problem_body(404, "Unknown episode", str(error))
     if idempotency_key:
         await run_in_threadpool(services.idempotency.put, caller.key_id, idempotency_key, request_hash, status, body)
     return _respond(status, body)

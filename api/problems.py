@@ -20,14 +20,18 @@ log = structlog.get_logger(__name__)
 RETRY_AFTER_SECONDS = 5
 
 
-def _refused(request: Request, status: int, reason: str) -> None:
+def log_refused(request: Request, status: int, reason: str) -> None:
     """Every refused request is logged: method, path and why, never the body or the key."""
     log.warning("api.refused", status=status, method=request.method, path=request.url.path, reason=reason)
 
 
+def problem_body(status: int, title: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    body = problem_body(status, title, detail, **extra)
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
@@ -40,7 +44,7 @@ def install(app: FastAPI) -> None:
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in error.errors()]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
-        _refused(request, 422, f"invalid {first['field']}")
+        log_refused(request, 422, f"invalid {first['field']}")
         return problem(422, "Invalid request", f"{first['field']}: {first['message']}", errors=errors)
 
     @app.exception_handler(HTTPException)
@@ -48,7 +52,7 @@ def install(app: FastAPI) -> None:
         titles = {401: "Not authenticated", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
                   413: "Request too large"}  # fmt: skip
         if error.status_code in (401, 403, 413, 422):
-            _refused(request, error.status_code, titles.get(error.status_code, "refused"))
+            log_refused(request, error.status_code, titles.get(error.status_code, "refused"))
         response = problem(error.status_code, titles.get(error.status_code, "Error"), str(error.detail))
         if error.status_code == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -56,7 +60,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CommandRejected)
     async def rejected(request: Request, error: CommandRejected) -> JSONResponse:
-        _refused(request, 409, "command rejected")
+        log_refused(request, 409, "command rejected")
         return problem(409, "Command rejected", str(error))
 
     @app.exception_handler(UnknownEventType)
