@@ -242,7 +242,8 @@ async def test_event_reads_are_paged_as_of_an_instant_and_themselves_recorded(st
     assert naive.status_code == 422
     assert [(r["role"], r["purpose"]) for r in log["reads"]] == [
         ("auditor", "quality_review"), ("auditor", "operations"), ("director", "operations")]  # fmt: skip
-    assert verified["ok"] and verified["events_checked"] == len(drawn) + 1
+    # A scheduled test may be ordered before the hold; nothing is recorded once on hold.
+    assert verified["ok"] and verified["events_checked"] == len(everything["events"])
 
 
 async def test_alerts_show_overdue_reviews_missing_results_positives_and_step_ups(stack: Stack) -> None:
