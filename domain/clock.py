@@ -9,23 +9,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from domain.aftercare import FollowUpKind, ReferralStatus
 from domain.commands import (
     CompleteAftercare,
     DrawTestSchedule,
     EscalateReview,
     EscalateStepUpReview,
+    FlagReferralUnanswered,
     MarkResultOverdue,
     OrderScheduledTest,
+    RequestFollowUp,
     RequestReview,
 )
 from domain.episode import Episode, EpisodeStatus
-from domain.fold import STEP_UP_REVIEW_OVERDUE, stay_elapsed
+from domain.fold import REFERRAL_UNANSWERED, STEP_UP_REVIEW_OVERDUE, referral_flag, stay_elapsed
 from domain.levels import LevelOfCare
 from domain.policy import Policy
 
 ClockCommand = (
     RequestReview | EscalateReview | CompleteAftercare | DrawTestSchedule | OrderScheduledTest | MarkResultOverdue
-    | EscalateStepUpReview
+    | EscalateStepUpReview | RequestFollowUp | FlagReferralUnanswered
 )  # fmt: skip
 
 
@@ -38,7 +41,7 @@ class Due:
 def next_due(state: Episode, policy: Policy, now: datetime, day: timedelta, *, drug_testing: bool = True) -> Due | None:
     """The next command the clock issues, or None while nothing is scheduled (intake, on hold, closed,
     or only things a person must close, like an escalated review)."""
-    candidates = [*_care_clock(state, policy, now, day)]
+    candidates = [*_care_clock(state, policy, now, day), *_aftercare_clock(state)]
     if drug_testing:
         candidates += _testing_clock(state, policy, now)
     return min(candidates, key=lambda due: due.at, default=None)
@@ -76,4 +79,24 @@ def _testing_clock(state: Episode, policy: Policy, now: datetime) -> list[Due]:
     pending = state.pending_step_up
     if pending is not None and pending.due_at is not None and STEP_UP_REVIEW_OVERDUE not in state.flags:
         due.append(Due(EscalateStepUpReview(pending.test_id), pending.due_at))
+    return due
+
+
+def _aftercare_clock(state: Episode) -> list[Due]:
+    """Follow-ups when they fall due (aftercare's only during aftercare); partners that have not answered."""
+    if state.status is EpisodeStatus.CLOSED:
+        return []
+    due: list[Due] = []
+    if state.status is EpisodeStatus.ACTIVE:
+        due += [
+            Due(RequestFollowUp(f.follow_up_id), f.due_at)
+            for f in state.follow_ups
+            if f.requested_at is None and (f.kind is FollowUpKind.AFTER_LEAVING or state.level is LevelOfCare.AFTERCARE)
+        ]
+    due += [
+        Due(FlagReferralUnanswered(r.referral_id), r.answer_due_at)
+        for r in state.referrals
+        if r.status is ReferralStatus.ISSUED and r.answer_due_at is not None
+        and referral_flag(REFERRAL_UNANSWERED, r.referral_id) not in state.flags
+    ]  # fmt: skip
     return due

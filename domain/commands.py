@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from domain.aftercare import FollowUpOutcome, ReferralStatus
 from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from domain.levels import LevelOfCare
 from domain.testing import ScheduleDraw, TestMethod, TestResult
@@ -114,6 +115,37 @@ class ReverseStepUp:
     reason: str
 
 
+@dataclass(frozen=True)
+class RecordConsent:
+    consent_id: str
+    recipient: str  # the partner id disclosures go to
+    purpose: str
+    expires_at: datetime
+    recorded_by: str
+
+
+@dataclass(frozen=True)
+class RevokeConsent:
+    consent_id: str
+    revoked_by: str
+
+
+@dataclass(frozen=True)
+class UpdateReferral:
+    """A partner's (or clinician's) answer: accepted, declined, completed."""
+
+    referral_id: str
+    status: ReferralStatus
+    changed_by: str
+
+
+@dataclass(frozen=True)
+class RecordFollowUpOutcome:
+    follow_up_id: str
+    outcome: FollowUpOutcome
+    recorded_by: str
+
+
 # Issued by the episode's own clock (the workflow's timers), never by another service.
 @dataclass(frozen=True)
 class RequestReview:
@@ -155,12 +187,33 @@ class FlagLabNotNotified:
     test_id: str
 
 
+@dataclass(frozen=True)
+class RequestFollowUp:
+    follow_up_id: str
+
+
+@dataclass(frozen=True)
+class FlagReferralUnanswered:
+    referral_id: str
+
+
+@dataclass(frozen=True)
+class FlagReferralNotSent:
+    referral_id: str
+
+
 Command = (
     OpenEpisode | RecordAssessment | OverridePlacement | RecordReviewOutcome | PutOnHold | Resume | Discharge
     | OrderTest | RecordSpecimenCollection | RecordTestResult | CancelTest | ChangeMedications | DecideStepUp
     | ReverseStepUp
     | RequestReview | EscalateReview | CompleteAftercare | DrawTestSchedule | OrderScheduledTest | MarkResultOverdue
     | EscalateStepUpReview | FlagLabNotNotified
+    | RecordConsent | RevokeConsent | UpdateReferral | RecordFollowUpOutcome | RequestFollowUp | FlagReferralUnanswered
+    | FlagReferralNotSent
+)  # fmt: skip
+AFTERCARE_COMMANDS = (
+    RecordConsent, RevokeConsent, UpdateReferral, RecordFollowUpOutcome, RequestFollowUp, FlagReferralUnanswered,
+    FlagReferralNotSent,
 )  # fmt: skip
 TESTING_COMMANDS = (
     OrderTest, RecordSpecimenCollection, CancelTest, RecordTestResult, ChangeMedications, DecideStepUp, ReverseStepUp, DrawTestSchedule,

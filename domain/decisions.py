@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from domain.aftercare_decisions import consequences, decide_aftercare
 from domain.assessment import place, validate_ratings
 from domain.commands import (
+    AFTERCARE_COMMANDS,
     TESTING_COMMANDS,
     CancelTest,
     ChangeMedications,
@@ -58,7 +60,8 @@ def decide(
 ) -> list[DomainEvent]:
     """The events that `command` records against `state`, or CommandRejected saying why not."""
     try:
-        return _decide(state, command, policy, at, day)
+        events = _decide(state, command, policy, at, day)
+        return events + consequences(state, events, policy, at, day)
     except InvalidIdentifier as error:
         raise CommandRejected(str(error)) from None
 
@@ -83,6 +86,8 @@ def _decide(state: Episode | None, command: Command, policy: Policy, at: datetim
         return [EpisodeClosed(state.episode_id, at, command.reason, command.reason.teds, policy.version, command.note)]
     if isinstance(command, (ChangeMedications, RecordTestResult, RecordSpecimenCollection, CancelTest)):
         return decide_testing(state, command, policy, at, day)  # results and prescriptions arrive whatever the status
+    if isinstance(command, AFTERCARE_COMMANDS):  # so do consents, partners' answers and follow-up outcomes
+        return decide_aftercare(state, command, policy, at, day)
     if state.status is EpisodeStatus.INTAKE:
         if not isinstance(command, RecordAssessment):
             raise CommandRejected("the client has not been assessed yet; record the assessment first")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from domain.aftercare import Consent, FollowUp, Referral
 from domain.ids import ClientId, EpisodeId
 from domain.levels import LevelOfCare
 from domain.testing import DrugTest
@@ -139,6 +140,21 @@ class Episode:
     planned_tests: tuple[datetime, ...] = ()  # drawn instants not yet ordered
     pending_step_up: PendingStepUp | None = None
     last_step_up: StepUpRecord | None = None
+    # Aftercare
+    consents: tuple[Consent, ...] = ()
+    referrals: tuple[Referral, ...] = ()
+    follow_ups: tuple[FollowUp, ...] = ()
+    follow_ups_planned: int = 0  # follow-up ids are numbered by this (a dropped plan keeps its number)
+    not_reached_in_a_row: int = 0
+
+    def referral(self, referral_id: str) -> Referral | None:
+        return next((r for r in self.referrals if r.referral_id == referral_id), None)
+
+    def consent(self, consent_id: str) -> Consent | None:
+        return next((c for c in self.consents if c.consent_id == consent_id), None)
+
+    def follow_up(self, follow_up_id: str) -> FollowUp | None:
+        return next((f for f in self.follow_ups if f.follow_up_id == follow_up_id), None)
 
     def test(self, test_id: str) -> DrugTest | None:
         return next((t for t in self.tests if t.test_id == test_id), None)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
+from domain.aftercare import Disclosure, FollowUpKind, FollowUpOutcome, PlannedFollowUp, ReferralStatus, ResourceType
 from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome, TedsDischarge
 from domain.ids import ClientId, EpisodeId
 from domain.levels import Direction, LevelOfCare
@@ -85,6 +86,7 @@ class LevelChanged(DomainEvent):
     review_after_days: float
     policy_version: str
     cause_test_id: str | None = None  # the drug test behind a step-up (or its reversal)
+    cause_follow_up_id: str | None = None  # the follow-up whose `using` re-entered the client
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,8 @@ class MedicationsChanged(DomainEvent):
 
 @dataclass(frozen=True)
 class SobrietyDateReset(DomainEvent):
-    test_id: str
+    test_id: str | None = None  # the counting result that reset it
+    follow_up_id: str | None = None  # or the follow-up that reported use
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,82 @@ class StepUpReversed(DomainEvent):
     reason: str
 
 
+@dataclass(frozen=True)
+class ConsentRecorded(DomainEvent):
+    """The client consented (42 CFR Part 2) to disclosures to `recipient` for `purpose` until `expires_at`."""
+
+    consent_id: str
+    recipient: str
+    purpose: str
+    expires_at: datetime
+    recorded_by: str
+
+
+@dataclass(frozen=True)
+class ConsentRevoked(DomainEvent):
+    """The client revoked a consent: nothing more is disclosed under it (what was disclosed stays disclosed)."""
+
+    consent_id: str
+    revoked_by: str
+
+
+@dataclass(frozen=True)
+class ReferralIssued(DomainEvent):
+    """A referral was given to the client and, if `disclosure` is set, disclosed to its partner. An
+    awaiting referral that gets its consent is issued under the same id."""
+
+    referral_id: str
+    resource_id: str
+    resource_type: ResourceType
+    recipient: str | None
+    disclosure: Disclosure | None
+    answer_due_at: datetime | None
+    directory_version: str
+    alternative_of: str | None = None
+
+
+@dataclass(frozen=True)
+class ReferralAwaitingConsent(DomainEvent):
+    """A referral that would disclose to `recipient` waits for a consent for `purpose`; nothing was sent."""
+
+    referral_id: str
+    resource_id: str
+    resource_type: ResourceType
+    recipient: str
+    purpose: str
+    directory_version: str
+    alternative_of: str | None = None
+
+
+@dataclass(frozen=True)
+class ReferralStatusChanged(DomainEvent):
+    referral_id: str
+    status: ReferralStatus
+    changed_by: str
+
+
+@dataclass(frozen=True)
+class FollowUpsScheduled(DomainEvent):
+    """Follow-ups planned on leaving residential or withdrawal management, or on entering aftercare."""
+
+    kind: FollowUpKind
+    follow_ups: tuple[PlannedFollowUp, ...]
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class FollowUpRequested(DomainEvent):
+    follow_up_id: str
+    kind: FollowUpKind
+
+
+@dataclass(frozen=True)
+class FollowUpRecorded(DomainEvent):
+    follow_up_id: str
+    outcome: FollowUpOutcome
+    recorded_by: str
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.type_name(): cls
     for cls in (
@@ -312,5 +391,13 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         StepUpReviewDecided,
         StepUpCancelled,
         StepUpReversed,
+        ConsentRecorded,
+        ConsentRevoked,
+        ReferralIssued,
+        ReferralAwaitingConsent,
+        ReferralStatusChanged,
+        FollowUpsScheduled,
+        FollowUpRequested,
+        FollowUpRecorded,
     )
 }

@@ -7,10 +7,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import reduce
 
+from domain.aftercare import Consent, FollowUp, FollowUpKind, FollowUpOutcome, Referral, ReferralStatus
 from domain.episode import Episode, EpisodeStatus, PendingReview, PendingStepUp, StepUpRecord
 from domain.errors import DomainError
 from domain.events import (
     AssessmentRecorded,
+    ConsentRecorded,
+    ConsentRevoked,
     DomainEvent,
     EpisodeClosed,
     EpisodeOpened,
@@ -18,10 +21,16 @@ from domain.events import (
     EpisodeResumed,
     FlagCleared,
     FlagRaised,
+    FollowUpRecorded,
+    FollowUpRequested,
+    FollowUpsScheduled,
     LevelChanged,
     MedicationsChanged,
     PlacementDecided,
     PlacementOverridden,
+    ReferralAwaitingConsent,
+    ReferralIssued,
+    ReferralStatusChanged,
     ReviewCompleted,
     ReviewEscalated,
     ReviewRequested,
@@ -38,7 +47,7 @@ from domain.events import (
     TestResultRecorded,
     TestScheduleDrawn,
 )
-from domain.levels import Direction
+from domain.levels import Direction, LevelOfCare
 from domain.testing import DrugTest, OrderReason, ResultReport, TestMethod
 
 REVIEW_OVERDUE = "review_overdue"
@@ -46,10 +55,16 @@ STEP_UP_REVIEW_OVERDUE = "step_up_review_overdue"
 BUPRENORPHINE_ABSENT = "buprenorphine_absent"
 SPECIMEN_TEMPERATURE = "specimen_temperature_out_of_range"
 RESULT_MISSING = "result_missing"  # flags read "result_missing:<test id>", one per test
+REFERRAL_UNANSWERED = "referral_unanswered"  # "referral_unanswered:<referral id>"
+REFERRAL_NOT_SENT = "referral_not_sent"  # "referral_not_sent:<referral id>": the partner's endpoint never took it
 
 
 def result_missing_flag(test_id: str) -> str:
     return f"{RESULT_MISSING}:{test_id}"
+
+
+def referral_flag(family: str, referral_id: str) -> str:
+    return f"{family}:{referral_id}"
 
 
 class FoldError(DomainError):
@@ -103,6 +118,9 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             )  # fmt: skip
         case LevelChanged(to_level=level, review_after_days=days):
             stepped_up = event.cause_test_id is not None and event.direction is Direction.UP
+            if event.from_level is LevelOfCare.AFTERCARE:  # aftercare's own follow-ups end with it
+                kept = tuple(f for f in state.follow_ups if f.kind is not FollowUpKind.AFTERCARE or f.requested_at)
+                state = replace(state, follow_ups=kept)
             return replace(
                 state, level=level, level_since=at, stay_held_seconds=0.0, review_after_days=days,
                 pending_review=None, flags=_without_flag(state.flags, REVIEW_OVERDUE),
@@ -184,6 +202,41 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             )
         case StepUpReversed():
             return replace(state, last_step_up=None)
+        case ConsentRecorded():
+            consent = Consent(event.consent_id, event.recipient, event.purpose, at, event.expires_at)
+            return replace(state, consents=(*state.consents, consent))
+        case ConsentRevoked(consent_id=consent_id):
+            if state.consent(consent_id) is None:
+                raise FoldError(f"no consent {consent_id} was recorded")
+            consents = tuple(replace(c, revoked_at=at) if c.consent_id == consent_id else c for c in state.consents)
+            return replace(state, consents=consents)
+        case ReferralAwaitingConsent():
+            referral = Referral(
+                event.referral_id, event.resource_id, event.resource_type, event.recipient,
+                ReferralStatus.AWAITING_CONSENT, at, alternative_of=event.alternative_of,
+            )  # fmt: skip
+            return replace(state, referrals=(*state.referrals, referral))
+        case ReferralIssued():
+            if state.referral(event.referral_id) is not None:  # an awaiting referral got its consent
+                return _with_referral(state, event.referral_id, status=ReferralStatus.ISSUED, issued_at=at,
+                                      answer_due_at=event.answer_due_at)  # fmt: skip
+            referral = Referral(
+                event.referral_id, event.resource_id, event.resource_type, event.recipient, ReferralStatus.ISSUED, at,
+                at, event.answer_due_at, event.alternative_of,
+            )  # fmt: skip
+            return replace(state, referrals=(*state.referrals, referral))
+        case ReferralStatusChanged(referral_id=referral_id, status=status):
+            state = replace(state, flags=_without_flag(state.flags, referral_flag(REFERRAL_UNANSWERED, referral_id)))
+            return _with_referral(state, referral_id, status=status)
+        case FollowUpsScheduled(follow_ups=planned):
+            added = tuple(FollowUp(p.follow_up_id, p.kind, p.due_at) for p in planned)
+            return replace(state, follow_ups=(*state.follow_ups, *added), follow_ups_planned=state.follow_ups_planned + len(added))
+        case FollowUpRequested(follow_up_id=follow_up_id):
+            return _with_follow_up(state, follow_up_id, requested_at=at)
+        case FollowUpRecorded(follow_up_id=follow_up_id, outcome=outcome):
+            in_a_row = state.not_reached_in_a_row + 1 if outcome is FollowUpOutcome.NOT_REACHED else 0
+            state = replace(state, not_reached_in_a_row=in_a_row)
+            return _with_follow_up(state, follow_up_id, outcome=outcome, recorded_at=at)
         case EpisodeClosed(reason=reason):
             return replace(
                 state, status=EpisodeStatus.CLOSED, status_since=at, discharge_reason=reason, closed_at=at,
@@ -196,6 +249,19 @@ def _with_test(state: Episode, test_id: str, **changes: object) -> Episode:
     if state.test(test_id) is None:
         raise FoldError(f"no test {test_id} was ordered")
     return replace(state, tests=tuple(replace(t, **changes) if t.test_id == test_id else t for t in state.tests))
+
+
+def _with_referral(state: Episode, referral_id: str, **changes: object) -> Episode:
+    if state.referral(referral_id) is None:
+        raise FoldError(f"no referral {referral_id} was made")
+    return replace(state, referrals=tuple(replace(r, **changes) if r.referral_id == referral_id else r for r in state.referrals))
+
+
+def _with_follow_up(state: Episode, follow_up_id: str, **changes: object) -> Episode:
+    if state.follow_up(follow_up_id) is None:
+        raise FoldError(f"no follow-up {follow_up_id} was planned")
+    follow_ups = tuple(replace(f, **changes) if f.follow_up_id == follow_up_id else f for f in state.follow_ups)
+    return replace(state, follow_ups=follow_ups)
 
 
 def fold(events: Iterable[DomainEvent], state: Episode | None = None) -> Episode | None:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any
 
+from domain.directory import ResourceDirectory, load_directory
 from domain.errors import PolicyError
 from domain.levels import AsamEdition, LevelOfCare
 
@@ -61,6 +62,25 @@ NO_RANDOM_TESTING = DrugTestingPolicy(
 
 
 @dataclass(frozen=True)
+class ReferralPolicy:
+    purpose: str
+    disclosed: tuple[str, ...]
+    answer_within_days: float
+    directory: ResourceDirectory
+
+
+@dataclass(frozen=True)
+class FollowUpPolicy:
+    after_leaving_days: tuple[float, ...]
+    aftercare_days: tuple[float, ...]
+    then_every_days: float
+    not_reached_limit: int
+
+
+DISCLOSABLE = ("episode_id", "referral_type", "level_of_care", "medications")
+
+
+@dataclass(frozen=True)
 class Policy:
     version: str
     asam_edition: AsamEdition
@@ -75,14 +95,17 @@ class Policy:
     after_withdrawal_minimum: LevelOfCare
     placement_rules: tuple[PlacementRule, ...]
     drug_testing: DrugTestingPolicy
+    referrals: ReferralPolicy | None = None  # None: a policy from before referrals, or a program without them
+    follow_up: FollowUpPolicy | None = None
 
 
 def default_policy_text() -> str:
     return resources.files("domain").joinpath("policy.toml").read_text(encoding="utf-8")
 
 
-def load_policy(text: str | None = None) -> Policy:
-    """Parse and validate a policy file's text (the default one if None); errors name the key."""
+def load_policy(text: str | None = None, directory_text: str | None = None) -> Policy:
+    """Parse and validate a policy file's text (the default one if None), with the resource directory its
+    referrals go to (the default one if None); errors name the key."""
     text = default_policy_text() if text is None else text
     try:
         raw = tomllib.loads(text)
@@ -105,6 +128,8 @@ def load_policy(text: str | None = None) -> Policy:
         after_withdrawal_minimum=reader.level("placement.after_withdrawal_minimum"),
         placement_rules=reader.rules("placement.rules"),
         drug_testing=reader.drug_testing("drug_testing"),
+        referrals=reader.referrals("referrals", directory_text),
+        follow_up=reader.follow_up("follow_up"),
     )
     for source, target in policy.step_down.items():
         if target.intensity >= source.intensity:
@@ -203,6 +228,34 @@ class _Reader:
             step_up_review_due_days=self.days(f"{key}.step_up_review_due_days"),
             weekday_weights=tuple(self.days(f"{key}.weekday_weights.{day}") for day in WEEKDAYS),
         )
+
+    def referrals(self, key: str, directory_text: str | None) -> ReferralPolicy | None:
+        if key not in self.raw:
+            return None
+        purpose = self.get(f"{key}.purpose")
+        if not isinstance(purpose, str) or not re.fullmatch(r"[a-z_]{1,40}", purpose):
+            raise PolicyError(f"policy key {key}.purpose must be a purpose code (lower-case letters and _)")
+        disclosed = self.get(f"{key}.disclosed")
+        if not isinstance(disclosed, list) or not disclosed or not set(disclosed) <= set(DISCLOSABLE):
+            raise PolicyError(f"policy key {key}.disclosed must list items among {', '.join(DISCLOSABLE)}")
+        return ReferralPolicy(purpose, tuple(disclosed), self.days(f"{key}.answer_within_days"), load_directory(directory_text))
+
+    def follow_up(self, key: str) -> FollowUpPolicy | None:
+        if key not in self.raw:
+            return None
+
+        def day_list(name: str) -> tuple[float, ...]:
+            values = self.get(f"{key}.{name}")
+            if not isinstance(values, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values
+            ) or values != sorted(values):  # fmt: skip
+                raise PolicyError(f"policy key {key}.{name} must be a rising list of positive numbers of days")
+            return tuple(float(v) for v in values)
+
+        limit = self.get(f"{key}.not_reached_limit")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise PolicyError(f"policy key {key}.not_reached_limit must be a whole number, at least 1")
+        return FollowUpPolicy(day_list("after_leaving_days"), day_list("aftercare_days"), self.days(f"{key}.then_every_days"), limit)
 
     def rules(self, key: str) -> tuple[PlacementRule, ...]:
         items = self.get(key)

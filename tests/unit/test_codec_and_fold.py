@@ -36,6 +36,9 @@ def _strategy(hint: typing.Any) -> st.SearchStrategy[typing.Any]:
         return st.lists(_strategy(typing.get_args(hint)[0]), max_size=6).map(tuple)
     if hint is float:
         return st.floats(min_value=0, max_value=1e6, allow_nan=False)
+    if dataclasses.is_dataclass(hint):  # a value inside an event (a disclosure, a planned follow-up)
+        hints = typing.get_type_hints(hint)
+        return st.builds(hint, **{f.name: _strategy(hints[f.name]) for f in dataclasses.fields(hint)})
     return st.from_type(hint)
 
 

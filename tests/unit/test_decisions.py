@@ -133,8 +133,10 @@ def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare() -> 
         j.wait(POLICY.stay_minimum_days[j.state.level])
         j.do(RequestReview(f"r-{review}"))
         j.wait(1)
-        [completed, moved] = j.do(RecordReviewOutcome(f"r-{review}", ReviewOutcome.GOALS_MET, "ther-3"))
+        completed, moved, *brought = j.do(RecordReviewOutcome(f"r-{review}", ReviewOutcome.GOALS_MET, "ther-3"))
         assert isinstance(moved, LevelChanged) and moved.direction is Direction.DOWN
+        # leaving withdrawal management or residential plans follow-ups; aftercare brings referrals too
+        assert {type(e).__name__ for e in brought} <= {"FollowUpsScheduled", "ReferralIssued", "ReferralAwaitingConsent"}
     assert levels == [L.WITHDRAWAL_MANAGEMENT, L.RESIDENTIAL, L.INTENSIVE_OUTPATIENT, L.OUTPATIENT, L.AFTERCARE]
     with pytest.raises(CommandRejected, match="aftercare has no completion review"):
         j.do(RequestReview("r-6"))
