@@ -11,6 +11,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.aftercare import AftercareActivities
 from activities.eventlog import EventLogActivities
 from activities.lab import LabOrderActivities
 from continuum.servers import Endpoints
@@ -37,8 +38,14 @@ def build_store(database_url: str, settings: Settings) -> PostgresEventStore:
     return PostgresEventStore(engine, projectors=[EpisodesProjection()])
 
 
-def activities_for(store: PostgresEventStore, *, lab_order_url: str | None = None) -> list[Callable[..., Any]]:
-    return [EventLogActivities(store).record_events, LabOrderActivities(lab_order_url).send_lab_order]
+def activities_for(
+    store: PostgresEventStore, *, lab_order_url: str | None = None, follow_up_url: str | None = None
+) -> list[Callable[..., Any]]:
+    aftercare = AftercareActivities(follow_up_url)
+    return [
+        EventLogActivities(store).record_events, LabOrderActivities(lab_order_url).send_lab_order,
+        aftercare.send_referral, aftercare.request_follow_up,
+    ]  # fmt: skip
 
 
 async def run_worker(settings: Settings, client: Client, store: PostgresEventStore, stop: asyncio.Event) -> None:
@@ -48,7 +55,7 @@ async def run_worker(settings: Settings, client: Client, store: PostgresEventSto
             client,
             task_queue=settings.temporal_task_queue,
             workflows=list(WORKFLOWS),
-            activities=activities_for(store, lab_order_url=settings.lab_order_url),
+            activities=activities_for(store, lab_order_url=settings.lab_order_url, follow_up_url=settings.follow_up_url),
             activity_executor=executor,
             max_concurrent_activities=ACTIVITY_THREADS,
         )

@@ -6,18 +6,15 @@ the order is only recorded. Only the pseudonymous episode id and the order's fac
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+
+from activities.outbound import post_json
 
 log = structlog.get_logger(__name__)
-TIMEOUT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -47,33 +44,13 @@ class LabOrderActivities:
         if self._url is None:
             bound.info("lab_order.recorded_only")
             return LabOrderSent(sent=False)
-        body = json.dumps(
-            {
-                "test_id": order.test_id,
-                "episode_id": order.episode_id,
-                "reason": order.reason,
-                "level": order.level,
-                "ordered_at": order.ordered_at.isoformat(),
-                "result_due_at": order.result_due_at.isoformat(),
-            }
-        ).encode()
-        request = urllib.request.Request(
-            self._url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", "Idempotency-Key": order.test_id},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-                status = response.status
-        except urllib.error.HTTPError as error:
-            if 400 <= error.code < 500 and error.code not in (408, 429):
-                bound.warning("lab_order.refused", status=error.code)
-                raise ApplicationError(f"the lab refused order {order.test_id} ({error.code})", non_retryable=True) from None
-            bound.warning("lab_order.failed", status=error.code)
-            raise RuntimeError(f"the lab answered {error.code}") from None
-        except (urllib.error.URLError, OSError) as error:
-            bound.warning("lab_order.unreachable", error_type=type(error).__name__)
-            raise RuntimeError("the lab could not be reached") from None
-        bound.info("lab_order.sent", status=status)
+        body = {
+            "test_id": order.test_id,
+            "episode_id": order.episode_id,
+            "reason": order.reason,
+            "level": order.level,
+            "ordered_at": order.ordered_at.isoformat(),
+            "result_due_at": order.result_due_at.isoformat(),
+        }
+        status = post_json(self._url, body, order.test_id, "lab_order", bound)
         return LabOrderSent(sent=True, status=status)

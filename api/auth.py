@@ -38,5 +38,7 @@ READ_RECORD = allow(Role.DIRECTOR, Role.AUDITOR)  # full event histories: record
 CENSUS = allow(Role.DIRECTOR)
 COMMANDS = allow(Role.CLINICIAN)
 RESULTS = allow(Role.CLINICIAN, Role.LAB)
+REFERRAL_ANSWERS = allow(Role.CLINICIAN, Role.PARTNER)
+PARTNERS = allow(Role.PARTNER)
 AUDIT = allow(Role.AUDITOR, Role.DIRECTOR)
 ADMIN = allow(Role.ADMIN)

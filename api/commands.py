@@ -13,18 +13,22 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.auth import COMMANDS, RESULTS
+from api.auth import COMMANDS, REFERRAL_ANSWERS, RESULTS
 from api.schemas import (
     AssessmentBody,
     CancelTestBody,
     CollectionBody,
     CommandResponse,
+    ConsentBody,
+    FollowUpOutcomeBody,
     DischargeBody,
     HoldBody,
     MedicationsBody,
     OpenEpisodeBody,
     OrderTestBody,
     OverrideBody,
+    ReferralStatusBody,
+    RevocationBody,
     ReviewOutcomeBody,
     StepUpDecisionBody,
     StepUpReversalBody,
@@ -43,11 +47,15 @@ from domain.commands import (
     OverridePlacement,
     PutOnHold,
     RecordAssessment,
+    RecordConsent,
+    RecordFollowUpOutcome,
     RecordReviewOutcome,
     RecordSpecimenCollection,
     RecordTestResult,
     Resume,
     ReverseStepUp,
+    RevokeConsent,
+    UpdateReferral,
 )
 from domain.errors import CommandRejected, UnknownEpisode
 from eventlog.access import ApiKey, Role
@@ -83,7 +91,7 @@ async def _run(request: Request, caller: ApiKey, episode_id: str, command: Comma
             result = await services.episodes.open(meta, command)
         else:
             result = await services.episodes.send(episode_id, meta, command)
-        status, body = (201 if created else 200), _body(episode_id, result)
+        status, body = (201 if created else 200), _body(episode_id, result, caller)
     except CommandRejected as error:
         log_refused(request, 409, "command rejected")
         status, body = 409, problem_body(409, "Command rejected", str(error))
@@ -94,7 +102,9 @@ async def _run(request: Request, caller: ApiKey, episode_id: str, command: Comma
     return _respond(status, body)
 
 
-def _body(episode_id: str, result: CommandResult) -> dict[str, Any]:
+def _body(episode_id: str, result: CommandResult, caller: ApiKey) -> dict[str, Any]:
+    if caller.role in (Role.LAB, Role.PARTNER):  # outside services learn that it was accepted, not the record
+        return {"episode_id": episode_id, "command_id": result.command_id, "events": [], "state": {}}
     events = [{"type": e.type, "data": e.data} for e in result.events]
     return {"episode_id": episode_id, "command_id": result.command_id, "events": events, "state": result.state}
 
@@ -227,3 +237,51 @@ async def reverse_step_up(
     caller: ApiKey = Depends(COMMANDS),
 ) -> JSONResponse:  # fmt: skip
     return await _run(request, caller, episode_id, ReverseStepUp(test_id, body.clinician, body.reason))
+
+
+@router.post("/episodes/{episode_id}/consents", response_model=CommandResponse, responses=ERRORS)
+async def record_consent(
+    body: ConsentBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
+) -> JSONResponse:
+    """A client's consent (42 CFR Part 2) to disclose to a recipient for a purpose, until it expires.
+    Referrals waiting for it are disclosed at once."""
+    command = RecordConsent(body.consent_id, body.recipient, body.purpose, body.expires_at, body.recorded_by)
+    return await _run(request, caller, episode_id, command)
+
+
+@router.post("/episodes/{episode_id}/consents/{consent_id}/revocation", response_model=CommandResponse, responses=ERRORS)
+async def revoke_consent(
+    body: RevocationBody, request: Request, episode_id: str = IdPath(), consent_id: str = IdPath(),
+    caller: ApiKey = Depends(COMMANDS),
+) -> JSONResponse:  # fmt: skip
+    """Nothing more is disclosed under the consent from now on."""
+    return await _run(request, caller, episode_id, RevokeConsent(consent_id, body.revoked_by))
+
+
+@router.post("/episodes/{episode_id}/referrals/{referral_id}/status", response_model=CommandResponse, responses=ERRORS)
+async def update_referral(
+    body: ReferralStatusBody, request: Request, episode_id: str = IdPath(), referral_id: str = IdPath(),
+    caller: ApiKey = Depends(REFERRAL_ANSWERS),
+) -> JSONResponse:  # fmt: skip
+    """A referral accepted, declined (an alternative of the same type follows, if the directory has one) or
+    completed. A partner answers only referrals disclosed to it."""
+    if caller.role is Role.PARTNER:
+        state = await run_in_threadpool(services_of(request).reads.get, episode_id)
+        referral = next((r for r in (state or {}).get("referrals", []) if r["referral_id"] == referral_id), None)
+        if referral is None or referral["recipient"] != caller.subject or referral["status"] == "awaiting_consent":
+            raise HTTPException(403, f"referral {referral_id} was not sent to this partner")
+        changed_by = caller.subject or caller.name
+    elif body.changed_by is None:
+        raise HTTPException(422, "changed_by: who answers for the partner")
+    else:
+        changed_by = body.changed_by
+    return await _run(request, caller, episode_id, UpdateReferral(referral_id, body.status, changed_by))
+
+
+@router.post("/episodes/{episode_id}/follow-ups/{follow_up_id}/outcome", response_model=CommandResponse, responses=ERRORS)
+async def record_follow_up_outcome(
+    body: FollowUpOutcomeBody, request: Request, episode_id: str = IdPath(), follow_up_id: str = IdPath(),
+    caller: ApiKey = Depends(COMMANDS),
+) -> JSONResponse:  # fmt: skip
+    """How a requested follow-up went: `using` re-enters the client; repeated `not_reached` closes the episode."""
+    return await _run(request, caller, episode_id, RecordFollowUpOutcome(follow_up_id, body.outcome, body.recorded_by))

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from api.auth import ADMIN, AUDIT, CENSUS, READ_EPISODES, READ_RECORD
+from api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD
 from api.schemas import CreateKeyBody
 from api.params import ID_PATTERN, IdPath, services_of
 from domain.codec import encode
@@ -99,6 +99,32 @@ def access_log(request: Request, episode_id: str = IdPath(), caller: ApiKey = De
     """Who read this episode's record, when, and why."""
     entries = services_of(request).access.for_episode(episode_id)
     return {"episode_id": episode_id, "reads": [asdict(e) for e in entries]}
+
+
+@router.get("/episodes/{episode_id}/disclosures")
+def disclosures(
+    request: Request,
+    episode_id: str = IdPath(),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    purpose: Purpose = "accounting_of_disclosures",
+    caller: ApiKey = Depends(READ_RECORD),
+) -> dict[str, Any]:
+    """The accounting of disclosures for the episode over a period: recipient, date, purpose, what, consent."""
+    services = services_of(request)
+    if any(t is not None and t.tzinfo is None for t in (since, until)):
+        raise HTTPException(422, "since and until must carry a time zone (e.g. 2026-11-23T10:00:00Z)")
+    if services.reads.get(episode_id) is None:
+        raise HTTPException(404, f"no episode {episode_id}")
+    services.access.record(caller, episode_id, "disclosures", purpose)
+    return {"episode_id": episode_id, "disclosures": services.reads.disclosures(episode_id, since, until)}
+
+
+@router.get("/partner/referrals")
+def partner_referrals(request: Request, caller: ApiKey = Depends(PARTNERS)) -> dict[str, Any]:
+    """A partner's own referrals (those disclosed to it), to accept, decline or complete."""
+    assert caller.subject is not None
+    return {"partner": caller.subject, "referrals": services_of(request).reads.referrals_for(caller.subject)}
 
 
 @router.get("/census")

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from domain.aftercare import FollowUpOutcome, ReferralStatus
 from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from domain.levels import LevelOfCare
 from domain.testing import TestMethod, TestResult
@@ -94,6 +95,28 @@ class StepUpDecisionBody(Body):
 class StepUpReversalBody(Body):
     clinician: Id
     reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class ConsentBody(Body):
+    consent_id: Id
+    recipient: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="the partner id disclosed to")]
+    purpose: Annotated[str, Field(pattern=r"^[a-z_]{1,40}$", examples=["aftercare_referral"])]
+    expires_at: AwareDatetime
+    recorded_by: Id
+
+
+class RevocationBody(Body):
+    revoked_by: Id
+
+
+class ReferralStatusBody(Body):
+    status: Annotated[ReferralStatus, Field(description="accepted, declined or completed")]
+    changed_by: Id | None = Field(None, description="who answers; a partner key answers as its partner")
+
+
+class FollowUpOutcomeBody(Body):
+    outcome: FollowUpOutcome
+    recorded_by: Id
 
 
 class CreateKeyBody(Body):

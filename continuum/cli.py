@@ -73,7 +73,7 @@ def _serve(
     from domain.policy import load_policy
 
     settings = _settings()
-    policy = load_policy(settings.policy_text())  # a malformed policy stops us here, naming the key
+    policy = load_policy(settings.policy_text(), settings.directory_text())  # malformed: stops here, naming the key
     host, port = host or settings.api_host, port or settings.api_port
     if api:
         _check_port_free(host, port)
@@ -84,6 +84,9 @@ def _serve(
             typer.echo(f"Temporal UI   {endpoints.temporal_ui_url}")
         typer.echo(f"Task queue    {settings.temporal_task_queue}")
         typer.echo(f"Policy        {settings.policy_file or 'default'} ({policy.version})")
+        if policy.referrals:
+            directory = policy.referrals.directory
+            typer.echo(f"Directory     {settings.directory_file or 'default'} ({len(directory.resources)} resources, {directory.version})")
         if api:
             typer.echo(f"API           http://{host}:{port}/api/v1   (OpenAPI: http://{host}:{port}/docs)")
         typer.echo("Press Ctrl-C to stop.")
@@ -120,7 +123,7 @@ async def _serve_async(
         day_seconds = demo.day_seconds if demo is not None else settings.day_seconds
         commands = EpisodeCommands(
             client, settings.temporal_task_queue, policy_text=settings.policy_text(),
-            day=timedelta(seconds=day_seconds), lab_id=settings.lab_id,
+            day=timedelta(seconds=day_seconds), lab_id=settings.lab_id, directory_text=settings.directory_text(),
         )  # fmt: skip
         server = QuietServer(uvicorn.Config(create_app(Services.build(commands, store)), host=host, port=port,
                                              log_config=None, lifespan="off"))  # fmt: skip
@@ -145,6 +148,7 @@ async def _run_demo(settings: Settings, endpoints: Any, store: Any, host: str, p
     from rich.progress import Progress
 
     from continuum.demo import CohortSimulation
+    from domain.directory import load_directory
     from eventlog.access import ApiKeyStore, Role
     from eventlog.verify import verify_log
 
@@ -156,6 +160,9 @@ async def _run_demo(settings: Settings, endpoints: Any, store: Any, host: str, p
         "lab": keys_store.create(f"demo-lab-{run}", Role.LAB, settings.lab_id)[1],
         "director": keys_store.create(f"demo-director-{run}", Role.DIRECTOR)[1],
     }
+    partners = sorted({r.partner for r in load_directory(settings.directory_text()).resources if r.partner})
+    for partner in partners:  # each referral partner answers with a key of its own
+        keys[f"partner:{partner}"] = keys_store.create(f"demo-{partner}-{run}", Role.PARTNER, partner)[1]
     async with httpx.AsyncClient(base_url=base) as api:
         for _ in range(300):  # the API starts alongside us
             try:
@@ -197,7 +204,10 @@ def _print_summary(summary: dict[str, Any], report: Any, base: str, endpoints: A
     typer.echo(f"results reported: {summary['results']}")
     typer.echo(f"review outcomes:  {summary['reviews']}")
     typer.echo(f"discharges:       {summary['discharges']}")
-    typer.echo(f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results")
+    typer.echo(f"referrals:        {summary['referrals']}   consents recorded: {summary['consents']}")
+    typer.echo(f"follow-ups:       {summary['follow_ups']}")
+    typer.echo(f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results,"
+               f" {summary['unanswered_referrals']} unanswered referrals")
     if summary["errors"]:
         typer.echo(f"refused requests: {summary['errors']} (commands that raced the clock are refused with a reason)")
     typer.echo(f"event log:        {report.events_checked} events, chain {'intact' if report.ok else 'BROKEN'}")

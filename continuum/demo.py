@@ -11,7 +11,7 @@ import asyncio
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -33,11 +33,15 @@ class Tally:
     results: Counter[str] = field(default_factory=Counter)
     reviews: Counter[str] = field(default_factory=Counter)
     discharges: Counter[str] = field(default_factory=Counter)
+    referrals: Counter[str] = field(default_factory=Counter)
+    follow_ups: Counter[str] = field(default_factory=Counter)
+    consents: int = 0
     errors: Counter[int] = field(default_factory=Counter)
 
 
 class CohortSimulation:
-    """Plays the EHR (opens and assesses), the labs (results) and the therapists (review outcomes)."""
+    """Plays the EHR (opens and assesses), the labs (results), the therapists (review outcomes), clients
+    signing consents, referral partners (answers) and the outreach team (follow-up outcomes)."""
 
     def __init__(self, api: httpx.AsyncClient, keys: dict[str, str], config: DemoConfig, run: str) -> None:
         self.api, self.keys, self.config = api, keys, config
@@ -46,6 +50,7 @@ class CohortSimulation:
         self.episodes = [f"DEMO-{run}-{n:04d}" for n in range(config.clients)]
         self.tally = Tally()
         self.reported: set[str] = set()
+        self.consents_until = (datetime.now(UTC) + timedelta(days=365)).isoformat()  # one body per retried key
 
     def _auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
@@ -82,6 +87,7 @@ class CohortSimulation:
         for test in view["open_tests"]:
             if test["test_id"] not in self.reported:
                 await self._report(episode, test)
+        await self._aftercare(episode, state)
         review = view["pending_review"]
         if review and self.rng.random() < 0.6:
             outcome = self.rng.choices(["goals_met", "extend", "step_up"], weights=[80, 15, 5])[0]
@@ -89,12 +95,35 @@ class CohortSimulation:
             if outcome == "extend":
                 body["next_review_in_days"] = 7
             path = f"/api/v1/episodes/{episode}/reviews/{review['review_id']}/outcome"
-            if (await self._post(path, body, key=f"{episode}-{review['review_id']}")).status_code == 200:
+            if (await self._post(path, body, key=f"{episode}-{review['review_id']}-{outcome}")).status_code == 200:
                 self.tally.reviews[outcome] += 1
         elif state["status"] == "active" and self.rng.random() < 0.002:
             reason = self.rng.choice(["against_medical_advice", "transferred", "administrative"])
             if (await self._post(f"/api/v1/episodes/{episode}/discharge", {"reason": reason})).status_code == 200:
                 self.tally.discharges[reason] += 1
+
+    async def _aftercare(self, episode: str, state: dict[str, Any]) -> None:
+        for referral in state.get("referrals", []):
+            rid, status = referral["referral_id"], referral["status"]
+            if status == "awaiting_consent" and self.rng.random() < 0.3:  # the client signs the partner's form
+                body = {"consent_id": f"consent-{rid}", "recipient": referral["recipient"], "purpose": "aftercare_referral",
+                        "expires_at": self.consents_until, "recorded_by": "clin-demo"}  # fmt: skip
+                if (await self._post(f"/api/v1/episodes/{episode}/consents", body, key=f"consent-{rid}")).status_code == 200:
+                    self.tally.consents += 1
+            elif status in ("issued", "accepted") and self.rng.random() < 0.2:
+                answer = "completed" if status == "accepted" else self.rng.choices(["accepted", "declined"], weights=[75, 25])[0]
+                role = f"partner:{referral['recipient']}" if referral["recipient"] else "clinician"
+                body = {"status": answer} if referral["recipient"] else {"status": answer, "changed_by": "clin-demo"}
+                path = f"/api/v1/episodes/{episode}/referrals/{rid}/status"
+                if role in self.keys and (await self._post(path, body, role=role, key=f"{rid}-{answer}")).status_code == 200:
+                    self.tally.referrals[answer] += 1
+        for follow_up in state.get("follow_ups", []):
+            if follow_up["requested_at"] and not follow_up["outcome"] and self.rng.random() < 0.5:
+                outcome = self.rng.choices(["abstinent", "using", "not_reached"], weights=[75, 10, 15])[0]
+                path = f"/api/v1/episodes/{episode}/follow-ups/{follow_up['follow_up_id']}/outcome"
+                body = {"outcome": outcome, "recorded_by": "outreach-demo"}
+                if (await self._post(path, body, key=f"{follow_up['follow_up_id']}-outcome")).status_code == 200:
+                    self.tally.follow_ups[outcome] += 1
 
     async def _report(self, episode: str, test: dict[str, Any]) -> None:
         self.reported.add(test["test_id"])
@@ -123,6 +152,10 @@ class CohortSimulation:
             "results": dict(self.tally.results),
             "reviews": dict(self.tally.reviews),
             "discharges": dict(self.tally.discharges),
+            "referrals": dict(self.tally.referrals),
+            "follow_ups": dict(self.tally.follow_ups),
+            "consents": self.tally.consents,
+            "unanswered_referrals": len(alerts["unanswered_referrals"]),
             "overdue_reviews": len(alerts["overdue_reviews"]),
             "missing_results": len(alerts["missing_results"]),
             "errors": dict(self.tally.errors),

@@ -22,11 +22,15 @@ from domain.commands import (
     OverridePlacement,
     PutOnHold,
     RecordAssessment,
+    RecordConsent,
+    RecordFollowUpOutcome,
     RecordReviewOutcome,
     RecordSpecimenCollection,
     RecordTestResult,
     Resume,
     ReverseStepUp,
+    RevokeConsent,
+    UpdateReferral,
 )
 from domain.errors import CommandRejected, UnknownEpisode
 from domain.ids import episode_id as valid_episode_id
@@ -47,6 +51,10 @@ UPDATES: dict[type, Any] = {
     ChangeMedications: EpisodeWorkflow.change_medications,
     DecideStepUp: EpisodeWorkflow.decide_step_up,
     ReverseStepUp: EpisodeWorkflow.reverse_step_up,
+    RecordConsent: EpisodeWorkflow.record_consent,
+    RevokeConsent: EpisodeWorkflow.revoke_consent,
+    UpdateReferral: EpisodeWorkflow.update_referral,
+    RecordFollowUpOutcome: EpisodeWorkflow.record_follow_up_outcome,
 }
 
 
@@ -62,11 +70,13 @@ class EpisodeCommands:
         day: timedelta = timedelta(days=1),
         continue_as_new_after: int | None = None,
         lab_id: str | None = None,
+        directory_text: str | None = None,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
         self.policy_text = policy_text if policy_text is not None else default_policy_text()
-        load_policy(self.policy_text)  # a malformed policy fails here, naming the key, not in a workflow
+        self.directory_text = directory_text
+        load_policy(self.policy_text, directory_text)  # a malformed policy fails here, naming the key, not in a workflow
         self.day = day
         self.continue_as_new_after = continue_as_new_after
         self.lab_id = lab_id
@@ -76,7 +86,8 @@ class EpisodeCommands:
         eid = valid_episode_id(command.episode_id)
         start = WithStartWorkflowOperation(
             EpisodeWorkflow.run,
-            EpisodeInput(eid, self.policy_text, self.day.total_seconds(), self.continue_as_new_after, self.lab_id),
+            EpisodeInput(eid, self.policy_text, self.day.total_seconds(), self.continue_as_new_after, self.lab_id,
+                         self.directory_text),  # fmt: skip
             id=workflow_id(eid),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

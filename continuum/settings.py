@@ -43,6 +43,8 @@ class Settings:
     day_seconds: float = 86400.0  # the length of a care-clock day for new episodes (demos compress it)
     lab_order_url: str | None = None  # where test orders are POSTed; None: orders are only recorded
     lab_id: str = "lab-1"  # the lab those orders go to; only a key for this lab may report their results
+    directory_file: Path | None = None  # a program's own resource directory for referrals; the default one if None
+    follow_up_url: str | None = None  # where follow-up requests are POSTed (an outreach service); None: recorded only
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
@@ -87,6 +89,7 @@ class Settings:
         if not 0 < day_seconds <= 86400 * 7:
             raise SettingsError(f"CONTINUUM_DAY_SECONDS must be a number of seconds above 0, not {day!r}")
         policy = text("CONTINUUM_POLICY_FILE", None)
+        directory = text("CONTINUUM_DIRECTORY_FILE", None)
         role = env.get("CONTINUUM_DATABASE_ROLE")
         return cls(
             temporal_address=text("TEMPORAL_ADDRESS", None),
@@ -103,9 +106,22 @@ class Settings:
             day_seconds=day_seconds,
             lab_order_url=_http_url("CONTINUUM_LAB_ORDER_URL", text("CONTINUUM_LAB_ORDER_URL", None)),
             lab_id=text("CONTINUUM_LAB_ID", "lab-1") or "lab-1",
+            directory_file=Path(directory).expanduser().resolve() if directory else None,
+            follow_up_url=_http_url("CONTINUUM_FOLLOW_UP_URL", text("CONTINUUM_FOLLOW_UP_URL", None)),
             api_host=text("CONTINUUM_API_HOST", "127.0.0.1") or "127.0.0.1",
             api_port=port("CONTINUUM_API_PORT", 8000),
         )
+
+    def directory_text(self) -> str:
+        """The resource directory's text (the packaged default if none is configured)."""
+        from domain.directory import default_directory_text
+
+        if self.directory_file is None:
+            return default_directory_text()
+        try:
+            return self.directory_file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise SettingsError(f"CONTINUUM_DIRECTORY_FILE {self.directory_file} cannot be read: {error.strerror}") from None
 
     def policy_text(self) -> str:
         """The policy file's text (the packaged default if none is configured)."""

@@ -87,6 +87,10 @@ class EpisodeReads:
                 {"since": since},
             ).mappings().all()
         overdue = [dict(r) for r in flagged if "review_overdue" in r["flags"]]
+        unanswered = [
+            {"episode_id": r["episode_id"], "referral_id": f.split(":", 1)[1]}
+            for r in flagged for f in r["flags"] if f.startswith("referral_unanswered:")
+        ]  # fmt: skip
         missing = [
             {"episode_id": r["episode_id"], "test_id": f.split(":", 1)[1]}
             for r in flagged for f in r["flags"] if f.startswith("result_missing:")
@@ -96,4 +100,37 @@ class EpisodeReads:
             "missing_results": missing,
             "positives": [dict(r) for r in positives],
             "step_ups": [dict(r) for r in step_ups],
+            "unanswered_referrals": unanswered,
         }
+
+    def disclosures(self, episode_id: str, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
+        """The accounting of disclosures (42 CFR 2.25): to whom, when, why, what, under which consent."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT occurred_at AS disclosed_at, payload->'disclosure'->>'recipient' AS recipient,"
+                    " payload->'disclosure'->>'purpose' AS purpose, payload->'disclosure'->'disclosed' AS disclosed,"
+                    " payload->'disclosure'->>'consent_id' AS consent_id, payload->>'referral_id' AS referral_id"
+                    " FROM events WHERE stream_id = :e AND event_type = 'ReferralIssued'"
+                    " AND json_typeof(payload->'disclosure') = 'object'"
+                    + (" AND occurred_at >= :since" if since else "") + (" AND occurred_at < :until" if until else "")
+                    + " ORDER BY stream_version"
+                ),
+                {"e": episode_id, "since": since, "until": until},
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    def referrals_for(self, partner: str) -> list[dict[str, Any]]:
+        """The referrals disclosed to one partner (never those still awaiting the client's consent)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT e.episode_id, r->>'referral_id' AS referral_id, r->>'resource_id' AS resource_id,"
+                    " r->>'resource_type' AS resource_type, r->>'status' AS status, r->>'issued_at' AS issued_at,"
+                    " r->>'answer_due_at' AS answer_due_at"
+                    " FROM episodes e, jsonb_array_elements(e.state->'referrals') r"
+                    " WHERE r->>'recipient' = :p AND r->>'status' <> 'awaiting_consent' ORDER BY 2"
+                ),
+                {"p": partner},
+            ).mappings().all()
+        return [dict(r) for r in rows]

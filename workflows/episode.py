@@ -20,6 +20,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.aftercare import FollowUpToRequest, ReferralToSend, Sent
     from activities.eventlog import EventToRecord, RecordEventsInput, RecordEventsResult
     from activities.lab import LabOrder, LabOrderSent
     from domain.clock import next_due
@@ -32,22 +33,27 @@ with workflow.unsafe.imports_passed_through():
         Discharge,
         DrawTestSchedule,
         FlagLabNotNotified,
+        FlagReferralNotSent,
         OpenEpisode,
         OrderScheduledTest,
         OrderTest,
         OverridePlacement,
         PutOnHold,
         RecordAssessment,
+        RecordConsent,
+        RecordFollowUpOutcome,
         RecordReviewOutcome,
         RecordSpecimenCollection,
         RecordTestResult,
         Resume,
         ReverseStepUp,
+        RevokeConsent,
+        UpdateReferral,
     )
     from domain.decisions import decide
     from domain.episode import Episode, EpisodeStatus
     from domain.errors import CommandRejected, DomainError
-    from domain.events import DomainEvent, TestOrdered
+    from domain.events import DomainEvent, FollowUpRequested, ReferralIssued, TestOrdered
     from domain.fold import fold
     from domain.ids import staff_id
     from domain.policy import Policy, load_policy
@@ -64,6 +70,8 @@ LAB_ORDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8
 )
 PATCH_DRUG_TESTING = "drug-testing"  # episodes started before random testing existed replay without it
+PATCH_AFTERCARE = "aftercare-referrals"  # episodes started before referrals and follow-ups replay without them
+OUTBOUND_RETRY = LAB_ORDER_RETRY
 KEPT_RESULTS = 200  # full results kept for repeated command ids; older ids answer with the current state
 CLOCK_ACTOR = "clock"
 CLOCK_RETRY = timedelta(seconds=1)
@@ -104,6 +112,7 @@ class EpisodeInput:
     day_seconds: float = 86400.0  # the length of a care-clock day; demos compress it
     continue_as_new_after: int | None = None  # commands per run before continuing as new (None: when suggested)
     lab_id: str | None = None  # the lab this program's test orders go to
+    directory_text: str | None = None  # the program's resource directory (None: the default one)
     state: dict[str, Any] | None = None  # carried across continue-as-new
     results: dict[str, CommandResult] = field(default_factory=dict)
     earlier_command_ids: list[str] = field(default_factory=list)
@@ -118,7 +127,9 @@ class EpisodeWorkflow:
     @workflow.init
     def __init__(self, input: EpisodeInput) -> None:
         self._input = input
-        self._policy: Policy = load_policy(input.policy_text)
+        self._policy: Policy = load_policy(input.policy_text, input.directory_text)
+        self._policy_before_aftercare = dataclasses.replace(self._policy, referrals=None, follow_up=None)
+        self._aftercare: bool | None = None  # whether this history has the aftercare patch; known once checked
         self._day = timedelta(seconds=input.day_seconds)
         self._state: Episode | None = decode(Episode, input.state) if input.state else None
         self._results: dict[str, CommandResult] = dict(input.results)
@@ -141,7 +152,7 @@ class EpisodeWorkflow:
                 workflow.continue_as_new(self._carry())
             seen = self._changes
             testing = workflow.patched(PATCH_DRUG_TESTING)
-            due = next_due(state, self._policy, workflow.now(), self._day, drug_testing=testing)
+            due = next_due(state, self._current_policy(), workflow.now(), self._day, drug_testing=testing)
             if due is None:
                 await workflow.wait_condition(lambda: self._changes != seen)
                 continue
@@ -286,6 +297,38 @@ class EpisodeWorkflow:
     def _validate_reverse(self, meta: CommandMeta, command: ReverseStepUp) -> None:
         self._validate(meta, command)
 
+    @workflow.update(name="record_consent")
+    async def record_consent(self, meta: CommandMeta, command: RecordConsent) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @record_consent.validator
+    def _validate_consent(self, meta: CommandMeta, command: RecordConsent) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="revoke_consent")
+    async def revoke_consent(self, meta: CommandMeta, command: RevokeConsent) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @revoke_consent.validator
+    def _validate_revocation(self, meta: CommandMeta, command: RevokeConsent) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="update_referral")
+    async def update_referral(self, meta: CommandMeta, command: UpdateReferral) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @update_referral.validator
+    def _validate_referral(self, meta: CommandMeta, command: UpdateReferral) -> None:
+        self._validate(meta, command)
+
+    @workflow.update(name="record_follow_up_outcome")
+    async def record_follow_up_outcome(self, meta: CommandMeta, command: RecordFollowUpOutcome) -> CommandResult:
+        return await self._execute(meta, command)
+
+    @record_follow_up_outcome.validator
+    def _validate_follow_up(self, meta: CommandMeta, command: RecordFollowUpOutcome) -> None:
+        self._validate(meta, command)
+
     @workflow.query(name="state")
     def state(self) -> dict[str, Any] | None:
         return encode(self._state) if self._state else None
@@ -300,9 +343,16 @@ class EpisodeWorkflow:
             staff_id(meta.actor)
             if not meta.command_id or len(meta.command_id) > 128:
                 raise CommandRejected("a command id is 1-128 characters")
-            decide(self._state, command, self._policy, workflow.now(), self._day)
+            policy = self._policy_before_aftercare if self._aftercare is False else self._policy
+            decide(self._state, command, policy, workflow.now(), self._day)
         except DomainError as error:
             raise _rejected(error) from None
+
+    def _current_policy(self) -> Policy:
+        """The policy as this history knows it: without referrals and follow-ups if it began before them."""
+        if self._aftercare is None:
+            self._aftercare = workflow.patched(PATCH_AFTERCARE)
+        return self._policy if self._aftercare else self._policy_before_aftercare
 
     def _seen(self, command_id: str) -> bool:
         return command_id in self._results or command_id in self._earlier_ids
@@ -310,10 +360,49 @@ class EpisodeWorkflow:
     async def _execute(self, meta: CommandMeta, command: Command) -> CommandResult:
         if isinstance(command, (OrderTest, OrderScheduledTest)) and command.lab_id is None:
             command = dataclasses.replace(command, lab_id=self._input.lab_id)
-        result, orders = await self._decide_and_record(meta, command)
-        for order in orders:  # after the order is on record: tell the collection site and lab
-            await self._send_lab_order(order)
+        result, recorded = await self._decide_and_record(meta, command)
+        for event in recorded:  # once on record: tell the lab, the partner, the outreach service
+            if isinstance(event, TestOrdered):
+                await self._send_lab_order(event)
+            elif isinstance(event, ReferralIssued):
+                await self._send_referral(event)
+            elif isinstance(event, FollowUpRequested):
+                await self._request_follow_up(event)
         return result
+
+    async def _send_referral(self, issued: ReferralIssued) -> None:
+        """POST a disclosed referral to its partner's endpoint, with exactly what the disclosure names."""
+        referrals = self._policy.referrals
+        resource = referrals.directory.get(issued.resource_id) if referrals else None
+        if issued.disclosure is None or resource is None or resource.endpoint is None or self._state is None:
+            return
+        values = {
+            "episode_id": self._input.episode_id, "referral_type": issued.resource_type.value,
+            "level_of_care": self._state.level.value if self._state.level else None,
+            "medications": list(self._state.medications),
+        }  # fmt: skip
+        disclosed = {item: values[item] for item in issued.disclosure.disclosed}
+        try:
+            await workflow.execute_activity(
+                "send_referral", ReferralToSend(issued.referral_id, issued.resource_id, resource.endpoint, disclosed),
+                result_type=Sent, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=OUTBOUND_RETRY,
+            )  # fmt: skip
+        except ActivityError:
+            meta = CommandMeta(f"clock:referral-not-sent:{issued.referral_id}", CLOCK_ACTOR)
+            await self._decide_and_record(meta, FlagReferralNotSent(issued.referral_id))
+
+    async def _request_follow_up(self, requested: FollowUpRequested) -> None:
+        follow_up = self._state.follow_up(requested.follow_up_id) if self._state else None
+        if follow_up is None:
+            return
+        request = FollowUpToRequest(follow_up.follow_up_id, self._input.episode_id, follow_up.kind.value, follow_up.due_at)
+        try:
+            await workflow.execute_activity(
+                "request_follow_up", request, result_type=Sent, start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=OUTBOUND_RETRY,
+            )  # fmt: skip
+        except ActivityError:  # the request is on record and shows on the dashboard; the outcome is still awaited
+            workflow.logger.warning("follow-up request not delivered", extra={"episode_id": self._input.episode_id})
 
     async def _send_lab_order(self, order: TestOrdered) -> None:
         lab_order = LabOrder(
@@ -329,14 +418,14 @@ class EpisodeWorkflow:
             meta = CommandMeta(f"clock:lab-not-notified:{order.test_id}", CLOCK_ACTOR)
             await self._decide_and_record(meta, FlagLabNotNotified(order.test_id))
 
-    async def _decide_and_record(self, meta: CommandMeta, command: Command) -> tuple[CommandResult, list[TestOrdered]]:
+    async def _decide_and_record(self, meta: CommandMeta, command: Command) -> tuple[CommandResult, list[DomainEvent]]:
         async with self._lock:  # one command at a time: each is decided on the state the last one left
             if self._seen(meta.command_id):
                 return self._results.get(meta.command_id) or CommandResult(
                     meta.command_id, [], encode(self._state), duplicate=True
                 ), []
             try:
-                events = decide(self._state, command, self._policy, workflow.now(), self._day)
+                events = decide(self._state, command, self._current_policy(), workflow.now(), self._day)
             except DomainError as error:  # the state moved on between validation and now
                 raise _rejected(error) from None
             if events:
@@ -346,7 +435,7 @@ class EpisodeWorkflow:
             )
             self._remember(result)
             self._commands_this_run += 1
-            return result, [e for e in events if isinstance(e, TestOrdered)]
+            return result, [e for e in events if isinstance(e, (TestOrdered, ReferralIssued, FollowUpRequested))]
 
     async def _record(self, meta: CommandMeta, events: list[DomainEvent]) -> None:
         """Append to the event store (idempotent by event id), then fold: the log leads, the state follows."""
@@ -403,6 +492,7 @@ class EpisodeWorkflow:
             day_seconds=self._input.day_seconds,
             continue_as_new_after=self._input.continue_as_new_after,
             lab_id=self._input.lab_id,
+            directory_text=self._input.directory_text,
             state=encode(self._state),
             results=dict(self._results),
             earlier_command_ids=sorted(self._earlier_ids),

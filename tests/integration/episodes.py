@@ -33,13 +33,13 @@ WITHOUT_TESTING = default_policy_text().split("\n[drug_testing]")[0] + "\n"
 @contextlib.asynccontextmanager
 async def episode_worker(
     env: WorkflowEnvironment, store: PostgresEventStore, *, lab_order_url: str | None = None,
-    max_cached_workflows: int = 1000, **options: Any,
+    follow_up_url: str | None = None, max_cached_workflows: int = 1000, **options: Any,
 ) -> AsyncIterator[EpisodeCommands]:  # fmt: skip
     queue = f"episodes-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(8) as executor:
         async with Worker(
             env.client, task_queue=queue, workflows=list(WORKFLOWS),
-            activities=activities_for(store, lab_order_url=lab_order_url), activity_executor=executor,
+            activities=activities_for(store, lab_order_url=lab_order_url, follow_up_url=follow_up_url), activity_executor=executor,
             max_cached_workflows=max_cached_workflows,
         ):  # fmt: skip
             yield EpisodeCommands(env.client, queue, **options)

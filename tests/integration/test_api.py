@@ -88,7 +88,7 @@ async def test_every_episode_command_route_works_and_reads_show_it(stack: Stack)
     steps = [
         (f"/api/v1/episodes/{stack.e2}/assessment", {"ratings": [0, 0, 0, 0, 0, 3], "assessed_by": "clin-1"}, "StayStarted"),
         (f"/api/v1/episodes/{stack.e2}/placement-override", {"level": "partial_hospitalization", "reason": "payer_denial",
-                                                      "clinician": "clin-2"}, "LevelChanged"),  # fmt: skip
+                                                      "clinician": "clin-2"}, "FollowUpsScheduled"),  # leaving residential
         (f"/api/v1/episodes/{stack.e2}/hold", {"reason": "leave"}, "EpisodePutOnHold"),
         (f"/api/v1/episodes/{stack.e2}/resume", None, "EpisodeResumed"),
         (f"/api/v1/episodes/{stack.e2}/tests", {"ordered_by": "clin-1"}, "TestOrdered"),
@@ -220,7 +220,8 @@ async def test_a_lab_reports_only_on_tests_it_was_sent(stack: Stack) -> None:
     own_lab = await stack.post(f"/api/v1/episodes/{stack.e1}/tests/{test_id}/results", result, role="lab")
 
     assert other_lab.status_code == 403 and unknown_test.status_code == 403
-    assert own_lab.status_code == 200 and own_lab.json()["events"][0]["type"] == "TestResultRecorded"
+    assert own_lab.status_code == 200 and own_lab.json()["state"] == {} and own_lab.json()["events"] == []  # no record back
+    assert "TestResultRecorded" in [e.event_type for e in stack.store.read_stream(stack.e1)]
 
 
 async def test_event_reads_are_paged_as_of_an_instant_and_themselves_recorded(stack: Stack) -> None:
@@ -319,3 +320,47 @@ def test_the_openapi_document_describes_every_route() -> None:
             "/api/v1/alerts", "/api/v1/audit/verify", "/healthz"} <= paths  # fmt: skip
     assert spec["openapi"].startswith("3.")
 
+
+
+async def test_consents_referrals_partners_and_the_accounting_of_disclosures(stack: Stack) -> None:
+    services = stack.http._transport.app.state.services  # type: ignore[attr-defined]
+    harbor = services.keys.create("harbor-1", Role.PARTNER, "harbor-house")[1]
+    expires = "2030-01-01T00:00:00Z"
+    await stack.post("/api/v1/episodes", stack.episode(assessment={"ratings": [0, 0, 2, 0, 0, 3], "assessed_by": "clin-1"}))
+    consent = await stack.post(f"/api/v1/episodes/{stack.e1}/consents", {"consent_id": "c-1", "recipient": "harbor-house",
+                               "purpose": "aftercare_referral", "expires_at": expires, "recorded_by": "clin-1"})  # fmt: skip
+    moved = await stack.post(f"/api/v1/episodes/{stack.e1}/placement-override",
+                             {"level": "aftercare", "reason": "clinical_judgment", "clinician": "clin-1"})  # fmt: skip
+    referrals = {r["resource_id"]: r for r in moved.json()["state"]["referrals"]}
+    as_partner = {"Authorization": f"Bearer {harbor}"}
+    own = (await stack.http.get("/api/v1/partner/referrals", headers=as_partner)).json()
+    waiting = referrals["community-counselling"]["referral_id"]
+    not_sent = await stack.http.post(f"/api/v1/episodes/{stack.e1}/referrals/{waiting}/status", json={"status": "accepted"}, headers=as_partner)
+    other_partner = await stack.post(f"/api/v1/episodes/{stack.e1}/referrals/{referrals['harbor-house']['referral_id']}/status",
+                                     {"status": "accepted"}, role="partner")  # fmt: skip
+    accepted = await stack.http.post(f"/api/v1/episodes/{stack.e1}/referrals/{referrals['harbor-house']['referral_id']}/status",
+                                     json={"status": "accepted"}, headers=as_partner)  # fmt: skip
+    later = await stack.post(f"/api/v1/episodes/{stack.e1}/consents", {"consent_id": "c-2", "recipient": "community-counselling",
+                             "purpose": "aftercare_referral", "expires_at": expires, "recorded_by": "clin-1"})  # fmt: skip
+    revoked = await stack.post(f"/api/v1/episodes/{stack.e1}/consents/c-1/revocation", {"revoked_by": "clin-1"})
+    accounting = (await stack.get(f"/api/v1/episodes/{stack.e1}/disclosures", role="auditor")).json()
+    since_later = (await stack.get(f"/api/v1/episodes/{stack.e1}/disclosures", since=later.json()["events"][0]["data"]["occurred_at"])).json()
+    no_follow_up = await stack.post(f"/api/v1/episodes/{stack.e1}/follow-ups/F-9/outcome", {"outcome": "using", "recorded_by": "o-1"})
+    partner_reads = await stack.http.get(f"/api/v1/episodes/{stack.e1}", headers=as_partner)
+
+    assert consent.status_code == 200 and moved.status_code == 200
+    assert referrals["harbor-house"]["status"] == "issued" and referrals["community-counselling"]["status"] == "awaiting_consent"
+    assert [r["resource_id"] for r in own["referrals"]] == ["harbor-house"]  # what waits for consent was never sent
+    assert (not_sent.status_code, other_partner.status_code) == (403, 403)
+    assert accepted.status_code == 200 and accepted.json()["state"] == {} and accepted.json()["events"] == []
+    assert [e["type"] for e in later.json()["events"]] == ["ConsentRecorded", "ReferralIssued"]
+    assert revoked.status_code == 200 and revoked.json()["state"]["consents"][0]["revoked_at"]
+    assert [(d["recipient"], d["purpose"], d["disclosed"], d["consent_id"]) for d in accounting["disclosures"]] == [
+        ("harbor-house", "aftercare_referral", ["episode_id", "referral_type"], "c-1"),
+        ("community-counselling", "aftercare_referral", ["episode_id", "referral_type"], "c-2"),
+    ]
+    assert [d["recipient"] for d in since_later["disclosures"]] == ["community-counselling"]
+    assert no_follow_up.status_code == 409 and "no follow-up" in no_follow_up.json()["detail"]
+    assert partner_reads.status_code == 403
+    log = (await stack.get(f"/api/v1/episodes/{stack.e1}/access-log", role="auditor")).json()
+    assert ("auditor", "accounting_of_disclosures") in [(r["role"], r["purpose"]) for r in log["reads"]]
