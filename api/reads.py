@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
 
 from api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD
 from api.schemas import CreateKeyBody
@@ -15,6 +16,7 @@ from domain.codec import encode
 from domain.episode import EpisodeStatus
 from domain.levels import LevelOfCare
 from eventlog.access import ApiKey, Role
+from eventlog.export import fhir_bundle, ndjson_lines
 from eventlog.projection import episode_as_of
 from eventlog.verify import verify_log, verify_stream
 
@@ -118,6 +120,29 @@ def disclosures(
         raise HTTPException(404, f"no episode {episode_id}")
     services.access.record(caller, episode_id, "disclosures", purpose)
     return {"episode_id": episode_id, "disclosures": services.reads.disclosures(episode_id, since, until)}
+
+
+@router.get("/episodes/{episode_id}/export")
+def export_episode(
+    request: Request,
+    episode_id: str = IdPath(),
+    format: Annotated[str, Query(pattern="^(ndjson|fhir)$")] = "ndjson",
+    recipient: Annotated[str, Query(pattern=r"^[a-z0-9][a-z0-9._:-]{0,63}$", description="who receives it")] = "internal_audit",
+    purpose: Purpose = "audit",
+    caller: ApiKey = Depends(READ_RECORD),
+) -> Response:
+    """The episode's history as NDJSON (verifiable offline: `continuum audit verify-export`) or as a FHIR R4
+    Bundle. An export is a disclosure: it is recorded with its recipient and purpose, and is in the accounting."""
+    services = services_of(request)
+    events = services.store.read_stream(episode_id)
+    if not events:
+        raise HTTPException(404, f"no episode {episode_id}")
+    services.access.record(caller, episode_id, f"export {format} to {recipient}", purpose)
+    if format == "fhir":
+        return JSONResponse(fhir_bundle(episode_id, events), media_type="application/fhir+json")
+    body = "".join(line + "\n" for line in ndjson_lines(events))
+    return Response(body, media_type="application/x-ndjson",
+                    headers={"Content-Disposition": f'attachment; filename="{episode_id}.ndjson"'})  # fmt: skip
 
 
 @router.get("/partner/referrals")

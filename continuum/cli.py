@@ -16,6 +16,8 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -491,27 +493,55 @@ def replay(
     _emit(data, as_json, human)
 
 
+class ExportFormat(StrEnum):
+    NDJSON = "ndjson"
+    FHIR = "fhir"
+
+
 @audit.command("export")
 def export(
     episode_id: str,
     purpose: Annotated[str, typer.Option(help="Why the record is exported (logged).")] = "audit",
+    format: Annotated[ExportFormat, typer.Option(help="ndjson or fhir.")] = ExportFormat.NDJSON,  # noqa: A002
+    recipient: Annotated[str, typer.Option(help="Who receives the export (the accounting of disclosures).")] = "internal_audit",
 ) -> None:
-    """The episode's history as NDJSON on standard output: one stored event per line, with its hashes."""
+    """The episode's history on standard output: NDJSON (one stored event per line, with its hashes; check it
+    anywhere with `verify-export`) or a FHIR R4 Bundle. The export is recorded as a disclosure."""
+    from eventlog.export import fhir_bundle, ndjson_lines
+
     with _store() as store:
         events = store.read_stream(episode_id)
         if not events:
             raise NotFound(f"no episode {episode_id}")
-        _cli_reader("export ndjson", episode_id, purpose, store)
-    for e in events:
-        typer.echo(
-            json.dumps(
-                {"position": e.position, "stream_id": e.stream_id, "stream_version": e.stream_version,
-                 "event_id": str(e.event_id), "event_type": e.event_type, "schema_version": e.schema_version,
-                 "payload": e.payload, "metadata": vars(e.metadata), "occurred_at": e.occurred_at.isoformat(),
-                 "recorded_at": e.recorded_at.isoformat(), "prev_hash": e.prev_hash.hex(), "hash": e.hash.hex()},
-                sort_keys=True,
-            )  # fmt: skip
-        )
+        _cli_reader(f"export {format.value} to {recipient}", episode_id, purpose, store)
+    if format is ExportFormat.FHIR:
+        typer.echo(json.dumps(fhir_bundle(episode_id, events), indent=1))
+        return
+    for line in ndjson_lines(events):
+        typer.echo(line)
+
+
+@audit.command("verify-export")
+def verify_export(
+    path: Annotated[Path, typer.Argument(help="An NDJSON export (`continuum audit export`), or - for standard input.")],
+    as_json: Json = False,
+) -> None:
+    """Check an NDJSON export offline, without the database: every hash, and no missing version (exit 4 if altered)."""
+    from eventlog.export import verify_ndjson
+
+    try:
+        text_ = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise Usage(f"{path}: {error.strerror}") from None
+    report = verify_ndjson(text_.splitlines())
+    data = {"scope": report.scope, "ok": report.ok, "events_checked": report.events_checked,
+            "problems": [vars(p) for p in report.problems]}  # fmt: skip
+    first = report.first_broken
+    human = (f"verified: {report.scope}, {report.events_checked} events, every hash intact" if report.ok or first is None
+             else f"ALTERED: {report.scope}: {first.describe()}")  # fmt: skip
+    _emit(data, as_json, human)
+    if not report.ok or report.events_checked == 0:
+        raise typer.Exit(EXIT_VERIFICATION_FAILED)
 
 
 @audit.command("replay-workflows")

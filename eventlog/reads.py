@@ -118,7 +118,24 @@ class EpisodeReads:
                 ),
                 {"e": episode_id, "since": since, "until": until},
             ).mappings().all()
-        return [dict(r) for r in rows]
+            exports = conn.execute(  # an export is a disclosure too (recorded as "export <format> to <recipient>")
+                text(
+                    "SELECT accessed_at AS disclosed_at, split_part(what, ' to ', 2) AS recipient, purpose,"
+                    " split_part(what, ' ', 2) AS format, key_id FROM record_access"
+                    " WHERE episode_id = :e AND what LIKE 'export % to %'"
+                    + (" AND accessed_at >= :since" if since else "") + (" AND accessed_at < :until" if until else "")
+                    + " ORDER BY access_id"
+                ),
+                {"e": episode_id, "since": since, "until": until},
+            ).mappings().all()
+        referrals = [{**dict(r), "kind": "referral"} for r in rows]
+        exported = [
+            {"disclosed_at": r["disclosed_at"], "recipient": r["recipient"], "purpose": r["purpose"],
+             "disclosed": [f"the episode's full history ({r['format']})"], "consent_id": None, "referral_id": None,
+             "kind": "export", "exported_by": r["key_id"]}
+            for r in exports
+        ]  # fmt: skip
+        return sorted(referrals + exported, key=lambda d: d["disclosed_at"])
 
     def referrals_for(self, partner: str) -> list[dict[str, Any]]:
         """The referrals disclosed to one partner (never those still awaiting the client's consent)."""

@@ -364,3 +364,43 @@ async def test_consents_referrals_partners_and_the_accounting_of_disclosures(sta
     assert partner_reads.status_code == 403
     log = (await stack.get(f"/api/v1/episodes/{stack.e1}/access-log", role="auditor")).json()
     assert ("auditor", "accounting_of_disclosures") in [(r["role"], r["purpose"]) for r in log["reads"]]
+
+
+async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack: Stack) -> None:
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.episodeofcare import EpisodeOfCare
+    from fhir.resources.R4B.provenance import Provenance
+
+    from eventlog.export import verify_ndjson
+
+    await stack.post("/api/v1/episodes", stack.episode())
+    held = (await stack.post(f"/api/v1/episodes/{stack.e1}/hold", {"reason": "hospitalised"})).json()
+    held_at = stack.store.read_stream(stack.e1)[-1].recorded_at
+    await stack.post(f"/api/v1/episodes/{stack.e1}/resume")
+    await stack.post(f"/api/v1/episodes/{stack.e1}/discharge", {"reason": "transferred"})
+
+    ndjson = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="auditor", recipient="state-auditor")
+    fhir = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="auditor", format="fhir", purpose="payer_audit")
+    replayed = (await stack.get(f"/api/v1/episodes/{stack.e1}/events", role="auditor", as_of=held_at.isoformat())).json()
+    accounting = (await stack.get(f"/api/v1/episodes/{stack.e1}/disclosures", role="auditor")).json()
+    lab = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="lab")
+
+    lines = ndjson.text.splitlines()
+    assert ndjson.headers["content-type"].startswith("application/x-ndjson") and verify_ndjson(lines).ok
+    tampered = [line.replace('"hospitalised"', '"leave"') for line in lines]
+    report = verify_ndjson(tampered)
+    assert not report.ok and report.first_broken is not None and "EpisodePutOnHold" in report.first_broken.problem
+    assert not verify_ndjson(lines[:2] + lines[3:]).ok  # a deleted line is a missing version
+
+    bundle = Bundle.model_validate(fhir.json())
+    [episode] = [e.resource for e in bundle.entry if e.resource.__resource_type__ == "EpisodeOfCare"]
+    provenances = [e.resource for e in bundle.entry if e.resource.__resource_type__ == "Provenance"]
+    assert isinstance(episode, EpisodeOfCare) and all(isinstance(p, Provenance) for p in provenances)
+    assert episode.status == "finished" and [h.status for h in episode.statusHistory] == ["active", "onhold", "active", "finished"]
+    assert len(provenances) == len(lines) and provenances[-1].extension[0].valueString == fhir.json()["entry"][-1]["resource"]["extension"][0]["valueString"]
+
+    # the state replayed as of an instant is the state the workflow answered with at that instant
+    assert replayed["state_as_of"] == held["state"]
+    assert [(d["kind"], d["recipient"], d["purpose"]) for d in accounting["disclosures"]] == [
+        ("export", "state-auditor", "audit"), ("export", "internal_audit", "payer_audit")]
+    assert lab.status_code == 403

@@ -1,0 +1,141 @@
+"""Exports of an episode's history: NDJSON that verifies offline, and a FHIR Bundle.
+
+NDJSON: one stored event per line with its hashes. `verify_ndjson` recomputes every hash from the line
+alone and checks the stream has no gap, so an export can be checked far from the database.
+
+FHIR: a `collection` Bundle holding the `EpisodeOfCare` (status history, the stays as its type history)
+and one `Provenance` per event (what, when it was recorded, on whose word, and the event's chain hash).
+Built for FHIR R4; validated with `fhir.resources` R4B, R4's technical correction, whose `EpisodeOfCare`
+and `Provenance` are R4's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from domain.codec import EventEnvelope, format_instant, from_envelope
+from domain.episode import EpisodeStatus
+from domain.fold import evolve
+from eventlog.hashing import canonical_json, event_hash
+from eventlog.records import StoredEvent
+from eventlog.verify import BrokenLink, VerificationReport
+
+FHIR_BASE = "urn:continuum"
+HASH_EXTENSION = "https://continuum.example/fhir/StructureDefinition/event-hash"
+# EpisodeOfCare.status (R4 value set episode-of-care-status)
+_FHIR_STATUS = {
+    EpisodeStatus.INTAKE: "planned",
+    EpisodeStatus.ACTIVE: "active",
+    EpisodeStatus.ON_HOLD: "onhold",
+    EpisodeStatus.CLOSED: "finished",
+}
+
+
+def ndjson_line(e: StoredEvent) -> str:
+    return json.dumps(
+        {"position": e.position, "stream_id": e.stream_id, "stream_version": e.stream_version,
+         "event_id": str(e.event_id), "event_type": e.event_type, "schema_version": e.schema_version,
+         "payload": e.payload, "metadata": e.metadata.as_dict(), "occurred_at": format_instant(e.occurred_at),
+         "recorded_at": format_instant(e.recorded_at), "prev_hash": e.prev_hash.hex(), "hash": e.hash.hex()},
+        sort_keys=True,
+    )  # fmt: skip
+
+
+def verify_ndjson(lines: Iterable[str]) -> VerificationReport:
+    """Check an NDJSON export offline: each hash recomputes from its line, the versions have no gap, and
+    where two exported events are neighbours in the log, the second links to the first."""
+    problems: list[BrokenLink] = []
+    previous: dict[str, Any] | None = None
+    checked, stream = 0, "?"
+    for number, line in enumerate(line for line in lines if line.strip()):
+        try:
+            row = json.loads(line)
+            stream = row["stream_id"]
+            recomputed = event_hash(
+                bytes.fromhex(row["prev_hash"]), position=row["position"], stream_id=row["stream_id"],
+                stream_version=row["stream_version"], event_id=row["event_id"], event_type=row["event_type"],
+                schema_version=row["schema_version"], occurred_at=_instant(row["occurred_at"]),
+                recorded_at=_instant(row["recorded_at"]), payload_json=canonical_json(row["payload"]),
+                metadata_json=canonical_json(row["metadata"]),
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError) as error:
+            problems.append(BrokenLink(-1, stream, f"line {number + 1} is not an exported event ({type(error).__name__})"))
+            continue
+        checked += 1
+        if recomputed.hex() != row["hash"]:
+            problems.append(BrokenLink(row["position"], stream, f"event {row['event_id']} ({row['event_type']}, version "
+                                       f"{row['stream_version']}) was altered", recomputed.hex(), row["hash"]))  # fmt: skip
+        expected_version = previous["stream_version"] + 1 if previous else 1
+        if row["stream_version"] != expected_version:
+            problems.append(BrokenLink(row["position"], stream, f"stream version {expected_version} missing"))
+        if previous and previous["position"] == row["position"] - 1 and previous["hash"] != row["prev_hash"]:
+            problems.append(BrokenLink(row["position"], stream, "link to the previous event broken", previous["hash"], row["prev_hash"]))
+        previous = row
+    return VerificationReport(f"export of stream {stream}", checked, tuple(problems))
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
+    """The episode as a FHIR R4 `collection` Bundle: its EpisodeOfCare and a Provenance per event."""
+    state, status_history, level_history = None, [], []
+    for stored in events:
+        state = evolve(state, from_envelope(EventEnvelope(stored.event_type, stored.schema_version, stored.payload)))
+        at = format_instant(stored.occurred_at)
+        status = _FHIR_STATUS[state.status]
+        if status_history and status_history[-1]["period"]["start"] == at:  # passed through in one instant
+            status_history.pop()
+            if status_history and status_history[-1]["status"] == status:
+                status_history[-1]["period"].pop("end", None)
+        if not status_history or status_history[-1]["status"] != status:
+            if status_history:
+                status_history[-1]["period"]["end"] = at
+            status_history.append({"status": status, "period": {"start": at}})
+        level = state.level.value if state.level else None
+        if level and (not level_history or level_history[-1][0] != level):
+            level_history.append((level, at))
+    assert state is not None
+    episode_ref = f"EpisodeOfCare/{episode_id}"
+    episode: dict[str, Any] = {
+        "resourceType": "EpisodeOfCare",
+        "id": episode_id,
+        "identifier": [{"system": f"{FHIR_BASE}:episode", "value": episode_id}],
+        "status": _FHIR_STATUS[state.status],
+        "statusHistory": status_history,
+        "type": [{"text": f"level of care: {level} (from {since})"} for level, since in level_history],
+        "patient": {"identifier": {"system": f"{FHIR_BASE}:client", "value": state.client_id}},
+        "period": {"start": format_instant(state.opened_at), **({"end": format_instant(state.closed_at)} if state.closed_at else {})},
+    }
+    entries = [{"fullUrl": f"{FHIR_BASE}:{episode_ref}", "resource": episode}]
+    for stored in events:
+        provenance = {
+            "resourceType": "Provenance",
+            "id": f"{episode_id}-v{stored.stream_version}"[:64],
+            "target": [{"reference": episode_ref}],
+            "occurredDateTime": format_instant(stored.occurred_at),
+            "recorded": format_instant(stored.recorded_at),
+            "activity": {"coding": [{"system": f"{FHIR_BASE}:event-type", "code": stored.event_type}],
+                         "text": _describe(stored)},  # fmt: skip
+            "agent": [{"who": {"identifier": {"system": f"{FHIR_BASE}:actor", "value": stored.metadata.actor or "unknown"}}}],
+            "extension": [{"url": HASH_EXTENSION, "valueString": stored.hash.hex()}],
+        }
+        entries.append({"fullUrl": f"{FHIR_BASE}:Provenance/{provenance['id']}", "resource": provenance})
+    return {"resourceType": "Bundle", "type": "collection", "timestamp": format_instant(events[-1].recorded_at), "entry": entries}
+
+
+def _describe(stored: StoredEvent) -> str:
+    """A line for people: the event and its cause, where it has one (no free-text notes)."""
+    payload = stored.payload
+    for key in ("cause", "result", "outcome", "status", "reason"):
+        if isinstance(payload.get(key), str):
+            return f"{stored.event_type}: {payload[key]}"[:200]
+    return stored.event_type
+
+
+def ndjson_lines(events: Iterable[StoredEvent]) -> Iterator[str]:
+    return (ndjson_line(e) for e in events)
