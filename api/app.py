@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api import commands, problems, reads
+from api import commands, dashboard, problems, reads
 from api.limits import BodyLimit
 from api.services import Services
 
@@ -26,6 +26,7 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     app.include_router(commands.router)
     app.include_router(reads.router)
+    dashboard.install(app)
     app.add_middleware(BodyLimit)
 
     @app.get("/healthz", tags=["health"])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import event_append
+from bench import audit, event_append
 
-BENCHMARKS = {"event_append": event_append.main}
+BENCHMARKS = {"event_append": event_append.main, "audit": audit.main}
 
 
 def main(argv: list[str]) -> int:

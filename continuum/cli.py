@@ -91,6 +91,7 @@ def _serve(
             typer.echo(f"Directory     {settings.directory_file or 'default'} ({len(directory.resources)} resources, {directory.version})")
         if api:
             typer.echo(f"API           http://{host}:{port}/api/v1   (OpenAPI: http://{host}:{port}/docs)")
+            typer.echo(f"Dashboard     http://{host}:{port}/dashboard   (sign in with a director or auditor key)")
         typer.echo("Press Ctrl-C to stop.")
         asyncio.run(_serve_async(settings, endpoints, store, worker=worker, api=api, host=host, port=port, demo=demo))
 
@@ -214,6 +215,7 @@ def _print_summary(summary: dict[str, Any], report: Any, base: str, endpoints: A
         typer.echo(f"refused requests: {summary['errors']} (commands that raced the clock are refused with a reason)")
     typer.echo(f"event log:        {report.events_checked} events, chain {'intact' if report.ok else 'BROKEN'}")
     typer.echo(f"API               {base}/api/v1   (docs {base}/docs)")
+    typer.echo(f"Dashboard         {base}/dashboard   (director key: continuum keys create --role director --name NAME)")
     if endpoints.temporal_ui_url:
         typer.echo(f"Temporal UI       {endpoints.temporal_ui_url}")
 

@@ -26,9 +26,12 @@ class EpisodeReads:
 
     def list(
         self, *, level: str | None = None, status: str | None = None, flag: str | None = None, page: int = 1,
-        page_size: int = 50,
+        page_size: int = 50, id_prefix: str | None = None,
     ) -> Page:  # fmt: skip
         where, params = ["TRUE"], {"limit": page_size, "offset": (page - 1) * page_size}
+        if id_prefix:  # search by episode id (a prefix; LIKE's wildcards are escaped)
+            where.append("episode_id LIKE :prefix ESCAPE '\\'")
+            params["prefix"] = id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         if level:
             where.append("level = :level")
             params["level"] = level

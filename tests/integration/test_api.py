@@ -404,3 +404,26 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
     assert [(d["kind"], d["recipient"], d["purpose"]) for d in accounting["disclosures"]] == [
         ("export", "state-auditor", "audit"), ("export", "internal_audit", "payer_audit")]
     assert lab.status_code == 403
+
+
+async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_cookie(stack: Stack) -> None:
+    await stack.post("/api/v1/episodes", stack.episode())
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    anonymous = await stack.http.get("/dashboard")
+    clinician = await stack.http.post("/dashboard/sign-in", content=f"api_key={stack.keys['clinician']}", headers=form)
+    auditor = await stack.http.post("/dashboard/sign-in", content=f"api_key={stack.keys['auditor']}", headers=form)
+    session = {"Cookie": f"continuum_session={stack.keys['auditor']}"}
+    page = await stack.http.get(f"/dashboard/episodes/{stack.e1}", headers=session)
+    unknown = await stack.http.get("/dashboard/episodes/EP-nope", headers=session)
+    lab_cookie = await stack.http.get("/dashboard", headers={"Cookie": f"continuum_session={stack.keys['lab']}"})
+    asset = await stack.http.get("/dashboard/static/dashboard.js")
+    log = (await stack.get(f"/api/v1/episodes/{stack.e1}/access-log", role="auditor")).json()
+
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/dashboard/sign-in"
+    assert clinician.status_code == 403 and "cannot open the dashboard" in clinician.text
+    cookie = auditor.headers["set-cookie"].lower()
+    assert auditor.status_code == 303 and all(flag in cookie for flag in ("httponly", "secure", "samesite=strict", "path=/dashboard"))
+    assert page.status_code == 200 and stack.e1 in page.text and 'id="timeline"' in page.text
+    assert unknown.status_code == 404 and lab_cookie.status_code == 303
+    assert asset.status_code == 200 and "setInterval" in asset.text  # shipped in the package, no CDN
+    assert ("auditor", "dashboard") in [(r["role"], r["purpose"]) for r in log["reads"]]

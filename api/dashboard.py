@@ -1,0 +1,214 @@
+"""The clinical directors' and auditors' dashboard: server-rendered pages over the same reads as the API.
+
+Sign-in takes an API key (director or auditor) and keeps it in a Secure, HttpOnly, SameSite=Strict
+cookie scoped to /dashboard; every request re-checks it, so a revoked key is out at once. Every asset is
+in the package (no CDN). Pages refresh their live part by polling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from api.params import ID_PATTERN, services_of
+from domain.codec import encode
+from domain.episode import EpisodeStatus
+from domain.levels import LevelOfCare
+from eventlog.access import ApiKey, Role
+from eventlog.projection import episode_as_of
+
+HERE = Path(__file__).parent
+COOKIE = "continuum_session"
+SESSION_SECONDS = 8 * 3600
+DASHBOARD_ROLES = (Role.DIRECTOR, Role.AUDITOR)
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+static = StaticFiles(directory=HERE / "static")
+LEVELS = list(reversed(LevelOfCare))  # most intensive first, as drawn
+
+
+def _caller(request: Request) -> ApiKey | None:
+    secret = request.cookies.get(COOKIE)
+    if not secret:
+        return None
+    key = services_of(request).keys.authenticate(secret)
+    return key if key is not None and key.role in DASHBOARD_ROLES else None
+
+
+class SignInRequired(Exception):
+    pass
+
+
+def _signed_in(request: Request) -> ApiKey:
+    key = _caller(request)
+    if key is None:
+        raise SignInRequired
+    return key
+
+
+def _page(request: Request, name: str, caller: ApiKey | None, status: int = 200, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, name, {"caller": caller, "levels": LEVELS, "now": datetime.now(UTC), **context}, status_code=status
+    )
+
+
+@router.get("/sign-in")
+def sign_in_form(request: Request) -> HTMLResponse:
+    return _page(request, "sign_in.html", None)
+
+
+@router.post("/sign-in")
+async def sign_in(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    secret = (form.get("api_key") or [""])[0].strip()
+    key = await run_in_threadpool(services_of(request).keys.authenticate, secret) if secret else None
+    if key is None:
+        return _page(request, "sign_in.html", None, 401, error="That key is not valid, or was revoked.")
+    if key.role not in DASHBOARD_ROLES:
+        return _page(request, "sign_in.html", None, 403, error=f"A {key.role.value} key cannot open the dashboard.")
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.set_cookie(COOKIE, secret, max_age=SESSION_SECONDS, path="/dashboard", secure=True, httponly=True,
+                        samesite="strict")  # fmt: skip
+    return response
+
+
+@router.post("/sign-out")
+def sign_out() -> Response:
+    response = RedirectResponse("/dashboard/sign-in", status_code=303)
+    response.delete_cookie(COOKIE, path="/dashboard", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+@router.get("")
+def overview(request: Request) -> HTMLResponse:
+    caller = _signed_in(request)
+    reads = services_of(request).reads
+    census = reads.census()
+    since = datetime.now(UTC) - timedelta(days=7)
+    alerts = reads.alerts(since)
+    by_level: dict[str, dict[str, int]] = {}
+    for row in census:
+        by_level.setdefault(row["level"], {})[row["status"]] = row["episodes"]
+    widest = max((sum(v.values()) for v in by_level.values()), default=1)
+    return _page(request, "overview.html", caller, census=census, by_level=by_level, widest=widest, alerts=alerts,
+                 statuses=[s.value for s in EpisodeStatus], total=sum(r["episodes"] for r in census))  # fmt: skip
+
+
+@router.get("/episodes")
+def episodes(
+    request: Request, level: str = "", status: str = "", flag: str = "", q: str = "", page: int = 1
+) -> Response:
+    caller = _signed_in(request)
+    reads = services_of(request).reads
+    q = q.strip()
+    if q and reads.get(q) is not None:
+        return RedirectResponse(f"/dashboard/episodes/{q}", status_code=303)
+    level = level if level in {lv.value for lv in LevelOfCare} else ""
+    status = status if status in {s.value for s in EpisodeStatus} else ""
+    flag = flag if flag.replace("_", "").isalpha() and len(flag) <= 40 else ""
+    page = max(1, min(page, 100_000))
+    result = reads.list(level=level or None, status=status or None, flag=flag or None, page=page, page_size=50,
+                        id_prefix=q[:64] or None)  # fmt: skip
+    filters = {"level": level, "status": status, "flag": flag, "q": q}
+    more = urlencode({**filters, "page": page + 1}) if page * 50 < result.total else None
+    return _page(request, "episodes.html", caller, result=result, filters=filters, more=more,
+                 statuses=[s.value for s in EpisodeStatus])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Stay:
+    level: str
+    start: datetime
+    end: datetime
+    cause: str
+
+
+@router.get("/episodes/{episode_id}")
+def episode(request: Request, episode_id: str, as_of: str = "") -> HTMLResponse:
+    caller = _signed_in(request)
+    services = services_of(request)
+    if not _valid_id(episode_id) or services.reads.get(episode_id) is None:
+        raise HTTPException(404, f"no episode {episode_id}")
+    at, as_of_error = _instant(as_of)
+    services.access.record(caller, episode_id, "dashboard timeline" + (f" as_of {at.isoformat()}" if at else ""), "dashboard")
+    events = services.store.read_stream(episode_id, recorded_until=at)
+    state = episode_as_of(services.store, episode_id, at=at) if at else None
+    current = encode(state) if state else services.reads.get(episode_id) or {}
+    until = at or datetime.now(UTC)
+    stays = _stays(events, until)
+    start = events[0].occurred_at if events else until
+    span = max((until - start).total_seconds(), 1.0)
+    return _page(
+        request, "episode.html", caller, episode_id=episode_id, state=current, events=events, stays=stays,
+        start=start, until=until, span=span, as_of=at, as_of_text=as_of, as_of_error=as_of_error,
+        marks=_marks(events),
+    )  # fmt: skip
+
+
+def _valid_id(value: str) -> bool:
+    import re
+
+    return re.fullmatch(ID_PATTERN, value) is not None
+
+
+def _instant(text: str) -> tuple[datetime | None, str | None]:
+    if not text.strip():
+        return None, None
+    try:
+        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None, f"{text!r} is not a date and time"
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)), None
+
+
+def _stays(events: list[Any], until: datetime) -> list[Stay]:
+    stays: list[Stay] = []
+    for e in events:
+        level = e.payload.get("level") if e.event_type == "StayStarted" else e.payload.get("to_level")
+        if e.event_type not in ("StayStarted", "LevelChanged") or not level:
+            continue
+        if stays:
+            stays[-1] = Stay(stays[-1].level, stays[-1].start, e.occurred_at, stays[-1].cause)
+        stays.append(Stay(level, e.occurred_at, until, e.payload.get("cause", "placement")))
+        if e.event_type == "EpisodeClosed":
+            break
+    closed = next((e.occurred_at for e in events if e.event_type == "EpisodeClosed"), None)
+    if closed and stays:
+        stays[-1] = Stay(stays[-1].level, stays[-1].start, closed, stays[-1].cause)
+    return stays
+
+
+MARKS = {
+    "TestResultRecorded": "test", "TestResultCorrected": "test", "ReviewCompleted": "review",
+    "ReferralIssued": "referral", "FollowUpRecorded": "follow-up", "EpisodeClosed": "closed",
+}  # fmt: skip
+
+
+def _marks(events: list[Any]) -> list[dict[str, Any]]:
+    marks = []
+    for e in events:
+        kind = MARKS.get(e.event_type)
+        if kind is None:
+            continue
+        alarm = bool(e.payload.get("counts_as_positive")) or e.payload.get("outcome") == "using"
+        marks.append({"kind": kind, "at": e.occurred_at, "alarm": alarm, "label": f"{e.event_type} v{e.stream_version}"})
+    return marks
+
+
+def install(app: Any) -> None:
+    """Mount the dashboard, its assets, and the redirect to sign-in for a missing or revoked session."""
+    app.include_router(router)
+    app.mount("/dashboard/static", static, name="dashboard-static")
+
+    @app.exception_handler(SignInRequired)
+    async def _to_sign_in(request: Request, exc: SignInRequired) -> Response:
+        return RedirectResponse("/dashboard/sign-in", status_code=303)

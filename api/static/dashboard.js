@@ -1,0 +1,19 @@
+// Live pages: every `data-refresh` seconds, fetch this page again and swap in its live part.
+// No framework and nothing from a CDN; a page with data-refresh="0" (sign-in, a replay) stays still.
+(function () {
+  const live = document.getElementById("live");
+  const seconds = Number(live && live.dataset.refresh);
+  if (!live || !seconds) return;
+  async function refresh() {
+    if (document.activeElement && ["INPUT", "SELECT"].includes(document.activeElement.tagName)) return;
+    try {
+      const response = await fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } });
+      if (!response.ok || response.redirected) return;
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      const fresh = page.getElementById("live");
+      if (fresh) live.innerHTML = fresh.innerHTML;
+      live.dataset.refreshed = String(Date.now());
+    } catch (error) { /* the server may be restarting; try again next time */ }
+  }
+  setInterval(refresh, seconds * 1000);
+})();
