@@ -31,7 +31,7 @@ from eventlog.projection import EpisodesProjection, episode_as_of, projection_fi
 from eventlog.records import EventMetadata, NewEvent
 from eventlog.store import PostgresEventStore
 from eventlog.upcasting import Upcasters
-from eventlog.verify import verify_log, verify_stream
+from eventlog.verify import _fast_pass, verify_log, verify_stream
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -227,6 +227,7 @@ def test_verification_names_an_edited_and_a_deleted_event(
         conn.execute(text("DELETE FROM events WHERE position = :pos"), {"pos": deleted.position})
         conn.execute(text("ALTER TABLE events ENABLE TRIGGER events_append_only"))
 
+    assert _fast_pass(store.engine) is None  # the fast pass notices, and the careful pass names what
     report = verify_log(store.engine)
     assert not report.ok
     assert report.first_broken is not None and report.first_broken.position == edited.position
@@ -370,3 +371,4 @@ def test_the_chain_computed_in_sql_matches_the_verifier_for_any_text(
     assert store.read_stream(stream)[-1].payload == payload
     assert verify_stream(app_engine, stream).ok
     assert verify_log(app_engine).ok
+    assert _fast_pass(app_engine) == store.head_position()  # PostgreSQL's recomputation agrees, so no fallback
