@@ -29,7 +29,7 @@ def list_episodes(
     request: Request,
     level: LevelOfCare | None = None,
     status: EpisodeStatus | None = None,
-    flag: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$")] = None,
+    flag: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}(:[A-Za-z0-9._:-]{1,64})?$")] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
     caller: ApiKey = Depends(READ_EPISODES),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import audit, event_append
+from bench import audit, event_append, reads
 
-BENCHMARKS = {"event_append": event_append.main, "audit": audit.main}
+BENCHMARKS = {"event_append": event_append.main, "audit": audit.main, "reads": reads.main}
 
 
 def main(argv: list[str]) -> int:

@@ -38,9 +38,12 @@ class EpisodeReads:
         if status:
             where.append("status = :status")
             params["status"] = status
-        if flag:  # an exact flag, or a family such as result_missing (result_missing:<test>)
-            where.append("EXISTS (SELECT 1 FROM unnest(flags) f WHERE f = :flag OR f LIKE :family)")
-            params.update(flag=flag, family=f"{flag}:%")
+        if flag and ":" in flag:  # one exact flag, such as result_missing:<test id> (GIN on flags)
+            where.append("flags @> ARRAY[CAST(:flag AS text)]")
+            params["flag"] = flag
+        elif flag:  # a flag or its family, such as result_missing (GIN on continuum_flag_families)
+            where.append("continuum_flag_families(flags) @> ARRAY[CAST(:flag AS text)]")
+            params["flag"] = flag
         clause = " AND ".join(where)
         with self.engine.connect() as conn:
             total = conn.execute(text(f"SELECT count(*) FROM episodes WHERE {clause}"), params).scalar_one()

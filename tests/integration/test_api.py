@@ -261,11 +261,14 @@ async def test_alerts_show_overdue_reviews_missing_results_positives_and_step_up
 
     alerts = (await stack.get("/api/v1/alerts", days=30)).json()
     flagged = (await stack.get("/api/v1/episodes", flag="result_missing")).json()
+    exact = (await stack.get("/api/v1/episodes", flag=f"result_missing:{test_id}")).json()
+    other_test = (await stack.get("/api/v1/episodes", flag="result_missing:T-404")).json()
 
     assert {"episode_id": f"{stack.e1}", "test_id": test_id} in alerts["missing_results"]
     assert [p["test_id"] for p in alerts["positives"]] == [other]
     assert [(s["episode_id"], s["to_level"]) for s in alerts["step_ups"]] == [(f"{stack.e3}", "residential")]
     assert [e["episode_id"] for e in flagged["items"]] == [f"{stack.e1}"]
+    assert [e["episode_id"] for e in exact["items"]] == [f"{stack.e1}"] and other_test["total"] == 0
 
 
 async def test_keys_are_created_listed_and_revoked_by_an_admin(stack: Stack) -> None:
