@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import audit, event_append, reads
+from bench import audit, burst, episodes, event_append, reads
 
-BENCHMARKS = {"event_append": event_append.main, "audit": audit.main, "reads": reads.main}
+BENCHMARKS = {"event_append": event_append.main, "audit": audit.main, "reads": reads.main, "episodes": episodes.main, "burst": burst.main}
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,149 @@
+"""Burst: drug-test results posted concurrently through the HTTP API, until all are in the projection.
+
+    python3 dev.py bench burst   (CONTINUUM_BENCH_RESULTS=N, default 10,000; CONTINUUM_BENCH_TESTS_PER_EPISODE=K, default 5)
+
+`continuum up` (worker and API) runs as its own process on the embedded stack. The bench opens N/K episodes
+and orders K tests in each, then posts every result at once with a lab key (HTTP/1.1, up to 256
+connections; a 503 is retried after its Retry-After, as a lab would). It measures the time from the first
+POST until the projection shows every result, and counts results lost (never reflected) and duplicated
+(recorded twice). Writes bench/results/burst.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from temporalio.client import Client
+
+from bench.stack import BenchStack, bench_stack, free_port
+from continuum.episodes import EpisodeCommands
+from domain.commands import OpenEpisode, OrderTest, RecordAssessment
+from eventlog.access import ApiKeyStore, Role
+from worker import build_store
+from workflows.episode import CommandMeta
+
+RESULTS = Path(__file__).parent / "results" / "burst.json"
+MILD = (1, 1, 1, 1, 1, 1)
+CONNECTIONS = 256
+
+
+def main() -> None:
+    total = int(os.environ.get("CONTINUUM_BENCH_RESULTS", "10000"))
+    per_episode = int(os.environ.get("CONTINUUM_BENCH_TESTS_PER_EPISODE", "5"))
+    with bench_stack() as stack:
+        report = asyncio.run(_measure(stack, total, per_episode))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"written: {RESULTS}")
+
+
+async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str, Any]:
+    store = build_store(stack.database_url, stack.settings)
+    keys = ApiKeyStore(store.engine)
+    lab = keys.create("bench-lab", Role.LAB, "lab-1")[1]
+    port = free_port()
+    queue = f"burst-{uuid.uuid4().hex[:6]}"
+    with stack.process("up", ready="worker.started", TEMPORAL_TASK_QUEUE=queue, CONTINUUM_API_PORT=str(port)):
+        client = await Client.connect(stack.temporal_address)
+        episodes = EpisodeCommands(client, queue, lab_id="lab-1")
+        began = time.perf_counter()
+        tests = await _order(episodes, queue, total // per_episode, per_episode)
+        setup = time.perf_counter() - began
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120,
+                                     limits=httpx.Limits(max_connections=CONNECTIONS)) as api:  # fmt: skip
+            await _healthy(api)
+            statuses: Counter[int] = Counter()
+            retries = Counter[str]()
+            began = time.perf_counter()
+            posting = asyncio.gather(*(_post(api, lab, episode, test, statuses, retries) for episode, test in tests))
+            await posting
+            posted = time.perf_counter() - began
+            reflected = await _until_reflected(store, queue, len(tests))
+            converged = time.perf_counter() - began
+    with store.engine.connect() as conn:
+        recorded = conn.execute(
+            text("SELECT payload->>'test_id' AS test_id, count(*) AS n FROM events WHERE event_type = 'TestResultRecorded'"
+                 " AND stream_id LIKE :p GROUP BY 1"), {"p": f"BURST-{queue}-%"},
+        ).all()  # fmt: skip
+    duplicated = sum(r.n - 1 for r in recorded if r.n > 1)
+    return {
+        "benchmark": "burst",
+        "command": f"CONTINUUM_BENCH_RESULTS={total} CONTINUUM_BENCH_TESTS_PER_EPISODE={per_episode} python3 dev.py bench burst",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "results_posted": len(tests), "episodes": total // per_episode, "setup_seconds": round(setup, 1),
+        "http_connections": CONNECTIONS, "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "retries_after_503": retries["503"], "all_answered_seconds": round(posted, 1),
+        "all_in_projection_seconds": round(converged, 1), "results_per_second": round(len(tests) / converged, 1),
+        "lost": len(tests) - reflected, "duplicated": duplicated,
+    }  # fmt: skip
+
+
+async def _order(episodes: EpisodeCommands, queue: str, count: int, per_episode: int) -> list[tuple[str, str]]:
+    gate = asyncio.Semaphore(64)
+    tests: list[tuple[str, str]] = []
+
+    async def one(n: int) -> None:
+        episode = f"BURST-{queue}-{n:05d}"
+        async with gate:
+            await episodes.open(_meta(), OpenEpisode(episode, f"client-{n}", assessment=RecordAssessment(MILD, "clin-b")))
+            for _ in range(per_episode):
+                result = await episodes.send(episode, _meta(), OrderTest("clin-b"))
+                tests.append((episode, next(e.data["test_id"] for e in result.events if e.type == "TestOrdered")))
+
+    await asyncio.gather(*(one(n) for n in range(count)))
+    return tests
+
+
+def _meta() -> CommandMeta:
+    return CommandMeta(uuid.uuid4().hex, "svc:bench")
+
+
+async def _healthy(api: httpx.AsyncClient) -> None:
+    for _ in range(300):
+        try:
+            if (await api.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the API never answered")
+
+
+async def _post(api: httpx.AsyncClient, key: str, episode: str, test: str, statuses: Counter[int], retries: Counter[str]) -> None:
+    body = {"result": "negative", "method": "confirmed", "collected_at": datetime.now(UTC).isoformat(), "lab_reference": f"L-{test}"}
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"result-{test}"}
+    for _ in range(20):
+        response = await api.post(f"/api/v1/episodes/{episode}/tests/{test}/results", json=body, headers=headers)
+        if response.status_code != 503:
+            statuses[response.status_code] += 1
+            return
+        retries["503"] += 1
+        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+    statuses[503] += 1
+
+
+async def _until_reflected(store: Any, queue: str, expected: int) -> int:
+    query = text(
+        "SELECT count(*) FROM episodes e, jsonb_array_elements(e.state->'tests') t"
+        " WHERE e.episode_id LIKE :p AND jsonb_typeof(t->'confirmed') = 'object'"
+    )
+    seen = 0
+    for _ in range(1200):
+        with store.engine.connect() as conn:
+            seen = conn.execute(query, {"p": f"BURST-{queue}-%"}).scalar_one()
+        if seen >= expected:
+            return int(seen)
+        await asyncio.sleep(0.1)
+    return int(seen)

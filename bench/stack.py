@@ -1,0 +1,77 @@
+"""The embedded stack for benchmarks: Temporal dev server and PostgreSQL in a temporary directory (on ports
+of their own, so a running `continuum up` is left alone), and `continuum` processes started against them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from continuum.servers import running_servers
+from continuum.settings import Settings
+from workflows.search_attributes import SEARCH_ATTRIBUTES
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class BenchStack:
+    data_dir: Path
+    temporal_address: str
+    database_url: str
+    settings: Settings
+
+    def env(self, **extra: str) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))}
+        return {
+            **base, "TEMPORAL_ADDRESS": self.temporal_address, "DATABASE_URL": self.database_url,
+            "CONTINUUM_DATA_DIR": str(self.data_dir), "CONTINUUM_LOG_FORMAT": "json", "CONTINUUM_LOG_LEVEL": "WARNING",
+            **extra,
+        }  # fmt: skip
+
+    @contextlib.contextmanager
+    def process(self, *args: str, ready: str, **extra: str) -> Iterator[subprocess.Popen[str]]:
+        """`continuum ARGS` as a process of its own; yields once a log line contains `ready`."""
+        env = self.env(**extra, CONTINUUM_LOG_LEVEL="INFO")
+        process = subprocess.Popen([sys.executable, "-m", "continuum.cli", *args], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        assert process.stdout is not None
+        for line in process.stdout:
+            if ready in line:
+                break
+        else:
+            raise RuntimeError(f"continuum {' '.join(args)} exited before it was ready")
+        drain = threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True)  # type: ignore[union-attr]
+        drain.start()  # keep reading its log, or it blocks on a full pipe
+        try:
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=120)
+
+
+@contextlib.contextmanager
+def bench_stack() -> Iterator[BenchStack]:
+    with tempfile.TemporaryDirectory(prefix="continuum-bench-") as tmp:
+        settings = Settings(data_dir=Path(tmp), embedded_temporal_port=free_port(), embedded_temporal_ui_port=free_port())
+        with running_servers(settings, SEARCH_ATTRIBUTES) as endpoints:
+            yield BenchStack(Path(tmp), endpoints.temporal_address, endpoints.database_url, settings)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
