@@ -25,6 +25,7 @@ from domain.episode import EpisodeStatus
 from domain.levels import LevelOfCare
 from eventlog.access import ApiKey, Role
 from eventlog.projection import episode_as_of
+from eventlog.verify import verify_log, verify_stream
 
 HERE = Path(__file__).parent
 COOKIE = "continuum_session"
@@ -133,7 +134,7 @@ class Stay:
 
 
 @router.get("/episodes/{episode_id}")
-def episode(request: Request, episode_id: str, as_of: str = "") -> HTMLResponse:
+def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = False) -> HTMLResponse:
     caller = _signed_in(request)
     services = services_of(request)
     if not _valid_id(episode_id) or services.reads.get(episode_id) is None:
@@ -150,8 +151,15 @@ def episode(request: Request, episode_id: str, as_of: str = "") -> HTMLResponse:
     return _page(
         request, "episode.html", caller, episode_id=episode_id, state=current, events=events, stays=stays,
         start=start, until=until, span=span, as_of=at, as_of_text=as_of, as_of_error=as_of_error,
-        marks=_marks(events),
+        marks=_marks(events), verification=verify_stream(services.store.engine, episode_id) if verify else None,
     )  # fmt: skip
+
+
+@router.get("/verify")
+def verify_everything(request: Request) -> HTMLResponse:
+    """The whole log's chain: a clear verdict, and the first broken link if there is one."""
+    caller = _signed_in(request)
+    return _page(request, "verify.html", caller, verification=verify_log(services_of(request).store.engine))
 
 
 def _valid_id(value: str) -> bool:

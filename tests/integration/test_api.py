@@ -420,6 +420,8 @@ async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_co
     unknown = await stack.http.get("/dashboard/episodes/EP-nope", headers=session)
     lab_cookie = await stack.http.get("/dashboard", headers={"Cookie": f"continuum_session={stack.keys['lab']}"})
     asset = await stack.http.get("/dashboard/static/dashboard.js")
+    verified = await stack.http.get(f"/dashboard/episodes/{stack.e1}?verify=1", headers=session)
+    whole = await stack.http.get("/dashboard/verify", headers=session)
     log = (await stack.get(f"/api/v1/episodes/{stack.e1}/access-log", role="auditor")).json()
 
     assert anonymous.status_code == 303 and anonymous.headers["location"] == "/dashboard/sign-in"
@@ -429,4 +431,5 @@ async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_co
     assert page.status_code == 200 and stack.e1 in page.text and 'id="timeline"' in page.text
     assert unknown.status_code == 404 and lab_cookie.status_code == 303
     assert asset.status_code == 200 and "setInterval" in asset.text  # shipped in the package, no CDN
+    assert "chain intact" in verified.text and "Verified: log" in whole.text
     assert ("auditor", "dashboard") in [(r["role"], r["purpose"]) for r in log["reads"]]
