@@ -7,6 +7,7 @@ in the package (no CDN). Pages refresh their live part by polling.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,8 +164,6 @@ def verify_everything(request: Request) -> HTMLResponse:
 
 
 def _valid_id(value: str) -> bool:
-    import re
-
     return re.fullmatch(ID_PATTERN, value) is not None
 
 
@@ -187,8 +186,6 @@ def _stays(events: list[Any], until: datetime) -> list[Stay]:
         if stays:
             stays[-1] = Stay(stays[-1].level, stays[-1].start, e.occurred_at, stays[-1].cause)
         stays.append(Stay(level, e.occurred_at, until, e.payload.get("cause", "placement")))
-        if e.event_type == "EpisodeClosed":
-            break
     closed = next((e.occurred_at for e in events if e.event_type == "EpisodeClosed"), None)
     if closed and stays:
         stays[-1] = Stay(stays[-1].level, stays[-1].start, closed, stays[-1].cause)
