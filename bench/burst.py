@@ -4,7 +4,8 @@
 
 `continuum up` (worker and API) runs as its own process on the embedded stack. The bench opens N/K episodes
 and orders K tests in each, then posts every result at once with a lab key (HTTP/1.1, up to 256
-connections; a 503 is retried after its Retry-After, as a lab would). It measures the time from the first
+connections; a 503 is retried after its Retry-After and a dropped connection at once, with the same
+Idempotency-Key, as a lab would). It measures the time from the first
 POST until the projection shows every result, and counts results lost (never reflected) and duplicated
 (recorded twice). Writes bench/results/burst.json.
 """
@@ -83,8 +84,9 @@ async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str,
         "command": f"CONTINUUM_BENCH_RESULTS={total} CONTINUUM_BENCH_TESTS_PER_EPISODE={per_episode} python3 dev.py bench burst",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "results_posted": len(tests), "episodes": total // per_episode, "setup_seconds": round(setup, 1),
+        "unanswered": len(tests) - sum(statuses.values()),
         "http_connections": CONNECTIONS, "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "retries_after_503": retries["503"], "all_answered_seconds": round(posted, 1),
+        "retries_after_503": retries["503"], "retries_after_a_dropped_connection": retries["connection"], "all_answered_seconds": round(posted, 1),
         "all_in_projection_seconds": round(converged, 1), "results_per_second": round(len(tests) / converged, 1),
         "lost": len(tests) - reflected, "duplicated": duplicated,
     }  # fmt: skip
@@ -125,7 +127,12 @@ async def _post(api: httpx.AsyncClient, key: str, episode: str, test: str, statu
     body = {"result": "negative", "method": "confirmed", "collected_at": datetime.now(UTC).isoformat(), "lab_reference": f"L-{test}"}
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"result-{test}"}
     for _ in range(20):
-        response = await api.post(f"/api/v1/episodes/{episode}/tests/{test}/results", json=body, headers=headers)
+        try:
+            response = await api.post(f"/api/v1/episodes/{episode}/tests/{test}/results", json=body, headers=headers)
+        except httpx.TransportError:  # a dropped connection: send it again (the Idempotency-Key makes that safe)
+            retries["connection"] += 1
+            await asyncio.sleep(0.5)
+            continue
         if response.status_code != 503:
             statuses[response.status_code] += 1
             return

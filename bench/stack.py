@@ -58,7 +58,11 @@ class BenchStack:
             yield process
         finally:
             process.terminate()
-            process.wait(timeout=120)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @contextlib.contextmanager
