@@ -3,7 +3,7 @@
     python3 dev.py bench burst   (CONTINUUM_BENCH_RESULTS=N, default 10,000; CONTINUUM_BENCH_TESTS_PER_EPISODE=K, default 5)
 
 `continuum up` (worker and API) runs as its own process on the embedded stack. The bench opens N/K episodes
-and orders K tests in each, then posts every result at once with a lab key (HTTP/1.1, up to 256
+and orders K tests in each, then posts every result at once with a lab key (HTTP/1.1, 256 in flight, the rest queued in the bench; up to 256
 connections; a 503 is retried after its Retry-After and a dropped connection at once, with the same
 Idempotency-Key, as a lab would). It measures the time from the first
 POST until the projection shows every result, and counts results lost (never reflected) and duplicated
@@ -68,7 +68,13 @@ async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str,
             statuses: Counter[int] = Counter()
             retries = Counter[str]()
             began = time.perf_counter()
-            posting = asyncio.gather(*(_post(api, lab, episode, test, statuses, retries) for episode, test in tests))
+            gate = asyncio.Semaphore(CONNECTIONS)  # all are sent at once; the client keeps 256 in flight
+
+            async def post(episode: str, test: str) -> None:
+                async with gate:
+                    await _post(api, lab, episode, test, statuses, retries)
+
+            posting = asyncio.gather(*(post(episode, test) for episode, test in tests))
             await posting
             posted = time.perf_counter() - began
             reflected = await _until_reflected(store, queue, len(tests))
