@@ -2,11 +2,12 @@
 
     python3 dev.py bench burst   (CONTINUUM_BENCH_RESULTS=N, default 10,000; CONTINUUM_BENCH_TESTS_PER_EPISODE=K, default 5)
 
-`continuum up` (worker and API) runs as its own process on the embedded stack. The bench opens N/K episodes
-and orders K tests in each, then posts every result at once with a lab key (HTTP/1.1, 256 in flight, the rest queued in the bench; up to 256
-connections; a 503 is retried after its Retry-After and a dropped connection at once, with the same
-Idempotency-Key, as a lab would). It measures the time from the first
-POST until the projection shows every result, and counts results lost (never reflected) and duplicated
+`continuum up` (worker and API) runs as its own process on the embedded stack. The bench opens N/K
+episodes and orders K tests in each. Then it posts every result at once with a lab key: HTTP/1.1,
+256 requests in flight on 256 connections, the rest queued in the bench. A 503 is retried after its
+Retry-After and a dropped connection at once, both with the same Idempotency-Key, as a lab would. It
+measures the time from the first POST until the projection shows every result, and counts results
+lost (never reflected) and duplicated
 (recorded twice). Writes bench/results/burst.json.
 """
 
