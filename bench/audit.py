@@ -9,10 +9,8 @@ that episode, and `verify_log` over everything. Writes bench/results/audit.json.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import psycopg
 
 from bench.seed import seed
-from continuum.servers import EmbeddedPostgres
+from bench.stack import embedded_postgres, publish
 from eventlog.db import make_engine
 from eventlog.migrate import apply_migrations
 from eventlog.projection import episode_as_of
@@ -33,17 +31,9 @@ LONG = 10_000
 
 def main() -> None:
     total = int(os.environ.get("CONTINUUM_BENCH_AUDIT_EVENTS", "1000000"))
-    with tempfile.TemporaryDirectory(prefix="continuum-bench-") as tmp:
-        server = EmbeddedPostgres(Path(tmp))
-        url = server.start()
-        try:
-            report = _measure(url, total)
-        finally:
-            server.stop()
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print(f"written: {RESULTS}")
+    with embedded_postgres() as url:
+        report = _measure(url, total)
+    publish(RESULTS, report)
 
 
 def _measure(url: str, total: int) -> dict[str, object]:

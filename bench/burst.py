@@ -14,7 +14,6 @@ lost (never reflected) and duplicated
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
 import time
@@ -28,7 +27,7 @@ import httpx
 from sqlalchemy import text
 from temporalio.client import Client
 
-from bench.stack import BenchStack, bench_stack, free_port
+from bench.stack import publish, BenchStack, bench_stack, free_port
 from continuum.episodes import EpisodeCommands
 from domain.commands import OpenEpisode, OrderTest, RecordAssessment
 from eventlog.access import ApiKeyStore, Role
@@ -45,10 +44,7 @@ def main() -> None:
     per_episode = int(os.environ.get("CONTINUUM_BENCH_TESTS_PER_EPISODE", "5"))
     with bench_stack() as stack:
         report = asyncio.run(_measure(stack, total, per_episode))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print(f"written: {RESULTS}")
+    publish(RESULTS, report)
 
 
 async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str, Any]:

@@ -16,7 +16,6 @@ Writes bench/results/episodes.json.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
 import time
@@ -32,7 +31,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.bare import BareWorkflow, noop
-from bench.stack import BenchStack, bench_stack, rss_mib
+from bench.stack import publish, BenchStack, bench_stack, rss_mib
 from continuum.episodes import EpisodeCommands
 from domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome, RecordTestResult
 from domain.episode import ReviewOutcome
@@ -54,10 +53,7 @@ def main() -> None:
     open_count = int(os.environ.get("CONTINUUM_BENCH_OPEN_EPISODES", "10000"))
     with bench_stack() as stack:
         report = asyncio.run(_measure(stack, count, open_count))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print(f"written: {RESULTS}")
+    publish(RESULTS, report)
 
 
 async def _measure(stack: BenchStack, count: int, open_count: int) -> dict[str, Any]:

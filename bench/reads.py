@@ -16,7 +16,6 @@ import os
 import platform
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from pathlib import Path
 import psycopg
 
 from bench.seed import seed
-from continuum.servers import EmbeddedPostgres
+from bench.stack import embedded_postgres, publish
 from domain.levels import LevelOfCare
 from eventlog.db import make_engine
 from eventlog.migrate import apply_migrations
@@ -40,17 +39,9 @@ STATE = json.dumps({"status": "active", "flags": [], "tests": [{"test_id": "x", 
 def main() -> None:
     episodes = int(os.environ.get("CONTINUUM_BENCH_EPISODES", "100000"))
     per_episode = int(os.environ.get("CONTINUUM_BENCH_EVENTS_PER_EPISODE", "100"))
-    with tempfile.TemporaryDirectory(prefix="continuum-bench-") as tmp:
-        server = EmbeddedPostgres(Path(tmp))
-        url = server.start()
-        try:
-            report = _measure(url, episodes, per_episode)
-        finally:
-            server.stop()
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print(f"written: {RESULTS}")
+    with embedded_postgres() as url:
+        report = _measure(url, episodes, per_episode)
+    publish(RESULTS, report)
 
 
 def _measure(url: str, episodes: int, per_episode: int) -> dict[str, object]:

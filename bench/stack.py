@@ -4,6 +4,7 @@ of their own, so a running `continuum up` is left alone), and `continuum` proces
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -13,8 +14,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from continuum.servers import running_servers
+from continuum.servers import EmbeddedPostgres, running_servers
 from continuum.settings import Settings
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
@@ -71,6 +73,26 @@ def bench_stack() -> Iterator[BenchStack]:
         settings = Settings(data_dir=Path(tmp), embedded_temporal_port=free_port(), embedded_temporal_ui_port=free_port())
         with running_servers(settings, SEARCH_ATTRIBUTES) as endpoints:
             yield BenchStack(Path(tmp), endpoints.temporal_address, endpoints.database_url, settings)
+
+
+@contextlib.contextmanager
+def embedded_postgres() -> Iterator[str]:
+    """Only PostgreSQL, in a temporary directory; yields its URL."""
+    with tempfile.TemporaryDirectory(prefix="continuum-bench-") as tmp:
+        server = EmbeddedPostgres(Path(tmp))
+        url = server.start()
+        try:
+            yield url
+        finally:
+            server.stop()
+
+
+def publish(path: Path, report: dict[str, Any]) -> None:
+    """Write a benchmark's JSON result and show it."""
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"written: {path}")
 
 
 def rss_mib(pid: int) -> float:
