@@ -173,12 +173,17 @@ async def order_test(
     return await _run(request, caller, episode_id, OrderTest(body.ordered_by))
 
 
+async def _item(request: Request, episode_id: str, collection: str, key: str, item_id: str) -> dict[str, Any] | None:
+    """One test or referral of the episode, from the projection (None if there is no such one)."""
+    state = await run_in_threadpool(services_of(request).reads.get, episode_id)
+    return next((item for item in (state or {}).get(collection, []) if item[key] == item_id), None)
+
+
 async def _lab_may_report(request: Request, caller: ApiKey, episode_id: str, test_id: str) -> None:
     """A lab reports only on tests its lab was sent (and learns nothing about any other)."""
     if caller.role is not Role.LAB:
         return
-    state = await run_in_threadpool(services_of(request).reads.get, episode_id)
-    test = next((t for t in (state or {}).get("tests", []) if t["test_id"] == test_id), None)
+    test = await _item(request, episode_id, "tests", "test_id", test_id)
     if test is None or test.get("lab_id") != caller.subject:
         raise HTTPException(403, f"this lab was not sent test {test_id}")
 
@@ -266,8 +271,7 @@ async def update_referral(
     """A referral accepted, declined (an alternative of the same type follows, if the directory has one) or
     completed. A partner answers only referrals disclosed to it."""
     if caller.role is Role.PARTNER:
-        state = await run_in_threadpool(services_of(request).reads.get, episode_id)
-        referral = next((r for r in (state or {}).get("referrals", []) if r["referral_id"] == referral_id), None)
+        referral = await _item(request, episode_id, "referrals", "referral_id", referral_id)
         if referral is None or referral["recipient"] != caller.subject or referral["status"] == "awaiting_consent":
             raise HTTPException(403, f"referral {referral_id} was not sent to this partner")
         changed_by = caller.subject or caller.name

@@ -147,7 +147,6 @@ async def _steps(client: Client, episode_id: str) -> list[float]:
     """The episode's activities (-1) and fired timers (their durations), in history order."""
     history = await client.get_workflow_handle(workflow_id(episode_id)).fetch_history()
     started: dict[int, float] = {}
-    fired: dict[int, float] = {}
     order: list[tuple[int, float]] = []
     for event in history.events:
         if event.HasField("activity_task_scheduled_event_attributes"):
@@ -156,7 +155,6 @@ async def _steps(client: Client, episode_id: str) -> list[float]:
             started[event.event_id] = event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
         elif event.HasField("timer_fired_event_attributes"):
             timer = event.timer_fired_event_attributes.started_event_id
-            fired[timer] = started[timer]
             order.append((timer, started[timer]))
     return [step for _, step in sorted(order)]
 

@@ -1,21 +1,19 @@
 """Seeding a large, valid event log fast: rows built with their hash chain in Python, loaded with COPY.
 
 Every seeded row is a real domain event with a correct hash and link, so verification and replay work
-on it exactly as on a log the store wrote. The episodes projection can be seeded alongside.
+on it exactly as on a log the store wrote.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from domain.codec import encode, format_instant, to_envelope
+from domain.codec import format_instant, to_envelope
 from domain.events import DomainEvent, EpisodeOpened, FlagCleared, FlagRaised
-from domain.fold import evolve
 from domain.ids import ClientId, EpisodeId
 from eventlog.hashing import GENESIS_HASH, canonical_json, event_hash
 from eventlog.records import EventMetadata
@@ -33,16 +31,14 @@ def episode_events(episode: str, count: int) -> Iterator[DomainEvent]:
         yield FlagRaised(eid, at, "result_missing", "bench") if i % 2 else FlagCleared(eid, at, "result_missing")
 
 
-def seed(conninfo: str, streams: list[tuple[str, int]], *, projection: bool = False) -> int:
+def seed(conninfo: str, streams: list[tuple[str, int]]) -> int:
     """Append `count` events to each `(stream, count)` in one COPY, continuing the log's chain."""
     metadata = canonical_json(EventMetadata(actor="service:bench").as_dict())
     with psycopg.connect(conninfo) as conn:
         position, previous = conn.execute("SELECT position, hash FROM log_head FOR UPDATE").fetchone()  # type: ignore[misc]
         previous = bytes(previous) if position else GENESIS_HASH
-        projected = []
         with conn.cursor().copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy:
             for stream, count in streams:
-                state = None
                 for version, event in enumerate(episode_events(stream, count), start=1):
                     position += 1
                     envelope = to_envelope(event)
@@ -57,24 +53,6 @@ def seed(conninfo: str, streams: list[tuple[str, int]], *, projection: bool = Fa
                     copy.write_row((position, stream, version, event_id, envelope.type, envelope.schema_version, payload,
                                     metadata, format_instant(event.occurred_at), format_instant(recorded), previous, digest))  # fmt: skip
                     previous = digest
-                    if projection:
-                        state = evolve(state, event)
-                if projection and state is not None:
-                    projected.append((state, position))
         conn.execute("UPDATE log_head SET position = %s, hash = %s", (position, previous))
-        if projected:
-            _project(conn, projected)
         conn.commit()
     return position
-
-
-def _project(conn: psycopg.Connection, states: list[tuple[object, int]]) -> None:
-    with conn.cursor().copy(
-        "COPY episodes (episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at,"
-        " version, last_position, state) FROM STDIN"
-    ) as copy:
-        for state, position in states:
-            s = state  # type: ignore[assignment]
-            copy.write_row((s.episode_id, s.client_id, s.status.value, s.status_since, s.level.value if s.level else None,  # type: ignore[attr-defined]
-                            s.level_since, list(s.flags), s.opened_at, s.closed_at, s.version, position,  # type: ignore[attr-defined]
-                            json.dumps(encode(s))))  # fmt: skip

@@ -343,8 +343,7 @@ class EpisodeWorkflow:
             staff_id(meta.actor)
             if not meta.command_id or len(meta.command_id) > 128:
                 raise CommandRejected("a command id is 1-128 characters")
-            policy = self._policy_before_aftercare if self._aftercare is False else self._policy
-            decide(self._state, command, policy, workflow.now(), self._day)
+            decide(self._state, command, self._known_policy(), workflow.now(), self._day)
         except DomainError as error:
             raise _rejected(error) from None
 
@@ -352,7 +351,11 @@ class EpisodeWorkflow:
         """The policy as this history knows it: without referrals and follow-ups if it began before them."""
         if self._aftercare is None:
             self._aftercare = workflow.patched(PATCH_AFTERCARE)
-        return self._policy if self._aftercare else self._policy_before_aftercare
+        return self._known_policy()
+
+    def _known_policy(self) -> Policy:
+        """Without checking the patch (a validator may not): a history not yet known to predate it is new."""
+        return self._policy_before_aftercare if self._aftercare is False else self._policy
 
     def _seen(self, command_id: str) -> bool:
         return command_id in self._results or command_id in self._earlier_ids
