@@ -58,6 +58,9 @@ async def run_worker(settings: Settings, client: Client, store: PostgresEventSto
             activities=activities_for(store, lab_order_url=settings.lab_order_url, follow_up_url=settings.follow_up_url),
             activity_executor=executor,
             max_concurrent_activities=ACTIVITY_THREADS,
+            # Beyond the cache, every workflow task of an evicted episode replays its whole history: with
+            # the SDK's default of 1,000, a burst across 2,000 episodes replayed more than it worked.
+            max_cached_workflows=settings.workflow_cache,
         )
         async with worker:
             log.info("worker.started", task_queue=settings.temporal_task_queue, namespace=settings.temporal_namespace)

@@ -47,6 +47,7 @@ class Settings:
     follow_up_url: str | None = None  # where follow-up requests are POSTed (an outreach service); None: recorded only
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    workflow_cache: int = 5000  # episodes a worker keeps in memory (about 40 KiB each); the rest replay on their next task
 
     @property
     def embedded_temporal(self) -> bool:
@@ -70,6 +71,13 @@ class Settings:
             assert raw is not None
             if not raw.isdigit() or not 0 < int(raw) < 65536:
                 raise SettingsError(f"{name} must be a TCP port number (1-65535), not {raw!r}")
+            return int(raw)
+
+        def count(name: str, default: int) -> int:
+            raw = text(name, str(default))
+            assert raw is not None
+            if not raw.isdigit() or int(raw) < 1:
+                raise SettingsError(f"{name} must be a whole number above 0, not {raw!r}")
             return int(raw)
 
         log_format = text("CONTINUUM_LOG_FORMAT", "auto")
@@ -110,6 +118,7 @@ class Settings:
             follow_up_url=_http_url("CONTINUUM_FOLLOW_UP_URL", text("CONTINUUM_FOLLOW_UP_URL", None)),
             api_host=text("CONTINUUM_API_HOST", "127.0.0.1") or "127.0.0.1",
             api_port=port("CONTINUUM_API_PORT", 8000),
+            workflow_cache=count("CONTINUUM_WORKFLOW_CACHE", 5000),
         )
 
     def directory_text(self) -> str:

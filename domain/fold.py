@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import fields
 from datetime import datetime, timedelta
-from functools import reduce
+from functools import cache, reduce
+from typing import TypeVar
 
 from domain.aftercare import Consent, FollowUp, FollowUpKind, FollowUpOutcome, Referral, ReferralStatus
 from domain.episode import Episode, EpisodeStatus, PendingReview, PendingStepUp, StepUpRecord
@@ -77,6 +78,29 @@ def _with_flag(flags: tuple[str, ...], flag: str) -> tuple[str, ...]:
 
 def _without_flag(flags: tuple[str, ...], flag: str) -> tuple[str, ...]:
     return tuple(f for f in flags if f != flag)
+
+
+R = TypeVar("R")
+
+
+@cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
+
+
+def replace(record: R, /, **changes: object) -> R:
+    """`dataclasses.replace` for the state's frozen records, several times faster: it copies the fields
+    rather than running `__init__` again (the records compute nothing at construction: no `__post_init__`,
+    no `init=False` fields), which makes the fold, and so every replay and projection, cheaper."""
+    cls = type(record)
+    unknown = changes.keys() - _field_names(cls)
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {sorted(unknown)[0]!r}")
+    copy = object.__new__(cls)
+    attributes = copy.__dict__
+    attributes.update(record.__dict__)
+    attributes.update(changes)
+    return copy
 
 
 def evolve(state: Episode | None, event: DomainEvent) -> Episode:

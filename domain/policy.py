@@ -10,6 +10,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -103,9 +104,15 @@ def default_policy_text() -> str:
     return resources.files("domain").joinpath("policy.toml").read_text(encoding="utf-8")
 
 
+@lru_cache(maxsize=16)
 def load_policy(text: str | None = None, directory_text: str | None = None) -> Policy:
     """Parse and validate a policy file's text (the default one if None), with the resource directory its
-    referrals go to (the default one if None); errors name the key."""
+    referrals go to (the default one if None); errors name the key.
+
+    Cached: every episode workflow starts (and, once evicted from the worker's cache, replays) by loading
+    its policy, and parsing and validating TOML each time cost a worker under a burst most of its CPU.
+    A Policy is immutable by convention: nothing may change one it was given.
+    """
     text = default_policy_text() if text is None else text
     try:
         raw = tomllib.loads(text)

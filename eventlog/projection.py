@@ -53,15 +53,15 @@ _INLINE = (
     "projected_row AS (INSERT INTO episodes ("
     + ", ".join(_COLUMNS)
     + ", last_position, state) SELECT "
-    + ", ".join(f":p_{c}" for c in _COLUMNS)
-    + ", a.first_position + :p_n - 1, CAST(:p_state AS jsonb) FROM appended a"
-    " WHERE a.outcome = 'appended' AND a.stream_version - :p_n = :p_prior_version"
+    + ", ".join(f"%(p_{c})s" for c in _COLUMNS)
+    + ", a.first_position + %(p_n)s - 1, CAST(%(p_state)s AS jsonb) FROM appended a"
+    " WHERE a.outcome = 'appended' AND a.stream_version - %(p_n)s = %(p_prior_version)s"
     " ON CONFLICT (episode_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_COLUMNS[1:], "last_position", "state"))
     + " RETURNING last_position), "
     "projected AS (UPDATE projection_checkpoints SET position = (SELECT last_position FROM projected_row)"
     " WHERE name = 'episodes' AND EXISTS (SELECT 1 FROM projected_row) RETURNING 1)"
-)
+)  # psycopg placeholders: the store runs it through the driver (see InlineProjection)
 
 
 def episode_event(event: StoredEvent):  # type: ignore[no-untyped-def]

@@ -18,15 +18,17 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, TextClause, text
+import psycopg
+from psycopg.rows import dict_row
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from eventlog.errors import ConcurrencyError, EventIdConflict, StoreBusy, StoreUnavailable
-from domain.codec import format_instant
 from eventlog.hashing import canonical_json
 from eventlog.records import AppendResult, EventMetadata, NewEvent, StoredEvent
 from eventlog.upcasting import Upcasters
@@ -38,7 +40,7 @@ class InlineProjection:
 
     `sql` defines data-modifying CTEs, the last named `projected`, that read `appended` (the append's outcome row) and applies only
     when the stream stood at `prior_version` before the append, so an optimistic state is never written
-    over a newer one; `params` must use names starting with `p_`.
+    over a newer one. It is sent to psycopg as is: placeholders are `%(p_name)s`, names start with `p_`.
     """
 
     sql: str
@@ -62,8 +64,14 @@ class Projector(Protocol):
         """Drop anything cached about `stream_id` (its append did not commit)."""
 
 
-_APPEND_CALL = "SELECT * FROM continuum_append(:stream_id, :expected_version, CAST(:events AS jsonb))"
-_APPEND = text(_APPEND_CALL)
+# The append is sent to psycopg directly (pyformat placeholders, prepared on the server): it is the hot path.
+_APPEND_CALL = (
+    "SELECT * FROM continuum_append(%(stream_id)s, %(expected_version)s, %(event_ids)b::uuid[], %(event_types)b::text[],"
+    " %(schema_versions)b::integer[], %(payloads)b::text[], %(metadata)b::text[], %(occurred_at)b::timestamptz[])"
+)  # the arrays go in binary: psycopg's text format escapes every element of every JSON text
+# Only what the caller needs: decoding the hash arrays costs more than the round trip's own work.
+_OUTCOME = "outcome, first_position, stream_version"
+_APPEND_OUTCOME = _APPEND_CALL.replace("*", _OUTCOME, 1)
 _UNIQUE_VIOLATION = "23505"
 _STALE_PROJECTION = "CN001"  # raised by continuum_abort: the optimistic projection state was not current
 _EXISTING = text(
@@ -80,13 +88,29 @@ _PAGE = text(f"SELECT {_COLUMNS} FROM events WHERE position > :after ORDER BY po
 
 
 @functools.cache
-def _with_projection(projection_sql: str) -> TextClause:
+def _with_projection(projection_sql: str) -> str:
     """The append and a projector's inline write as one statement; aborts if the write did not apply."""
-    return text(
+    return (
         f"WITH appended AS MATERIALIZED ({_APPEND_CALL}), {projection_sql} "
-        "SELECT a.*, CASE WHEN a.outcome = 'appended' AND NOT EXISTS (SELECT 1 FROM projected)"
+        f"SELECT {', '.join('a.' + c for c in _OUTCOME.split(', '))}, CASE WHEN a.outcome = 'appended' AND NOT EXISTS (SELECT 1 FROM projected)"
         " THEN continuum_abort('projection state not current') ELSE 1 END AS guard FROM appended a"
     )
+
+
+def _execute_one(connection: Connection, sql: str, params: dict[str, Any]) -> Any:
+    """One row of `sql`, run by psycopg itself on `connection`'s driver connection, prepared on the server.
+
+    SQLAlchemy's statement and result machinery costs about as much as the append's own round trip, so
+    the hot path skips it; errors are re-raised as SQLAlchemy's, as if it had run the statement.
+    """
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor(row_factory=dict_row) as cursor:
+            row = cursor.execute(sql, params, prepare=True).fetchone()
+    except psycopg.Error as error:
+        raise DBAPIError.instance(sql, params, error, psycopg.Error, hide_parameters=True) from None
+    return SimpleNamespace(**row)  # attribute access, without building a namedtuple class per call
 
 
 def _is_lock_timeout(error: DBAPIError) -> bool:
@@ -113,23 +137,17 @@ class PostgresEventStore:
         if len({e.event_id for e in events}) != len(events):
             raise EventIdConflict("the same event id appears twice in one append")
         payloads = [canonical_json(e.payload) for e in events]
+        if any(e.occurred_at.tzinfo is None for e in events):
+            raise ValueError("occurred_at must carry a time zone")
         params: dict[str, Any] = {
             "stream_id": stream_id,
             "expected_version": expected_version,
-            "events": json.dumps(
-                [
-                    {
-                        "event_id": str(e.event_id),
-                        "event_type": e.event_type,
-                        "schema_version": e.schema_version,
-                        "payload": payload,  # the exact text to store and hash, carried as a JSON string
-                        "metadata": canonical_json(e.metadata.as_dict()),
-                        "occurred_at": format_instant(e.occurred_at),
-                    }
-                    for e, payload in zip(events, payloads, strict=True)
-                ],
-                ensure_ascii=False,
-            ),
+            "event_ids": [e.event_id for e in events],
+            "event_types": [e.event_type for e in events],
+            "schema_versions": [e.schema_version for e in events],
+            "payloads": payloads,  # the exact text to store and hash
+            "metadata": [canonical_json(e.metadata.as_dict()) for e in events],
+            "occurred_at": [e.occurred_at for e in events],
         }
         try:
             try:
@@ -170,18 +188,21 @@ class PostgresEventStore:
     def _append_in_one_statement(
         self, stream_id: str, events: Sequence[NewEvent], payloads: list[str], params: dict[str, Any]
     ) -> AppendResult | None:
-        """The common case: append and project in a single autocommitted statement (one round trip).
+        """The common case: append (and project) in a single autocommitted statement (one round trip).
 
         Returns None when no projector can inline its write; raises CN001 (and writes nothing) when the
         projector's optimistic state turns out not to be the stored one.
         """
-        if len(self.projectors) != 1:
+        if len(self.projectors) > 1:
             return None
         with self._autocommit.connect() as connection:
+            if not self.projectors:  # the log alone
+                result = _execute_one(connection, _APPEND_OUTCOME, params)
+                return self._outcome(stream_id, result, params["expected_version"], len(events))
             plan = self.projectors[0].plan(connection, stream_id, events)
             if plan is None:
                 return None
-            result = connection.execute(_with_projection(plan.sql), {**params, **plan.params}).one()
+            result = _execute_one(connection, _with_projection(plan.sql), {**params, **plan.params})
             outcome = self._outcome(stream_id, result, params["expected_version"], len(events))
             plan.confirm()
             return outcome
@@ -194,7 +215,7 @@ class PostgresEventStore:
         payloads: list[str],
         params: dict[str, Any],
     ) -> AppendResult:
-        result = connection.execute(_APPEND, params).one()
+        result = _execute_one(connection, _APPEND_CALL, params)
         outcome = self._outcome(stream_id, result, params["expected_version"], len(events))
         stored = self._stored(stream_id, events, payloads, result)
         for projector in self.projectors:

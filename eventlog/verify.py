@@ -79,7 +79,10 @@ def _check_content(row: Any, problems: list[BrokenLink]) -> None:
         )
 
 
-# The canonical encoding of eventlog.hashing, built by PostgreSQL, whose SHA-256 is native code.
+# The canonical encoding of eventlog.hashing, built by PostgreSQL, whose SHA-256 is native code. It is
+# spelled out here rather than calling the database's `continuum_canonical` (which the append uses):
+# the verifier must not trust a function stored in the database it checks, which whoever could edit
+# the events could also redefine.
 _SQL_HASH = (
     "sha256(prev_hash || convert_to('[' || position || ',' || to_json(stream_id)::text || ',' || stream_version"
     " || ',' || to_json(event_id::text)::text || ',' || to_json(event_type)::text || ',' || schema_version"

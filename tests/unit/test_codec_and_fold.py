@@ -15,7 +15,7 @@ from domain.codec import EventEnvelope, decode, encode, from_envelope, to_envelo
 from domain.episode import DischargeReason, Episode, TedsDischarge
 from domain.errors import InvalidIdentifier, UnknownEventType
 from domain.events import EVENT_TYPES, DomainEvent, EpisodeOpened, EpisodeResumed
-from domain.fold import FoldError, evolve
+from domain.fold import FoldError, evolve, replace
 from domain.ids import ClientId, EpisodeId, episode_id
 from domain.levels import AsamEdition, Direction, LevelOfCare, asam_code, direction
 
@@ -104,3 +104,14 @@ def test_every_discharge_reason_maps_to_a_teds_code() -> None:
 def test_identifiers_that_could_carry_names_or_paths_are_refused(bad: str) -> None:
     with pytest.raises(InvalidIdentifier):
         episode_id(bad)
+
+
+@given(version=st.integers(min_value=1, max_value=10_000), flags=st.lists(st.text(min_size=1, max_size=8), max_size=4))
+def test_the_folds_replace_makes_what_dataclasses_replace_makes(version: int, flags: list[str]) -> None:
+    state = evolve(None, EpisodeOpened(EP, T0, ClientId("client-1")))
+    ours = replace(state, version=version, flags=tuple(flags))
+    theirs = dataclasses.replace(state, version=version, flags=tuple(flags))
+    assert ours == theirs and encode(ours) == encode(theirs)
+    assert state.version == 1 and state.flags == ()  # the original is untouched
+    with pytest.raises(TypeError, match="no field 'level_of_care'"):
+        replace(state, level_of_care=None)
