@@ -434,17 +434,25 @@ def keys_revoke(key_id: str) -> None:
 @audit.command("verify")
 def verify(
     episode: Annotated[str | None, typer.Option(help="Verify one episode's stream instead of the whole log.")] = None,
+    anchor: Annotated[
+        list[Path] | None,
+        typer.Option(help="A file of anchors (one JSON object a line, from `audit anchor`) that must still hold."),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Recompute the hash chain and report the first broken link (exit 4 when the record was altered)."""
     from eventlog.verify import verify_log, verify_stream
 
+    anchors = [a for path in anchor or [] for a in _read_anchors(path)]
+    if anchors and episode:
+        raise Usage("--anchor checks the whole log; leave out --episode")
     with _store() as store:
-        report = verify_stream(store.engine, episode) if episode else verify_log(store.engine)
+        report = verify_stream(store.engine, episode) if episode else verify_log(store.engine, anchors=anchors)
     data = {"scope": report.scope, "ok": report.ok, "events_checked": report.events_checked,
-            "problems": [vars(p) for p in report.problems]}  # fmt: skip
+            "anchors_checked": len(anchors), "problems": [vars(p) for p in report.problems]}  # fmt: skip
     if report.ok:
-        human = f"verified: {report.scope}, {report.events_checked} events, chain intact"
+        held = f", {len(anchors)} anchor(s) hold" if anchors else ""
+        human = f"verified: {report.scope}, {report.events_checked} events, chain intact{held}"
     else:
         assert report.first_broken is not None
         lines = [f"ALTERED: {report.scope}, {len(report.problems)} problem(s); first: {report.first_broken.describe()}"]
@@ -452,6 +460,41 @@ def verify(
     _emit(data, as_json, human)
     if not report.ok:
         raise typer.Exit(EXIT_VERIFICATION_FAILED)
+
+
+def _read_anchors(path: Path) -> list[Any]:
+    from eventlog.verify import Anchor, AnchorError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise Usage(f"--anchor {path}: {error.strerror}") from None
+    anchors = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            anchors.append(Anchor.from_json(json.loads(line)))
+        except (ValueError, AnchorError) as error:  # json.JSONDecodeError is a ValueError
+            reason = error if isinstance(error, AnchorError) else "not JSON"
+            raise Usage(f"--anchor {path}, line {number}: {reason}") from None
+    if not anchors:
+        raise Usage(f"--anchor {path}: no anchors in the file")
+    return anchors
+
+
+@audit.command("anchor")
+def anchor() -> None:
+    """Print the log's head (position, hash, time) as one JSON line, to keep outside the database.
+
+    Append it to write-once storage (`continuum audit anchor >> anchors.ndjson`); `audit verify --anchor
+    anchors.ndjson` then proves that the log up to each anchor is the one that was anchored, even against
+    someone who could rewrite the whole chain inside the database."""
+    from eventlog.verify import take_anchor
+
+    with _store() as store:
+        head = take_anchor(store.engine)
+    typer.echo(json.dumps(head.as_json()))
 
 
 def _cli_reader(what: str, episode_id: str, purpose: str, store: Any) -> None:

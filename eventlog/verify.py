@@ -3,6 +3,12 @@
 Detects an edited event (its hash no longer matches its content), a deleted one (a missing position, a
 broken link after it, or a head that points past the last row), an inserted or reordered one (a link that
 does not match its predecessor), and a gap in a stream's versions. Needs nothing but the table itself.
+
+What the table alone cannot show is a rewrite of the whole chain from some point on, `log_head` included,
+by someone who can write as the database owner. Anchors close that: an anchor is the head (position and
+hash) at an instant, kept outside the database (write-once storage, a notary, a signed message). Since
+each hash commits to every event before it, a log that still verifies and still has the anchored hash at
+the anchored position is, up to that position, exactly the log that was anchored.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -53,6 +60,78 @@ class VerificationReport:
     @property
     def first_broken(self) -> BrokenLink | None:
         return self.problems[0] if self.problems else None
+
+
+class AnchorError(ValueError):
+    """An anchor that cannot be read (not one taken by `take_anchor`)."""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The log's head at an instant; see the module's docstring."""
+
+    position: int
+    hash: str  # hex, 64 characters
+    taken_at: datetime | None = None  # when it was taken, if known (named in a failure)
+
+    def as_json(self) -> dict[str, Any]:
+        taken_at = self.taken_at.isoformat() if self.taken_at else None
+        return {"position": self.position, "hash": self.hash, "taken_at": taken_at}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Anchor:
+        """An anchor from its JSON form, or AnchorError naming what is wrong."""
+        if not isinstance(data, dict):
+            raise AnchorError("an anchor is a JSON object with position, hash and taken_at")
+        position, hash_, taken_at = data.get("position"), data.get("hash"), data.get("taken_at")
+        if not isinstance(position, int) or isinstance(position, bool) or position < 0:
+            raise AnchorError("anchor position: a whole number, 0 or more")
+        if not isinstance(hash_, str) or len(hash_) != 64 or any(c not in "0123456789abcdef" for c in hash_):
+            raise AnchorError("anchor hash: 64 lower-case hexadecimal characters")
+        if taken_at is None:
+            return cls(position, hash_)
+        try:
+            at = datetime.fromisoformat(str(taken_at))
+        except ValueError:
+            raise AnchorError("anchor taken_at: an ISO-8601 instant") from None
+        if at.tzinfo is None:
+            raise AnchorError("anchor taken_at: the instant needs a time zone")
+        return cls(position, hash_, at)
+
+
+def take_anchor(engine: Engine) -> Anchor:
+    """The head of the log now (position 0 and the genesis hash for an empty log)."""
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT position, hash, clock_timestamp() AS at FROM log_head")).one()
+    return Anchor(int(row.position), bytes(row.hash).hex(), row.at)
+
+
+def check_anchors(engine: Engine, anchors: Iterable[Anchor]) -> list[BrokenLink]:
+    """Each anchor whose position no longer holds its hash: the chain was rewritten up to there, or cut back."""
+    problems: list[BrokenLink] = []
+    with engine.connect() as connection:
+        for anchor in anchors:
+            if anchor.position == 0:
+                if anchor.hash != GENESIS_HASH.hex():
+                    problems.append(BrokenLink(0, "-", "anchor at position 0 with a hash other than the genesis hash",
+                                               GENESIS_HASH.hex(), anchor.hash))  # fmt: skip
+                continue
+            row = connection.execute(
+                text("SELECT stream_id, hash FROM events WHERE position = :position"), {"position": anchor.position}
+            ).first()
+            taken = f" taken at {anchor.taken_at.isoformat()}" if anchor.taken_at else ""
+            if row is None:
+                problems.append(BrokenLink(anchor.position, "-", f"the event of the anchor{taken} is gone (the log was cut back)",
+                                           anchor.hash, None))  # fmt: skip
+            elif bytes(row.hash).hex() != anchor.hash:
+                problems.append(
+                    BrokenLink(
+                        anchor.position, row.stream_id,
+                        f"does not match the anchor{taken}: the chain was rewritten up to here",
+                        anchor.hash, bytes(row.hash).hex(),
+                    )
+                )  # fmt: skip
+    return problems
 
 
 def _recompute(row: Any) -> bytes:
@@ -99,14 +178,18 @@ _RANGE = text(
 )
 
 
-def verify_log(engine: Engine, *, max_problems: int = 100, page_size: int = 20_000) -> VerificationReport:
-    """Check the whole log: positions, links, hashes and the head. A fast pass lets PostgreSQL recompute the
-    hashes, in parallel over position ranges of one exported snapshot; if it finds anything at all, the
-    careful pass below names every broken link."""
+def verify_log(
+    engine: Engine, *, anchors: Iterable[Anchor] = (), max_problems: int = 100, page_size: int = 20_000
+) -> VerificationReport:
+    """Check the whole log: positions, links, hashes and the head, and that each anchor still holds. A fast
+    pass lets PostgreSQL recompute the hashes, in parallel over position ranges of one exported snapshot;
+    if it finds anything at all, the careful pass below names every broken link."""
+    anchored = check_anchors(engine, anchors)
     checked = _fast_pass(engine)
     if checked is not None:
-        return VerificationReport("log", checked)
-    return _careful_pass(engine, max_problems=max_problems, page_size=page_size)
+        return VerificationReport("log", checked, tuple(anchored))
+    report = _careful_pass(engine, max_problems=max_problems, page_size=page_size)
+    return VerificationReport(report.scope, report.events_checked, tuple(anchored) + report.problems)
 
 
 def _fast_pass(engine: Engine) -> int | None:

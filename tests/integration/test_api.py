@@ -189,6 +189,7 @@ def routes(stack: Stack) -> list[tuple[str, str, Any, set[str]]]:
         ("GET", "/api/v1/census", None, {"director"}),
         ("GET", "/api/v1/alerts", None, {"director"}),
         ("GET", "/api/v1/audit/verify", None, {"director", "auditor"}),
+        ("GET", "/api/v1/audit/anchor", None, {"director", "auditor"}),
         ("GET", "/api/v1/keys", None, {"admin"}),
         ("POST", "/api/v1/keys", {"name": "x-1", "role": "director"}, {"admin"}),
     ]
@@ -236,11 +237,20 @@ async def test_event_reads_are_paged_as_of_an_instant_and_themselves_recorded(st
     naive = await stack.get(f"/api/v1/episodes/{stack.e1}/events", as_of="2026-01-01T00:00:00")
     log = (await stack.get(f"/api/v1/episodes/{stack.e1}/access-log", role="auditor")).json()
     verified = (await stack.get("/api/v1/audit/verify", role="auditor", episode=f"{stack.e1}")).json()
+    anchor = (await stack.get("/api/v1/audit/anchor", role="auditor")).json()
+    held = (await stack.get("/api/v1/audit/verify", role="auditor", anchor_position=anchor["position"],
+                            anchor_hash=anchor["hash"])).json()  # fmt: skip
+    not_held = (await stack.get("/api/v1/audit/verify", role="auditor", anchor_position=anchor["position"],
+                                anchor_hash="0" * 64)).json()  # fmt: skip
+    half = await stack.get("/api/v1/audit/verify", role="auditor", anchor_position=anchor["position"])
 
     assert [e["type"] for e in everything["events"]][-1] == "EpisodePutOnHold" and everything["next_version"] is None
     assert len(page["events"]) == 2 and page["next_version"] == 3
     assert before_hold["state_as_of"]["status"] == "active" and len(before_hold["events"]) == len(drawn)
     assert naive.status_code == 422
+    assert held["ok"] and held["anchors_checked"] == 1 and anchor["position"] >= len(drawn) + 1
+    assert not not_held["ok"] and "rewritten" in not_held["first_broken"]["problem"]
+    assert half.status_code == 422 and "give both" in half.json()["detail"]
     assert [(r["role"], r["purpose"]) for r in log["reads"]] == [
         ("auditor", "quality_review"), ("auditor", "operations"), ("director", "operations")]  # fmt: skip
     # A scheduled test may be ordered before the hold; nothing is recorded once on hold.
@@ -320,7 +330,7 @@ def test_the_openapi_document_describes_every_route() -> None:
     spec = create_app(sentinel.services).openapi()  # type: ignore[arg-type]
     paths = set(spec["paths"])
     assert {"/api/v1/episodes", "/api/v1/episodes/{episode_id}/tests/{test_id}/results", "/api/v1/census",
-            "/api/v1/alerts", "/api/v1/audit/verify", "/healthz"} <= paths  # fmt: skip
+            "/api/v1/alerts", "/api/v1/audit/verify", "/api/v1/audit/anchor", "/healthz"} <= paths  # fmt: skip
     assert spec["openapi"].startswith("3.")
 
 

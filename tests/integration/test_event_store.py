@@ -31,7 +31,8 @@ from eventlog.projection import EpisodesProjection, episode_as_of, projection_fi
 from eventlog.records import EventMetadata, NewEvent
 from eventlog.store import PostgresEventStore
 from eventlog.upcasting import Upcasters
-from eventlog.verify import _fast_pass, verify_log, verify_stream
+from eventlog.hashing import event_hash
+from eventlog.verify import Anchor, _fast_pass, take_anchor, verify_log, verify_stream
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -239,6 +240,46 @@ def test_verification_names_an_edited_and_a_deleted_event(
     assert stream_report.first_broken is not None and "stream version 3 missing" in stream_report.first_broken.problem
     assert verify_stream(store.engine, "ep-1").first_broken.position == edited.position  # type: ignore[union-attr]
     assert verify_stream(store.engine, "ep-3").ok
+
+
+def test_an_anchor_kept_outside_catches_a_rewrite_of_the_whole_chain(
+    store: PostgresEventStore, superuser_engine: Engine
+) -> None:
+    store.append("a-1", plain("a-1", 3), expected_version=0)
+    anchor = take_anchor(store.engine)  # kept outside the database, e.g. `continuum audit anchor >> anchors.ndjson`
+    store.append("a-2", plain("a-2", 2), expected_version=0)
+    assert anchor.position == 3 and verify_log(store.engine, anchors=[anchor]).ok
+
+    # An intruder with the owner's rights edits event 2 and recomputes every hash after it, and the head.
+    with superuser_engine.begin() as conn:
+        conn.execute(text("SET session_replication_role = replica"))
+        conn.execute(text("""UPDATE events SET payload = '{"note":"rewritten"}' WHERE position = 2"""))
+        rows = conn.execute(
+            text("SELECT position, stream_id, stream_version, event_id::text AS event_id, event_type, schema_version,"
+                 " occurred_at, recorded_at, payload::text AS payload, metadata::text AS metadata, prev_hash"
+                 " FROM events ORDER BY position")
+        ).all()  # fmt: skip
+        previous = bytes(rows[0].prev_hash)
+        for row in rows:
+            digest = event_hash(
+                previous, position=row.position, stream_id=row.stream_id, stream_version=row.stream_version,
+                event_id=row.event_id, event_type=row.event_type, schema_version=row.schema_version,
+                occurred_at=row.occurred_at, recorded_at=row.recorded_at, payload_json=row.payload,
+                metadata_json=row.metadata,
+            )  # fmt: skip
+            conn.execute(text("UPDATE events SET prev_hash = :p, hash = :h WHERE position = :pos"),
+                         {"p": previous, "h": digest, "pos": row.position})  # fmt: skip
+            previous = digest
+        conn.execute(text("UPDATE log_head SET hash = :h"), {"h": previous})
+
+    assert verify_log(store.engine).ok  # the table alone cannot tell: the new chain is consistent
+    report = verify_log(store.engine, anchors=[anchor])
+    assert not report.ok and report.first_broken is not None
+    assert report.first_broken.position == 3 and "rewritten" in report.first_broken.problem
+    assert report.first_broken.expected_hash == anchor.hash
+    assert verify_log(store.engine, anchors=[Anchor(5, take_anchor(store.engine).hash)]).ok  # a new anchor holds
+    gone = verify_log(store.engine, anchors=[Anchor(9, anchor.hash)])
+    assert gone.first_broken is not None and "gone" in gone.first_broken.problem
 
 
 def test_verification_detects_reordered_and_tail_deleted_events(

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -83,7 +84,7 @@ def running_stack(postgres: str, template_url: str, temporal_env: Any, tmp_path_
         assert process.returncode == 0
 
 
-def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack) -> None:
+def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack, tmp_path: Path) -> None:
     episode = f"EP-{uuid.uuid4().hex[:6]}"
     headers = {"Authorization": f"Bearer {running_stack.keys['clinician']}"}
     opened = httpx.post(f"{running_stack.url}/api/v1/episodes", headers=headers, timeout=30, json={
@@ -98,11 +99,15 @@ def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack) -> None:
     replayed = running_stack.cli("audit", "replay", episode, "--as-of", datetime.now(UTC).isoformat(), "--json")
     exported = running_stack.cli("audit", "export", episode, "--purpose", "quality_review")
     keys = running_stack.cli("keys", "list", "--json")
+    anchors = tmp_path / "anchors.ndjson"
+    anchors.write_text(running_stack.cli("audit", "anchor").stdout)
+    anchored = running_stack.cli("audit", "verify", "--anchor", str(anchors))
 
     assert listed.returncode == 0 and episode in [e["episode_id"] for e in json.loads(listed.stdout)["items"]]
     assert shown.returncode == 0 and f"episode   {episode}" in shown.stdout and "withdrawal_management" in shown.stdout
     assert census.returncode == 0 and "WITHDRAWAL_MANAGEMENT" not in census.stdout and "withdrawal_management" in census.stdout
     assert verified.returncode == 0 and "chain intact" in verified.stdout
+    assert anchored.returncode == 0 and "1 anchor(s) hold" in anchored.stdout
     assert replayed.returncode == 0 and json.loads(replayed.stdout)["state"]["level"] == "withdrawal_management"
     assert {k["role"] for k in json.loads(keys.stdout)} == {"clinician", "director", "auditor"}
     assert "secret" not in keys.stdout and "key_hash" not in keys.stdout
@@ -134,17 +139,21 @@ def test_replay_workflows_replays_every_episode_history_with_the_current_code(ru
     assert report["replayed"] >= 1 and report["failed"] == []
 
 
-def test_cli_errors_are_one_line_with_meaningful_exit_codes(running_stack: RunningStack) -> None:
+def test_cli_errors_are_one_line_with_meaningful_exit_codes(running_stack: RunningStack, tmp_path: Path) -> None:
     unknown = running_stack.cli("episodes", "show", "EP-none")
     bad_level = running_stack.cli("episodes", "list", "--level", "spa")
     bad_instant = running_stack.cli("audit", "replay", "EP-none", "--as-of", "yesterday")
     bad_role = running_stack.cli("keys", "create", "--role", "janitor", "--name", "x")
+    bad_anchor = tmp_path / "anchors.ndjson"
+    bad_anchor.write_text('{"position": 1, "hash": "not-hex"}\n')
+    anchor_refused = running_stack.cli("audit", "verify", "--anchor", str(bad_anchor))
 
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "continuum: no episode EP-none")
     assert bad_level.returncode == 2 and "'spa' is not a level of care" in bad_level.stderr
     assert bad_instant.returncode == 2 and "is not an ISO-8601 instant" in bad_instant.stderr
     assert bad_role.returncode == 2 and "'janitor' is not one of" in bad_role.stderr
-    for result in (unknown, bad_level, bad_instant, bad_role):
+    assert anchor_refused.returncode == 2 and "line 1: anchor hash: 64 lower-case hexadecimal" in anchor_refused.stderr
+    for result in (unknown, bad_level, bad_instant, bad_role, anchor_refused):
         assert "Traceback" not in result.stderr
 
 

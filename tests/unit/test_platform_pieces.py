@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from continuum.settings import LogFormat, Settings, SettingsError
 from eventlog.hashing import GENESIS_HASH, canonical_json, event_hash
 from eventlog.upcasting import Upcasters
+from eventlog.verify import Anchor, AnchorError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,3 +124,20 @@ def test_the_layers_point_inward() -> None:
         [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_anchor_reads_back_what_it_wrote_and_names_what_is_wrong() -> None:
+    anchor = Anchor(42, "ab" * 32, datetime(2026, 11, 23, 21, 0, tzinfo=UTC))
+    assert Anchor.from_json(anchor.as_json()) == anchor
+    assert Anchor.from_json({"position": 0, "hash": "00" * 32}) == Anchor(0, "00" * 32)
+    for data, named in [
+        ([], "a JSON object"),
+        ({"position": -1, "hash": "00" * 32}, "anchor position"),
+        ({"position": True, "hash": "00" * 32}, "anchor position"),
+        ({"position": 1, "hash": "AB" * 32}, "anchor hash"),
+        ({"position": 1, "hash": "00" * 31}, "anchor hash"),
+        ({"position": 1, "hash": "00" * 32, "taken_at": "yesterday"}, "anchor taken_at"),
+        ({"position": 1, "hash": "00" * 32, "taken_at": "2026-11-23T21:00:00"}, "time zone"),
+    ]:
+        with pytest.raises(AnchorError, match=named):
+            Anchor.from_json(data)
