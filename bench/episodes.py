@@ -33,6 +33,7 @@ from temporalio.worker import Worker
 from bench.bare import BareWorkflow, noop
 from bench.stack import publish, BenchStack, bench_stack, rss_mib
 from continuum.episodes import EpisodeCommands
+from continuum.settings import Settings
 from domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome, RecordTestResult
 from domain.episode import ReviewOutcome
 from domain.policy import default_policy_text
@@ -161,6 +162,7 @@ async def _steps(client: Client, episode_id: str) -> list[float]:
 
 async def _memory(stack: BenchStack, client: Client, count: int) -> dict[str, Any]:
     queue = f"mem-{uuid.uuid4().hex[:6]}"
+    cache = Settings.from_env().workflow_cache
     with stack.process("worker", ready="worker.started", TEMPORAL_TASK_QUEUE=queue) as worker:
         idle = rss_mib(worker.pid)
         episodes = EpisodeCommands(client, queue)  # a real day: every episode stays open, waiting on its timers
@@ -180,5 +182,6 @@ async def _memory(stack: BenchStack, client: Client, count: int) -> dict[str, An
         "open_episodes": count, "opened_in_seconds": round(opening, 1), "opened_per_second": round(count / opening, 1),
         "worker_rss_idle_mib": round(idle, 1), "worker_rss_with_open_episodes_mib": round(loaded, 1),
         "per_open_episode_kib": round((loaded - idle) * 1024 / count, 1),
-        "note": "the worker caches up to 1000 workflows (the SDK default); the others are replayed when they next have work",
+        "workflow_cache": cache, "per_cached_episode_kib": round((loaded - idle) * 1024 / min(count, cache), 1),
+        "note": f"the worker keeps up to {cache} workflows in memory (CONTINUUM_WORKFLOW_CACHE); the others replay when they next have work",
     }  # fmt: skip

@@ -47,7 +47,7 @@ class Settings:
     follow_up_url: str | None = None  # where follow-up requests are POSTed (an outreach service); None: recorded only
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    workflow_cache: int = 5000  # episodes a worker keeps in memory (about 40 KiB each); the rest replay on their next task
+    workflow_cache: int = 3000  # episodes a worker keeps in memory (about 350 KiB each); the rest replay on their next task
 
     @property
     def embedded_temporal(self) -> bool:
@@ -118,7 +118,7 @@ class Settings:
             follow_up_url=_http_url("CONTINUUM_FOLLOW_UP_URL", text("CONTINUUM_FOLLOW_UP_URL", None)),
             api_host=text("CONTINUUM_API_HOST", "127.0.0.1") or "127.0.0.1",
             api_port=port("CONTINUUM_API_PORT", 8000),
-            workflow_cache=count("CONTINUUM_WORKFLOW_CACHE", 5000),
+            workflow_cache=count("CONTINUUM_WORKFLOW_CACHE", 3000),
         )
 
     def directory_text(self) -> str:

@@ -72,7 +72,12 @@ LAB_ORDER_RETRY = RetryPolicy(
 PATCH_DRUG_TESTING = "drug-testing"  # episodes started before random testing existed replay without it
 PATCH_AFTERCARE = "aftercare-referrals"  # episodes started before referrals and follow-ups replay without them
 OUTBOUND_RETRY = LAB_ORDER_RETRY
-KEPT_RESULTS = 200  # full results kept for repeated command ids; older ids answer with the current state
+KEPT_RESULTS = 200  # results kept for repeated command ids; older ids answer with no events and the current state
+# Of those, the newest keep the state they answered with; the others (and all results carried across
+# continue-as-new) keep only their events and answer with the current state. A whole state in each of
+# 200 results would cost memory in every cached episode and could push the carried input of a long
+# episode past Temporal's payload size limit.
+KEPT_STATES = 16
 CLOCK_ACTOR = "clock"
 CLOCK_RETRY = timedelta(seconds=1)
 CLOCK_PAD = timedelta(milliseconds=50)
@@ -116,6 +121,10 @@ class EpisodeInput:
     state: dict[str, Any] | None = None  # carried across continue-as-new
     results: dict[str, CommandResult] = field(default_factory=dict)
     earlier_command_ids: list[str] = field(default_factory=list)
+
+
+def _without_state(result: CommandResult) -> CommandResult:
+    return result if not result.state else dataclasses.replace(result, state={})
 
 
 def _rejected(error: DomainError) -> ApplicationError:
@@ -424,9 +433,10 @@ class EpisodeWorkflow:
     async def _decide_and_record(self, meta: CommandMeta, command: Command) -> tuple[CommandResult, list[DomainEvent]]:
         async with self._lock:  # one command at a time: each is decided on the state the last one left
             if self._seen(meta.command_id):
-                return self._results.get(meta.command_id) or CommandResult(
-                    meta.command_id, [], encode(self._state), duplicate=True
-                ), []
+                kept = self._results.get(meta.command_id)
+                if kept is None:
+                    return CommandResult(meta.command_id, [], encode(self._state), duplicate=True), []
+                return kept if kept.state else dataclasses.replace(kept, state=encode(self._state)), []
             try:
                 events = decide(self._state, command, self._current_policy(), workflow.now(), self._day)
             except DomainError as error:  # the state moved on between validation and now
@@ -477,6 +487,9 @@ class EpisodeWorkflow:
 
     def _remember(self, result: CommandResult) -> None:
         self._results[result.command_id] = result
+        if len(self._results) > KEPT_STATES:  # the result that just left the newest few keeps only its events
+            aged = list(self._results)[-KEPT_STATES - 1]
+            self._results[aged] = _without_state(self._results[aged])
         while len(self._results) > KEPT_RESULTS:
             oldest = next(iter(self._results))
             self._earlier_ids.add(oldest)
@@ -497,6 +510,6 @@ class EpisodeWorkflow:
             lab_id=self._input.lab_id,
             directory_text=self._input.directory_text,
             state=encode(self._state),
-            results=dict(self._results),
+            results={command_id: _without_state(result) for command_id, result in self._results.items()},
             earlier_command_ids=sorted(self._earlier_ids),
         )

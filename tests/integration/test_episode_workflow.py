@@ -213,6 +213,7 @@ async def test_the_same_command_id_twice_records_once_even_across_continue_as_ne
         state = await episodes.state(episode)
 
     assert again_open.events == first_open.events and again_hold.events == first_hold.events
+    assert again_hold.state["status"] == "on_hold"  # carried across continue-as-new without its state: the current one
     assert types(store, episode) == [
         "EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted", "EpisodePutOnHold", "EpisodeResumed",
     ]  # fmt: skip
