@@ -26,7 +26,7 @@ from domain.episode import EpisodeStatus
 from domain.levels import LevelOfCare
 from eventlog.access import ApiKey, Role
 from eventlog.projection import episode_as_of
-from eventlog.verify import verify_log, verify_stream
+from eventlog.verify import Anchor, AnchorError, take_anchor, verify_log, verify_stream
 
 HERE = Path(__file__).parent
 COOKIE = "continuum_session"
@@ -157,10 +157,20 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
 
 
 @router.get("/verify")
-def verify_everything(request: Request) -> HTMLResponse:
-    """The whole log's chain: a clear verdict, and the first broken link if there is one."""
+def verify_everything(request: Request, anchor_position: str = "", anchor_hash: str = "") -> HTMLResponse:
+    """The whole log's chain: a clear verdict, and the first broken link if there is one; with an anchor
+    kept outside (position and hash), also whether the log up to it is the one that was anchored."""
     caller = _signed_in(request)
-    return _page(request, "verify.html", caller, verification=verify_log(services_of(request).store.engine))
+    engine = services_of(request).store.engine
+    anchors, anchor_error = [], None
+    if anchor_position or anchor_hash:
+        try:
+            anchors = [Anchor.from_json({"position": int(anchor_position), "hash": anchor_hash.strip().lower()})]
+        except (ValueError, AnchorError) as error:  # int() of a non-number is a ValueError too
+            anchor_error = str(error) if isinstance(error, AnchorError) else "anchor position: a whole number, 0 or more"
+    return _page(request, "verify.html", caller, verification=verify_log(engine, anchors=anchors),
+                 anchors=anchors, anchor_error=anchor_error, head=take_anchor(engine),
+                 anchor_position=anchor_position, anchor_hash=anchor_hash)  # fmt: skip
 
 
 def _valid_id(value: str) -> bool:

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -103,7 +103,7 @@ def take_anchor(engine: Engine) -> Anchor:
     """The head of the log now (position 0 and the genesis hash for an empty log)."""
     with engine.connect() as connection:
         row = connection.execute(text("SELECT position, hash, clock_timestamp() AS at FROM log_head")).one()
-    return Anchor(int(row.position), bytes(row.hash).hex(), row.at)
+    return Anchor(int(row.position), bytes(row.hash).hex(), row.at.astimezone(UTC))
 
 
 def check_anchors(engine: Engine, anchors: Iterable[Anchor]) -> list[BrokenLink]:

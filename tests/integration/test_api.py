@@ -432,6 +432,12 @@ async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_co
     asset = await stack.http.get("/dashboard/static/dashboard.js")
     verified = await stack.http.get(f"/dashboard/episodes/{stack.e1}?verify=1", headers=session)
     whole = await stack.http.get("/dashboard/verify", headers=session)
+    head = (await stack.get("/api/v1/audit/anchor", role="auditor")).json()
+    anchored = await stack.http.get("/dashboard/verify", headers=session,
+                                    params={"anchor_position": head["position"], "anchor_hash": head["hash"]})  # fmt: skip
+    not_anchored = await stack.http.get("/dashboard/verify", headers=session,
+                                        params={"anchor_position": head["position"], "anchor_hash": "1" * 64})  # fmt: skip
+    bad_anchor = await stack.http.get("/dashboard/verify", headers=session, params={"anchor_position": "x", "anchor_hash": "1"})
     log = (await stack.get(f"/api/v1/episodes/{stack.e1}/access-log", role="auditor")).json()
 
     assert anonymous.status_code == 303 and anonymous.headers["location"] == "/dashboard/sign-in"
@@ -441,5 +447,8 @@ async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_co
     assert page.status_code == 200 and stack.e1 in page.text and 'id="timeline"' in page.text
     assert unknown.status_code == 404 and lab_cookie.status_code == 303
     assert asset.status_code == 200 and "setInterval" in asset.text  # shipped in the package, no CDN
-    assert "chain intact" in verified.text and "Verified: log" in whole.text
+    assert "chain intact" in verified.text and "Verified: log" in whole.text and 'id="head-hash"' in whole.text
+    assert "The anchor holds" in anchored.text
+    assert not_anchored.status_code == 200 and "ALTERED" in not_anchored.text and "rewritten" in not_anchored.text
+    assert bad_anchor.status_code == 200 and 'id="anchor-error"' in bad_anchor.text and "Verified: log" in bad_anchor.text
     assert ("auditor", "dashboard") in [(r["role"], r["purpose"]) for r in log["reads"]]
