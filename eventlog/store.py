@@ -18,8 +18,8 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -92,8 +92,9 @@ def _with_projection(projection_sql: str) -> str:
     """The append and a projector's inline write as one statement; aborts if the write did not apply."""
     return (
         f"WITH appended AS MATERIALIZED ({_APPEND_CALL}), {projection_sql} "
-        f"SELECT {', '.join('a.' + c for c in _OUTCOME.split(', '))}, CASE WHEN a.outcome = 'appended' AND NOT EXISTS (SELECT 1 FROM projected)"
-        " THEN continuum_abort('projection state not current') ELSE 1 END AS guard FROM appended a"
+        f"SELECT {', '.join('a.' + c for c in _OUTCOME.split(', '))}, CASE WHEN a.outcome = 'appended'"
+        " AND NOT EXISTS (SELECT 1 FROM projected) THEN continuum_abort('projection state not current') ELSE 1 END"
+        " AS guard FROM appended a"
     )
 
 
