@@ -164,10 +164,11 @@ def verify_everything(request: Request, anchor_position: str = "", anchor_hash: 
     engine = services_of(request).store.engine
     anchors, anchor_error = [], None
     if anchor_position or anchor_hash:
+        position = int(anchor_position) if anchor_position.strip().isdigit() else anchor_position
         try:
-            anchors = [Anchor.from_json({"position": int(anchor_position), "hash": anchor_hash.strip().lower()})]
-        except (ValueError, AnchorError) as error:  # int() of a non-number is a ValueError too
-            anchor_error = str(error) if isinstance(error, AnchorError) else "anchor position: a whole number, 0 or more"
+            anchors = [Anchor.from_json({"position": position, "hash": anchor_hash.strip().lower()})]
+        except AnchorError as error:  # Anchor names what is wrong, a non-number position included
+            anchor_error = str(error)
     return _page(request, "verify.html", caller, verification=verify_log(engine, anchors=anchors),
                  anchors=anchors, anchor_error=anchor_error, head=take_anchor(engine),
                  anchor_position=anchor_position, anchor_hash=anchor_hash)  # fmt: skip

@@ -475,7 +475,7 @@ def _read_anchors(path: Path) -> list[Any]:
             continue
         try:
             anchors.append(Anchor.from_json(json.loads(line)))
-        except (ValueError, AnchorError) as error:  # json.JSONDecodeError is a ValueError
+        except ValueError as error:  # AnchorError and json.JSONDecodeError are both ValueErrors
             reason = error if isinstance(error, AnchorError) else "not JSON"
             raise Usage(f"--anchor {path}, line {number}: {reason}") from None
     if not anchors:

@@ -70,8 +70,8 @@ _APPEND_CALL = (
     " %(schema_versions)b::integer[], %(payloads)b::text[], %(metadata)b::text[], %(occurred_at)b::timestamptz[])"
 )  # the arrays go in binary: psycopg's text format escapes every element of every JSON text
 # Only what the caller needs: decoding the hash arrays costs more than the round trip's own work.
-_OUTCOME = "outcome, first_position, stream_version"
-_APPEND_OUTCOME = _APPEND_CALL.replace("*", _OUTCOME, 1)
+_OUTCOME = ("outcome", "first_position", "stream_version")
+_APPEND_OUTCOME = _APPEND_CALL.replace("*", ", ".join(_OUTCOME), 1)
 _UNIQUE_VIOLATION = "23505"
 _STALE_PROJECTION = "CN001"  # raised by continuum_abort: the optimistic projection state was not current
 _EXISTING = text(
@@ -92,7 +92,7 @@ def _with_projection(projection_sql: str) -> str:
     """The append and a projector's inline write as one statement; aborts if the write did not apply."""
     return (
         f"WITH appended AS MATERIALIZED ({_APPEND_CALL}), {projection_sql} "
-        f"SELECT {', '.join('a.' + c for c in _OUTCOME.split(', '))}, CASE WHEN a.outcome = 'appended'"
+        f"SELECT {', '.join(f'a.{column}' for column in _OUTCOME)}, CASE WHEN a.outcome = 'appended'"
         " AND NOT EXISTS (SELECT 1 FROM projected) THEN continuum_abort('projection state not current') ELSE 1 END"
         " AS guard FROM appended a"
     )
