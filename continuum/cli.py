@@ -634,7 +634,9 @@ def main() -> None:
     """
     code = 0
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click hands back the code of a `typer.Exit` instead of raising it.
+        returned = app(standalone_mode=False)
+        code = returned if isinstance(returned, int) and not isinstance(returned, bool) else 0
     except (ServerUnavailable, EventStoreError, SettingsError, PolicyError) as error:
         print(f"continuum: {error}", file=sys.stderr)
         code = EXIT_UNAVAILABLE

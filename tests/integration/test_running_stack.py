@@ -147,12 +147,16 @@ def test_cli_errors_are_one_line_with_meaningful_exit_codes(running_stack: Runni
     bad_anchor = tmp_path / "anchors.ndjson"
     bad_anchor.write_text('{"position": 1, "hash": "not-hex"}\n')
     anchor_refused = running_stack.cli("audit", "verify", "--anchor", str(bad_anchor))
+    wrong_anchor = tmp_path / "wrong.ndjson"
+    wrong_anchor.write_text(json.dumps({"position": 1, "hash": "0" * 64}) + "\n")
+    anchor_broken = running_stack.cli("audit", "verify", "--anchor", str(wrong_anchor))
 
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "continuum: no episode EP-none")
     assert bad_level.returncode == 2 and "'spa' is not a level of care" in bad_level.stderr
     assert bad_instant.returncode == 2 and "is not an ISO-8601 instant" in bad_instant.stderr
     assert bad_role.returncode == 2 and "'janitor' is not one of" in bad_role.stderr
     assert anchor_refused.returncode == 2 and "line 1: anchor hash: 64 lower-case hexadecimal" in anchor_refused.stderr
+    assert anchor_broken.returncode == 4 and "ALTERED" in anchor_broken.stdout  # exit 4: the record was altered
     for result in (unknown, bad_level, bad_instant, bad_role, anchor_refused):
         assert "Traceback" not in result.stderr
 
