@@ -93,7 +93,10 @@ def _serve(
             typer.echo(f"API           http://{host}:{port}/api/v1   (OpenAPI: http://{host}:{port}/docs)")
             typer.echo(f"Dashboard     http://{host}:{port}/dashboard   (sign in with a director or auditor key)")
         typer.echo("Press Ctrl-C to stop.")
-        asyncio.run(_serve_async(settings, endpoints, store, worker=worker, api=api, host=host, port=port, demo=demo))
+        try:
+            asyncio.run(_serve_async(settings, endpoints, store, worker=worker, api=api, host=host, port=port, demo=demo))
+        except KeyboardInterrupt:  # Ctrl-C before the loop's own handlers were in place: the same clean stop
+            pass
 
 
 def _check_port_free(host: str, port: int) -> None:
