@@ -91,7 +91,7 @@ async def _run(request: Request, caller: ApiKey, episode_id: str, command: Comma
             result = await services.episodes.open(meta, command)
         else:
             result = await services.episodes.send(episode_id, meta, command)
-        status, body = (201 if created else 200), _body(episode_id, result, caller)
+        status, body = (201 if created else 200), await _body(request, episode_id, result, caller)
     except CommandRejected as error:
         log_refused(request, 409, "command rejected")
         status, body = 409, problem_body(409, "Command rejected", str(error))
@@ -102,11 +102,14 @@ async def _run(request: Request, caller: ApiKey, episode_id: str, command: Comma
     return _respond(status, body)
 
 
-def _body(episode_id: str, result: CommandResult, caller: ApiKey) -> dict[str, Any]:
+async def _body(request: Request, episode_id: str, result: CommandResult, caller: ApiKey) -> dict[str, Any]:
     if caller.role in (Role.LAB, Role.PARTNER):  # outside services learn that it was accepted, not the record
         return {"episode_id": episode_id, "command_id": result.command_id, "events": [], "state": {}}
     events = [{"type": e.type, "data": e.data} for e in result.events]
-    return {"episode_id": episode_id, "command_id": result.command_id, "events": events, "state": result.state}
+    # The projection is written in the append's transaction, so it holds this command's events: the state
+    # answered is the one every read shows (the workflow's own is a bounded working state).
+    state = await run_in_threadpool(services_of(request).reads.get, episode_id)
+    return {"episode_id": episode_id, "command_id": result.command_id, "events": events, "state": state or {}}
 
 
 def _respond(status: int, body: Any) -> JSONResponse:

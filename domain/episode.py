@@ -135,6 +135,7 @@ class Episode:
     sobriety_since: datetime | None = None
     tests: tuple[DrugTest, ...] = ()
     tests_ordered: int = 0
+    tests_closed_through: int = 0  # tests numbered up to this left the working state (domain.retention)
     schedule_level: LevelOfCare | None = None
     schedule_window_end: datetime | None = None
     planned_tests: tuple[datetime, ...] = ()  # drawn instants not yet ordered

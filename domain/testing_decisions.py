@@ -44,6 +44,7 @@ from domain.fold import BUPRENORPHINE_ABSENT, SPECIMEN_TEMPERATURE, STEP_UP_REVI
 from domain.ids import staff_id
 from domain.levels import Direction, LevelOfCare
 from domain.policy import Policy, PositiveResultAction
+from domain.retention import TEST_RECORD_OPEN_DAYS, is_closed_test
 from domain.testing import DrugTest, Interpretation, OrderReason, TestMethod, interpret, normalise_substances
 
 _SUBSTANCE = re.compile(r"[a-z0-9][a-z0-9 ,.'()/-]{0,63}")
@@ -151,6 +152,11 @@ def _collected(state: Episode, command: RecordSpecimenCollection, at: datetime) 
 def _known(state: Episode, test_id: str) -> DrugTest:
     test = state.test(test_id)
     if test is None:
+        if is_closed_test(state, test_id):
+            raise CommandRejected(
+                f"test {test_id} was ordered more than {TEST_RECORD_OPEN_DAYS} days ago and is closed to new results"
+                " and corrections"
+            )
         raise CommandRejected(f"no test {test_id} was ordered for this episode")
     return test
 

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.aftercare import FollowUpToRequest, ReferralToSend, Sent
     from activities.eventlog import EventToRecord, RecordEventsInput, RecordEventsResult
     from activities.lab import LabOrder, LabOrderSent
-    from domain.clock import next_due
+    from domain.clock import Due, next_due
     from domain.codec import decode, encode, to_envelope
     from domain.commands import (
         CancelTest,
@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.fold import fold
     from domain.ids import staff_id
     from domain.policy import Policy, load_policy
+    from domain.retention import retire
     from domain.testing import draw_schedule
     from workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
 
@@ -71,16 +72,23 @@ LAB_ORDER_RETRY = RetryPolicy(
 )
 PATCH_DRUG_TESTING = "drug-testing"  # episodes started before random testing existed replay without it
 PATCH_AFTERCARE = "aftercare-referrals"  # episodes started before referrals and follow-ups replay without them
+# Episodes started before bounded replay: no working-state retirement, no history bound, no clock catch-up.
+PATCH_BOUNDED = "bounded-replay"
 OUTBOUND_RETRY = LAB_ORDER_RETRY
-KEPT_RESULTS = 200  # results kept for repeated command ids; older ids answer with no events and the current state
-# Of those, the newest keep the state they answered with; the others (and all results carried across
-# continue-as-new) keep only their events and answer with the current state. A whole state in each of
-# 200 results would cost memory in every cached episode and could push the carried input of a long
-# episode past Temporal's payload size limit.
-KEPT_STATES = 16
+# A repeated command id is answered with the first outcome: the newest KEPT_RESULTS with their events, the
+# KEPT_IDS before them with none. Callers' retries beyond that are the API's Idempotency-Key table's job
+# (kept in PostgreSQL), so the workflow's memory of ids stays bounded however long the episode runs.
+KEPT_RESULTS = 32
+KEPT_IDS = 512
+# A run continues as new once its history reaches this many events (or when Temporal suggests it, at
+# tens of thousands): a worker that lost its cache replays at most this much per episode, which keeps the
+# replay after a restart well under a second per episode (see README, "bench replay").
+HISTORY_EVENTS_BOUND = 1_000
 CLOCK_ACTOR = "clock"
 CLOCK_RETRY = timedelta(seconds=1)
 CLOCK_PAD = timedelta(milliseconds=50)
+CATCH_UP_LIMIT = 16  # clock commands recorded before one command at most (more wait for the run loop)
+OUTBOUND = (TestOrdered, ReferralIssued, FollowUpRequested)  # once on record, the outside world is told
 
 
 def workflow_id(episode_id: str) -> str:
@@ -104,9 +112,12 @@ class RecordedEvent:
 
 @dataclass
 class CommandResult:
+    """What a command recorded. `state` is empty (it once held the whole state, which made every update's
+    result grow with the episode): the state is a query, and the projection for the API."""
+
     command_id: str
     events: list[RecordedEvent]
-    state: dict[str, Any]
+    state: dict[str, Any] = field(default_factory=dict)
     duplicate: bool = False
 
 
@@ -141,8 +152,12 @@ class EpisodeWorkflow:
         self._aftercare: bool | None = None  # whether this history has the aftercare patch; known once checked
         self._day = timedelta(seconds=input.day_seconds)
         self._state: Episode | None = decode(Episode, input.state) if input.state else None
-        self._results: dict[str, CommandResult] = dict(input.results)
-        self._earlier_ids: set[str] = set(input.earlier_command_ids)
+        # Both in insertion order, oldest first, so the oldest leave first (see KEPT_RESULTS, KEPT_IDS).
+        self._results: dict[str, CommandResult] = {k: _without_state(r) for k, r in input.results.items()}
+        self._earlier_ids: dict[str, None] = dict.fromkeys(input.earlier_command_ids)
+        self._bounded: bool | None = None  # whether this history has PATCH_BOUNDED; known once checked
+        self._drug_testing: bool | None = None  # likewise PATCH_DRUG_TESTING
+        self._running = 0  # commands between acceptance and their answer (a validator counts itself in Temporal's)
         self._commands_this_run = 0
         self._changes = 0
         self._lock = asyncio.Lock()
@@ -160,8 +175,7 @@ class EpisodeWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._carry())
             seen = self._changes
-            testing = workflow.patched(PATCH_DRUG_TESTING)
-            due = next_due(state, self._current_policy(), workflow.now(), self._day, drug_testing=testing)
+            due = self._next_due(state)
             if due is None:
                 await workflow.wait_condition(lambda: self._changes != seen)
                 continue
@@ -174,11 +188,7 @@ class EpisodeWorkflow:
                     continue  # something happened first: decide again from the new state
             except asyncio.TimeoutError:
                 pass
-            meta = CommandMeta(f"clock:{type(due.command).__name__}:v{state.version}", CLOCK_ACTOR)
-            command: Command = due.command
-            if isinstance(command, DrawTestSchedule) and command.draw is None and state.level is not None:
-                draw = draw_schedule(self._test_random, state.level, workflow.now(), self._policy.drug_testing)
-                command = DrawTestSchedule(draw)
+            meta, command = self._clock_command(state, due)
             try:
                 await self._execute(meta, command)
             except ApplicationError as error:  # a command raced the clock (a result just in, a level just changed)
@@ -186,6 +196,19 @@ class EpisodeWorkflow:
                 await workflow.sleep(CLOCK_RETRY)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return encode(self._state)
+
+    def _next_due(self, state: Episode) -> Due | None:
+        self._drug_testing = workflow.patched(PATCH_DRUG_TESTING)
+        return next_due(state, self._current_policy(), workflow.now(), self._day, drug_testing=self._drug_testing)
+
+    def _clock_command(self, state: Episode, due: Due) -> tuple[CommandMeta, Command]:
+        """The command the clock issues for `due`, with its id (one per state version, so never twice)."""
+        meta = CommandMeta(f"clock:{type(due.command).__name__}:v{state.version}", CLOCK_ACTOR)
+        command: Command = due.command
+        if isinstance(command, DrawTestSchedule) and command.draw is None and state.level is not None:
+            draw = draw_schedule(self._test_random, state.level, workflow.now(), self._policy.drug_testing)
+            command = DrawTestSchedule(draw)
+        return meta, command
 
     # -- commands from other services ------------------------------------------------------------
 
@@ -345,16 +368,34 @@ class EpisodeWorkflow:
     # -- the one path every command takes ---------------------------------------------------------
 
     def _validate(self, meta: CommandMeta, command: Command) -> None:
-        """Refuse, before anything reaches history, a command the episode's state does not allow."""
+        """Refuse, before anything reaches history, a command the episode's state does not allow.
+
+        Only a settled state can refuse: while another command is being recorded (its events may already be
+        in the log and the projection) or while the clock has something due, the command is accepted here
+        and decided by its handler once that is folded in, so a refusal never contradicts the record."""
         if self._seen(meta.command_id):
             return  # a repeat: answered with the first outcome
         try:
             staff_id(meta.actor)
             if not meta.command_id or len(meta.command_id) > 128:
                 raise CommandRejected("a command id is 1-128 characters")
+            if self._unsettled():
+                return
             decide(self._state, command, self._known_policy(), workflow.now(), self._day)
         except DomainError as error:
             raise _rejected(error) from None
+
+    def _unsettled(self) -> bool:
+        if self._bounded is False:  # the old rule, for histories that predate it (validators are not replayed)
+            return False
+        if self._lock.locked() or self._running:
+            return True
+        state = self._state
+        if state is None or state.status is EpisodeStatus.CLOSED:
+            return False
+        testing = self._drug_testing is not False
+        due = next_due(state, self._known_policy(), workflow.now(), self._day, drug_testing=testing)
+        return due is not None and due.at <= workflow.now()
 
     def _current_policy(self) -> Policy:
         """The policy as this history knows it: without referrals and follow-ups if it began before them."""
@@ -366,21 +407,30 @@ class EpisodeWorkflow:
         """Without checking the patch (a validator may not): a history not yet known to predate it is new."""
         return self._policy_before_aftercare if self._aftercare is False else self._policy
 
+    def _is_bounded(self) -> bool:
+        if self._bounded is None:
+            self._bounded = workflow.patched(PATCH_BOUNDED)
+        return self._bounded
+
     def _seen(self, command_id: str) -> bool:
         return command_id in self._results or command_id in self._earlier_ids
 
     async def _execute(self, meta: CommandMeta, command: Command) -> CommandResult:
         if isinstance(command, (OrderTest, OrderScheduledTest)) and command.lab_id is None:
             command = dataclasses.replace(command, lab_id=self._input.lab_id)
-        result, recorded = await self._decide_and_record(meta, command)
-        for event in recorded:  # once on record: tell the lab, the partner, the outreach service
-            if isinstance(event, TestOrdered):
-                await self._send_lab_order(event)
-            elif isinstance(event, ReferralIssued):
-                await self._send_referral(event)
-            elif isinstance(event, FollowUpRequested):
-                await self._request_follow_up(event)
-        return result
+        self._running += 1
+        try:
+            result, recorded = await self._decide_and_record(meta, command)
+            for event in recorded:  # once on record: tell the lab, the partner, the outreach service
+                if isinstance(event, TestOrdered):
+                    await self._send_lab_order(event)
+                elif isinstance(event, ReferralIssued):
+                    await self._send_referral(event)
+                elif isinstance(event, FollowUpRequested):
+                    await self._request_follow_up(event)
+            return result
+        finally:
+            self._running -= 1
 
     async def _send_referral(self, issued: ReferralIssued) -> None:
         """POST a disclosed referral to its partner's endpoint, with exactly what the disclosure names."""
@@ -434,21 +484,45 @@ class EpisodeWorkflow:
         async with self._lock:  # one command at a time: each is decided on the state the last one left
             if self._seen(meta.command_id):
                 kept = self._results.get(meta.command_id)
-                if kept is None:
-                    return CommandResult(meta.command_id, [], encode(self._state), duplicate=True), []
-                return kept if kept.state else dataclasses.replace(kept, state=encode(self._state)), []
+                return kept or CommandResult(meta.command_id, [], duplicate=True), []
+            outbound: list[DomainEvent] = []
+            if meta.actor != CLOCK_ACTOR and self._is_bounded():
+                outbound += await self._catch_up()
             try:
                 events = decide(self._state, command, self._current_policy(), workflow.now(), self._day)
             except DomainError as error:  # the state moved on between validation and now
                 raise _rejected(error) from None
             if events:
                 await self._record(meta, events)
-            result = CommandResult(
-                meta.command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, events)], encode(self._state)
-            )
+            result = CommandResult(meta.command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, events)])
             self._remember(result)
             self._commands_this_run += 1
-            return result, [e for e in events if isinstance(e, (TestOrdered, ReferralIssued, FollowUpRequested))]
+            return result, outbound + [e for e in events if isinstance(e, OUTBOUND)]
+
+    async def _catch_up(self) -> list[DomainEvent]:
+        """Record what the clock has due by now before another command is decided, so that command is judged
+        on the state its sender sees (a review just requested, a follow-up just due). The lock is held."""
+        outbound: list[DomainEvent] = []
+        for _ in range(CATCH_UP_LIMIT):
+            state = self._state
+            if state is None or state.status is EpisodeStatus.CLOSED:
+                break
+            due = self._next_due(state)
+            if due is None or due.at > workflow.now():
+                break
+            meta, command = self._clock_command(state, due)
+            if isinstance(command, OrderScheduledTest) and command.lab_id is None:
+                command = dataclasses.replace(command, lab_id=self._input.lab_id)
+            try:
+                events = decide(state, command, self._current_policy(), workflow.now(), self._day)
+            except DomainError:
+                break  # the run loop retries it on its own
+            if events:
+                await self._record(meta, events)
+            self._remember(CommandResult(meta.command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, events)]))
+            self._commands_this_run += 1
+            outbound += [e for e in events if isinstance(e, OUTBOUND)]
+        return outbound
 
     async def _record(self, meta: CommandMeta, events: list[DomainEvent]) -> None:
         """Append to the event store (idempotent by event id), then fold: the log leads, the state follows."""
@@ -471,35 +545,41 @@ class EpisodeWorkflow:
             retry_policy=RECORD_RETRY,
         )
         before = self._state
-        self._state = fold(events, self._state)
+        state = fold(events, self._state)
+        assert state is not None
+        if self._is_bounded():
+            state = retire(state, workflow.now(), self._day)
+        self._state = state
         self._changes += 1
-        if before is None or (before.level, before.status) != (self._state.level, self._state.status):
+        if before is None or (before.level, before.status) != (state.level, state.status):
             workflow.upsert_search_attributes(
                 [
-                    EPISODE_LEVEL.value_set(self._state.level.value if self._state.level else "none"),
-                    EPISODE_STATUS.value_set(self._state.status.value),
+                    EPISODE_LEVEL.value_set(state.level.value if state.level else "none"),
+                    EPISODE_STATUS.value_set(state.status.value),
                 ]
             )
         workflow.logger.info(
             "episode events recorded",
-            extra={"episode_id": self._input.episode_id, "count": len(events), "version": self._state.version},
+            extra={"episode_id": self._input.episode_id, "count": len(events), "version": state.version},
         )
 
     def _remember(self, result: CommandResult) -> None:
         self._results[result.command_id] = result
-        if len(self._results) > KEPT_STATES:  # the result that just left the newest few keeps only its events
-            aged = list(self._results)[-KEPT_STATES - 1]
-            self._results[aged] = _without_state(self._results[aged])
-        while len(self._results) > KEPT_RESULTS:
+        while len(self._results) > KEPT_RESULTS:  # the oldest result keeps only its id
             oldest = next(iter(self._results))
-            self._earlier_ids.add(oldest)
             del self._results[oldest]
+            self._earlier_ids[oldest] = None
+        while len(self._earlier_ids) > KEPT_IDS:
+            del self._earlier_ids[next(iter(self._earlier_ids))]
 
     def _should_continue_as_new(self) -> bool:
         limit = self._input.continue_as_new_after
         if limit is not None and self._commands_this_run >= limit:
             return True
-        return workflow.info().is_continue_as_new_suggested()
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        return self._is_bounded() and info.get_current_history_length() >= HISTORY_EVENTS_BOUND
 
     def _carry(self) -> EpisodeInput:
         return EpisodeInput(
@@ -510,6 +590,6 @@ class EpisodeWorkflow:
             lab_id=self._input.lab_id,
             directory_text=self._input.directory_text,
             state=encode(self._state),
-            results={command_id: _without_state(result) for command_id, result in self._results.items()},
-            earlier_command_ids=sorted(self._earlier_ids),
+            results=dict(self._results),
+            earlier_command_ids=list(self._earlier_ids),
         )
