@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -56,6 +57,9 @@ UPDATES: dict[type, Any] = {
     UpdateReferral: EpisodeWorkflow.update_referral,
     RecordFollowUpOutcome: EpisodeWorkflow.record_follow_up_outcome,
 }
+
+
+QUERY_NOT_READY_TRIES = 20  # about 10 s in all
 
 
 class EpisodeCommands:
@@ -117,9 +121,17 @@ class EpisodeCommands:
         )
 
     async def state(self, episode_id: str) -> dict[str, Any] | None:
+        """The workflow's working state (see domain.retention; the projection has the whole record)."""
         eid = valid_episode_id(episode_id)
         handle = self.client.get_workflow_handle(workflow_id(eid))
-        return await _rejections_as_domain_errors(handle.query(EpisodeWorkflow.state), eid)  # type: ignore[return-value]
+        for attempt in range(QUERY_NOT_READY_TRIES):
+            try:
+                return await _rejections_as_domain_errors(handle.query(EpisodeWorkflow.state), eid)  # type: ignore[return-value]
+            except RPCError as error:  # a run that just continued as new answers once its first task ran
+                if error.status != RPCStatusCode.FAILED_PRECONDITION or attempt == QUERY_NOT_READY_TRIES - 1:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
 
 async def _rejections_as_domain_errors(call: Any, episode_id: str | None = None) -> CommandResult:

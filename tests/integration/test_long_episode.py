@@ -1,0 +1,94 @@
+"""A long episode stays cheap: four months of intensive outpatient care with tests twice a week, on the real
+Temporal dev server (per-workflow time skipping) and PostgreSQL.
+
+The bench plays the lab (a negative result for every test ordered) and the therapist (every review extends
+the stay). The episode must continue as new on its own bound, so no run's history passes
+HISTORY_EVENTS_BOUND by more than the commands in flight; carry a small input across; keep only recent
+tests in the workflow's working state while the projection keeps all; and every run must replay with the
+current code. With CONTINUUM_RECORD_HISTORIES set, the longest run is kept in tests/histories/.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from temporalio.client import WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome, RecordTestResult
+from domain.episode import ReviewOutcome
+from domain.errors import CommandRejected
+from domain.retention import TEST_RECORD_OPEN_DAYS
+from domain.testing import TestMethod, TestResult
+from eventlog.store import PostgresEventStore
+from eventlog.verify import verify_log
+from tests.integration.episodes import DAY, episode_worker, meta
+from workflows.episode import HISTORY_EVENTS_BOUND, EpisodeWorkflow, workflow_id
+
+MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient: random tests twice a week
+CARE_DAYS = 120
+IN_FLIGHT_SLACK = 60  # events a run may add past the bound while the commands in flight finish
+CARRIED_LIMIT = 64 * 1024  # bytes of the input carried across continue-as-new
+
+
+def _projected(store: PostgresEventStore, episode: str) -> dict[str, Any]:
+    with store.engine.connect() as conn:
+        return dict(conn.execute(text("SELECT state FROM episodes WHERE episode_id = :e"), {"e": episode}).one().state)
+
+
+async def test_four_months_of_care_continues_as_new_and_keeps_a_bounded_working_state(
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore
+) -> None:
+    episode = "ep-long"
+    async with episode_worker(skipping_env, store) as episodes:
+        await episodes.open(meta(), OpenEpisode(episode, "client-long", assessment=RecordAssessment(MILD, "clin-1")))
+        handle = skipping_env.client.get_workflow_handle(workflow_id(episode))
+        for _ in range(CARE_DAYS):
+            await skipping_env.fast_forward(handle, DAY)
+            state = _projected(store, episode)
+            for test in state["tests"]:
+                if not test["cancelled"] and test["presumptive"] is None and test["confirmed"] is None:
+                    result = RecordTestResult(test["test_id"], TestResult.NEGATIVE, TestMethod.PRESUMPTIVE,
+                                              test["ordered_at"], f"lab-{test['test_id']}")  # fmt: skip
+                    try:
+                        await episodes.send(episode, meta(), result)
+                    except CommandRejected as error:  # only a test already closed may refuse a result
+                        assert "is closed to new results" in str(error)
+            if state["pending_review"] is not None:
+                review = RecordReviewOutcome(state["pending_review"]["review_id"], ReviewOutcome.EXTEND, "ther-1")
+                await episodes.send(episode, meta(), review)
+        working = await episodes.state(episode)
+        runs = [r async for r in skipping_env.client.list_workflows(f'WorkflowId = "{workflow_id(episode)}"')]
+        histories = [
+            await skipping_env.client.get_workflow_handle(workflow_id(episode), run_id=run.run_id).fetch_history()
+            for run in runs
+        ]
+
+    projected = _projected(store, episode)
+    assert working is not None and projected["status"] == "active" and projected["level"] == "intensive_outpatient"
+    ordered = [e for e in store.read_stream(episode) if e.event_type == "TestOrdered"]
+    assert len(ordered) >= 30 and len(projected["tests"]) == len(ordered)  # the projection keeps every test
+    assert 0 < len(working["tests"]) < len(ordered)  # the working state keeps the recent ones
+    assert working["tests_closed_through"] > 0
+    horizon = len(working["tests"]) * 7 / 2  # twice a week: the kept tests cover about this many days
+    assert horizon <= TEST_RECORD_OPEN_DAYS + 14
+
+    lengths = sorted(len(h.events) for h in histories)
+    assert len(histories) >= 2, f"never continued as new: {lengths}"
+    assert lengths[-1] <= HISTORY_EVENTS_BOUND + IN_FLIGHT_SLACK, lengths
+    for history in histories:
+        started = history.events[0].workflow_execution_started_event_attributes
+        assert sum(len(p.data) for p in started.input.payloads) < CARRIED_LIMIT
+        replayed = await Replayer(workflows=[EpisodeWorkflow]).replay_workflow(history, raise_on_replay_failure=True)
+        assert replayed.replay_failure is None
+    assert verify_log(store.engine).ok
+
+    if os.environ.get("CONTINUUM_RECORD_HISTORIES"):  # replayed by the test of recorded histories
+        longest = max(histories, key=lambda h: len(h.events))
+        path = Path(__file__).resolve().parents[1] / "histories" / "episode_long.json"
+        path.write_text(WorkflowHistory(longest.workflow_id, longest.events).to_json())
