@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -72,7 +72,8 @@ LAB_ORDER_RETRY = RetryPolicy(
 )
 PATCH_DRUG_TESTING = "drug-testing"  # episodes started before random testing existed replay without it
 PATCH_AFTERCARE = "aftercare-referrals"  # episodes started before referrals and follow-ups replay without them
-# Episodes started before bounded replay: no working-state retirement, no history bound, no clock catch-up.
+# Episodes started before bounded replay: no working-state retirement, no history bound, no clock catch-up,
+# recording as a regular activity.
 PATCH_BOUNDED = "bounded-replay"
 OUTBOUND_RETRY = LAB_ORDER_RETRY
 # A repeated command id is answered with the first outcome: the newest KEPT_RESULTS with their events, the
@@ -170,6 +171,8 @@ class EpisodeWorkflow:
     @workflow.run
     async def run(self, input: EpisodeInput) -> dict[str, Any]:
         await workflow.wait_condition(lambda: self._state is not None)
+        alarm: asyncio.Task[None] | None = None  # the care clock's timer, kept while its instant stays the same
+        alarm_at: datetime | None = None
         while True:
             state = self._state
             assert state is not None
@@ -180,14 +183,26 @@ class EpisodeWorkflow:
                 workflow.continue_as_new(self._carry())
             seen = self._changes
             due = self._next_due(state)
+            if due is None or due.at <= workflow.now() or alarm_at != due.at:
+                if alarm is not None and not alarm.done():
+                    alarm.cancel()
+                alarm = alarm_at = None
             if due is None:
                 await workflow.wait_condition(lambda: self._changes != seen)
                 continue
             delay = due.at - workflow.now()
-            try:
-                if delay > timedelta(0):
+            if delay > timedelta(0) and self._is_bounded():
+                if alarm is None:
                     # Timers may fire a hair before the microsecond-precise instant; the pad keeps the
                     # rules from saying "not yet" to their own clock.
+                    alarm, alarm_at = asyncio.create_task(workflow.sleep(delay + CLOCK_PAD)), due.at
+                fired = alarm
+                await workflow.wait_condition(lambda: self._changes != seen or fired.done())
+                if fired.done():
+                    alarm = alarm_at = None
+                continue  # decide again from the state as it is now (at the instant, it is due)
+            try:
+                if delay > timedelta(0):
                     await workflow.wait_condition(lambda: self._changes != seen, timeout=delay + CLOCK_PAD)
                     continue  # something happened first: decide again from the new state
             except asyncio.TimeoutError:
@@ -198,6 +213,8 @@ class EpisodeWorkflow:
             except ApplicationError as error:  # a command raced the clock (a result just in, a level just changed)
                 workflow.logger.info(f"clock command {type(command).__name__} refused: {error.message}")
                 await workflow.sleep(CLOCK_RETRY)
+        if alarm is not None and not alarm.done():
+            alarm.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return encode(self._state)
 
@@ -541,13 +558,16 @@ class EpisodeWorkflow:
             causation_id=meta.command_id,
             correlation_id=meta.correlation_id,
         )
-        await workflow.execute_activity(
-            "record_events",
-            request,
-            result_type=RecordEventsResult,
-            start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=RECORD_RETRY,
-        )
+        if self._is_bounded():  # a local activity: no task round trip through the server, a third less history
+            await workflow.execute_local_activity(
+                "record_events", request, result_type=RecordEventsResult, start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY,
+            )  # fmt: skip
+        else:
+            await workflow.execute_activity(
+                "record_events", request, result_type=RecordEventsResult, start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY,
+            )  # fmt: skip
         before = self._state
         state = fold(events, self._state)
         assert state is not None
