@@ -20,7 +20,7 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")  # half of a UTF-16 pair: UTF-8 (and
 
 
 def latest_instant(now: datetime, ahead: timedelta = CLOCK_SKEW) -> datetime:
-    """The latest instant accepted when it is `now`: what lies `ahead` of it is not plausible."""
+    """The latest plausible instant when it is `now`, given that another clock may run `ahead` of ours."""
     return now + ahead
 
 
@@ -29,7 +29,7 @@ def instant_problem(value: datetime, now: datetime, ahead: timedelta = CLOCK_SKE
     if value.tzinfo is None or value.utcoffset() is None:
         return "must carry a time zone (Z or an offset such as +02:00)"
     if not EARLIEST_INSTANT <= value <= latest_instant(now, ahead):
-        return f"must lie between 1900-01-01T00:00:00Z and {_describe(ahead)} from now"
+        return f"must lie between {EARLIEST_INSTANT:%Y-%m-%dT%H:%M:%SZ} and {_describe(ahead)} from now"
     return None
 
 
@@ -46,6 +46,4 @@ def text_problem(value: str, *, multiline: bool = True) -> str | None:
 
 
 def _describe(ahead: timedelta) -> str:
-    if ahead == CLOCK_SKEW:
-        return "one day"
-    return f"{ahead.days} days" if ahead.days != 1 else "one day"
+    return "one day" if ahead == timedelta(days=1) else f"{ahead.days} days"
