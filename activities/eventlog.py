@@ -2,6 +2,11 @@
 
 Event ids are minted deterministically in the workflow, so a retried activity finds its events already
 stored and returns their positions instead of writing them twice.
+
+A value that cannot be stored (PostgreSQL refuses it as data, or it cannot be serialized) fails the
+activity at once as `UnrecordableEvent`, not retryable, since no retry can store it; the workflow then
+refuses the command and the episode stays usable. Transient errors (the database down, a connection
+reset, a serialization failure, the append lock not granted) keep being retried.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import structlog
+from sqlalchemy.exc import StatementError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -21,6 +28,13 @@ from eventlog.records import EventMetadata, NewEvent
 from eventlog.store import PostgresEventStore
 
 log = structlog.get_logger(__name__)
+UNRECORDABLE = "UnrecordableEvent"
+# What a retry cannot fix: PostgreSQL refusing a value as data (SQLSTATE class 22: a NUL in jsonb, an
+# invalid or out-of-range timestamp or number, ...) or as too large (54), and a value that cannot be
+# serialized at all (ValueError: NaN, an unpaired surrogate, an instant outside years 1-9999; OverflowError).
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.DataError, psycopg.errors.ProgramLimitExceeded, ValueError, OverflowError,
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,13 @@ class EventLogActivities:
         except (ConcurrencyError, EventIdConflict, DomainError) as error:
             bound.warning("events.rejected", error_type=type(error).__name__)
             raise ApplicationError(str(error), type=type(error).__name__, non_retryable=True) from None
+        except Exception as error:
+            unrecordable = _unrecordable(error)
+            if unrecordable is None:
+                raise  # transient (or unknown): retried by the activity's retry policy
+            kind, sqlstate = unrecordable
+            bound.error("events.unrecordable", error_type=kind, sqlstate=sqlstate, count=len(events))
+            raise unrecordable_event(request.stream_id, kind, sqlstate) from None
         bound.info(
             "events.recorded",
             count=len(events),
@@ -85,3 +106,23 @@ class EventLogActivities:
             duplicate=result.duplicate,
         )
         return RecordEventsResult(list(result.positions), result.stream_version, result.duplicate)
+
+
+def unrecordable_event(stream_id: str, kind: str, sqlstate: str | None) -> ApplicationError:
+    """The activity's answer to events that no retry can store; its message names no value."""
+    code = f", SQLSTATE {sqlstate}" if sqlstate else ""
+    return ApplicationError(
+        f"the events for episode {stream_id} cannot be recorded: a value in them cannot be stored"
+        f" ({kind}{code}); nothing was recorded",
+        {"error_type": kind, "sqlstate": sqlstate},
+        type=UNRECORDABLE,
+        non_retryable=True,
+    )
+
+
+def _unrecordable(error: BaseException) -> tuple[str, str | None] | None:
+    """(error type, SQLSTATE) if `error` is a data error a retry cannot fix, else None."""
+    cause = error.orig if isinstance(error, StatementError) and error.orig is not None else error
+    if not isinstance(cause, _DATA_ERRORS):
+        return None
+    return type(cause).__name__, getattr(cause, "sqlstate", None)

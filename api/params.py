@@ -1,11 +1,13 @@
-"""Request plumbing shared by the routes: the services on the app, and id path parameters."""
+"""Request plumbing shared by the routes: the services on the app, id path parameters, instant queries."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Path, Request
+from pydantic import AfterValidator, AwareDatetime
 
+from api.schemas import plausible_instant
 from api.services import Services
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
@@ -17,3 +19,7 @@ def services_of(request: Request) -> Services:
 
 def IdPath() -> Any:  # noqa: N802 (a fresh Path per parameter: one shared instance binds them all to one name)
     return Path(pattern=ID_PATTERN)
+
+
+# An instant in a query (`as_of`, `since`, `until`): time-zone aware and plausible, or a 422 naming it.
+InstantQuery = Annotated[AwareDatetime, AfterValidator(plausible_instant)]

@@ -1,19 +1,62 @@
-"""Request and response bodies at the HTTP edge: strict (unknown fields are refused) and bounded."""
+"""Request and response bodies at the HTTP edge: strict (unknown fields are refused) and bounded.
+
+Every value a body accepts can be recorded: instants are time-zone aware and plausible, text carries no
+control characters, and every string and list has a bound (the rules are `domain.values`).
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from domain.aftercare import FollowUpOutcome, ReferralStatus
+from domain.aftercare_decisions import MAX_CONSENT_DAYS
 from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from domain.levels import LevelOfCare
 from domain.testing import TestMethod, TestResult
+from domain.values import CLOCK_SKEW, instant_problem, text_problem
 from eventlog.access import Role
 
+
+def _plausible(value: datetime, ahead: timedelta) -> datetime:
+    problem = instant_problem(value, datetime.now(UTC), ahead)
+    if problem is not None:
+        raise PydanticCustomError("implausible_instant", problem)
+    return value
+
+
+def plausible_instant(value: datetime) -> datetime:
+    """A 422 for an instant outside the plausible window (1900-01-01 to a day from now)."""
+    return _plausible(value, CLOCK_SKEW)
+
+
+def _consent_expiry(value: datetime) -> datetime:
+    return _plausible(value, timedelta(days=MAX_CONSENT_DAYS) + CLOCK_SKEW)
+
+
+def _text(value: str) -> str:
+    if (problem := text_problem(value)) is not None:
+        raise PydanticCustomError("unsafe_text", problem)
+    return value
+
+
+def _line(value: str) -> str:
+    if (problem := text_problem(value, multiline=False)) is not None:
+        raise PydanticCustomError("unsafe_text", problem)
+    if not value.strip():
+        raise PydanticCustomError("blank_text", "must not be blank")
+    return value
+
+
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", examples=["EP-1001"])]
-Note = Annotated[str, Field(max_length=2000)]
+Instant = Annotated[AwareDatetime, AfterValidator(plausible_instant), Field(description="with a time zone; 1900 to a day from now")]
+Note = Annotated[str, Field(max_length=2000), AfterValidator(_text)]
+Reason = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_text)]
+CancellationReason = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_text)]
+LabReference = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_line)]
 Substance = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ,.'()/-]*$")]
 Rating = Annotated[int, Field(ge=0, le=4)]
 
@@ -61,7 +104,7 @@ class OrderTestBody(Body):
 
 
 class CollectionBody(Body):
-    collected_at: AwareDatetime
+    collected_at: Instant
     observed: bool
     temperature_in_range: bool
     site: Id
@@ -70,15 +113,15 @@ class CollectionBody(Body):
 class TestResultBody(Body):
     result: TestResult
     method: TestMethod
-    collected_at: AwareDatetime
-    lab_reference: Annotated[str, Field(min_length=1, max_length=64)]
+    collected_at: Instant
+    lab_reference: LabReference
     substances: Annotated[list[Substance], Field(max_length=20)] = []
-    corrects_lab_reference: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    corrects_lab_reference: LabReference | None = None
 
 
 class CancelTestBody(Body):
     cancelled_by: Id
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: CancellationReason
 
 
 class MedicationsBody(Body):
@@ -94,14 +137,14 @@ class StepUpDecisionBody(Body):
 
 class StepUpReversalBody(Body):
     clinician: Id
-    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    reason: Reason
 
 
 class ConsentBody(Body):
     consent_id: Id
     recipient: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="the partner id disclosed to")]
     purpose: Annotated[str, Field(pattern=r"^[a-z_]{1,40}$", examples=["aftercare_referral"])]
-    expires_at: AwareDatetime
+    expires_at: Annotated[AwareDatetime, AfterValidator(_consent_expiry), Field(description="within 5 years")]
     recorded_by: Id
 
 

@@ -50,6 +50,7 @@ from domain.fold import REFERRAL_NOT_SENT, REFERRAL_UNANSWERED, evolve, referral
 from domain.ids import staff_id
 from domain.levels import Direction, LevelOfCare, direction
 from domain.policy import Policy, ReferralPolicy
+from domain.values import instant_problem
 
 _PURPOSE = re.compile(r"[a-z_]{1,40}")
 _PARTNER = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -147,6 +148,14 @@ def _disclosure(state: Episode, recipient: str, referrals: ReferralPolicy, at: d
         None,
     )  # fmt: skip
     return Disclosure(recipient, referrals.purpose, referrals.disclosed, consent.consent_id) if consent else None
+
+
+def admit_aftercare(command: Command, at: datetime) -> None:
+    """The admission rules of an aftercare command's values (see `domain.decisions.admit`)."""
+    if isinstance(command, RecordConsent):
+        problem = instant_problem(command.expires_at, at, timedelta(days=MAX_CONSENT_DAYS))
+        if problem is not None:
+            raise CommandRejected(f"a consent's expiry {problem}")
 
 
 def decide_aftercare(state: Episode, command: Command, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:

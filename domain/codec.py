@@ -33,10 +33,21 @@ class EventEnvelope:
 
 
 def format_instant(value: datetime) -> str:
-    """An aware instant as UTC ISO-8601 with microseconds: one spelling per instant."""
-    if value.tzinfo is None:
+    """An aware instant as UTC ISO-8601 with microseconds: one spelling per instant, which parses back.
+
+    The year always has four digits (`strftime("%Y")` writes year 1 as `1`, which does not parse back);
+    for years 1000-9999 the spelling is the one every hash in a log was computed over.
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("instants must carry a time zone")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00, which is in year 0 in UTC
+        raise ValueError("the instant lies outside the years 1-9999 in UTC") from None
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+        f".{utc.microsecond:06d}Z"
+    )
 
 
 @cache

@@ -1,5 +1,7 @@
 """Decisions: `decide(state, command, policy, at)` -> the events to record, or CommandRejected with a reason.
 
+`admit(state, command, at)` holds the admission rules on a command's values (plausible instants, text
+without control characters); see its docstring for why they stand apart from `decide`.
 Pure: time (`at`, and the length of a care-clock `day`) comes in as arguments.
 """
 
@@ -7,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from domain.aftercare_decisions import consequences, decide_aftercare
+from domain.aftercare_decisions import admit_aftercare, consequences, decide_aftercare
 from domain.assessment import place, validate_ratings
 from domain.commands import (
     AFTERCARE_COMMANDS,
@@ -49,7 +51,8 @@ from domain.fold import evolve, stay_elapsed
 from domain.ids import client_id, episode_id, staff_id
 from domain.levels import LevelOfCare, direction
 from domain.policy import Policy
-from domain.testing_decisions import decide_testing
+from domain.testing_decisions import admit_testing, decide_testing
+from domain.values import text_problem
 
 DAY = timedelta(days=1)
 MAX_NOTE = 2000
@@ -64,6 +67,26 @@ def decide(
         return events + consequences(state, events, policy, at, day)
     except InvalidIdentifier as error:
         raise CommandRejected(str(error)) from None
+
+
+def admit(state: Episode | None, command: Command, at: datetime) -> None:
+    """Refuse (CommandRejected) a command whose values cannot be on record: an implausible instant (before
+    1900, more than a day ahead, a specimen collected long before its test was ordered) or text with
+    control characters.
+
+    Checked when a command arrives (the workflow's update validators), never in `decide`: a history
+    recorded before these rules may hold such a value, and it must replay to what it recorded.
+    """
+    if state is None or isinstance(command, OpenEpisode):
+        return
+    match command:
+        case Discharge(note=note) | OverridePlacement(note=note):
+            if text_problem(note) is not None:
+                raise CommandRejected("a note must not contain control characters other than newline and tab")
+        case _ if isinstance(command, TESTING_COMMANDS):
+            admit_testing(state, command, at)
+        case _ if isinstance(command, AFTERCARE_COMMANDS):
+            admit_aftercare(command, at)
 
 
 def _decide(state: Episode | None, command: Command, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from domain.commands import (
     CancelTest,
@@ -46,9 +46,51 @@ from domain.levels import Direction, LevelOfCare
 from domain.policy import Policy, PositiveResultAction
 from domain.retention import TEST_RECORD_OPEN_DAYS, is_closed_test
 from domain.testing import DrugTest, Interpretation, OrderReason, TestMethod, interpret, normalise_substances
+from domain.values import instant_problem, text_problem
 
 _SUBSTANCE = re.compile(r"[a-z0-9][a-z0-9 ,.'()/-]{0,63}")
 LAB_NOT_NOTIFIED = "lab_not_notified"
+# A specimen may be taken a little before its order is entered (point-of-care collection at intake).
+EARLY_COLLECTION = timedelta(days=1)
+
+
+def admit_testing(state: Episode, command: Command, at: datetime) -> None:
+    """The admission rules of a drug-testing command's values (see `domain.decisions.admit`)."""
+    match command:
+        case RecordSpecimenCollection(test_id=test_id, collected_at=collected_at) | RecordTestResult(
+            test_id=test_id, collected_at=collected_at
+        ):
+            _admit_collection_time(state, test_id, collected_at, at)
+    match command:
+        case RecordTestResult():
+            for reference in (command.lab_reference, command.corrects_lab_reference):
+                if reference is not None and text_problem(reference, multiline=False) is not None:
+                    raise CommandRejected("a lab reference is one line of text without control characters")
+        case CancelTest(reason=text) | ReverseStepUp(reason=text):
+            if text_problem(text) is not None:
+                raise CommandRejected("a reason must not contain control characters other than newline and tab")
+        case DecideStepUp(note=text):
+            if text_problem(text) is not None:
+                raise CommandRejected("a note must not contain control characters other than newline and tab")
+
+
+def _admit_collection_time(state: Episode, test_id: str, collected_at: datetime, at: datetime) -> None:
+    if (problem := instant_problem(collected_at, at)) is not None:
+        raise CommandRejected(f"the collection time {problem}")
+    if collected_at < state.opened_at - EARLY_COLLECTION:
+        raise CommandRejected(
+            f"the collection time is before the episode opened ({_when(state.opened_at)}); check the specimen's date"
+        )
+    test = state.test(test_id)
+    if test is not None and collected_at < test.ordered_at - EARLY_COLLECTION:
+        raise CommandRejected(
+            f"the collection time is more than a day before test {test_id} was ordered ({_when(test.ordered_at)});"
+            " check the specimen's date"
+        )
+
+
+def _when(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def decide_testing(
