@@ -21,7 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.aftercare import FollowUpToRequest, ReferralToSend, Sent
-    from activities.eventlog import EventToRecord, RecordEventsInput, RecordEventsResult
+    from activities.eventlog import UNRECORDABLE, EventToRecord, RecordEventsInput, RecordEventsResult
     from activities.lab import LabOrder, LabOrderSent
     from domain.clock import Due, next_due
     from domain.codec import decode, encode, to_envelope
@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         RevokeConsent,
         UpdateReferral,
     )
-    from domain.decisions import decide
+    from domain.decisions import admit, decide
     from domain.episode import Episode, EpisodeStatus
     from domain.errors import CommandRejected, DomainError
     from domain.events import DomainEvent, FollowUpRequested, ReferralIssued, TestOrdered
@@ -137,6 +137,10 @@ class EpisodeInput:
 
 def _without_state(result: CommandResult) -> CommandResult:
     return result if not result.state else dataclasses.replace(result, state={})
+
+
+def _unrecordable(error: ActivityError) -> bool:
+    return isinstance(error.cause, ApplicationError) and error.cause.type == UNRECORDABLE
 
 
 def _rejected(error: DomainError) -> ApplicationError:
@@ -400,6 +404,7 @@ class EpisodeWorkflow:
             staff_id(meta.actor)
             if not meta.command_id or len(meta.command_id) > 128:
                 raise CommandRejected("a command id is 1-128 characters")
+            admit(self._state, command, workflow.now())
             if self._unsettled():
                 return
             decide(self._state, command, self._known_policy(), workflow.now(), self._day)
@@ -510,11 +515,23 @@ class EpisodeWorkflow:
             if meta.actor != CLOCK_ACTOR and self._is_bounded():
                 outbound += await self._catch_up()
             try:
+                if meta.actor != CLOCK_ACTOR and self._is_bounded():
+                    admit(self._state, command, workflow.now())  # again: the state may have moved on
                 events = decide(self._state, command, self._current_policy(), workflow.now(), self._day)
             except DomainError as error:  # the state moved on between validation and now
                 raise _rejected(error) from None
             if events:
-                await self._record(meta, events)
+                try:
+                    await self._record(meta, events)
+                except ActivityError as error:
+                    if not _unrecordable(error):
+                        raise
+                    # A value no retry can store: nothing was recorded, the episode goes on, the caller is told.
+                    workflow.logger.warning("command unrecordable", extra={"episode_id": self._input.episode_id})
+                    raise ApplicationError(
+                        "the command's values cannot be recorded; nothing was recorded", type=UNRECORDABLE,
+                        non_retryable=True,
+                    ) from None  # fmt: skip
             result = CommandResult(meta.command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, events)])
             self._remember(result)
             self._commands_this_run += 1
