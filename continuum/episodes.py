@@ -36,7 +36,7 @@ from domain.commands import (
 from domain.errors import CommandRejected, UnknownEpisode
 from domain.ids import episode_id as valid_episode_id
 from domain.policy import default_policy_text, load_policy
-from workflows.episode import CommandMeta, CommandResult, EpisodeInput, EpisodeWorkflow, workflow_id
+from workflows.episode import HISTORY_EVENTS_BOUND, CommandMeta, CommandResult, EpisodeInput, EpisodeWorkflow, workflow_id
 
 UPDATES: dict[type, Any] = {
     RecordAssessment: EpisodeWorkflow.record_assessment,
@@ -75,6 +75,7 @@ class EpisodeCommands:
         continue_as_new_after: int | None = None,
         lab_id: str | None = None,
         directory_text: str | None = None,
+        history_events_bound: int = HISTORY_EVENTS_BOUND,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
@@ -84,6 +85,7 @@ class EpisodeCommands:
         self.day = day
         self.continue_as_new_after = continue_as_new_after
         self.lab_id = lab_id
+        self.history_events_bound = history_events_bound
 
     async def open(self, meta: CommandMeta, command: OpenEpisode) -> CommandResult:
         """Open the episode, or attach to it if it exists; a retried open returns the first outcome."""
@@ -91,7 +93,7 @@ class EpisodeCommands:
         start = WithStartWorkflowOperation(
             EpisodeWorkflow.run,
             EpisodeInput(eid, self.policy_text, self.day.total_seconds(), self.continue_as_new_after, self.lab_id,
-                         self.directory_text),  # fmt: skip
+                         self.directory_text, history_events_bound=self.history_events_bound),  # fmt: skip
             id=workflow_id(eid),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -84,7 +84,8 @@ KEPT_IDS = 128
 # A run continues as new once its history reaches this many events (or when Temporal suggests it, at
 # tens of thousands): a worker that lost its cache replays at most this much per episode, which keeps the
 # replay after a restart well under a second per episode (see README, "bench replay").
-HISTORY_EVENTS_BOUND = 500
+HISTORY_EVENTS_BOUND = 200
+FIRST_HISTORY_EVENTS_BOUND = 200  # for runs whose input names no bound: never change it
 CLOCK_ACTOR = "clock"
 CLOCK_RETRY = timedelta(seconds=1)
 CLOCK_PAD = timedelta(milliseconds=50)
@@ -131,6 +132,9 @@ class EpisodeInput:
     lab_id: str | None = None  # the lab this program's test orders go to
     directory_text: str | None = None  # the program's resource directory (None: the default one)
     state: dict[str, Any] | None = None  # carried across continue-as-new
+    # The episode's HISTORY_EVENTS_BOUND, set when it opens and carried across continue-as-new, so that a new
+    # constant never changes the command sequence of an episode under way (None: FIRST_HISTORY_EVENTS_BOUND).
+    history_events_bound: int | None = None
     results: dict[str, CommandResult] = field(default_factory=dict)
     earlier_command_ids: list[str] = field(default_factory=list)
 
@@ -620,7 +624,8 @@ class EpisodeWorkflow:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
             return True
-        return self._is_bounded() and info.get_current_history_length() >= HISTORY_EVENTS_BOUND
+        bound = self._input.history_events_bound or FIRST_HISTORY_EVENTS_BOUND
+        return self._is_bounded() and info.get_current_history_length() >= bound
 
     def _carry(self) -> EpisodeInput:
         return EpisodeInput(
@@ -633,4 +638,5 @@ class EpisodeWorkflow:
             state=encode(self._state),
             results=dict(self._results),
             earlier_command_ids=list(self._earlier_ids),
+            history_events_bound=self._input.history_events_bound,
         )
