@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from domain.aftercare import FollowUpOutcome, ReferralStatus
@@ -17,6 +17,7 @@ from domain.aftercare_decisions import MAX_CONSENT_DAYS
 from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from domain.levels import LevelOfCare
 from domain.testing import TestMethod, TestResult
+from domain.testing_decisions import NAMES_WHAT_IT_FOUND
 from domain.values import CLOCK_SKEW, instant_problem, text_problem
 from eventlog.access import Role
 
@@ -115,8 +116,16 @@ class TestResultBody(Body):
     method: TestMethod
     collected_at: Instant
     lab_reference: LabReference
-    substances: Annotated[list[Substance], Field(max_length=20)] = []
+    substances: Annotated[list[Substance], Field(max_length=20, validate_default=True)] = []
     corrects_lab_reference: LabReference | None = None
+
+    @field_validator("substances")
+    @classmethod
+    def _names_what_it_found(cls, substances: list[str], info: ValidationInfo) -> list[str]:
+        result = info.data.get("result")
+        if result in NAMES_WHAT_IT_FOUND and not any(s.strip() for s in substances):
+            raise ValueError(f"a {result.value} result names at least one substance or adulterant it found")
+        return substances
 
 
 class CancelTestBody(Body):

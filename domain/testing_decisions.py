@@ -45,11 +45,13 @@ from domain.ids import staff_id
 from domain.levels import Direction, LevelOfCare
 from domain.policy import Policy, PositiveResultAction
 from domain.retention import TEST_RECORD_OPEN_DAYS, is_closed_test
-from domain.testing import DrugTest, Interpretation, OrderReason, TestMethod, interpret, normalise_substances
+from domain.testing import DrugTest, Interpretation, OrderReason, TestMethod, TestResult, interpret, normalise_substances
 from domain.values import instant_problem, text_problem
 
 _SUBSTANCE = re.compile(r"[a-z0-9][a-z0-9 ,.'()/-]{0,63}")
 LAB_NOT_NOTIFIED = "lab_not_notified"
+# A result that says something was found says what (otherwise a positive reads "prescribed only: expected").
+NAMES_WHAT_IT_FOUND = frozenset({TestResult.POSITIVE, TestResult.ADULTERATED})
 # A specimen may be taken a little before its order is entered (point-of-care collection at intake).
 EARLY_COLLECTION = timedelta(days=1)
 
@@ -63,6 +65,10 @@ def admit_testing(state: Episode, command: Command, at: datetime) -> None:
             _admit_collection_time(state, test_id, collected_at, at)
     match command:
         case RecordTestResult():
+            if command.result in NAMES_WHAT_IT_FOUND and not normalise_substances(command.substances):
+                raise CommandRejected(
+                    f"a {command.result.value} result names at least one substance or adulterant it found"
+                )
             for reference in (command.lab_reference, command.corrects_lab_reference):
                 if reference is not None and text_problem(reference, multiline=False) is not None:
                     raise CommandRejected("a lab reference is one line of text without control characters")

@@ -232,3 +232,17 @@ def test_the_unrecordable_answer_is_not_retryable_and_names_no_value() -> None:
         " (UntranslatableCharacter, SQLSTATE 22P05); nothing was recorded"
     )
     assert error.details == ({"error_type": "UntranslatableCharacter", "sqlstate": "22P05"},)
+
+
+@pytest.mark.parametrize("result", ["positive", "adulterated"])
+def test_a_result_that_found_something_names_it(result: str) -> None:
+    """A positive with no substance was read as "positive only for prescribed substances: expected"."""
+    body = {**RESULT, "result": result, "collected_at": datetime.now(UTC)}
+    assert _refusal(ResultBody, **body) == ("substances", f"Value error, a {result} result names at least one "
+                                                          "substance or adulterant it found")  # fmt: skip
+    assert _refusal(ResultBody, **body, substances=[" "])[0].startswith("substances")
+    ResultBody(**body, substances=["fentanyl"])  # type: ignore[arg-type]
+    state, test_id = _episode_with_a_test()
+    command = RecordTestResult(test_id, TestResult(result), TestMethod.CONFIRMED, NOW, "L-9")
+    with pytest.raises(CommandRejected, match="names at least one substance or adulterant"):
+        admit(state, command, NOW)  # type: ignore[arg-type]
