@@ -154,8 +154,10 @@ def partner_referrals(request: Request, caller: ApiKey = Depends(PARTNERS)) -> d
 
 @router.get("/census")
 def census(request: Request, caller: ApiKey = Depends(CENSUS)) -> dict[str, Any]:
-    rows = services_of(request).reads.census()
-    return {"by_level_and_status": rows, "total": sum(r["episodes"] for r in rows)}
+    """Open episodes by level and status (`total` counts them); `closed` counts the episodes that have ended."""
+    reads = services_of(request).reads
+    rows = reads.census()
+    return {"by_level_and_status": rows, "total": sum(r["episodes"] for r in rows), "closed": reads.closed_count()}
 
 
 @router.get("/alerts")

@@ -59,14 +59,19 @@ class EpisodeReads:
         return dict(row.state) if row else None
 
     def census(self) -> list[dict[str, Any]]:
+        """Open episodes (intake, active, on hold) by level and status; closed ones are counted apart."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
                     "SELECT coalesce(level, 'none') AS level, status, count(*) AS episodes FROM episodes"
-                    " GROUP BY 1, 2 ORDER BY 1, 2"
+                    " WHERE status <> 'closed' GROUP BY 1, 2 ORDER BY 1, 2"
                 )
             ).mappings().all()
         return [dict(r) for r in rows]
+
+    def closed_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM episodes WHERE status = 'closed'")).scalar_one())
 
     def alerts(self, since: datetime) -> dict[str, list[dict[str, Any]]]:
         """Overdue reviews and missing results now open, and positives and step-ups recorded since `since`."""

@@ -80,7 +80,8 @@ async def test_opening_an_episode_and_reading_it_back(stack: Stack) -> None:
 
     assert [e["episode_id"] for e in listed["items"]] == [f"{stack.e1}"] and listed["total"] == 1 and none["total"] == 0
     assert one["state"]["status"] == "active" and one["pending_review"] is None
-    assert census == {"by_level_and_status": [{"level": "intensive_outpatient", "status": "active", "episodes": 1}], "total": 1}
+    assert census == {"by_level_and_status": [{"level": "intensive_outpatient", "status": "active", "episodes": 1}], "total": 1,
+                      "closed": 0}  # fmt: skip
 
 
 async def test_every_episode_command_route_works_and_reads_show_it(stack: Stack) -> None:
@@ -124,6 +125,8 @@ async def test_every_episode_command_route_works_and_reads_show_it(stack: Stack)
     assert discharged.status_code == 200 and discharged.json()["events"][0]["data"]["teds"] == "transferred"
     one = (await stack.get(f"/api/v1/episodes/{stack.e2}")).json()
     assert one["state"]["status"] == "closed"
+    census = (await stack.get("/api/v1/census")).json()  # the census is of open episodes; closed ones apart
+    assert census == {"by_level_and_status": [], "total": 0, "closed": 1}
     assert all(t["reason"] == "scheduled" for t in one["open_tests"])  # results may still come for those
 
 
