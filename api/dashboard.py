@@ -144,7 +144,8 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
     services.access.record(caller, episode_id, "dashboard timeline" + (f" as_of {at.isoformat()}" if at else ""), "dashboard")
     events = services.store.read_stream(episode_id, recorded_until=at)
     state = episode_as_of(services.store, episode_id, at=at) if at else None
-    current = encode(state) if state else services.reads.get(episode_id) or {}
+    # A replay before the episode's first event shows that it did not exist yet, never today's state.
+    current = encode(state) if state else {} if at else services.reads.get(episode_id) or {}
     until = at or datetime.now(UTC)
     stays = _stays(events, until)
     start = events[0].occurred_at if events else until

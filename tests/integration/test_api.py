@@ -442,7 +442,10 @@ async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_co
                                         params={"anchor_position": head["position"], "anchor_hash": "1" * 64})  # fmt: skip
     bad_anchor = await stack.http.get("/dashboard/verify", headers=session, params={"anchor_position": "x", "anchor_hash": "1"})
     log = (await stack.get(f"/api/v1/episodes/{stack.e1}/access-log", role="auditor")).json()
+    before = await stack.http.get(f"/dashboard/episodes/{stack.e1}", headers=session, params={"as_of": "2020-01-01T00:00:00Z"})
 
+    assert before.status_code == 200 and "did not exist yet" in before.text  # not today's state
+    assert "intensive_outpatient" not in before.text and "client-" not in before.text
     assert anonymous.status_code == 303 and anonymous.headers["location"] == "/dashboard/sign-in"
     assert clinician.status_code == 403 and "cannot open the dashboard" in clinician.text
     cookie = auditor.headers["set-cookie"].lower()
