@@ -579,16 +579,12 @@ class EpisodeWorkflow:
             causation_id=meta.command_id,
             correlation_id=meta.correlation_id,
         )
-        if self._is_bounded():  # a local activity: no task round trip through the server, a third less history
-            await workflow.execute_local_activity(
-                "record_events", request, result_type=RecordEventsResult, start_to_close_timeout=RECORD_TIMEOUT,
-                retry_policy=RECORD_RETRY,
-            )  # fmt: skip
-        else:
-            await workflow.execute_activity(
-                "record_events", request, result_type=RecordEventsResult, start_to_close_timeout=RECORD_TIMEOUT,
-                retry_policy=RECORD_RETRY,
-            )  # fmt: skip
+        # Since bounded-replay a local activity: no task round trip through the server, a third less history.
+        execute = workflow.execute_local_activity if self._is_bounded() else workflow.execute_activity
+        await execute(
+            "record_events", request, result_type=RecordEventsResult, start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY,
+        )  # fmt: skip
         before = self._state
         state = fold(events, self._state)
         assert state is not None

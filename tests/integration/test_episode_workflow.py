@@ -96,7 +96,7 @@ async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare
     assert verify_log(store.engine).ok
     attributes = {key: value for key, value in description.search_attributes.items()}
     assert attributes["ContinuumStatus"] == ["closed"] and attributes["ContinuumLevel"] == ["aftercare"]
-    if os.environ.get("CONTINUUM_RECORD_HISTORIES"):
+    if os.environ.get("CONTINUUM_RECORD_HISTORIES") and not (Path(__file__).resolve().parents[1] / "histories" / "episode_journey.json").exists():  # earlier code's recording stays
         HISTORIES.mkdir(exist_ok=True)
         history = await handle.fetch_history()
         (HISTORIES / "episode_journey.json").write_text(history.to_json())
