@@ -7,7 +7,7 @@ from enum import IntEnum
 
 from domain.errors import CommandRejected
 from domain.levels import LevelOfCare
-from domain.policy import Policy
+from domain.policy import PlacementRule, Policy
 
 
 class Dimension(IntEnum):
@@ -37,16 +37,31 @@ class Placement:
     recommended_level: LevelOfCare
     after_withdrawal_level: LevelOfCare | None
     rules_fired: tuple[str, ...]
+    decided_by: str = ""  # in words: the rule that set the level, or the baseline
 
 
 def place(ratings: tuple[int, ...], policy: Policy) -> Placement:
     """Apply the policy's placement rules to validated ratings."""
     fired = [rule for rule in policy.placement_rules if ratings[rule.dimension - 1] >= rule.at_least]
     treatment = policy.placement_baseline
+    deciding: PlacementRule | None = None
     for rule in fired:
         if rule.minimum_level is not None and rule.minimum_level.intensity > treatment.intensity:
-            treatment = rule.minimum_level
-    if any(rule.withdrawal_first for rule in fired):
+            treatment, deciding = rule.minimum_level, rule
+    if deciding is not None:
+        why = f"rule {deciding.name}: dimension {deciding.dimension} rated {ratings[deciding.dimension - 1]}" \
+              f" (at least {deciding.at_least}) -> {treatment.value}"  # fmt: skip
+    elif fired:
+        why = f"baseline {treatment.value}: the rules that fired ({', '.join(r.name for r in fired)}) name no higher level"
+    else:
+        why = f"baseline {treatment.value}: no rule fired"
+    withdrawal = next((rule for rule in fired if rule.withdrawal_first), None)
+    if withdrawal is not None:
         after = treatment if treatment.intensity >= policy.after_withdrawal_minimum.intensity else policy.after_withdrawal_minimum
-        return Placement(LevelOfCare.WITHDRAWAL_MANAGEMENT, after, tuple(r.name for r in fired))
-    return Placement(treatment, None, tuple(r.name for r in fired))
+        why = (
+            f"rule {withdrawal.name}: dimension {withdrawal.dimension} rated {ratings[withdrawal.dimension - 1]}"
+            f" (at least {withdrawal.at_least}) -> withdrawal management first, then {after.value}"
+            + (f"; {why}" if deciding is not None else "")
+        )
+        return Placement(LevelOfCare.WITHDRAWAL_MANAGEMENT, after, tuple(r.name for r in fired), why)
+    return Placement(treatment, None, tuple(r.name for r in fired), why)

@@ -166,7 +166,8 @@ def _assess(state: Episode, command: RecordAssessment, policy: Policy, at: datet
     return [
         AssessmentRecorded(state.episode_id, at, ratings, staff_id(command.assessed_by)),
         PlacementDecided(
-            state.episode_id, at, first, placement.after_withdrawal_level, placement.rules_fired, policy.version
+            state.episode_id, at, first, placement.after_withdrawal_level, placement.rules_fired, policy.version,
+            placement.decided_by, ratings,
         ),
         StayStarted(state.episode_id, at, first, policy.stay_minimum_days[first], policy.version),
     ]

@@ -53,6 +53,10 @@ class PlacementDecided(DomainEvent):
     after_withdrawal_level: LevelOfCare | None
     rules_fired: tuple[str, ...]
     policy_version: str
+    # Since this release: why, in words (the deciding rule or the baseline), and the six ratings it read, so a
+    # reader needs no policy file. Events recorded before carry neither.
+    decided_by: str = ""
+    ratings: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

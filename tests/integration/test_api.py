@@ -72,6 +72,8 @@ async def test_opening_an_episode_and_reading_it_back(stack: Stack) -> None:
     body = opened.json()
     assert [e["type"] for e in body["events"]] == ["EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted"]
     assert body["state"]["level"] == "intensive_outpatient" and body["command_id"].endswith(tuple("0123456789abcdef"))
+    placed = body["events"][2]["data"]  # says why, with the ratings it read: no policy file needed
+    assert placed["decided_by"] == "baseline intensive_outpatient: no rule fired" and placed["ratings"] == [1] * 6
 
     listed = (await stack.get("/api/v1/episodes", level="intensive_outpatient", status="active")).json()
     one = (await stack.get(f"/api/v1/episodes/{stack.e1}")).json()
@@ -451,6 +453,7 @@ async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_co
     cookie = auditor.headers["set-cookie"].lower()
     assert auditor.status_code == 303 and all(flag in cookie for flag in ("httponly", "secure", "samesite=strict", "path=/dashboard"))
     assert page.status_code == 200 and stack.e1 in page.text and 'id="timeline"' in page.text
+    assert "decided_by: baseline intensive_outpatient: no rule fired" in page.text and "ratings: [1, 1, 1, 1, 1, 1]" in page.text
     assert unknown.status_code == 404 and lab_cookie.status_code == 303
     assert asset.status_code == 200 and "setInterval" in asset.text  # shipped in the package, no CDN
     assert "chain intact" in verified.text and "Verified: log" in whole.text and 'id="head-hash"' in whole.text

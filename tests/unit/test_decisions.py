@@ -35,7 +35,7 @@ from domain.commands import (
 from domain.decisions import decide
 from domain.episode import DischargeReason, Episode, EpisodeStatus, HoldReason, OverrideReason, ReviewOutcome
 from domain.errors import CommandRejected, PolicyError
-from domain.events import DomainEvent, LevelChanged, ReviewEscalated
+from domain.events import DomainEvent, LevelChanged, PlacementDecided, ReviewEscalated
 from domain.fold import REVIEW_OVERDUE, fold
 from domain.levels import Direction, LevelOfCare
 from domain.policy import default_policy_text, load_policy
@@ -360,3 +360,19 @@ class EpisodeMachine(RuleBasedStateMachine):
 
 TestEpisodeMachine = EpisodeMachine.TestCase
 TestEpisodeMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+@pytest.mark.parametrize(
+    ("ratings", "why"),
+    [
+        ((1, 1, 1, 1, 1, 1), "baseline intensive_outpatient: no rule fired"),
+        ((0, 0, 0, 0, 0, 3), "rule unstable_recovery_environment: dimension 6 rated 3 (at least 3) -> residential"),
+        ((3, 1, 1, 2, 2, 1), "rule withdrawal_potential: dimension 1 rated 3 (at least 3) -> withdrawal management "
+                             "first, then residential"),
+    ],
+)  # fmt: skip
+def test_every_placement_says_why_and_carries_the_ratings(ratings: tuple[int, ...], why: str) -> None:
+    """A mild assessment placed in IOP recorded `rules_fired: []` and nothing else (issue 14, finding 3)."""
+    opened = decide(None, OpenEpisode("ep-why", "client-1", assessment=RecordAssessment(ratings, "clin-1")), POLICY, T0)
+    [placed] = [e for e in opened if isinstance(e, PlacementDecided)]
+    assert placed.decided_by == why and placed.ratings == ratings
