@@ -16,7 +16,7 @@ from domain.aftercare import FollowUpOutcome, ReferralStatus
 from domain.aftercare_decisions import MAX_CONSENT_DAYS
 from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from domain.levels import LevelOfCare
-from domain.testing import TestMethod, TestResult
+from domain.testing import NO_SPECIMEN, TestMethod, TestResult
 from domain.testing_decisions import NAMES_WHAT_IT_FOUND
 from domain.values import CLOCK_SKEW, instant_problem, text_problem
 from eventlog.access import Role
@@ -112,12 +112,22 @@ class CollectionBody(Body):
 
 
 class TestResultBody(Body):
+    """`method` and `collected_at` are required, except for `refused` and `no_show` (no specimen)."""
+
     result: TestResult
-    method: TestMethod
-    collected_at: Instant
+    method: Annotated[TestMethod | None, Field(validate_default=True)] = None
+    collected_at: Annotated[Instant | None, Field(validate_default=True)] = None
     lab_reference: LabReference
     substances: Annotated[list[Substance], Field(max_length=20, validate_default=True)] = []
     corrects_lab_reference: LabReference | None = None
+
+    @field_validator("method", "collected_at")
+    @classmethod
+    def _specimen(cls, value: object, info: ValidationInfo) -> object:
+        result = info.data.get("result")
+        if value is None and result is not None and result not in NO_SPECIMEN:
+            raise ValueError(f"a {result.value} result names it (only refused and no_show have no specimen)")
+        return value
 
     @field_validator("substances")
     @classmethod

@@ -69,8 +69,8 @@ class OrderTest:
 class RecordTestResult:
     test_id: str
     result: TestResult
-    method: TestMethod
-    collected_at: datetime
+    method: TestMethod | None  # a refusal or a no-show has no specimen: no method and no collection time
+    collected_at: datetime | None
     lab_reference: str
     substances: tuple[str, ...] = ()
     corrects_lab_reference: str | None = None  # a lab correction supersedes the report with this reference

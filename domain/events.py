@@ -214,8 +214,8 @@ class TestResultRecorded(DomainEvent):
     test_id: str
     result: TestResult
     substances: tuple[str, ...]
-    method: TestMethod
-    collected_at: datetime
+    method: TestMethod | None  # None (and no collection time) for a refusal or a no-show: there is no specimen
+    collected_at: datetime | None
     lab_reference: str
     counts_as_positive: bool
     interpretation: str

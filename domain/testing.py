@@ -31,6 +31,7 @@ class TestResult(StrEnum):
 
 
 RETESTED = frozenset({TestResult.DILUTE, TestResult.INVALID, TestResult.UNABLE_TO_VOID})
+NO_SPECIMEN = frozenset({TestResult.REFUSED, TestResult.NO_SHOW})  # nothing collected: no method, no collection time
 ANALYSED = frozenset({TestResult.NEGATIVE, TestResult.POSITIVE})  # a specimen was read for substances
 
 
@@ -53,8 +54,8 @@ class ResultReport:
 
     result: TestResult
     substances: tuple[str, ...]
-    method: TestMethod
-    collected_at: datetime
+    method: TestMethod | None  # None: no specimen (refused, no-show)
+    collected_at: datetime | None
     lab_reference: str
     counts_as_positive: bool
 
@@ -142,7 +143,7 @@ def normalise_substances(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 def interpret(
-    result: TestResult, substances: tuple[str, ...], method: TestMethod, medications: tuple[str, ...],
+    result: TestResult, substances: tuple[str, ...], method: TestMethod | None, medications: tuple[str, ...],
     policy: DrugTestingPolicy,
 ) -> Interpretation:  # fmt: skip
     """Read a result against the client's prescriptions and the program's policy."""

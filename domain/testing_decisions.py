@@ -45,7 +45,16 @@ from domain.ids import staff_id
 from domain.levels import Direction, LevelOfCare
 from domain.policy import Policy, PositiveResultAction
 from domain.retention import TEST_RECORD_OPEN_DAYS, is_closed_test
-from domain.testing import DrugTest, Interpretation, OrderReason, TestMethod, TestResult, interpret, normalise_substances
+from domain.testing import (
+    NO_SPECIMEN,
+    DrugTest,
+    Interpretation,
+    OrderReason,
+    TestMethod,
+    TestResult,
+    interpret,
+    normalise_substances,
+)
 from domain.values import instant_problem, text_problem
 
 _SUBSTANCE = re.compile(r"[a-z0-9][a-z0-9 ,.'()/-]{0,63}")
@@ -61,10 +70,14 @@ def admit_testing(state: Episode, command: Command, at: datetime) -> None:
     match command:
         case RecordSpecimenCollection(test_id=test_id, collected_at=collected_at) | RecordTestResult(
             test_id=test_id, collected_at=collected_at
-        ):
+        ) if collected_at is not None:
             _admit_collection_time(state, test_id, collected_at, at)
     match command:
         case RecordTestResult():
+            if command.result not in NO_SPECIMEN and (command.method is None or command.collected_at is None):
+                raise CommandRejected(
+                    f"a {command.result.value} result names its method and when the specimen was collected"
+                )
             if command.result in NAMES_WHAT_IT_FOUND and not normalise_substances(command.substances):
                 raise CommandRejected(
                     f"a {command.result.value} result names at least one substance or adulterant it found"
@@ -226,7 +239,7 @@ def _record_result(
         raise CommandRejected(f"test {command.test_id} was cancelled; no result is expected")
     if not command.lab_reference or len(command.lab_reference) > 64:
         raise CommandRejected("a lab reference is 1-64 characters")
-    if command.collected_at > at:
+    if command.collected_at is not None and command.collected_at > at:
         raise CommandRejected("the collection time is in the future")
     substances = normalise_substances(command.substances)
     if any(not _SUBSTANCE.fullmatch(s) for s in substances):

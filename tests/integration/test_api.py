@@ -461,3 +461,19 @@ async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_co
     assert not_anchored.status_code == 200 and "ALTERED" in not_anchored.text and "rewritten" in not_anchored.text
     assert bad_anchor.status_code == 200 and 'id="anchor-error"' in bad_anchor.text and "Verified: log" in bad_anchor.text
     assert ("auditor", "dashboard") in [(r["role"], r["purpose"]) for r in log["reads"]]
+
+
+async def test_a_refusal_is_recorded_without_a_method_or_a_collection_time(stack: Stack) -> None:
+    await stack.post("/api/v1/episodes", stack.episode(stack.e3))
+    ordered = (await stack.post(f"/api/v1/episodes/{stack.e3}/tests", {"ordered_by": "clin-1"})).json()
+    test_id = ordered["events"][0]["data"]["test_id"]
+    incomplete = await stack.post(f"/api/v1/episodes/{stack.e3}/tests/{test_id}/results",
+                                  {"result": "negative", "lab_reference": "L-1"}, role="lab")  # fmt: skip
+    refused = await stack.post(f"/api/v1/episodes/{stack.e3}/tests/{test_id}/results",
+                               {"result": "refused", "lab_reference": "site-1"}, role="lab")  # fmt: skip
+
+    assert incomplete.status_code == 422 and "method" in incomplete.text
+    assert refused.status_code == 200, refused.text
+    [recorded] = [e for e in stack.store.read_stream(stack.e3) if e.event_type == "TestResultRecorded"]
+    assert recorded.payload["method"] is None and recorded.payload["collected_at"] is None
+    assert recorded.payload["counts_as_positive"] is True  # a refusal counts, as the policy says

@@ -266,3 +266,27 @@ def test_holidays_must_be_month_day_dates() -> None:
 
     with pytest.raises(PolicyError, match="drug_testing.holidays must be a list"):
         load_policy(default_policy_text().replace('"12-25"]', '"Christmas"]'))
+
+
+def test_a_refusal_or_a_no_show_needs_no_method_and_no_collection_time() -> None:
+    """No specimen was collected, so there is no method and no collection time to give (issue 14, finding 6)."""
+    from pydantic import ValidationError
+
+    from api.schemas import TestResultBody
+    from domain.decisions import admit
+
+    for result in ("refused", "no_show"):
+        TestResultBody(result=result, lab_reference="site-1")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        TestResultBody(result="negative", lab_reference="L-1")  # type: ignore[arg-type]
+    policy = load_policy()
+    now = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    state = fold(decide(None, OpenEpisode("ep-r", "client-1", assessment=RecordAssessment((1,) * 6, "c-1")), policy, now))
+    ordered = decide(state, OrderTest("c-1"), policy, now)
+    state, test_id = fold(ordered, state), ordered[0].test_id  # type: ignore[attr-defined]
+    refused = RecordTestResult(test_id, TestResult.REFUSED, None, None, "site-1")
+    admit(state, refused, now)
+    events = decide(state, refused, policy, now)
+    assert events[0].counts_as_positive and events[0].method is None and events[0].collected_at is None  # type: ignore[attr-defined]
+    with pytest.raises(CommandRejected, match="names its method"):
+        admit(state, RecordTestResult(test_id, TestResult.NEGATIVE, None, None, "L-1"), now)
