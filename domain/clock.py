@@ -41,7 +41,7 @@ class Due:
 def next_due(state: Episode, policy: Policy, now: datetime, day: timedelta, *, drug_testing: bool = True) -> Due | None:
     """The next command the clock issues, or None while nothing is scheduled (intake, on hold, closed,
     or only things a person must close, like an escalated review)."""
-    candidates = [*_care_clock(state, policy, now, day), *_aftercare_clock(state)]
+    candidates = [*_care_clock(state, policy, now, day), *_aftercare_clock(state, policy)]
     if drug_testing:
         candidates += _testing_clock(state, policy, now)
     return min(candidates, key=lambda due: due.at, default=None)
@@ -82,10 +82,12 @@ def _testing_clock(state: Episode, policy: Policy, now: datetime) -> list[Due]:
     return due
 
 
-def _aftercare_clock(state: Episode) -> list[Due]:
+def _aftercare_clock(state: Episode, policy: Policy) -> list[Due]:
     """Follow-ups when they fall due (aftercare's only during aftercare); partners that have not answered."""
     if state.status is EpisodeStatus.CLOSED:
         return []
+    if state.status is EpisodeStatus.ON_HOLD and policy.hold_pauses_clocks:
+        return []  # every clock waits for the resumption, which moves the dues by the time held
     due: list[Due] = []
     if state.status is EpisodeStatus.ACTIVE:
         due += [

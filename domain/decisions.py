@@ -47,7 +47,7 @@ from domain.events import (
     ReviewRequested,
     StayStarted,
 )
-from domain.fold import evolve, stay_elapsed
+from domain.fold import evolve, paused_dues, stay_elapsed
 from domain.ids import client_id, episode_id, staff_id
 from domain.levels import LevelOfCare, direction
 from domain.policy import Policy
@@ -120,7 +120,10 @@ def _decide(state: Episode | None, command: Command, policy: Policy, at: datetim
     if isinstance(command, Resume):
         if state.status is not EpisodeStatus.ON_HOLD:
             raise CommandRejected("the episode is not on hold")
-        return [EpisodeResumed(state.episode_id, at, (at - state.status_since).total_seconds())]
+        held = (at - state.status_since).total_seconds()
+        if not policy.hold_pauses_clocks:
+            return [EpisodeResumed(state.episode_id, at, held)]
+        return [EpisodeResumed(state.episode_id, at, held, True, paused_dues(state))]
     if state.status is EpisodeStatus.ON_HOLD:
         raise CommandRejected(f"the episode is on hold ({state.hold_reason}); resume it first")
     assert state.level is not None and state.status is EpisodeStatus.ACTIVE

@@ -146,6 +146,10 @@ class EpisodePutOnHold(DomainEvent):
 @dataclass(frozen=True)
 class EpisodeResumed(DomainEvent):
     held_seconds: float
+    # Since holds stop every clock: the dues moved later by `held_seconds`, each named ("review review-7 due
+    # 2026-03-02T09:00:00Z"); False on events recorded before, when only the stay clock stopped.
+    clocks_moved: bool = False
+    moved: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,8 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
         case EpisodePutOnHold(reason=reason):
             return replace(state, status=EpisodeStatus.ON_HOLD, status_since=at, hold_reason=reason)
         case EpisodeResumed(held_seconds=held):
+            if event.clocks_moved:
+                state = _dues_moved(state, timedelta(seconds=held))
             return replace(
                 state, status=EpisodeStatus.ACTIVE, status_since=at, hold_reason=None,
                 stay_held_seconds=state.stay_held_seconds + held,
@@ -267,6 +269,39 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
                 pending_review=None, hold_reason=None,
             )  # fmt: skip
     raise FoldError(f"no rule folds {type(event).__name__}")
+
+
+def paused_dues(state: Episode) -> tuple[str, ...]:
+    """What a hold has paused, in words: each due a resumption moves by the time held."""
+    moved = []
+    if state.pending_review is not None:
+        moved.append(f"review {state.pending_review.review_id} due {state.pending_review.due_at.isoformat()}")
+    if state.pending_step_up is not None and state.pending_step_up.due_at is not None:
+        moved.append(f"step-up review for test {state.pending_step_up.test_id} due {state.pending_step_up.due_at.isoformat()}")
+    moved += [f"result of test {t.test_id} due {t.result_due_at.isoformat()}" for t in state.tests if t.awaiting_result and not t.overdue]
+    moved += [f"scheduled test at {p.isoformat()}" for p in state.planned_tests]
+    moved += [f"answer to referral {r.referral_id} due {r.answer_due_at.isoformat()}" for r in state.referrals
+              if r.status is ReferralStatus.ISSUED and r.answer_due_at is not None]  # fmt: skip
+    moved += [f"follow-up {f.follow_up_id} due {f.due_at.isoformat()}" for f in state.follow_ups if f.requested_at is None]
+    return tuple(moved)
+
+
+def _dues_moved(state: Episode, held: timedelta) -> Episode:
+    """Every due of the episode, later by the time held (the rule `paused_dues` names)."""
+    review = state.pending_review
+    step_up = state.pending_step_up
+    return replace(
+        state,
+        pending_review=replace(review, due_at=review.due_at + held) if review else None,
+        pending_step_up=replace(step_up, due_at=step_up.due_at + held) if step_up and step_up.due_at else step_up,
+        tests=tuple(replace(t, result_due_at=t.result_due_at + held) if t.awaiting_result and not t.overdue else t
+                    for t in state.tests),
+        planned_tests=tuple(p + held for p in state.planned_tests),
+        schedule_window_end=state.schedule_window_end + held if state.schedule_window_end else None,
+        referrals=tuple(replace(r, answer_due_at=r.answer_due_at + held)
+                        if r.status is ReferralStatus.ISSUED and r.answer_due_at is not None else r for r in state.referrals),
+        follow_ups=tuple(replace(f, due_at=f.due_at + held) if f.requested_at is None else f for f in state.follow_ups),
+    )  # fmt: skip
 
 
 def _with_test(state: Episode, test_id: str, **changes: object) -> Episode:

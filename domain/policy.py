@@ -98,6 +98,9 @@ class Policy:
     drug_testing: DrugTestingPolicy
     referrals: ReferralPolicy | None = None  # None: a policy from before referrals, or a program without them
     follow_up: FollowUpPolicy | None = None
+    # A hold stops every clock of the episode (dues move by the time held); False only for histories recorded
+    # before that rule, where a hold stopped the stay clock alone (the workflow decides which, by patch).
+    hold_pauses_clocks: bool = True
 
 
 def default_policy_text() -> str:

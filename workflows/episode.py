@@ -162,6 +162,7 @@ class EpisodeWorkflow:
         self._input = input
         self._policy: Policy = load_policy(input.policy_text, input.directory_text)
         self._policy_before_aftercare = dataclasses.replace(self._policy, referrals=None, follow_up=None)
+        self._policies: dict[tuple[bool, bool], Policy] = {}  # by (aftercare, bounded replay): see _known_policy
         self._aftercare: bool | None = None  # whether this history has the aftercare patch; known once checked
         self._day = timedelta(seconds=input.day_seconds)
         self._state: Episode | None = decode(Episode, input.state) if input.state else None
@@ -428,14 +429,21 @@ class EpisodeWorkflow:
         return due is not None and due.at <= workflow.now()
 
     def _current_policy(self) -> Policy:
-        """The policy as this history knows it: without referrals and follow-ups if it began before them."""
+        """The policy as this history knows it: without referrals and follow-ups if it began before them, and
+        with holds that stop only the stay clock if it began before bounded replay."""
         if self._aftercare is None:
             self._aftercare = workflow.patched(PATCH_AFTERCARE)
+        self._is_bounded()
         return self._known_policy()
 
     def _known_policy(self) -> Policy:
-        """Without checking the patch (a validator may not): a history not yet known to predate it is new."""
-        return self._policy_before_aftercare if self._aftercare is False else self._policy
+        """Without checking the patches (a validator may not): a history not yet known to predate one is new."""
+        key = (self._aftercare is not False, self._bounded is not False)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = self._policy if key[0] else self._policy_before_aftercare
+            policy = self._policies[key] = policy if key[1] else dataclasses.replace(policy, hold_pauses_clocks=False)
+        return policy
 
     def _is_bounded(self) -> bool:
         if self._bounded is None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +275,26 @@ async def test_recorded_histories_replay_with_the_current_workflow_code() -> Non
         history = WorkflowHistory.from_json(f"episode-{path.stem}", json.loads(path.read_text()))
         result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
         assert result.replay_failure is None
+
+
+async def test_a_hold_stops_every_clock_of_the_episode(skipping_env: WorkflowEnvironment, store: PostgresEventStore) -> None:
+    """Held in hospital past a pending review's escalation instant: nothing escalates during the hold, and the
+    resumption moves the review's due date by the time held (issue 14, finding 1)."""
+    episode = "ep-held"
+    policy = load_policy(WITHOUT_TESTING)
+    async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING) as episodes:
+        await episodes.open(meta(), OpenEpisode(episode, "client-h", assessment=RecordAssessment(MILD, "clin-1")))
+        handle = handle_of(skipping_env, episode)
+        await skipping_env.fast_forward(handle, DAY * (policy.stay_minimum_days[LevelOfCare.INTENSIVE_OUTPATIENT] + 0.5))
+        review = await pending_review(episodes, episode)
+        await episodes.send(episode, meta(), PutOnHold(HoldReason.HOSPITALISED))
+        await skipping_env.fast_forward(handle, DAY * (policy.review_due_days + policy.review_escalate_after_days + 3))
+        resumed = await episodes.send(episode, meta(), Resume())
+        after = await pending_review(episodes, episode)
+
+    assert "ReviewEscalated" not in types(store, episode)
+    assert resumed.events[0].data["clocks_moved"] is True
+    assert any(m.startswith(f"review {review['review_id']} due") for m in resumed.events[0].data["moved"])
+    held = timedelta(seconds=resumed.events[0].data["held_seconds"])
+    moved_by = datetime.fromisoformat(after["due_at"]) - datetime.fromisoformat(review["due_at"])
+    assert after["review_id"] == review["review_id"] and abs(moved_by - held) < timedelta(seconds=1)

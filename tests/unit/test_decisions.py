@@ -376,3 +376,29 @@ def test_every_placement_says_why_and_carries_the_ratings(ratings: tuple[int, ..
     opened = decide(None, OpenEpisode("ep-why", "client-1", assessment=RecordAssessment(ratings, "clin-1")), POLICY, T0)
     [placed] = [e for e in opened if isinstance(e, PlacementDecided)]
     assert placed.decided_by == why and placed.ratings == ratings
+
+
+def test_a_hold_stops_every_clock_and_the_resumption_says_what_moved() -> None:
+    """Three days in hospital with a review pending came back to an unchanged due date and an escalation
+    at once (issue 14, finding 1): every due moves by the time held, and nothing falls due during the hold."""
+    from domain.clock import next_due
+    from domain.events import EpisodeResumed
+
+    j = Journey()
+    j.do(OpenEpisode("ep-hold", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))
+    j.wait(POLICY.stay_minimum_days[L.INTENSIVE_OUTPATIENT])
+    j.do(RequestReview("r-1"))
+    assert j.state is not None and j.state.pending_review is not None
+    due = j.state.pending_review.due_at
+    j.do(PutOnHold(HoldReason.HOSPITALISED))
+    j.wait(POLICY.review_due_days + POLICY.review_escalate_after_days + 3)  # past the old escalation instant
+    assert next_due(j.state, POLICY, j.at, DAY) is None  # no clock runs on hold
+    [resumed] = j.do(Resume())
+    assert isinstance(resumed, EpisodeResumed) and resumed.clocks_moved
+    assert any(m.startswith("review r-1 due") for m in resumed.moved)
+    held = timedelta(seconds=resumed.held_seconds)
+    assert j.state.pending_review is not None and j.state.pending_review.due_at == due + held
+    upcoming = next_due(j.state, POLICY, j.at, DAY, drug_testing=False)
+    assert upcoming is not None and upcoming.at > j.at  # the escalation waits: its instant moved too
+    with pytest.raises(CommandRejected, match="not overdue yet"):
+        j.do(EscalateReview("r-1"))
