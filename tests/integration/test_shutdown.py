@@ -50,6 +50,13 @@ class Running:
     def output(self) -> str:
         return (self.data_dir / "stdout.log").read_text(errors="replace")
 
+    def send(self, sig: signal.Signals) -> None:
+        """SIGINT as a terminal's Ctrl-C sends it (to the whole foreground group), SIGTERM as a supervisor does."""
+        if sig is signal.SIGINT:
+            os.killpg(self.process.pid, sig)
+        else:
+            self.process.send_signal(sig)
+
     def servers(self) -> list[psutil.Process]:
         """The embedded Temporal (a child) and PostgreSQL (daemonised, found by its data directory)."""
         try:
@@ -67,7 +74,9 @@ def _start(command: str, tmp_path: Path, ready: str) -> Running:
                 "CONTINUUM_TEMPORAL_UI_PORT": str(free_port()), "CONTINUUM_API_PORT": str(api_port),
                 "CONTINUUM_LOG_FORMAT": "console"})  # fmt: skip  (the console renderer is the one that showed locals)
     with open(tmp_path / "stdout.log", "wb") as out, open(tmp_path / "stderr.log", "wb") as err:
-        process = subprocess.Popen([sys.executable, "-m", "continuum.cli", command], env=env, stdout=out, stderr=err)
+        # A process group of its own, like a terminal's foreground job: Ctrl-C reaches the whole group.
+        process = subprocess.Popen([sys.executable, "-m", "continuum.cli", command], env=env, stdout=out, stderr=err,
+                                   start_new_session=True)  # fmt: skip
     running = Running(process, tmp_path, env, f"http://127.0.0.1:{api_port}")
     for _ in range(1200):  # a bounded wait for the servers to start
         if ready in running.output() + running.stderr:
@@ -163,7 +172,7 @@ async def test_a_signal_stops_the_service_with_requests_in_flight(
         burst = [asyncio.create_task(http.post("/api/v1/episodes", json={"episode_id": f"EP-{n}", "client_id": f"client-{n}"}))
                  for n in range(30)]  # fmt: skip
         await asyncio.wait(burst, return_when=asyncio.FIRST_COMPLETED)  # the API is at work
-        running.process.send_signal(stop_signal)
+        running.send(stop_signal)
         code = await asyncio.to_thread(running.process.wait, HANG_GUARD_SECONDS)
         answers = await asyncio.gather(waiting, *burst, return_exceptions=True)
 
@@ -188,12 +197,12 @@ async def test_a_second_ctrl_c_forces_the_stop_and_the_servers_still_stop(
     async with httpx.AsyncClient(base_url=running.url, headers=running.headers, timeout=HANG_GUARD_SECONDS) as http:
         waiting = await _waiting_request(running, http)  # keeps the orderly stop busy for the API's grace period
         await _healthy(running.url)
-        running.process.send_signal(signal.SIGINT)
+        running.send(signal.SIGINT)
         for _ in range(300):  # a bounded wait for the first stop to begin
             if "Stopping (press Ctrl-C again to force)" in running.stderr:
                 break
             await asyncio.sleep(0.05)
-        running.process.send_signal(signal.SIGINT)
+        running.send(signal.SIGINT)
         code = await asyncio.to_thread(running.process.wait, HANG_GUARD_SECONDS)
         await asyncio.gather(waiting, return_exceptions=True)
 
@@ -206,7 +215,7 @@ async def test_sigterm_stops_the_worker_and_its_servers(data_dir: Path, stopped_
     stopped_at_the_end.append(running)
     servers = running.servers()
 
-    running.process.send_signal(signal.SIGTERM)
+    running.send(signal.SIGTERM)
     code = await asyncio.to_thread(running.process.wait, HANG_GUARD_SECONDS)
 
     assert code == 0, running.stderr[-3000:]
