@@ -58,13 +58,14 @@ class Running:
             self.process.send_signal(sig)
 
     def servers(self) -> list[psutil.Process]:
-        """The embedded Temporal (a child) and PostgreSQL (daemonised, found by its data directory)."""
+        """The embedded Temporal and PostgreSQL: every process whose command line names the data directory
+        (PostgreSQL is daemonised, and Temporal outlives a parent that died), and any child."""
         try:
             children = psutil.Process(self.process.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             children = []
-        postgres = [p for p in psutil.process_iter(["cmdline"]) if str(self.data_dir / "pgdata") in " ".join(p.info["cmdline"] or [])]
-        return children + postgres
+        named = [p for p in psutil.process_iter(["cmdline"]) if str(self.data_dir) in " ".join(p.info["cmdline"] or [])]
+        return list({p.pid: p for p in children + named}.values())
 
 
 def _start(command: str, tmp_path: Path, ready: str) -> Running:
@@ -220,3 +221,17 @@ async def test_sigterm_stops_the_worker_and_its_servers(data_dir: Path, stopped_
 
     assert code == 0, running.stderr[-3000:]
     _assert_gone_quietly(running, servers, None)
+
+
+async def test_sigterm_while_the_servers_start_stops_what_has_started(data_dir: Path, stopped_at_the_end: list[Running]) -> None:
+    running = _start("up", data_dir, ready="postgres.ready")  # Temporal, the migrations, the API: all still to come
+    stopped_at_the_end.append(running)
+    servers = running.servers()
+
+    running.send(signal.SIGTERM)
+    code = await asyncio.to_thread(running.process.wait, HANG_GUARD_SECONDS)
+
+    assert code == 0, running.stderr[-3000:]
+    gone, alive = psutil.wait_procs(servers + running.servers(), timeout=HANG_GUARD_SECONDS)
+    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    assert "Traceback" not in running.stderr
