@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,6 +30,8 @@ log = structlog.get_logger(__name__)
 
 WORKFLOWS: Sequence[type] = (EpisodeWorkflow,)
 ACTIVITY_THREADS = 32
+WORKER_GRACE = timedelta(seconds=5)  # in-flight activities finish (or are cancelled) within this
+WORKER_STOP_SECONDS = 10.0  # after a stop, the worker is waited for this long at most
 
 
 def build_store(database_url: str, settings: Settings) -> PostgresEventStore:
@@ -49,23 +53,45 @@ def activities_for(
 
 
 async def run_worker(settings: Settings, client: Client, store: PostgresEventStore, stop: asyncio.Event) -> None:
-    """Serve the task queue until `stop` is set, then finish in-flight tasks and return."""
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity") as executor:
-        worker = Worker(
-            client,
-            task_queue=settings.temporal_task_queue,
-            workflows=list(WORKFLOWS),
-            activities=activities_for(store, lab_order_url=settings.lab_order_url, follow_up_url=settings.follow_up_url),
-            activity_executor=executor,
-            max_concurrent_activities=ACTIVITY_THREADS,
-            # Beyond the cache, every workflow task of an evicted episode replays its whole history: with
-            # the SDK's default of 1,000, a burst across 2,000 episodes replayed more than it worked.
-            max_cached_workflows=settings.workflow_cache,
-        )
-        async with worker:
-            log.info("worker.started", task_queue=settings.temporal_task_queue, namespace=settings.temporal_namespace)
-            await stop.wait()
-            log.info("worker.stopping")
+    """Serve the task queue until `stop` is set, then stop within WORKER_STOP_SECONDS.
+
+    In-flight activities get WORKER_GRACE to finish before they are cancelled. A worker still busy after
+    that (a long replay) is left behind rather than waited for: Temporal hands its tasks to another worker
+    once their timeouts pass, and every activity is safe to retry.
+    """
+    executor = ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="activity")
+    worker = Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities_for(store, lab_order_url=settings.lab_order_url, follow_up_url=settings.follow_up_url),
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+        # Beyond the cache, every workflow task of an evicted episode replays its whole history: with
+        # the SDK's default of 1,000, a burst across 2,000 episodes replayed more than it worked.
+        max_cached_workflows=settings.workflow_cache,
+        graceful_shutdown_timeout=WORKER_GRACE,
+    )
+    running = asyncio.create_task(worker.run())
+    stopped = asyncio.create_task(stop.wait())
+    log.info("worker.started", task_queue=settings.temporal_task_queue, namespace=settings.temporal_namespace)
+    try:
+        await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():  # the worker failed on its own: its error says why
+            running.result()
+            return
+        log.info("worker.stopping")
+        try:
+            await asyncio.wait_for(asyncio.shield(worker.shutdown()), WORKER_STOP_SECONDS)
+        except TimeoutError:
+            log.warning("worker.left_running", after_seconds=WORKER_STOP_SECONDS)
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        log.info("worker.stopped")
+    finally:
+        stopped.cancel()
+        executor.shutdown(wait=False, cancel_futures=True)  # an activity thread still running is not waited for
 
 
 async def connect(settings: Settings, endpoints: Endpoints) -> Client:

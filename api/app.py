@@ -1,18 +1,26 @@
-"""`create_app(services)`: the FastAPI application, with problem+json errors and a body limit."""
+"""`create_app(services)`: the FastAPI application, with problem+json errors, a body limit, and requests
+that a shutdown cancels answered 503 quietly."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from typing import Any
+
+import structlog
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import commands, dashboard, problems, reads
 from api.limits import BodyLimit
 from api.services import Services
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(services: Services) -> FastAPI:
@@ -28,6 +36,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(reads.router)
     dashboard.install(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(CancelledQuietly)
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> JSONResponse:
@@ -51,3 +60,38 @@ def create_app(services: Services) -> FastAPI:
 def _ping(services: Services) -> None:
     with services.store.engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+class CancelledQuietly:
+    """A request cancelled by a shutdown (the server's grace period is over) answers 503 with Retry-After,
+    if it has not begun to answer, and logs one line instead of a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:  # nothing awaits this request any more: answer if we can, then end it
+            log.info("api.cancelled_at_shutdown", method=scope.get("method"), path=scope.get("path"))
+            if not started:
+                with contextlib.suppress(Exception):
+                    await _answer_unavailable(send)
+
+
+async def _answer_unavailable(send: Send) -> None:
+    body = json.dumps(problems.problem_body(503, "Service unavailable", "the server is stopping; retry shortly")).encode()
+    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
+               (b"retry-after", str(problems.RETRY_AFTER_SECONDS).encode()), (b"connection", b"close")]  # fmt: skip
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

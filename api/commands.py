@@ -1,14 +1,18 @@
 """Command routes: each sends one update to the episode's workflow and answers with its outcome.
 
-An `Idempotency-Key` header makes a retried command return the first response (kept per API key).
+An `Idempotency-Key` header makes a retried command return the first response (kept per API key): the
+first request claims the key atomically and runs; the same request again waits for that response; a
+different request under the key is refused (422).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -35,7 +39,8 @@ from api.schemas import (
     TestResultBody,
 )
 from api.params import IdPath, services_of
-from api.problems import log_refused, problem_body
+from api.problems import UNRECORDABLE_DETAIL, log_refused, problem_body
+from continuum.servers import ServerTimedOut
 from domain.commands import (
     CancelTest,
     ChangeMedications,
@@ -57,10 +62,11 @@ from domain.commands import (
     RevokeConsent,
     UpdateReferral,
 )
-from domain.errors import CommandRejected, UnknownEpisode
-from eventlog.access import ApiKey, Role
+from domain.errors import CommandRejected, CommandUnrecordable, UnknownEpisode
+from eventlog.access import ApiKey, Claimed, IdempotencyStore, InProgress, Role, StoredResponse, UsedForAnotherRequest
 from workflows.episode import CommandMeta, CommandResult
 
+log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["commands"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no valid API key"},
@@ -73,32 +79,82 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# A command waits this long for its workflow (then 503, and the same request may be retried); a request that
+# finds the same request running waits a little longer for its answer. Both stay well below CLAIM_EXPIRES.
+COMMAND_TIMEOUT_SECONDS = 60.0
+FIRST_RESPONSE_WAIT_SECONDS = COMMAND_TIMEOUT_SECONDS + 5.0
+
+
+async def _claim(store: IdempotencyStore, key_id: str, idempotency_key: str, request_hash: bytes) -> Claimed | StoredResponse:
+    """Claim the key for this request, or wait for the first response of the same request (polled, with a
+    growing pause); a different request under the key is refused at once."""
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + FIRST_RESPONSE_WAIT_SECONDS, 0.02
+    while True:
+        outcome = await run_in_threadpool(store.claim, key_id, idempotency_key, request_hash)
+        if isinstance(outcome, UsedForAnotherRequest):
+            raise HTTPException(422, "this Idempotency-Key was used for a different request")
+        if not isinstance(outcome, InProgress):
+            return outcome
+        if loop.time() + pause > deadline:
+            raise HTTPException(503, "a request with this Idempotency-Key is still running; retry shortly")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+async def _release(store: IdempotencyStore, key_id: str, idempotency_key: str, claimed: Claimed) -> None:
+    """Free the key for a retry; if even that fails, the claim expires on its own (CLAIM_EXPIRES)."""
+    try:
+        await asyncio.shield(run_in_threadpool(store.release, key_id, idempotency_key, claimed.claim))
+    except Exception as error:
+        log.warning("api.idempotency_release_failed", error_type=type(error).__name__)
+
+
+async def _execute(
+    request: Request, caller: ApiKey, episode_id: str, command: Command, command_key: str, created: bool
+) -> tuple[int, dict[str, Any]]:
+    """Send the command and answer with its outcome, or a refusal to keep; anything else raises."""
+    services = services_of(request)
+    meta = CommandMeta(f"{caller.key_id}:{command_key}", caller.actor)
+    try:
+        async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+            if isinstance(command, OpenEpisode):
+                result = await services.episodes.open(meta, command)
+            else:
+                result = await services.episodes.send(episode_id, meta, command)
+        return (201 if created else 200), await _body(request, episode_id, result, caller)
+    except TimeoutError:
+        raise ServerTimedOut("Temporal did not answer in time") from None
+    except CommandRejected as error:
+        log_refused(request, 409, "command rejected")
+        return 409, problem_body(409, "Command rejected", str(error))
+    except CommandUnrecordable:
+        log_refused(request, 422, "command unrecordable")
+        return 422, problem_body(422, "Command unrecordable", UNRECORDABLE_DETAIL)
+    except UnknownEpisode as error:
+        return 404, problem_body(404, "Unknown episode", str(error))
+
+
 async def _run(request: Request, caller: ApiKey, episode_id: str, command: Command, created: bool = False) -> JSONResponse:
     services = services_of(request)
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
         raise HTTPException(422, "Idempotency-Key is 1-128 characters")
+    if not idempotency_key:
+        return _respond(*await _execute(request, caller, episode_id, command, uuid.uuid4().hex, created))
     request_hash = hashlib.sha256(request.method.encode() + request.url.path.encode() + await request.body()).digest()
-    if idempotency_key:
-        stored = await run_in_threadpool(services.idempotency.get, caller.key_id, idempotency_key)
-        if stored is not None:
-            if stored.request_hash != request_hash:
-                raise HTTPException(422, "this Idempotency-Key was used for a different request")
-            return _respond(stored.status, stored.body)
-    meta = CommandMeta(f"{caller.key_id}:{idempotency_key or uuid.uuid4().hex}", caller.actor)
+    claimed = await _claim(services.idempotency, caller.key_id, idempotency_key, request_hash)
+    if isinstance(claimed, StoredResponse):
+        return _respond(claimed.status, claimed.body)
     try:
-        if isinstance(command, OpenEpisode):
-            result = await services.episodes.open(meta, command)
-        else:
-            result = await services.episodes.send(episode_id, meta, command)
-        status, body = (201 if created else 200), await _body(request, episode_id, result, caller)
-    except CommandRejected as error:
-        log_refused(request, 409, "command rejected")
-        status, body = 409, problem_body(409, "Command rejected", str(error))
-    except UnknownEpisode as error:
-        status, body = 404, problem_body(404, "Unknown episode", str(error))
-    if idempotency_key:
-        await run_in_threadpool(services.idempotency.put, caller.key_id, idempotency_key, request_hash, status, body)
+        # The key's digest, never its text: a caller's key may say more than an id should, and this one is kept
+        # in Temporal's history. The same key always gives the same command id, so Temporal deduplicates too.
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+        status, body = await _execute(request, caller, episode_id, command, digest, created)
+    except BaseException:  # no answer to keep (Temporal unavailable, a timeout, a shutdown): a retry runs again
+        await _release(services.idempotency, caller.key_id, idempotency_key, claimed)
+        raise
+    await run_in_threadpool(services.idempotency.complete, caller.key_id, idempotency_key, claimed.claim, status, body)
     return _respond(status, body)
 
 

@@ -10,14 +10,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
+from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
-from continuum.servers import ServerUnavailable
-from domain.errors import CommandRejected, InvalidIdentifier, PolicyError, UnknownEpisode, UnknownEventType
+from continuum.servers import ServerTimedOut, ServerUnavailable
+from domain.errors import (
+    CommandRejected,
+    CommandUnrecordable,
+    InvalidIdentifier,
+    PolicyError,
+    UnknownEpisode,
+    UnknownEventType,
+)
 from eventlog.errors import StoreBusy, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 RETRY_AFTER_SECONDS = 5
+# A value the log cannot record is never echoed back: it may be the very thing that should not be shown.
+UNRECORDABLE_DETAIL = "the command's values cannot be recorded"
 
 
 def log_refused(request: Request, status: int, reason: str) -> None:
@@ -50,7 +60,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         titles = {401: "Not authenticated", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-                  413: "Request too large"}  # fmt: skip
+                  413: "Request too large", 503: "Service unavailable"}  # fmt: skip
         if error.status_code in (401, 403, 413, 422):
             log_refused(request, error.status_code, titles.get(error.status_code, "refused"))
         response = problem(error.status_code, titles.get(error.status_code, "Error"), str(error.detail))
@@ -62,6 +72,11 @@ def install(app: FastAPI) -> None:
     async def rejected(request: Request, error: CommandRejected) -> JSONResponse:
         log_refused(request, 409, "command rejected")
         return problem(409, "Command rejected", str(error))
+
+    @app.exception_handler(CommandUnrecordable)
+    async def unrecordable(request: Request, error: CommandUnrecordable) -> JSONResponse:
+        log_refused(request, 422, "command unrecordable")
+        return problem(422, "Command unrecordable", UNRECORDABLE_DETAIL)
 
     @app.exception_handler(UnknownEventType)
     async def unknown_event(request: Request, error: UnknownEventType) -> JSONResponse:
@@ -87,9 +102,18 @@ def install(app: FastAPI) -> None:
     for kind in (StoreUnavailable, StoreBusy, ServerUnavailable, OperationalError):
         app.add_exception_handler(kind, unavailable)
 
+    async def timed_out(request: Request, error: Exception) -> JSONResponse:
+        log.warning("api.dependency_timed_out", error_type=type(error).__name__, path=request.url.path)
+        return problem(503, "Service unavailable", "Temporal did not answer in time; retry (with the same Idempotency-Key)")
+
+    for kind in (ServerTimedOut, RPCTimeoutOrCancelledError):
+        app.add_exception_handler(kind, timed_out)
+
     @app.exception_handler(RPCError)
     async def temporal_error(request: Request, error: RPCError) -> JSONResponse:
-        if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED):
+        if error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            return await timed_out(request, error)
+        if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED):
             return await unavailable(request, error)
         log.error("api.temporal_error", status=error.status.name, path=request.url.path)
         return problem(502, "Workflow service error", "the workflow service refused the request")

@@ -14,17 +14,20 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Coroutine, Iterator, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import structlog
 import typer
 import uvicorn
 
 from continuum.logs import configure_logging
-from continuum.servers import EmbeddedPostgres, ServerUnavailable, running_servers
+from continuum.servers import EmbeddedPostgres, EmbeddedServers, ServerUnavailable, running_servers
 from continuum.settings import Settings, SettingsError
 from domain.errors import DomainError, PolicyError
 from eventlog.errors import EventStoreError
@@ -43,6 +46,7 @@ app.add_typer(audit, name="audit")
 app.add_typer(keys, name="keys")
 app.add_typer(episodes, name="episodes")
 
+T = TypeVar("T")
 EXIT_NOT_FOUND = 1
 EXIT_UNAVAILABLE = 3
 EXIT_VERIFICATION_FAILED = 4
@@ -79,24 +83,127 @@ def _serve(
     host, port = host or settings.api_host, port or settings.api_port
     if api:
         _check_port_free(host, port)
-    with running_servers(settings, SEARCH_ATTRIBUTES) as endpoints:
-        store = worker_module.build_store(endpoints.database_url, settings)
-        typer.echo(f"Temporal      {endpoints.temporal_address} (namespace {settings.temporal_namespace})")
-        if endpoints.temporal_ui_url:
-            typer.echo(f"Temporal UI   {endpoints.temporal_ui_url}")
-        typer.echo(f"Task queue    {settings.temporal_task_queue}")
-        typer.echo(f"Policy        {settings.policy_file or 'default'} ({policy.version})")
-        if policy.referrals:
-            directory = policy.referrals.directory
-            typer.echo(f"Directory     {settings.directory_file or 'default'} ({len(directory.resources)} resources, {directory.version})")
-        if api:
-            typer.echo(f"API           http://{host}:{port}/api/v1   (OpenAPI: http://{host}:{port}/docs)")
-            typer.echo(f"Dashboard     http://{host}:{port}/dashboard   (sign in with a director or auditor key)")
-        typer.echo("Press Ctrl-C to stop.")
+    servers = EmbeddedServers(settings, SEARCH_ATTRIBUTES)
+    shutdown = Shutdown(servers)
+    shutdown.install()
+    try:
+        with running_servers(settings, SEARCH_ATTRIBUTES, servers) as endpoints:
+            store = worker_module.build_store(endpoints.database_url, settings)
+            typer.echo(f"Temporal      {endpoints.temporal_address} (namespace {settings.temporal_namespace})")
+            if endpoints.temporal_ui_url:
+                typer.echo(f"Temporal UI   {endpoints.temporal_ui_url}")
+            typer.echo(f"Task queue    {settings.temporal_task_queue}")
+            typer.echo(f"Policy        {settings.policy_file or 'default'} ({policy.version})")
+            if policy.referrals:
+                directory = policy.referrals.directory
+                typer.echo(f"Directory     {settings.directory_file or 'default'} ({len(directory.resources)} resources, {directory.version})")
+            if api:
+                typer.echo(f"API           http://{host}:{port}/api/v1   (OpenAPI: http://{host}:{port}/docs)")
+                typer.echo(f"Dashboard     http://{host}:{port}/dashboard   (sign in with a director or auditor key)")
+            typer.echo("Press Ctrl-C to stop.")
+            try:
+                _run_until_stopped(_serve_async(settings, endpoints, store, shutdown, worker=worker, api=api, host=host,
+                                                port=port, demo=demo))  # fmt: skip
+            finally:
+                shutdown.servers_stopping()
+                store.engine.dispose()
+    except KeyboardInterrupt:  # a stop asked for while the servers were starting: they are stopped; a clean stop
+        if not shutdown.requested:
+            raise
+    shutdown.leave_if_forced()
+
+
+# After Ctrl-C or SIGTERM, everything stops in order within STOP_DEADLINE_SECONDS (API requests get
+# API_GRACE_SECONDS, the worker worker.WORKER_STOP_SECONDS, Temporal servers.STOP_GRACE_SECONDS); past the
+# deadline, or at a second signal, the stop is forced: Temporal killed, PostgreSQL left, the process gone.
+STOP_DEADLINE_SECONDS = 20.0
+API_GRACE_SECONDS = 5.0
+LEFTOVER_TASK_SECONDS = 2.0
+FORCE_SECONDS = 8.0
+EXIT_FORCED = 130
+
+
+class Shutdown:
+    """Ctrl-C and SIGTERM, from start to exit: the first stops everything in order, a second forces it."""
+
+    def __init__(self, servers: EmbeddedServers) -> None:
+        self.servers = servers
+        self.requested = False
+        self._starting = True  # until the service runs: a signal unwinds the start
+        self._serving: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self._forcing = threading.Lock()
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    def serving(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        """From now on a signal sets `stop`, which every part of the service watches."""
+        self._serving, self._starting = (loop, stop), False
+        if self.requested:
+            stop.set()
+
+    def servers_stopping(self) -> None:
+        """The service has stopped: a signal now only bounds (or, the second, forces) the servers' stop."""
+        self._serving, self._starting = None, False
+
+    def leave_if_forced(self) -> None:
+        """The orderly stop finished while a forced one runs: let that one end the process (exit 130)."""
+        if self._forcing.locked():
+            time.sleep(FORCE_SECONDS)  # the forcing thread leaves through os._exit well before this
+            raise SystemExit(EXIT_FORCED)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        # A signal handler: flags, a timer and a thread only; no printing (it may interrupt a print).
+        if self.requested:
+            threading.Thread(target=self.force, args=("a second signal",), daemon=True).start()
+            return
+        self.requested = True
+        deadline = threading.Timer(STOP_DEADLINE_SECONDS, self.force, args=(f"not stopped after {STOP_DEADLINE_SECONDS:.0f} s",))
+        deadline.daemon = True
+        deadline.start()
+        if self._serving is not None:
+            loop, stop = self._serving
+            loop.call_soon_threadsafe(_stopping, stop, signal.Signals(signum).name)
+        elif self._starting:
+            raise KeyboardInterrupt  # unwinding the start stops whatever has started
+
+    def force(self, reason: str) -> None:
+        """Stop the servers at once and leave; from any thread, once."""
+        if not self._forcing.acquire(blocking=False):
+            return
         try:
-            asyncio.run(_serve_async(settings, endpoints, store, worker=worker, api=api, host=host, port=port, demo=demo))
-        except KeyboardInterrupt:  # Ctrl-C before the loop's own handlers were in place: the same clean stop
-            pass
+            print(f"continuum: stopping now ({reason})", file=sys.stderr, flush=True)
+            self.servers.stop_now()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_FORCED)
+
+
+def _stopping(stop: asyncio.Event, signal_name: str) -> None:
+    structlog.get_logger(__name__).info("continuum.stopping", signal=signal_name, deadline_seconds=STOP_DEADLINE_SECONDS)
+    typer.echo("Stopping (press Ctrl-C again to force) …", err=True)
+    stop.set()
+
+
+def _run_until_stopped(main: Coroutine[Any, Any, None]) -> None:
+    """Like asyncio.run, except that tasks still running after the stop (a worker waiting on a long replay)
+    and threads the loop cannot cancel are left behind after a bound instead of waited for: the process
+    leaves through os._exit, so nothing depends on them finishing."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main)
+    finally:
+        leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            loop.run_until_complete(asyncio.wait(leftover, timeout=LEFTOVER_TASK_SECONDS))
+        if all(task.done() for task in leftover):
+            loop.close()
+        asyncio.set_event_loop(None)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -110,39 +217,74 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 async def _serve_async(
-    settings: Settings, endpoints: Any, store: Any, *, worker: bool, api: bool, host: str, port: int, demo: Any = None
-) -> None:
+    settings: Settings, endpoints: Any, store: Any, shutdown: Shutdown, *, worker: bool, api: bool, host: str, port: int,
+    demo: Any = None,
+) -> None:  # fmt: skip
     import worker as worker_module
     from api.app import create_app
     from api.services import Services
     from continuum.episodes import EpisodeCommands
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    client = await worker_module.connect(settings, endpoints)
-    tasks = []
+    shutdown.serving(asyncio.get_running_loop(), stop)
+    client = await _unless_stopped(worker_module.connect(settings, endpoints), stop)
+    if client is None:
+        return
+    # The API drains first, while the worker still runs its requests' workflow tasks; then the worker stops.
+    api_stopped, worker_stop = asyncio.Event(), asyncio.Event()
+    parts = [_after_all(worker_stop, stop, *([api_stopped] if api else []))]
     if worker:
-        tasks.append(asyncio.create_task(worker_module.run_worker(settings, client, store, stop)))
+        parts.append(_stopping_all_after(worker_module.run_worker(settings, client, store, worker_stop), stop))
     if api:
         day_seconds = demo.day_seconds if demo is not None else settings.day_seconds
         commands = EpisodeCommands(
             client, settings.temporal_task_queue, policy_text=settings.policy_text(),
             day=timedelta(seconds=day_seconds), lab_id=settings.lab_id, directory_text=settings.directory_text(),
         )  # fmt: skip
+        # Requests still running API_GRACE_SECONDS after the stop are cancelled (and answered 503, quietly).
         server = QuietServer(uvicorn.Config(create_app(Services.build(commands, store)), host=host, port=port,
-                                             log_config=None, lifespan="off"))  # fmt: skip
-        tasks.append(asyncio.create_task(server.serve()))
+                                             log_config=None, lifespan="off", timeout_graceful_shutdown=API_GRACE_SECONDS))  # fmt: skip
+        parts.append(_stopping_all_after(server.serve(), stop, then=api_stopped))
 
         async def stop_api() -> None:
             await stop.wait()
             server.should_exit = True
 
-        tasks.append(asyncio.create_task(stop_api()))
+        parts.append(stop_api())
     if demo is not None:
-        tasks.append(asyncio.create_task(_run_demo(settings, endpoints, store, host, port, demo, stop)))
-    await asyncio.gather(*tasks)
+        parts.append(_unless_stopped(_run_demo(settings, endpoints, store, host, port, demo, stop), stop))
+    await asyncio.gather(*parts)
+
+
+async def _stopping_all_after(part: Coroutine[Any, Any, None], stop: asyncio.Event, then: asyncio.Event | None = None) -> None:
+    """Run one part of the service; when it ends, for whatever reason, the others stop too (and `then` is set)."""
+    try:
+        await part
+    finally:
+        stop.set()
+        if then is not None:
+            then.set()
+
+
+async def _after_all(event: asyncio.Event, *before: asyncio.Event) -> None:
+    for earlier in before:
+        await earlier.wait()
+    event.set()
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """The work's result, or None once `stop` is set first (the work is then cancelled)."""
+    task, stopped = asyncio.ensure_future(work), asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done() and not task.cancelled() and not (stop.is_set() and task.exception() is not None):
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):  # stopping: what it was doing no longer matters
+        await task
+    return None
 
 
 async def _run_demo(settings: Settings, endpoints: Any, store: Any, host: str, port: int, config: Any,
@@ -224,7 +366,8 @@ def _print_summary(summary: dict[str, Any], report: Any, base: str, endpoints: A
 
 
 class QuietServer(uvicorn.Server):
-    """Uvicorn without its own signal handling: one Ctrl-C stops the API and the worker in order."""
+    """Uvicorn without its own signal handling (which would keep the signal from us): Shutdown handles
+    Ctrl-C and SIGTERM for the API, the worker and the servers together."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -6,12 +6,17 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from continuum.servers import ServerUnavailable
+from continuum.servers import ServerTimedOut, ServerUnavailable
 from domain.commands import (
     CancelTest,
     ChangeMedications,
@@ -33,7 +38,7 @@ from domain.commands import (
     RevokeConsent,
     UpdateReferral,
 )
-from domain.errors import CommandRejected, UnknownEpisode
+from domain.errors import CommandRejected, CommandUnrecordable, UnknownEpisode
 from domain.ids import episode_id as valid_episode_id
 from domain.policy import default_policy_text, load_policy
 from workflows.episode import HISTORY_EVENTS_BOUND, CommandMeta, CommandResult, EpisodeInput, EpisodeWorkflow, workflow_id
@@ -137,14 +142,21 @@ class EpisodeCommands:
 
 
 async def _rejections_as_domain_errors(call: Any, episode_id: str | None = None) -> CommandResult:
-    """Temporal's answers, in the domain's words: a refusal, a closed episode, or an unknown one."""
+    """Temporal's answers, in the domain's words: a refusal, an unrecordable value, a closed episode, an
+    unknown one, or a server that is unavailable or did not answer in time."""
     try:
         return await call  # type: ignore[no-any-return]
     except WorkflowUpdateFailedError as error:
-        cause = error.cause
+        cause: BaseException | None = error.cause
         if isinstance(cause, ApplicationError) and cause.type == "CommandRejected":
             raise CommandRejected(cause.message) from None
+        while cause is not None:  # the update's own failure, or an activity's beneath it
+            if isinstance(cause, ApplicationError) and cause.type == "UnrecordableEvent":
+                raise CommandUnrecordable("the command's values cannot be recorded") from None  # never the values
+            cause = cause.__cause__
         raise
+    except RPCTimeoutOrCancelledError:  # the SDK's words for a deadline exceeded or a cancelled call
+        raise ServerTimedOut("Temporal did not answer in time") from None
     except RuntimeError as error:  # the SDK's words when it cannot (re)connect to the frontend
         if str(error).startswith("Failed client connect"):
             raise ServerUnavailable("Temporal cannot be reached") from None
@@ -152,6 +164,8 @@ async def _rejections_as_domain_errors(call: Any, episode_id: str | None = None)
     except RPCError as error:
         if error.status == RPCStatusCode.UNAVAILABLE:
             raise ServerUnavailable("Temporal is unavailable") from None
+        if error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            raise ServerTimedOut("Temporal did not answer in time") from None
         if error.status == RPCStatusCode.NOT_FOUND and "already completed" not in error.message:
             raise UnknownEpisode(f"no episode {episode_id}") from None
         if "already completed" in error.message:

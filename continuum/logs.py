@@ -2,18 +2,60 @@
 
 Log lines carry ids (episode, workflow, event, position) and counts, never clinical content or personal
 data: callers bind ids with `structlog.contextvars.bind_contextvars(episode_id=..., workflow_id=...)`.
+Tracebacks are plain text without local variables (a frame's locals can hold a request's headers), and
+every line, ours or a library's, passes `redact_secrets` last: API key secrets and credentials never print.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 import structlog
 
 from continuum.settings import LogFormat, Settings
 
 _configured = False
+REDACTED = "[redacted]"
+_SECRET = re.compile(r"\bck_[A-Za-z0-9_\-]{6,}")  # an API key's secret (eventlog/access.py)
+_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+(?!\[redacted\])[A-Za-z0-9._~+/=\-]+")  # an Authorization value
+# A credential header as text ("Authorization: …") or in a repr, as ASGI scopes and httpx show them.
+_HEADER_LINE = re.compile(r"(?i)\b((?:authorization|cookie)\s*[:=]\s*)(?!\[redacted\])[^\s,;'\"]+(?:\s+[^\s,;'\"]+)?")
+_HEADER_REPR = re.compile(r"""(?i)(['"](?:authorization|cookie|set-cookie)['"]\s*[,:]\s*b?['"])[^'"]*""")
+_SECRET_KEYS = frozenset({"authorization", "cookie", "set-cookie", "secret", "password"})
+
+
+def redact(value: Any) -> Any:
+    """The value with every key secret, credential and credential header replaced (in strings, bytes and
+    containers)."""
+    if isinstance(value, str):
+        value = _CREDENTIAL.sub(rf"\1 {REDACTED}", value)
+        value = _HEADER_REPR.sub(rf"\1{REDACTED}", value)
+        value = _HEADER_LINE.sub(rf"\1{REDACTED}", value)
+        return _SECRET.sub(f"ck_{REDACTED}", value)
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "replace")
+        cleaned = redact(text)
+        return cleaned if cleaned != text else value
+    if isinstance(value, Mapping):
+        return {k: REDACTED if str(k).lower() in _SECRET_KEYS else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(redact(v) for v in value)
+    return value
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: defence in depth, so that no log line can show a key secret or credential."""
+    for key, value in list(event_dict.items()):
+        if key.startswith("_"):  # ProcessorFormatter's own entries (the record, the logger)
+            continue
+        event_dict[key] = REDACTED if key.lower() in _SECRET_KEYS else redact(value)
+    return event_dict
 
 
 def configure_logging(settings: Settings) -> None:
@@ -31,8 +73,11 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Plain tracebacks: rich's (structlog's console default) print every frame's local variables.
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -43,8 +88,9 @@ def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            # A library's traceback becomes text here too, so that redaction sees it before the renderer.
+            foreign_pre_chain=[*shared, structlog.processors.format_exc_info],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, renderer],
         )
     )
     root = logging.getLogger()

@@ -28,10 +28,16 @@ from continuum.settings import Settings
 log = structlog.get_logger(__name__)
 
 DATABASE_NAME = "continuum"
+STOP_GRACE_SECONDS = 5.0  # the dev server stops in about a second; past this it is killed
 
 
 class ServerUnavailable(RuntimeError):
     """A server Continuum needs cannot be started or reached; the message is one line for a person."""
+
+
+class ServerTimedOut(ServerUnavailable):
+    """A call to a server timed out or was cancelled before its answer: the command may or may not have run,
+    and a retry with the same command id returns its outcome."""
 
 
 def temporal_binary() -> Path:
@@ -121,20 +127,29 @@ class EmbeddedTemporal:
         log.info("temporal.started", address=self.address, ui=self.ui_url, pid=self._process.pid)
         return self.address
 
-    def stop(self) -> None:
-        """Stop the server if this process started it (SIGTERM, then SIGKILL after 20 s)."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop the server if this process started it (SIGTERM, then SIGKILL after `grace` seconds)."""
+        process = self._process
+        if process is None:
             return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._process = None
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
         log.info("temporal.stopped", address=self.address)
+
+    def kill(self) -> None:
+        """Stop the server at once (SIGKILL), from any thread, even while `stop` waits for it."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @dataclass
@@ -212,28 +227,56 @@ class Endpoints:
     temporal_ui_url: str | None
 
 
-@contextlib.contextmanager
-def running_servers(settings: Settings, search_attributes: Mapping[str, str]) -> Iterator[Endpoints]:
-    """Start the embedded servers the settings leave unconfigured, and stop them (in reverse) on exit."""
-    postgres = EmbeddedPostgres(settings.data_dir) if settings.embedded_postgres else None
-    temporal = (
-        EmbeddedTemporal(
-            settings.data_dir,
-            settings.embedded_temporal_port,
-            settings.embedded_temporal_ui_port,
-            settings.temporal_namespace,
-            search_attributes,
+class EmbeddedServers:
+    """The embedded servers of one process, for what the settings leave unconfigured: started, stopped in
+    reverse order, or (when a stop is forced) stopped at once."""
+
+    def __init__(self, settings: Settings, search_attributes: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.postgres = EmbeddedPostgres(settings.data_dir) if settings.embedded_postgres else None
+        self.temporal = (
+            EmbeddedTemporal(
+                settings.data_dir,
+                settings.embedded_temporal_port,
+                settings.embedded_temporal_ui_port,
+                settings.temporal_namespace,
+                search_attributes,
+            )
+            if settings.embedded_temporal
+            else None
         )
-        if settings.embedded_temporal
-        else None
-    )
-    try:
-        database_url = postgres.start() if postgres else settings.database_url
-        temporal_address = temporal.start() if temporal else settings.temporal_address
+
+    def start(self) -> Endpoints:
+        database_url = self.postgres.start() if self.postgres else self.settings.database_url
+        temporal_address = self.temporal.start() if self.temporal else self.settings.temporal_address
         assert database_url is not None and temporal_address is not None
-        yield Endpoints(temporal_address, database_url, temporal.ui_url if temporal else None)
+        return Endpoints(temporal_address, database_url, self.temporal.ui_url if self.temporal else None)
+
+    def stop(self) -> None:
+        try:
+            if self.temporal:
+                self.temporal.stop()
+        finally:
+            if self.postgres:
+                self.postgres.stop()
+
+    def stop_now(self) -> None:
+        """Kill Temporal and leave PostgreSQL (its fast shutdown, by the last process using it); any thread."""
+        try:
+            if self.temporal:
+                self.temporal.kill()
+        finally:
+            if self.postgres:
+                self.postgres.stop()
+
+
+@contextlib.contextmanager
+def running_servers(
+    settings: Settings, search_attributes: Mapping[str, str], servers: EmbeddedServers | None = None
+) -> Iterator[Endpoints]:
+    """Start the embedded servers the settings leave unconfigured, and stop them (in reverse) on exit."""
+    servers = servers or EmbeddedServers(settings, search_attributes)
+    try:
+        yield servers.start()
     finally:
-        if temporal:
-            temporal.stop()
-        if postgres:
-            postgres.stop()
+        servers.stop()

@@ -4,6 +4,7 @@
     ├── InvalidIdentifier      an id that is not a pseudonymous identifier of the accepted form
     ├── UnknownEventType       an event type (or schema version) this code does not know
     ├── CommandRejected        a command that the episode's current state does not allow
+    ├── CommandUnrecordable    a command whose values the event log cannot record (nothing was recorded)
     ├── UnknownEpisode         no episode has that id
     └── PolicyError            a care-pathway policy file that is malformed (names the key)
 """
@@ -24,6 +25,10 @@ class UnknownEventType(DomainError):
 
 
 class CommandRejected(DomainError):
+    pass
+
+
+class CommandUnrecordable(DomainError):
     pass
 
 

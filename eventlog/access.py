@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -90,38 +91,103 @@ def _key(row: Any) -> ApiKey:
     return ApiKey(row.key_id, row.name, Role(row.role), row.subject, row.created_at, row.revoked_at)
 
 
+# A pending claim older than this belongs to a request that died (the API bounds a command well below it,
+# see api/commands.py), so the same request may take it over.
+CLAIM_EXPIRES = timedelta(minutes=2)
+
+
 @dataclass(frozen=True)
 class StoredResponse:
-    request_hash: bytes
+    """The first response under the key, to answer the same request again."""
+
     status: int
     body: Any
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """This request holds the key: run the command, then `complete` (or `release`) the claim."""
+
+    claim: uuid.UUID
+
+
+@dataclass(frozen=True)
+class InProgress:
+    """The same request holds the key and is running: wait for its response."""
+
+
+@dataclass(frozen=True)
+class UsedForAnotherRequest:
+    """The key was used for a request with a different method, path or body."""
+
+
 class IdempotencyStore:
-    """The first response to each (key, Idempotency-Key), returned again for a retried command."""
+    """One command per (key, Idempotency-Key), claimed atomically; its first response is returned to retries.
+
+    `claim` inserts a pending row, or takes one over: a released claim, or one older than CLAIM_EXPIRES.
+    A row's request hash never changes, so a key is bound to one request from its first claim on.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def get(self, key_id: str, idempotency_key: str) -> StoredResponse | None:
-        with self.engine.connect() as conn:
+    def claim(
+        self, key_id: str, idempotency_key: str, request_hash: bytes
+    ) -> Claimed | StoredResponse | InProgress | UsedForAnotherRequest:
+        claim = uuid.uuid4()
+        names = {"k": key_id, "i": idempotency_key, "h": request_hash, "c": claim,
+                 "expired": CLAIM_EXPIRES.total_seconds()}  # fmt: skip
+        with self.engine.begin() as conn:
+            inserted = conn.execute(
+                text(
+                    "INSERT INTO api_idempotency (key_id, idempotency_key, request_hash, claim, claimed_at)"
+                    " VALUES (:k, :i, :h, :c, clock_timestamp()) ON CONFLICT DO NOTHING RETURNING claim"
+                ),
+                names,
+            ).first()
+            if inserted is None:  # the key exists: free again for this very request, or answered, or running
+                inserted = conn.execute(
+                    text(
+                        "UPDATE api_idempotency SET claim = :c, claimed_at = clock_timestamp()"
+                        " WHERE key_id = :k AND idempotency_key = :i AND request_hash = :h AND status IS NULL"
+                        " AND (claim IS NULL OR claimed_at < clock_timestamp() - make_interval(secs => :expired))"
+                        " RETURNING claim"
+                    ),
+                    names,
+                ).first()
+            if inserted is not None:
+                return Claimed(claim)
             row = conn.execute(
                 text(
                     "SELECT request_hash, status, body FROM api_idempotency"
                     " WHERE key_id = :k AND idempotency_key = :i"
                 ),
-                {"k": key_id, "i": idempotency_key},
-            ).first()
-        return StoredResponse(bytes(row.request_hash), row.status, row.body) if row else None
+                names,
+            ).one()
+        if bytes(row.request_hash) != request_hash:
+            return UsedForAnotherRequest()
+        return InProgress() if row.status is None else StoredResponse(row.status, row.body)
 
-    def put(self, key_id: str, idempotency_key: str, request_hash: bytes, status: int, body: Any) -> None:
+    def complete(self, key_id: str, idempotency_key: str, claim: uuid.UUID, status: int, body: Any) -> None:
+        """Keep the response for retries (only while the claim is still this request's)."""
         with self.engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO api_idempotency (key_id, idempotency_key, request_hash, status, body)"
-                    " VALUES (:k, :i, :h, :s, CAST(:b AS jsonb)) ON CONFLICT DO NOTHING"
+                    "UPDATE api_idempotency SET status = :s, body = CAST(:b AS jsonb), claim = NULL"
+                    " WHERE key_id = :k AND idempotency_key = :i AND claim = :c"
                 ),
-                {"k": key_id, "i": idempotency_key, "h": request_hash, "s": status, "b": json.dumps(body)},
+                {"k": key_id, "i": idempotency_key, "c": claim, "s": status, "b": json.dumps(body)},
+            )
+
+    def release(self, key_id: str, idempotency_key: str, claim: uuid.UUID) -> None:
+        """Free the key for a retry of the same request (the command failed without an answer to keep)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE api_idempotency SET claim = NULL, claimed_at = NULL"
+                    " WHERE key_id = :k AND idempotency_key = :i AND claim = :c AND status IS NULL"
+                ),
+                {"k": key_id, "i": idempotency_key, "c": claim},
             )
 
 
