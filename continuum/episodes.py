@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio.client import (
@@ -64,7 +65,7 @@ UPDATES: dict[type, Any] = {
 }
 
 
-QUERY_NOT_READY_TRIES = 20  # about 10 s in all
+NOT_READY_TRIES = 16  # about 12 s in all
 
 
 class EpisodeCommands:
@@ -106,8 +107,8 @@ class EpisodeCommands:
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
         try:
-            return await _rejections_as_domain_errors(
-                self.client.execute_update_with_start_workflow(
+            return await _when_ready(
+                lambda: self.client.execute_update_with_start_workflow(
                     EpisodeWorkflow.open, args=[meta, command], start_workflow_operation=start, id=meta.command_id
                 ),
                 eid,
@@ -123,22 +124,27 @@ class EpisodeCommands:
             raise CommandRejected(f"{type(command).__name__} is not sent to an episode by other services")
         eid = valid_episode_id(episode_id)
         handle = self.client.get_workflow_handle(workflow_id(eid))
-        return await _rejections_as_domain_errors(
-            handle.execute_update(update, args=[meta, command], id=meta.command_id), eid
-        )
+        return await _when_ready(lambda: handle.execute_update(update, args=[meta, command], id=meta.command_id), eid)
 
     async def state(self, episode_id: str) -> dict[str, Any] | None:
         """The workflow's working state (see domain.retention; the projection has the whole record)."""
         eid = valid_episode_id(episode_id)
         handle = self.client.get_workflow_handle(workflow_id(eid))
-        for attempt in range(QUERY_NOT_READY_TRIES):
-            try:
-                return await _rejections_as_domain_errors(handle.query(EpisodeWorkflow.state), eid)  # type: ignore[return-value]
-            except RPCError as error:  # a run that just continued as new answers once its first task ran
-                if error.status != RPCStatusCode.FAILED_PRECONDITION or attempt == QUERY_NOT_READY_TRIES - 1:
-                    raise
-                await asyncio.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return await _when_ready(lambda: handle.query(EpisodeWorkflow.state), eid)  # type: ignore[return-value]
+
+
+async def _when_ready(call: Callable[[], Awaitable[Any]], episode_id: str) -> Any:
+    """The call, sent again while the episode is not ready for it: a run that just continued as new has not run
+    its first task, or a task failed because an update raced the continue-as-new (FAILED_PRECONDITION). The
+    update never ran then, and its id is the command id, so sending it again is safe."""
+    for attempt in range(NOT_READY_TRIES):
+        try:
+            return await _rejections_as_domain_errors(call(), episode_id)
+        except RPCError as error:
+            if error.status != RPCStatusCode.FAILED_PRECONDITION:
+                raise
+            await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+    raise ServerTimedOut(f"episode {episode_id} was not ready for the command; retry it")
 
 
 async def _rejections_as_domain_errors(call: Any, episode_id: str | None = None) -> CommandResult:

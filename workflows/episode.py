@@ -73,7 +73,7 @@ LAB_ORDER_RETRY = RetryPolicy(
 PATCH_DRUG_TESTING = "drug-testing"  # episodes started before random testing existed replay without it
 PATCH_AFTERCARE = "aftercare-referrals"  # episodes started before referrals and follow-ups replay without them
 # Episodes started before bounded replay: no working-state retirement, no history bound, no clock catch-up,
-# recording as a regular activity.
+# holds that stop the stay clock alone.
 PATCH_BOUNDED = "bounded-replay"
 OUTBOUND_RETRY = LAB_ORDER_RETRY
 # A repeated command id is answered with the first outcome: the newest KEPT_RESULTS with their events, the
@@ -587,9 +587,10 @@ class EpisodeWorkflow:
             causation_id=meta.command_id,
             correlation_id=meta.correlation_id,
         )
-        # Since bounded-replay a local activity: no task round trip through the server, a third less history.
-        execute = workflow.execute_local_activity if self._is_bounded() else workflow.execute_activity
-        await execute(
+        # A regular activity, not a local one: a local activity's append happens before its workflow task
+        # completes, and a task the server refuses (an update racing a continue-as-new) would leave events in
+        # the log that the history never saw, so the retried command met a ConcurrencyError (seen under load).
+        await workflow.execute_activity(
             "record_events", request, result_type=RecordEventsResult, start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=RECORD_RETRY,
         )  # fmt: skip
