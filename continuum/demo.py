@@ -74,11 +74,13 @@ class CohortSimulation:
         self.episodes: list[str] = []  # every demo episode in the record, and those this run opens
         self.to_open: list[str] = []
         self.resumed = 0  # episodes already in the record when this run started
-        self.started_at: datetime | None = None  # when the cohort's first episode opened
+        self.started_at: datetime | None = None  # when the cohort was complete (its last episode opened)
         self.tally = Tally()
         self.reported: set[str] = set()  # tests whose result the lab has had an answer to
         self.seen: dict[str, int] = {}  # episode -> version last looked at with nothing left to do
-        self.limit = asyncio.Semaphore(CONCURRENT_REQUESTS)
+        self.limit = asyncio.Semaphore(CONCURRENT_REQUESTS)  # the clinic's passes
+        self.reads_limit = asyncio.Semaphore(CONCURRENT_REQUESTS)  # opening, listing, the summary: never behind a pass
+        self.serving = False  # after the summary: a pass every PASS_EVERY_DAYS care days
         self.budget = REQUESTS_PER_PASS
         self.last_pass: float | None = None
         self.consents_until = (datetime.now(UTC) + timedelta(days=365)).isoformat()  # one body per retried key
@@ -95,7 +97,7 @@ class CohortSimulation:
                 return None
             self.budget -= 1
         headers = {"Authorization": f"Bearer {self.keys[role]}"} | ({"Idempotency-Key": key} if key else {})
-        async with self.limit:
+        async with self.limit if counted else self.reads_limit:
             try:
                 response = await self.api.request(
                     method, path, json=body, params=params, headers=headers, timeout=REQUEST_TIMEOUT
@@ -144,10 +146,10 @@ class CohortSimulation:
 
     def _note_start(self, episodes: dict[str, dict[str, Any]]) -> None:
         opened = [_instant(e["opened_at"]) for i, e in episodes.items() if i.startswith(f"DEMO-{self.cohort}-")]
-        self.started_at = min(opened, default=None)
+        self.started_at = max(opened, default=None)
 
     def age_in_days(self) -> float:
-        """Care days since the cohort's first episode opened (stopped time counts: the episodes' clocks ran on)."""
+        """Care days since the cohort was complete (time stopped counts too: the episodes' clocks ran on)."""
         if self.started_at is None:
             return 0.0
         return (datetime.now(UTC) - self.started_at).total_seconds() / self.config.day_seconds
@@ -263,12 +265,18 @@ class CohortSimulation:
         if status is not None and status < 500:  # answered (a refusal too): the lab does not send it again
             self.reported.add(test["test_id"])
 
-    async def keep_working(self, stop: asyncio.Event) -> None:
-        """After the summary: a pass every PASS_EVERY_DAYS care days until the demo is stopped."""
-        interval = max(PASS_EVERY_DAYS * self.config.day_seconds, MIN_PASS_SECONDS)
-        while not stop.is_set():
+    def pass_interval(self) -> float:
+        """Real seconds between passes: twice a care day (at most 1 s) before the summary, then every few days."""
+        if self.serving:
+            return max(PASS_EVERY_DAYS * self.config.day_seconds, MIN_PASS_SECONDS)
+        return min(self.config.day_seconds / 2, 1.0)
+
+    async def keep_working(self, stop: asyncio.Event, settle: asyncio.Event) -> None:
+        """Pass after pass until the demo stops (which cancels the pass under way) or `settle` is set (which lets
+        it finish, so that no request is left in flight)."""
+        while not (stop.is_set() or settle.is_set()):
             await self.tend_unless_stopped(stop)
-            await _sleep_unless_stopped(stop, interval)
+            await _until_set((stop, settle), self.pass_interval())
 
     async def tend_unless_stopped(self, stop: asyncio.Event) -> None:
         """One pass, cancelled when the demo is stopped; a pass that fails is logged and the next one tries again."""
@@ -319,9 +327,14 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+async def _until_set(events: tuple[asyncio.Event, ...], seconds: float) -> None:
+    """Wait until one of `events` is set, or `seconds` have passed."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
@@ -377,33 +390,36 @@ async def run_demo(
             return
         simulation = CohortSimulation(api, keys, config)
         await simulation.find_cohort()
-        with Progress(transient=True) as progress:
-            if simulation.to_open:
-                opening = progress.add_task(f"opening {len(simulation.to_open)} episodes", total=None)
+        if simulation.to_open:
+            with Progress(transient=True) as progress:
+                progress.add_task(f"opening {len(simulation.to_open)} episodes", total=None)
                 if not await _unless_stopped(simulation.open_cohort(), stop):
                     return
-                progress.remove_task(opening)
-            days = progress.add_task("simulated care days", total=config.days)
-            looked = False
-            while (age := simulation.age_in_days()) < config.days:
-                progress.update(days, completed=age)
-                await simulation.tend_unless_stopped(stop)
-                await _sleep_unless_stopped(stop, min(config.day_seconds / 2, 1.0))
-                if stop.is_set():
-                    return
-                looked = True
-        if not looked:  # a resume past the cohort's days: the clinic catches up on what waited before the summary
-            await simulation.tend_unless_stopped(stop)
-        if stop.is_set():
-            return
-        summary = await simulation.summary()
-        report = await asyncio.to_thread(verify_log, store.engine)
-        print_summary(summary, report, base, temporal_ui_url)
-        if config.exit:
-            stop.set()
-            return
-        typer.echo(f"Still serving; the clinic works on (a look every {PASS_EVERY_DAYS:g} care days). Press Ctrl-C to stop.")
-        await simulation.keep_working(stop)
+        settle = asyncio.Event()  # with --exit: the pass under way finishes and no other starts
+        clinic = asyncio.create_task(simulation.keep_working(stop, settle))  # the summary never waits for a pass
+        try:
+            if simulation.age_in_days() < config.days:
+                with Progress(transient=True) as progress:
+                    days = progress.add_task("simulated care days", total=config.days)
+                    while (age := simulation.age_in_days()) < config.days and not stop.is_set():
+                        progress.update(days, completed=age)
+                        await _until_set((stop,), min(config.day_seconds / 2, 0.5))
+            if stop.is_set():
+                return
+            summary = await simulation.summary()
+            report = await asyncio.to_thread(verify_log, store.engine)
+            print_summary(summary, report, base, temporal_ui_url)
+            simulation.serving = True
+            if config.exit:
+                settle.set()
+                await clinic
+                stop.set()
+                return
+            typer.echo(f"Still serving; the clinic works on (a look every {PASS_EVERY_DAYS:g} care days). Press Ctrl-C to stop.")
+            await clinic
+        finally:
+            clinic.cancel()
+            await asyncio.wait({clinic})
 
 
 async def _api_ready(api: httpx.AsyncClient, stop: asyncio.Event) -> bool:
@@ -411,7 +427,7 @@ async def _api_ready(api: httpx.AsyncClient, stop: asyncio.Event) -> bool:
         with contextlib.suppress(httpx.TransportError):
             if (await api.get("/healthz", timeout=2)).status_code == 200:
                 return True
-        await _sleep_unless_stopped(stop, 0.1)
+        await _until_set((stop,), 0.1)
         if stop.is_set():
             return False
     raise RuntimeError(f"the API at {api.base_url} did not answer /healthz")
@@ -434,8 +450,12 @@ def print_summary(summary: dict[str, Any], report: Any, base: str, temporal_ui_u
     typer.echo(f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results,"
                f" {summary['unanswered_referrals']} unanswered referrals")  # fmt: skip
     typer.echo(f"this run:         {summary['requests']} requests" + (f", {summary['unanswered']} unanswered" if summary["unanswered"] else ""))
-    if summary["errors"]:
-        typer.echo(f"refused requests: {summary['errors']} (commands that raced the clock are refused with a reason)")
+    refused = {status: n for status, n in summary["errors"].items() if status < 500}
+    failed = {status: n for status, n in summary["errors"].items() if status >= 500}
+    if refused:
+        typer.echo(f"refused requests: {refused} (commands that raced the clock are refused with a reason)")
+    if failed:
+        typer.echo(f"failed requests:  {failed} (the clinic tries them again at a later pass)")
     typer.echo(f"event log:        {report.events_checked} events, chain {'intact' if report.ok else 'BROKEN'}")
     typer.echo(f"API               {base}/api/v1   (docs {base}/docs)")
     typer.echo(f"Dashboard         {base}/dashboard   (director key: continuum keys create --role director --name NAME)")
