@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 EPISODE_ID = re.compile(r"^DEMO-([0-9a-f]{4})-(\d{4})$")  # DEMO-<cohort>-<number>
 PAGE_SIZE = 200  # the API's largest page of episodes
 REQUEST_TIMEOUT = 60.0
-CONCURRENT_REQUESTS = 8
+CONCURRENT_REQUESTS = 32  # the old demo had one request in flight per episode; the worker is the bottleneck
 REQUESTS_PER_PASS = 400  # reads and commands in one pass (or two per episode, if more); the rest waits
 PASS_EVERY_DAYS = 2.0  # after the summary, a pass every this many care days (reviews and results are due in 3)
 MIN_PASS_SECONDS = 0.5  # and never more often than this
@@ -76,7 +76,7 @@ class CohortSimulation:
         self.resumed = 0  # episodes already in the record when this run started
         self.started_at: datetime | None = None  # when the cohort was complete (its last episode opened)
         self.tally = Tally()
-        self.reported: set[str] = set()  # tests whose result the lab has had an answer to
+        self.reported: dict[str, set[str]] = {}  # episode -> its open tests the lab has had an answer on
         self.seen: dict[str, int] = {}  # episode -> version last looked at with nothing left to do
         self.limit = asyncio.Semaphore(CONCURRENT_REQUESTS)  # the clinic's passes
         self.reads_limit = asyncio.Semaphore(CONCURRENT_REQUESTS)  # opening, listing, the summary: never behind a pass
@@ -89,15 +89,15 @@ class CohortSimulation:
 
     async def _request(
         self, method: str, path: str, *, role: str = "clinician", key: str | None = None, body: Any = None,
-        params: dict[str, Any] | None = None, counted: bool = True,
+        params: dict[str, Any] | None = None, in_pass: bool = True,
     ) -> httpx.Response | None:  # fmt: skip
         """The API's answer, or None when the pass's budget is spent or the API did not answer."""
-        if counted:
+        if in_pass:
             if self.budget <= 0:
                 return None
             self.budget -= 1
         headers = {"Authorization": f"Bearer {self.keys[role]}"} | ({"Idempotency-Key": key} if key else {})
-        async with self.limit if counted else self.reads_limit:
+        async with self.limit if in_pass else self.reads_limit:
             try:
                 response = await self.api.request(
                     method, path, json=body, params=params, headers=headers, timeout=REQUEST_TIMEOUT
@@ -120,7 +120,7 @@ class CohortSimulation:
         page = 1
         while True:
             response = await self._request(
-                "GET", "/api/v1/episodes", role="director", params={"page": page, "page_size": PAGE_SIZE}, counted=False
+                "GET", "/api/v1/episodes", role="director", params={"page": page, "page_size": PAGE_SIZE}, in_pass=False
             )
             if response is None or response.status_code != 200:
                 raise RuntimeError(f"the API did not list the episodes ({response.status_code if response else 'no answer'})")
@@ -159,7 +159,7 @@ class CohortSimulation:
             ratings = [self.rng.choices([0, 1, 2, 3, 4], weights=[3, 4, 3, 2, 1])[0] for _ in range(6)]
             body = {"episode_id": episode, "client_id": f"client-{episode.lower()}",
                     "assessment": {"ratings": ratings, "assessed_by": "clin-demo"}}  # fmt: skip
-            response = await self._request("POST", "/api/v1/episodes", body=body, key=f"open-{episode}", counted=False)
+            response = await self._request("POST", "/api/v1/episodes", body=body, key=f"open-{episode}", in_pass=False)
             if response is not None and response.status_code == 201:
                 self.tally.opened += 1
 
@@ -181,15 +181,16 @@ class CohortSimulation:
         self.last_pass, self.budget = now, max(REQUESTS_PER_PASS, 2 * len(self.episodes))
         listed = [e for e in (await self._demo_episodes()).values() if e["status"] != "closed"]
         self.episodes = sorted(set(self.episodes) | {e["episode_id"] for e in listed})
-        to_look: list[str] = []
-        for episode in listed:
-            if episode["status"] == "active" and self._chance(DISCHARGE_PER_DAY, days):
-                reason = self.rng.choice(["against_medical_advice", "transferred", "administrative"])
-                if await self._post(f"/api/v1/episodes/{episode['episode_id']}/discharge", {"reason": reason}) == 200:
-                    continue
-            if self.seen.get(episode["episode_id"]) != episode["version"]:
-                to_look.append(episode["episode_id"])
-        await asyncio.gather(*(self._tend(e, days) for e in to_look))
+        await asyncio.gather(*(self._visit(e, days) for e in listed))
+
+    async def _visit(self, summary: dict[str, Any], days: float) -> None:
+        episode = summary["episode_id"]
+        if summary["status"] == "active" and self._chance(DISCHARGE_PER_DAY, days):
+            reason = self.rng.choice(["against_medical_advice", "transferred", "administrative"])
+            if await self._post(f"/api/v1/episodes/{episode}/discharge", {"reason": reason}) == 200:
+                return
+        if self.seen.get(episode) != summary["version"]:
+            await self._tend(episode, days)
 
     async def _tend(self, episode: str, days: float) -> None:
         response = await self._request("GET", f"/api/v1/episodes/{episode}", role="director")
@@ -198,9 +199,11 @@ class CohortSimulation:
         view = response.json()
         state = view["state"]
         waiting = False  # something the clinic may still act on: look again at the next pass
+        reported = self.reported.setdefault(episode, set())
+        reported &= {t["test_id"] for t in view["open_tests"]}  # those with a result in the record need no memory
         if state["status"] != "closed":
             for test in view["open_tests"]:
-                if test["test_id"] not in self.reported:
+                if test["test_id"] not in reported:
                     waiting = True
                     await self._report(episode, test)
             waiting |= await self._aftercare(episode, state, days)
@@ -263,7 +266,7 @@ class CohortSimulation:
         path = f"/api/v1/episodes/{episode}/tests/{test['test_id']}/results"
         status = await self._post(path, body, role="lab", key=f"result-{test['test_id']}")
         if status is not None and status < 500:  # answered (a refusal too): the lab does not send it again
-            self.reported.add(test["test_id"])
+            self.reported.setdefault(episode, set()).add(test["test_id"])
 
     def pass_interval(self) -> float:
         """Real seconds between passes: twice a care day (at most 1 s) before the summary, then every few days."""
@@ -290,12 +293,12 @@ class CohortSimulation:
     async def summary(self) -> dict[str, Any]:
         """The cohort as the record has it now, with what this run did."""
         async def state_of(episode: str) -> dict[str, Any] | None:
-            response = await self._request("GET", f"/api/v1/episodes/{episode}", role="director", counted=False)
+            response = await self._request("GET", f"/api/v1/episodes/{episode}", role="director", in_pass=False)
             return response.json()["state"] if response is not None and response.status_code == 200 else None
 
         states = [s for s in await asyncio.gather(*(state_of(e) for e in self.episodes)) if s is not None]
-        census = (await self._request("GET", "/api/v1/census", role="director", counted=False)).json()  # type: ignore[union-attr]
-        alerts = (await self._request("GET", "/api/v1/alerts", role="director", params={"days": 365}, counted=False)).json()  # type: ignore[union-attr]
+        census = (await self._request("GET", "/api/v1/census", role="director", in_pass=False)).json()  # type: ignore[union-attr]
+        alerts = (await self._request("GET", "/api/v1/alerts", role="director", params={"days": 365}, in_pass=False)).json()  # type: ignore[union-attr]
         causes = Counter(s["cause"].split(";")[0].split(": ", 1)[-1][:60] for s in alerts["step_ups"])
         results = Counter(
             (t["confirmed"] or t["presumptive"])["result"] for s in states for t in s["tests"] if t["confirmed"] or t["presumptive"]
