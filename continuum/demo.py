@@ -33,6 +33,7 @@ REQUESTS_PER_PASS = 400  # reads and commands in one pass (or two per episode, i
 PASS_EVERY_DAYS = 2.0  # after the summary, a pass every this many care days (reviews and results are due in 3)
 MIN_PASS_SECONDS = 0.5  # and never more often than this
 MAX_PASS_DAYS = 3.0  # one pass never draws for more care days than this (a resume after a long stop)
+MAX_REST_DOUBLINGS = 6  # an episode whose commands fail rests 2, 4, ... up to 64 passes
 
 # How soon the clinic acts, as a chance per care day, so the pace does not depend on how often it looks.
 REVIEW_PER_DAY = 0.8  # therapists: most reviews are in before their due date
@@ -83,6 +84,9 @@ class CohortSimulation:
         self.serving = False  # after the summary: a pass every PASS_EVERY_DAYS care days
         self.budget = REQUESTS_PER_PASS
         self.last_pass: float | None = None
+        self.passes = 0
+        self.failures: dict[str, int] = {}  # episode -> commands in a row that failed
+        self.resting: dict[str, int] = {}  # episode -> the pass before which the clinic leaves it alone
         self.consents_until = (datetime.now(UTC) + timedelta(days=365)).isoformat()  # one body per retried key
 
     # -- requests ------------------------------------------------------------------------------------
@@ -91,11 +95,7 @@ class CohortSimulation:
         self, method: str, path: str, *, role: str = "clinician", key: str | None = None, body: Any = None,
         params: dict[str, Any] | None = None, in_pass: bool = True,
     ) -> httpx.Response | None:  # fmt: skip
-        """The API's answer, or None when the pass's budget is spent or the API did not answer."""
-        if in_pass:
-            if self.budget <= 0:
-                return None
-            self.budget -= 1
+        """The API's answer, or None when it did not answer."""
         headers = {"Authorization": f"Bearer {self.keys[role]}"} | ({"Idempotency-Key": key} if key else {})
         async with self.limit if in_pass else self.reads_limit:
             try:
@@ -110,9 +110,33 @@ class CohortSimulation:
             self.tally.errors[response.status_code] += 1
         return response
 
-    async def _post(self, path: str, body: Any, role: str = "clinician", key: str | None = None) -> int | None:
-        response = await self._request("POST", path, role=role, key=key, body=body)
-        return None if response is None else response.status_code
+    async def _command(
+        self, episode: str, what: str, body: Any, role: str = "clinician", key: str | None = None
+    ) -> int | None:
+        """POST /episodes/<episode>/<what>; a failure (no answer, or a server error) rests the episode for a while."""
+        if self._resting(episode) or not self._spend():
+            return None
+        response = await self._request("POST", f"/api/v1/episodes/{episode}/{what}", role=role, key=key, body=body)
+        if response is None or response.status_code >= 500:
+            self._rest(episode)
+            return None if response is None else response.status_code
+        self.failures.pop(episode, None)
+        return response.status_code
+
+    def _spend(self) -> bool:
+        """One request of the pass's budget; False once it is spent (what is left waits for the next pass)."""
+        if self.budget <= 0:
+            return False
+        self.budget -= 1
+        return True
+
+    def _resting(self, episode: str) -> bool:
+        return self.resting.get(episode, 0) > self.passes
+
+    def _rest(self, episode: str) -> None:
+        """Leave a workflow that does not answer alone for 2, 4, ... 64 passes, rather than add to its backlog."""
+        failures = self.failures[episode] = self.failures.get(episode, 0) + 1
+        self.resting[episode] = self.passes + 2 ** min(failures, MAX_REST_DOUBLINGS)
 
     async def _demo_episodes(self) -> dict[str, dict[str, Any]]:
         """Every demo episode in the record (the projection's summary of each), read page by page."""
@@ -179,20 +203,25 @@ class CohortSimulation:
         now = asyncio.get_running_loop().time()
         days = MAX_PASS_DAYS if self.last_pass is None else min((now - self.last_pass) / self.config.day_seconds, MAX_PASS_DAYS)
         self.last_pass, self.budget = now, max(REQUESTS_PER_PASS, 2 * len(self.episodes))
+        self.passes += 1
         listed = [e for e in (await self._demo_episodes()).values() if e["status"] != "closed"]
         self.episodes = sorted(set(self.episodes) | {e["episode_id"] for e in listed})
         await asyncio.gather(*(self._visit(e, days) for e in listed))
 
     async def _visit(self, summary: dict[str, Any], days: float) -> None:
         episode = summary["episode_id"]
+        if self._resting(episode):
+            return
         if summary["status"] == "active" and self._chance(DISCHARGE_PER_DAY, days):
             reason = self.rng.choice(["against_medical_advice", "transferred", "administrative"])
-            if await self._post(f"/api/v1/episodes/{episode}/discharge", {"reason": reason}) == 200:
+            if await self._command(episode, "discharge", {"reason": reason}) == 200:
                 return
         if self.seen.get(episode) != summary["version"]:
             await self._tend(episode, days)
 
     async def _tend(self, episode: str, days: float) -> None:
+        if not self._spend():
+            return
         response = await self._request("GET", f"/api/v1/episodes/{episode}", role="director")
         if response is None or response.status_code != 200:
             return
@@ -219,8 +248,8 @@ class CohortSimulation:
             body: dict[str, Any] = {"outcome": outcome, "therapist": "ther-demo"}
             if outcome == "extend":
                 body["next_review_in_days"] = 7
-            path = f"/api/v1/episodes/{episode}/reviews/{review['review_id']}/outcome"
-            if await self._post(path, body, key=f"{episode}-{review['review_id']}-{outcome}") == 200:
+            what = f"reviews/{review['review_id']}/outcome"
+            if await self._command(episode, what, body, key=f"{episode}-{review['review_id']}-{outcome}") == 200:
                 self.tally.reviews[outcome] += 1
         return True
 
@@ -233,7 +262,7 @@ class CohortSimulation:
                 if self._chance(CONSENT_PER_DAY, days):
                     body = {"consent_id": f"consent-{rid}", "recipient": recipient, "purpose": "aftercare_referral",
                             "expires_at": self.consents_until, "recorded_by": "clin-demo"}  # fmt: skip
-                    await self._post(f"/api/v1/episodes/{episode}/consents", body, key=f"consent-{rid}")
+                    await self._command(episode, "consents", body, key=f"consent-{rid}")
             elif status in ("issued", "accepted"):
                 role = f"partner:{recipient}" if recipient else "clinician"
                 if role not in self.keys:
@@ -242,15 +271,15 @@ class CohortSimulation:
                 if self._chance(REFERRAL_ANSWER_PER_DAY, days):
                     answer = "completed" if status == "accepted" else self.rng.choices(["accepted", "declined"], weights=[75, 25])[0]
                     body = {"status": answer} if recipient else {"status": answer, "changed_by": "clin-demo"}
-                    await self._post(f"/api/v1/episodes/{episode}/referrals/{rid}/status", body, role=role, key=f"{rid}-{answer}")
+                    await self._command(episode, f"referrals/{rid}/status", body, role=role, key=f"{rid}-{answer}")
         for follow_up in state.get("follow_ups", []):
             if follow_up["requested_at"] and not follow_up["outcome"]:
                 waiting = True
                 if self._chance(FOLLOW_UP_PER_DAY, days):
                     outcome = self.rng.choices(["abstinent", "using", "not_reached"], weights=[75, 10, 15])[0]
-                    path = f"/api/v1/episodes/{episode}/follow-ups/{follow_up['follow_up_id']}/outcome"
+                    what = f"follow-ups/{follow_up['follow_up_id']}/outcome"
                     body = {"outcome": outcome, "recorded_by": "outreach-demo"}
-                    await self._post(path, body, key=f"{follow_up['follow_up_id']}-outcome")
+                    await self._command(episode, what, body, key=f"{follow_up['follow_up_id']}-outcome")
         return waiting
 
     async def _report(self, episode: str, test: dict[str, Any]) -> None:
@@ -263,8 +292,8 @@ class CohortSimulation:
             result, substances = "negative", []
         body = {"result": result, "method": "confirmed", "collected_at": datetime.now(UTC).isoformat(),
                 "lab_reference": f"L-{test['test_id']}", "substances": substances}  # fmt: skip
-        path = f"/api/v1/episodes/{episode}/tests/{test['test_id']}/results"
-        status = await self._post(path, body, role="lab", key=f"result-{test['test_id']}")
+        what = f"tests/{test['test_id']}/results"
+        status = await self._command(episode, what, body, role="lab", key=f"result-{test['test_id']}")
         if status is not None and status < 500:  # answered (a refusal too): the lab does not send it again
             self.reported.setdefault(episode, set()).add(test["test_id"])
 
@@ -323,6 +352,7 @@ class CohortSimulation:
             "requests": self.tally.requests,
             "errors": dict(self.tally.errors),
             "unanswered": self.tally.unanswered,
+            "resting": sum(1 for e in self.resting if self._resting(e)),
         }
 
 
@@ -452,7 +482,9 @@ def print_summary(summary: dict[str, Any], report: Any, base: str, temporal_ui_u
     typer.echo(f"follow-ups:       {summary['follow_ups']}")
     typer.echo(f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results,"
                f" {summary['unanswered_referrals']} unanswered referrals")  # fmt: skip
-    typer.echo(f"this run:         {summary['requests']} requests" + (f", {summary['unanswered']} unanswered" if summary["unanswered"] else ""))
+    unanswered = f", {summary['unanswered']} unanswered" if summary["unanswered"] else ""
+    resting = f"; {summary['resting']} episodes not answering, left alone a while" if summary["resting"] else ""
+    typer.echo(f"this run:         {summary['requests']} requests{unanswered}{resting}")
     refused = {status: n for status, n in summary["errors"].items() if status < 500}
     failed = {status: n for status, n in summary["errors"].items() if status >= 500}
     if refused:
