@@ -33,7 +33,7 @@ REQUESTS_PER_PASS = 400  # reads and commands in one pass (or two per episode, i
 PASS_EVERY_DAYS = 2.0  # after the summary, a pass every this many care days (reviews and results are due in 3)
 MIN_PASS_SECONDS = 0.5  # and never more often than this
 MAX_PASS_DAYS = 3.0  # one pass never draws for more care days than this (a resume after a long stop)
-MAX_REST_DOUBLINGS = 6  # an episode whose commands fail rests 2, 4, ... up to 64 passes
+MAX_REST_DOUBLINGS = 4  # an episode whose commands fail rests 2, 4, 8, then 16 passes
 
 # How soon the clinic acts, as a chance per care day, so the pace does not depend on how often it looks.
 REVIEW_PER_DAY = 0.8  # therapists: most reviews are in before their due date
@@ -134,7 +134,7 @@ class CohortSimulation:
         return self.resting.get(episode, 0) > self.passes
 
     def _rest(self, episode: str) -> None:
-        """Leave a workflow that does not answer alone for 2, 4, ... 64 passes, rather than add to its backlog."""
+        """Leave a workflow that does not answer alone for 2, 4, 8, 16 passes, rather than add to its backlog."""
         failures = self.failures[episode] = self.failures.get(episode, 0) + 1
         self.resting[episode] = self.passes + 2 ** min(failures, MAX_REST_DOUBLINGS)
 
