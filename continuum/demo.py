@@ -3,7 +3,7 @@
 Everything it creates is real: commands go through HTTP with API keys, become workflow updates, and land in
 the hash-chained log. Randomness (assessments, results, therapists' outcomes) is seeded. A second run on the
 same data finds the cohort in the record and picks it up instead of opening another; after the summary the
-simulated clinic keeps working (one bounded pass over what is due every few care days) until it is stopped.
+simulated clinic keeps working (one bounded pass over what is due every care day) until it is stopped.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ PAGE_SIZE = 200  # the API's largest page of episodes
 REQUEST_TIMEOUT = 60.0
 CONCURRENT_REQUESTS = 32  # the old demo had one request in flight per episode; the worker is the bottleneck
 REQUESTS_PER_PASS = 400  # reads and commands in one pass (or two per episode, if more); the rest waits
-PASS_EVERY_DAYS = 2.0  # after the summary, a pass every this many care days (reviews and results are due in 3)
+PASS_EVERY_DAYS = 1.0  # after the summary, a pass every care day: results and reviews are due within 3
 MIN_PASS_SECONDS = 0.5  # and never more often than this
 MAX_PASS_DAYS = 3.0  # one pass never draws for more care days than this (a resume after a long stop)
 MAX_REST_DOUBLINGS = 4  # an episode whose commands fail rests 2, 4, 8, then 16 passes
@@ -143,12 +143,7 @@ class CohortSimulation:
         found: dict[str, dict[str, Any]] = {}
         page = 1
         while True:
-            response = await self._request(
-                "GET", "/api/v1/episodes", role="director", params={"page": page, "page_size": PAGE_SIZE}, in_pass=False
-            )
-            if response is None or response.status_code != 200:
-                raise RuntimeError(f"the API did not list the episodes ({response.status_code if response else 'no answer'})")
-            listing = response.json()
+            listing = await self._read("/api/v1/episodes", {"page": page, "page_size": PAGE_SIZE})
             found |= {e["episode_id"]: e for e in listing["items"] if EPISODE_ID.match(e["episode_id"])}
             if page * PAGE_SIZE >= listing["total"]:
                 return found
@@ -201,7 +196,8 @@ class CohortSimulation:
         the episodes that changed since the last look or still had something waiting; results, review outcomes,
         consents, referral answers and follow-up outcomes go in as the chances per care day say."""
         now = asyncio.get_running_loop().time()
-        days = MAX_PASS_DAYS if self.last_pass is None else min((now - self.last_pass) / self.config.day_seconds, MAX_PASS_DAYS)
+        since = MAX_PASS_DAYS if self.last_pass is None else (now - self.last_pass) / self.config.day_seconds
+        days = min(since, MAX_PASS_DAYS)
         self.last_pass, self.budget = now, max(REQUESTS_PER_PASS, 2 * len(self.episodes))
         self.passes += 1
         listed = [e for e in (await self._demo_episodes()).values() if e["status"] != "closed"]
@@ -269,7 +265,8 @@ class CohortSimulation:
                     continue
                 waiting = True
                 if self._chance(REFERRAL_ANSWER_PER_DAY, days):
-                    answer = "completed" if status == "accepted" else self.rng.choices(["accepted", "declined"], weights=[75, 25])[0]
+                    answer = self.rng.choices(["accepted", "declined"], weights=[75, 25])[0]
+                    answer = "completed" if status == "accepted" else answer
                     body = {"status": answer} if recipient else {"status": answer, "changed_by": "clin-demo"}
                     await self._command(episode, f"referrals/{rid}/status", body, role=role, key=f"{rid}-{answer}")
         for follow_up in state.get("follow_ups", []):
@@ -298,7 +295,8 @@ class CohortSimulation:
             self.reported.setdefault(episode, set()).add(test["test_id"])
 
     def pass_interval(self) -> float:
-        """Real seconds between passes: twice a care day (at most 1 s) before the summary, then every few days."""
+        """Real seconds between passes: twice a care day (at most 1 s) before the summary, then once a care day
+        (at least 0.5 s apart)."""
         if self.serving:
             return max(PASS_EVERY_DAYS * self.config.day_seconds, MIN_PASS_SECONDS)
         return min(self.config.day_seconds / 2, 1.0)
@@ -319,6 +317,12 @@ class CohortSimulation:
 
     # -- the summary ---------------------------------------------------------------------------------
 
+    async def _read(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        response = await self._request("GET", path, role="director", params=params, in_pass=False)
+        if response is None or response.status_code != 200:
+            raise RuntimeError(f"the API did not answer {path} ({response.status_code if response else 'no answer'})")
+        return response.json()
+
     async def summary(self) -> dict[str, Any]:
         """The cohort as the record has it now, with what this run did."""
         async def state_of(episode: str) -> dict[str, Any] | None:
@@ -326,12 +330,11 @@ class CohortSimulation:
             return response.json()["state"] if response is not None and response.status_code == 200 else None
 
         states = [s for s in await asyncio.gather(*(state_of(e) for e in self.episodes)) if s is not None]
-        census = (await self._request("GET", "/api/v1/census", role="director", in_pass=False)).json()  # type: ignore[union-attr]
-        alerts = (await self._request("GET", "/api/v1/alerts", role="director", params={"days": 365}, in_pass=False)).json()  # type: ignore[union-attr]
+        census = await self._read("/api/v1/census")
+        alerts = await self._read("/api/v1/alerts", {"days": 365})
         causes = Counter(s["cause"].split(";")[0].split(": ", 1)[-1][:60] for s in alerts["step_ups"])
-        results = Counter(
-            (t["confirmed"] or t["presumptive"])["result"] for s in states for t in s["tests"] if t["confirmed"] or t["presumptive"]
-        )  # fmt: skip
+        answered = [t["confirmed"] or t["presumptive"] for s in states for t in s["tests"]]
+        results = Counter(a["result"] for a in answered if a)
         return {
             "episodes": len(states),
             "opened": self.tally.opened,
@@ -354,6 +357,10 @@ class CohortSimulation:
             "unanswered": self.tally.unanswered,
             "resting": sum(1 for e in self.resting if self._resting(e)),
         }
+
+
+def _days(days: float) -> str:
+    return "care day" if days == 1 else f"{days:g} care days"
 
 
 def _instant(text: str) -> datetime:
@@ -448,7 +455,7 @@ async def run_demo(
                 await clinic
                 stop.set()
                 return
-            typer.echo(f"Still serving; the clinic works on (a look every {PASS_EVERY_DAYS:g} care days). Press Ctrl-C to stop.")
+            typer.echo(f"Still serving; the clinic works on (a look every {_days(PASS_EVERY_DAYS)}). Press Ctrl-C to stop.")
             await clinic
         finally:
             clinic.cancel()
