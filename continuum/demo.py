@@ -33,6 +33,7 @@ REQUESTS_PER_PASS = 400  # reads and commands in one pass (or two per episode, i
 PASS_EVERY_DAYS = 1.0  # after the summary, a pass every care day: results and reviews are due within 3
 MIN_PASS_SECONDS = 0.5  # and never more often than this
 MAX_PASS_DAYS = 3.0  # one pass never draws for more care days than this (a resume after a long stop)
+LAB_RESENDS = 3  # a result refused this many times is not sent again
 MAX_REST_DOUBLINGS = 4  # an episode whose commands fail rests 2, 4, 8, then 16 passes
 
 # How soon the clinic acts, as a chance per care day, so the pace does not depend on how often it looks.
@@ -77,7 +78,7 @@ class CohortSimulation:
         self.resumed = 0  # episodes already in the record when this run started
         self.started_at: datetime | None = None  # when the cohort was complete (its last episode opened)
         self.tally = Tally()
-        self.reported: dict[str, set[str]] = {}  # episode -> its open tests the lab has had an answer on
+        self.refusals: Counter[str] = Counter()  # idempotency key -> times the command was refused (409, ...)
         self.seen: dict[str, int] = {}  # episode -> version last looked at with nothing left to do
         self.limit = asyncio.Semaphore(CONCURRENT_REQUESTS)  # the clinic's passes
         self.reads_limit = asyncio.Semaphore(CONCURRENT_REQUESTS)  # opening, listing, the summary: never behind a pass
@@ -113,14 +114,20 @@ class CohortSimulation:
     async def _command(
         self, episode: str, what: str, body: Any, role: str = "clinician", key: str | None = None
     ) -> int | None:
-        """POST /episodes/<episode>/<what>; a failure (no answer, or a server error) rests the episode for a while."""
+        """POST /episodes/<episode>/<what>. A failure (no answer, or a server error) rests the episode for a while;
+        a refusal (the command raced the clock: the record had the item before the workflow did) is sent again,
+        when it is, under a fresh Idempotency-Key, since the API answers a repeated key with its first answer."""
         if self._resting(episode) or not self._spend():
             return None
-        response = await self._request("POST", f"/api/v1/episodes/{episode}/{what}", role=role, key=key, body=body)
+        refused = self.refusals[key] if key else 0
+        sent_key = f"{key}.{refused}" if key and refused else key
+        response = await self._request("POST", f"/api/v1/episodes/{episode}/{what}", role=role, key=sent_key, body=body)
         if response is None or response.status_code >= 500:
             self._rest(episode)
             return None if response is None else response.status_code
         self.failures.pop(episode, None)
+        if response.status_code >= 400 and key:
+            self.refusals[key] += 1
         return response.status_code
 
     def _spend(self) -> bool:
@@ -224,11 +231,9 @@ class CohortSimulation:
         view = response.json()
         state = view["state"]
         waiting = False  # something the clinic may still act on: look again at the next pass
-        reported = self.reported.setdefault(episode, set())
-        reported &= {t["test_id"] for t in view["open_tests"]}  # those with a result in the record need no memory
         if state["status"] != "closed":
             for test in view["open_tests"]:
-                if test["test_id"] not in reported:
+                if self.refusals[f"result-{test['test_id']}"] < LAB_RESENDS:
                     waiting = True
                     await self._report(episode, test)
             waiting |= await self._aftercare(episode, state, days)
@@ -280,19 +285,18 @@ class CohortSimulation:
         return waiting
 
     async def _report(self, episode: str, test: dict[str, Any]) -> None:
-        roll = self.rng.random()
+        """The lab's result: one per test (drawn from the test's own seed, so a resend says the same)."""
+        draw = random.Random(f"{self.config.seed}:{test['test_id']}")
+        roll = draw.random()
         if roll < self.config.positive_rate:
-            result, substances = "positive", [self.rng.choice(["fentanyl", "cocaine", "alcohol", "methamphetamine"])]
+            result, substances = "positive", [draw.choice(["fentanyl", "cocaine", "alcohol", "methamphetamine"])]
         elif roll < self.config.positive_rate + 0.03:
-            result, substances = self.rng.choice(["dilute", "refused", "no_show"]), []
+            result, substances = draw.choice(["dilute", "refused", "no_show"]), []
         else:
             result, substances = "negative", []
-        body = {"result": result, "method": "confirmed", "collected_at": datetime.now(UTC).isoformat(),
+        body = {"result": result, "method": "confirmed", "collected_at": test["ordered_at"],
                 "lab_reference": f"L-{test['test_id']}", "substances": substances}  # fmt: skip
-        what = f"tests/{test['test_id']}/results"
-        status = await self._command(episode, what, body, role="lab", key=f"result-{test['test_id']}")
-        if status is not None and status < 500:  # answered (a refusal too): the lab does not send it again
-            self.reported.setdefault(episode, set()).add(test["test_id"])
+        await self._command(episode, f"tests/{test['test_id']}/results", body, role="lab", key=f"result-{test['test_id']}")
 
     def pass_interval(self) -> float:
         """Real seconds between passes: twice a care day (at most 1 s) before the summary, then once a care day
