@@ -208,6 +208,8 @@ def _run_until_stopped(main: Coroutine[Any, Any, None]) -> None:
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As uvicorn binds: the connections of a run just stopped (TIME_WAIT) do not make the port taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as error:
@@ -289,80 +291,12 @@ async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> 
 
 async def _run_demo(settings: Settings, endpoints: Any, store: Any, host: str, port: int, config: Any,
                     stop: asyncio.Event) -> None:  # fmt: skip
-    """Drive the cohort through the public API, print what happened, then serve on (or stop with --exit)."""
-    import uuid as uuid_module
+    """Drive the cohort through the public API (or take it up again), print what happened, then serve on with the
+    simulated clinic still working (or stop with --exit)."""
+    from continuum.demo import run_demo
 
-    import httpx
-    from rich.progress import Progress
-
-    from continuum.demo import CohortSimulation
-    from domain.directory import load_directory
-    from eventlog.access import ApiKeyStore, Role
-    from eventlog.verify import verify_log
-
-    base = f"http://{host}:{port}"
-    keys_store = ApiKeyStore(store.engine)
-    run = uuid_module.uuid4().hex[:4]
-    keys = {
-        "clinician": keys_store.create(f"demo-ehr-{run}", Role.CLINICIAN)[1],
-        "lab": keys_store.create(f"demo-lab-{run}", Role.LAB, settings.lab_id)[1],
-        "director": keys_store.create(f"demo-director-{run}", Role.DIRECTOR)[1],
-    }
-    partners = sorted({r.partner for r in load_directory(settings.directory_text()).resources if r.partner})
-    for partner in partners:  # each referral partner answers with a key of its own
-        keys[f"partner:{partner}"] = keys_store.create(f"demo-{partner}-{run}", Role.PARTNER, partner)[1]
-    async with httpx.AsyncClient(base_url=base) as api:
-        for _ in range(300):  # the API starts alongside us
-            try:
-                if (await api.get("/healthz", timeout=2)).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-        simulation = CohortSimulation(api, keys, config, run)
-        with Progress(transient=True) as progress:
-            opening = progress.add_task(f"opening {config.clients} episodes", total=None)
-            await simulation.open_cohort()
-            progress.remove_task(opening)
-            days = progress.add_task("simulated care days", total=config.days)
-            started = asyncio.get_running_loop().time()
-            while not stop.is_set():
-                elapsed = (asyncio.get_running_loop().time() - started) / config.day_seconds
-                progress.update(days, completed=min(elapsed, config.days))
-                if elapsed >= config.days:
-                    break
-                await simulation.step()
-                await asyncio.sleep(min(config.day_seconds / 2, 1.0))
-        summary = await simulation.summary()
-    report = await asyncio.to_thread(verify_log, store.engine)
-    _print_summary(summary, report, base, endpoints)
-    if config.exit:
-        stop.set()
-    else:
-        typer.echo("Still serving; press Ctrl-C to stop.")
-
-
-def _print_summary(summary: dict[str, Any], report: Any, base: str, endpoints: Any) -> None:
-    census = summary["census"]["by_level_and_status"]
-    typer.echo(f"\nCohort: {summary['opened']} episodes opened")
-    typer.echo(_table(census, ["level", "status", "episodes"]))
-    typer.echo(f"step-ups: {summary['step_ups']}")
-    for cause, count in summary["step_up_causes"]:
-        typer.echo(f"  {count:4d}  {cause}")
-    typer.echo(f"results reported: {summary['results']}")
-    typer.echo(f"review outcomes:  {summary['reviews']}")
-    typer.echo(f"discharges:       {summary['discharges']}")
-    typer.echo(f"referrals:        {summary['referrals']}   consents recorded: {summary['consents']}")
-    typer.echo(f"follow-ups:       {summary['follow_ups']}")
-    typer.echo(f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results,"
-               f" {summary['unanswered_referrals']} unanswered referrals")
-    if summary["errors"]:
-        typer.echo(f"refused requests: {summary['errors']} (commands that raced the clock are refused with a reason)")
-    typer.echo(f"event log:        {report.events_checked} events, chain {'intact' if report.ok else 'BROKEN'}")
-    typer.echo(f"API               {base}/api/v1   (docs {base}/docs)")
-    typer.echo(f"Dashboard         {base}/dashboard   (director key: continuum keys create --role director --name NAME)")
-    if endpoints.temporal_ui_url:
-        typer.echo(f"Temporal UI       {endpoints.temporal_ui_url}")
+    await run_demo(store, f"http://{host}:{port}", config, stop, lab_id=settings.lab_id,
+                   directory_text=settings.directory_text(), temporal_ui_url=endpoints.temporal_ui_url)  # fmt: skip
 
 
 class QuietServer(uvicorn.Server):

@@ -1,26 +1,53 @@
-"""The cohort simulation: synthetic clients driven through the public API as other services would drive them.
+"""The cohort demo: synthetic clients driven through the public API as other services would drive them.
 
 Everything it creates is real: commands go through HTTP with API keys, become workflow updates, and land in
-the hash-chained log. Randomness (assessments, results, therapists' outcomes) is seeded, so a run can be
-repeated.
+the hash-chained log. Randomness (assessments, results, therapists' outcomes) is seeded. A second run on the
+same data finds the cohort in the record and picks it up instead of opening another; after the summary the
+simulated clinic keeps working (one bounded pass over what is due every care day) until it is stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import re
+import uuid
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import structlog
+import typer
+
+log = structlog.get_logger(__name__)
+
+EPISODE_ID = re.compile(r"^DEMO-([0-9a-f]{4})-(\d{4})$")  # DEMO-<cohort>-<number>
+PAGE_SIZE = 200  # the API's largest page of episodes
+REQUEST_TIMEOUT = 60.0
+CONCURRENT_REQUESTS = 32  # the old demo had one request in flight per episode; the worker is the bottleneck
+REQUESTS_PER_PASS = 400  # reads and commands in one pass (or two per episode, if more); the rest waits
+PASS_EVERY_DAYS = 1.0  # after the summary, a pass every care day: results and reviews are due within 3
+MIN_PASS_SECONDS = 0.5  # and never more often than this
+MAX_PASS_DAYS = 3.0  # one pass never draws for more care days than this (a resume after a long stop)
+LAB_RESENDS = 3  # a result refused this many times is not sent again
+MAX_REST_DOUBLINGS = 4  # an episode whose commands fail rests 2, 4, 8, then 16 passes
+
+# How soon the clinic acts, as a chance per care day, so the pace does not depend on how often it looks.
+REVIEW_PER_DAY = 0.8  # therapists: most reviews are in before their due date
+CONSENT_PER_DAY = 0.5  # a client signs the partner's form
+REFERRAL_ANSWER_PER_DAY = 0.35  # partners accept or decline, later complete
+FOLLOW_UP_PER_DAY = 0.75  # the outreach team reaches the client
+DISCHARGE_PER_DAY = 0.004  # against medical advice, transferred, administrative
 
 
 @dataclass
 class DemoConfig:
     clients: int = 200
-    days: float = 120.0  # simulated care days to run before the summary
+    days: float = 120.0  # simulated care days of the cohort before the summary
     day_seconds: float = 1.0
     positive_rate: float = 0.1
     seed: int = 7
@@ -29,134 +56,462 @@ class DemoConfig:
 
 @dataclass
 class Tally:
+    """What this run of the demo did (the summary's other counts come from the record)."""
+
     opened: int = 0
-    results: Counter[str] = field(default_factory=Counter)
     reviews: Counter[str] = field(default_factory=Counter)
-    discharges: Counter[str] = field(default_factory=Counter)
-    referrals: Counter[str] = field(default_factory=Counter)
-    follow_ups: Counter[str] = field(default_factory=Counter)
-    consents: int = 0
+    requests: int = 0
     errors: Counter[int] = field(default_factory=Counter)
+    unanswered: int = 0  # requests the API did not answer (they are tried again at a later pass)
 
 
 class CohortSimulation:
     """Plays the EHR (opens and assesses), the labs (results), the therapists (review outcomes), clients
     signing consents, referral partners (answers) and the outreach team (follow-up outcomes)."""
 
-    def __init__(self, api: httpx.AsyncClient, keys: dict[str, str], config: DemoConfig, run: str) -> None:
+    def __init__(self, api: httpx.AsyncClient, keys: dict[str, str], config: DemoConfig) -> None:
         self.api, self.keys, self.config = api, keys, config
         self.rng = random.Random(config.seed)
-        self.run = run
-        self.episodes = [f"DEMO-{run}-{n:04d}" for n in range(config.clients)]
+        self.cohort = uuid.uuid4().hex[:4]  # replaced by the record's when there is a cohort to resume
+        self.episodes: list[str] = []  # every demo episode in the record, and those this run opens
+        self.to_open: list[str] = []
+        self.resumed = 0  # episodes already in the record when this run started
+        self.started_at: datetime | None = None  # when the cohort was complete (its last episode opened)
         self.tally = Tally()
-        self.reported: set[str] = set()
+        self.refusals: Counter[str] = Counter()  # idempotency key -> times the command was refused (409, ...)
+        self.seen: dict[str, int] = {}  # episode -> version last looked at with nothing left to do
+        self.limit = asyncio.Semaphore(CONCURRENT_REQUESTS)  # the clinic's passes
+        self.reads_limit = asyncio.Semaphore(CONCURRENT_REQUESTS)  # opening, listing, the summary: never behind a pass
+        self.serving = False  # after the summary: a pass every PASS_EVERY_DAYS care days
+        self.budget = REQUESTS_PER_PASS
+        self.last_pass: float | None = None
+        self.passes = 0
+        self.failures: dict[str, int] = {}  # episode -> commands in a row that failed
+        self.resting: dict[str, int] = {}  # episode -> the pass before which the clinic leaves it alone
         self.consents_until = (datetime.now(UTC) + timedelta(days=365)).isoformat()  # one body per retried key
 
-    def _auth(self, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[role]}"}
+    # -- requests ------------------------------------------------------------------------------------
 
-    async def _post(self, path: str, body: Any, role: str = "clinician", key: str | None = None) -> httpx.Response:
-        headers = self._auth(role) | ({"Idempotency-Key": key} if key else {})
-        response = await self.api.post(path, json=body, headers=headers, timeout=60)
+    async def _request(
+        self, method: str, path: str, *, role: str = "clinician", key: str | None = None, body: Any = None,
+        params: dict[str, Any] | None = None, in_pass: bool = True,
+    ) -> httpx.Response | None:  # fmt: skip
+        """The API's answer, or None when it did not answer."""
+        headers = {"Authorization": f"Bearer {self.keys[role]}"} | ({"Idempotency-Key": key} if key else {})
+        async with self.limit if in_pass else self.reads_limit:
+            try:
+                response = await self.api.request(
+                    method, path, json=body, params=params, headers=headers, timeout=REQUEST_TIMEOUT
+                )
+            except httpx.TransportError:
+                self.tally.unanswered += 1
+                return None
+        self.tally.requests += 1
         if response.status_code >= 400:
             self.tally.errors[response.status_code] += 1
         return response
+
+    async def _command(
+        self, episode: str, what: str, body: Any, role: str = "clinician", key: str | None = None
+    ) -> int | None:
+        """POST /episodes/<episode>/<what>. A failure (no answer, or a server error) rests the episode for a while;
+        a refusal (the command raced the clock: the record had the item before the workflow did) is sent again,
+        when it is, under a fresh Idempotency-Key, since the API answers a repeated key with its first answer."""
+        if self._resting(episode) or not self._spend():
+            return None
+        refused = self.refusals[key] if key else 0
+        sent_key = f"{key}.{refused}" if key and refused else key
+        response = await self._request("POST", f"/api/v1/episodes/{episode}/{what}", role=role, key=sent_key, body=body)
+        if response is None or response.status_code >= 500:
+            self._rest(episode)
+            return None if response is None else response.status_code
+        self.failures.pop(episode, None)
+        if response.status_code >= 400 and key:
+            self.refusals[key] += 1
+        return response.status_code
+
+    def _spend(self) -> bool:
+        """One request of the pass's budget; False once it is spent (what is left waits for the next pass)."""
+        if self.budget <= 0:
+            return False
+        self.budget -= 1
+        return True
+
+    def _resting(self, episode: str) -> bool:
+        return self.resting.get(episode, 0) > self.passes
+
+    def _rest(self, episode: str) -> None:
+        """Leave a workflow that does not answer alone for 2, 4, 8, 16 passes, rather than add to its backlog."""
+        failures = self.failures[episode] = self.failures.get(episode, 0) + 1
+        self.resting[episode] = self.passes + 2 ** min(failures, MAX_REST_DOUBLINGS)
+
+    async def _demo_episodes(self) -> dict[str, dict[str, Any]]:
+        """Every demo episode in the record (the projection's summary of each), read page by page."""
+        found: dict[str, dict[str, Any]] = {}
+        page = 1
+        while True:
+            listing = await self._read("/api/v1/episodes", {"page": page, "page_size": PAGE_SIZE})
+            found |= {e["episode_id"]: e for e in listing["items"] if EPISODE_ID.match(e["episode_id"])}
+            if page * PAGE_SIZE >= listing["total"]:
+                return found
+            page += 1
+
+    # -- the cohort ----------------------------------------------------------------------------------
+
+    async def find_cohort(self) -> None:
+        """Take up the demo episodes already in the record; open only the members of the cohort still missing."""
+        existing = await self._demo_episodes()
+        if existing:
+            newest = max(existing.values(), key=lambda e: _instant(e["opened_at"]))
+            self.cohort = EPISODE_ID.match(newest["episode_id"]).group(1)  # type: ignore[union-attr]
+        self.resumed = len(existing)
+        wanted = [f"DEMO-{self.cohort}-{n:04d}" for n in range(self.config.clients)]
+        self.to_open = [e for e in wanted if e not in existing]
+        self.episodes = sorted(set(existing) | set(wanted))
+        self._note_start(existing)
+
+    def _note_start(self, episodes: dict[str, dict[str, Any]]) -> None:
+        opened = [_instant(e["opened_at"]) for i, e in episodes.items() if i.startswith(f"DEMO-{self.cohort}-")]
+        self.started_at = max(opened, default=None)
+
+    def age_in_days(self) -> float:
+        """Care days since the cohort was complete (time stopped counts too: the episodes' clocks ran on)."""
+        if self.started_at is None:
+            return 0.0
+        return (datetime.now(UTC) - self.started_at).total_seconds() / self.config.day_seconds
 
     async def open_cohort(self) -> None:
         async def open_one(episode: str) -> None:
             ratings = [self.rng.choices([0, 1, 2, 3, 4], weights=[3, 4, 3, 2, 1])[0] for _ in range(6)]
             body = {"episode_id": episode, "client_id": f"client-{episode.lower()}",
                     "assessment": {"ratings": ratings, "assessed_by": "clin-demo"}}  # fmt: skip
-            if (await self._post("/api/v1/episodes", body, key=f"open-{episode}")).status_code == 201:
+            response = await self._request("POST", "/api/v1/episodes", body=body, key=f"open-{episode}", in_pass=False)
+            if response is not None and response.status_code == 201:
                 self.tally.opened += 1
 
-        await asyncio.gather(*(open_one(e) for e in self.episodes))
+        await asyncio.gather(*(open_one(e) for e in self.to_open))
+        self.to_open = []
+        self._note_start(await self._demo_episodes())
 
-    async def step(self) -> None:
-        """One look at every episode: answer pending reviews, report results of open tests, now and then discharge."""
-        await asyncio.gather(*(self._tend(e) for e in self.episodes))
+    # -- the clinic's work ---------------------------------------------------------------------------
 
-    async def _tend(self, episode: str) -> None:
-        response = await self.api.get(f"/api/v1/episodes/{episode}", headers=self._auth("director"), timeout=60)
-        if response.status_code != 200:
+    def _chance(self, per_day: float, days: float) -> bool:
+        return self.rng.random() < 1 - (1 - per_day) ** days
+
+    async def tend(self) -> None:
+        """One pass over what is due, at most REQUESTS_PER_PASS requests: discharge now and then, and look into
+        the episodes that changed since the last look or still had something waiting; results, review outcomes,
+        consents, referral answers and follow-up outcomes go in as the chances per care day say."""
+        now = asyncio.get_running_loop().time()
+        since = MAX_PASS_DAYS if self.last_pass is None else (now - self.last_pass) / self.config.day_seconds
+        days = min(since, MAX_PASS_DAYS)
+        self.last_pass, self.budget = now, max(REQUESTS_PER_PASS, 2 * len(self.episodes))
+        self.passes += 1
+        listed = [e for e in (await self._demo_episodes()).values() if e["status"] != "closed"]
+        self.episodes = sorted(set(self.episodes) | {e["episode_id"] for e in listed})
+        await asyncio.gather(*(self._visit(e, days) for e in listed))
+
+    async def _visit(self, summary: dict[str, Any], days: float) -> None:
+        episode = summary["episode_id"]
+        if self._resting(episode):
+            return
+        if summary["status"] == "active" and self._chance(DISCHARGE_PER_DAY, days):
+            reason = self.rng.choice(["against_medical_advice", "transferred", "administrative"])
+            if await self._command(episode, "discharge", {"reason": reason}) == 200:
+                return
+        if self.seen.get(episode) != summary["version"]:
+            await self._tend(episode, days)
+
+    async def _tend(self, episode: str, days: float) -> None:
+        if not self._spend():
+            return
+        response = await self._request("GET", f"/api/v1/episodes/{episode}", role="director")
+        if response is None or response.status_code != 200:
             return
         view = response.json()
         state = view["state"]
-        if state["status"] == "closed":
-            return
-        for test in view["open_tests"]:
-            if test["test_id"] not in self.reported:
-                await self._report(episode, test)
-        await self._aftercare(episode, state)
-        review = view["pending_review"]
-        if review and self.rng.random() < 0.6:
+        waiting = False  # something the clinic may still act on: look again at the next pass
+        if state["status"] != "closed":
+            for test in view["open_tests"]:
+                if self.refusals[f"result-{test['test_id']}"] < LAB_RESENDS:
+                    waiting = True
+                    await self._report(episode, test)
+            waiting |= await self._aftercare(episode, state, days)
+            waiting |= await self._review(episode, view["pending_review"], days)
+        if not waiting:
+            self.seen[episode] = state["version"]
+
+    async def _review(self, episode: str, review: dict[str, Any] | None, days: float) -> bool:
+        if not review:
+            return False
+        if self._chance(REVIEW_PER_DAY, days):
             outcome = self.rng.choices(["goals_met", "extend", "step_up"], weights=[80, 15, 5])[0]
             body: dict[str, Any] = {"outcome": outcome, "therapist": "ther-demo"}
             if outcome == "extend":
                 body["next_review_in_days"] = 7
-            path = f"/api/v1/episodes/{episode}/reviews/{review['review_id']}/outcome"
-            if (await self._post(path, body, key=f"{episode}-{review['review_id']}-{outcome}")).status_code == 200:
+            what = f"reviews/{review['review_id']}/outcome"
+            if await self._command(episode, what, body, key=f"{episode}-{review['review_id']}-{outcome}") == 200:
                 self.tally.reviews[outcome] += 1
-        elif state["status"] == "active" and self.rng.random() < 0.002:
-            reason = self.rng.choice(["against_medical_advice", "transferred", "administrative"])
-            if (await self._post(f"/api/v1/episodes/{episode}/discharge", {"reason": reason})).status_code == 200:
-                self.tally.discharges[reason] += 1
+        return True
 
-    async def _aftercare(self, episode: str, state: dict[str, Any]) -> None:
+    async def _aftercare(self, episode: str, state: dict[str, Any], days: float) -> bool:
+        waiting = False
         for referral in state.get("referrals", []):
-            rid, status = referral["referral_id"], referral["status"]
-            if status == "awaiting_consent" and self.rng.random() < 0.3:  # the client signs the partner's form
-                body = {"consent_id": f"consent-{rid}", "recipient": referral["recipient"], "purpose": "aftercare_referral",
-                        "expires_at": self.consents_until, "recorded_by": "clin-demo"}  # fmt: skip
-                if (await self._post(f"/api/v1/episodes/{episode}/consents", body, key=f"consent-{rid}")).status_code == 200:
-                    self.tally.consents += 1
-            elif status in ("issued", "accepted") and self.rng.random() < 0.2:
-                answer = "completed" if status == "accepted" else self.rng.choices(["accepted", "declined"], weights=[75, 25])[0]
-                role = f"partner:{referral['recipient']}" if referral["recipient"] else "clinician"
-                body = {"status": answer} if referral["recipient"] else {"status": answer, "changed_by": "clin-demo"}
-                path = f"/api/v1/episodes/{episode}/referrals/{rid}/status"
-                if role in self.keys and (await self._post(path, body, role=role, key=f"{rid}-{answer}")).status_code == 200:
-                    self.tally.referrals[answer] += 1
+            rid, status, recipient = referral["referral_id"], referral["status"], referral["recipient"]
+            if status == "awaiting_consent":  # the client signs the partner's form
+                waiting = True
+                if self._chance(CONSENT_PER_DAY, days):
+                    body = {"consent_id": f"consent-{rid}", "recipient": recipient, "purpose": "aftercare_referral",
+                            "expires_at": self.consents_until, "recorded_by": "clin-demo"}  # fmt: skip
+                    await self._command(episode, "consents", body, key=f"consent-{rid}")
+            elif status in ("issued", "accepted"):
+                role = f"partner:{recipient}" if recipient else "clinician"
+                if role not in self.keys:
+                    continue
+                waiting = True
+                if self._chance(REFERRAL_ANSWER_PER_DAY, days):
+                    answer = self.rng.choices(["accepted", "declined"], weights=[75, 25])[0]
+                    answer = "completed" if status == "accepted" else answer
+                    body = {"status": answer} if recipient else {"status": answer, "changed_by": "clin-demo"}
+                    await self._command(episode, f"referrals/{rid}/status", body, role=role, key=f"{rid}-{answer}")
         for follow_up in state.get("follow_ups", []):
-            if follow_up["requested_at"] and not follow_up["outcome"] and self.rng.random() < 0.5:
-                outcome = self.rng.choices(["abstinent", "using", "not_reached"], weights=[75, 10, 15])[0]
-                path = f"/api/v1/episodes/{episode}/follow-ups/{follow_up['follow_up_id']}/outcome"
-                body = {"outcome": outcome, "recorded_by": "outreach-demo"}
-                if (await self._post(path, body, key=f"{follow_up['follow_up_id']}-outcome")).status_code == 200:
-                    self.tally.follow_ups[outcome] += 1
+            if follow_up["requested_at"] and not follow_up["outcome"]:
+                waiting = True
+                if self._chance(FOLLOW_UP_PER_DAY, days):
+                    outcome = self.rng.choices(["abstinent", "using", "not_reached"], weights=[75, 10, 15])[0]
+                    what = f"follow-ups/{follow_up['follow_up_id']}/outcome"
+                    body = {"outcome": outcome, "recorded_by": "outreach-demo"}
+                    await self._command(episode, what, body, key=f"{follow_up['follow_up_id']}-outcome")
+        return waiting
 
     async def _report(self, episode: str, test: dict[str, Any]) -> None:
-        self.reported.add(test["test_id"])
-        roll = self.rng.random()
+        """The lab's result: one per test (drawn from the test's own seed, so a resend says the same)."""
+        draw = random.Random(f"{self.config.seed}:{test['test_id']}")
+        roll = draw.random()
         if roll < self.config.positive_rate:
-            result, substances = "positive", [self.rng.choice(["fentanyl", "cocaine", "alcohol", "methamphetamine"])]
+            result, substances = "positive", [draw.choice(["fentanyl", "cocaine", "alcohol", "methamphetamine"])]
         elif roll < self.config.positive_rate + 0.03:
-            result, substances = self.rng.choice(["dilute", "refused", "no_show"]), []
+            result, substances = draw.choice(["dilute", "refused", "no_show"]), []
         else:
             result, substances = "negative", []
-        body = {"result": result, "method": "confirmed", "collected_at": datetime.now(UTC).isoformat(),
+        body = {"result": result, "method": "confirmed", "collected_at": test["ordered_at"],
                 "lab_reference": f"L-{test['test_id']}", "substances": substances}  # fmt: skip
-        path = f"/api/v1/episodes/{episode}/tests/{test['test_id']}/results"
-        if (await self._post(path, body, role="lab", key=f"result-{test['test_id']}")).status_code == 200:
-            self.tally.results[result] += 1
+        await self._command(episode, f"tests/{test['test_id']}/results", body, role="lab", key=f"result-{test['test_id']}")
+
+    def pass_interval(self) -> float:
+        """Real seconds between passes: twice a care day (at most 1 s) before the summary, then once a care day
+        (at least 0.5 s apart)."""
+        if self.serving:
+            return max(PASS_EVERY_DAYS * self.config.day_seconds, MIN_PASS_SECONDS)
+        return min(self.config.day_seconds / 2, 1.0)
+
+    async def keep_working(self, stop: asyncio.Event, settle: asyncio.Event) -> None:
+        """Pass after pass until the demo stops (which cancels the pass under way) or `settle` is set (which lets
+        it finish, so that no request is left in flight)."""
+        while not (stop.is_set() or settle.is_set()):
+            await self.tend_unless_stopped(stop)
+            await _until_set((stop, settle), self.pass_interval())
+
+    async def tend_unless_stopped(self, stop: asyncio.Event) -> None:
+        """One pass, cancelled when the demo is stopped; a pass that fails is logged and the next one tries again."""
+        try:
+            await _unless_stopped(self.tend(), stop)
+        except Exception as error:  # noqa: BLE001 (the API is serving a person: the demo must not take it down)
+            log.warning("demo.pass_failed", error=f"{type(error).__name__}: {error}"[:300])
+
+    # -- the summary ---------------------------------------------------------------------------------
+
+    async def _read(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        response = await self._request("GET", path, role="director", params=params, in_pass=False)
+        if response is None or response.status_code != 200:
+            raise RuntimeError(f"the API did not answer {path} ({response.status_code if response else 'no answer'})")
+        return response.json()
 
     async def summary(self) -> dict[str, Any]:
-        census = (await self.api.get("/api/v1/census", headers=self._auth("director"), timeout=60)).json()
-        alerts = (await self.api.get("/api/v1/alerts", params={"days": 365}, headers=self._auth("director"), timeout=60)).json()
+        """The cohort as the record has it now, with what this run did."""
+        async def state_of(episode: str) -> dict[str, Any] | None:
+            response = await self._request("GET", f"/api/v1/episodes/{episode}", role="director", in_pass=False)
+            return response.json()["state"] if response is not None and response.status_code == 200 else None
+
+        states = [s for s in await asyncio.gather(*(state_of(e) for e in self.episodes)) if s is not None]
+        census = await self._read("/api/v1/census")
+        alerts = await self._read("/api/v1/alerts", {"days": 365})
         causes = Counter(s["cause"].split(";")[0].split(": ", 1)[-1][:60] for s in alerts["step_ups"])
+        answered = [t["confirmed"] or t["presumptive"] for s in states for t in s["tests"]]
+        results = Counter(a["result"] for a in answered if a)
         return {
+            "episodes": len(states),
             "opened": self.tally.opened,
+            "resumed": self.resumed,
             "census": census,
             "step_ups": len(alerts["step_ups"]),
             "step_up_causes": causes.most_common(5),
-            "results": dict(self.tally.results),
+            "results": dict(results),
+            "reviews_completed": sum(s["reviews_completed"] for s in states),
             "reviews": dict(self.tally.reviews),
-            "discharges": dict(self.tally.discharges),
-            "referrals": dict(self.tally.referrals),
-            "follow_ups": dict(self.tally.follow_ups),
-            "consents": self.tally.consents,
+            "discharges": dict(Counter(s["discharge_reason"] for s in states if s["status"] == "closed")),
+            "referrals": dict(Counter(r["status"] for s in states for r in s["referrals"])),
+            "follow_ups": dict(Counter(f["outcome"] for s in states for f in s["follow_ups"] if f["outcome"])),
+            "consents": sum(len(s["consents"]) for s in states),
             "unanswered_referrals": len(alerts["unanswered_referrals"]),
             "overdue_reviews": len(alerts["overdue_reviews"]),
             "missing_results": len(alerts["missing_results"]),
+            "requests": self.tally.requests,
             "errors": dict(self.tally.errors),
+            "unanswered": self.tally.unanswered,
+            "resting": sum(1 for e in self.resting if self._resting(e)),
         }
+
+
+def _days(days: float) -> str:
+    return "care day" if days == 1 else f"{days:g} care days"
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+async def _until_set(events: tuple[asyncio.Event, ...], seconds: float) -> None:
+    """Wait until one of `events` is set, or `seconds` have passed."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run `work` until it ends or the demo is stopped, which cancels it; True if it ended by itself."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})  # it closes its connections; its CancelledError stays inside
+    if task.cancelled():
+        return False
+    task.result()  # its error, if it had one
+    return True
+
+
+# -- the demo as `continuum demo` runs it ------------------------------------------------------------
+
+
+def create_keys(store: Any, lab_id: str, directory_text: str, run: str) -> dict[str, str]:
+    """This run's API keys, as each service would hold its own (secrets are kept hashed, so a run makes new ones)."""
+    from domain.directory import load_directory
+    from eventlog.access import ApiKeyStore, Role
+
+    keys_store = ApiKeyStore(store.engine)
+    keys = {
+        "clinician": keys_store.create(f"demo-ehr-{run}", Role.CLINICIAN)[1],
+        "lab": keys_store.create(f"demo-lab-{run}", Role.LAB, lab_id)[1],
+        "director": keys_store.create(f"demo-director-{run}", Role.DIRECTOR)[1],
+    }
+    partners = sorted({r.partner for r in load_directory(directory_text).resources if r.partner})
+    for partner in partners:  # each referral partner answers with a key of its own
+        keys[f"partner:{partner}"] = keys_store.create(f"demo-{partner}-{run}", Role.PARTNER, partner)[1]
+    return keys
+
+
+async def run_demo(
+    store: Any, base: str, config: DemoConfig, stop: asyncio.Event, *, lab_id: str, directory_text: str,
+    temporal_ui_url: str | None,
+) -> None:  # fmt: skip
+    """Open the cohort (or take it up from the record), play its care days with a progress bar, print the
+    summary, then keep the clinic working until `stop` is set (or set it, with --exit)."""
+    from rich.progress import Progress
+
+    from eventlog.verify import verify_log
+
+    keys = await asyncio.to_thread(create_keys, store, lab_id, directory_text, uuid.uuid4().hex[:4])
+    async with httpx.AsyncClient(base_url=base) as api:
+        if not await _api_ready(api, stop):
+            return
+        simulation = CohortSimulation(api, keys, config)
+        await simulation.find_cohort()
+        if simulation.to_open:
+            with Progress(transient=True) as progress:
+                progress.add_task(f"opening {len(simulation.to_open)} episodes", total=None)
+                if not await _unless_stopped(simulation.open_cohort(), stop):
+                    return
+        settle = asyncio.Event()  # with --exit: the pass under way finishes and no other starts
+        clinic = asyncio.create_task(simulation.keep_working(stop, settle))  # the summary never waits for a pass
+        try:
+            if simulation.age_in_days() < config.days:
+                with Progress(transient=True) as progress:
+                    days = progress.add_task("simulated care days", total=config.days)
+                    while (age := simulation.age_in_days()) < config.days and not stop.is_set():
+                        progress.update(days, completed=age)
+                        await _until_set((stop,), min(config.day_seconds / 2, 0.5))
+            if stop.is_set():
+                return
+            summary = await simulation.summary()
+            report = await asyncio.to_thread(verify_log, store.engine)
+            print_summary(summary, report, base, temporal_ui_url)
+            simulation.serving = True
+            if config.exit:
+                settle.set()
+                await clinic
+                stop.set()
+                return
+            typer.echo(f"Still serving; the clinic works on (a look every {_days(PASS_EVERY_DAYS)}). Press Ctrl-C to stop.")
+            await clinic
+        finally:
+            clinic.cancel()
+            await asyncio.wait({clinic})
+
+
+async def _api_ready(api: httpx.AsyncClient, stop: asyncio.Event) -> bool:
+    for _ in range(300):  # the API starts alongside us
+        with contextlib.suppress(httpx.TransportError):
+            if (await api.get("/healthz", timeout=2)).status_code == 200:
+                return True
+        await _until_set((stop,), 0.1)
+        if stop.is_set():
+            return False
+    raise RuntimeError(f"the API at {api.base_url} did not answer /healthz")
+
+
+def print_summary(summary: dict[str, Any], report: Any, base: str, temporal_ui_url: str | None) -> None:
+    if summary["resumed"]:
+        typer.echo(f"\nCohort: {summary['episodes']} episodes, resumed from the record ({summary['opened']} opened now)")
+    else:
+        typer.echo(f"\nCohort: {summary['opened']} episodes opened")
+    typer.echo(_table(summary["census"]["by_level_and_status"], ["level", "status", "episodes"]))
+    typer.echo(f"step-ups: {summary['step_ups']}")
+    for cause, count in summary["step_up_causes"]:
+        typer.echo(f"  {count:4d}  {cause}")
+    typer.echo(f"results reported: {summary['results']}")
+    typer.echo(f"review outcomes:  {summary['reviews_completed']} recorded; this run {summary['reviews']}")
+    typer.echo(f"discharges:       {summary['discharges']}")
+    typer.echo(f"referrals:        {summary['referrals']}   consents recorded: {summary['consents']}")
+    typer.echo(f"follow-ups:       {summary['follow_ups']}")
+    typer.echo(f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results,"
+               f" {summary['unanswered_referrals']} unanswered referrals")  # fmt: skip
+    unanswered = f", {summary['unanswered']} unanswered" if summary["unanswered"] else ""
+    resting = f"; {summary['resting']} episodes not answering, left alone a while" if summary["resting"] else ""
+    typer.echo(f"this run:         {summary['requests']} requests{unanswered}{resting}")
+    refused = {status: n for status, n in summary["errors"].items() if status < 500}
+    failed = {status: n for status, n in summary["errors"].items() if status >= 500}
+    if refused:
+        typer.echo(f"refused requests: {refused} (commands that raced the clock are refused with a reason)")
+    if failed:
+        typer.echo(f"failed requests:  {failed} (the clinic tries them again at a later pass)")
+    typer.echo(f"event log:        {report.events_checked} events, chain {'intact' if report.ok else 'BROKEN'}")
+    typer.echo(f"API               {base}/api/v1   (docs {base}/docs)")
+    typer.echo(f"Dashboard         {base}/dashboard   (director key: continuum keys create --role director --name NAME)")
+    if temporal_ui_url:
+        typer.echo(f"Temporal UI       {temporal_ui_url}")
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [["-" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
