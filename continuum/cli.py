@@ -7,6 +7,7 @@ Human tables by default, `--json` for scripts; errors in one line; exit codes: 0
 from __future__ import annotations
 
 import asyncio
+import importlib
 import contextlib
 import getpass
 import json
@@ -77,6 +78,11 @@ def _serve(
 ) -> None:
     import worker as worker_module
     from domain.policy import load_policy
+
+    # Everything the service imports, imported before the signal handlers go in: a stop asked for while the
+    # servers start unwinds the start, and must never land inside an import (it broke FastAPI's once).
+    for module in ("api.app", "api.services", "continuum.demo", "continuum.episodes"):
+        importlib.import_module(module)
 
     settings = _settings()
     policy = load_policy(settings.policy_text(), settings.directory_text())  # malformed: stops here, naming the key
