@@ -70,6 +70,10 @@ async def run_worker(settings: Settings, client: Client, store: PostgresEventSto
         # Beyond the cache, every workflow task of an evicted episode replays its whole history: with
         # the SDK's default of 1,000, a burst across 2,000 episodes replayed more than it worked.
         max_cached_workflows=settings.workflow_cache,
+        # Workflow tasks run one at a time under the GIL: a worker that took the SDK's 100 at once after a
+        # restart (each a replay) kept every one open for seconds; a few at a time keeps each short, and the
+        # rest wait at the server, where a wait costs nothing.
+        max_concurrent_workflow_tasks=settings.workflow_tasks,
         graceful_shutdown_timeout=WORKER_GRACE,
     )
     running = asyncio.create_task(worker.run())

@@ -534,6 +534,8 @@ def verify(
         raise Usage("--anchor checks the whole log; leave out --episode")
     with _store() as store:
         report = verify_stream(store.engine, episode) if episode else verify_log(store.engine, anchors=anchors)
+    if episode and report.ok and report.events_checked == 0:  # nothing to be intact: never "chain intact"
+        raise NotFound(f"no episode {episode}")
     data = {"scope": report.scope, "ok": report.ok, "events_checked": report.events_checked,
             "anchors_checked": len(anchors), "problems": [vars(p) for p in report.problems]}  # fmt: skip
     if report.ok:

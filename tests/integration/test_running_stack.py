@@ -96,6 +96,7 @@ def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack, tmp_path:
     shown = running_stack.cli("episodes", "show", episode)
     census = running_stack.cli("census")
     verified = running_stack.cli("audit", "verify", "--episode", episode)
+    nope = running_stack.cli("audit", "verify", "--episode", "NOPE-1")
     replayed = running_stack.cli("audit", "replay", episode, "--as-of", datetime.now(UTC).isoformat(), "--json")
     exported = running_stack.cli("audit", "export", episode, "--purpose", "quality_review")
     keys = running_stack.cli("keys", "list", "--json")
@@ -107,6 +108,7 @@ def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack, tmp_path:
     assert shown.returncode == 0 and f"episode   {episode}" in shown.stdout and "withdrawal_management" in shown.stdout
     assert census.returncode == 0 and "WITHDRAWAL_MANAGEMENT" not in census.stdout and "withdrawal_management" in census.stdout
     assert verified.returncode == 0 and "chain intact" in verified.stdout
+    assert nope.returncode == 1 and "no episode NOPE-1" in nope.stderr + nope.stdout and "intact" not in nope.stdout
     assert anchored.returncode == 0 and "1 anchor(s) hold" in anchored.stdout
     assert replayed.returncode == 0 and json.loads(replayed.stdout)["state"]["level"] == "withdrawal_management"
     assert {k["role"] for k in json.loads(keys.stdout)} == {"clinician", "director", "auditor"}
