@@ -33,7 +33,7 @@ from domain.events import DomainEvent
 from domain.fold import fold
 from domain.levels import LevelOfCare
 from domain.policy import Policy
-from domain.testing import TestMethod, TestResult, draw_schedule
+from domain.testing import OrderReason, TestMethod, TestResult, draw_schedule
 
 MILD = (1, 1, 1, 1, 1, 1)  # placed in intensive outpatient, the policy's baseline
 STEP_DOWN_FROM = (LevelOfCare.INTENSIVE_OUTPATIENT, LevelOfCare.OUTPATIENT)
@@ -49,15 +49,17 @@ class Answer:
     command: Command
 
 
-def answers(state: Episode, policy: Policy, day: timedelta, *, step_down_to: LevelOfCare | None) -> list[Answer]:
+def answers(state: Episode, policy: Policy, day: timedelta, *, step_down_to: LevelOfCare | None,
+            clinician_orders: bool = True) -> list[Answer]:  # fmt: skip
     """What people owe the episode. Reviews: `goals_met` while the level is above `step_down_to`, else
-    `extend`; results are negative; consents are signed, partners accept, follow-ups find the client abstinent."""
+    `extend`; results are negative (also for clinicians' orders unless `clinician_orders` is false); consents
+    are signed, partners accept, follow-ups find the client abstinent."""
     if state.status is EpisodeStatus.CLOSED:
         return []
     owed: list[Answer] = []
     eid = state.episode_id
     for test in state.tests:
-        if test.awaiting_result:
+        if test.awaiting_result and (clinician_orders or test.reason is not OrderReason.CLINICIAN):
             collected = test.ordered_at + day / 2
             result = RecordTestResult(test.test_id, TestResult.NEGATIVE, TestMethod.CONFIRMED, collected, f"L-{eid}-{test.test_id}")
             owed.append(Answer(f"result/{test.test_id}", test.ordered_at + day, "svc:lab-1", result))
@@ -94,9 +96,11 @@ class Step:
 
 
 def simulate(episode_id: str, opened_at: datetime, until: datetime, policy: Policy, day: timedelta, rng: Random,
-             *, step_down_to: LevelOfCare | None = LevelOfCare.AFTERCARE) -> tuple[Episode, list[Step]]:  # fmt: skip
+             *, step_down_to: LevelOfCare | None = LevelOfCare.AFTERCARE,
+             orders: tuple[tuple[datetime, str, Command], ...] = ()) -> tuple[Episode, list[Step]]:  # fmt: skip
     """An episode opened (mild ratings) at `opened_at` and cared for until `until`: the clock's commands
-    when due (with the schedule draws from `rng`, as the workflow draws them), people's answers when ready.
+    when due (with the schedule draws from `rng`, as the workflow draws them), people's answers when ready,
+    and `orders` (instant, actor, command) given by clinicians. The lab does not answer clinicians' orders.
     Command ids follow the workflow's (`clock:<Command>:v<version>` for the clock's)."""
     opening = OpenEpisode(episode_id, f"client-{episode_id.lower()}", assessment=RecordAssessment(MILD, "clin-1"))
     events = decide(None, opening, policy, opened_at, day)
@@ -106,8 +110,12 @@ def simulate(episode_id: str, opened_at: datetime, until: datetime, policy: Poli
     now = opened_at
     while True:
         due = next_due(state, policy, now, day)
-        owed = min(answers(state, policy, day, step_down_to=step_down_to), key=lambda a: a.ready_at, default=None)
-        if owed is not None and (due is None or owed.ready_at <= due.at):
+        owed = min(answers(state, policy, day, step_down_to=step_down_to, clinician_orders=False),
+                   key=lambda a: a.ready_at, default=None)  # fmt: skip
+        if orders and (due is None or orders[0][0] <= due.at) and (owed is None or orders[0][0] <= owed.ready_at):
+            (at, actor, command), orders = orders[0], orders[1:]
+            command_id = f"order-{episode_id}-{state.version}"
+        elif owed is not None and (due is None or owed.ready_at <= due.at):
             at, command, actor, command_id = owed.ready_at, owed.command, owed.actor, f"{owed.key}@{state.version}"
         elif due is not None:
             at, command, actor = due.at, due.command, "clock"
