@@ -154,7 +154,9 @@ async def _measure(stack: BenchStack, count: int, commands: int, in_flight: int,
     common = {
         "benchmark": "restart",
         "command": f"CONTINUUM_BENCH_RESTART_EPISODES={count} CONTINUUM_BENCH_RESTART_COMMANDS={commands} "
-                   f"CONTINUUM_BENCH_RESTART_IN_FLIGHT={in_flight} CONTINUUM_BENCH_RESTART_PATH={path} python3 dev.py bench restart",
+                   f"CONTINUUM_BENCH_RESTART_IN_FLIGHT={in_flight} CONTINUUM_BENCH_RESTART_PATH={path} "
+                   f"CONTINUUM_BENCH_RESTART_LEAD_SECONDS={lead:g} CONTINUUM_BENCH_RESTART_DEADLINE_SECONDS={deadline:g} "
+                   "python3 dev.py bench restart",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "measured_at": start.isoformat(timespec="seconds"),
         "episodes": count, "commands_before_kill_per_episode": commands, "in_flight": in_flight,
