@@ -199,7 +199,7 @@ async def _restart(stack: BenchStack, client: Client, queue: str, ids: list[str]
             except Exception as error:  # noqa: BLE001 - counted, and sent again with the same id
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():  # the SDK reports a cancelled wait as an error
-                    raise
+                    raise asyncio.CancelledError from None
                 name = type(error).__name__
                 if "Workflow Task in failed state" in str(error):  # retried tasks (after a timeout), or a real failure
                     failure = await _task_failure(client, eid)
@@ -265,6 +265,7 @@ async def _restart(stack: BenchStack, client: Client, queue: str, ids: list[str]
         _, pending = await asyncio.wait(tasks, timeout=max(0.0, restarted + deadline - time.perf_counter()))
         for task in pending:  # not answered by the deadline: counted, not waited for
             task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         failed = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
         if failed:
             overdue_task.cancel()
