@@ -7,7 +7,7 @@ on it exactly as on a log the store wrote.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -53,6 +53,32 @@ def seed(conninfo: str, streams: list[tuple[str, int]]) -> int:
                     copy.write_row((position, stream, version, event_id, envelope.type, envelope.schema_version, payload,
                                     metadata, format_instant(event.occurred_at), format_instant(recorded), previous, digest))  # fmt: skip
                     previous = digest
+        conn.execute("UPDATE log_head SET position = %s, hash = %s", (position, previous))
+        conn.commit()
+    return position
+
+
+def seed_events(conninfo: str, rows: Iterable[tuple[str, int, DomainEvent, EventMetadata]]) -> int:
+    """Append `(stream, version, event, metadata)` rows, in the order given, in one COPY continuing the chain."""
+    with psycopg.connect(conninfo) as conn:
+        position, previous = conn.execute("SELECT position, hash FROM log_head FOR UPDATE").fetchone()  # type: ignore[misc]
+        previous = bytes(previous) if position else GENESIS_HASH
+        with conn.cursor().copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy:
+            for stream, version, event, meta in rows:
+                position += 1
+                envelope = to_envelope(event)
+                payload = canonical_json(envelope.data)
+                metadata = canonical_json(meta.as_dict())
+                event_id = str(uuid.uuid4())
+                digest = event_hash(
+                    previous, position=position, stream_id=stream, stream_version=version, event_id=event_id,
+                    event_type=envelope.type, schema_version=envelope.schema_version, occurred_at=event.occurred_at,
+                    recorded_at=event.occurred_at, payload_json=payload, metadata_json=metadata,
+                )  # fmt: skip
+                copy.write_row((position, stream, version, event_id, envelope.type, envelope.schema_version, payload,
+                                metadata, format_instant(event.occurred_at), format_instant(event.occurred_at), previous,
+                                digest))  # fmt: skip
+                previous = digest
         conn.execute("UPDATE log_head SET position = %s, hash = %s", (position, previous))
         conn.commit()
     return position

@@ -43,18 +43,23 @@ class BenchStack:
         }  # fmt: skip
 
     @contextlib.contextmanager
-    def process(self, *args: str, ready: str, **extra: str) -> Iterator[subprocess.Popen[str]]:
-        """`continuum ARGS` as a process of its own; yields once a log line contains `ready`."""
+    def process(self, *args: str, ready: str, log: list[str] | None = None, **extra: str) -> Iterator[subprocess.Popen[str]]:
+        """`continuum ARGS` as a process of its own; yields once a log line contains `ready`. Its log lines
+        are kept in `log` if one is given."""
         env = self.env(**extra, CONTINUUM_LOG_LEVEL="INFO")
         process = subprocess.Popen([sys.executable, "-m", "continuum.cli", *args], env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)  # fmt: skip
         assert process.stdout is not None
+        kept = log if log is not None else []
         for line in process.stdout:
+            if log is not None:
+                kept.append(line)
             if ready in line:
                 break
         else:
             raise RuntimeError(f"continuum {' '.join(args)} exited before it was ready")
-        drain = threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True)  # type: ignore[union-attr]
+        keep = kept.append if log is not None else (lambda _: None)
+        drain = threading.Thread(target=lambda: [keep(line) for line in process.stdout], daemon=True)  # type: ignore[union-attr]
         drain.start()  # keep reading its log, or it blocks on a full pipe
         try:
             yield process
