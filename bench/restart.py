@@ -87,6 +87,11 @@ class CarriedStateRefused(Exception):
     """A workflow started from a carried state fails its workflow task (the message is the task's failure)."""
 
 
+def _worker_env() -> dict[str, str]:
+    """The worker settings a run may set (the bench's stack passes no CONTINUUM_ variable on by itself)."""
+    return {k: os.environ[k] for k in ("CONTINUUM_WORKFLOW_TASKS", "CONTINUUM_WORKFLOW_CACHE") if k in os.environ}
+
+
 def main() -> None:
     count = int(os.environ.get("CONTINUUM_BENCH_RESTART_EPISODES", "1000"))
     commands = int(os.environ.get("CONTINUUM_BENCH_RESTART_COMMANDS", "3"))
@@ -153,7 +158,8 @@ async def _measure(stack: BenchStack, count: int, commands: int, in_flight: int,
 
     common = {
         "benchmark": "restart",
-        "command": f"CONTINUUM_BENCH_RESTART_EPISODES={count} CONTINUUM_BENCH_RESTART_COMMANDS={commands} "
+        "command": "".join(f"{k}={v} " for k, v in _worker_env().items())
+        + f"CONTINUUM_BENCH_RESTART_EPISODES={count} CONTINUUM_BENCH_RESTART_COMMANDS={commands} "
                    f"CONTINUUM_BENCH_RESTART_IN_FLIGHT={in_flight} CONTINUUM_BENCH_RESTART_PATH={path} "
                    f"CONTINUUM_BENCH_RESTART_LEAD_SECONDS={lead:g} CONTINUUM_BENCH_RESTART_DEADLINE_SECONDS={deadline:g} "
                    "python3 dev.py bench restart",
@@ -214,7 +220,7 @@ async def _restart(stack: BenchStack, client: Client, queue: str, ids: list[str]
 
     # -- the first worker: the episodes start from their carried state, and get C commands each --------------
     first_log: list[str] = []
-    with stack.process("worker", ready="worker.started", log=first_log, TEMPORAL_TASK_QUEUE=queue) as worker:
+    with stack.process("worker", ready="worker.started", log=first_log, TEMPORAL_TASK_QUEUE=queue, **_worker_env()) as worker:
         phase = time.perf_counter()
 
         async def start_one(eid: str) -> None:
@@ -252,7 +258,7 @@ async def _restart(stack: BenchStack, client: Client, queue: str, ids: list[str]
     second_log: list[str] = []
     restarted_at = datetime.now(UTC)
     restarted = time.perf_counter()
-    with stack.process("worker", ready="worker.started", log=second_log, TEMPORAL_TASK_QUEUE=queue):
+    with stack.process("worker", ready="worker.started", log=second_log, TEMPORAL_TASK_QUEUE=queue, **_worker_env()):
         ready_seconds = time.perf_counter() - restarted
         answered: dict[str, float] = {}
 

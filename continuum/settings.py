@@ -48,7 +48,7 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     workflow_cache: int = 3000  # episodes a worker keeps in memory (about 350 KiB each); the rest replay on their next task
-    workflow_tasks: int = 16  # workflow tasks a worker takes at once (see worker.py)
+    workflow_tasks: int = 8  # workflow tasks a worker takes at once (see worker.py)
 
     @property
     def embedded_temporal(self) -> bool:
@@ -120,7 +120,7 @@ class Settings:
             api_host=text("CONTINUUM_API_HOST", "127.0.0.1") or "127.0.0.1",
             api_port=port("CONTINUUM_API_PORT", 8000),
             workflow_cache=count("CONTINUUM_WORKFLOW_CACHE", 3000),
-            workflow_tasks=count("CONTINUUM_WORKFLOW_TASKS", 16),
+            workflow_tasks=count("CONTINUUM_WORKFLOW_TASKS", 8),
         )
 
     def directory_text(self) -> str:
