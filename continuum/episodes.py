@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -17,6 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.eventlog import UNRECORDABLE
 from continuum.servers import ServerTimedOut, ServerUnavailable
 from domain.commands import (
     CancelTest,
@@ -157,7 +158,7 @@ async def _rejections_as_domain_errors(call: Any, episode_id: str | None = None)
         if isinstance(cause, ApplicationError) and cause.type == "CommandRejected":
             raise CommandRejected(cause.message) from None
         while cause is not None:  # the update's own failure, or an activity's beneath it
-            if isinstance(cause, ApplicationError) and cause.type == "UnrecordableEvent":
+            if isinstance(cause, ApplicationError) and cause.type == UNRECORDABLE:
                 raise CommandUnrecordable("the command's values cannot be recorded") from None  # never the values
             cause = cause.__cause__
         raise

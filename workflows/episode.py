@@ -143,6 +143,10 @@ def _without_state(result: CommandResult) -> CommandResult:
     return result if not result.state else dataclasses.replace(result, state={})
 
 
+def _result(command_id: str, events: list[DomainEvent]) -> CommandResult:
+    return CommandResult(command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, events)])
+
+
 def _unrecordable(error: ActivityError) -> bool:
     return isinstance(error.cause, ApplicationError) and error.cause.type == UNRECORDABLE
 
@@ -238,6 +242,8 @@ class EpisodeWorkflow:
         if isinstance(command, DrawTestSchedule) and command.draw is None and state.level is not None:
             draw = draw_schedule(self._test_random, state.level, workflow.now(), self._policy.drug_testing)
             command = DrawTestSchedule(draw)
+        elif isinstance(command, OrderScheduledTest) and command.lab_id is None:
+            command = dataclasses.replace(command, lab_id=self._input.lab_id)
         return meta, command
 
     # -- commands from other services ------------------------------------------------------------
@@ -544,7 +550,7 @@ class EpisodeWorkflow:
                         "the command's values cannot be recorded; nothing was recorded", type=UNRECORDABLE,
                         non_retryable=True,
                     ) from None  # fmt: skip
-            result = CommandResult(meta.command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, events)])
+            result = _result(meta.command_id, events)
             self._remember(result)
             self._commands_this_run += 1
             return result, outbound + [e for e in events if isinstance(e, OUTBOUND)]
@@ -561,15 +567,13 @@ class EpisodeWorkflow:
             if due is None or due.at > workflow.now():
                 break
             meta, command = self._clock_command(state, due)
-            if isinstance(command, OrderScheduledTest) and command.lab_id is None:
-                command = dataclasses.replace(command, lab_id=self._input.lab_id)
             try:
                 events = decide(state, command, self._current_policy(), workflow.now(), self._day)
             except DomainError:
                 break  # the run loop retries it on its own
             if events:
                 await self._record(meta, events)
-            self._remember(CommandResult(meta.command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, events)]))
+            self._remember(_result(meta.command_id, events))
             self._commands_this_run += 1
             outbound += [e for e in events if isinstance(e, OUTBOUND)]
         return outbound

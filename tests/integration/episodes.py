@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -43,6 +44,12 @@ async def episode_worker(
             max_cached_workflows=max_cached_workflows,
         ):  # fmt: skip
             yield EpisodeCommands(env.client, queue, **options)
+
+
+def projected_state(store: PostgresEventStore, episode: str) -> dict[str, Any]:
+    """The episode's state as the `episodes` projection (the read API) has it."""
+    with store.engine.connect() as conn:
+        return dict(conn.execute(text("SELECT state FROM episodes WHERE episode_id = :e"), {"e": episode}).one().state)
 
 
 def meta(command_id: str | None = None, actor: str = "svc:ehr-1") -> CommandMeta:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 from temporalio.client import WorkflowHistory
@@ -27,7 +26,7 @@ from domain.retention import TEST_RECORD_OPEN_DAYS
 from domain.testing import TestMethod, TestResult
 from eventlog.store import PostgresEventStore
 from eventlog.verify import verify_log
-from tests.integration.episodes import DAY, episode_worker, meta
+from tests.integration.episodes import DAY, episode_worker, meta, projected_state
 from workflows.episode import EpisodeWorkflow, workflow_id
 
 MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient: random tests twice a week
@@ -46,11 +45,6 @@ def _tests_ordered(store: PostgresEventStore, episode: str) -> int:
         return int(conn.execute(query, {"e": episode}).scalar_one())
 
 
-def _projected(store: PostgresEventStore, episode: str) -> dict[str, Any]:
-    with store.engine.connect() as conn:
-        return dict(conn.execute(text("SELECT state FROM episodes WHERE episode_id = :e"), {"e": episode}).one().state)
-
-
 async def test_four_months_of_care_continues_as_new_and_keeps_a_bounded_working_state(
     skipping_env: WorkflowEnvironment, store: PostgresEventStore
 ) -> None:
@@ -62,7 +56,7 @@ async def test_four_months_of_care_continues_as_new_and_keeps_a_bounded_working_
             if _tests_ordered(store, episode) >= TESTS:
                 break
             await skipping_env.fast_forward(handle, DAY)
-            state = _projected(store, episode)
+            state = projected_state(store, episode)
             for test in state["tests"]:
                 if not test["cancelled"] and test["presumptive"] is None and test["confirmed"] is None:
                     result = RecordTestResult(test["test_id"], TestResult.NEGATIVE, TestMethod.PRESUMPTIVE,
@@ -81,7 +75,7 @@ async def test_four_months_of_care_continues_as_new_and_keeps_a_bounded_working_
             for run in runs
         ]
 
-    projected = _projected(store, episode)
+    projected = projected_state(store, episode)
     assert working is not None and projected["status"] == "active" and projected["level"] == "intensive_outpatient"
     ordered = [e for e in store.read_stream(episode) if e.event_type == "TestOrdered"]
     assert len(ordered) >= TESTS and len(projected["tests"]) == len(ordered)  # the projection keeps every test

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
 from continuum.episodes import EpisodeCommands
@@ -23,18 +21,13 @@ from domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome
 from domain.episode import ReviewOutcome
 from domain.errors import CommandRejected
 from eventlog.store import PostgresEventStore
-from tests.integration.episodes import WITHOUT_TESTING, episode_worker, meta
+from tests.integration.episodes import WITHOUT_TESTING, episode_worker, meta, projected_state
 
 MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient
 DAY = timedelta(seconds=0.05)
 EPISODES = 6
 REVIEWS_EACH = 40  # 240 tries in all, half of each race
 POLICY = WITHOUT_TESTING.replace("intensive_outpatient = 30", "intensive_outpatient = 1", 1)
-
-
-def _row(store: PostgresEventStore, episode: str) -> dict[str, Any]:
-    with store.engine.connect() as conn:
-        return dict(conn.execute(text("SELECT state FROM episodes WHERE episode_id = :e"), {"e": episode}).one().state)
 
 
 async def _drive(episodes: EpisodeCommands, store: PostgresEventStore, episode: str) -> tuple[int, list[str]]:
@@ -44,7 +37,7 @@ async def _drive(episodes: EpisodeCommands, store: PostgresEventStore, episode: 
     for attempt in range(REVIEWS_EACH * 4):  # a bound: a refusal of the *due* kind may need a second try
         if answered == REVIEWS_EACH:
             break
-        state = await asyncio.to_thread(_row, store, episode)
+        state = await asyncio.to_thread(projected_state, store, episode)
         pending = state["pending_review"]
         if attempt % 2 == 0 and pending is None:  # *due*: send at the instant the stay clock says
             due = datetime.fromisoformat(state["level_since"]) + DAY * state["review_after_days"]
@@ -57,7 +50,7 @@ async def _drive(episodes: EpisodeCommands, store: PostgresEventStore, episode: 
         else:  # *seen*: wait until the read model shows it, then send at once
             while pending is None:
                 await asyncio.sleep(0.002)
-                pending = (await asyncio.to_thread(_row, store, episode))["pending_review"]
+                pending = (await asyncio.to_thread(projected_state, store, episode))["pending_review"]
             review_id, race = pending["review_id"], "seen"
         outcome = RecordReviewOutcome(review_id, ReviewOutcome.EXTEND, "ther-1", next_review_in_days=1)
         try:
