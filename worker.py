@@ -5,26 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.aftercare import AftercareActivities
-from activities.eventlog import EventLogActivities
-from activities.lab import LabOrderActivities
-from continuum.servers import Endpoints
-from continuum.settings import Settings
-from continuum.temporal import connect_temporal, ensure_search_attributes
-from eventlog.db import check_reachable, make_engine
-from eventlog.migrate import apply_migrations
-from eventlog.projection import EpisodesProjection
-from eventlog.store import PostgresEventStore
-from workflows.episode import EpisodeWorkflow
-from workflows.search_attributes import SEARCH_ATTRIBUTES
+from continuum.activities.aftercare import AftercareActivities
+from continuum.activities.eventlog import EventLogActivities
+from continuum.activities.lab import LabOrderActivities
+from continuum.eventlog.db import check_reachable, make_engine
+from continuum.eventlog.migrate import apply_migrations
+from continuum.eventlog.projection import EpisodesProjection
+from continuum.eventlog.store import PostgresEventStore
+from continuum.runtime.servers import Endpoints
+from continuum.runtime.settings import Settings
+from continuum.runtime.temporal import connect_temporal, ensure_search_attributes
+from continuum.workflows.episode import EpisodeWorkflow
+from continuum.workflows.search_attributes import SEARCH_ATTRIBUTES
 
 log = structlog.get_logger(__name__)
 
@@ -47,9 +47,11 @@ def activities_for(
 ) -> list[Callable[..., Any]]:
     aftercare = AftercareActivities(follow_up_url)
     return [
-        EventLogActivities(store).record_events, LabOrderActivities(lab_order_url).send_lab_order,
-        aftercare.send_referral, aftercare.request_follow_up,
-    ]  # fmt: skip
+        EventLogActivities(store).record_events,
+        LabOrderActivities(lab_order_url).send_lab_order,
+        aftercare.send_referral,
+        aftercare.request_follow_up,
+    ]
 
 
 async def run_worker(settings: Settings, client: Client, store: PostgresEventStore, stop: asyncio.Event) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 from temporalio import activity
 
-from activities.outbound import post_json
+from continuum.activities.outbound import post_json
 
 log = structlog.get_logger(__name__)
 
@@ -53,10 +53,16 @@ class AftercareActivities:
     @activity.defn(name="request_follow_up")
     def request_follow_up(self, follow_up: FollowUpToRequest) -> Sent:
         """Ask the outreach service to reach the client; with none configured the request is only recorded."""
-        bound = log.bind(episode_id=follow_up.episode_id, follow_up_id=follow_up.follow_up_id, attempt=activity.info().attempt)
+        bound = log.bind(
+            episode_id=follow_up.episode_id, follow_up_id=follow_up.follow_up_id, attempt=activity.info().attempt
+        )
         if self._follow_up_url is None:
             bound.info("follow_up.recorded_only")
             return Sent(False)
-        body = {"follow_up_id": follow_up.follow_up_id, "episode_id": follow_up.episode_id, "kind": follow_up.kind,
-                "due_at": follow_up.due_at.isoformat()}  # fmt: skip
+        body = {
+            "follow_up_id": follow_up.follow_up_id,
+            "episode_id": follow_up.episode_id,
+            "kind": follow_up.kind,
+            "due_at": follow_up.due_at.isoformat(),
+        }
         return Sent(True, post_json(self._follow_up_url, body, follow_up.follow_up_id, "follow_up", bound))

@@ -22,10 +22,10 @@ from sqlalchemy.exc import StatementError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.errors import DomainError
-from eventlog.errors import ConcurrencyError, EventIdConflict
-from eventlog.records import EventMetadata, NewEvent
-from eventlog.store import PostgresEventStore
+from continuum.domain.errors import DomainError
+from continuum.eventlog.errors import ConcurrencyError, EventIdConflict
+from continuum.eventlog.records import EventMetadata, NewEvent
+from continuum.eventlog.store import PostgresEventStore
 
 log = structlog.get_logger(__name__)
 UNRECORDABLE = "UnrecordableEvent"
@@ -33,7 +33,10 @@ UNRECORDABLE = "UnrecordableEvent"
 # invalid or out-of-range timestamp or number, ...) or as too large (54), and a value that cannot be
 # serialized at all (ValueError: NaN, an unpaired surrogate, an instant outside years 1-9999; OverflowError).
 _DATA_ERRORS: tuple[type[BaseException], ...] = (
-    psycopg.DataError, psycopg.errors.ProgramLimitExceeded, ValueError, OverflowError,
+    psycopg.DataError,
+    psycopg.errors.ProgramLimitExceeded,
+    ValueError,
+    OverflowError,
 )
 
 
@@ -83,7 +86,8 @@ class EventLogActivities:
             run_id=info.workflow_run_id,
         )
         events = [
-            NewEvent(UUID(e.event_id), e.type, e.schema_version, e.data, e.occurred_at, metadata) for e in request.events
+            NewEvent(UUID(e.event_id), e.type, e.schema_version, e.data, e.occurred_at, metadata)
+            for e in request.events
         ]
         bound = log.bind(episode_id=request.stream_id, workflow_id=info.workflow_id, attempt=info.attempt)
         try:

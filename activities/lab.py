@@ -12,7 +12,7 @@ from datetime import datetime
 import structlog
 from temporalio import activity
 
-from activities.outbound import post_json
+from continuum.activities.outbound import post_json
 
 log = structlog.get_logger(__name__)
 

@@ -31,7 +31,9 @@ def post_json(url: str, body: dict[str, Any], idempotency_key: str, what: str, l
     except urllib.error.HTTPError as error:
         if 400 <= error.code < 500 and error.code not in (408, 429):
             log.warning(f"{what}.refused", status=error.code)
-            raise ApplicationError(f"the receiver refused {what} {idempotency_key} ({error.code})", non_retryable=True) from None
+            raise ApplicationError(
+                f"the receiver refused {what} {idempotency_key} ({error.code})", non_retryable=True
+            ) from None
         log.warning(f"{what}.failed", status=error.code)
         raise RuntimeError(f"the receiver answered {error.code}") from None
     except (urllib.error.URLError, OSError) as error:

@@ -9,16 +9,15 @@ import json
 from typing import Any
 
 import structlog
-
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import commands, dashboard, problems, reads
-from api.limits import BodyLimit
-from api.services import Services
+from continuum.api import commands, dashboard, problems, reads
+from continuum.api.limits import BodyLimit
+from continuum.api.services import Services
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +51,9 @@ def create_app(services: Services) -> FastAPI:
             checks["postgres"] = "unavailable"
         healthy = all(v == "ok" for v in checks.values())
         headers = None if healthy else {"Retry-After": str(problems.RETRY_AFTER_SECONDS)}
-        return JSONResponse({"status": "ok" if healthy else "degraded", **checks}, 200 if healthy else 503, headers=headers)
+        return JSONResponse(
+            {"status": "ok" if healthy else "degraded", **checks}, 200 if healthy else 503, headers=headers
+        )
 
     return app
 
@@ -90,8 +91,14 @@ class CancelledQuietly:
 
 
 async def _answer_unavailable(send: Send) -> None:
-    body = json.dumps(problems.problem_body(503, "Service unavailable", "the server is stopping; retry shortly")).encode()
-    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
-               (b"retry-after", str(problems.RETRY_AFTER_SECONDS).encode()), (b"connection", b"close")]  # fmt: skip
+    body = json.dumps(
+        problems.problem_body(503, "Service unavailable", "the server is stopping; retry shortly")
+    ).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(problems.RETRY_AFTER_SECONDS).encode()),
+        (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})

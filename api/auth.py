@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from fastapi import Depends, HTTPException, Request
 
-from eventlog.access import ApiKey, ApiKeyStore, Role
+from continuum.access import ApiKey, ApiKeyStore, Role
 
 
 def authenticated(request: Request) -> ApiKey:

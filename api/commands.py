@@ -17,31 +17,31 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.auth import COMMANDS, REFERRAL_ANSWERS, RESULTS
-from api.schemas import (
+from continuum.access import ApiKey, Claimed, IdempotencyStore, InProgress, Role, StoredResponse, UsedForAnotherRequest
+from continuum.api.auth import COMMANDS, REFERRAL_ANSWERS, RESULTS
+from continuum.api.params import IdPath, services_of
+from continuum.api.problems import UNRECORDABLE_DETAIL, log_refused, problem_body
+from continuum.api.schemas import (
     AssessmentBody,
     CancelTestBody,
     CollectionBody,
     CommandResponse,
     ConsentBody,
-    FollowUpOutcomeBody,
     DischargeBody,
+    FollowUpOutcomeBody,
     HoldBody,
     MedicationsBody,
     OpenEpisodeBody,
     OrderTestBody,
     OverrideBody,
     ReferralStatusBody,
-    RevocationBody,
     ReviewOutcomeBody,
+    RevocationBody,
     StepUpDecisionBody,
     StepUpReversalBody,
     TestResultBody,
 )
-from api.params import IdPath, services_of
-from api.problems import UNRECORDABLE_DETAIL, log_refused, problem_body
-from continuum.servers import ServerTimedOut
-from domain.commands import (
+from continuum.domain.commands import (
     CancelTest,
     ChangeMedications,
     Command,
@@ -62,9 +62,9 @@ from domain.commands import (
     RevokeConsent,
     UpdateReferral,
 )
-from domain.errors import CommandRejected, CommandUnrecordable, UnknownEpisode
-from eventlog.access import ApiKey, Claimed, IdempotencyStore, InProgress, Role, StoredResponse, UsedForAnotherRequest
-from workflows.episode import CommandMeta, CommandResult
+from continuum.domain.errors import CommandRejected, CommandUnrecordable, UnknownEpisode
+from continuum.runtime.servers import ServerTimedOut
+from continuum.workflows.episode import CommandMeta, CommandResult
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["commands"])
@@ -85,7 +85,9 @@ COMMAND_TIMEOUT_SECONDS = 60.0
 FIRST_RESPONSE_WAIT_SECONDS = COMMAND_TIMEOUT_SECONDS + 5.0
 
 
-async def _claim(store: IdempotencyStore, key_id: str, idempotency_key: str, request_hash: bytes) -> Claimed | StoredResponse:
+async def _claim(
+    store: IdempotencyStore, key_id: str, idempotency_key: str, request_hash: bytes
+) -> Claimed | StoredResponse:
     """Claim the key for this request, or wait for the first response of the same request (polled, with a
     growing pause); a different request under the key is refused at once."""
     loop = asyncio.get_running_loop()
@@ -135,7 +137,9 @@ async def _execute(
         return 404, problem_body(404, "Unknown episode", str(error))
 
 
-async def _run(request: Request, caller: ApiKey, episode_id: str, command: Command, created: bool = False) -> JSONResponse:
+async def _run(
+    request: Request, caller: ApiKey, episode_id: str, command: Command, created: bool = False
+) -> JSONResponse:
     services = services_of(request)
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
@@ -176,7 +180,9 @@ def _respond(status: int, body: Any) -> JSONResponse:
 @router.post("/episodes", status_code=201, response_model=CommandResponse, responses=ERRORS)
 async def open_episode(body: OpenEpisodeBody, request: Request, caller: ApiKey = Depends(COMMANDS)) -> JSONResponse:
     """Open an episode at intake (with its assessment, if already done). A retried open never makes two."""
-    assessment = RecordAssessment(tuple(body.assessment.ratings), body.assessment.assessed_by) if body.assessment else None
+    assessment = (
+        RecordAssessment(tuple(body.assessment.ratings), body.assessment.assessed_by) if body.assessment else None
+    )
     command = OpenEpisode(body.episode_id, body.client_id, body.previous_episode_id, assessment)
     return await _run(request, caller, body.episode_id, command, created=True)
 
@@ -217,9 +223,12 @@ async def resume(request: Request, episode_id: str = IdPath(), caller: ApiKey = 
 
 @router.post("/episodes/{episode_id}/reviews/{review_id}/outcome", response_model=CommandResponse, responses=ERRORS)
 async def review_outcome(
-    body: ReviewOutcomeBody, request: Request, episode_id: str = IdPath(), review_id: str = IdPath(),
+    body: ReviewOutcomeBody,
+    request: Request,
+    episode_id: str = IdPath(),
+    review_id: str = IdPath(),
     caller: ApiKey = Depends(COMMANDS),
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     command = RecordReviewOutcome(review_id, body.outcome, body.therapist, body.next_review_in_days)
     return await _run(request, caller, episode_id, command)
 
@@ -249,9 +258,12 @@ async def _lab_may_report(request: Request, caller: ApiKey, episode_id: str, tes
 
 @router.post("/episodes/{episode_id}/tests/{test_id}/collection", response_model=CommandResponse, responses=ERRORS)
 async def record_collection(
-    body: CollectionBody, request: Request, episode_id: str = IdPath(), test_id: str = IdPath(),
+    body: CollectionBody,
+    request: Request,
+    episode_id: str = IdPath(),
+    test_id: str = IdPath(),
     caller: ApiKey = Depends(RESULTS),
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     await _lab_may_report(request, caller, episode_id, test_id)
     command = RecordSpecimenCollection(test_id, body.collected_at, body.observed, body.temperature_in_range, body.site)
     return await _run(request, caller, episode_id, command)
@@ -259,23 +271,34 @@ async def record_collection(
 
 @router.post("/episodes/{episode_id}/tests/{test_id}/results", response_model=CommandResponse, responses=ERRORS)
 async def record_result(
-    body: TestResultBody, request: Request, episode_id: str = IdPath(), test_id: str = IdPath(),
+    body: TestResultBody,
+    request: Request,
+    episode_id: str = IdPath(),
+    test_id: str = IdPath(),
     caller: ApiKey = Depends(RESULTS),
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     """A drug-test result (presumptive or confirmed), or a lab's correction of one."""
     await _lab_may_report(request, caller, episode_id, test_id)
     command = RecordTestResult(
-        test_id, body.result, body.method, body.collected_at, body.lab_reference, tuple(body.substances),
+        test_id,
+        body.result,
+        body.method,
+        body.collected_at,
+        body.lab_reference,
+        tuple(body.substances),
         body.corrects_lab_reference,
-    )  # fmt: skip
+    )
     return await _run(request, caller, episode_id, command)
 
 
 @router.post("/episodes/{episode_id}/tests/{test_id}/cancel", response_model=CommandResponse, responses=ERRORS)
 async def cancel_test(
-    body: CancelTestBody, request: Request, episode_id: str = IdPath(), test_id: str = IdPath(),
+    body: CancelTestBody,
+    request: Request,
+    episode_id: str = IdPath(),
+    test_id: str = IdPath(),
     caller: ApiKey = Depends(COMMANDS),
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     return await _run(request, caller, episode_id, CancelTest(test_id, body.cancelled_by, body.reason))
 
 
@@ -289,17 +312,23 @@ async def change_medications(
 
 @router.post("/episodes/{episode_id}/step-ups/{test_id}/decision", response_model=CommandResponse, responses=ERRORS)
 async def decide_step_up(
-    body: StepUpDecisionBody, request: Request, episode_id: str = IdPath(), test_id: str = IdPath(),
+    body: StepUpDecisionBody,
+    request: Request,
+    episode_id: str = IdPath(),
+    test_id: str = IdPath(),
     caller: ApiKey = Depends(COMMANDS),
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     return await _run(request, caller, episode_id, DecideStepUp(test_id, body.confirm, body.clinician, body.note))
 
 
 @router.post("/episodes/{episode_id}/step-ups/{test_id}/reversal", response_model=CommandResponse, responses=ERRORS)
 async def reverse_step_up(
-    body: StepUpReversalBody, request: Request, episode_id: str = IdPath(), test_id: str = IdPath(),
+    body: StepUpReversalBody,
+    request: Request,
+    episode_id: str = IdPath(),
+    test_id: str = IdPath(),
     caller: ApiKey = Depends(COMMANDS),
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     return await _run(request, caller, episode_id, ReverseStepUp(test_id, body.clinician, body.reason))
 
 
@@ -313,20 +342,28 @@ async def record_consent(
     return await _run(request, caller, episode_id, command)
 
 
-@router.post("/episodes/{episode_id}/consents/{consent_id}/revocation", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/consents/{consent_id}/revocation", response_model=CommandResponse, responses=ERRORS
+)
 async def revoke_consent(
-    body: RevocationBody, request: Request, episode_id: str = IdPath(), consent_id: str = IdPath(),
+    body: RevocationBody,
+    request: Request,
+    episode_id: str = IdPath(),
+    consent_id: str = IdPath(),
     caller: ApiKey = Depends(COMMANDS),
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     """Nothing more is disclosed under the consent from now on."""
     return await _run(request, caller, episode_id, RevokeConsent(consent_id, body.revoked_by))
 
 
 @router.post("/episodes/{episode_id}/referrals/{referral_id}/status", response_model=CommandResponse, responses=ERRORS)
 async def update_referral(
-    body: ReferralStatusBody, request: Request, episode_id: str = IdPath(), referral_id: str = IdPath(),
+    body: ReferralStatusBody,
+    request: Request,
+    episode_id: str = IdPath(),
+    referral_id: str = IdPath(),
     caller: ApiKey = Depends(REFERRAL_ANSWERS),
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     """A referral accepted, declined (an alternative of the same type follows, if the directory has one) or
     completed. A partner answers only referrals disclosed to it."""
     if caller.role is Role.PARTNER:
@@ -341,10 +378,15 @@ async def update_referral(
     return await _run(request, caller, episode_id, UpdateReferral(referral_id, body.status, changed_by))
 
 
-@router.post("/episodes/{episode_id}/follow-ups/{follow_up_id}/outcome", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/follow-ups/{follow_up_id}/outcome", response_model=CommandResponse, responses=ERRORS
+)
 async def record_follow_up_outcome(
-    body: FollowUpOutcomeBody, request: Request, episode_id: str = IdPath(), follow_up_id: str = IdPath(),
+    body: FollowUpOutcomeBody,
+    request: Request,
+    episode_id: str = IdPath(),
+    follow_up_id: str = IdPath(),
     caller: ApiKey = Depends(COMMANDS),
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     """How a requested follow-up went: `using` re-enters the client; repeated `not_reached` closes the episode."""
     return await _run(request, caller, episode_id, RecordFollowUpOutcome(follow_up_id, body.outcome, body.recorded_by))

@@ -20,13 +20,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from api.params import ID_PATTERN, services_of
-from domain.codec import encode
-from domain.episode import EpisodeStatus
-from domain.levels import LevelOfCare
-from eventlog.access import ApiKey, Role
-from eventlog.projection import episode_as_of
-from eventlog.verify import Anchor, AnchorError, take_anchor, verify_log, verify_stream
+from continuum.access import ApiKey, Role
+from continuum.api.params import ID_PATTERN, services_of
+from continuum.domain.codec import encode
+from continuum.domain.episode import EpisodeStatus
+from continuum.domain.levels import LevelOfCare
+from continuum.eventlog.projection import episode_as_of
+from continuum.eventlog.verify import Anchor, AnchorError, take_anchor, verify_log, verify_stream
 
 HERE = Path(__file__).parent
 COOKIE = "continuum_session"
@@ -78,8 +78,9 @@ async def sign_in(request: Request) -> Response:
     if key.role not in DASHBOARD_ROLES:
         return _page(request, "sign_in.html", None, 403, error=f"A {key.role.value} key cannot open the dashboard.")
     response = RedirectResponse("/dashboard", status_code=303)
-    response.set_cookie(COOKIE, secret, max_age=SESSION_SECONDS, path="/dashboard", secure=True, httponly=True,
-                        samesite="strict")  # fmt: skip
+    response.set_cookie(
+        COOKIE, secret, max_age=SESSION_SECONDS, path="/dashboard", secure=True, httponly=True, samesite="strict"
+    )
     return response
 
 
@@ -101,8 +102,17 @@ def overview(request: Request) -> HTMLResponse:
     for row in census:
         by_level.setdefault(row["level"], {})[row["status"]] = row["episodes"]
     widest = max((sum(v.values()) for v in by_level.values()), default=1)
-    return _page(request, "overview.html", caller, census=census, by_level=by_level, widest=widest, alerts=alerts,
-                 statuses=[s.value for s in EpisodeStatus], total=sum(r["episodes"] for r in census))  # fmt: skip
+    return _page(
+        request,
+        "overview.html",
+        caller,
+        census=census,
+        by_level=by_level,
+        widest=widest,
+        alerts=alerts,
+        statuses=[s.value for s in EpisodeStatus],
+        total=sum(r["episodes"] for r in census),
+    )
 
 
 @router.get("/episodes")
@@ -118,12 +128,20 @@ def episodes(
     status = status if status in {s.value for s in EpisodeStatus} else ""
     flag = flag if flag.replace("_", "").isalpha() and len(flag) <= 40 else ""
     page = max(1, min(page, 100_000))
-    result = reads.list(level=level or None, status=status or None, flag=flag or None, page=page, page_size=50,
-                        id_prefix=q[:64] or None)  # fmt: skip
+    result = reads.list(
+        level=level or None, status=status or None, flag=flag or None, page=page, page_size=50, id_prefix=q[:64] or None
+    )
     filters = {"level": level, "status": status, "flag": flag, "q": q}
     more = urlencode({**filters, "page": page + 1}) if page * 50 < result.total else None
-    return _page(request, "episodes.html", caller, result=result, filters=filters, more=more,
-                 statuses=[s.value for s in EpisodeStatus])  # fmt: skip
+    return _page(
+        request,
+        "episodes.html",
+        caller,
+        result=result,
+        filters=filters,
+        more=more,
+        statuses=[s.value for s in EpisodeStatus],
+    )
 
 
 @dataclass(frozen=True)
@@ -141,7 +159,9 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
     if not _valid_id(episode_id) or services.reads.get(episode_id) is None:
         raise HTTPException(404, f"no episode {episode_id}")
     at, as_of_error = _instant(as_of)
-    services.access.record(caller, episode_id, "dashboard timeline" + (f" as_of {at.isoformat()}" if at else ""), "dashboard")
+    services.access.record(
+        caller, episode_id, "dashboard timeline" + (f" as_of {at.isoformat()}" if at else ""), "dashboard"
+    )
     events = services.store.read_stream(episode_id, recorded_until=at)
     state = episode_as_of(services.store, episode_id, at=at) if at else None
     # A replay before the episode's first event shows that it did not exist yet, never today's state.
@@ -151,10 +171,22 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
     start = events[0].occurred_at if events else until
     span = max((until - start).total_seconds(), 1.0)
     return _page(
-        request, "episode.html", caller, episode_id=episode_id, state=current, events=events, stays=stays,
-        start=start, until=until, span=span, as_of=at, as_of_text=as_of, as_of_error=as_of_error,
-        marks=_marks(events), verification=verify_stream(services.store.engine, episode_id) if verify else None,
-    )  # fmt: skip
+        request,
+        "episode.html",
+        caller,
+        episode_id=episode_id,
+        state=current,
+        events=events,
+        stays=stays,
+        start=start,
+        until=until,
+        span=span,
+        as_of=at,
+        as_of_text=as_of,
+        as_of_error=as_of_error,
+        marks=_marks(events),
+        verification=verify_stream(services.store.engine, episode_id) if verify else None,
+    )
 
 
 @router.get("/verify")
@@ -170,9 +202,17 @@ def verify_everything(request: Request, anchor_position: str = "", anchor_hash: 
             anchors = [Anchor.from_json({"position": position, "hash": anchor_hash.strip().lower()})]
         except AnchorError as error:  # Anchor names what is wrong, a non-number position included
             anchor_error = str(error)
-    return _page(request, "verify.html", caller, verification=verify_log(engine, anchors=anchors),
-                 anchors=anchors, anchor_error=anchor_error, head=take_anchor(engine),
-                 anchor_position=anchor_position, anchor_hash=anchor_hash)  # fmt: skip
+    return _page(
+        request,
+        "verify.html",
+        caller,
+        verification=verify_log(engine, anchors=anchors),
+        anchors=anchors,
+        anchor_error=anchor_error,
+        head=take_anchor(engine),
+        anchor_position=anchor_position,
+        anchor_hash=anchor_hash,
+    )
 
 
 def _valid_id(value: str) -> bool:
@@ -205,9 +245,13 @@ def _stays(events: list[Any], until: datetime) -> list[Stay]:
 
 
 MARKS = {
-    "TestResultRecorded": "test", "TestResultCorrected": "test", "ReviewCompleted": "review",
-    "ReferralIssued": "referral", "FollowUpRecorded": "follow-up", "EpisodeClosed": "closed",
-}  # fmt: skip
+    "TestResultRecorded": "test",
+    "TestResultCorrected": "test",
+    "ReviewCompleted": "review",
+    "ReferralIssued": "referral",
+    "FollowUpRecorded": "follow-up",
+    "EpisodeClosed": "closed",
+}
 
 
 def _marks(events: list[Any]) -> list[dict[str, Any]]:
@@ -217,7 +261,9 @@ def _marks(events: list[Any]) -> list[dict[str, Any]]:
         if kind is None:
             continue
         alarm = bool(e.payload.get("counts_as_positive")) or e.payload.get("outcome") == "using"
-        marks.append({"kind": kind, "at": e.occurred_at, "alarm": alarm, "label": f"{e.event_type} v{e.stream_version}"})
+        marks.append(
+            {"kind": kind, "at": e.occurred_at, "alarm": alarm, "label": f"{e.event_type} v{e.stream_version}"}
+        )
     return marks
 
 

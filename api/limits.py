@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import structlog
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 64 * 1024
@@ -43,11 +42,23 @@ class BodyLimit:
     async def _refuse(self, send: Send) -> None:
         log.warning("api.refused", status=413, reason="body too large")
         body = json.dumps(
-            {"type": "about:blank", "title": "Request too large", "status": 413,
-             "detail": f"a request body is at most {self.limit} bytes"}  # fmt: skip
+            {
+                "type": "about:blank",
+                "title": "Request too large",
+                "status": 413,
+                "detail": f"a request body is at most {self.limit} bytes",
+            }
         ).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

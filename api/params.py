@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import Path, Request
 from pydantic import AfterValidator, AwareDatetime
 
-from api.schemas import plausible_instant
-from api.services import Services
+from continuum.api.schemas import plausible_instant
+from continuum.api.services import Services
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 

@@ -13,8 +13,7 @@ from starlette.exceptions import HTTPException
 from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
-from continuum.servers import ServerTimedOut, ServerUnavailable
-from domain.errors import (
+from continuum.domain.errors import (
     CommandRejected,
     CommandUnrecordable,
     InvalidIdentifier,
@@ -22,7 +21,8 @@ from domain.errors import (
     UnknownEpisode,
     UnknownEventType,
 )
-from eventlog.errors import StoreBusy, StoreUnavailable
+from continuum.eventlog.errors import StoreBusy, StoreUnavailable
+from continuum.runtime.servers import ServerTimedOut, ServerUnavailable
 
 log = structlog.get_logger(__name__)
 RETRY_AFTER_SECONDS = 5
@@ -59,8 +59,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        titles = {401: "Not authenticated", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-                  413: "Request too large", 503: "Service unavailable"}  # fmt: skip
+        titles = {
+            401: "Not authenticated",
+            403: "Forbidden",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Request too large",
+            503: "Service unavailable",
+        }
         if error.status_code in (401, 403, 413, 422):
             log_refused(request, error.status_code, titles.get(error.status_code, "refused"))
         response = problem(error.status_code, titles.get(error.status_code, "Error"), str(error.detail))
@@ -104,7 +110,9 @@ def install(app: FastAPI) -> None:
 
     async def timed_out(request: Request, error: Exception) -> JSONResponse:
         log.warning("api.dependency_timed_out", error_type=type(error).__name__, path=request.url.path)
-        return problem(503, "Service unavailable", "Temporal did not answer in time; retry (with the same Idempotency-Key)")
+        return problem(
+            503, "Service unavailable", "Temporal did not answer in time; retry (with the same Idempotency-Key)"
+        )
 
     for kind in (ServerTimedOut, RPCTimeoutOrCancelledError):
         app.add_exception_handler(kind, timed_out)

@@ -9,16 +9,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD
-from api.schemas import CreateKeyBody
-from api.params import ID_PATTERN, IdPath, services_of
-from domain.codec import encode
-from domain.episode import EpisodeStatus
-from domain.levels import LevelOfCare
-from eventlog.access import ApiKey, Role
-from eventlog.export import fhir_bundle, ndjson_lines
-from eventlog.projection import episode_as_of
-from eventlog.verify import Anchor, take_anchor, verify_log, verify_stream
+from continuum.access import ApiKey, Role
+from continuum.api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD
+from continuum.api.params import ID_PATTERN, IdPath, services_of
+from continuum.api.schemas import CreateKeyBody
+from continuum.domain.codec import encode
+from continuum.domain.episode import EpisodeStatus
+from continuum.domain.levels import LevelOfCare
+from continuum.eventlog.export import fhir_bundle, ndjson_lines
+from continuum.eventlog.projection import episode_as_of
+from continuum.eventlog.verify import Anchor, take_anchor, verify_log, verify_stream
 
 router = APIRouter(prefix="/api/v1", tags=["reads"])
 Purpose = Annotated[str, Query(pattern=r"^[a-z_]{1,40}$", description="why the record is read (logged)")]
@@ -35,18 +35,25 @@ def list_episodes(
     caller: ApiKey = Depends(READ_EPISODES),
 ) -> dict[str, Any]:
     result = services_of(request).reads.list(
-        level=level.value if level else None, status=status.value if status else None, flag=flag, page=page,
+        level=level.value if level else None,
+        status=status.value if status else None,
+        flag=flag,
+        page=page,
         page_size=page_size,
-    )  # fmt: skip
+    )
     return {"items": result.items, "total": result.total, "page": result.page, "page_size": result.page_size}
 
 
 @router.get("/episodes/{episode_id}")
-def get_episode(request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)) -> dict[str, Any]:
+def get_episode(
+    request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)
+) -> dict[str, Any]:
     state = services_of(request).reads.get(episode_id)
     if state is None:
         raise HTTPException(404, f"no episode {episode_id}")
-    open_tests = [t for t in state.get("tests", []) if not t["cancelled"] and not t["presumptive"] and not t["confirmed"]]
+    open_tests = [
+        t for t in state.get("tests", []) if not t["cancelled"] and not t["presumptive"] and not t["confirmed"]
+    ]
     return {
         "episode_id": episode_id,
         "state": state,
@@ -81,15 +88,21 @@ def episode_events(
         "episode_id": episode_id,
         "events": [
             {
-                "position": e.position, "stream_version": e.stream_version, "event_id": str(e.event_id),
-                "type": e.event_type, "schema_version": e.schema_version, "data": e.payload,
-                "metadata": asdict(e.metadata), "occurred_at": e.occurred_at.isoformat(),
-                "recorded_at": e.recorded_at.isoformat(), "hash": e.hash.hex(),
+                "position": e.position,
+                "stream_version": e.stream_version,
+                "event_id": str(e.event_id),
+                "type": e.event_type,
+                "schema_version": e.schema_version,
+                "data": e.payload,
+                "metadata": asdict(e.metadata),
+                "occurred_at": e.occurred_at.isoformat(),
+                "recorded_at": e.recorded_at.isoformat(),
+                "hash": e.hash.hex(),
             }
             for e in events
         ],
         "next_version": events[-1].stream_version + 1 if len(events) == limit else None,
-    }  # fmt: skip
+    }
     if as_of is not None:
         state = episode_as_of(services.store, episode_id, at=as_of)
         body["state_as_of"] = encode(state) if state else None
@@ -127,7 +140,9 @@ def export_episode(
     request: Request,
     episode_id: str = IdPath(),
     format: Annotated[str, Query(pattern="^(ndjson|fhir)$")] = "ndjson",
-    recipient: Annotated[str, Query(pattern=r"^[a-z0-9][a-z0-9._:-]{0,63}$", description="who receives it")] = "internal_audit",
+    recipient: Annotated[
+        str, Query(pattern=r"^[a-z0-9][a-z0-9._:-]{0,63}$", description="who receives it")
+    ] = "internal_audit",
     purpose: Purpose = "audit",
     caller: ApiKey = Depends(READ_RECORD),
 ) -> Response:
@@ -141,8 +156,11 @@ def export_episode(
     if format == "fhir":
         return JSONResponse(fhir_bundle(episode_id, events), media_type="application/fhir+json")
     body = "".join(line + "\n" for line in ndjson_lines(events))
-    return Response(body, media_type="application/x-ndjson",
-                    headers={"Content-Disposition": f'attachment; filename="{episode_id}.ndjson"'})  # fmt: skip
+    return Response(
+        body,
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{episode_id}.ndjson"'},
+    )
 
 
 @router.get("/partner/referrals")
@@ -173,7 +191,9 @@ def alerts(
 def verify(
     request: Request,
     episode: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    anchor_position: Annotated[int | None, Query(ge=0, le=2**62, description="An anchor from /audit/anchor: its position")] = None,
+    anchor_position: Annotated[
+        int | None, Query(ge=0, le=2**62, description="An anchor from /audit/anchor: its position")
+    ] = None,
     anchor_hash: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$", description="and its hash")] = None,
     caller: ApiKey = Depends(AUDIT),
 ) -> dict[str, Any]:
@@ -186,11 +206,13 @@ def verify(
     anchors = [] if anchor_position is None else [Anchor(anchor_position, str(anchor_hash))]
     report = verify_stream(engine, episode) if episode else verify_log(engine, anchors=anchors)
     return {
-        "scope": report.scope, "ok": report.ok, "events_checked": report.events_checked,
+        "scope": report.scope,
+        "ok": report.ok,
+        "events_checked": report.events_checked,
         "anchors_checked": len(anchors),
         "first_broken": asdict(report.first_broken) if report.first_broken else None,
         "problems": [asdict(p) for p in report.problems],
-    }  # fmt: skip
+    }
 
 
 @router.get("/audit/anchor")

@@ -12,14 +12,14 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from domain.aftercare import FollowUpOutcome, ReferralStatus
-from domain.aftercare_decisions import MAX_CONSENT_DAYS
-from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
-from domain.levels import LevelOfCare
-from domain.testing import NO_SPECIMEN, TestMethod, TestResult
-from domain.testing_decisions import NAMES_WHAT_IT_FOUND
-from domain.values import CLOCK_SKEW, instant_problem, text_problem
-from eventlog.access import Role
+from continuum.access import Role
+from continuum.domain.aftercare import FollowUpOutcome, ReferralStatus
+from continuum.domain.aftercare_decisions import MAX_CONSENT_DAYS
+from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
+from continuum.domain.levels import LevelOfCare
+from continuum.domain.testing import NO_SPECIMEN, TestMethod, TestResult
+from continuum.domain.testing_decisions import NAMES_WHAT_IT_FOUND
+from continuum.domain.values import CLOCK_SKEW, instant_problem, text_problem
 
 
 def _plausible(value: datetime, ahead: timedelta) -> datetime:
@@ -53,7 +53,9 @@ def _line(value: str) -> str:
 
 
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", examples=["EP-1001"])]
-Instant = Annotated[AwareDatetime, AfterValidator(plausible_instant), Field(description="with a time zone; 1900 to a day from now")]
+Instant = Annotated[
+    AwareDatetime, AfterValidator(plausible_instant), Field(description="with a time zone; 1900 to a day from now")
+]
 Note = Annotated[str, Field(max_length=2000), AfterValidator(_text)]
 Reason = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_text)]
 CancellationReason = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_text)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from continuum.access import AccessLog, ApiKeyStore, IdempotencyStore
 from continuum.episodes import EpisodeCommands
-from eventlog.access import AccessLog, ApiKeyStore, IdempotencyStore
-from eventlog.reads import EpisodeReads
-from eventlog.store import PostgresEventStore
+from continuum.eventlog.reads import EpisodeReads
+from continuum.eventlog.store import PostgresEventStore
 
 
 @dataclass(frozen=True)
@@ -22,4 +22,6 @@ class Services:
     @classmethod
     def build(cls, episodes: EpisodeCommands, store: PostgresEventStore) -> Services:
         engine = store.engine
-        return cls(episodes, store, EpisodeReads(engine), ApiKeyStore(engine), IdempotencyStore(engine), AccessLog(engine))
+        return cls(
+            episodes, store, EpisodeReads(engine), ApiKeyStore(engine), IdempotencyStore(engine), AccessLog(engine)
+        )

@@ -6,8 +6,15 @@ import sys
 
 from bench import audit, burst, episodes, event_append, reads, replay, report, restart
 
-BENCHMARKS = {"event_append": event_append.main, "audit": audit.main, "reads": reads.main, "episodes": episodes.main, "burst": burst.main,
-              "replay": replay.main, "restart": restart.main}
+BENCHMARKS = {
+    "event_append": event_append.main,
+    "audit": audit.main,
+    "reads": reads.main,
+    "episodes": episodes.main,
+    "burst": burst.main,
+    "replay": replay.main,
+    "restart": restart.main,
+}
 EXTRA = {"report": report.main}  # not a benchmark: the markdown report of the last results
 
 

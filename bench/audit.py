@@ -19,11 +19,11 @@ import psycopg
 
 from bench.seed import seed
 from bench.stack import embedded_postgres, publish
-from eventlog.db import make_engine
-from eventlog.migrate import apply_migrations
-from eventlog.projection import episode_as_of
-from eventlog.store import PostgresEventStore
-from eventlog.verify import verify_log, verify_stream
+from continuum.eventlog.db import make_engine
+from continuum.eventlog.migrate import apply_migrations
+from continuum.eventlog.projection import episode_as_of
+from continuum.eventlog.store import PostgresEventStore
+from continuum.eventlog.verify import verify_log, verify_stream
 
 RESULTS = Path(__file__).parent / "results" / "audit.json"
 LONG = 10_000
@@ -67,9 +67,18 @@ def _measure(url: str, total: int) -> dict[str, object]:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "log_events": events,
         "seeded_in_seconds": round(seeding, 1),
-        "replay_10000_event_episode": {"seconds": round(timings["replay"], 3), "events_per_second": round(LONG / timings["replay"])},
-        "verify_episode_stream": {"seconds": round(timings["verify_stream"], 3), "events_per_second": round(LONG / timings["verify_stream"])},
-        "verify_whole_log": {"seconds": round(timings["verify_log"], 2), "events_per_second": round(events / timings["verify_log"]),
-                             "first_run_events_per_second": round(events / timings["verify_log_first"])},
+        "replay_10000_event_episode": {
+            "seconds": round(timings["replay"], 3),
+            "events_per_second": round(LONG / timings["replay"]),
+        },
+        "verify_episode_stream": {
+            "seconds": round(timings["verify_stream"], 3),
+            "events_per_second": round(LONG / timings["verify_stream"]),
+        },
+        "verify_whole_log": {
+            "seconds": round(timings["verify_log"], 2),
+            "events_per_second": round(events / timings["verify_log"]),
+            "first_run_events_per_second": round(events / timings["verify_log_first"]),
+        },
         "targets": {"verification_at_least_500000_per_s": events / timings["verify_log"] >= 500_000},
     }

@@ -27,12 +27,12 @@ import httpx
 from sqlalchemy import text
 from temporalio.client import Client
 
-from bench.stack import publish, BenchStack, bench_stack, free_port
+from bench.stack import BenchStack, bench_stack, free_port, publish
+from continuum.access import ApiKeyStore, Role
+from continuum.domain.commands import OpenEpisode, OrderTest, RecordAssessment
 from continuum.episodes import EpisodeCommands
-from domain.commands import OpenEpisode, OrderTest, RecordAssessment
-from eventlog.access import ApiKeyStore, Role
-from worker import build_store
-from workflows.episode import CommandMeta
+from continuum.worker import build_store
+from continuum.workflows.episode import CommandMeta
 
 RESULTS = Path(__file__).parent / "results" / "burst.json"
 MILD = (1, 1, 1, 1, 1, 1)
@@ -59,8 +59,9 @@ async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str,
         began = time.perf_counter()
         tests = await _order(episodes, queue, total // per_episode, per_episode)
         setup = time.perf_counter() - began
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120,
-                                     limits=httpx.Limits(max_connections=CONNECTIONS)) as api:  # fmt: skip
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=120, limits=httpx.Limits(max_connections=CONNECTIONS)
+        ) as api:
             await _healthy(api)
             statuses: Counter[int] = Counter()
             retries = Counter[str]()
@@ -78,21 +79,31 @@ async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str,
             converged = time.perf_counter() - began
     with store.engine.connect() as conn:
         recorded = conn.execute(
-            text("SELECT payload->>'test_id' AS test_id, count(*) AS n FROM events WHERE event_type = 'TestResultRecorded'"
-                 " AND stream_id LIKE :p GROUP BY 1"), {"p": f"BURST-{queue}-%"},
-        ).all()  # fmt: skip
+            text(
+                "SELECT payload->>'test_id' AS test_id, count(*) AS n FROM events WHERE event_type = 'TestResultRecorded'"
+                " AND stream_id LIKE :p GROUP BY 1"
+            ),
+            {"p": f"BURST-{queue}-%"},
+        ).all()
     duplicated = sum(r.n - 1 for r in recorded if r.n > 1)
     return {
         "benchmark": "burst",
         "command": f"CONTINUUM_BENCH_RESULTS={total} CONTINUUM_BENCH_TESTS_PER_EPISODE={per_episode} python3 dev.py bench burst",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "results_posted": len(tests), "episodes": total // per_episode, "setup_seconds": round(setup, 1),
+        "results_posted": len(tests),
+        "episodes": total // per_episode,
+        "setup_seconds": round(setup, 1),
         "unanswered": len(tests) - sum(statuses.values()),
-        "http_connections": CONNECTIONS, "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "retries_after_503": retries["503"], "retries_after_a_dropped_connection": retries["connection"], "all_answered_seconds": round(posted, 1),
-        "all_in_projection_seconds": round(converged, 1), "results_per_second": round(len(tests) / converged, 1),
-        "lost": len(tests) - reflected, "duplicated": duplicated,
-    }  # fmt: skip
+        "http_connections": CONNECTIONS,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "retries_after_503": retries["503"],
+        "retries_after_a_dropped_connection": retries["connection"],
+        "all_answered_seconds": round(posted, 1),
+        "all_in_projection_seconds": round(converged, 1),
+        "results_per_second": round(len(tests) / converged, 1),
+        "lost": len(tests) - reflected,
+        "duplicated": duplicated,
+    }
 
 
 async def _order(episodes: EpisodeCommands, queue: str, count: int, per_episode: int) -> list[tuple[str, str]]:
@@ -102,7 +113,9 @@ async def _order(episodes: EpisodeCommands, queue: str, count: int, per_episode:
     async def one(n: int) -> None:
         episode = f"BURST-{queue}-{n:05d}"
         async with gate:
-            await episodes.open(_meta(), OpenEpisode(episode, f"client-{n}", assessment=RecordAssessment(MILD, "clin-b")))
+            await episodes.open(
+                _meta(), OpenEpisode(episode, f"client-{n}", assessment=RecordAssessment(MILD, "clin-b"))
+            )
             for _ in range(per_episode):
                 result = await episodes.send(episode, _meta(), OrderTest("clin-b"))
                 tests.append((episode, next(e.data["test_id"] for e in result.events if e.type == "TestOrdered")))
@@ -126,8 +139,15 @@ async def _healthy(api: httpx.AsyncClient) -> None:
     raise RuntimeError("the API never answered")
 
 
-async def _post(api: httpx.AsyncClient, key: str, episode: str, test: str, statuses: Counter[int], retries: Counter[str]) -> None:
-    body = {"result": "negative", "method": "confirmed", "collected_at": datetime.now(UTC).isoformat(), "lab_reference": f"L-{test}"}
+async def _post(
+    api: httpx.AsyncClient, key: str, episode: str, test: str, statuses: Counter[int], retries: Counter[str]
+) -> None:
+    body = {
+        "result": "negative",
+        "method": "confirmed",
+        "collected_at": datetime.now(UTC).isoformat(),
+        "lab_reference": f"L-{test}",
+    }
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"result-{test}"}
     for _ in range(20):
         try:

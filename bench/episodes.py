@@ -31,16 +31,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.bare import BareWorkflow, noop
-from bench.stack import publish, BenchStack, bench_stack, rss_mib
+from bench.stack import BenchStack, bench_stack, publish, rss_mib
+from continuum.domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome, RecordTestResult
+from continuum.domain.episode import ReviewOutcome
+from continuum.domain.policy import default_policy_text
+from continuum.domain.testing import TestMethod, TestResult
 from continuum.episodes import EpisodeCommands
-from continuum.settings import Settings
-from domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome, RecordTestResult
-from domain.episode import ReviewOutcome
-from domain.policy import default_policy_text
-from domain.testing import TestMethod, TestResult
-from eventlog.store import PostgresEventStore
-from worker import ACTIVITY_THREADS, WORKFLOWS, activities_for, build_store
-from workflows.episode import CommandMeta, workflow_id
+from continuum.eventlog.store import PostgresEventStore
+from continuum.runtime.settings import Settings
+from continuum.worker import ACTIVITY_THREADS, WORKFLOWS, activities_for, build_store
+from continuum.workflows.episode import CommandMeta, workflow_id
 
 RESULTS = Path(__file__).parent / "results" / "episodes.json"
 MILD = (1, 1, 1, 1, 1, 1)
@@ -75,32 +75,53 @@ async def _measure(stack: BenchStack, count: int, open_count: int) -> dict[str, 
 async def _throughput(client: Client, store: PostgresEventStore, count: int) -> dict[str, Any]:
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     with ThreadPoolExecutor(ACTIVITY_THREADS) as executor:
-        async with Worker(client, task_queue=queue, workflows=[*WORKFLOWS, BareWorkflow],
-                          activities=[*activities_for(store), noop], activity_executor=executor,
-                          max_concurrent_activities=ACTIVITY_THREADS):  # fmt: skip
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[*WORKFLOWS, BareWorkflow],
+            activities=[*activities_for(store), noop],
+            activity_executor=executor,
+            max_concurrent_activities=ACTIVITY_THREADS,
+        ):
             episodes = EpisodeCommands(client, queue, policy_text=POLICY, day=timedelta(seconds=DAY_SECONDS))
             ids = [f"BENCH-{queue}-{n:04d}" for n in range(count)]
             began = time.perf_counter()
-            await asyncio.gather(*(episodes.open(_meta(), OpenEpisode(i, f"client-{i}", assessment=RecordAssessment(MILD, "clin-b")))
-                                   for i in ids))  # fmt: skip
+            await asyncio.gather(
+                *(
+                    episodes.open(_meta(), OpenEpisode(i, f"client-{i}", assessment=RecordAssessment(MILD, "clin-b")))
+                    for i in ids
+                )
+            )
             commands = await _drive(episodes, store, ids)
             episode_wall = time.perf_counter() - began
             steps = [await _steps(client, i) for i in ids]
             began = time.perf_counter()
-            await asyncio.gather(*(client.execute_workflow(BareWorkflow.run, s, id=f"bare-{queue}-{n}", task_queue=queue)
-                                   for n, s in enumerate(steps)))  # fmt: skip
+            await asyncio.gather(
+                *(
+                    client.execute_workflow(BareWorkflow.run, s, id=f"bare-{queue}-{n}", task_queue=queue)
+                    for n, s in enumerate(steps)
+                )
+            )
             bare_wall = time.perf_counter() - began
     with store.engine.connect() as conn:
-        events = conn.execute(text("SELECT count(*) FROM events WHERE stream_id LIKE :p"), {"p": f"BENCH-{queue}-%"}).scalar_one()
+        events = conn.execute(
+            text("SELECT count(*) FROM events WHERE stream_id LIKE :p"), {"p": f"BENCH-{queue}-%"}
+        ).scalar_one()
     activities = sum(1 for s in steps for x in s if x < 0)
     timers = sum(1 for s in steps for x in s if x >= 0)
     return {
-        "episodes": count, "day_seconds": DAY_SECONDS, "path": "intensive_outpatient -> outpatient -> aftercare -> closed",
-        "episode_wall_seconds": round(episode_wall, 2), "bare_wall_seconds": round(bare_wall, 2),
-        "overhead_ratio": round(episode_wall / bare_wall, 3), "events_recorded": events,
-        "commands_sent_by_the_bench": commands, "activities": activities, "fired_timers": timers,
+        "episodes": count,
+        "day_seconds": DAY_SECONDS,
+        "path": "intensive_outpatient -> outpatient -> aftercare -> closed",
+        "episode_wall_seconds": round(episode_wall, 2),
+        "bare_wall_seconds": round(bare_wall, 2),
+        "overhead_ratio": round(episode_wall / bare_wall, 3),
+        "events_recorded": events,
+        "commands_sent_by_the_bench": commands,
+        "activities": activities,
+        "fired_timers": timers,
         "timer_seconds_per_episode": round(sum(x for s in steps for x in s if x >= 0) / count, 2),
-    }  # fmt: skip
+    }
 
 
 def _meta() -> CommandMeta:
@@ -115,8 +136,10 @@ async def _drive(episodes: EpisodeCommands, store: PostgresEventStore, ids: list
     remaining = set(ids)
     while remaining:
         with store.engine.connect() as conn:
-            rows = conn.execute(text("SELECT episode_id, status, state FROM episodes WHERE episode_id = ANY(:ids)"),
-                                {"ids": list(remaining)}).all()  # fmt: skip
+            rows = conn.execute(
+                text("SELECT episode_id, status, state FROM episodes WHERE episode_id = ANY(:ids)"),
+                {"ids": list(remaining)},
+            ).all()
         work, keys = [], []
         for row in rows:
             if row.status == "closed":
@@ -125,12 +148,20 @@ async def _drive(episodes: EpisodeCommands, store: PostgresEventStore, ids: list
             review = row.state.get("pending_review")
             if review and f"{row.episode_id}/{review['review_id']}" not in answered:
                 keys.append(f"{row.episode_id}/{review['review_id']}")
-                work.append(episodes.send(row.episode_id, _meta(), RecordReviewOutcome(review["review_id"], ReviewOutcome.GOALS_MET, "ther-b")))
+                work.append(
+                    episodes.send(
+                        row.episode_id,
+                        _meta(),
+                        RecordReviewOutcome(review["review_id"], ReviewOutcome.GOALS_MET, "ther-b"),
+                    )
+                )
             for test in row.state.get("tests", []):
                 key = f"{row.episode_id}/{test['test_id']}"
                 if not test["cancelled"] and not test["confirmed"] and key not in answered:
                     keys.append(key)
-                    result = RecordTestResult(test["test_id"], TestResult.NEGATIVE, TestMethod.CONFIRMED, datetime.now(UTC), f"L-{key}")
+                    result = RecordTestResult(
+                        test["test_id"], TestResult.NEGATIVE, TestMethod.CONFIRMED, datetime.now(UTC), f"L-{key}"
+                    )
                     work.append(episodes.send(row.episode_id, _meta(), result))
         outcomes = await asyncio.gather(*work, return_exceptions=True)
         for key, outcome in zip(keys, outcomes, strict=True):
@@ -153,7 +184,9 @@ async def _steps(client: Client, episode_id: str) -> list[float]:
         if event.HasField("activity_task_scheduled_event_attributes"):
             order.append((event.event_id, -1.0))
         elif event.HasField("timer_started_event_attributes"):
-            started[event.event_id] = event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+            started[event.event_id] = (
+                event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+            )
         elif event.HasField("timer_fired_event_attributes"):
             timer = event.timer_fired_event_attributes.started_event_id
             order.append((timer, started[timer]))
@@ -179,9 +212,13 @@ async def _memory(stack: BenchStack, client: Client, count: int) -> dict[str, An
         await asyncio.sleep(5)  # let the schedule draws and their appends settle
         loaded = rss_mib(worker.pid)
     return {
-        "open_episodes": count, "opened_in_seconds": round(opening, 1), "opened_per_second": round(count / opening, 1),
-        "worker_rss_idle_mib": round(idle, 1), "worker_rss_with_open_episodes_mib": round(loaded, 1),
+        "open_episodes": count,
+        "opened_in_seconds": round(opening, 1),
+        "opened_per_second": round(count / opening, 1),
+        "worker_rss_idle_mib": round(idle, 1),
+        "worker_rss_with_open_episodes_mib": round(loaded, 1),
         "per_open_episode_kib": round((loaded - idle) * 1024 / count, 1),
-        "workflow_cache": cache, "per_cached_episode_kib": round((loaded - idle) * 1024 / min(count, cache), 1),
+        "workflow_cache": cache,
+        "per_cached_episode_kib": round((loaded - idle) * 1024 / min(count, cache), 1),
         "note": f"the worker keeps up to {cache} workflows in memory (CONTINUUM_WORKFLOW_CACHE); the others replay when they next have work",
-    }  # fmt: skip
+    }

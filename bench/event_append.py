@@ -24,16 +24,16 @@ from pathlib import Path
 
 import psycopg
 
-from continuum.servers import EmbeddedPostgres
-from domain.codec import to_envelope
-from domain.events import EpisodeOpened, FlagCleared, FlagRaised
-from domain.ids import ClientId, EpisodeId
-from eventlog.db import make_engine
-from eventlog.hashing import canonical_json
-from eventlog.migrate import apply_migrations
-from eventlog.projection import EpisodesProjection
-from eventlog.records import EventMetadata, NewEvent
-from eventlog.store import PostgresEventStore
+from continuum.domain.codec import to_envelope
+from continuum.domain.events import EpisodeOpened, FlagCleared, FlagRaised
+from continuum.domain.ids import ClientId, EpisodeId
+from continuum.eventlog.db import make_engine
+from continuum.eventlog.hashing import canonical_json
+from continuum.eventlog.migrate import apply_migrations
+from continuum.eventlog.projection import EpisodesProjection
+from continuum.eventlog.records import EventMetadata, NewEvent
+from continuum.eventlog.store import PostgresEventStore
+from continuum.runtime.servers import EmbeddedPostgres
 
 RESULTS = Path(__file__).parent / "results" / "event_append.json"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -54,9 +54,15 @@ def _episode_events(episode: str, count: int, start: int) -> list[NewEvent]:
             domain_event = FlagCleared(eid, at, "result_missing")
         envelope = to_envelope(domain_event)
         events.append(
-            NewEvent(uuid.uuid4(), envelope.type, envelope.schema_version, envelope.data, at,
-                     EventMetadata(actor="service:bench", workflow_id=f"episode-{episode}"))
-        )  # fmt: skip
+            NewEvent(
+                uuid.uuid4(),
+                envelope.type,
+                envelope.schema_version,
+                envelope.data,
+                at,
+                EventMetadata(actor="service:bench", workflow_id=f"episode-{episode}"),
+            )
+        )
     return events
 
 
@@ -92,7 +98,9 @@ def main() -> None:
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"event append throughput ({total} events per case, median of {ROUNDS} interleaved rounds; {report['machine']})")
+    print(
+        f"event append throughput ({total} events per case, median of {ROUNDS} interleaved rounds; {report['machine']})"
+    )
     print(f"{'case':28} {'events/s':>10} {'x raw single':>13}")
     for name, rate in results.items():
         print(f"{name:28} {rate:>10,.0f} {rate / raw:>13.2f}")
@@ -112,7 +120,9 @@ def _measure(url: str, total: int) -> dict[str, float]:
         (f"ep-{i % 100}", uuid.uuid4(), "FlagRaised", canonical_json({"flag": "result_missing", "n": i}), T0)
         for i in range(total)
     ]
-    insert = "INSERT INTO raw_events (stream_id, event_id, event_type, payload, occurred_at) VALUES (%s, %s, %s, %s, %s)"
+    insert = (
+        "INSERT INTO raw_events (stream_id, event_id, event_type, payload, occurred_at) VALUES (%s, %s, %s, %s, %s)"
+    )
 
     def raw_single() -> None:
         with psycopg.connect(conninfo) as conn:

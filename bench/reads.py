@@ -25,15 +25,23 @@ import psycopg
 
 from bench.seed import seed
 from bench.stack import embedded_postgres, publish
-from domain.levels import LevelOfCare
-from eventlog.db import make_engine
-from eventlog.migrate import apply_migrations
-from eventlog.reads import EpisodeReads
+from continuum.domain.levels import LevelOfCare
+from continuum.eventlog.db import make_engine
+from continuum.eventlog.migrate import apply_migrations
+from continuum.eventlog.reads import EpisodeReads
 
 RESULTS = Path(__file__).parent / "results" / "reads.json"
 RUNS = 300
-STATE = json.dumps({"status": "active", "flags": [], "tests": [{"test_id": "x", "reason": "scheduled"}] * 8,
-                    "referrals": [], "follow_ups": [], "medications": ["methadone"]})  # fmt: skip
+STATE = json.dumps(
+    {
+        "status": "active",
+        "flags": [],
+        "tests": [{"test_id": "x", "reason": "scheduled"}] * 8,
+        "referrals": [],
+        "follow_ups": [],
+        "medications": ["methadone"],
+    }
+)
 
 
 def main() -> None:
@@ -63,7 +71,9 @@ def _measure(url: str, episodes: int, per_episode: int) -> dict[str, object]:
     queries: dict[str, Callable[[], object]] = {
         "census": reads.census,
         "list_first_page": lambda: reads.list(page=1, page_size=50),
-        "list_by_level_and_status": lambda: reads.list(level=rng.choice(levels), status="active", page=rng.randint(1, 20)),
+        "list_by_level_and_status": lambda: reads.list(
+            level=rng.choice(levels), status="active", page=rng.randint(1, 20)
+        ),
         "list_by_flag": lambda: reads.list(flag="review_overdue", page=1),
         "list_deep_page": lambda: reads.list(page=rng.randint(1, episodes // 50), page_size=50),
         "search_by_id_prefix": lambda: reads.list(id_prefix=f"EP-{rng.randint(0, episodes - 1):07d}"[:8]),
@@ -78,7 +88,10 @@ def _measure(url: str, episodes: int, per_episode: int) -> dict[str, object]:
             query()
             samples.append((time.perf_counter() - began) * 1000)
         samples.sort()
-        latencies[name] = {"p50_ms": round(statistics.median(samples), 2), "p95_ms": round(samples[int(RUNS * 0.95)], 2)}
+        latencies[name] = {
+            "p50_ms": round(statistics.median(samples), 2),
+            "p95_ms": round(samples[int(RUNS * 0.95)], 2),
+        }
     return {
         "benchmark": "reads",
         "command": f"CONTINUUM_BENCH_EPISODES={episodes} CONTINUUM_BENCH_EVENTS_PER_EPISODE={per_episode} python3 dev.py bench reads",
@@ -97,14 +110,31 @@ def _seed_projection(conninfo: str, episodes: int) -> None:
     rng = random.Random(11)
     levels = [level.value for level in LevelOfCare]
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    with psycopg.connect(conninfo) as conn, conn.cursor().copy(
-        "COPY episodes (episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at,"
-        " version, last_position, state) FROM STDIN"
-    ) as copy:
+    with (
+        psycopg.connect(conninfo) as conn,
+        conn.cursor().copy(
+            "COPY episodes (episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at,"
+            " version, last_position, state) FROM STDIN"
+        ) as copy,
+    ):
         for i in range(episodes):
             status = rng.choices(["active", "on_hold", "closed", "intake"], weights=[70, 5, 22, 3])[0]
             level = None if status == "intake" else rng.choice(levels)
             flags = rng.choices([[], ["review_overdue"], ["result_missing:t-1"]], weights=[90, 6, 4])[0]
             opened = start + timedelta(minutes=i)
-            copy.write_row((f"EP-{i:07d}", f"client-{i}", status, opened, level, opened if level else None, flags, opened,
-                            opened + timedelta(days=90) if status == "closed" else None, 100, i, STATE))  # fmt: skip
+            copy.write_row(
+                (
+                    f"EP-{i:07d}",
+                    f"client-{i}",
+                    status,
+                    opened,
+                    level,
+                    opened if level else None,
+                    flags,
+                    opened,
+                    opened + timedelta(days=90) if status == "closed" else None,
+                    100,
+                    i,
+                    STATE,
+                )
+            )

@@ -42,14 +42,14 @@ from temporalio.worker import Replayer
 
 from bench.care import answers
 from bench.stack import BenchStack, bench_stack, publish
+from continuum.domain.codec import decode
+from continuum.domain.commands import Discharge, OpenEpisode, RecordAssessment
+from continuum.domain.episode import DischargeReason, Episode
+from continuum.domain.levels import LevelOfCare
+from continuum.domain.policy import default_policy_text, load_policy
 from continuum.episodes import EpisodeCommands
-from domain.codec import decode
-from domain.commands import Discharge, OpenEpisode, RecordAssessment
-from domain.episode import DischargeReason, Episode
-from domain.levels import LevelOfCare
-from domain.policy import default_policy_text, load_policy
-from eventlog.db import make_engine
-from workflows.episode import CommandMeta, EpisodeWorkflow, workflow_id
+from continuum.eventlog.db import make_engine
+from continuum.workflows.episode import CommandMeta, EpisodeWorkflow, workflow_id
 
 RESULTS = Path(__file__).parent / "results" / "replay.json"
 HISTORY = Path(__file__).resolve().parents[1] / "tests" / "histories" / "episode_long.json"
@@ -70,7 +70,9 @@ def main() -> None:
     publish(RESULTS, report)
 
 
-async def _measure(stack: BenchStack, years: list[float], day_seconds: float, rounds: int, write_history: bool) -> dict[str, Any]:
+async def _measure(
+    stack: BenchStack, years: list[float], day_seconds: float, rounds: int, write_history: bool
+) -> dict[str, Any]:
     client = await Client.connect(stack.temporal_address)
     queue = f"replay-{uuid.uuid4().hex[:6]}"
     day = timedelta(seconds=day_seconds)
@@ -81,8 +83,15 @@ async def _measure(stack: BenchStack, years: list[float], day_seconds: float, ro
         sent = await _drive(episodes, stack.database_url, ids, day)
     engine = make_engine(stack.database_url)
     with engine.connect() as conn:
-        recorded = {eid: dict(conn.execute(text("SELECT event_type, count(*) FROM events WHERE stream_id = :s GROUP BY 1 ORDER BY 2 DESC"),
-                                           {"s": eid}).all()) for eid in ids.values()}  # fmt: skip
+        recorded = {
+            eid: dict(
+                conn.execute(
+                    text("SELECT event_type, count(*) FROM events WHERE stream_id = :s GROUP BY 1 ORDER BY 2 DESC"),
+                    {"s": eid},
+                ).all()
+            )
+            for eid in ids.values()
+        }
     engine.dispose()
     driven = time.perf_counter() - began
     replayer = Replayer(workflows=[EpisodeWorkflow])
@@ -101,14 +110,20 @@ async def _measure(stack: BenchStack, years: list[float], day_seconds: float, ro
         times = [statistics.median(s) for s in samples]
         events = [len(h.events) for h in runs]
         lengths[f"{y:g}y"] = {
-            "episode_id": eid, "care_days": round(y * 365), "commands_sent_by_the_bench": sent[eid],
-            "log_events": sum(recorded[eid].values()), "log_events_by_type": recorded[eid],
-            "runs": len(runs), "replay_rounds": len(samples[0]), "events_per_run": events, "total_events": sum(events),
+            "episode_id": eid,
+            "care_days": round(y * 365),
+            "commands_sent_by_the_bench": sent[eid],
+            "log_events": sum(recorded[eid].values()),
+            "log_events_by_type": recorded[eid],
+            "runs": len(runs),
+            "replay_rounds": len(samples[0]),
+            "events_per_run": events,
+            "total_events": sum(events),
             "history_bytes_per_run": [h.to_json().__len__() for h in runs],
             "replay_ms_per_run": [round(t * 1000, 1) for t in times],
             "ms_per_event": round(sum(times) * 1000 / sum(events), 4),
             "longest_run_replay_ms": round(max(times) * 1000, 1),
-        }  # fmt: skip
+        }
         if write_history and y == years[0]:
             longest = max(runs, key=lambda h: len(h.events))
             HISTORY.write_text(longest.to_json())
@@ -118,16 +133,18 @@ async def _measure(stack: BenchStack, years: list[float], day_seconds: float, ro
     return {
         "benchmark": "replay",
         "command": f"CONTINUUM_BENCH_REPLAY_YEARS={','.join(f'{y:g}' for y in years)} "
-                   f"CONTINUUM_BENCH_REPLAY_DAY_SECONDS={day_seconds:g} CONTINUUM_BENCH_REPLAY_ROUNDS={rounds} python3 dev.py bench replay",
+        f"CONTINUUM_BENCH_REPLAY_DAY_SECONDS={day_seconds:g} CONTINUUM_BENCH_REPLAY_ROUNDS={rounds} python3 dev.py bench replay",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "path": "intensive_outpatient -> outpatient (reviews answered extend), tests twice a week",
-        "day_seconds": day_seconds, "replay_rounds": rounds, "episodes_run_seconds": round(driven, 1),
+        "day_seconds": day_seconds,
+        "replay_rounds": rounds,
+        "episodes_run_seconds": round(driven, 1),
         "lengths": lengths,
         "ratio_ms_per_event_last_to_first": round(ratio, 3),
         "longest_single_run_replay_ms": max(v["longest_run_replay_ms"] for v in lengths.values()),
         "targets": {"last_within_1_2x_of_first": ratio <= 1.2},
-    }  # fmt: skip
+    }
 
 
 async def _drive(episodes: EpisodeCommands, database_url: str, ids: dict[float, str], day: timedelta) -> dict[str, int]:
@@ -135,7 +152,9 @@ async def _drive(episodes: EpisodeCommands, database_url: str, ids: dict[float, 
     policy = load_policy(POLICY)
     until = {eid: y * 365 for y, eid in ids.items()}
     for eid in ids.values():
-        await episodes.open(_meta(), OpenEpisode(eid, f"client-{eid.lower()}", assessment=RecordAssessment(MILD, "clin-b")))
+        await episodes.open(
+            _meta(), OpenEpisode(eid, f"client-{eid.lower()}", assessment=RecordAssessment(MILD, "clin-b"))
+        )
     engine = make_engine(database_url)
     answered: set[str] = set()
     sent = dict.fromkeys(ids.values(), 0)
@@ -144,15 +163,20 @@ async def _drive(episodes: EpisodeCommands, database_url: str, ids: dict[float, 
     try:
         while remaining:
             with engine.connect() as conn:
-                rows = conn.execute(text("SELECT episode_id, state FROM episodes WHERE episode_id = ANY(:ids)"),
-                                    {"ids": list(remaining)}).all()  # fmt: skip
+                rows = conn.execute(
+                    text("SELECT episode_id, state FROM episodes WHERE episode_id = ANY(:ids)"),
+                    {"ids": list(remaining)},
+                ).all()
             work, keys = [], []
             for row in rows:
                 state = decode(Episode, row.state)
                 elapsed = (datetime.now(UTC) - state.opened_at) / day
                 if elapsed >= until[row.episode_id]:  # its length of care: discharged, so its workflow ends
-                    await episodes.send(row.episode_id, CommandMeta(f"{row.episode_id}/discharge", "clin-b"),
-                                        Discharge(DischargeReason.COMPLETED))  # fmt: skip
+                    await episodes.send(
+                        row.episode_id,
+                        CommandMeta(f"{row.episode_id}/discharge", "clin-b"),
+                        Discharge(DischargeReason.COMPLETED),
+                    )
                     sent[row.episode_id] += 1
                     remaining.discard(row.episode_id)
                     continue
@@ -188,7 +212,11 @@ async def _runs(client: Client, wid: str) -> list[WorkflowHistory]:
         runs.append(history)
         last = history.events[-1]
         attributes = last.workflow_execution_continued_as_new_event_attributes
-        run_id = attributes.new_execution_run_id if last.HasField("workflow_execution_continued_as_new_event_attributes") else None
+        run_id = (
+            attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else None
+        )
     return runs
 
 

@@ -9,12 +9,22 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
-    lines = ["# Continuum benchmark results", "",
-             "Written by `python3 dev.py bench report` from the JSON files beside it. Each section gives the",
-             "command that produced it; numbers are from one run on the machine named.", ""]  # fmt: skip
+    lines = [
+        "# Continuum benchmark results",
+        "",
+        "Written by `python3 dev.py bench report` from the JSON files beside it. Each section gives the",
+        "command that produced it; numbers are from one run on the machine named.",
+        "",
+    ]
     for path in sorted(RESULTS.glob("*.json")):
         data = json.loads(path.read_text())
-        lines += [f"## {data.get('benchmark', path.stem)}", "", f"`{data.get('command', '')}`  ", f"{data.get('machine', '')}", ""]
+        lines += [
+            f"## {data.get('benchmark', path.stem)}",
+            "",
+            f"`{data.get('command', '')}`  ",
+            f"{data.get('machine', '')}",
+            "",
+        ]
         lines += ["| measure | value |", "|---|---|"]
         for key, value in data.items():
             if key in ("benchmark", "command", "machine"):

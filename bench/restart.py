@@ -59,18 +59,25 @@ from temporalio.converter import DataConverter
 from bench.care import Step, simulate
 from bench.seed import seed_events
 from bench.stack import BenchStack, bench_stack, publish
-from domain.codec import encode, to_envelope
-from domain.commands import ChangeMedications, OrderTest
-from domain.episode import Episode
-from domain.levels import LevelOfCare
-from domain.policy import default_policy_text, load_policy
-from domain.testing import OrderReason
-from eventlog.projection import rebuild_episodes
-from eventlog.records import EventMetadata
-from worker import build_store
-from workflows import episode as episode_module
-from workflows.episode import CommandMeta, CommandResult, EpisodeInput, EpisodeWorkflow, RecordedEvent, workflow_id
-from workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
+from continuum.domain.codec import encode, to_envelope
+from continuum.domain.commands import ChangeMedications, OrderTest
+from continuum.domain.episode import Episode
+from continuum.domain.levels import LevelOfCare
+from continuum.domain.policy import default_policy_text, load_policy
+from continuum.domain.testing import OrderReason
+from continuum.eventlog.projection import rebuild_episodes
+from continuum.eventlog.records import EventMetadata
+from continuum.worker import build_store
+from continuum.workflows import episode as episode_module
+from continuum.workflows.episode import (
+    CommandMeta,
+    CommandResult,
+    EpisodeInput,
+    EpisodeWorkflow,
+    RecordedEvent,
+    workflow_id,
+)
+from continuum.workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
 
 RESULTS = Path(__file__).parent / "results" / "restart.json"
 DAY = timedelta(days=1)
@@ -111,8 +118,9 @@ def _estimated_lead(count: int, commands: int) -> float:
     return 30 + count * (0.2 + commands * 0.14)  # main, 1,000 episodes x 3 commands: killed 618 s after the start
 
 
-async def _measure(stack: BenchStack, count: int, commands: int, in_flight: int, lead: float, path: str,
-                   deadline: float) -> dict[str, Any]:  # fmt: skip
+async def _measure(
+    stack: BenchStack, count: int, commands: int, in_flight: int, lead: float, path: str, deadline: float
+) -> dict[str, Any]:
     client = await Client.connect(stack.temporal_address)
     queue = f"restart-{uuid.uuid4().hex[:6]}"
     policy_text = default_policy_text()
@@ -127,8 +135,16 @@ async def _measure(stack: BenchStack, count: int, commands: int, in_flight: int,
     simulated: dict[str, tuple[Episode, list[Step]]] = {}
     for n, eid in enumerate(ids):
         ordered = overdue_at[eid] - window
-        simulated[eid] = simulate(eid, ordered - DAY * 365, start, policy, DAY, Random(n), step_down_to=PATHS[path],
-                                  orders=((ordered, "clin-1", OrderTest("clin-1")),))  # fmt: skip
+        simulated[eid] = simulate(
+            eid,
+            ordered - DAY * 365,
+            start,
+            policy,
+            DAY,
+            Random(n),
+            step_down_to=PATHS[path],
+            orders=((ordered, "clin-1", OrderTest("clin-1")),),
+        )
     awaited = {eid: next(t for t in s.tests if t.reason is OrderReason.CLINICIAN) for eid, (s, _) in simulated.items()}
     assert all(test.result_due_at == overdue_at[eid] for eid, test in awaited.items())
     simulate_seconds = time.perf_counter() - began
@@ -154,39 +170,79 @@ async def _measure(stack: BenchStack, count: int, commands: int, in_flight: int,
     inputs = {eid: _carried(eid, policy_text, state, steps) for eid, (state, steps) in simulated.items()}
     state_bytes = [len(json.dumps(i.state, separators=(",", ":"))) for i in inputs.values()]
     payload_bytes = [DataConverter.default.payload_converter.to_payloads([i])[0].ByteSize() for i in inputs.values()]
-    print(f"seeded {len(rows)} events in {seeding_seconds:.1f} s; overdue instants {lead:.0f} s after the start", flush=True)
+    print(
+        f"seeded {len(rows)} events in {seeding_seconds:.1f} s; overdue instants {lead:.0f} s after the start",
+        flush=True,
+    )
 
     common = {
         "benchmark": "restart",
         "command": "".join(f"{k}={v} " for k, v in _worker_env().items())
         + f"CONTINUUM_BENCH_RESTART_EPISODES={count} CONTINUUM_BENCH_RESTART_COMMANDS={commands} "
-                   f"CONTINUUM_BENCH_RESTART_IN_FLIGHT={in_flight} CONTINUUM_BENCH_RESTART_PATH={path} "
-                   f"CONTINUUM_BENCH_RESTART_LEAD_SECONDS={lead:g} CONTINUUM_BENCH_RESTART_DEADLINE_SECONDS={deadline:g} "
-                   "python3 dev.py bench restart",
+        f"CONTINUUM_BENCH_RESTART_IN_FLIGHT={in_flight} CONTINUUM_BENCH_RESTART_PATH={path} "
+        f"CONTINUUM_BENCH_RESTART_LEAD_SECONDS={lead:g} CONTINUUM_BENCH_RESTART_DEADLINE_SECONDS={deadline:g} "
+        "python3 dev.py bench restart",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "measured_at": start.isoformat(timespec="seconds"),
-        "episodes": count, "commands_before_kill_per_episode": commands, "in_flight": in_flight,
-        "path": path, "final_levels": dict(Counter(s.level.value for s, _ in simulated.values() if s.level)),
+        "episodes": count,
+        "commands_before_kill_per_episode": commands,
+        "in_flight": in_flight,
+        "path": path,
+        "final_levels": dict(Counter(s.level.value for s, _ in simulated.values() if s.level)),
         "seeding": {
-            "events": len(rows), "events_per_episode": round(len(rows) / count, 1),
-            "simulate_seconds": round(simulate_seconds, 1), "copy_seconds": round(copy_seconds, 1),
-            "projection_rebuild_seconds": round(rebuild_seconds, 1), "total_seconds": round(seeding_seconds, 1),
-            "carried_state_bytes_median": int(statistics.median(state_bytes)), "carried_state_bytes_max": max(state_bytes),
+            "events": len(rows),
+            "events_per_episode": round(len(rows) / count, 1),
+            "simulate_seconds": round(simulate_seconds, 1),
+            "copy_seconds": round(copy_seconds, 1),
+            "projection_rebuild_seconds": round(rebuild_seconds, 1),
+            "total_seconds": round(seeding_seconds, 1),
+            "carried_state_bytes_median": int(statistics.median(state_bytes)),
+            "carried_state_bytes_max": max(state_bytes),
             "carried_input_payload_bytes_median": int(statistics.median(payload_bytes)),
             "carried_input_payload_bytes_max": max(payload_bytes),
         },
-    }  # fmt: skip
+    }
     try:
-        return {**common, **await _restart(stack, client, queue, ids, simulated, inputs, overdue_at, awaited, commands,
-                                           in_flight, lead, start, began, deadline)}  # fmt: skip
+        return {
+            **common,
+            **await _restart(
+                stack,
+                client,
+                queue,
+                ids,
+                simulated,
+                inputs,
+                overdue_at,
+                awaited,
+                commands,
+                in_flight,
+                lead,
+                start,
+                began,
+                deadline,
+            ),
+        }
     except CarriedStateRefused as refused:
         print(f"a workflow started from its carried state fails its first task: {refused}", flush=True)
         return {**common, "carried_state_refused": str(refused), "targets": {"starts_from_carried_state": False}}
 
 
-async def _restart(stack: BenchStack, client: Client, queue: str, ids: list[str], simulated: dict[str, tuple[Episode, list[Step]]],
-                   inputs: dict[str, EpisodeInput], overdue_at: dict[str, datetime], awaited: dict[str, Any], commands: int,
-                   in_flight: int, lead: float, start: datetime, began: float, deadline: float) -> dict[str, Any]:  # fmt: skip
+async def _restart(
+    stack: BenchStack,
+    client: Client,
+    queue: str,
+    ids: list[str],
+    simulated: dict[str, tuple[Episode, list[Step]]],
+    inputs: dict[str, EpisodeInput],
+    overdue_at: dict[str, datetime],
+    awaited: dict[str, Any],
+    commands: int,
+    in_flight: int,
+    lead: float,
+    start: datetime,
+    began: float,
+    deadline: float,
+) -> dict[str, Any]:
     gate = asyncio.Semaphore(in_flight)
     errors: Counter[str] = Counter()
     medications = (("buprenorphine",), ())
@@ -200,7 +256,9 @@ async def _restart(stack: BenchStack, client: Client, queue: str, ids: list[str]
             attempt += 1
             try:
                 async with gate:
-                    await handle.execute_update(EpisodeWorkflow.change_medications, args=[CommandMeta(key, "clin-1"), command], id=key)
+                    await handle.execute_update(
+                        EpisodeWorkflow.change_medications, args=[CommandMeta(key, "clin-1"), command], id=key
+                    )
                 return
             except Exception as error:  # noqa: BLE001 - counted, and sent again with the same id
                 task = asyncio.current_task()
@@ -220,18 +278,27 @@ async def _restart(stack: BenchStack, client: Client, queue: str, ids: list[str]
 
     # -- the first worker: the episodes start from their carried state, and get C commands each --------------
     first_log: list[str] = []
-    with stack.process("worker", ready="worker.started", log=first_log, TEMPORAL_TASK_QUEUE=queue, **_worker_env()) as worker:
+    with stack.process(
+        "worker", ready="worker.started", log=first_log, TEMPORAL_TASK_QUEUE=queue, **_worker_env()
+    ) as worker:
         phase = time.perf_counter()
 
         async def start_one(eid: str) -> None:
             state = simulated[eid][0]
-            attributes = TypedSearchAttributes([
-                SearchAttributePair(EPISODE_LEVEL, state.level.value if state.level else "none"),
-                SearchAttributePair(EPISODE_STATUS, state.status.value),
-            ])  # fmt: skip
+            attributes = TypedSearchAttributes(
+                [
+                    SearchAttributePair(EPISODE_LEVEL, state.level.value if state.level else "none"),
+                    SearchAttributePair(EPISODE_STATUS, state.status.value),
+                ]
+            )
             async with gate:
-                await client.start_workflow(EpisodeWorkflow.run, inputs[eid], id=workflow_id(eid), task_queue=queue,
-                                            search_attributes=attributes)  # fmt: skip
+                await client.start_workflow(
+                    EpisodeWorkflow.run,
+                    inputs[eid],
+                    id=workflow_id(eid),
+                    task_queue=queue,
+                    search_attributes=attributes,
+                )
 
         await _all_or_none([start_one(eid) for eid in ids])
         start_seconds = time.perf_counter() - phase
@@ -291,58 +358,78 @@ async def _restart(stack: BenchStack, client: Client, queue: str, ids: list[str]
     for h in histories.values():
         timeouts.update(h["timeouts"])
         failures.update(h["failures"])
-    warnings = {name: Counter(code for line in log for code in _codes(line)) for name, log in (("first", first_log), ("second", second_log))}
+    warnings = {
+        name: Counter(code for line in log for code in _codes(line))
+        for name, log in (("first", first_log), ("second", second_log))
+    }
     latencies = sorted(answered.values())
     answered_within = not pending and answered_all <= 60
     longest = max(durations, default=0.0)
     return {
         "before_kill": {
-            "start_seconds": round(start_seconds, 1), "commands_seconds": round(commands_seconds, 1),
+            "start_seconds": round(start_seconds, 1),
+            "commands_seconds": round(commands_seconds, 1),
             "commands_per_second": round(len(ids) * commands / commands_seconds, 1) if commands else None,
             "commands_sent_again": errors_before_kill,
             "history_events_per_run_at_kill_median": int(statistics.median(lengths_at_kill.values())),
             "history_events_per_run_at_kill_max": max(lengths_at_kill.values()),
-            "kill_after_start_seconds": round((killed_at - start).total_seconds(), 1), "lead_seconds": round(lead, 1),
+            "kill_after_start_seconds": round((killed_at - start).total_seconds(), 1),
+            "lead_seconds": round(lead, 1),
         },
         "outage_seconds": round((restarted_at - killed_at).total_seconds(), 1),
         "after_restart": {
             "worker_ready_seconds": round(ready_seconds, 1),
-            "deadline_seconds": deadline, "unanswered_at_deadline": len(pending),
+            "deadline_seconds": deadline,
+            "unanswered_at_deadline": len(pending),
             "all_answered_seconds": round(answered_all, 1) if not pending else None,
             "answered_by_the_deadline": len(latencies),
-            "answer_seconds_p50": _quantile(latencies, 0.5), "answer_seconds_p95": _quantile(latencies, 0.95),
+            "answer_seconds_p50": _quantile(latencies, 0.5),
+            "answer_seconds_p95": _quantile(latencies, 0.95),
             "commands_sent_again": dict(errors),
-            "overdue_timers_expected": len(expected), "overdue_timers_fired": len(fired),
+            "overdue_timers_expected": len(expected),
+            "overdue_timers_fired": len(fired),
             "overdue_fired_before_the_kill": fired_before_kill,
             "all_overdue_fired_seconds": round(max(fired), 1) if fired else None,
         },
         "workflow_tasks": {
-            "count": len(durations), "longest_ms": round(longest * 1000, 1),
+            "count": len(durations),
+            "longest_ms": round(longest * 1000, 1),
             "longest_after_restart_ms": round(max(after, default=0.0) * 1000, 1),
             "p99_after_restart_ms": round(sorted(after)[int(len(after) * 0.99)] * 1000, 1) if after else None,
-            "over_1s": sum(1 for d in durations if d > 1), "timeouts": dict(timeouts), "failures": dict(failures),
+            "over_1s": sum(1 for d in durations if d > 1),
+            "timeouts": dict(timeouts),
+            "failures": dict(failures),
             "history_events_per_run_at_end_max": max(h["length"] for h in histories.values()),
         },
         "worker_log_codes": {name: dict(codes) for name, codes in warnings.items()},
         "tmprl1104_lines": sum(codes.get("TMPRL1104", 0) for codes in warnings.values()),
         "total_seconds": round(total_seconds, 1),
         "targets": {
-            "all_answered_within_60s": answered_within, "no_workflow_task_over_1s": longest <= 1,
-            "no_task_timeouts": not timeouts, "every_overdue_timer_fired": len(fired) == len(expected) and bool(expected),
+            "all_answered_within_60s": answered_within,
+            "no_workflow_task_over_1s": longest <= 1,
+            "no_task_timeouts": not timeouts,
+            "every_overdue_timer_fired": len(fired) == len(expected) and bool(expected),
         },
-    }  # fmt: skip
+    }
 
 
 def _carried(eid: str, policy_text: str, state: Episode, steps: list[Step]) -> EpisodeInput:
     """The input continue-as-new would hand the next run: the state, and the command results and ids it keeps."""
     fields = {f.name for f in dataclasses.fields(EpisodeInput)}
-    carried: dict[str, Any] = {"episode_id": eid, "policy_text": policy_text, "day_seconds": DAY.total_seconds(), "state": encode(state)}
+    carried: dict[str, Any] = {
+        "episode_id": eid,
+        "policy_text": policy_text,
+        "day_seconds": DAY.total_seconds(),
+        "state": encode(state),
+    }
     kept = getattr(episode_module, "KEPT_RESULTS", 200)
     if "results" in fields:
         carried["results"] = {
-            s.command_id: CommandResult(s.command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, s.events)], {})
+            s.command_id: CommandResult(
+                s.command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, s.events)], {}
+            )
             for s in steps[-kept:]
-        }  # fmt: skip
+        }
     if "earlier_command_ids" in fields:
         carried["earlier_command_ids"] = sorted(s.command_id for s in steps[:-kept])
     return EpisodeInput(**carried)
@@ -377,11 +464,13 @@ async def _history_length(client: Client, eid: str) -> int:
 
 async def _overdue_recorded(stack: BenchStack, awaited: dict[str, Any], until: float) -> dict[str, datetime]:
     """When each awaited test's TestResultOverdue was recorded (polls the log until all are, or `until`)."""
-    from eventlog.db import make_engine
+    from continuum.eventlog.db import make_engine
 
     engine = make_engine(stack.database_url)
-    query = text("SELECT stream_id, payload->>'test_id' AS test_id, recorded_at FROM events "
-                 "WHERE event_type = 'TestResultOverdue' AND stream_id = ANY(:ids)")  # fmt: skip
+    query = text(
+        "SELECT stream_id, payload->>'test_id' AS test_id, recorded_at FROM events "
+        "WHERE event_type = 'TestResultOverdue' AND stream_id = ANY(:ids)"
+    )
     found: dict[str, datetime] = {}
     try:
         while len(found) < len(awaited) and time.perf_counter() < until:
@@ -406,10 +495,15 @@ async def _workflow_tasks(client: Client, eid: str, since: datetime) -> dict[str
         at = event.event_time.ToDatetime(tzinfo=UTC)
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
             started[event.event_id] = at
-        elif event.event_type in (EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED):
-            attributes = (event.workflow_task_completed_event_attributes
-                          if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-                          else event.workflow_task_failed_event_attributes)  # fmt: skip
+        elif event.event_type in (
+            EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+            EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+        ):
+            attributes = (
+                event.workflow_task_completed_event_attributes
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+                else event.workflow_task_failed_event_attributes
+            )
             began = started.get(attributes.started_event_id)
             if began is not None:
                 durations.append((at - began).total_seconds())
@@ -419,8 +513,13 @@ async def _workflow_tasks(client: Client, eid: str, since: datetime) -> dict[str
                 failures[WorkflowTaskFailedCause.Name(event.workflow_task_failed_event_attributes.cause)] += 1
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
             timeouts[TimeoutType.Name(event.workflow_task_timed_out_event_attributes.timeout_type)] += 1
-    return {"durations": durations, "durations_after_restart": after, "timeouts": timeouts, "failures": failures,
-            "length": len(history.events)}  # fmt: skip
+    return {
+        "durations": durations,
+        "durations_after_restart": after,
+        "timeouts": timeouts,
+        "failures": failures,
+        "length": len(history.events),
+    }
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -436,10 +535,15 @@ async def _task_failure(client: Client, eid: str) -> str | None:
     where it was raised (None if there is none)."""
     history = await client.get_workflow_handle(workflow_id(eid)).fetch_history()
     for event in history.events:
-        if (event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
-                and event.workflow_task_failed_event_attributes.cause == UNHANDLED_FAILURE):  # fmt: skip
+        if (
+            event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+            and event.workflow_task_failed_event_attributes.cause == UNHANDLED_FAILURE
+        ):
             failure = event.workflow_task_failed_event_attributes.failure
-            frames = [line.strip().split("/wt-bench/")[-1].split("/main/")[-1] for line in failure.stack_trace.splitlines()
-                      if line.strip().startswith("File") and ("domain/" in line or "workflows/" in line)]  # fmt: skip
+            frames = [
+                line.strip().split("/wt-bench/")[-1].split("/main/")[-1]
+                for line in failure.stack_trace.splitlines()
+                if line.strip().startswith("File") and ("domain/" in line or "workflows/" in line)
+            ]
             return f"{failure.message} (a workflow task failure; raised in {' <- '.join(reversed(frames))})"
     return None  # no failure on record: the task timed out and is being retried

@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from domain.codec import format_instant, to_envelope
-from domain.events import DomainEvent, EpisodeOpened, FlagCleared, FlagRaised
-from domain.ids import ClientId, EpisodeId
-from eventlog.hashing import GENESIS_HASH, canonical_json, event_hash
-from eventlog.records import EventMetadata
+from continuum.domain.codec import format_instant, to_envelope
+from continuum.domain.events import DomainEvent, EpisodeOpened, FlagCleared, FlagRaised
+from continuum.domain.ids import ClientId, EpisodeId
+from continuum.eventlog.hashing import GENESIS_HASH, canonical_json, event_hash
+from continuum.eventlog.records import EventMetadata
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 COLUMNS = "position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, occurred_at, recorded_at, prev_hash, hash"
@@ -46,12 +46,34 @@ def seed(conninfo: str, streams: list[tuple[str, int]]) -> int:
                     event_id = str(uuid.UUID(int=position))
                     recorded = event.occurred_at
                     digest = event_hash(
-                        previous, position=position, stream_id=stream, stream_version=version, event_id=event_id,
-                        event_type=envelope.type, schema_version=envelope.schema_version, occurred_at=event.occurred_at,
-                        recorded_at=recorded, payload_json=payload, metadata_json=metadata,
-                    )  # fmt: skip
-                    copy.write_row((position, stream, version, event_id, envelope.type, envelope.schema_version, payload,
-                                    metadata, format_instant(event.occurred_at), format_instant(recorded), previous, digest))  # fmt: skip
+                        previous,
+                        position=position,
+                        stream_id=stream,
+                        stream_version=version,
+                        event_id=event_id,
+                        event_type=envelope.type,
+                        schema_version=envelope.schema_version,
+                        occurred_at=event.occurred_at,
+                        recorded_at=recorded,
+                        payload_json=payload,
+                        metadata_json=metadata,
+                    )
+                    copy.write_row(
+                        (
+                            position,
+                            stream,
+                            version,
+                            event_id,
+                            envelope.type,
+                            envelope.schema_version,
+                            payload,
+                            metadata,
+                            format_instant(event.occurred_at),
+                            format_instant(recorded),
+                            previous,
+                            digest,
+                        )
+                    )
                     previous = digest
         conn.execute("UPDATE log_head SET position = %s, hash = %s", (position, previous))
         conn.commit()
@@ -71,13 +93,34 @@ def seed_events(conninfo: str, rows: Iterable[tuple[str, int, DomainEvent, Event
                 metadata = canonical_json(meta.as_dict())
                 event_id = str(uuid.uuid4())
                 digest = event_hash(
-                    previous, position=position, stream_id=stream, stream_version=version, event_id=event_id,
-                    event_type=envelope.type, schema_version=envelope.schema_version, occurred_at=event.occurred_at,
-                    recorded_at=event.occurred_at, payload_json=payload, metadata_json=metadata,
-                )  # fmt: skip
-                copy.write_row((position, stream, version, event_id, envelope.type, envelope.schema_version, payload,
-                                metadata, format_instant(event.occurred_at), format_instant(event.occurred_at), previous,
-                                digest))  # fmt: skip
+                    previous,
+                    position=position,
+                    stream_id=stream,
+                    stream_version=version,
+                    event_id=event_id,
+                    event_type=envelope.type,
+                    schema_version=envelope.schema_version,
+                    occurred_at=event.occurred_at,
+                    recorded_at=event.occurred_at,
+                    payload_json=payload,
+                    metadata_json=metadata,
+                )
+                copy.write_row(
+                    (
+                        position,
+                        stream,
+                        version,
+                        event_id,
+                        envelope.type,
+                        envelope.schema_version,
+                        payload,
+                        metadata,
+                        format_instant(event.occurred_at),
+                        format_instant(event.occurred_at),
+                        previous,
+                        digest,
+                    )
+                )
                 previous = digest
         conn.execute("UPDATE log_head SET position = %s, hash = %s", (position, previous))
         conn.commit()

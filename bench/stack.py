@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from continuum.servers import EmbeddedPostgres, running_servers
-from continuum.settings import Settings
-from workflows.search_attributes import SEARCH_ATTRIBUTES
+from continuum.runtime.servers import EmbeddedPostgres, running_servers
+from continuum.runtime.settings import Settings
+from continuum.workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
 def free_port() -> int:
@@ -37,18 +37,29 @@ class BenchStack:
     def env(self, **extra: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))}
         return {
-            **base, "TEMPORAL_ADDRESS": self.temporal_address, "DATABASE_URL": self.database_url,
-            "CONTINUUM_DATA_DIR": str(self.data_dir), "CONTINUUM_LOG_FORMAT": "json", "CONTINUUM_LOG_LEVEL": "WARNING",
+            **base,
+            "TEMPORAL_ADDRESS": self.temporal_address,
+            "DATABASE_URL": self.database_url,
+            "CONTINUUM_DATA_DIR": str(self.data_dir),
+            "CONTINUUM_LOG_FORMAT": "json",
+            "CONTINUUM_LOG_LEVEL": "WARNING",
             **extra,
-        }  # fmt: skip
+        }
 
     @contextlib.contextmanager
-    def process(self, *args: str, ready: str, log: list[str] | None = None, **extra: str) -> Iterator[subprocess.Popen[str]]:
+    def process(
+        self, *args: str, ready: str, log: list[str] | None = None, **extra: str
+    ) -> Iterator[subprocess.Popen[str]]:
         """`continuum ARGS` as a process of its own; yields once a log line contains `ready`. Its log lines
         are kept in `log` if one is given."""
         env = self.env(**extra, CONTINUUM_LOG_LEVEL="INFO")
-        process = subprocess.Popen([sys.executable, "-m", "continuum.cli", *args], env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "continuum.cli", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert process.stdout is not None
         kept = log if log is not None else []
         for line in process.stdout:
@@ -75,7 +86,9 @@ class BenchStack:
 @contextlib.contextmanager
 def bench_stack() -> Iterator[BenchStack]:
     with tempfile.TemporaryDirectory(prefix="continuum-bench-") as tmp:
-        settings = Settings(data_dir=Path(tmp), embedded_temporal_port=free_port(), embedded_temporal_ui_port=free_port())
+        settings = Settings(
+            data_dir=Path(tmp), embedded_temporal_port=free_port(), embedded_temporal_ui_port=free_port()
+        )
         with running_servers(settings, SEARCH_ATTRIBUTES) as endpoints:
             yield BenchStack(Path(tmp), endpoints.temporal_address, endpoints.database_url, settings)
 

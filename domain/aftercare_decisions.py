@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from domain.aftercare import (
+from continuum.domain.aftercare import (
     REFERRAL_TRANSITIONS,
     Disclosure,
     FollowUpKind,
@@ -18,7 +18,7 @@ from domain.aftercare import (
     PlannedFollowUp,
     ReferralStatus,
 )
-from domain.commands import (
+from continuum.domain.commands import (
     Command,
     FlagReferralNotSent,
     FlagReferralUnanswered,
@@ -28,10 +28,10 @@ from domain.commands import (
     RevokeConsent,
     UpdateReferral,
 )
-from domain.directory import Resource
-from domain.episode import DischargeReason, Episode, EpisodeStatus
-from domain.errors import CommandRejected
-from domain.events import (
+from continuum.domain.directory import Resource
+from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus
+from continuum.domain.errors import CommandRejected
+from continuum.domain.events import (
     ConsentRecorded,
     ConsentRevoked,
     DomainEvent,
@@ -46,11 +46,11 @@ from domain.events import (
     ReferralStatusChanged,
     SobrietyDateReset,
 )
-from domain.fold import REFERRAL_NOT_SENT, REFERRAL_UNANSWERED, evolve, referral_flag
-from domain.ids import staff_id
-from domain.levels import Direction, LevelOfCare, direction
-from domain.policy import Policy, ReferralPolicy
-from domain.values import instant_problem
+from continuum.domain.fold import REFERRAL_NOT_SENT, REFERRAL_UNANSWERED, evolve, referral_flag
+from continuum.domain.ids import staff_id
+from continuum.domain.levels import Direction, LevelOfCare, direction
+from continuum.domain.policy import Policy, ReferralPolicy
+from continuum.domain.values import instant_problem
 
 _PURPOSE = re.compile(r"[a-z_]{1,40}")
 _PARTNER = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -122,31 +122,65 @@ def _refer_on_entry(state: Episode, referrals: ReferralPolicy, at: datetime, day
 
 
 def _refer(
-    state: Episode, resource: Resource, referral_id: str, referrals: ReferralPolicy, at: datetime, day: timedelta,
+    state: Episode,
+    resource: Resource,
+    referral_id: str,
+    referrals: ReferralPolicy,
+    at: datetime,
+    day: timedelta,
     alternative_of: str | None = None,
-) -> DomainEvent:  # fmt: skip
+) -> DomainEvent:
     """Issue the referral, disclosing to its partner only under a consent valid now; else it waits."""
     version = referrals.directory.version
     if resource.partner is None:
-        return ReferralIssued(state.episode_id, at, referral_id, resource.resource_id, resource.type, None, None, None,
-                              version, alternative_of)  # fmt: skip
+        return ReferralIssued(
+            state.episode_id,
+            at,
+            referral_id,
+            resource.resource_id,
+            resource.type,
+            None,
+            None,
+            None,
+            version,
+            alternative_of,
+        )
     disclosure = _disclosure(state, resource.partner, referrals, at)
     if disclosure is None:
         return ReferralAwaitingConsent(
-            state.episode_id, at, referral_id, resource.resource_id, resource.type, resource.partner, referrals.purpose,
-            version, alternative_of,
-        )  # fmt: skip
+            state.episode_id,
+            at,
+            referral_id,
+            resource.resource_id,
+            resource.type,
+            resource.partner,
+            referrals.purpose,
+            version,
+            alternative_of,
+        )
     return ReferralIssued(
-        state.episode_id, at, referral_id, resource.resource_id, resource.type, resource.partner, disclosure,
-        at + day * referrals.answer_within_days, version, alternative_of,
-    )  # fmt: skip
+        state.episode_id,
+        at,
+        referral_id,
+        resource.resource_id,
+        resource.type,
+        resource.partner,
+        disclosure,
+        at + day * referrals.answer_within_days,
+        version,
+        alternative_of,
+    )
 
 
 def _disclosure(state: Episode, recipient: str, referrals: ReferralPolicy, at: datetime) -> Disclosure | None:
     consent = next(
-        (c for c in reversed(state.consents) if c.recipient == recipient and c.purpose == referrals.purpose and c.valid_at(at)),
+        (
+            c
+            for c in reversed(state.consents)
+            if c.recipient == recipient and c.purpose == referrals.purpose and c.valid_at(at)
+        ),
         None,
-    )  # fmt: skip
+    )
     return Disclosure(recipient, referrals.purpose, referrals.disclosed, consent.consent_id) if consent else None
 
 
@@ -158,9 +192,13 @@ def admit_aftercare(command: Command, at: datetime) -> None:
             raise CommandRejected(f"a consent's expiry {problem}")
 
 
-def decide_aftercare(state: Episode, command: Command, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
+def decide_aftercare(
+    state: Episode, command: Command, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
     """Events for an aftercare command (the caller has checked the episode is open)."""
-    if policy.referrals is None and isinstance(command, (RecordConsent, RevokeConsent, UpdateReferral, FlagReferralUnanswered, FlagReferralNotSent)):
+    if policy.referrals is None and isinstance(
+        command, (RecordConsent, RevokeConsent, UpdateReferral, FlagReferralUnanswered, FlagReferralNotSent)
+    ):
         raise CommandRejected("this episode's policy makes no referrals, so it keeps no consents or referrals")
     match command:
         case RecordConsent():
@@ -181,11 +219,25 @@ def decide_aftercare(state: Episode, command: Command, policy: Policy, at: datet
                 raise CommandRejected(f"referral {referral_id} is not waiting for an answer")
             if flag in state.flags or at < referral.answer_due_at:
                 raise CommandRejected(f"referral {referral_id} is not overdue, or is already flagged")
-            return [FlagRaised(state.episode_id, at, flag, f"no answer from {referral.recipient} by {referral.answer_due_at.isoformat()}")]
+            return [
+                FlagRaised(
+                    state.episode_id,
+                    at,
+                    flag,
+                    f"no answer from {referral.recipient} by {referral.answer_due_at.isoformat()}",
+                )
+            ]
         case FlagReferralNotSent(referral_id=referral_id):
             if state.referral(referral_id) is None:
                 raise CommandRejected(f"no referral {referral_id}")
-            return [FlagRaised(state.episode_id, at, referral_flag(REFERRAL_NOT_SENT, referral_id), "the partner's endpoint did not take it")]
+            return [
+                FlagRaised(
+                    state.episode_id,
+                    at,
+                    referral_flag(REFERRAL_NOT_SENT, referral_id),
+                    "the partner's endpoint did not take it",
+                )
+            ]
         case RecordFollowUpOutcome():
             return _follow_up_outcome(state, command, policy, at, day)
         case RequestFollowUp(follow_up_id=follow_up_id):
@@ -198,7 +250,9 @@ def decide_aftercare(state: Episode, command: Command, policy: Policy, at: datet
     raise CommandRejected(f"{type(command).__name__} is not an aftercare command")
 
 
-def _record_consent(state: Episode, command: RecordConsent, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
+def _record_consent(
+    state: Episode, command: RecordConsent, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
     assert policy.referrals is not None
     staff_id(command.recorded_by)
     staff_id(command.consent_id)
@@ -212,25 +266,40 @@ def _record_consent(state: Episode, command: RecordConsent, policy: Policy, at: 
         raise CommandRejected("a consent must expire after now and within 5 years (42 CFR 2.31 needs an expiry)")
     earlier = state.consent(command.consent_id)
     if earlier is not None:
-        same = (earlier.recipient, earlier.purpose, earlier.expires_at) == (command.recipient, command.purpose, command.expires_at)
+        same = (earlier.recipient, earlier.purpose, earlier.expires_at) == (
+            command.recipient,
+            command.purpose,
+            command.expires_at,
+        )
         if same:
             return []
         raise CommandRejected(f"consent {command.consent_id} is already on file with other terms; record a new one")
-    recorded = ConsentRecorded(state.episode_id, at, command.consent_id, command.recipient, command.purpose,
-                               command.expires_at, command.recorded_by)  # fmt: skip
+    recorded = ConsentRecorded(
+        state.episode_id,
+        at,
+        command.consent_id,
+        command.recipient,
+        command.purpose,
+        command.expires_at,
+        command.recorded_by,
+    )
     after = evolve(state, recorded)
     events: list[DomainEvent] = [recorded]
     for referral in state.referrals:  # what was waiting for this consent is disclosed now
         if referral.status is ReferralStatus.AWAITING_CONSENT and referral.recipient == command.recipient:
             resource = policy.referrals.directory.get(referral.resource_id)
             if resource is not None and command.purpose == policy.referrals.purpose:
-                issued = _refer(after, resource, referral.referral_id, policy.referrals, at, day, referral.alternative_of)
+                issued = _refer(
+                    after, resource, referral.referral_id, policy.referrals, at, day, referral.alternative_of
+                )
                 events.append(issued)
                 after = evolve(after, issued)
     return events
 
 
-def _update_referral(state: Episode, command: UpdateReferral, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
+def _update_referral(
+    state: Episode, command: UpdateReferral, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
     assert policy.referrals is not None
     referral = state.referral(command.referral_id)
     if referral is None:
@@ -240,18 +309,27 @@ def _update_referral(state: Episode, command: UpdateReferral, policy: Policy, at
     allowed = REFERRAL_TRANSITIONS.get(referral.status, frozenset())
     if command.status not in allowed:
         if referral.status is ReferralStatus.AWAITING_CONSENT:
-            raise CommandRejected(f"referral {command.referral_id} awaits the client's consent; nothing was sent to answer")
-        raise CommandRejected(f"referral {command.referral_id} is {referral.status.value}; it cannot become {command.status.value}")
-    changed = ReferralStatusChanged(state.episode_id, at, command.referral_id, command.status, staff_id(command.changed_by))
+            raise CommandRejected(
+                f"referral {command.referral_id} awaits the client's consent; nothing was sent to answer"
+            )
+        raise CommandRejected(
+            f"referral {command.referral_id} is {referral.status.value}; it cannot become {command.status.value}"
+        )
+    changed = ReferralStatusChanged(
+        state.episode_id, at, command.referral_id, command.status, staff_id(command.changed_by)
+    )
     if command.status is not ReferralStatus.DECLINED:
         return [changed]
     after = evolve(state, changed)
     referred = {r.resource_id for r in state.referrals}
     alternative = next(
-        (r for r in policy.referrals.directory.fitting(state.ratings, state.medications)
-         if r.type is referral.resource_type and r.resource_id not in referred),
+        (
+            r
+            for r in policy.referrals.directory.fitting(state.ratings, state.medications)
+            if r.type is referral.resource_type and r.resource_id not in referred
+        ),
         None,
-    )  # fmt: skip
+    )
     if alternative is None:
         return [changed]
     new_id = f"{state.episode_id}.R{len(state.referrals) + 1}"
@@ -270,7 +348,9 @@ def _follow_up_outcome(
         raise CommandRejected(f"follow-up {command.follow_up_id} was already recorded as {follow_up.outcome.value}")
     if follow_up.requested_at is None:
         raise CommandRejected(f"follow-up {command.follow_up_id} is not due until {follow_up.due_at.isoformat()}")
-    recorded = FollowUpRecorded(state.episode_id, at, command.follow_up_id, command.outcome, staff_id(command.recorded_by))
+    recorded = FollowUpRecorded(
+        state.episode_id, at, command.follow_up_id, command.outcome, staff_id(command.recorded_by)
+    )
     after = evolve(state, recorded)
     if command.outcome is FollowUpOutcome.NOT_REACHED:
         limit = policy.follow_up.not_reached_limit if policy.follow_up else None
@@ -286,8 +366,14 @@ def _follow_up_outcome(
     if target is None or target.intensity <= state.level.intensity:
         return [recorded, SobrietyDateReset(state.episode_id, at, follow_up_id=command.follow_up_id)]
     move = LevelChanged(
-        state.episode_id, at, state.level, target, direction(state.level, target),
-        f"follow-up {command.follow_up_id}: using", policy.stay_minimum_days[target], policy.version,
+        state.episode_id,
+        at,
+        state.level,
+        target,
+        direction(state.level, target),
+        f"follow-up {command.follow_up_id}: using",
+        policy.stay_minimum_days[target],
+        policy.version,
         cause_follow_up_id=command.follow_up_id,
-    )  # fmt: skip
+    )
     return [recorded, SobrietyDateReset(state.episode_id, at, follow_up_id=command.follow_up_id), move]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from domain.errors import CommandRejected
-from domain.levels import LevelOfCare
-from domain.policy import PlacementRule, Policy
+from continuum.domain.errors import CommandRejected
+from continuum.domain.levels import LevelOfCare
+from continuum.domain.policy import PlacementRule, Policy
 
 
 class Dimension(IntEnum):
@@ -49,15 +49,21 @@ def place(ratings: tuple[int, ...], policy: Policy) -> Placement:
         if rule.minimum_level is not None and rule.minimum_level.intensity > treatment.intensity:
             treatment, deciding = rule.minimum_level, rule
     if deciding is not None:
-        why = f"rule {deciding.name}: dimension {deciding.dimension} rated {ratings[deciding.dimension - 1]}" \
-              f" (at least {deciding.at_least}) -> {treatment.value}"  # fmt: skip
+        why = (
+            f"rule {deciding.name}: dimension {deciding.dimension} rated {ratings[deciding.dimension - 1]}"
+            f" (at least {deciding.at_least}) -> {treatment.value}"
+        )
     elif fired:
         why = f"baseline {treatment.value}: the rules that fired ({', '.join(r.name for r in fired)}) name no higher level"
     else:
         why = f"baseline {treatment.value}: no rule fired"
     withdrawal = next((rule for rule in fired if rule.withdrawal_first), None)
     if withdrawal is not None:
-        after = treatment if treatment.intensity >= policy.after_withdrawal_minimum.intensity else policy.after_withdrawal_minimum
+        after = (
+            treatment
+            if treatment.intensity >= policy.after_withdrawal_minimum.intensity
+            else policy.after_withdrawal_minimum
+        )
         why = (
             f"rule {withdrawal.name}: dimension {withdrawal.dimension} rated {ratings[withdrawal.dimension - 1]}"
             f" (at least {withdrawal.at_least}) -> withdrawal management first, then {after.value}"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from domain.aftercare import FollowUpKind, ReferralStatus
-from domain.commands import (
+from continuum.domain.aftercare import FollowUpKind, ReferralStatus
+from continuum.domain.commands import (
     CompleteAftercare,
     DrawTestSchedule,
     EscalateReview,
@@ -21,15 +21,22 @@ from domain.commands import (
     RequestFollowUp,
     RequestReview,
 )
-from domain.episode import Episode, EpisodeStatus
-from domain.fold import REFERRAL_UNANSWERED, STEP_UP_REVIEW_OVERDUE, referral_flag, stay_elapsed
-from domain.levels import LevelOfCare
-from domain.policy import Policy
+from continuum.domain.episode import Episode, EpisodeStatus
+from continuum.domain.fold import REFERRAL_UNANSWERED, STEP_UP_REVIEW_OVERDUE, referral_flag, stay_elapsed
+from continuum.domain.levels import LevelOfCare
+from continuum.domain.policy import Policy
 
 ClockCommand = (
-    RequestReview | EscalateReview | CompleteAftercare | DrawTestSchedule | OrderScheduledTest | MarkResultOverdue
-    | EscalateStepUpReview | RequestFollowUp | FlagReferralUnanswered
-)  # fmt: skip
+    RequestReview
+    | EscalateReview
+    | CompleteAftercare
+    | DrawTestSchedule
+    | OrderScheduledTest
+    | MarkResultOverdue
+    | EscalateStepUpReview
+    | RequestFollowUp
+    | FlagReferralUnanswered
+)
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,8 @@ def _aftercare_clock(state: Episode, policy: Policy) -> list[Due]:
     due += [
         Due(FlagReferralUnanswered(r.referral_id), r.answer_due_at)
         for r in state.referrals
-        if r.status is ReferralStatus.ISSUED and r.answer_due_at is not None
+        if r.status is ReferralStatus.ISSUED
+        and r.answer_due_at is not None
         and referral_flag(REFERRAL_UNANSWERED, r.referral_id) not in state.flags
-    ]  # fmt: skip
+    ]
     return due

@@ -16,8 +16,8 @@ from enum import Enum
 from functools import cache
 from typing import Any, TypeVar
 
-from domain.errors import UnknownEventType
-from domain.events import EVENT_TYPES, DomainEvent
+from continuum.domain.errors import UnknownEventType
+from continuum.domain.events import EVENT_TYPES, DomainEvent
 
 T = TypeVar("T")
 JsonValue = Any  # str | int | float | bool | None | list[JsonValue] | dict[str, JsonValue]
@@ -117,7 +117,9 @@ def _same(data: JsonValue) -> JsonValue:
 
 
 def _dataclass_decoder(cls: type) -> Callable[[JsonValue], Any]:
-    fields: dict[str, Callable[[JsonValue], Any]] | None = None  # worked out on first use: types may refer to themselves
+    fields: dict[str, Callable[[JsonValue], Any]] | None = (
+        None  # worked out on first use: types may refer to themselves
+    )
 
     def decode_fields(data: JsonValue) -> Any:
         nonlocal fields

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.aftercare import FollowUpOutcome, ReferralStatus
-from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
-from domain.levels import LevelOfCare
-from domain.testing import ScheduleDraw, TestMethod, TestResult
+from continuum.domain.aftercare import FollowUpOutcome, ReferralStatus
+from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
+from continuum.domain.levels import LevelOfCare
+from continuum.domain.testing import ScheduleDraw, TestMethod, TestResult
 
 
 @dataclass(frozen=True)
@@ -203,19 +203,56 @@ class FlagReferralNotSent:
 
 
 Command = (
-    OpenEpisode | RecordAssessment | OverridePlacement | RecordReviewOutcome | PutOnHold | Resume | Discharge
-    | OrderTest | RecordSpecimenCollection | RecordTestResult | CancelTest | ChangeMedications | DecideStepUp
+    OpenEpisode
+    | RecordAssessment
+    | OverridePlacement
+    | RecordReviewOutcome
+    | PutOnHold
+    | Resume
+    | Discharge
+    | OrderTest
+    | RecordSpecimenCollection
+    | RecordTestResult
+    | CancelTest
+    | ChangeMedications
+    | DecideStepUp
     | ReverseStepUp
-    | RequestReview | EscalateReview | CompleteAftercare | DrawTestSchedule | OrderScheduledTest | MarkResultOverdue
-    | EscalateStepUpReview | FlagLabNotNotified
-    | RecordConsent | RevokeConsent | UpdateReferral | RecordFollowUpOutcome | RequestFollowUp | FlagReferralUnanswered
+    | RequestReview
+    | EscalateReview
+    | CompleteAftercare
+    | DrawTestSchedule
+    | OrderScheduledTest
+    | MarkResultOverdue
+    | EscalateStepUpReview
+    | FlagLabNotNotified
+    | RecordConsent
+    | RevokeConsent
+    | UpdateReferral
+    | RecordFollowUpOutcome
+    | RequestFollowUp
+    | FlagReferralUnanswered
     | FlagReferralNotSent
-)  # fmt: skip
+)
 AFTERCARE_COMMANDS = (
-    RecordConsent, RevokeConsent, UpdateReferral, RecordFollowUpOutcome, RequestFollowUp, FlagReferralUnanswered,
+    RecordConsent,
+    RevokeConsent,
+    UpdateReferral,
+    RecordFollowUpOutcome,
+    RequestFollowUp,
+    FlagReferralUnanswered,
     FlagReferralNotSent,
-)  # fmt: skip
+)
 TESTING_COMMANDS = (
-    OrderTest, RecordSpecimenCollection, CancelTest, RecordTestResult, ChangeMedications, DecideStepUp, ReverseStepUp, DrawTestSchedule,
-    OrderScheduledTest, MarkResultOverdue, EscalateStepUpReview, FlagLabNotNotified,
-)  # fmt: skip
+    OrderTest,
+    RecordSpecimenCollection,
+    CancelTest,
+    RecordTestResult,
+    ChangeMedications,
+    DecideStepUp,
+    ReverseStepUp,
+    DrawTestSchedule,
+    OrderScheduledTest,
+    MarkResultOverdue,
+    EscalateStepUpReview,
+    FlagLabNotNotified,
+)

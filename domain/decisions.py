@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from domain.aftercare_decisions import admit_aftercare, consequences, decide_aftercare
-from domain.assessment import place, validate_ratings
-from domain.commands import (
+from continuum.domain.aftercare_decisions import admit_aftercare, consequences, decide_aftercare
+from continuum.domain.assessment import place, validate_ratings
+from continuum.domain.commands import (
     AFTERCARE_COMMANDS,
     TESTING_COMMANDS,
     CancelTest,
@@ -30,9 +30,9 @@ from domain.commands import (
     RequestReview,
     Resume,
 )
-from domain.episode import DischargeReason, Episode, EpisodeStatus, ReviewOutcome
-from domain.errors import CommandRejected, InvalidIdentifier
-from domain.events import (
+from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus, ReviewOutcome
+from continuum.domain.errors import CommandRejected, InvalidIdentifier
+from continuum.domain.events import (
     AssessmentRecorded,
     DomainEvent,
     EpisodeClosed,
@@ -47,12 +47,12 @@ from domain.events import (
     ReviewRequested,
     StayStarted,
 )
-from domain.fold import evolve, paused_dues, stay_elapsed
-from domain.ids import client_id, episode_id, staff_id
-from domain.levels import LevelOfCare, direction
-from domain.policy import Policy
-from domain.testing_decisions import admit_testing, decide_testing
-from domain.values import text_problem
+from continuum.domain.fold import evolve, paused_dues, stay_elapsed
+from continuum.domain.ids import client_id, episode_id, staff_id
+from continuum.domain.levels import LevelOfCare, direction
+from continuum.domain.policy import Policy
+from continuum.domain.testing_decisions import admit_testing, decide_testing
+from continuum.domain.values import text_problem
 
 DAY = timedelta(days=1)
 MAX_NOTE = 2000
@@ -169,8 +169,14 @@ def _assess(state: Episode, command: RecordAssessment, policy: Policy, at: datet
     return [
         AssessmentRecorded(state.episode_id, at, ratings, staff_id(command.assessed_by)),
         PlacementDecided(
-            state.episode_id, at, first, placement.after_withdrawal_level, placement.rules_fired, policy.version,
-            placement.decided_by, ratings,
+            state.episode_id,
+            at,
+            first,
+            placement.after_withdrawal_level,
+            placement.rules_fired,
+            policy.version,
+            placement.decided_by,
+            ratings,
         ),
         StayStarted(state.episode_id, at, first, policy.stay_minimum_days[first], policy.version),
     ]
@@ -179,9 +185,15 @@ def _assess(state: Episode, command: RecordAssessment, policy: Policy, at: datet
 def _move(state: Episode, to: LevelOfCare, cause: str, policy: Policy, at: datetime) -> LevelChanged:
     assert state.level is not None
     return LevelChanged(
-        state.episode_id, at, state.level, to, direction(state.level, to), cause, policy.stay_minimum_days[to],
+        state.episode_id,
+        at,
+        state.level,
+        to,
+        direction(state.level, to),
+        cause,
+        policy.stay_minimum_days[to],
         policy.version,
-    )  # fmt: skip
+    )
 
 
 def _override(state: Episode, command: OverridePlacement, policy: Policy, at: datetime) -> list[DomainEvent]:
@@ -205,7 +217,9 @@ def _request_review(state: Episode, review_id: str, policy: Policy, at: datetime
         raise CommandRejected(f"review {state.pending_review.review_id} is already pending")
     if stay_elapsed(state, at) < day * (state.review_after_days or 0):
         raise CommandRejected("the stay has not reached its review point")
-    return [ReviewRequested(state.episode_id, at, review_id, state.level, at + day * policy.review_due_days, policy.version)]
+    return [
+        ReviewRequested(state.episode_id, at, review_id, state.level, at + day * policy.review_due_days, policy.version)
+    ]
 
 
 def next_level_down(state: Episode, policy: Policy) -> LevelOfCare | None:
@@ -233,11 +247,17 @@ def _review_outcome(
     cause = f"review {pending.review_id}: {command.outcome.value}"
     match command.outcome:
         case ReviewOutcome.EXTEND:
-            days = command.next_review_in_days if command.next_review_in_days is not None else policy.extend_default_days
+            days = (
+                command.next_review_in_days if command.next_review_in_days is not None else policy.extend_default_days
+            )
             if not 0 < days <= 365:
                 raise CommandRejected("the next review must come within 1 to 365 days")
             next_after = stay_elapsed(state, at) / day + days
-            return [ReviewCompleted(state.episode_id, at, pending.review_id, command.outcome, therapist, policy.version, next_after)]
+            return [
+                ReviewCompleted(
+                    state.episode_id, at, pending.review_id, command.outcome, therapist, policy.version, next_after
+                )
+            ]
         case ReviewOutcome.GOALS_MET:
             target = next_level_down(state, policy)
             if target is None:
@@ -252,4 +272,3 @@ def _review_outcome(
         ReviewCompleted(state.episode_id, at, pending.review_id, command.outcome, therapist, policy.version),
         _move(state, target, cause, policy, at),
     ]
-

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from domain.aftercare import ResourceType
-from domain.errors import PolicyError
+from continuum.domain.aftercare import ResourceType
+from continuum.domain.errors import PolicyError
 
 DIMENSIONS = {
     "acute_intoxication_withdrawal": 1,
@@ -69,7 +69,7 @@ class ResourceDirectory:
 
 
 def default_directory_text() -> str:
-    return resources.files("domain").joinpath("directory.toml").read_text(encoding="utf-8")
+    return resources.files("continuum.domain").joinpath("directory.toml").read_text(encoding="utf-8")
 
 
 def load_directory(text: str | None = None) -> ResourceDirectory:
@@ -110,7 +110,9 @@ def _resource(where: str, item: Any) -> Resource:
         raise PolicyError(f"resource directory {where}.type must be one of {allowed}") from None
     partner, endpoint = item.get("partner"), item.get("endpoint")
     if partner is not None and (not isinstance(partner, str) or not _ID.fullmatch(partner)):
-        raise PolicyError(f"resource directory {where}.partner must be a partner id (lower-case letters, digits, '.', '_', '-')")
+        raise PolicyError(
+            f"resource directory {where}.partner must be a partner id (lower-case letters, digits, '.', '_', '-')"
+        )
     if endpoint is not None:
         if partner is None:
             raise PolicyError(f"resource directory {where}.endpoint needs a partner: a POST discloses to someone")
@@ -121,8 +123,15 @@ def _resource(where: str, item: Any) -> Resource:
         raise PolicyError(f"resource directory {where}.narr_level (1-4) is given for sober living, and only for it")
     if narr is not None and narr not in NARR_LEVELS:
         raise PolicyError(f"resource directory {where}.narr_level must be a NARR level 1-4 (I-IV), not {narr!r}")
-    return Resource(resource_id, kind, name, _eligibility(f"{where}.eligibility", item.get("eligibility", {})),
-                    partner, endpoint, narr)  # fmt: skip
+    return Resource(
+        resource_id,
+        kind,
+        name,
+        _eligibility(f"{where}.eligibility", item.get("eligibility", {})),
+        partner,
+        endpoint,
+        narr,
+    )
 
 
 def _eligibility(where: str, raw: Any) -> Eligibility:

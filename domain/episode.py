@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from domain.aftercare import Consent, FollowUp, Referral
-from domain.ids import ClientId, EpisodeId
-from domain.levels import LevelOfCare
-from domain.testing import DrugTest
+from continuum.domain.aftercare import Consent, FollowUp, Referral
+from continuum.domain.ids import ClientId, EpisodeId
+from continuum.domain.levels import LevelOfCare
+from continuum.domain.testing import DrugTest
 
 
 class EpisodeStatus(StrEnum):

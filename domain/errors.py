@@ -1,12 +1,12 @@
 """Errors a clinician or an integrating service can read.
 
-    DomainError
-    ├── InvalidIdentifier      an id that is not a pseudonymous identifier of the accepted form
-    ├── UnknownEventType       an event type (or schema version) this code does not know
-    ├── CommandRejected        a command that the episode's current state does not allow
-    ├── CommandUnrecordable    a command whose values the event log cannot record (nothing was recorded)
-    ├── UnknownEpisode         no episode has that id
-    └── PolicyError            a care-pathway policy file that is malformed (names the key)
+DomainError
+├── InvalidIdentifier      an id that is not a pseudonymous identifier of the accepted form
+├── UnknownEventType       an event type (or schema version) this code does not know
+├── CommandRejected        a command that the episode's current state does not allow
+├── CommandUnrecordable    a command whose values the event log cannot record (nothing was recorded)
+├── UnknownEpisode         no episode has that id
+└── PolicyError            a care-pathway policy file that is malformed (names the key)
 """
 
 from __future__ import annotations

@@ -9,11 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
-from domain.aftercare import Disclosure, FollowUpKind, FollowUpOutcome, PlannedFollowUp, ReferralStatus, ResourceType
-from domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome, TedsDischarge
-from domain.ids import ClientId, EpisodeId
-from domain.levels import Direction, LevelOfCare
-from domain.testing import OrderReason, TestMethod, TestResult
+from continuum.domain.aftercare import (
+    Disclosure,
+    FollowUpKind,
+    FollowUpOutcome,
+    PlannedFollowUp,
+    ReferralStatus,
+    ResourceType,
+)
+from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome, TedsDischarge
+from continuum.domain.ids import ClientId, EpisodeId
+from continuum.domain.levels import Direction, LevelOfCare
+from continuum.domain.testing import OrderReason, TestMethod, TestResult
 
 
 @dataclass(frozen=True)

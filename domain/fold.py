@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 from functools import cache, reduce
 from typing import TypeVar
 
-from domain.aftercare import Consent, FollowUp, FollowUpKind, FollowUpOutcome, Referral, ReferralStatus
-from domain.episode import Episode, EpisodeStatus, PendingReview, PendingStepUp, StepUpRecord
-from domain.errors import DomainError
-from domain.events import (
+from continuum.domain.aftercare import Consent, FollowUp, FollowUpKind, FollowUpOutcome, Referral, ReferralStatus
+from continuum.domain.episode import Episode, EpisodeStatus, PendingReview, PendingStepUp, StepUpRecord
+from continuum.domain.errors import DomainError
+from continuum.domain.events import (
     AssessmentRecorded,
     ConsentRecorded,
     ConsentRevoked,
@@ -48,8 +48,8 @@ from domain.events import (
     TestResultRecorded,
     TestScheduleDrawn,
 )
-from domain.levels import Direction, LevelOfCare
-from domain.testing import DrugTest, OrderReason, ResultReport, TestMethod
+from continuum.domain.levels import Direction, LevelOfCare
+from continuum.domain.testing import DrugTest, OrderReason, ResultReport, TestMethod
 
 REVIEW_OVERDUE = "review_overdue"
 STEP_UP_REVIEW_OVERDUE = "step_up_review_overdue"
@@ -137,20 +137,34 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             return replace(state, override_reason=reason)
         case StayStarted(level=level, review_after_days=days):
             return replace(
-                state, status=EpisodeStatus.ACTIVE, status_since=at, level=level, level_since=at,
-                stay_held_seconds=0.0, review_after_days=days, sobriety_since=state.sobriety_since or at,
-            )  # fmt: skip
+                state,
+                status=EpisodeStatus.ACTIVE,
+                status_since=at,
+                level=level,
+                level_since=at,
+                stay_held_seconds=0.0,
+                review_after_days=days,
+                sobriety_since=state.sobriety_since or at,
+            )
         case LevelChanged(to_level=level, review_after_days=days):
             stepped_up = event.cause_test_id is not None and event.direction is Direction.UP
             if event.from_level is LevelOfCare.AFTERCARE:  # aftercare's own follow-ups end with it
                 kept = tuple(f for f in state.follow_ups if f.kind is not FollowUpKind.AFTERCARE or f.requested_at)
                 state = replace(state, follow_ups=kept)
             return replace(
-                state, level=level, level_since=at, stay_held_seconds=0.0, review_after_days=days,
-                pending_review=None, flags=_without_flag(state.flags, REVIEW_OVERDUE),
-                schedule_level=None, schedule_window_end=None, planned_tests=(), pending_step_up=None,
+                state,
+                level=level,
+                level_since=at,
+                stay_held_seconds=0.0,
+                review_after_days=days,
+                pending_review=None,
+                flags=_without_flag(state.flags, REVIEW_OVERDUE),
+                schedule_level=None,
+                schedule_window_end=None,
+                planned_tests=(),
+                pending_step_up=None,
                 last_step_up=StepUpRecord(event.cause_test_id, event.from_level, level) if stepped_up else None,  # type: ignore[arg-type]
-            )  # fmt: skip
+            )
         case ReviewRequested(review_id=review_id, level=level, due_at=due_at):
             return replace(state, pending_review=PendingReview(review_id, level, at, due_at))
         case ReviewCompleted(next_review_after_days=next_days):
@@ -179,9 +193,12 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             if event.clocks_moved:
                 state = _dues_moved(state, timedelta(seconds=held))
             return replace(
-                state, status=EpisodeStatus.ACTIVE, status_since=at, hold_reason=None,
+                state,
+                status=EpisodeStatus.ACTIVE,
+                status_since=at,
+                hold_reason=None,
                 stay_held_seconds=state.stay_held_seconds + held,
-            )  # fmt: skip
+            )
         case TestScheduleDrawn():
             day = timedelta(seconds=event.day_seconds)
             return replace(
@@ -192,23 +209,41 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             )
         case TestOrdered():
             test = DrugTest(
-                event.test_id, event.reason, event.level, at, event.result_due_at, retest_of=event.retest_of,
+                event.test_id,
+                event.reason,
+                event.level,
+                at,
+                event.result_due_at,
+                retest_of=event.retest_of,
                 lab_id=event.lab_id,
-            )  # fmt: skip
-            planned = tuple(p for p in state.planned_tests if p > at) if event.reason is OrderReason.SCHEDULED else state.planned_tests
-            return replace(state, tests=(*state.tests, test), tests_ordered=state.tests_ordered + 1, planned_tests=planned)
+            )
+            planned = (
+                tuple(p for p in state.planned_tests if p > at)
+                if event.reason is OrderReason.SCHEDULED
+                else state.planned_tests
+            )
+            return replace(
+                state, tests=(*state.tests, test), tests_ordered=state.tests_ordered + 1, planned_tests=planned
+            )
         case TestCancelled(test_id=test_id):
             return _with_test(state, test_id, cancelled=True)
         case SpecimenCollected():
             return _with_test(
-                state, event.test_id, collected_at=event.collected_at, observed=event.observed,
+                state,
+                event.test_id,
+                collected_at=event.collected_at,
+                observed=event.observed,
                 temperature_in_range=event.temperature_in_range,
-            )  # fmt: skip
+            )
         case TestResultRecorded():  # a correction too: it replaces the report it corrects
             report = ResultReport(
-                event.result, tuple(event.substances), event.method, event.collected_at, event.lab_reference,
+                event.result,
+                tuple(event.substances),
+                event.method,
+                event.collected_at,
+                event.lab_reference,
                 event.counts_as_positive,
-            )  # fmt: skip
+            )
             slot = "confirmed" if event.method is TestMethod.CONFIRMED else "presumptive"
             state = replace(state, flags=_without_flag(state.flags, result_missing_flag(event.test_id)))
             return _with_test(state, event.test_id, **{slot: report})
@@ -223,9 +258,7 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             pending = PendingStepUp(event.test_id, event.waiting_for, event.target_level, event.due_at)
             return replace(state, pending_step_up=pending)
         case StepUpReviewDecided() | StepUpCancelled():
-            return replace(
-                state, pending_step_up=None, flags=_without_flag(state.flags, STEP_UP_REVIEW_OVERDUE)
-            )
+            return replace(state, pending_step_up=None, flags=_without_flag(state.flags, STEP_UP_REVIEW_OVERDUE))
         case StepUpReversed():
             return replace(state, last_step_up=None)
         case ConsentRecorded():
@@ -238,25 +271,44 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             return replace(state, consents=consents)
         case ReferralAwaitingConsent():
             referral = Referral(
-                event.referral_id, event.resource_id, event.resource_type, event.recipient,
-                ReferralStatus.AWAITING_CONSENT, at, alternative_of=event.alternative_of,
-            )  # fmt: skip
+                event.referral_id,
+                event.resource_id,
+                event.resource_type,
+                event.recipient,
+                ReferralStatus.AWAITING_CONSENT,
+                at,
+                alternative_of=event.alternative_of,
+            )
             return replace(state, referrals=(*state.referrals, referral))
         case ReferralIssued():
             if state.referral(event.referral_id) is not None:  # an awaiting referral got its consent
-                return _with_referral(state, event.referral_id, status=ReferralStatus.ISSUED, issued_at=at,
-                                      answer_due_at=event.answer_due_at)  # fmt: skip
+                return _with_referral(
+                    state,
+                    event.referral_id,
+                    status=ReferralStatus.ISSUED,
+                    issued_at=at,
+                    answer_due_at=event.answer_due_at,
+                )
             referral = Referral(
-                event.referral_id, event.resource_id, event.resource_type, event.recipient, ReferralStatus.ISSUED, at,
-                at, event.answer_due_at, event.alternative_of,
-            )  # fmt: skip
+                event.referral_id,
+                event.resource_id,
+                event.resource_type,
+                event.recipient,
+                ReferralStatus.ISSUED,
+                at,
+                at,
+                event.answer_due_at,
+                event.alternative_of,
+            )
             return replace(state, referrals=(*state.referrals, referral))
         case ReferralStatusChanged(referral_id=referral_id, status=status):
             state = replace(state, flags=_without_flag(state.flags, referral_flag(REFERRAL_UNANSWERED, referral_id)))
             return _with_referral(state, referral_id, status=status)
         case FollowUpsScheduled(follow_ups=planned):
             added = tuple(FollowUp(p.follow_up_id, p.kind, p.due_at) for p in planned)
-            return replace(state, follow_ups=(*state.follow_ups, *added), follow_ups_planned=state.follow_ups_planned + len(added))
+            return replace(
+                state, follow_ups=(*state.follow_ups, *added), follow_ups_planned=state.follow_ups_planned + len(added)
+            )
         case FollowUpRequested(follow_up_id=follow_up_id):
             return _with_follow_up(state, follow_up_id, requested_at=at)
         case FollowUpRecorded(follow_up_id=follow_up_id, outcome=outcome):
@@ -265,9 +317,14 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             return _with_follow_up(state, follow_up_id, outcome=outcome, recorded_at=at)
         case EpisodeClosed(reason=reason):
             return replace(
-                state, status=EpisodeStatus.CLOSED, status_since=at, discharge_reason=reason, closed_at=at,
-                pending_review=None, hold_reason=None,
-            )  # fmt: skip
+                state,
+                status=EpisodeStatus.CLOSED,
+                status_since=at,
+                discharge_reason=reason,
+                closed_at=at,
+                pending_review=None,
+                hold_reason=None,
+            )
     raise FoldError(f"no rule folds {type(event).__name__}")
 
 
@@ -277,12 +334,23 @@ def paused_dues(state: Episode) -> tuple[str, ...]:
     if state.pending_review is not None:
         moved.append(f"review {state.pending_review.review_id} due {state.pending_review.due_at.isoformat()}")
     if state.pending_step_up is not None and state.pending_step_up.due_at is not None:
-        moved.append(f"step-up review for test {state.pending_step_up.test_id} due {state.pending_step_up.due_at.isoformat()}")
-    moved += [f"result of test {t.test_id} due {t.result_due_at.isoformat()}" for t in state.tests if t.awaiting_result and not t.overdue]
+        moved.append(
+            f"step-up review for test {state.pending_step_up.test_id} due {state.pending_step_up.due_at.isoformat()}"
+        )
+    moved += [
+        f"result of test {t.test_id} due {t.result_due_at.isoformat()}"
+        for t in state.tests
+        if t.awaiting_result and not t.overdue
+    ]
     moved += [f"scheduled test at {p.isoformat()}" for p in state.planned_tests]
-    moved += [f"answer to referral {r.referral_id} due {r.answer_due_at.isoformat()}" for r in state.referrals
-              if r.status is ReferralStatus.ISSUED and r.answer_due_at is not None]  # fmt: skip
-    moved += [f"follow-up {f.follow_up_id} due {f.due_at.isoformat()}" for f in state.follow_ups if f.requested_at is None]
+    moved += [
+        f"answer to referral {r.referral_id} due {r.answer_due_at.isoformat()}"
+        for r in state.referrals
+        if r.status is ReferralStatus.ISSUED and r.answer_due_at is not None
+    ]
+    moved += [
+        f"follow-up {f.follow_up_id} due {f.due_at.isoformat()}" for f in state.follow_ups if f.requested_at is None
+    ]
     return tuple(moved)
 
 
@@ -294,14 +362,20 @@ def _dues_moved(state: Episode, held: timedelta) -> Episode:
         state,
         pending_review=replace(review, due_at=review.due_at + held) if review else None,
         pending_step_up=replace(step_up, due_at=step_up.due_at + held) if step_up and step_up.due_at else step_up,
-        tests=tuple(replace(t, result_due_at=t.result_due_at + held) if t.awaiting_result and not t.overdue else t
-                    for t in state.tests),
+        tests=tuple(
+            replace(t, result_due_at=t.result_due_at + held) if t.awaiting_result and not t.overdue else t
+            for t in state.tests
+        ),
         planned_tests=tuple(p + held for p in state.planned_tests),
         schedule_window_end=state.schedule_window_end + held if state.schedule_window_end else None,
-        referrals=tuple(replace(r, answer_due_at=r.answer_due_at + held)
-                        if r.status is ReferralStatus.ISSUED and r.answer_due_at is not None else r for r in state.referrals),
+        referrals=tuple(
+            replace(r, answer_due_at=r.answer_due_at + held)
+            if r.status is ReferralStatus.ISSUED and r.answer_due_at is not None
+            else r
+            for r in state.referrals
+        ),
         follow_ups=tuple(replace(f, due_at=f.due_at + held) if f.requested_at is None else f for f in state.follow_ups),
-    )  # fmt: skip
+    )
 
 
 def _with_test(state: Episode, test_id: str, **changes: object) -> Episode:
@@ -313,7 +387,9 @@ def _with_test(state: Episode, test_id: str, **changes: object) -> Episode:
 def _with_referral(state: Episode, referral_id: str, **changes: object) -> Episode:
     if state.referral(referral_id) is None:
         raise FoldError(f"no referral {referral_id} was made")
-    return replace(state, referrals=tuple(replace(r, **changes) if r.referral_id == referral_id else r for r in state.referrals))
+    return replace(
+        state, referrals=tuple(replace(r, **changes) if r.referral_id == referral_id else r for r in state.referrals)
+    )
 
 
 def _with_follow_up(state: Episode, follow_up_id: str, **changes: object) -> Episode:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import NewType
 
-from domain.errors import InvalidIdentifier
+from continuum.domain.errors import InvalidIdentifier
 
 EpisodeId = NewType("EpisodeId", str)
 ClientId = NewType("ClientId", str)

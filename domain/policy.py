@@ -14,9 +14,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from domain.directory import ResourceDirectory, load_directory
-from domain.errors import PolicyError
-from domain.levels import AsamEdition, LevelOfCare
+from continuum.domain.directory import ResourceDirectory, load_directory
+from continuum.domain.errors import PolicyError
+from continuum.domain.levels import AsamEdition, LevelOfCare
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,16 @@ class DrugTestingPolicy:
 
 
 NO_RANDOM_TESTING = DrugTestingPolicy(
-    per_week={}, window_days=28, result_window_days=3.0, retest_within_days=2.0,
+    per_week={},
+    window_days=28,
+    result_window_days=3.0,
+    retest_within_days=2.0,
     counting_results=("positive", "refused", "no_show", "adulterated", "substituted"),
-    positive_result_action=PositiveResultAction.AUTOMATIC, step_up_waits_for_confirmation=True,
-    step_up_review_due_days=2.0, weekday_weights=(1.0,) * 7,
-)  # fmt: skip
+    positive_result_action=PositiveResultAction.AUTOMATIC,
+    step_up_waits_for_confirmation=True,
+    step_up_review_due_days=2.0,
+    weekday_weights=(1.0,) * 7,
+)
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ class Policy:
 
 
 def default_policy_text() -> str:
-    return resources.files("domain").joinpath("policy.toml").read_text(encoding="utf-8")
+    return resources.files("continuum.domain").joinpath("policy.toml").read_text(encoding="utf-8")
 
 
 @lru_cache(maxsize=16)
@@ -125,9 +130,7 @@ def load_policy(text: str | None = None, directory_text: str | None = None) -> P
     policy = Policy(
         version="sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
         asam_edition=reader.enum("asam_edition", AsamEdition),
-        stay_minimum_days={
-            level: reader.days(f"stay_minimum_days.{level.value}") for level in LevelOfCare
-        },
+        stay_minimum_days={level: reader.days(f"stay_minimum_days.{level.value}") for level in LevelOfCare},
         review_due_days=reader.days("reviews.due_within_days"),
         review_escalate_after_days=reader.days("reviews.escalate_after_days", allow_zero=True),
         extend_default_days=reader.days("reviews.extend_default_days"),
@@ -177,8 +180,15 @@ class _Reader:
 
     def days(self, key: str, *, allow_zero: bool = False) -> float:
         value = self.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
-            raise PolicyError(f"policy key {key} must be a {'non-negative' if allow_zero else 'positive'} number of days, not {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or value < 0
+            or (value == 0 and not allow_zero)
+        ):
+            raise PolicyError(
+                f"policy key {key} must be a {'non-negative' if allow_zero else 'positive'} number of days, not {value!r}"
+            )
         return float(value)
 
     def level_map(self, key: str) -> dict[LevelOfCare, LevelOfCare]:
@@ -203,7 +213,9 @@ class _Reader:
         for name in per_week:
             level = self.enum_value(f"{key}.per_week.{name}", name)
             if level is LevelOfCare.WITHDRAWAL_MANAGEMENT:
-                raise PolicyError(f"policy key {key}.per_week.{name}: there is no random testing during withdrawal management")
+                raise PolicyError(
+                    f"policy key {key}.per_week.{name}: there is no random testing during withdrawal management"
+                )
             rate = self.days(f"{key}.per_week.{name}")
             if rate > 7:
                 raise PolicyError(f"policy key {key}.per_week.{name} must be at most 7 tests a week, not {rate!r}")
@@ -214,7 +226,9 @@ class _Reader:
         counting = self.get(f"{key}.counting_results")
         known = {"positive", "refused", "no_show", "adulterated", "substituted", "dilute", "invalid", "unable_to_void"}
         if not isinstance(counting, list) or not set(counting) <= known or "positive" not in counting:
-            raise PolicyError(f"policy key {key}.counting_results must list results among {sorted(known)}, positive included")
+            raise PolicyError(
+                f"policy key {key}.counting_results must list results among {sorted(known)}, positive included"
+            )
         weights = self.get(f"{key}.weekday_weights")
         if not isinstance(weights, dict) or set(weights) != set(WEEKDAYS):
             raise PolicyError(f"policy key {key}.weekday_weights must give a weight for each of {', '.join(WEEKDAYS)}")
@@ -223,7 +237,7 @@ class _Reader:
             raise PolicyError(f"policy key {key}.step_up_waits_for_confirmation must be true or false")
         holidays = self.raw[key].get("holidays", [])
         if not isinstance(holidays, list) or not all(isinstance(h, str) and _MONTH_DAY.fullmatch(h) for h in holidays):
-            raise PolicyError(f"policy key {key}.holidays must be a list of \"MM-DD\" dates")
+            raise PolicyError(f'policy key {key}.holidays must be a list of "MM-DD" dates')
         after_holiday = self.days(f"{key}.after_holiday_weight") if "after_holiday_weight" in self.raw[key] else 1.0
         return DrugTestingPolicy(
             holidays=tuple((int(h[:2]), int(h[3:])) for h in holidays),
@@ -248,7 +262,9 @@ class _Reader:
         disclosed = self.get(f"{key}.disclosed")
         if not isinstance(disclosed, list) or not disclosed or not set(disclosed) <= set(DISCLOSABLE):
             raise PolicyError(f"policy key {key}.disclosed must list items among {', '.join(DISCLOSABLE)}")
-        return ReferralPolicy(purpose, tuple(disclosed), self.days(f"{key}.answer_within_days"), load_directory(directory_text))
+        return ReferralPolicy(
+            purpose, tuple(disclosed), self.days(f"{key}.answer_within_days"), load_directory(directory_text)
+        )
 
     def follow_up(self, key: str) -> FollowUpPolicy | None:
         if key not in self.raw:
@@ -256,16 +272,20 @@ class _Reader:
 
         def day_list(name: str) -> tuple[float, ...]:
             values = self.get(f"{key}.{name}")
-            if not isinstance(values, list) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values
-            ) or values != sorted(values):  # fmt: skip
+            if (
+                not isinstance(values, list)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
+                or values != sorted(values)
+            ):
                 raise PolicyError(f"policy key {key}.{name} must be a rising list of positive numbers of days")
             return tuple(float(v) for v in values)
 
         limit = self.get(f"{key}.not_reached_limit")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise PolicyError(f"policy key {key}.not_reached_limit must be a whole number, at least 1")
-        return FollowUpPolicy(day_list("after_leaving_days"), day_list("aftercare_days"), self.days(f"{key}.then_every_days"), limit)
+        return FollowUpPolicy(
+            day_list("after_leaving_days"), day_list("aftercare_days"), self.days(f"{key}.then_every_days"), limit
+        )
 
     def rules(self, key: str) -> tuple[PlacementRule, ...]:
         items = self.get(key)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from domain.episode import Episode
-from domain.fold import replace
+from continuum.domain.episode import Episode
+from continuum.domain.fold import replace
 
 TEST_RECORD_OPEN_DAYS = 90
 

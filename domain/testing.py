@@ -12,8 +12,8 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from random import Random
 
-from domain.levels import LevelOfCare
-from domain.policy import DrugTestingPolicy
+from continuum.domain.levels import LevelOfCare
+from continuum.domain.policy import DrugTestingPolicy
 
 
 class TestResult(StrEnum):
@@ -113,9 +113,7 @@ def _weight(day: date, policy: DrugTestingPolicy) -> float:
     return policy.weekday_weights[day.weekday()] * (policy.after_holiday_weight if after_holiday else 1.0)
 
 
-def draw_schedule(
-    rng: Random, level: LevelOfCare, window_start: datetime, policy: DrugTestingPolicy
-) -> ScheduleDraw:
+def draw_schedule(rng: Random, level: LevelOfCare, window_start: datetime, policy: DrugTestingPolicy) -> ScheduleDraw:
     """Draw one day per stratum, weighted by weekday (days after weekends more likely, per policy)."""
     per_week = policy.per_week.get(level, 0.0)
     days = tuple(range(policy.window_days))
@@ -143,9 +141,12 @@ def normalise_substances(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 def interpret(
-    result: TestResult, substances: tuple[str, ...], method: TestMethod | None, medications: tuple[str, ...],
+    result: TestResult,
+    substances: tuple[str, ...],
+    method: TestMethod | None,
+    medications: tuple[str, ...],
     policy: DrugTestingPolicy,
-) -> Interpretation:  # fmt: skip
+) -> Interpretation:
     """Read a result against the client's prescriptions and the program's policy."""
     prescribed = set(normalise_substances(medications))
     found = set(normalise_substances(substances))
@@ -166,7 +167,9 @@ def interpret(
         rule = f"{result.value}: retest ordered"
     buprenorphine_absent = "buprenorphine" in prescribed and result in ANALYSED and "buprenorphine" not in found
     awaits = (
-        counts and result is TestResult.POSITIVE and method is TestMethod.PRESUMPTIVE
+        counts
+        and result is TestResult.POSITIVE
+        and method is TestMethod.PRESUMPTIVE
         and policy.step_up_waits_for_confirmation
-    )  # fmt: skip
+    )
     return Interpretation(counts, needs_retest, awaits, buprenorphine_absent, rule)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from domain.commands import (
+from continuum.domain.commands import (
     CancelTest,
     ChangeMedications,
     Command,
@@ -20,19 +20,19 @@ from domain.commands import (
     RecordTestResult,
     ReverseStepUp,
 )
-from domain.episode import Episode, EpisodeStatus
-from domain.errors import CommandRejected
-from domain.events import (
+from continuum.domain.episode import Episode, EpisodeStatus
+from continuum.domain.errors import CommandRejected
+from continuum.domain.events import (
     DomainEvent,
     FlagRaised,
     LevelChanged,
     MedicationsChanged,
     SobrietyDateReset,
+    SpecimenCollected,
     StepUpCancelled,
     StepUpPending,
     StepUpReversed,
     StepUpReviewDecided,
-    SpecimenCollected,
     TestCancelled,
     TestOrdered,
     TestResultCorrected,
@@ -40,12 +40,12 @@ from domain.events import (
     TestResultRecorded,
     TestScheduleDrawn,
 )
-from domain.fold import BUPRENORPHINE_ABSENT, SPECIMEN_TEMPERATURE, STEP_UP_REVIEW_OVERDUE
-from domain.ids import staff_id
-from domain.levels import Direction, LevelOfCare
-from domain.policy import Policy, PositiveResultAction
-from domain.retention import TEST_RECORD_OPEN_DAYS, is_closed_test
-from domain.testing import (
+from continuum.domain.fold import BUPRENORPHINE_ABSENT, SPECIMEN_TEMPERATURE, STEP_UP_REVIEW_OVERDUE
+from continuum.domain.ids import staff_id
+from continuum.domain.levels import Direction, LevelOfCare
+from continuum.domain.policy import Policy, PositiveResultAction
+from continuum.domain.retention import TEST_RECORD_OPEN_DAYS, is_closed_test
+from continuum.domain.testing import (
     NO_SPECIMEN,
     DrugTest,
     Interpretation,
@@ -55,7 +55,7 @@ from domain.testing import (
     interpret,
     normalise_substances,
 )
-from domain.values import instant_problem, text_problem
+from continuum.domain.values import instant_problem, text_problem
 
 _SUBSTANCE = re.compile(r"[a-z0-9][a-z0-9 ,.'()/-]{0,63}")
 LAB_NOT_NOTIFIED = "lab_not_notified"
@@ -68,8 +68,9 @@ EARLY_COLLECTION = timedelta(days=1)
 def admit_testing(state: Episode, command: Command, at: datetime) -> None:
     """The admission rules of a drug-testing command's values (see `domain.decisions.admit`)."""
     match command:
-        case RecordSpecimenCollection(test_id=test_id, collected_at=collected_at) | RecordTestResult(
-            test_id=test_id, collected_at=collected_at
+        case (
+            RecordSpecimenCollection(test_id=test_id, collected_at=collected_at)
+            | RecordTestResult(test_id=test_id, collected_at=collected_at)
         ) if collected_at is not None:
             _admit_collection_time(state, test_id, collected_at, at)
     match command:
@@ -112,9 +113,7 @@ def _when(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def decide_testing(
-    state: Episode, command: Command, policy: Policy, at: datetime, day: timedelta
-) -> list[DomainEvent]:
+def decide_testing(state: Episode, command: Command, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
     """Events for a drug-testing command (the caller has checked the episode is open)."""
     match command:
         case ChangeMedications():
@@ -137,7 +136,9 @@ def decide_testing(
             staff_id(command.cancelled_by)
             return [TestCancelled(state.episode_id, at, command.test_id, command.reason)]
     if state.status is not EpisodeStatus.ACTIVE:
-        raise CommandRejected(f"the episode is {state.status.value.replace('_', ' ')}; no test can be ordered or decided now")
+        raise CommandRejected(
+            f"the episode is {state.status.value.replace('_', ' ')}; no test can be ordered or decided now"
+        )
     assert state.level is not None
     testing = policy.drug_testing
     match command:
@@ -151,10 +152,18 @@ def decide_testing(
                 raise CommandRejected("the current schedule window has not ended")
             return [
                 TestScheduleDrawn(
-                    state.episode_id, at, draw.level, draw.window_start, draw.window_days, draw.eligible_days,
-                    draw.weights, draw.chosen_days, day.total_seconds(), policy.version,
+                    state.episode_id,
+                    at,
+                    draw.level,
+                    draw.window_start,
+                    draw.window_days,
+                    draw.eligible_days,
+                    draw.weights,
+                    draw.chosen_days,
+                    day.total_seconds(),
+                    policy.version,
                 )
-            ]  # fmt: skip
+            ]
         case OrderScheduledTest():
             if not state.planned_tests or state.planned_tests[0] > at:
                 raise CommandRejected("no scheduled test is due")
@@ -174,10 +183,21 @@ def decide_testing(
                 raise CommandRejected(f"no overdue step-up review for test {test_id}")
             if STEP_UP_REVIEW_OVERDUE in state.flags:
                 raise CommandRejected("the step-up review was already escalated")
-            return [FlagRaised(state.episode_id, at, STEP_UP_REVIEW_OVERDUE, f"step-up review for test {test_id} is overdue")]
+            return [
+                FlagRaised(
+                    state.episode_id, at, STEP_UP_REVIEW_OVERDUE, f"step-up review for test {test_id} is overdue"
+                )
+            ]
         case FlagLabNotNotified(test_id=test_id):
             _known(state, test_id)
-            return [FlagRaised(state.episode_id, at, f"{LAB_NOT_NOTIFIED}:{test_id}", f"the lab could not be told of test {test_id}")]
+            return [
+                FlagRaised(
+                    state.episode_id,
+                    at,
+                    f"{LAB_NOT_NOTIFIED}:{test_id}",
+                    f"the lab could not be told of test {test_id}",
+                )
+            ]
         case DecideStepUp():
             return _decide_step_up(state, command, policy, at)
         case ReverseStepUp():
@@ -193,16 +213,23 @@ def _collected(state: Episode, command: RecordSpecimenCollection, at: datetime) 
         raise CommandRejected("the collection time is in the future")
     if test.collected_at is not None:
         if (test.collected_at, test.observed, test.temperature_in_range) == (
-            command.collected_at, command.observed, command.temperature_in_range,
-        ):  # fmt: skip
+            command.collected_at,
+            command.observed,
+            command.temperature_in_range,
+        ):
             return []
         raise CommandRejected(f"the specimen for test {command.test_id} was already recorded as collected")
     events: list[DomainEvent] = [
         SpecimenCollected(
-            state.episode_id, at, command.test_id, command.collected_at, command.observed,
-            command.temperature_in_range, staff_id(command.site),
+            state.episode_id,
+            at,
+            command.test_id,
+            command.collected_at,
+            command.observed,
+            command.temperature_in_range,
+            staff_id(command.site),
         )
-    ]  # fmt: skip
+    ]
     if not command.temperature_in_range:
         events.append(
             FlagRaised(state.episode_id, at, SPECIMEN_TEMPERATURE, f"test {command.test_id}: temperature out of range")
@@ -223,9 +250,16 @@ def _known(state: Episode, test_id: str) -> DrugTest:
 
 
 def _order(
-    state: Episode, reason: OrderReason, by: str, due: datetime, policy: Policy, at: datetime, *,
-    retest_of: str | None = None, lab_id: str | None = None,
-) -> TestOrdered:  # fmt: skip
+    state: Episode,
+    reason: OrderReason,
+    by: str,
+    due: datetime,
+    policy: Policy,
+    at: datetime,
+    *,
+    retest_of: str | None = None,
+    lab_id: str | None = None,
+) -> TestOrdered:
     assert state.level is not None
     test_id = f"{state.episode_id}.T{state.tests_ordered + 1}"
     return TestOrdered(state.episode_id, at, test_id, reason, state.level, due, by, policy.version, retest_of, lab_id)
@@ -246,9 +280,15 @@ def _record_result(
         raise CommandRejected("substances are names of letters, digits and spaces")
     reading = interpret(command.result, substances, command.method, state.medications, policy.drug_testing)
     fields = (
-        command.result, substances, command.method, command.collected_at, command.lab_reference,
-        reading.counts_as_positive, reading.rule, policy.version,
-    )  # fmt: skip
+        command.result,
+        substances,
+        command.method,
+        command.collected_at,
+        command.lab_reference,
+        reading.counts_as_positive,
+        reading.rule,
+        policy.version,
+    )
     slot = test.confirmed if command.method is TestMethod.CONFIRMED else test.presumptive
     if command.corrects_lab_reference is not None:
         original = next(
@@ -269,8 +309,11 @@ def _record_result(
         return events
     if slot is not None:
         same = (slot.result, slot.substances, slot.collected_at, slot.lab_reference) == (
-            command.result, substances, command.collected_at, command.lab_reference,
-        )  # fmt: skip
+            command.result,
+            substances,
+            command.collected_at,
+            command.lab_reference,
+        )
         if same:
             return []  # the identical result again: nothing new
         raise CommandRejected(
@@ -286,20 +329,29 @@ def _record_result(
 def _withdrawn(state: Episode, test: DrugTest, at: datetime) -> list[DomainEvent]:
     """A counting result that no longer counts: a pending step-up is cancelled; a done one is flagged."""
     if state.pending_step_up and state.pending_step_up.test_id == test.test_id:
-        return [StepUpCancelled(state.episode_id, at, test.test_id, "the result was corrected to one that does not count")]
+        return [
+            StepUpCancelled(state.episode_id, at, test.test_id, "the result was corrected to one that does not count")
+        ]
     if state.last_step_up and state.last_step_up.test_id == test.test_id:
         return [FlagRaised(state.episode_id, at, "step_up_on_corrected_result", f"test {test.test_id} was corrected")]
     return []
 
 
 def _consequences(
-    state: Episode, test: DrugTest, method: TestMethod, reading: Interpretation, policy: Policy, at: datetime,
+    state: Episode,
+    test: DrugTest,
+    method: TestMethod,
+    reading: Interpretation,
+    policy: Policy,
+    at: datetime,
     day: timedelta,
-) -> list[DomainEvent]:  # fmt: skip
+) -> list[DomainEvent]:
     events: list[DomainEvent] = []
     if reading.buprenorphine_absent:
         events.append(
-            FlagRaised(state.episode_id, at, BUPRENORPHINE_ABSENT, f"test {test.test_id}: no buprenorphine while prescribed")
+            FlagRaised(
+                state.episode_id, at, BUPRENORPHINE_ABSENT, f"test {test.test_id}: no buprenorphine while prescribed"
+            )
         )
     if reading.needs_retest:
         due = at + day * policy.drug_testing.retest_within_days
@@ -308,14 +360,18 @@ def _consequences(
     pending = state.pending_step_up if state.pending_step_up and state.pending_step_up.test_id == test.test_id else None
     if method is TestMethod.CONFIRMED and pending is not None and pending.waiting_for == "confirmation":
         if not reading.counts_as_positive:
-            return events + [StepUpCancelled(state.episode_id, at, test.test_id, "the laboratory confirmation was negative")]
+            return events + [
+                StepUpCancelled(state.episode_id, at, test.test_id, "the laboratory confirmation was negative")
+            ]
         return events + _act_on_positive(state, test, reading, policy, at, day)
     if not reading.counts_as_positive:
         return events
     target = _target(state, policy)
     if reading.awaits_confirmation:
         if target is not None and state.pending_step_up is None:
-            events.append(StepUpPending(state.episode_id, at, test.test_id, "confirmation", target, None, policy.version))
+            events.append(
+                StepUpPending(state.episode_id, at, test.test_id, "confirmation", target, None, policy.version)
+            )
         return events
     return events + _act_on_positive(state, test, reading, policy, at, day)
 
@@ -356,7 +412,9 @@ def _decide_step_up(state: Episode, command: DecideStepUp, policy: Policy, at: d
         raise CommandRejected(f"no step-up review is pending for test {command.test_id}")
     if len(command.note) > 2000:
         raise CommandRejected("a note is at most 2000 characters")
-    decided = StepUpReviewDecided(state.episode_id, at, command.test_id, command.confirm, staff_id(command.clinician), command.note)
+    decided = StepUpReviewDecided(
+        state.episode_id, at, command.test_id, command.confirm, staff_id(command.clinician), command.note
+    )
     if not command.confirm:
         return [decided]
     cause = f"test {command.test_id}: step-up confirmed by {command.clinician} on review"

@@ -37,8 +37,10 @@ def text_problem(value: str, *, multiline: bool = True) -> str | None:
     """Why `value` cannot be recorded as text (None if it can): no NUL or other control character
     (newline and tab are allowed in `multiline` text), and no unpaired surrogate."""
     if (_CONTROL if multiline else _CONTROL_ON_ONE_LINE).search(value) is not None:
-        return "must not contain control characters other than newline and tab" if multiline else (
-            "must be one line without control characters"
+        return (
+            "must not contain control characters other than newline and tab"
+            if multiline
+            else ("must be one line without control characters")
         )
     if _SURROGATE.search(value) is not None:
         return "must be valid Unicode text (it contains an unpaired surrogate)"

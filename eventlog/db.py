@@ -6,7 +6,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from eventlog.errors import StoreUnavailable
+from continuum.eventlog.errors import StoreUnavailable
 
 # Appends queue on one row lock; a writer that cannot get it in time gives up and is retried.
 LOCK_TIMEOUT = "5s"
@@ -45,4 +45,6 @@ def check_reachable(engine: Engine) -> None:
             connection.execute(text("SELECT 1"))
     except OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else "no answer"
-        raise StoreUnavailable(f"cannot reach PostgreSQL at {describe_url(str(engine.url.render_as_string(hide_password=False)))}: {reason}") from None
+        raise StoreUnavailable(
+            f"cannot reach PostgreSQL at {describe_url(str(engine.url.render_as_string(hide_password=False)))}: {reason}"
+        ) from None

@@ -1,10 +1,10 @@
 """Event-store errors, translated from PostgreSQL's into ours at this boundary.
 
-    EventStoreError
-    ├── ConcurrencyError        the stream is not at the version the caller expected
-    ├── EventIdConflict         an event id already stored with different content
-    ├── StoreBusy               the append lock was not granted in time (retry)
-    └── StoreUnavailable        PostgreSQL cannot be reached (one line, names the address)
+EventStoreError
+├── ConcurrencyError        the stream is not at the version the caller expected
+├── EventIdConflict         an event id already stored with different content
+├── StoreBusy               the append lock was not granted in time (retry)
+└── StoreUnavailable        PostgreSQL cannot be reached (one line, names the address)
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from domain.codec import EventEnvelope, format_instant, from_envelope
-from domain.episode import EpisodeStatus
-from domain.fold import evolve
-from eventlog.hashing import canonical_json, event_hash
-from eventlog.records import StoredEvent
-from eventlog.verify import BrokenLink, VerificationReport
+from continuum.domain.codec import EventEnvelope, format_instant, from_envelope
+from continuum.domain.episode import EpisodeStatus
+from continuum.domain.fold import evolve
+from continuum.eventlog.hashing import canonical_json, event_hash
+from continuum.eventlog.records import StoredEvent
+from continuum.eventlog.verify import BrokenLink, VerificationReport
 
 FHIR_BASE = "urn:continuum"
 HASH_EXTENSION = "https://continuum.example/fhir/StructureDefinition/event-hash"
@@ -36,12 +36,22 @@ _FHIR_STATUS = {
 
 def ndjson_line(e: StoredEvent) -> str:
     return json.dumps(
-        {"position": e.position, "stream_id": e.stream_id, "stream_version": e.stream_version,
-         "event_id": str(e.event_id), "event_type": e.event_type, "schema_version": e.schema_version,
-         "payload": e.payload, "metadata": e.metadata.as_dict(), "occurred_at": format_instant(e.occurred_at),
-         "recorded_at": format_instant(e.recorded_at), "prev_hash": e.prev_hash.hex(), "hash": e.hash.hex()},
+        {
+            "position": e.position,
+            "stream_id": e.stream_id,
+            "stream_version": e.stream_version,
+            "event_id": str(e.event_id),
+            "event_type": e.event_type,
+            "schema_version": e.schema_version,
+            "payload": e.payload,
+            "metadata": e.metadata.as_dict(),
+            "occurred_at": format_instant(e.occurred_at),
+            "recorded_at": format_instant(e.recorded_at),
+            "prev_hash": e.prev_hash.hex(),
+            "hash": e.hash.hex(),
+        },
         sort_keys=True,
-    )  # fmt: skip
+    )
 
 
 def verify_ndjson(lines: Iterable[str]) -> VerificationReport:
@@ -55,24 +65,43 @@ def verify_ndjson(lines: Iterable[str]) -> VerificationReport:
             row = json.loads(line)
             stream = row["stream_id"]
             recomputed = event_hash(
-                bytes.fromhex(row["prev_hash"]), position=row["position"], stream_id=row["stream_id"],
-                stream_version=row["stream_version"], event_id=row["event_id"], event_type=row["event_type"],
-                schema_version=row["schema_version"], occurred_at=_instant(row["occurred_at"]),
-                recorded_at=_instant(row["recorded_at"]), payload_json=canonical_json(row["payload"]),
+                bytes.fromhex(row["prev_hash"]),
+                position=row["position"],
+                stream_id=row["stream_id"],
+                stream_version=row["stream_version"],
+                event_id=row["event_id"],
+                event_type=row["event_type"],
+                schema_version=row["schema_version"],
+                occurred_at=_instant(row["occurred_at"]),
+                recorded_at=_instant(row["recorded_at"]),
+                payload_json=canonical_json(row["payload"]),
                 metadata_json=canonical_json(row["metadata"]),
-            )  # fmt: skip
+            )
         except (ValueError, KeyError, TypeError) as error:
-            problems.append(BrokenLink(-1, stream, f"line {number + 1} is not an exported event ({type(error).__name__})"))
+            problems.append(
+                BrokenLink(-1, stream, f"line {number + 1} is not an exported event ({type(error).__name__})")
+            )
             continue
         checked += 1
         if recomputed.hex() != row["hash"]:
-            problems.append(BrokenLink(row["position"], stream, f"event {row['event_id']} ({row['event_type']}, version "
-                                       f"{row['stream_version']}) was altered", recomputed.hex(), row["hash"]))  # fmt: skip
+            problems.append(
+                BrokenLink(
+                    row["position"],
+                    stream,
+                    f"event {row['event_id']} ({row['event_type']}, version {row['stream_version']}) was altered",
+                    recomputed.hex(),
+                    row["hash"],
+                )
+            )
         expected_version = previous["stream_version"] + 1 if previous else 1
         if row["stream_version"] != expected_version:
             problems.append(BrokenLink(row["position"], stream, f"stream version {expected_version} missing"))
         if previous and previous["position"] == row["position"] - 1 and previous["hash"] != row["prev_hash"]:
-            problems.append(BrokenLink(row["position"], stream, "link to the previous event broken", previous["hash"], row["prev_hash"]))
+            problems.append(
+                BrokenLink(
+                    row["position"], stream, "link to the previous event broken", previous["hash"], row["prev_hash"]
+                )
+            )
         previous = row
     return VerificationReport(f"export of stream {stream}", checked, tuple(problems))
 
@@ -109,7 +138,10 @@ def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
         "statusHistory": status_history,
         "type": [{"text": f"level of care: {level} (from {since})"} for level, since in level_history],
         "patient": {"identifier": {"system": f"{FHIR_BASE}:client", "value": state.client_id}},
-        "period": {"start": format_instant(state.opened_at), **({"end": format_instant(state.closed_at)} if state.closed_at else {})},
+        "period": {
+            "start": format_instant(state.opened_at),
+            **({"end": format_instant(state.closed_at)} if state.closed_at else {}),
+        },
     }
     entries = [{"fullUrl": f"{FHIR_BASE}:{episode_ref}", "resource": episode}]
     for stored in events:
@@ -119,13 +151,22 @@ def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
             "target": [{"reference": episode_ref}],
             "occurredDateTime": format_instant(stored.occurred_at),
             "recorded": format_instant(stored.recorded_at),
-            "activity": {"coding": [{"system": f"{FHIR_BASE}:event-type", "code": stored.event_type}],
-                         "text": _describe(stored)},  # fmt: skip
-            "agent": [{"who": {"identifier": {"system": f"{FHIR_BASE}:actor", "value": stored.metadata.actor or "unknown"}}}],
+            "activity": {
+                "coding": [{"system": f"{FHIR_BASE}:event-type", "code": stored.event_type}],
+                "text": _describe(stored),
+            },
+            "agent": [
+                {"who": {"identifier": {"system": f"{FHIR_BASE}:actor", "value": stored.metadata.actor or "unknown"}}}
+            ],
             "extension": [{"url": HASH_EXTENSION, "valueString": stored.hash.hex()}],
         }
         entries.append({"fullUrl": f"{FHIR_BASE}:Provenance/{provenance['id']}", "resource": provenance})
-    return {"resourceType": "Bundle", "type": "collection", "timestamp": format_instant(events[-1].recorded_at), "entry": entries}
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": format_instant(events[-1].recorded_at),
+        "entry": entries,
+    }
 
 
 def _describe(stored: StoredEvent) -> str:

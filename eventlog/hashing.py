@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from domain.codec import format_instant
+from continuum.domain.codec import format_instant
 
 GENESIS_HASH = bytes(32)
 

@@ -9,8 +9,8 @@ from alembic.config import Config
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
-from eventlog.db import describe_url
-from eventlog.errors import StoreUnavailable
+from continuum.eventlog.db import describe_url
+from continuum.eventlog.errors import StoreUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -14,13 +14,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, text
 
-from domain.codec import EventEnvelope, decode, encode, from_envelope
-from domain.episode import Episode
-from domain.errors import DomainError, UnknownEventType
-from domain.events import EVENT_TYPES, EpisodeOpened
-from domain.fold import evolve, fold
-from eventlog.records import NewEvent, StoredEvent
-from eventlog.store import InlineProjection, PostgresEventStore
+from continuum.domain.codec import EventEnvelope, decode, encode, from_envelope
+from continuum.domain.episode import Episode
+from continuum.domain.errors import DomainError, UnknownEventType
+from continuum.domain.events import EVENT_TYPES, EpisodeOpened
+from continuum.domain.fold import evolve, fold
+from continuum.eventlog.records import NewEvent, StoredEvent
+from continuum.eventlog.store import InlineProjection, PostgresEventStore
 
 _LOAD = text("SELECT state FROM episodes WHERE episode_id = ANY(:ids)")
 _EXISTING_EPISODES = text("SELECT episode_id FROM episodes WHERE episode_id = ANY(:ids)")
@@ -45,9 +45,17 @@ _UPSERT_AND_CHECKPOINT = text(
 )
 CACHE_SIZE = 10_000
 _COLUMNS = (
-    "episode_id", "client_id", "status", "status_since", "level", "level_since", "flags", "opened_at",
-    "closed_at", "version",
-)  # fmt: skip
+    "episode_id",
+    "client_id",
+    "status",
+    "status_since",
+    "level",
+    "level_since",
+    "flags",
+    "opened_at",
+    "closed_at",
+    "version",
+)
 # Inline in the append statement: applies only if the stream stood at the version the state was folded on.
 _INLINE = (
     "projected_row AS (INSERT INTO episodes ("
@@ -137,7 +145,9 @@ class EpisodesProjection:
         assert state is not None
         params = {f"p_{k}": v for k, v in _row(state, 0).items() if k != "last_position"}
         params.update(p_n=len(events), p_prior_version=prior.version if prior else 0)
-        return InlineProjection(_INLINE, params, prior.version if prior else 0, lambda: self._remember({stream_id: state}))
+        return InlineProjection(
+            _INLINE, params, prior.version if prior else 0, lambda: self._remember({stream_id: state})
+        )
 
     def apply(self, connection: Connection, events: Sequence[StoredEvent]) -> None:
         unknown = [e for e in events if e.event_type not in EVENT_TYPES]

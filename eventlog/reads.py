@@ -25,9 +25,15 @@ class EpisodeReads:
         self.engine = engine
 
     def list(
-        self, *, level: str | None = None, status: str | None = None, flag: str | None = None, page: int = 1,
-        page_size: int = 50, id_prefix: str | None = None,
-    ) -> Page:  # fmt: skip
+        self,
+        *,
+        level: str | None = None,
+        status: str | None = None,
+        flag: str | None = None,
+        page: int = 1,
+        page_size: int = 50,
+        id_prefix: str | None = None,
+    ) -> Page:
         where, params = ["TRUE"], {"limit": page_size, "offset": (page - 1) * page_size}
         if id_prefix:  # search by episode id (a prefix; LIKE's wildcards are escaped)
             where.append("episode_id LIKE :prefix ESCAPE '\\'")
@@ -47,10 +53,16 @@ class EpisodeReads:
         clause = " AND ".join(where)
         with self.engine.connect() as conn:
             total = conn.execute(text(f"SELECT count(*) FROM episodes WHERE {clause}"), params).scalar_one()
-            rows = conn.execute(
-                text(f"SELECT {_SUMMARY} FROM episodes WHERE {clause} ORDER BY episode_id LIMIT :limit OFFSET :offset"),
-                params,
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    text(
+                        f"SELECT {_SUMMARY} FROM episodes WHERE {clause} ORDER BY episode_id LIMIT :limit OFFSET :offset"
+                    ),
+                    params,
+                )
+                .mappings()
+                .all()
+            )
         return Page([dict(r) for r in rows], int(total), page, page_size)
 
     def get(self, episode_id: str) -> dict[str, Any] | None:
@@ -61,12 +73,16 @@ class EpisodeReads:
     def census(self) -> list[dict[str, Any]]:
         """Open episodes (intake, active, on hold) by level and status; closed ones are counted apart."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT coalesce(level, 'none') AS level, status, count(*) AS episodes FROM episodes"
-                    " WHERE status <> 'closed' GROUP BY 1, 2 ORDER BY 1, 2"
+            rows = (
+                conn.execute(
+                    text(
+                        "SELECT coalesce(level, 'none') AS level, status, count(*) AS episodes FROM episodes"
+                        " WHERE status <> 'closed' GROUP BY 1, 2 ORDER BY 1, 2"
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def closed_count(self) -> int:
@@ -76,36 +92,54 @@ class EpisodeReads:
     def alerts(self, since: datetime) -> dict[str, list[dict[str, Any]]]:
         """Overdue reviews and missing results now open, and positives and step-ups recorded since `since`."""
         with self.engine.connect() as conn:
-            flagged = conn.execute(
-                text("SELECT episode_id, level, flags FROM episodes WHERE cardinality(flags) > 0 ORDER BY episode_id")
-            ).mappings().all()
-            positives = conn.execute(
-                text(
-                    "SELECT stream_id AS episode_id, payload->>'test_id' AS test_id, payload->>'result' AS result,"
-                    " payload->>'interpretation' AS interpretation, recorded_at FROM events"
-                    " WHERE event_type IN ('TestResultRecorded', 'TestResultCorrected') AND recorded_at >= :since"
-                    " AND (payload->>'counts_as_positive')::boolean ORDER BY position"
-                ),
-                {"since": since},
-            ).mappings().all()
-            step_ups = conn.execute(
-                text(
-                    "SELECT stream_id AS episode_id, payload->>'from_level' AS from_level,"
-                    " payload->>'to_level' AS to_level, payload->>'cause' AS cause, recorded_at FROM events"
-                    " WHERE event_type = 'LevelChanged' AND recorded_at >= :since"
-                    " AND payload->>'direction' = 'up' ORDER BY position"
-                ),
-                {"since": since},
-            ).mappings().all()
+            flagged = (
+                conn.execute(
+                    text(
+                        "SELECT episode_id, level, flags FROM episodes WHERE cardinality(flags) > 0 ORDER BY episode_id"
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            positives = (
+                conn.execute(
+                    text(
+                        "SELECT stream_id AS episode_id, payload->>'test_id' AS test_id, payload->>'result' AS result,"
+                        " payload->>'interpretation' AS interpretation, recorded_at FROM events"
+                        " WHERE event_type IN ('TestResultRecorded', 'TestResultCorrected') AND recorded_at >= :since"
+                        " AND (payload->>'counts_as_positive')::boolean ORDER BY position"
+                    ),
+                    {"since": since},
+                )
+                .mappings()
+                .all()
+            )
+            step_ups = (
+                conn.execute(
+                    text(
+                        "SELECT stream_id AS episode_id, payload->>'from_level' AS from_level,"
+                        " payload->>'to_level' AS to_level, payload->>'cause' AS cause, recorded_at FROM events"
+                        " WHERE event_type = 'LevelChanged' AND recorded_at >= :since"
+                        " AND payload->>'direction' = 'up' ORDER BY position"
+                    ),
+                    {"since": since},
+                )
+                .mappings()
+                .all()
+            )
         overdue = [dict(r) for r in flagged if "review_overdue" in r["flags"]]
         unanswered = [
             {"episode_id": r["episode_id"], "referral_id": f.split(":", 1)[1]}
-            for r in flagged for f in r["flags"] if f.startswith("referral_unanswered:")
-        ]  # fmt: skip
+            for r in flagged
+            for f in r["flags"]
+            if f.startswith("referral_unanswered:")
+        ]
         missing = [
             {"episode_id": r["episode_id"], "test_id": f.split(":", 1)[1]}
-            for r in flagged for f in r["flags"] if f.startswith("result_missing:")
-        ]  # fmt: skip
+            for r in flagged
+            for f in r["flags"]
+            if f.startswith("result_missing:")
+        ]
         return {
             "overdue_reviews": overdue,
             "missing_results": missing,
@@ -117,48 +151,69 @@ class EpisodeReads:
     def disclosures(self, episode_id: str, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
         """The accounting of disclosures (42 CFR 2.25): to whom, when, why, what, under which consent."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT occurred_at AS disclosed_at, payload->'disclosure'->>'recipient' AS recipient,"
-                    " payload->'disclosure'->>'purpose' AS purpose, payload->'disclosure'->'disclosed' AS disclosed,"
-                    " payload->'disclosure'->>'consent_id' AS consent_id, payload->>'referral_id' AS referral_id"
-                    " FROM events WHERE stream_id = :e AND event_type = 'ReferralIssued'"
-                    " AND json_typeof(payload->'disclosure') = 'object'"
-                    + (" AND occurred_at >= :since" if since else "") + (" AND occurred_at < :until" if until else "")
-                    + " ORDER BY stream_version"
-                ),
-                {"e": episode_id, "since": since, "until": until},
-            ).mappings().all()
-            exports = conn.execute(  # an export is a disclosure too (recorded as "export <format> to <recipient>")
-                text(
-                    "SELECT accessed_at AS disclosed_at, split_part(what, ' to ', 2) AS recipient, purpose,"
-                    " split_part(what, ' ', 2) AS format, key_id FROM record_access"
-                    " WHERE episode_id = :e AND what LIKE 'export % to %'"
-                    + (" AND accessed_at >= :since" if since else "") + (" AND accessed_at < :until" if until else "")
-                    + " ORDER BY access_id"
-                ),
-                {"e": episode_id, "since": since, "until": until},
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    text(
+                        "SELECT occurred_at AS disclosed_at, payload->'disclosure'->>'recipient' AS recipient,"
+                        " payload->'disclosure'->>'purpose' AS purpose, payload->'disclosure'->'disclosed' AS disclosed,"
+                        " payload->'disclosure'->>'consent_id' AS consent_id, payload->>'referral_id' AS referral_id"
+                        " FROM events WHERE stream_id = :e AND event_type = 'ReferralIssued'"
+                        " AND json_typeof(payload->'disclosure') = 'object'"
+                        + (" AND occurred_at >= :since" if since else "")
+                        + (" AND occurred_at < :until" if until else "")
+                        + " ORDER BY stream_version"
+                    ),
+                    {"e": episode_id, "since": since, "until": until},
+                )
+                .mappings()
+                .all()
+            )
+            exports = (
+                conn.execute(  # an export is a disclosure too (recorded as "export <format> to <recipient>")
+                    text(
+                        "SELECT accessed_at AS disclosed_at, split_part(what, ' to ', 2) AS recipient, purpose,"
+                        " split_part(what, ' ', 2) AS format, key_id FROM record_access"
+                        " WHERE episode_id = :e AND what LIKE 'export % to %'"
+                        + (" AND accessed_at >= :since" if since else "")
+                        + (" AND accessed_at < :until" if until else "")
+                        + " ORDER BY access_id"
+                    ),
+                    {"e": episode_id, "since": since, "until": until},
+                )
+                .mappings()
+                .all()
+            )
         referrals = [{**dict(r), "kind": "referral"} for r in rows]
         exported = [
-            {"disclosed_at": r["disclosed_at"], "recipient": r["recipient"], "purpose": r["purpose"],
-             "disclosed": [f"the episode's full history ({r['format']})"], "consent_id": None, "referral_id": None,
-             "kind": "export", "exported_by": r["key_id"]}
+            {
+                "disclosed_at": r["disclosed_at"],
+                "recipient": r["recipient"],
+                "purpose": r["purpose"],
+                "disclosed": [f"the episode's full history ({r['format']})"],
+                "consent_id": None,
+                "referral_id": None,
+                "kind": "export",
+                "exported_by": r["key_id"],
+            }
             for r in exports
-        ]  # fmt: skip
+        ]
         return sorted(referrals + exported, key=lambda d: d["disclosed_at"])
 
     def referrals_for(self, partner: str) -> list[dict[str, Any]]:
         """The referrals disclosed to one partner (never those still awaiting the client's consent)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT e.episode_id, r->>'referral_id' AS referral_id, r->>'resource_id' AS resource_id,"
-                    " r->>'resource_type' AS resource_type, r->>'status' AS status, r->>'issued_at' AS issued_at,"
-                    " r->>'answer_due_at' AS answer_due_at"
-                    " FROM episodes e, jsonb_array_elements(e.state->'referrals') r"
-                    " WHERE r->>'recipient' = :p AND r->>'status' <> 'awaiting_consent' ORDER BY 2"
-                ),
-                {"p": partner},
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    text(
+                        "SELECT e.episode_id, r->>'referral_id' AS referral_id, r->>'resource_id' AS resource_id,"
+                        " r->>'resource_type' AS resource_type, r->>'status' AS status, r->>'issued_at' AS issued_at,"
+                        " r->>'answer_due_at' AS answer_due_at"
+                        " FROM episodes e, jsonb_array_elements(e.state->'referrals') r"
+                        " WHERE r->>'recipient' = :p AND r->>'status' <> 'awaiting_consent' ORDER BY 2"
+                    ),
+                    {"p": partner},
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]

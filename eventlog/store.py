@@ -28,10 +28,10 @@ from psycopg.rows import dict_row
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from eventlog.errors import ConcurrencyError, EventIdConflict, StoreBusy, StoreUnavailable
-from eventlog.hashing import canonical_json
-from eventlog.records import AppendResult, EventMetadata, NewEvent, StoredEvent
-from eventlog.upcasting import Upcasters
+from continuum.eventlog.errors import ConcurrencyError, EventIdConflict, StoreBusy, StoreUnavailable
+from continuum.eventlog.hashing import canonical_json
+from continuum.eventlog.records import AppendResult, EventMetadata, NewEvent, StoredEvent
+from continuum.eventlog.upcasting import Upcasters
 
 
 @dataclass(frozen=True)
@@ -230,18 +230,29 @@ class PostgresEventStore:
         first = result.first_position
         return AppendResult(tuple(range(first, first + count)), result.stream_version)
 
-    def _stored(self, stream_id: str, events: Sequence[NewEvent], payloads: list[str], result: Any) -> list[StoredEvent]:
+    def _stored(
+        self, stream_id: str, events: Sequence[NewEvent], payloads: list[str], result: Any
+    ) -> list[StoredEvent]:
         first_version = result.stream_version - len(events) + 1
         return [
             self._upcast(
                 StoredEvent(
-                    result.first_position + i, stream_id, first_version + i, event.event_id, event.event_type,
-                    event.schema_version, json.loads(payload), event.metadata, event.occurred_at, result.recorded_at,
-                    bytes(result.prev_hashes[i]), bytes(result.hashes[i]),
+                    result.first_position + i,
+                    stream_id,
+                    first_version + i,
+                    event.event_id,
+                    event.event_type,
+                    event.schema_version,
+                    json.loads(payload),
+                    event.metadata,
+                    event.occurred_at,
+                    result.recorded_at,
+                    bytes(result.prev_hashes[i]),
+                    bytes(result.hashes[i]),
                 )
             )
             for i, (event, payload) in enumerate(zip(events, payloads, strict=True))
-        ]  # fmt: skip
+        ]
 
     def _stored_already(self, events: Sequence[NewEvent]) -> bool:
         with self.engine.connect() as connection:
@@ -255,7 +266,9 @@ class PostgresEventStore:
         return self._replayed(stream_id, events, payloads, existing)
 
     @staticmethod
-    def _replayed(stream_id: str, events: Sequence[NewEvent], payloads: list[str], existing: Sequence[Any]) -> AppendResult:
+    def _replayed(
+        stream_id: str, events: Sequence[NewEvent], payloads: list[str], existing: Sequence[Any]
+    ) -> AppendResult:
         """An append whose ids are already stored: a no-op if it is the same append, else a conflict."""
         by_id = {row.event_id: row for row in existing}
         for event, payload in zip(events, payloads, strict=True):
@@ -280,9 +293,19 @@ class PostgresEventStore:
         if version == event.schema_version:
             return event
         return StoredEvent(
-            event.position, event.stream_id, event.stream_version, event.event_id, event.event_type, version,
-            payload, event.metadata, event.occurred_at, event.recorded_at, event.prev_hash, event.hash,
-        )  # fmt: skip
+            event.position,
+            event.stream_id,
+            event.stream_version,
+            event.event_id,
+            event.event_type,
+            version,
+            payload,
+            event.metadata,
+            event.occurred_at,
+            event.recorded_at,
+            event.prev_hash,
+            event.hash,
+        )
 
     def _row_to_event(self, row: Any) -> StoredEvent:
         return self._upcast(

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from eventlog.hashing import GENESIS_HASH, event_hash
+from continuum.eventlog.hashing import GENESIS_HASH, event_hash
 
 _FIELDS = (
     "e.position, e.stream_id, e.stream_version, e.event_id::text AS event_id, e.event_type, e.schema_version,"
@@ -113,24 +113,40 @@ def check_anchors(engine: Engine, anchors: Iterable[Anchor]) -> list[BrokenLink]
         for anchor in anchors:
             if anchor.position == 0:
                 if anchor.hash != GENESIS_HASH.hex():
-                    problems.append(BrokenLink(0, "-", "anchor at position 0 with a hash other than the genesis hash",
-                                               GENESIS_HASH.hex(), anchor.hash))  # fmt: skip
+                    problems.append(
+                        BrokenLink(
+                            0,
+                            "-",
+                            "anchor at position 0 with a hash other than the genesis hash",
+                            GENESIS_HASH.hex(),
+                            anchor.hash,
+                        )
+                    )
                 continue
             row = connection.execute(
                 text("SELECT stream_id, hash FROM events WHERE position = :position"), {"position": anchor.position}
             ).first()
             taken = f" taken at {anchor.taken_at.isoformat()}" if anchor.taken_at else ""
             if row is None:
-                problems.append(BrokenLink(anchor.position, "-", f"the event of the anchor{taken} is gone (the log was cut back)",
-                                           anchor.hash, None))  # fmt: skip
+                problems.append(
+                    BrokenLink(
+                        anchor.position,
+                        "-",
+                        f"the event of the anchor{taken} is gone (the log was cut back)",
+                        anchor.hash,
+                        None,
+                    )
+                )
             elif bytes(row.hash).hex() != anchor.hash:
                 problems.append(
                     BrokenLink(
-                        anchor.position, row.stream_id,
+                        anchor.position,
+                        row.stream_id,
                         f"does not match the anchor{taken}: the chain was rewritten up to here",
-                        anchor.hash, bytes(row.hash).hex(),
+                        anchor.hash,
+                        bytes(row.hash).hex(),
                     )
-                )  # fmt: skip
+                )
     return problems
 
 
@@ -237,17 +253,22 @@ def _careful_pass(engine: Engine, *, max_problems: int = 100, page_size: int = 2
             for row in rows:
                 checked += 1
                 if row.position != expected_position:
-                    missing = f"{expected_position}" if row.position == expected_position + 1 else (
-                        f"{expected_position}-{row.position - 1}"
+                    missing = (
+                        f"{expected_position}"
+                        if row.position == expected_position + 1
+                        else (f"{expected_position}-{row.position - 1}")
                     )
                     problems.append(BrokenLink(row.position, row.stream_id, f"position {missing} missing (deleted)"))
                 if bytes(row.prev_hash) != previous_hash:
                     problems.append(
                         BrokenLink(
-                            row.position, row.stream_id, "link to the previous event broken",
-                            previous_hash.hex(), bytes(row.prev_hash).hex(),
+                            row.position,
+                            row.stream_id,
+                            "link to the previous event broken",
+                            previous_hash.hex(),
+                            bytes(row.prev_hash).hex(),
                         )
-                    )  # fmt: skip
+                    )
                 _check_content(row, problems)
                 expected_position, previous_hash = row.position + 1, bytes(row.hash)
             after = rows[-1].position
@@ -255,10 +276,14 @@ def _careful_pass(engine: Engine, *, max_problems: int = 100, page_size: int = 2
     if len(problems) < max_problems and (head.position != expected_position - 1 or bytes(head.hash) != previous_hash):
         problems.append(
             BrokenLink(
-                head.position, "-", f"log head names position {head.position}, the last event is {expected_position - 1} "
-                "(events at the end deleted)", bytes(head.hash).hex(), previous_hash.hex(),
+                head.position,
+                "-",
+                f"log head names position {head.position}, the last event is {expected_position - 1} "
+                "(events at the end deleted)",
+                bytes(head.hash).hex(),
+                previous_hash.hex(),
             )
-        )  # fmt: skip
+        )
     return VerificationReport("log", checked, tuple(problems[:max_problems]))
 
 
@@ -281,7 +306,9 @@ def _stream_problems(rows: Iterable[Any]) -> list[BrokenLink]:
     expected_version = 1
     for row in rows:
         if row.stream_version != expected_version:
-            problems.append(BrokenLink(row.position, row.stream_id, f"stream version {expected_version} missing (deleted)"))
+            problems.append(
+                BrokenLink(row.position, row.stream_id, f"stream version {expected_version} missing (deleted)")
+            )
         expected_version = row.stream_version + 1
         if row.position == 1:
             predecessor: bytes | None = GENESIS_HASH
@@ -292,9 +319,12 @@ def _stream_problems(rows: Iterable[Any]) -> list[BrokenLink]:
         elif predecessor != bytes(row.prev_hash):
             problems.append(
                 BrokenLink(
-                    row.position, row.stream_id, "link to the previous event broken",
-                    predecessor.hex(), bytes(row.prev_hash).hex(),
+                    row.position,
+                    row.stream_id,
+                    "link to the previous event broken",
+                    predecessor.hex(),
+                    bytes(row.prev_hash).hex(),
                 )
-            )  # fmt: skip
+            )
         _check_content(row, problems)
     return problems

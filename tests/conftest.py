@@ -16,12 +16,12 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 
-from continuum.servers import EmbeddedPostgres, temporal_binary
-from eventlog.db import make_engine
-from eventlog.migrate import apply_migrations
-from eventlog.projection import EpisodesProjection
-from eventlog.store import PostgresEventStore
-from workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
+from continuum.eventlog.db import make_engine
+from continuum.eventlog.migrate import apply_migrations
+from continuum.eventlog.projection import EpisodesProjection
+from continuum.eventlog.store import PostgresEventStore
+from continuum.runtime.servers import EmbeddedPostgres, temporal_binary
+from continuum.workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
 
 TEMPLATE = "continuum_template"
 _exit_status = 0

@@ -20,12 +20,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.aftercare import FollowUpToRequest, ReferralToSend, Sent
-    from activities.eventlog import UNRECORDABLE, EventToRecord, RecordEventsInput, RecordEventsResult
-    from activities.lab import LabOrder, LabOrderSent
-    from domain.clock import Due, next_due
-    from domain.codec import decode, encode, to_envelope
-    from domain.commands import (
+    from continuum.activities.aftercare import FollowUpToRequest, ReferralToSend, Sent
+    from continuum.activities.eventlog import UNRECORDABLE, EventToRecord, RecordEventsInput, RecordEventsResult
+    from continuum.activities.lab import LabOrder, LabOrderSent
+    from continuum.domain.clock import Due, next_due
+    from continuum.domain.codec import decode, encode, to_envelope
+    from continuum.domain.commands import (
         CancelTest,
         ChangeMedications,
         Command,
@@ -50,16 +50,16 @@ with workflow.unsafe.imports_passed_through():
         RevokeConsent,
         UpdateReferral,
     )
-    from domain.decisions import admit, decide
-    from domain.episode import Episode, EpisodeStatus
-    from domain.errors import CommandRejected, DomainError
-    from domain.events import DomainEvent, FollowUpRequested, ReferralIssued, TestOrdered
-    from domain.fold import fold
-    from domain.ids import staff_id
-    from domain.policy import Policy, load_policy
-    from domain.retention import retire
-    from domain.testing import draw_schedule
-    from workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
+    from continuum.domain.decisions import admit, decide
+    from continuum.domain.episode import Episode, EpisodeStatus
+    from continuum.domain.errors import CommandRejected, DomainError
+    from continuum.domain.events import DomainEvent, FollowUpRequested, ReferralIssued, TestOrdered
+    from continuum.domain.fold import fold
+    from continuum.domain.ids import staff_id
+    from continuum.domain.policy import Policy, load_policy
+    from continuum.domain.retention import retire
+    from continuum.domain.testing import draw_schedule
+    from continuum.workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
 
 RECORD_TIMEOUT = timedelta(seconds=30)
 RECORD_RETRY = RetryPolicy(
@@ -218,7 +218,7 @@ class EpisodeWorkflow:
                 if delay > timedelta(0):
                     await workflow.wait_condition(lambda: self._changes != seen, timeout=delay + CLOCK_PAD)
                     continue  # something happened first: decide again from the new state
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             meta, command = self._clock_command(state, due)
             try:
@@ -483,16 +483,20 @@ class EpisodeWorkflow:
         if issued.disclosure is None or resource is None or resource.endpoint is None or self._state is None:
             return
         values = {
-            "episode_id": self._input.episode_id, "referral_type": issued.resource_type.value,
+            "episode_id": self._input.episode_id,
+            "referral_type": issued.resource_type.value,
             "level_of_care": self._state.level.value if self._state.level else None,
             "medications": list(self._state.medications),
-        }  # fmt: skip
+        }
         disclosed = {item: values[item] for item in issued.disclosure.disclosed}
         try:
             await workflow.execute_activity(
-                "send_referral", ReferralToSend(issued.referral_id, issued.resource_id, resource.endpoint, disclosed),
-                result_type=Sent, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=OUTBOUND_RETRY,
-            )  # fmt: skip
+                "send_referral",
+                ReferralToSend(issued.referral_id, issued.resource_id, resource.endpoint, disclosed),
+                result_type=Sent,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=OUTBOUND_RETRY,
+            )
         except ActivityError:
             meta = CommandMeta(f"clock:referral-not-sent:{issued.referral_id}", CLOCK_ACTOR)
             await self._decide_and_record(meta, FlagReferralNotSent(issued.referral_id))
@@ -501,25 +505,37 @@ class EpisodeWorkflow:
         follow_up = self._state.follow_up(requested.follow_up_id) if self._state else None
         if follow_up is None:
             return
-        request = FollowUpToRequest(follow_up.follow_up_id, self._input.episode_id, follow_up.kind.value, follow_up.due_at)
+        request = FollowUpToRequest(
+            follow_up.follow_up_id, self._input.episode_id, follow_up.kind.value, follow_up.due_at
+        )
         try:
             await workflow.execute_activity(
-                "request_follow_up", request, result_type=Sent, start_to_close_timeout=RECORD_TIMEOUT,
+                "request_follow_up",
+                request,
+                result_type=Sent,
+                start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=OUTBOUND_RETRY,
-            )  # fmt: skip
+            )
         except ActivityError:  # the request is on record and shows on the dashboard; the outcome is still awaited
             workflow.logger.warning("follow-up request not delivered", extra={"episode_id": self._input.episode_id})
 
     async def _send_lab_order(self, order: TestOrdered) -> None:
         lab_order = LabOrder(
-            order.test_id, self._input.episode_id, order.reason.value, order.level.value, order.occurred_at,
+            order.test_id,
+            self._input.episode_id,
+            order.reason.value,
+            order.level.value,
+            order.occurred_at,
             order.result_due_at,
-        )  # fmt: skip
+        )
         try:
             await workflow.execute_activity(
-                "send_lab_order", lab_order, result_type=LabOrderSent, start_to_close_timeout=RECORD_TIMEOUT,
+                "send_lab_order",
+                lab_order,
+                result_type=LabOrderSent,
+                start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=LAB_ORDER_RETRY,
-            )  # fmt: skip
+            )
         except ActivityError:
             meta = CommandMeta(f"clock:lab-not-notified:{order.test_id}", CLOCK_ACTOR)
             await self._decide_and_record(meta, FlagLabNotNotified(order.test_id))
@@ -547,9 +563,10 @@ class EpisodeWorkflow:
                     # A value no retry can store: nothing was recorded, the episode goes on, the caller is told.
                     workflow.logger.warning("command unrecordable", extra={"episode_id": self._input.episode_id})
                     raise ApplicationError(
-                        "the command's values cannot be recorded; nothing was recorded", type=UNRECORDABLE,
+                        "the command's values cannot be recorded; nothing was recorded",
+                        type=UNRECORDABLE,
                         non_retryable=True,
-                    ) from None  # fmt: skip
+                    ) from None
             result = _result(meta.command_id, events)
             self._remember(result)
             self._commands_this_run += 1
@@ -595,9 +612,12 @@ class EpisodeWorkflow:
         # completes, and a task the server refuses (an update racing a continue-as-new) would leave events in
         # the log that the history never saw, so the retried command met a ConcurrencyError (seen under load).
         await workflow.execute_activity(
-            "record_events", request, result_type=RecordEventsResult, start_to_close_timeout=RECORD_TIMEOUT,
+            "record_events",
+            request,
+            result_type=RecordEventsResult,
+            start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=RECORD_RETRY,
-        )  # fmt: skip
+        )
         before = self._state
         state = fold(events, self._state)
         assert state is not None

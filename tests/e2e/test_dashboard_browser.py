@@ -23,8 +23,17 @@ from tests.integration.test_running_stack import RunningStack, running_stack  # 
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--remote-debugging-port=0"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+]
 
 
 class Page:
@@ -61,7 +70,10 @@ class Page:
 
     def goto(self, url: str) -> None:
         self.call("Page.navigate", url=url)
-        self.until(f"location.href.startsWith({json.dumps(url.split('?')[0])}) && document.readyState === 'complete'", f"load {url}")
+        self.until(
+            f"location.href.startsWith({json.dumps(url.split('?')[0])}) && document.readyState === 'complete'",
+            f"load {url}",
+        )
 
 
 @pytest.fixture
@@ -71,8 +83,12 @@ def browser() -> Iterator[Page]:
             pytest.fail("Debian's chromium is not installed; .ci/run installs it (apt-get install chromium)")
         pytest.skip("Debian's chromium is not installed here (apt-get install chromium); CI installs it")
     profile = tempfile.mkdtemp(prefix="continuum-chromium-")
-    process = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stderr is not None
         endpoint = next(line for line in process.stderr if "DevTools listening on" in line).split()[-1]
@@ -93,10 +109,19 @@ def _seed(stack: RunningStack) -> str:
     """One episode placed in residential, then moved to intensive outpatient: two stays to draw."""
     episode = f"EP-UI-{uuid.uuid4().hex[:6]}"
     auth = {"Authorization": f"Bearer {stack.keys['clinician']}"}
-    body = {"episode_id": episode, "client_id": "client-ui", "assessment": {"ratings": [0, 0, 1, 0, 0, 3], "assessed_by": "clin-1"}}
+    body = {
+        "episode_id": episode,
+        "client_id": "client-ui",
+        "assessment": {"ratings": [0, 0, 1, 0, 0, 3], "assessed_by": "clin-1"},
+    }
     assert httpx.post(f"{stack.url}/api/v1/episodes", json=body, headers=auth, timeout=60).status_code == 201
     override = {"level": "intensive_outpatient", "reason": "payer_denial", "clinician": "clin-1"}
-    assert httpx.post(f"{stack.url}/api/v1/episodes/{episode}/placement-override", json=override, headers=auth, timeout=60).status_code == 200
+    assert (
+        httpx.post(
+            f"{stack.url}/api/v1/episodes/{episode}/placement-override", json=override, headers=auth, timeout=60
+        ).status_code
+        == 200
+    )
     return episode
 
 
@@ -105,28 +130,47 @@ def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack
     base = running_stack.url
 
     browser.goto(f"{base}/dashboard")
-    assert browser.until("location.pathname === '/dashboard/sign-in' && !!document.getElementById('api_key')", "sign-in form")
-    browser.js(f"document.getElementById('api_key').value = 'not-a-key'; document.getElementById('sign-in').click()")
-    assert "not valid" in browser.until("document.querySelector('.error') && document.querySelector('.error').innerText", "refusal")
-    browser.js(f"document.getElementById('api_key').value = {json.dumps(running_stack.keys['director'])};"
-               " document.getElementById('sign-in').click()")  # fmt: skip
-    census = browser.until("location.pathname === '/dashboard' && document.getElementById('census-table')"
-                           " && document.getElementById('census-table').innerText", "the census")  # fmt: skip
+    assert browser.until(
+        "location.pathname === '/dashboard/sign-in' && !!document.getElementById('api_key')", "sign-in form"
+    )
+    browser.js("document.getElementById('api_key').value = 'not-a-key'; document.getElementById('sign-in').click()")
+    assert "not valid" in browser.until(
+        "document.querySelector('.error') && document.querySelector('.error').innerText", "refusal"
+    )
+    browser.js(
+        f"document.getElementById('api_key').value = {json.dumps(running_stack.keys['director'])};"
+        " document.getElementById('sign-in').click()"
+    )
+    census = browser.until(
+        "location.pathname === '/dashboard' && document.getElementById('census-table')"
+        " && document.getElementById('census-table').innerText",
+        "the census",
+    )
     bars = browser.js("document.querySelectorAll('#census-chart rect[class^=status-]').length")
     hidden_cookie = browser.js("document.cookie")
 
     browser.goto(f"{base}/dashboard/episodes?q={episode[:9]}")
     listed = browser.until("document.getElementById('episode-list').innerText", "the episode list")
     browser.js(f"document.querySelector('a[href=\"/dashboard/episodes/{episode}\"]').click()")
-    title = browser.until(f"location.pathname.endsWith('{episode}') && document.getElementById('episode-title')"
-                          " && document.getElementById('episode-title').innerText", "the episode page")  # fmt: skip
+    title = browser.until(
+        f"location.pathname.endsWith('{episode}') && document.getElementById('episode-title')"
+        " && document.getElementById('episode-title').innerText",
+        "the episode page",
+    )
     stays = browser.js("Array.from(document.querySelectorAll('#timeline rect.stay')).map(r => r.textContent)")
     causes = browser.js("document.getElementById('events').innerText")
 
-    opened_at = httpx.get(f"{base}/api/v1/episodes/{episode}/events", headers={"Authorization": f"Bearer {running_stack.keys['auditor']}"},
-                          timeout=30).json()["events"][3]["recorded_at"]  # fmt: skip
-    browser.js(f"document.getElementById('as_of').value = {json.dumps(opened_at)}; document.getElementById('as-of-form').submit()")
-    replay = browser.until("document.getElementById('replay-note') && document.getElementById('replay-note').innerText", "the replay")
+    opened_at = httpx.get(
+        f"{base}/api/v1/episodes/{episode}/events",
+        headers={"Authorization": f"Bearer {running_stack.keys['auditor']}"},
+        timeout=30,
+    ).json()["events"][3]["recorded_at"]
+    browser.js(
+        f"document.getElementById('as_of').value = {json.dumps(opened_at)}; document.getElementById('as-of-form').submit()"
+    )
+    replay = browser.until(
+        "document.getElementById('replay-note') && document.getElementById('replay-note').innerText", "the replay"
+    )
     replayed_title = browser.js("document.getElementById('episode-title').innerText")
 
     assert "intensive_outpatient\tactive" in census and bars >= 1

@@ -19,11 +19,11 @@ from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from continuum.domain.policy import default_policy_text
 from continuum.episodes import EpisodeCommands
-from domain.policy import default_policy_text
-from eventlog.store import PostgresEventStore
-from worker import WORKFLOWS, activities_for
-from workflows.episode import CommandMeta
+from continuum.eventlog.store import PostgresEventStore
+from continuum.worker import WORKFLOWS, activities_for
+from continuum.workflows.episode import CommandMeta
 
 T = TypeVar("T")
 DAY = timedelta(days=1)
@@ -33,16 +33,24 @@ WITHOUT_TESTING = default_policy_text().split("\n[drug_testing]")[0] + "\n"
 
 @contextlib.asynccontextmanager
 async def episode_worker(
-    env: WorkflowEnvironment, store: PostgresEventStore, *, lab_order_url: str | None = None,
-    follow_up_url: str | None = None, max_cached_workflows: int = 1000, **options: Any,
-) -> AsyncIterator[EpisodeCommands]:  # fmt: skip
+    env: WorkflowEnvironment,
+    store: PostgresEventStore,
+    *,
+    lab_order_url: str | None = None,
+    follow_up_url: str | None = None,
+    max_cached_workflows: int = 1000,
+    **options: Any,
+) -> AsyncIterator[EpisodeCommands]:
     queue = f"episodes-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(8) as executor:
         async with Worker(
-            env.client, task_queue=queue, workflows=list(WORKFLOWS),
-            activities=activities_for(store, lab_order_url=lab_order_url, follow_up_url=follow_up_url), activity_executor=executor,
+            env.client,
+            task_queue=queue,
+            workflows=list(WORKFLOWS),
+            activities=activities_for(store, lab_order_url=lab_order_url, follow_up_url=follow_up_url),
+            activity_executor=executor,
             max_cached_workflows=max_cached_workflows,
-        ):  # fmt: skip
+        ):
             yield EpisodeCommands(env.client, queue, **options)
 
 
@@ -78,9 +86,12 @@ def worker_process(temporal_address: str, database_url: str, queue: str, data_di
         "CONTINUUM_LOG_FORMAT": "json",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "continuum.cli", "worker"], env=environment, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "continuum.cli", "worker"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert process.stdout is not None
     for line in process.stdout:
         if "worker.started" in line:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from domain.aftercare import FollowUpOutcome, ReferralStatus
-from domain.commands import (
+from continuum.domain.aftercare import FollowUpOutcome, ReferralStatus
+from continuum.domain.commands import (
     OpenEpisode,
     OverridePlacement,
     RecordAssessment,
@@ -22,12 +22,12 @@ from domain.commands import (
     RecordFollowUpOutcome,
     UpdateReferral,
 )
-from domain.episode import OverrideReason
-from domain.levels import LevelOfCare
-from eventlog.store import PostgresEventStore
+from continuum.domain.episode import OverrideReason
+from continuum.domain.levels import LevelOfCare
+from continuum.eventlog.store import PostgresEventStore
+from continuum.workflows.episode import workflow_id
 from tests.integration.episodes import DAY, WITHOUT_TESTING, episode_worker, eventually, meta
 from tests.integration.lab_server import lab_server
-from workflows.episode import workflow_id
 
 pytestmark = pytest.mark.integration
 UNSTABLE_HOME = (0, 0, 1, 0, 0, 3)
@@ -82,11 +82,21 @@ async def test_referrals_disclosures_alternatives_flags_and_a_relapse_at_the_60_
     episode = f"ep-aftercare-{uuid.uuid4().hex[:6]}"
     expires = datetime.now(UTC) + timedelta(days=400)
     with lab_server(fail_first=2) as partners:
-        async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING, directory_text=directory(partners.url)) as episodes:
-            await episodes.open(meta(), OpenEpisode(episode, "client-a", assessment=RecordAssessment(UNSTABLE_HOME, "clin-1")))
+        async with episode_worker(
+            skipping_env, store, policy_text=WITHOUT_TESTING, directory_text=directory(partners.url)
+        ) as episodes:
+            await episodes.open(
+                meta(), OpenEpisode(episode, "client-a", assessment=RecordAssessment(UNSTABLE_HOME, "clin-1"))
+            )
             for consent, partner in (("c-1", "harbor-house"), ("c-2", "oak-street")):
-                await episodes.send(episode, meta(), RecordConsent(consent, partner, "aftercare_referral", expires, "clin-1"))
-            moved = await episodes.send(episode, meta(), OverridePlacement(LevelOfCare.AFTERCARE, OverrideReason.CLINICAL_JUDGMENT, "", "clin-1"))
+                await episodes.send(
+                    episode, meta(), RecordConsent(consent, partner, "aftercare_referral", expires, "clin-1")
+                )
+            moved = await episodes.send(
+                episode,
+                meta(),
+                OverridePlacement(LevelOfCare.AFTERCARE, OverrideReason.CLINICAL_JUDGMENT, "", "clin-1"),
+            )
             assert moved.state == {}  # results carry their events; the state is a query
             referrals = {r["resource_id"]: r["referral_id"] for r in (await episodes.state(episode) or {})["referrals"]}
             harbor = referrals["harbor-house"]
@@ -94,26 +104,49 @@ async def test_referrals_disclosures_alternatives_flags_and_a_relapse_at_the_60_
 
             await episodes.send(episode, meta(), UpdateReferral(harbor, ReferralStatus.DECLINED, "harbor-house"))
             oak = (await episodes.state(episode) or {})["referrals"][-1]
-            await eventually(lambda: _async(partners.accepted), lambda a: oak["referral_id"] in a, "the alternative sent")
+            await eventually(
+                lambda: _async(partners.accepted), lambda a: oak["referral_id"] in a, "the alternative sent"
+            )
 
             handle = skipping_env.client.get_workflow_handle(workflow_id(episode))
-            outcomes = iter([FollowUpOutcome.ABSTINENT, FollowUpOutcome.ABSTINENT, FollowUpOutcome.ABSTINENT, FollowUpOutcome.USING])
+            outcomes = iter(
+                [FollowUpOutcome.ABSTINENT, FollowUpOutcome.ABSTINENT, FollowUpOutcome.ABSTINENT, FollowUpOutcome.USING]
+            )
             for day in (7, 30, 60):
-                await skipping_env.fast_forward(handle, DAY * (day - (0 if day == 7 else (7 if day == 30 else 30))) + timedelta(hours=1))
-                requested = await eventually(lambda: episodes.state(episode), lambda s: _unanswered_requests(s), f"day {day} follow-ups")
+                await skipping_env.fast_forward(
+                    handle, DAY * (day - (0 if day == 7 else (7 if day == 30 else 30))) + timedelta(hours=1)
+                )
+                requested = await eventually(
+                    lambda: episodes.state(episode), lambda s: _unanswered_requests(s), f"day {day} follow-ups"
+                )
                 for follow_up in _unanswered_requests(requested):
-                    last = await episodes.send(episode, meta(), RecordFollowUpOutcome(follow_up, next(outcomes), "outreach-1"))
+                    last = await episodes.send(
+                        episode, meta(), RecordFollowUpOutcome(follow_up, next(outcomes), "outreach-1")
+                    )
             final = await episodes.state(episode)
-            if os.environ.get("CONTINUUM_RECORD_HISTORIES") and not (Path(__file__).resolve().parents[1] / "histories" / "episode_aftercare.json").exists():  # earlier code's recording stays  # replayed by the test of recorded histories
+            if (
+                os.environ.get("CONTINUUM_RECORD_HISTORIES")
+                and not (Path(__file__).resolve().parents[1] / "histories" / "episode_aftercare.json").exists()
+            ):  # earlier code's recording stays  # replayed by the test of recorded histories
                 history = await handle.fetch_history()
-                (Path(__file__).resolve().parents[1] / "histories" / "episode_aftercare.json").write_text(history.to_json())
+                (Path(__file__).resolve().parents[1] / "histories" / "episode_aftercare.json").write_text(
+                    history.to_json()
+                )
 
     assert [a["key"] for a in partners.attempts if a["key"] == harbor] == [harbor] * 3  # failed twice, then taken once
-    assert partners.accepted[harbor] == {"referral_id": harbor, "resource_id": "harbor-house", "episode_id": episode,
-                                         "referral_type": "sober_living"}  # fmt: skip
+    assert partners.accepted[harbor] == {
+        "referral_id": harbor,
+        "resource_id": "harbor-house",
+        "episode_id": episode,
+        "referral_type": "sober_living",
+    }
     issued = {e.payload["referral_id"]: e.payload for e in _events(store, episode, "ReferralIssued")}
-    assert issued[harbor]["disclosure"] == {"recipient": "harbor-house", "purpose": "aftercare_referral",
-                                            "disclosed": ["episode_id", "referral_type"], "consent_id": "c-1"}  # fmt: skip
+    assert issued[harbor]["disclosure"] == {
+        "recipient": "harbor-house",
+        "purpose": "aftercare_referral",
+        "disclosed": ["episode_id", "referral_type"],
+        "consent_id": "c-1",
+    }
     assert issued[oak["referral_id"]]["alternative_of"] == harbor and oak["resource_id"] == "oak-street-residence"
     assert issued[referrals["twelve-step-community"]]["disclosure"] is None  # an open meeting: nothing disclosed
     assert "riverside-otp" not in referrals  # not on MAT

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,14 +12,14 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
-from api.services import Services
+from continuum.access import Role
+from continuum.api.app import create_app
+from continuum.api.services import Services
 from continuum.episodes import EpisodeCommands
-from eventlog.access import Role
-from eventlog.db import make_engine
-from eventlog.store import PostgresEventStore
+from continuum.eventlog.db import make_engine
+from continuum.eventlog.store import PostgresEventStore
+from continuum.workflows.episode import workflow_id
 from tests.integration.episodes import DAY, episode_worker, eventually
-from workflows.episode import workflow_id
 
 pytestmark = pytest.mark.integration
 MILD = {"ratings": [1, 1, 1, 1, 1, 1], "assessed_by": "clin-1"}
@@ -56,9 +56,14 @@ async def stack(skipping_env: WorkflowEnvironment, store: PostgresEventStore) ->
     async with episode_worker(skipping_env, store) as episodes:
         episodes.lab_id = "lab-1"
         services = Services.build(episodes, store)
-        secrets = {role.value: services.keys.create(f"{role.value}-1", role, "lab-1" if role is Role.LAB else
-                                                    ("partner-1" if role is Role.PARTNER else None))[1]
-                   for role in Role}  # fmt: skip
+        secrets = {
+            role.value: services.keys.create(
+                f"{role.value}-1",
+                role,
+                "lab-1" if role is Role.LAB else ("partner-1" if role is Role.PARTNER else None),
+            )[1]
+            for role in Role
+        }
         secrets["lab-2"] = services.keys.create("lab-2", Role.LAB, "lab-2")[1]
         transport = httpx.ASGITransport(app=create_app(services))
         async with httpx.AsyncClient(transport=transport, base_url="http://continuum.test") as http:
@@ -70,7 +75,12 @@ async def test_opening_an_episode_and_reading_it_back(stack: Stack) -> None:
     opened = await stack.post("/api/v1/episodes", stack.episode())
     assert opened.status_code == 201
     body = opened.json()
-    assert [e["type"] for e in body["events"]] == ["EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted"]
+    assert [e["type"] for e in body["events"]] == [
+        "EpisodeOpened",
+        "AssessmentRecorded",
+        "PlacementDecided",
+        "StayStarted",
+    ]
     assert body["state"]["level"] == "intensive_outpatient" and body["command_id"].endswith(tuple("0123456789abcdef"))
     placed = body["events"][2]["data"]  # says why, with the ratings it read: no policy file needed
     assert placed["decided_by"] == "baseline intensive_outpatient: no rule fired" and placed["ratings"] == [1] * 6
@@ -82,16 +92,26 @@ async def test_opening_an_episode_and_reading_it_back(stack: Stack) -> None:
 
     assert [e["episode_id"] for e in listed["items"]] == [f"{stack.e1}"] and listed["total"] == 1 and none["total"] == 0
     assert one["state"]["status"] == "active" and one["pending_review"] is None
-    assert census == {"by_level_and_status": [{"level": "intensive_outpatient", "status": "active", "episodes": 1}], "total": 1,
-                      "closed": 0}  # fmt: skip
+    assert census == {
+        "by_level_and_status": [{"level": "intensive_outpatient", "status": "active", "episodes": 1}],
+        "total": 1,
+        "closed": 0,
+    }
 
 
 async def test_every_episode_command_route_works_and_reads_show_it(stack: Stack) -> None:
     await stack.post("/api/v1/episodes", {"episode_id": f"{stack.e2}", "client_id": "client-2"})
     steps = [
-        (f"/api/v1/episodes/{stack.e2}/assessment", {"ratings": [0, 0, 0, 0, 0, 3], "assessed_by": "clin-1"}, "StayStarted"),
-        (f"/api/v1/episodes/{stack.e2}/placement-override", {"level": "partial_hospitalization", "reason": "payer_denial",
-                                                      "clinician": "clin-2"}, "FollowUpsScheduled"),  # leaving residential
+        (
+            f"/api/v1/episodes/{stack.e2}/assessment",
+            {"ratings": [0, 0, 0, 0, 0, 3], "assessed_by": "clin-1"},
+            "StayStarted",
+        ),
+        (
+            f"/api/v1/episodes/{stack.e2}/placement-override",
+            {"level": "partial_hospitalization", "reason": "payer_denial", "clinician": "clin-2"},
+            "FollowUpsScheduled",
+        ),  # leaving residential
         (f"/api/v1/episodes/{stack.e2}/hold", {"reason": "leave"}, "EpisodePutOnHold"),
         (f"/api/v1/episodes/{stack.e2}/resume", None, "EpisodeResumed"),
         (f"/api/v1/episodes/{stack.e2}/tests", {"ordered_by": "clin-1"}, "TestOrdered"),
@@ -103,24 +123,43 @@ async def test_every_episode_command_route_works_and_reads_show_it(stack: Stack)
     test_id = response.json()["events"][-1]["data"]["test_id"]
     now = datetime.now(UTC).isoformat()
     more = [
-        (f"/api/v1/episodes/{stack.e2}/tests/{test_id}/collection", {"collected_at": now, "observed": True,
-                                                               "temperature_in_range": True, "site": "site-1"}, "lab"),
-        (f"/api/v1/episodes/{stack.e2}/tests/{test_id}/results", {"result": "negative", "method": "confirmed",
-                                                            "collected_at": now, "lab_reference": "L-1"}, "lab"),
-    ]  # fmt: skip
+        (
+            f"/api/v1/episodes/{stack.e2}/tests/{test_id}/collection",
+            {"collected_at": now, "observed": True, "temperature_in_range": True, "site": "site-1"},
+            "lab",
+        ),
+        (
+            f"/api/v1/episodes/{stack.e2}/tests/{test_id}/results",
+            {"result": "negative", "method": "confirmed", "collected_at": now, "lab_reference": "L-1"},
+            "lab",
+        ),
+    ]
     for path, body, role in more:
         response = await stack.post(path, body, role=role)
         assert response.status_code == 200, response.text
-    second = (await stack.post(f"/api/v1/episodes/{stack.e2}/tests", {"ordered_by": "clin-1"})).json()["events"][0]["data"]["test_id"]
-    cancelled = await stack.post(f"/api/v1/episodes/{stack.e2}/tests/{second}/cancel", {"cancelled_by": "clin-1", "reason": "duplicate"})
-    medications = await stack.http.put(f"/api/v1/episodes/{stack.e2}/medications", json={"medications": ["Methadone"], "changed_by": "clin-1"},
-                                       headers=stack.auth("clinician"))  # fmt: skip
+    second = (await stack.post(f"/api/v1/episodes/{stack.e2}/tests", {"ordered_by": "clin-1"})).json()["events"][0][
+        "data"
+    ]["test_id"]
+    cancelled = await stack.post(
+        f"/api/v1/episodes/{stack.e2}/tests/{second}/cancel", {"cancelled_by": "clin-1", "reason": "duplicate"}
+    )
+    medications = await stack.http.put(
+        f"/api/v1/episodes/{stack.e2}/medications",
+        json={"medications": ["Methadone"], "changed_by": "clin-1"},
+        headers=stack.auth("clinician"),
+    )
     handle = stack.env.client.get_workflow_handle(workflow_id(f"{stack.e2}"))
     await stack.env.fast_forward(handle, DAY * 14.5)
-    state = await eventually(lambda: stack.episodes.state(f"{stack.e2}"), lambda s: s["pending_review"], "review requested")
+    state = await eventually(
+        lambda: stack.episodes.state(f"{stack.e2}"), lambda s: s["pending_review"], "review requested"
+    )
     review = state["pending_review"]["review_id"]
-    outcome = await stack.post(f"/api/v1/episodes/{stack.e2}/reviews/{review}/outcome", {"outcome": "goals_met", "therapist": "ther-1"})
-    discharged = await stack.post(f"/api/v1/episodes/{stack.e2}/discharge", {"reason": "transferred", "note": "moved away"})
+    outcome = await stack.post(
+        f"/api/v1/episodes/{stack.e2}/reviews/{review}/outcome", {"outcome": "goals_met", "therapist": "ther-1"}
+    )
+    discharged = await stack.post(
+        f"/api/v1/episodes/{stack.e2}/discharge", {"reason": "transferred", "note": "moved away"}
+    )
 
     assert cancelled.status_code == 200 and medications.json()["state"]["medications"] == ["methadone"]
     assert outcome.status_code == 200 and outcome.json()["state"]["level"] == "intensive_outpatient"
@@ -134,7 +173,11 @@ async def test_every_episode_command_route_works_and_reads_show_it(stack: Stack)
 
 async def test_bad_inputs_are_answered_with_problems_that_name_the_field(stack: Stack) -> None:
     cases = [
-        ({**stack.episode(), "assessment": {"ratings": [1, 9, 1, 1, 1, 1], "assessed_by": "clin-1"}}, 422, "assessment.ratings.1"),
+        (
+            {**stack.episode(), "assessment": {"ratings": [1, 9, 1, 1, 1, 1], "assessed_by": "clin-1"}},
+            422,
+            "assessment.ratings.1",
+        ),
         ({**stack.episode(), "client_id": "Jane Doe"}, 422, "client_id"),
         ({**stack.episode(), "diagnosis": "x"}, 422, "diagnosis"),
         ({"client_id": "c-1"}, 422, "episode_id"),
@@ -143,17 +186,24 @@ async def test_bad_inputs_are_answered_with_problems_that_name_the_field(stack: 
         response = await stack.post("/api/v1/episodes", body)
         assert response.status_code == status and response.headers["content-type"] == "application/problem+json"
         assert response.json()["detail"].startswith(field), response.json()
-    not_json = await stack.http.post("/api/v1/episodes", content=b"{nope", headers={**stack.auth("clinician"), "content-type": "application/json"})
+    not_json = await stack.http.post(
+        "/api/v1/episodes", content=b"{nope", headers={**stack.auth("clinician"), "content-type": "application/json"}
+    )
     assert not_json.status_code == 422
     unknown = await stack.post("/api/v1/episodes/EP-404/hold", {"reason": "leave"})
     assert unknown.status_code == 404 and unknown.json()["detail"] == "no episode EP-404"
     bad_path = await stack.post("/api/v1/episodes/bad%20id/hold", {"reason": "leave"})
     assert bad_path.status_code == 422
     await stack.post("/api/v1/episodes", stack.episode())
-    rejected = await stack.post(f"/api/v1/episodes/{stack.e1}/reviews/review-9/outcome", {"outcome": "goals_met", "therapist": "ther-1"})
+    rejected = await stack.post(
+        f"/api/v1/episodes/{stack.e1}/reviews/review-9/outcome", {"outcome": "goals_met", "therapist": "ther-1"}
+    )
     assert rejected.status_code == 409 and "no review is pending" in rejected.json()["detail"]
-    huge = await stack.http.post("/api/v1/episodes", content=b"{" + b" " * 70_000 + b"}",
-                                 headers={**stack.auth("clinician"), "content-type": "application/json"})  # fmt: skip
+    huge = await stack.http.post(
+        "/api/v1/episodes",
+        content=b"{" + b" " * 70_000 + b"}",
+        headers={**stack.auth("clinician"), "content-type": "application/json"},
+    )
     assert huge.status_code == 413 and huge.json()["title"] == "Request too large"
     recorded = [e.event_type for e in stack.store.read_stream(stack.e1)]
     assert not {"ReviewCompleted", "LevelChanged"} & set(recorded)  # the refused commands recorded nothing
@@ -162,7 +212,9 @@ async def test_bad_inputs_are_answered_with_problems_that_name_the_field(stack: 
 async def test_a_retried_command_returns_the_first_response_and_records_once(stack: Stack) -> None:
     first = await stack.post("/api/v1/episodes", stack.episode(), **{"Idempotency-Key": f"open-{stack.e1}"})
     again = await stack.post("/api/v1/episodes", stack.episode(), **{"Idempotency-Key": f"open-{stack.e1}"})
-    other = await stack.post("/api/v1/episodes", {**stack.episode(), "client_id": "client-9"}, **{"Idempotency-Key": f"open-{stack.e1}"})
+    other = await stack.post(
+        "/api/v1/episodes", {**stack.episode(), "client_id": "client-9"}, **{"Idempotency-Key": f"open-{stack.e1}"}
+    )
     hold = await stack.post(f"/api/v1/episodes/{stack.e1}/resume", None, **{"Idempotency-Key": "resume-1"})
     hold_again = await stack.post(f"/api/v1/episodes/{stack.e1}/resume", None, **{"Idempotency-Key": "resume-1"})
 
@@ -183,9 +235,12 @@ def routes(stack: Stack) -> list[tuple[str, str, Any, set[str]]]:
         ("POST", "/api/v1/episodes", stack.episode(), {"clinician"}),
         ("POST", f"/api/v1/episodes/{e1}/hold", {"reason": "leave"}, {"clinician"}),
         ("POST", f"/api/v1/episodes/{e1}/tests", {"ordered_by": "clin-1"}, {"clinician"}),
-        ("POST", f"/api/v1/episodes/{e1}/tests/{e1}.T1/results",
-         {"result": "negative", "method": "confirmed", "collected_at": "2026-01-01T00:00:00Z", "lab_reference": "L"},
-         {"clinician", "lab"}),  # fmt: skip
+        (
+            "POST",
+            f"/api/v1/episodes/{e1}/tests/{e1}.T1/results",
+            {"result": "negative", "method": "confirmed", "collected_at": "2026-01-01T00:00:00Z", "lab_reference": "L"},
+            {"clinician", "lab"},
+        ),
         ("PUT", f"/api/v1/episodes/{e1}/medications", {"medications": [], "changed_by": "clin-1"}, {"clinician"}),
         ("GET", "/api/v1/episodes", None, {"director", "clinician"}),
         ("GET", f"/api/v1/episodes/{e1}", None, {"director", "clinician"}),
@@ -218,15 +273,24 @@ async def test_each_role_may_do_only_what_it_is_allowed_and_no_key_nothing(stack
 
 async def test_a_lab_reports_only_on_tests_it_was_sent(stack: Stack) -> None:
     await stack.post("/api/v1/episodes", stack.episode())
-    test_id = (await stack.post(f"/api/v1/episodes/{stack.e1}/tests", {"ordered_by": "clin-1"})).json()["events"][0]["data"]["test_id"]
-    result = {"result": "negative", "method": "confirmed", "collected_at": datetime.now(UTC).isoformat(), "lab_reference": "L-1"}
+    test_id = (await stack.post(f"/api/v1/episodes/{stack.e1}/tests", {"ordered_by": "clin-1"})).json()["events"][0][
+        "data"
+    ]["test_id"]
+    result = {
+        "result": "negative",
+        "method": "confirmed",
+        "collected_at": datetime.now(UTC).isoformat(),
+        "lab_reference": "L-1",
+    }
 
     other_lab = await stack.post(f"/api/v1/episodes/{stack.e1}/tests/{test_id}/results", result, role="lab-2")
     unknown_test = await stack.post(f"/api/v1/episodes/{stack.e1}/tests/{stack.e1}.T7/results", result, role="lab")
     own_lab = await stack.post(f"/api/v1/episodes/{stack.e1}/tests/{test_id}/results", result, role="lab")
 
     assert other_lab.status_code == 403 and unknown_test.status_code == 403
-    assert own_lab.status_code == 200 and own_lab.json()["state"] == {} and own_lab.json()["events"] == []  # no record back
+    assert (
+        own_lab.status_code == 200 and own_lab.json()["state"] == {} and own_lab.json()["events"] == []
+    )  # no record back
     assert "TestResultRecorded" in [e.event_type for e in stack.store.read_stream(stack.e1)]
 
 
@@ -236,17 +300,25 @@ async def test_event_reads_are_paged_as_of_an_instant_and_themselves_recorded(st
     opened_at = stack.store.read_stream(stack.e1)[-1].recorded_at
     await stack.post(f"/api/v1/episodes/{stack.e1}/hold", {"reason": "hospitalised"})
 
-    everything = (await stack.get(f"/api/v1/episodes/{stack.e1}/events", role="auditor", purpose="quality_review")).json()
+    everything = (
+        await stack.get(f"/api/v1/episodes/{stack.e1}/events", role="auditor", purpose="quality_review")
+    ).json()
     page = (await stack.get(f"/api/v1/episodes/{stack.e1}/events", role="auditor", limit=2)).json()
     before_hold = (await stack.get(f"/api/v1/episodes/{stack.e1}/events", as_of=opened_at.isoformat())).json()
     naive = await stack.get(f"/api/v1/episodes/{stack.e1}/events", as_of="2026-01-01T00:00:00")
     log = (await stack.get(f"/api/v1/episodes/{stack.e1}/access-log", role="auditor")).json()
     verified = (await stack.get("/api/v1/audit/verify", role="auditor", episode=f"{stack.e1}")).json()
     anchor = (await stack.get("/api/v1/audit/anchor", role="auditor")).json()
-    held = (await stack.get("/api/v1/audit/verify", role="auditor", anchor_position=anchor["position"],
-                            anchor_hash=anchor["hash"])).json()  # fmt: skip
-    not_held = (await stack.get("/api/v1/audit/verify", role="auditor", anchor_position=anchor["position"],
-                                anchor_hash="0" * 64)).json()  # fmt: skip
+    held = (
+        await stack.get(
+            "/api/v1/audit/verify", role="auditor", anchor_position=anchor["position"], anchor_hash=anchor["hash"]
+        )
+    ).json()
+    not_held = (
+        await stack.get(
+            "/api/v1/audit/verify", role="auditor", anchor_position=anchor["position"], anchor_hash="0" * 64
+        )
+    ).json()
     half = await stack.get("/api/v1/audit/verify", role="auditor", anchor_position=anchor["position"])
 
     assert [e["type"] for e in everything["events"]][-1] == "EpisodePutOnHold" and everything["next_version"] is None
@@ -257,20 +329,34 @@ async def test_event_reads_are_paged_as_of_an_instant_and_themselves_recorded(st
     assert not not_held["ok"] and "rewritten" in not_held["first_broken"]["problem"]
     assert half.status_code == 422 and "give both" in half.json()["detail"]
     assert [(r["role"], r["purpose"]) for r in log["reads"]] == [
-        ("auditor", "quality_review"), ("auditor", "operations"), ("director", "operations")]  # fmt: skip
+        ("auditor", "quality_review"),
+        ("auditor", "operations"),
+        ("director", "operations"),
+    ]
     # A scheduled test may be ordered before the hold; nothing is recorded once on hold.
     assert verified["ok"] and verified["events_checked"] == len(everything["events"])
 
 
 async def test_alerts_show_overdue_reviews_missing_results_positives_and_step_ups(stack: Stack) -> None:
     await stack.post("/api/v1/episodes", stack.episode())
-    test_id = (await stack.post(f"/api/v1/episodes/{stack.e1}/tests", {"ordered_by": "clin-1"})).json()["events"][0]["data"]["test_id"]
+    test_id = (await stack.post(f"/api/v1/episodes/{stack.e1}/tests", {"ordered_by": "clin-1"})).json()["events"][0][
+        "data"
+    ]["test_id"]
     await stack.post("/api/v1/episodes", {**stack.episode(), "episode_id": f"{stack.e3}"})
-    other = (await stack.post(f"/api/v1/episodes/{stack.e3}/tests", {"ordered_by": "clin-1"})).json()["events"][0]["data"]["test_id"]
+    other = (await stack.post(f"/api/v1/episodes/{stack.e3}/tests", {"ordered_by": "clin-1"})).json()["events"][0][
+        "data"
+    ]["test_id"]
     now = datetime.now(UTC).isoformat()
-    await stack.post(f"/api/v1/episodes/{stack.e3}/tests/{other}/results",
-                     {"result": "positive", "method": "confirmed", "collected_at": now, "lab_reference": "L-3",
-                      "substances": ["fentanyl"]})  # fmt: skip
+    await stack.post(
+        f"/api/v1/episodes/{stack.e3}/tests/{other}/results",
+        {
+            "result": "positive",
+            "method": "confirmed",
+            "collected_at": now,
+            "lab_reference": "L-3",
+            "substances": ["fentanyl"],
+        },
+    )
     await stack.env.fast_forward(stack.env.client.get_workflow_handle(workflow_id(f"{stack.e1}")), DAY * 3.5)
     await eventually(lambda: stack.episodes.state(f"{stack.e1}"), lambda s: s["flags"], "result flagged missing")
 
@@ -301,7 +387,9 @@ async def test_keys_are_created_listed_and_revoked_by_an_admin(stack: Stack) -> 
     assert next(k for k in listed if k["key_id"] == key_id)["revoked_at"] is not None
 
 
-async def test_unavailable_postgresql_is_a_503_with_retry_after(skipping_env: WorkflowEnvironment, store: PostgresEventStore) -> None:
+async def test_unavailable_postgresql_is_a_503_with_retry_after(
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore
+) -> None:
     dead = PostgresEventStore(make_engine("postgresql+psycopg://continuum@127.0.0.1:9/none", role=None))
     services = Services.build(EpisodeCommands(skipping_env.client, "nowhere"), dead)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(services)), base_url="http://t") as http:
@@ -310,7 +398,11 @@ async def test_unavailable_postgresql_is_a_503_with_retry_after(skipping_env: Wo
 
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.json()["detail"] == "Temporal or PostgreSQL is unavailable; retry shortly"
-    assert health.status_code == 503 and health.json() == {"status": "degraded", "temporal": "ok", "postgres": "unavailable"}
+    assert health.status_code == 503 and health.json() == {
+        "status": "degraded",
+        "temporal": "ok",
+        "postgres": "unavailable",
+    }
 
 
 async def test_unavailable_temporal_is_a_503_and_nothing_is_recorded(store: PostgresEventStore) -> None:
@@ -320,8 +412,11 @@ async def test_unavailable_temporal_is_a_503_and_nothing_is_recorded(store: Post
     services = Services.build(EpisodeCommands(unreachable, "nowhere"), store)
     secret = services.keys.create("clinician-1", Role.CLINICIAN)[1]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(services)), base_url="http://t") as http:
-        response = await http.post("/api/v1/episodes", json={"episode_id": "EP-9", "client_id": "client-9"},
-                                   headers={"Authorization": f"Bearer {secret}"})  # fmt: skip
+        response = await http.post(
+            "/api/v1/episodes",
+            json={"episode_id": "EP-9", "client_id": "client-9"},
+            headers={"Authorization": f"Bearer {secret}"},
+        )
         health = await http.get("/healthz")
 
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
@@ -334,40 +429,83 @@ def test_the_openapi_document_describes_every_route() -> None:
 
     spec = create_app(sentinel.services).openapi()  # type: ignore[arg-type]
     paths = set(spec["paths"])
-    assert {"/api/v1/episodes", "/api/v1/episodes/{episode_id}/tests/{test_id}/results", "/api/v1/census",
-            "/api/v1/alerts", "/api/v1/audit/verify", "/api/v1/audit/anchor", "/healthz"} <= paths  # fmt: skip
+    assert {
+        "/api/v1/episodes",
+        "/api/v1/episodes/{episode_id}/tests/{test_id}/results",
+        "/api/v1/census",
+        "/api/v1/alerts",
+        "/api/v1/audit/verify",
+        "/api/v1/audit/anchor",
+        "/healthz",
+    } <= paths
     assert spec["openapi"].startswith("3.")
-
 
 
 async def test_consents_referrals_partners_and_the_accounting_of_disclosures(stack: Stack) -> None:
     services = stack.http._transport.app.state.services  # type: ignore[attr-defined]
     harbor = services.keys.create("harbor-1", Role.PARTNER, "harbor-house")[1]
     expires = "2030-01-01T00:00:00Z"
-    await stack.post("/api/v1/episodes", stack.episode(assessment={"ratings": [0, 0, 2, 0, 0, 3], "assessed_by": "clin-1"}))
-    consent = await stack.post(f"/api/v1/episodes/{stack.e1}/consents", {"consent_id": "c-1", "recipient": "harbor-house",
-                               "purpose": "aftercare_referral", "expires_at": expires, "recorded_by": "clin-1"})  # fmt: skip
-    moved = await stack.post(f"/api/v1/episodes/{stack.e1}/placement-override",
-                             {"level": "aftercare", "reason": "clinical_judgment", "clinician": "clin-1"})  # fmt: skip
+    await stack.post(
+        "/api/v1/episodes", stack.episode(assessment={"ratings": [0, 0, 2, 0, 0, 3], "assessed_by": "clin-1"})
+    )
+    consent = await stack.post(
+        f"/api/v1/episodes/{stack.e1}/consents",
+        {
+            "consent_id": "c-1",
+            "recipient": "harbor-house",
+            "purpose": "aftercare_referral",
+            "expires_at": expires,
+            "recorded_by": "clin-1",
+        },
+    )
+    moved = await stack.post(
+        f"/api/v1/episodes/{stack.e1}/placement-override",
+        {"level": "aftercare", "reason": "clinical_judgment", "clinician": "clin-1"},
+    )
     referrals = {r["resource_id"]: r for r in moved.json()["state"]["referrals"]}
     as_partner = {"Authorization": f"Bearer {harbor}"}
     own = (await stack.http.get("/api/v1/partner/referrals", headers=as_partner)).json()
     waiting = referrals["community-counselling"]["referral_id"]
-    not_sent = await stack.http.post(f"/api/v1/episodes/{stack.e1}/referrals/{waiting}/status", json={"status": "accepted"}, headers=as_partner)
-    other_partner = await stack.post(f"/api/v1/episodes/{stack.e1}/referrals/{referrals['harbor-house']['referral_id']}/status",
-                                     {"status": "accepted"}, role="partner")  # fmt: skip
-    accepted = await stack.http.post(f"/api/v1/episodes/{stack.e1}/referrals/{referrals['harbor-house']['referral_id']}/status",
-                                     json={"status": "accepted"}, headers=as_partner)  # fmt: skip
-    later = await stack.post(f"/api/v1/episodes/{stack.e1}/consents", {"consent_id": "c-2", "recipient": "community-counselling",
-                             "purpose": "aftercare_referral", "expires_at": expires, "recorded_by": "clin-1"})  # fmt: skip
+    not_sent = await stack.http.post(
+        f"/api/v1/episodes/{stack.e1}/referrals/{waiting}/status", json={"status": "accepted"}, headers=as_partner
+    )
+    other_partner = await stack.post(
+        f"/api/v1/episodes/{stack.e1}/referrals/{referrals['harbor-house']['referral_id']}/status",
+        {"status": "accepted"},
+        role="partner",
+    )
+    accepted = await stack.http.post(
+        f"/api/v1/episodes/{stack.e1}/referrals/{referrals['harbor-house']['referral_id']}/status",
+        json={"status": "accepted"},
+        headers=as_partner,
+    )
+    later = await stack.post(
+        f"/api/v1/episodes/{stack.e1}/consents",
+        {
+            "consent_id": "c-2",
+            "recipient": "community-counselling",
+            "purpose": "aftercare_referral",
+            "expires_at": expires,
+            "recorded_by": "clin-1",
+        },
+    )
     revoked = await stack.post(f"/api/v1/episodes/{stack.e1}/consents/c-1/revocation", {"revoked_by": "clin-1"})
     accounting = (await stack.get(f"/api/v1/episodes/{stack.e1}/disclosures", role="auditor")).json()
-    since_later = (await stack.get(f"/api/v1/episodes/{stack.e1}/disclosures", since=later.json()["events"][0]["data"]["occurred_at"])).json()
-    no_follow_up = await stack.post(f"/api/v1/episodes/{stack.e1}/follow-ups/F-9/outcome", {"outcome": "using", "recorded_by": "o-1"})
+    since_later = (
+        await stack.get(
+            f"/api/v1/episodes/{stack.e1}/disclosures", since=later.json()["events"][0]["data"]["occurred_at"]
+        )
+    ).json()
+    no_follow_up = await stack.post(
+        f"/api/v1/episodes/{stack.e1}/follow-ups/F-9/outcome", {"outcome": "using", "recorded_by": "o-1"}
+    )
     partner_reads = await stack.http.get(f"/api/v1/episodes/{stack.e1}", headers=as_partner)
 
     assert consent.status_code == 200 and moved.status_code == 200
-    assert referrals["harbor-house"]["status"] == "issued" and referrals["community-counselling"]["status"] == "awaiting_consent"
+    assert (
+        referrals["harbor-house"]["status"] == "issued"
+        and referrals["community-counselling"]["status"] == "awaiting_consent"
+    )
     assert [r["resource_id"] for r in own["referrals"]] == ["harbor-house"]  # what waits for consent was never sent
     assert (not_sent.status_code, other_partner.status_code) == (403, 403)
     assert accepted.status_code == 200 and accepted.json()["state"] == {} and accepted.json()["events"] == []
@@ -389,7 +527,7 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
     from fhir.resources.R4B.episodeofcare import EpisodeOfCare
     from fhir.resources.R4B.provenance import Provenance
 
-    from eventlog.export import verify_ndjson
+    from continuum.eventlog.export import verify_ndjson
 
     await stack.post("/api/v1/episodes", stack.episode())
     held = (await stack.post(f"/api/v1/episodes/{stack.e1}/hold", {"reason": "hospitalised"})).json()
@@ -399,7 +537,9 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
 
     ndjson = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="auditor", recipient="state-auditor")
     fhir = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="auditor", format="fhir", purpose="payer_audit")
-    replayed = (await stack.get(f"/api/v1/episodes/{stack.e1}/events", role="auditor", as_of=held_at.isoformat())).json()
+    replayed = (
+        await stack.get(f"/api/v1/episodes/{stack.e1}/events", role="auditor", as_of=held_at.isoformat())
+    ).json()
     accounting = (await stack.get(f"/api/v1/episodes/{stack.e1}/disclosures", role="auditor")).json()
     lab = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="lab")
 
@@ -414,13 +554,24 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
     [episode] = [e.resource for e in bundle.entry if e.resource.__resource_type__ == "EpisodeOfCare"]
     provenances = [e.resource for e in bundle.entry if e.resource.__resource_type__ == "Provenance"]
     assert isinstance(episode, EpisodeOfCare) and all(isinstance(p, Provenance) for p in provenances)
-    assert episode.status == "finished" and [h.status for h in episode.statusHistory] == ["active", "onhold", "active", "finished"]
-    assert len(provenances) == len(lines) and provenances[-1].extension[0].valueString == fhir.json()["entry"][-1]["resource"]["extension"][0]["valueString"]
+    assert episode.status == "finished" and [h.status for h in episode.statusHistory] == [
+        "active",
+        "onhold",
+        "active",
+        "finished",
+    ]
+    assert (
+        len(provenances) == len(lines)
+        and provenances[-1].extension[0].valueString
+        == fhir.json()["entry"][-1]["resource"]["extension"][0]["valueString"]
+    )
 
     # the state replayed as of an instant is the state the workflow answered with at that instant
     assert replayed["state_as_of"] == held["state"]
     assert [(d["kind"], d["recipient"], d["purpose"]) for d in accounting["disclosures"]] == [
-        ("export", "state-auditor", "audit"), ("export", "internal_audit", "payer_audit")]
+        ("export", "state-auditor", "audit"),
+        ("export", "internal_audit", "payer_audit"),
+    ]
     assert lab.status_code == 403
 
 
@@ -438,28 +589,41 @@ async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_co
     verified = await stack.http.get(f"/dashboard/episodes/{stack.e1}?verify=1", headers=session)
     whole = await stack.http.get("/dashboard/verify", headers=session)
     head = (await stack.get("/api/v1/audit/anchor", role="auditor")).json()
-    anchored = await stack.http.get("/dashboard/verify", headers=session,
-                                    params={"anchor_position": head["position"], "anchor_hash": head["hash"]})  # fmt: skip
-    not_anchored = await stack.http.get("/dashboard/verify", headers=session,
-                                        params={"anchor_position": head["position"], "anchor_hash": "1" * 64})  # fmt: skip
-    bad_anchor = await stack.http.get("/dashboard/verify", headers=session, params={"anchor_position": "x", "anchor_hash": "1"})
+    anchored = await stack.http.get(
+        "/dashboard/verify", headers=session, params={"anchor_position": head["position"], "anchor_hash": head["hash"]}
+    )
+    not_anchored = await stack.http.get(
+        "/dashboard/verify", headers=session, params={"anchor_position": head["position"], "anchor_hash": "1" * 64}
+    )
+    bad_anchor = await stack.http.get(
+        "/dashboard/verify", headers=session, params={"anchor_position": "x", "anchor_hash": "1"}
+    )
     log = (await stack.get(f"/api/v1/episodes/{stack.e1}/access-log", role="auditor")).json()
-    before = await stack.http.get(f"/dashboard/episodes/{stack.e1}", headers=session, params={"as_of": "2020-01-01T00:00:00Z"})
+    before = await stack.http.get(
+        f"/dashboard/episodes/{stack.e1}", headers=session, params={"as_of": "2020-01-01T00:00:00Z"}
+    )
 
     assert before.status_code == 200 and "did not exist yet" in before.text  # not today's state
     assert "intensive_outpatient" not in before.text and "client-" not in before.text
     assert anonymous.status_code == 303 and anonymous.headers["location"] == "/dashboard/sign-in"
     assert clinician.status_code == 403 and "cannot open the dashboard" in clinician.text
     cookie = auditor.headers["set-cookie"].lower()
-    assert auditor.status_code == 303 and all(flag in cookie for flag in ("httponly", "secure", "samesite=strict", "path=/dashboard"))
+    assert auditor.status_code == 303 and all(
+        flag in cookie for flag in ("httponly", "secure", "samesite=strict", "path=/dashboard")
+    )
     assert page.status_code == 200 and stack.e1 in page.text and 'id="timeline"' in page.text
-    assert "decided_by: baseline intensive_outpatient: no rule fired" in page.text and "ratings: [1, 1, 1, 1, 1, 1]" in page.text
+    assert (
+        "decided_by: baseline intensive_outpatient: no rule fired" in page.text
+        and "ratings: [1, 1, 1, 1, 1, 1]" in page.text
+    )
     assert unknown.status_code == 404 and lab_cookie.status_code == 303
     assert asset.status_code == 200 and "setInterval" in asset.text  # shipped in the package, no CDN
     assert "chain intact" in verified.text and "Verified: log" in whole.text and 'id="head-hash"' in whole.text
     assert "The anchor holds" in anchored.text
     assert not_anchored.status_code == 200 and "ALTERED" in not_anchored.text and "rewritten" in not_anchored.text
-    assert bad_anchor.status_code == 200 and 'id="anchor-error"' in bad_anchor.text and "Verified: log" in bad_anchor.text
+    assert (
+        bad_anchor.status_code == 200 and 'id="anchor-error"' in bad_anchor.text and "Verified: log" in bad_anchor.text
+    )
     assert ("auditor", "dashboard") in [(r["role"], r["purpose"]) for r in log["reads"]]
 
 
@@ -467,10 +631,16 @@ async def test_a_refusal_is_recorded_without_a_method_or_a_collection_time(stack
     await stack.post("/api/v1/episodes", stack.episode(stack.e3))
     ordered = (await stack.post(f"/api/v1/episodes/{stack.e3}/tests", {"ordered_by": "clin-1"})).json()
     test_id = ordered["events"][0]["data"]["test_id"]
-    incomplete = await stack.post(f"/api/v1/episodes/{stack.e3}/tests/{test_id}/results",
-                                  {"result": "negative", "lab_reference": "L-1"}, role="lab")  # fmt: skip
-    refused = await stack.post(f"/api/v1/episodes/{stack.e3}/tests/{test_id}/results",
-                               {"result": "refused", "lab_reference": "site-1"}, role="lab")  # fmt: skip
+    incomplete = await stack.post(
+        f"/api/v1/episodes/{stack.e3}/tests/{test_id}/results",
+        {"result": "negative", "lab_reference": "L-1"},
+        role="lab",
+    )
+    refused = await stack.post(
+        f"/api/v1/episodes/{stack.e3}/tests/{test_id}/results",
+        {"result": "refused", "lab_reference": "site-1"},
+        role="lab",
+    )
 
     assert incomplete.status_code == 422 and "method" in incomplete.text
     assert refused.status_code == 200, refused.text

@@ -10,13 +10,13 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from api import commands
-from api.app import create_app
-from api.services import Services
+from continuum.access import Role
+from continuum.api import commands
+from continuum.api.app import create_app
+from continuum.api.services import Services
 from continuum.episodes import EpisodeCommands
-from eventlog.access import Role
-from eventlog.store import PostgresEventStore
-from worker import WORKFLOWS, activities_for
+from continuum.eventlog.store import PostgresEventStore
+from continuum.worker import WORKFLOWS, activities_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +37,19 @@ async def test_a_command_no_worker_answers_is_a_503_and_a_retry_with_its_key_run
 
         assert unanswered.status_code == 503 and unanswered.headers["Retry-After"] == "5"
         assert unanswered.headers["content-type"] == "application/problem+json"
-        assert unanswered.json()["title"] == "Service unavailable" and "did not answer in time" in unanswered.json()["detail"]
+        assert (
+            unanswered.json()["title"] == "Service unavailable"
+            and "did not answer in time" in unanswered.json()["detail"]
+        )
 
         with ThreadPoolExecutor(4) as executor:
-            async with Worker(skipping_env.client, task_queue=queue, workflows=list(WORKFLOWS),
-                              activities=activities_for(store), activity_executor=executor):  # fmt: skip
+            async with Worker(
+                skipping_env.client,
+                task_queue=queue,
+                workflows=list(WORKFLOWS),
+                activities=activities_for(store),
+                activity_executor=executor,
+            ):
                 monkeypatch.setattr(commands, "COMMAND_TIMEOUT_SECONDS", 60.0)
                 retried = await http.post("/api/v1/episodes", json=body, headers=headers)
 

@@ -34,8 +34,8 @@ def _continuum(*args: str, env: dict[str, str], timeout: float = 120) -> subproc
 def test_an_unreachable_temporal_is_one_line_naming_the_address(database_url: str, tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     result = _continuum(
-        "worker", env=_env(TEMPORAL_ADDRESS=f"127.0.0.1:{port}", DATABASE_URL=database_url,
-                           CONTINUUM_DATA_DIR=str(tmp_path))  # fmt: skip
+        "worker",
+        env=_env(TEMPORAL_ADDRESS=f"127.0.0.1:{port}", DATABASE_URL=database_url, CONTINUUM_DATA_DIR=str(tmp_path)),
     )
 
     assert result.returncode == 3
@@ -46,8 +46,10 @@ def test_an_unreachable_temporal_is_one_line_naming_the_address(database_url: st
 def test_an_unreachable_postgresql_is_one_line_naming_the_address(tmp_path: Path) -> None:
     port = free_port()
     result = _continuum(
-        "migrate", env=_env(DATABASE_URL=f"postgresql+psycopg://continuum@127.0.0.1:{port}/continuum",
-                            CONTINUUM_DATA_DIR=str(tmp_path))  # fmt: skip
+        "migrate",
+        env=_env(
+            DATABASE_URL=f"postgresql+psycopg://continuum@127.0.0.1:{port}/continuum", CONTINUUM_DATA_DIR=str(tmp_path)
+        ),
     )
 
     assert result.returncode == 3
@@ -76,8 +78,11 @@ def test_a_malformed_setting_is_named(tmp_path: Path) -> None:
 
 def test_a_malformed_policy_file_is_named_before_anything_starts(tmp_path: Path) -> None:
     policy = tmp_path / "policy.toml"
-    policy.write_text((Path(__file__).resolve().parents[2] / "domain" / "policy.toml").read_text().replace(
-        'outpatient = "aftercare"', 'outpatient = "nowhere"'))  # fmt: skip
+    policy.write_text(
+        (Path(__file__).resolve().parents[2] / "domain" / "policy.toml")
+        .read_text()
+        .replace('outpatient = "aftercare"', 'outpatient = "nowhere"')
+    )
     result = _continuum("worker", env=_env(CONTINUUM_POLICY_FILE=str(policy), CONTINUUM_DATA_DIR=str(tmp_path)))
 
     assert result.returncode == 3
@@ -89,11 +94,16 @@ def test_up_starts_the_embedded_servers_registers_attributes_and_stops_cleanly(
     tmp_path: Path, temporal_path: Path
 ) -> None:
     port, ui_port = free_port(), free_port()
-    env = _env(CONTINUUM_DATA_DIR=str(tmp_path), CONTINUUM_TEMPORAL_PORT=str(port), CONTINUUM_TEMPORAL_UI_PORT=str(ui_port))
+    env = _env(
+        CONTINUUM_DATA_DIR=str(tmp_path), CONTINUUM_TEMPORAL_PORT=str(port), CONTINUUM_TEMPORAL_UI_PORT=str(ui_port)
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "continuum.cli", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "continuum.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     try:
         assert process.stdout is not None
         lines = []
@@ -105,8 +115,11 @@ def test_up_starts_the_embedded_servers_registers_attributes_and_stops_cleanly(
         assert f"Temporal UI   http://127.0.0.1:{ui_port}\n" in lines
         listed = subprocess.run(
             [str(temporal_path), "operator", "search-attribute", "list", "--address", f"127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
         assert "ContinuumLevel" in listed and "ContinuumStatus" in listed
         children = psutil.Process(process.pid).children(recursive=True)
         assert (tmp_path / "temporal.db").exists() and (tmp_path / "pgdata" / "PG_VERSION").exists()
@@ -123,15 +136,33 @@ def test_up_starts_the_embedded_servers_registers_attributes_and_stops_cleanly(
     assert "Traceback" not in stderr
     time.sleep(0.5)
     assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
-    pg_running = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path / "pgdata") in " ".join(p.info["cmdline"] or [])]
+    pg_running = [
+        p for p in psutil.process_iter(["cmdline"]) if str(tmp_path / "pgdata") in " ".join(p.info["cmdline"] or [])
+    ]
     assert pg_running == []
 
 
 def test_the_demo_drives_a_cohort_through_the_api_and_reports_a_verified_log(tmp_path: Path) -> None:
-    env = _env(CONTINUUM_DATA_DIR=str(tmp_path), CONTINUUM_TEMPORAL_PORT=str(free_port()),
-               CONTINUUM_TEMPORAL_UI_PORT=str(free_port()), CONTINUUM_API_PORT=str(free_port()))  # fmt: skip
-    result = _continuum("demo", "--clients", "6", "--days", "12", "--day-seconds", "0.3", "--positive-rate", "0.3",
-                        "--exit", env=env, timeout=300)  # fmt: skip
+    env = _env(
+        CONTINUUM_DATA_DIR=str(tmp_path),
+        CONTINUUM_TEMPORAL_PORT=str(free_port()),
+        CONTINUUM_TEMPORAL_UI_PORT=str(free_port()),
+        CONTINUUM_API_PORT=str(free_port()),
+    )
+    result = _continuum(
+        "demo",
+        "--clients",
+        "6",
+        "--days",
+        "12",
+        "--day-seconds",
+        "0.3",
+        "--positive-rate",
+        "0.3",
+        "--exit",
+        env=env,
+        timeout=300,
+    )
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Cohort: 6 episodes opened" in result.stdout

@@ -80,10 +80,12 @@ class DemoProcess:
 def demo_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))}
     env |= {
-        "CONTINUUM_DATA_DIR": str(tmp_path / "data"), "CONTINUUM_TEMPORAL_PORT": str(free_port()),
-        "CONTINUUM_TEMPORAL_UI_PORT": str(free_port()), "CONTINUUM_API_PORT": str(free_port()),
+        "CONTINUUM_DATA_DIR": str(tmp_path / "data"),
+        "CONTINUUM_TEMPORAL_PORT": str(free_port()),
+        "CONTINUUM_TEMPORAL_UI_PORT": str(free_port()),
+        "CONTINUUM_API_PORT": str(free_port()),
         "CONTINUUM_LOG_FORMAT": "json",
-    }  # fmt: skip
+    }
     yield env
     # A demo that did not stop leaves its embedded servers behind: end the ones serving this test's data.
     for process in psutil.process_iter(["cmdline"]):
@@ -93,9 +95,24 @@ def demo_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 def _director_key(env: dict[str, str]) -> str:
     created = subprocess.run(
-        [sys.executable, "-m", "continuum.cli", "keys", "create", "--role", "director", "--name", "test-director", "--json"],
-        env=env, capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "continuum.cli",
+            "keys",
+            "create",
+            "--role",
+            "director",
+            "--name",
+            "test-director",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return str(json.loads(created.stdout)["secret"])
 
 
@@ -132,8 +149,11 @@ def test_the_clinic_works_on_after_the_summary_and_a_second_run_takes_up_the_sam
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
             at_summary = _cohort(api)
             assert len(at_summary) == CLIENTS
-            _wait_until(lambda: _work_done(_cohort(api)) > _work_done(at_summary), PROGRESS_GUARD,
-                        "the lab and the therapists record results and reviews after the summary")  # fmt: skip
+            _wait_until(
+                lambda: _work_done(_cohort(api)) > _work_done(at_summary),
+                PROGRESS_GUARD,
+                "the lab and the therapists record results and reviews after the summary",
+            )
         first_stop = first.interrupt()
     finally:
         first.kill()
@@ -147,8 +167,11 @@ def test_the_clinic_works_on_after_the_summary_and_a_second_run_takes_up_the_sam
             resumed = _cohort(api)
             assert sorted(resumed) == sorted(at_summary)  # the same episodes, none opened again
             assert all(s["opened_at"] == at_summary[e]["opened_at"] for e, s in resumed.items())
-            _wait_until(lambda: _work_done(_cohort(api)) > _work_done(resumed), PROGRESS_GUARD,
-                        "the resumed clinic records results and reviews")  # fmt: skip
+            _wait_until(
+                lambda: _work_done(_cohort(api)) > _work_done(resumed),
+                PROGRESS_GUARD,
+                "the resumed clinic records results and reviews",
+            )
         second_stop = second.interrupt()
     finally:
         second.kill()

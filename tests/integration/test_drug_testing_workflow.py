@@ -11,8 +11,7 @@ import pytest
 from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
-from continuum.episodes import EpisodeCommands
-from domain.commands import (
+from continuum.domain.commands import (
     CancelTest,
     OpenEpisode,
     OrderTest,
@@ -20,12 +19,13 @@ from domain.commands import (
     RecordSpecimenCollection,
     RecordTestResult,
 )
-from domain.errors import CommandRejected
-from domain.testing import TestMethod, TestResult
-from eventlog.store import PostgresEventStore
+from continuum.domain.errors import CommandRejected
+from continuum.domain.testing import TestMethod, TestResult
+from continuum.episodes import EpisodeCommands
+from continuum.eventlog.store import PostgresEventStore
+from continuum.workflows.episode import workflow_id
 from tests.integration.episodes import DAY, episode_worker, eventually, meta
 from tests.integration.lab_server import lab_server
-from workflows.episode import workflow_id
 
 pytestmark = pytest.mark.integration
 MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient: two tests a week
@@ -44,7 +44,9 @@ async def open_at_iop(episodes: EpisodeCommands, episode: str) -> None:
     await episodes.open(meta(), OpenEpisode(episode, f"client-{episode}", assessment=RecordAssessment(MILD, "clin-1")))
 
 
-async def first_order(env: WorkflowEnvironment, episodes: EpisodeCommands, store: PostgresEventStore, episode: str) -> Any:
+async def first_order(
+    env: WorkflowEnvironment, episodes: EpisodeCommands, store: PostgresEventStore, episode: str
+) -> Any:
     """Move the episode's clock to its first scheduled test and return the order."""
     draw = (await eventually(lambda: _events(store, episode, "TestScheduleDrawn"), bool, "a schedule drawn"))[0]
     first_day = min(draw.payload["chosen_days"])
@@ -109,20 +111,36 @@ async def test_a_positive_at_iop_steps_up_and_every_outcome_names_its_cause(
         collected = order.occurred_at + timedelta(hours=1)
         command = meta("lab-result-1", actor="svc:lab-3")
         result = await episodes.send(
-            episode, command, RecordTestResult(test_id, TestResult.POSITIVE, TestMethod.CONFIRMED, collected, "L-77", ("fentanyl",))
+            episode,
+            command,
+            RecordTestResult(test_id, TestResult.POSITIVE, TestMethod.CONFIRMED, collected, "L-77", ("fentanyl",)),
         )
-        again = await episodes.send(episode, meta(actor="svc:lab-3"), RecordTestResult(
-            test_id, TestResult.POSITIVE, TestMethod.CONFIRMED, collected, "L-77", ("fentanyl",)))  # fmt: skip
+        again = await episodes.send(
+            episode,
+            meta(actor="svc:lab-3"),
+            RecordTestResult(test_id, TestResult.POSITIVE, TestMethod.CONFIRMED, collected, "L-77", ("fentanyl",)),
+        )
         with pytest.raises(CommandRejected, match="already has a confirmed result"):
-            await episodes.send(episode, meta(actor="svc:lab-3"), RecordTestResult(
-                test_id, TestResult.NEGATIVE, TestMethod.CONFIRMED, collected, "L-78"))  # fmt: skip
+            await episodes.send(
+                episode,
+                meta(actor="svc:lab-3"),
+                RecordTestResult(test_id, TestResult.NEGATIVE, TestMethod.CONFIRMED, collected, "L-78"),
+            )
         with pytest.raises(CommandRejected, match="no test ep-positive.T99 was ordered"):
-            await episodes.send(episode, meta(actor="svc:lab-3"), RecordTestResult(
-                "ep-positive.T99", TestResult.NEGATIVE, TestMethod.CONFIRMED, collected, "L-79"))  # fmt: skip
+            await episodes.send(
+                episode,
+                meta(actor="svc:lab-3"),
+                RecordTestResult("ep-positive.T99", TestResult.NEGATIVE, TestMethod.CONFIRMED, collected, "L-79"),
+            )
 
-        if os.environ.get("CONTINUUM_RECORD_HISTORIES") and not (Path(__file__).resolve().parents[1] / "histories" / "episode_drug_testing.json").exists():  # earlier code's recording stays
+        if (
+            os.environ.get("CONTINUUM_RECORD_HISTORIES")
+            and not (Path(__file__).resolve().parents[1] / "histories" / "episode_drug_testing.json").exists()
+        ):  # earlier code's recording stays
             history = await skipping_env.client.get_workflow_handle(workflow_id(episode)).fetch_history()
-            (Path(__file__).resolve().parents[1] / "histories" / "episode_drug_testing.json").write_text(history.to_json())
+            (Path(__file__).resolve().parents[1] / "histories" / "episode_drug_testing.json").write_text(
+                history.to_json()
+            )
 
     assert [e.type for e in result.events] == ["TestResultRecorded", "SobrietyDateReset", "LevelChanged"]
     assert again.events == []  # the identical result again records nothing
@@ -152,15 +170,30 @@ async def test_refused_steps_up_and_a_presumptive_positive_then_negative_confirm
             "ep-refused", meta(actor="svc:site-1"), RecordSpecimenCollection(refused_id, now, True, True, "site-1")
         )
         cancelled_order = await episodes.send("ep-refused", meta(), OrderTest("clin-1"))
-        await episodes.send("ep-refused", meta(), CancelTest(cancelled_order.events[0].data["test_id"], "clin-1", "duplicate order"))
+        await episodes.send(
+            "ep-refused", meta(), CancelTest(cancelled_order.events[0].data["test_id"], "clin-1", "duplicate order")
+        )
         with pytest.raises(CommandRejected, match="was cancelled; no result is expected"):
-            await episodes.send("ep-refused", meta(), RecordTestResult(
-                cancelled_order.events[0].data["test_id"], TestResult.NEGATIVE, TestMethod.CONFIRMED, now, "C-9"))  # fmt: skip
-        await episodes.send("ep-refused", meta(), RecordTestResult(refused_id, TestResult.REFUSED, TestMethod.PRESUMPTIVE, now, "P-1"))
-        pending = await episodes.send("ep-unconfirmed", meta(), RecordTestResult(
-            unconfirmed_id, TestResult.POSITIVE, TestMethod.PRESUMPTIVE, now, "P-2", ("cocaine",)))  # fmt: skip
-        cancelled = await episodes.send("ep-unconfirmed", meta(), RecordTestResult(
-            unconfirmed_id, TestResult.NEGATIVE, TestMethod.CONFIRMED, now, "C-2"))  # fmt: skip
+            await episodes.send(
+                "ep-refused",
+                meta(),
+                RecordTestResult(
+                    cancelled_order.events[0].data["test_id"], TestResult.NEGATIVE, TestMethod.CONFIRMED, now, "C-9"
+                ),
+            )
+        await episodes.send(
+            "ep-refused", meta(), RecordTestResult(refused_id, TestResult.REFUSED, TestMethod.PRESUMPTIVE, now, "P-1")
+        )
+        pending = await episodes.send(
+            "ep-unconfirmed",
+            meta(),
+            RecordTestResult(unconfirmed_id, TestResult.POSITIVE, TestMethod.PRESUMPTIVE, now, "P-2", ("cocaine",)),
+        )
+        cancelled = await episodes.send(
+            "ep-unconfirmed",
+            meta(),
+            RecordTestResult(unconfirmed_id, TestResult.NEGATIVE, TestMethod.CONFIRMED, now, "C-2"),
+        )
 
     assert [e.type for e in collected.events] == ["SpecimenCollected"]
     assert projected(store, "ep-refused").level == "residential"

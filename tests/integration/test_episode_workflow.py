@@ -15,23 +15,29 @@ from sqlalchemy import text
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from continuum.domain.commands import Discharge, OpenEpisode, PutOnHold, RecordAssessment, RecordReviewOutcome, Resume
+from continuum.domain.episode import DischargeReason, HoldReason, ReviewOutcome
+from continuum.domain.errors import CommandRejected, UnknownEpisode
+from continuum.domain.levels import LevelOfCare
+from continuum.domain.policy import load_policy
 from continuum.episodes import EpisodeCommands
-from domain.commands import Discharge, OpenEpisode, PutOnHold, RecordAssessment, RecordReviewOutcome, Resume
-from domain.episode import DischargeReason, HoldReason, ReviewOutcome
-from domain.errors import CommandRejected, UnknownEpisode
-from domain.levels import LevelOfCare
-from domain.policy import load_policy
-from eventlog.store import PostgresEventStore
-from eventlog.verify import verify_log
+from continuum.eventlog.store import PostgresEventStore
+from continuum.eventlog.verify import verify_log
+from continuum.workflows.episode import workflow_id
 from tests.integration.episodes import DAY, WITHOUT_TESTING, episode_worker, eventually, meta, worker_process
-from workflows.episode import workflow_id
 
 pytestmark = pytest.mark.integration
 POLICY = load_policy(WITHOUT_TESTING)
 CARE_PATHWAY = {
-    "EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted", "ReviewRequested", "ReviewCompleted",
-    "LevelChanged", "EpisodeClosed",
-}  # fmt: skip
+    "EpisodeOpened",
+    "AssessmentRecorded",
+    "PlacementDecided",
+    "StayStarted",
+    "ReviewRequested",
+    "ReviewCompleted",
+    "LevelChanged",
+    "EpisodeClosed",
+}
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 WITHDRAWAL_RISK = (3, 1, 2, 2, 2, 2)  # withdrawal management first, then residential
 MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient
@@ -63,17 +69,28 @@ async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare
         opened = await episodes.open(
             meta(), OpenEpisode(episode, "client-1", assessment=RecordAssessment(WITHDRAWAL_RISK, "clin-1"))
         )
-        assert [e.type for e in opened.events] == ["EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted"]
+        assert [e.type for e in opened.events] == [
+            "EpisodeOpened",
+            "AssessmentRecorded",
+            "PlacementDecided",
+            "StayStarted",
+        ]
         handle = handle_of(skipping_env, episode)
-        path = [LevelOfCare.WITHDRAWAL_MANAGEMENT, LevelOfCare.RESIDENTIAL, LevelOfCare.INTENSIVE_OUTPATIENT,
-                LevelOfCare.OUTPATIENT]  # fmt: skip
+        path = [
+            LevelOfCare.WITHDRAWAL_MANAGEMENT,
+            LevelOfCare.RESIDENTIAL,
+            LevelOfCare.INTENSIVE_OUTPATIENT,
+            LevelOfCare.OUTPATIENT,
+        ]
         for level in path:
             assert projected(store, episode).level == level.value
             await skipping_env.fast_forward(handle, DAY * (POLICY.stay_minimum_days[level] + 0.5))
             review = await pending_review(episodes, episode)
             assert [t for t in types(store, episode) if t in CARE_PATHWAY][-1] == "ReviewRequested"
             assert review["level"] == level.value
-            moved = await episodes.send(episode, meta(), RecordReviewOutcome(review["review_id"], ReviewOutcome.GOALS_MET, "ther-1"))
+            moved = await episodes.send(
+                episode, meta(), RecordReviewOutcome(review["review_id"], ReviewOutcome.GOALS_MET, "ther-1")
+            )
             assert [e.type for e in moved.events][:2] == ["ReviewCompleted", "LevelChanged"]  # then aftercare's
             assert moved.events[1].data["direction"] == "down"
         assert projected(store, episode).level == "aftercare"
@@ -86,9 +103,13 @@ async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare
     assert (row.status, row.level, row.flags) == ("closed", "aftercare", [])
     recorded = types(store, episode)
     assert [t for t in recorded if t in CARE_PATHWAY] == [
-        "EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted",
-        *["ReviewRequested", "ReviewCompleted", "LevelChanged"] * 4, "EpisodeClosed",
-    ]  # fmt: skip
+        "EpisodeOpened",
+        "AssessmentRecorded",
+        "PlacementDecided",
+        "StayStarted",
+        *["ReviewRequested", "ReviewCompleted", "LevelChanged"] * 4,
+        "EpisodeClosed",
+    ]
     # 7 and 30 days after leaving withdrawal management and residential; 30, 60, 90 days of aftercare, then quarterly
     assert recorded.count("FollowUpRequested") == 2 + 2 + 6 and "ReferralIssued" in recorded
     closing = store.read_stream(episode)[-1]
@@ -97,7 +118,10 @@ async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare
     assert verify_log(store.engine).ok
     attributes = {key: value for key, value in description.search_attributes.items()}
     assert attributes["ContinuumStatus"] == ["closed"] and attributes["ContinuumLevel"] == ["aftercare"]
-    if os.environ.get("CONTINUUM_RECORD_HISTORIES") and not (Path(__file__).resolve().parents[1] / "histories" / "episode_journey.json").exists():  # earlier code's recording stays
+    if (
+        os.environ.get("CONTINUUM_RECORD_HISTORIES")
+        and not (Path(__file__).resolve().parents[1] / "histories" / "episode_journey.json").exists()
+    ):  # earlier code's recording stays
         HISTORIES.mkdir(exist_ok=True)
         history = await handle.fetch_history()
         (HISTORIES / "episode_journey.json").write_text(history.to_json())
@@ -117,7 +141,9 @@ async def test_an_overdue_review_is_escalated_and_cleared_by_the_outcome(
         assert types(store, episode)[-2:] == ["ReviewRequested", "ReviewEscalated"]
         assert projected(store, episode).flags == ["review_overdue"]
 
-        await episodes.send(episode, meta(), RecordReviewOutcome(review["review_id"], ReviewOutcome.EXTEND, "ther-1", 10))
+        await episodes.send(
+            episode, meta(), RecordReviewOutcome(review["review_id"], ReviewOutcome.EXTEND, "ther-1", 10)
+        )
 
         assert projected(store, episode).flags == []
         assert types(store, episode)[-1] == "ReviewCompleted"
@@ -192,9 +218,11 @@ async def test_a_rejected_command_records_nothing_and_says_why(
 
     assert types(store, episode) == before == ["EpisodeOpened"]
     assert projected(store, episode).status == "intake"
-    assert not any(e.HasField("workflow_execution_update_accepted_event_attributes") and
-                   e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name == "put_on_hold"
-                   for e in history.events)  # fmt: skip
+    assert not any(
+        e.HasField("workflow_execution_update_accepted_event_attributes")
+        and e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name == "put_on_hold"
+        for e in history.events
+    )
 
 
 async def test_the_same_command_id_twice_records_once_even_across_continue_as_new(
@@ -203,8 +231,12 @@ async def test_the_same_command_id_twice_records_once_even_across_continue_as_ne
     episode = "ep-twice"
     async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING, continue_as_new_after=2) as episodes:
         open_meta = meta("open-1")
-        first_open = await episodes.open(open_meta, OpenEpisode(episode, "client-6", assessment=RecordAssessment(MILD, "clin-1")))
-        again_open = await episodes.open(open_meta, OpenEpisode(episode, "client-6", assessment=RecordAssessment(MILD, "clin-1")))
+        first_open = await episodes.open(
+            open_meta, OpenEpisode(episode, "client-6", assessment=RecordAssessment(MILD, "clin-1"))
+        )
+        again_open = await episodes.open(
+            open_meta, OpenEpisode(episode, "client-6", assessment=RecordAssessment(MILD, "clin-1"))
+        )
         handle = handle_of(skipping_env, episode)
         first_run = (await handle.describe()).run_id
         hold = meta("hold-1")
@@ -217,8 +249,13 @@ async def test_the_same_command_id_twice_records_once_even_across_continue_as_ne
     assert again_open.events == first_open.events and again_hold.events == first_hold.events
     assert again_hold.state == {} and state is not None and state["status"] == "active"
     assert types(store, episode) == [
-        "EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted", "EpisodePutOnHold", "EpisodeResumed",
-    ]  # fmt: skip
+        "EpisodeOpened",
+        "AssessmentRecorded",
+        "PlacementDecided",
+        "StayStarted",
+        "EpisodePutOnHold",
+        "EpisodeResumed",
+    ]
     assert [e.type for e in resumed.events] == ["EpisodeResumed"]
     assert state is not None and state["status"] == "active" and state["version"] == 6
 
@@ -230,7 +267,9 @@ async def test_a_worker_killed_mid_episode_is_replaced_without_duplicates_or_gap
     episodes = EpisodeCommands(skipping_env.client, queue, policy_text=WITHOUT_TESTING)
     address = skipping_env.client.service_client.config.target_host
     first = worker_process(address, database_url, queue, tmp_path)
-    await episodes.open(meta(), OpenEpisode(episode, "client-7", assessment=RecordAssessment(WITHDRAWAL_RISK, "clin-1")))
+    await episodes.open(
+        meta(), OpenEpisode(episode, "client-7", assessment=RecordAssessment(WITHDRAWAL_RISK, "clin-1"))
+    )
     handle = handle_of(skipping_env, episode)
     await skipping_env.fast_forward(handle, DAY * 3.5)
     review = await pending_review(episodes, episode)
@@ -266,7 +305,7 @@ async def test_recorded_histories_replay_with_the_current_workflow_code() -> Non
     from temporalio.client import WorkflowHistory
     from temporalio.worker import Replayer
 
-    from workflows.episode import EpisodeWorkflow
+    from continuum.workflows.episode import EpisodeWorkflow
 
     files = sorted(HISTORIES.glob("*.json"))
     assert files, "no recorded histories under tests/histories"
@@ -277,7 +316,9 @@ async def test_recorded_histories_replay_with_the_current_workflow_code() -> Non
         assert result.replay_failure is None
 
 
-async def test_a_hold_stops_every_clock_of_the_episode(skipping_env: WorkflowEnvironment, store: PostgresEventStore) -> None:
+async def test_a_hold_stops_every_clock_of_the_episode(
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore
+) -> None:
     """Held in hospital past a pending review's escalation instant: nothing escalates during the hold, and the
     resumption moves the review's due date by the time held (issue 14, finding 1)."""
     episode = "ep-held"
@@ -285,7 +326,9 @@ async def test_a_hold_stops_every_clock_of_the_episode(skipping_env: WorkflowEnv
     async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING) as episodes:
         await episodes.open(meta(), OpenEpisode(episode, "client-h", assessment=RecordAssessment(MILD, "clin-1")))
         handle = handle_of(skipping_env, episode)
-        await skipping_env.fast_forward(handle, DAY * (policy.stay_minimum_days[LevelOfCare.INTENSIVE_OUTPATIENT] + 0.5))
+        await skipping_env.fast_forward(
+            handle, DAY * (policy.stay_minimum_days[LevelOfCare.INTENSIVE_OUTPATIENT] + 0.5)
+        )
         review = await pending_review(episodes, episode)
         await episodes.send(episode, meta(), PutOnHold(HoldReason.HOSPITALISED))
         await skipping_env.fast_forward(handle, DAY * (policy.review_due_days + policy.review_escalate_after_days + 3))

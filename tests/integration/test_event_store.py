@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from domain.codec import to_envelope
-from domain.episode import DischargeReason, EpisodeStatus, TedsDischarge
-from domain.events import (
+from continuum.domain.codec import to_envelope
+from continuum.domain.episode import DischargeReason, EpisodeStatus, TedsDischarge
+from continuum.domain.events import (
     DomainEvent,
     EpisodeClosed,
     EpisodeOpened,
@@ -24,15 +24,15 @@ from domain.events import (
     LevelChanged,
     StayStarted,
 )
-from domain.ids import ClientId, EpisodeId
-from domain.levels import Direction, LevelOfCare
-from eventlog.errors import ConcurrencyError, EventIdConflict
-from eventlog.projection import EpisodesProjection, episode_as_of, projection_fingerprint, rebuild_episodes
-from eventlog.records import EventMetadata, NewEvent
-from eventlog.store import PostgresEventStore
-from eventlog.upcasting import Upcasters
-from eventlog.hashing import event_hash
-from eventlog.verify import Anchor, _fast_pass, take_anchor, verify_log, verify_stream
+from continuum.domain.ids import ClientId, EpisodeId
+from continuum.domain.levels import Direction, LevelOfCare
+from continuum.eventlog.errors import ConcurrencyError, EventIdConflict
+from continuum.eventlog.hashing import event_hash
+from continuum.eventlog.projection import EpisodesProjection, episode_as_of, projection_fingerprint, rebuild_episodes
+from continuum.eventlog.records import EventMetadata, NewEvent
+from continuum.eventlog.store import PostgresEventStore
+from continuum.eventlog.upcasting import Upcasters
+from continuum.eventlog.verify import Anchor, _fast_pass, take_anchor, verify_log, verify_stream
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -60,11 +60,17 @@ def journey(episode: str) -> list[DomainEvent]:
         EpisodeOpened(eid, T0, ClientId(f"client-{episode}")),
         StayStarted(eid, T0 + timedelta(days=1), LevelOfCare.WITHDRAWAL_MANAGEMENT, 3.0, "sha256:test"),
         LevelChanged(
-            eid, T0 + timedelta(days=5), LevelOfCare.WITHDRAWAL_MANAGEMENT, LevelOfCare.RESIDENTIAL, Direction.DOWN,
-            "review r-1: goals_met", 30.0, "sha256:test",
+            eid,
+            T0 + timedelta(days=5),
+            LevelOfCare.WITHDRAWAL_MANAGEMENT,
+            LevelOfCare.RESIDENTIAL,
+            Direction.DOWN,
+            "review r-1: goals_met",
+            30.0,
+            "sha256:test",
         ),
         FlagRaised(eid, T0 + timedelta(days=6), "review_overdue", "review requested on day 5 not done"),
-    ]  # fmt: skip
+    ]
 
 
 def test_append_assigns_gapless_positions_and_versions_and_a_valid_chain(store: PostgresEventStore) -> None:
@@ -195,9 +201,7 @@ def test_verification_while_appends_commit_sees_one_consistent_log(store: Postgr
     assert reports[-1].events_checked > 0
 
 
-def test_the_database_refuses_update_and_delete_of_events(
-    store: PostgresEventStore, superuser_engine: Engine
-) -> None:
+def test_the_database_refuses_update_and_delete_of_events(store: PostgresEventStore, superuser_engine: Engine) -> None:
     store.append("s-1", plain("s-1", 2), expected_version=0)
 
     for statement in ("UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events"):
@@ -209,9 +213,7 @@ def test_the_database_refuses_update_and_delete_of_events(
     assert store.head_position() == 2 and verify_log(store.engine).ok
 
 
-def test_verification_names_an_edited_and_a_deleted_event(
-    store: PostgresEventStore, superuser_engine: Engine
-) -> None:
+def test_verification_names_an_edited_and_a_deleted_event(store: PostgresEventStore, superuser_engine: Engine) -> None:
     for n in range(4):
         store.append(f"ep-{n}", [new(e) for e in journey(f"ep-{n}")], expected_version=0)
     edited = store.read_stream("ep-1")[1]
@@ -222,9 +224,11 @@ def test_verification_names_an_edited_and_a_deleted_event(
         conn.execute(text("ALTER TABLE events DISABLE TRIGGER events_append_only"))
         conn.execute(
             text("UPDATE events SET payload = CAST(:p AS json) WHERE position = :pos"),
-            {"p": '{"episode_id":"ep-1","level":"outpatient","occurred_at":"2026-01-06T09:00:00.000000Z"}',
-             "pos": edited.position},
-        )  # fmt: skip
+            {
+                "p": '{"episode_id":"ep-1","level":"outpatient","occurred_at":"2026-01-06T09:00:00.000000Z"}',
+                "pos": edited.position,
+            },
+        )
         conn.execute(text("DELETE FROM events WHERE position = :pos"), {"pos": deleted.position})
         conn.execute(text("ALTER TABLE events ENABLE TRIGGER events_append_only"))
 
@@ -255,20 +259,31 @@ def test_an_anchor_kept_outside_catches_a_rewrite_of_the_whole_chain(
         conn.execute(text("SET session_replication_role = replica"))
         conn.execute(text("""UPDATE events SET payload = '{"note":"rewritten"}' WHERE position = 2"""))
         rows = conn.execute(
-            text("SELECT position, stream_id, stream_version, event_id::text AS event_id, event_type, schema_version,"
-                 " occurred_at, recorded_at, payload::text AS payload, metadata::text AS metadata, prev_hash"
-                 " FROM events ORDER BY position")
-        ).all()  # fmt: skip
+            text(
+                "SELECT position, stream_id, stream_version, event_id::text AS event_id, event_type, schema_version,"
+                " occurred_at, recorded_at, payload::text AS payload, metadata::text AS metadata, prev_hash"
+                " FROM events ORDER BY position"
+            )
+        ).all()
         previous = bytes(rows[0].prev_hash)
         for row in rows:
             digest = event_hash(
-                previous, position=row.position, stream_id=row.stream_id, stream_version=row.stream_version,
-                event_id=row.event_id, event_type=row.event_type, schema_version=row.schema_version,
-                occurred_at=row.occurred_at, recorded_at=row.recorded_at, payload_json=row.payload,
+                previous,
+                position=row.position,
+                stream_id=row.stream_id,
+                stream_version=row.stream_version,
+                event_id=row.event_id,
+                event_type=row.event_type,
+                schema_version=row.schema_version,
+                occurred_at=row.occurred_at,
+                recorded_at=row.recorded_at,
+                payload_json=row.payload,
                 metadata_json=row.metadata,
-            )  # fmt: skip
-            conn.execute(text("UPDATE events SET prev_hash = :p, hash = :h WHERE position = :pos"),
-                         {"p": previous, "h": digest, "pos": row.position})  # fmt: skip
+            )
+            conn.execute(
+                text("UPDATE events SET prev_hash = :p, hash = :h WHERE position = :pos"),
+                {"p": previous, "h": digest, "pos": row.position},
+            )
             previous = digest
         conn.execute(text("UPDATE log_head SET hash = :h"), {"h": previous})
 
@@ -324,7 +339,9 @@ def test_an_old_schema_version_is_upcast_on_read_and_the_stored_row_is_untouched
     app_engine: Engine,
 ) -> None:
     writer = PostgresEventStore(app_engine)
-    writer.append("s-1", [NewEvent(uuid.uuid4(), "ConsentNoted", 1, {"recipient": "partner-7"}, T0)], expected_version=0)
+    writer.append(
+        "s-1", [NewEvent(uuid.uuid4(), "ConsentNoted", 1, {"recipient": "partner-7"}, T0)], expected_version=0
+    )
     upcasters = Upcasters()
     upcasters.register("ConsentNoted", 1, lambda p: {**p, "purpose": "referral"})
     upcasters.register("ConsentNoted", 2, lambda p: {"recipients": [p.pop("recipient")], **p})
@@ -364,7 +381,7 @@ def test_the_episodes_projection_follows_appends_and_rebuilds_byte_identically(s
 def test_an_event_the_episode_cannot_fold_is_refused_with_nothing_recorded(store: PostgresEventStore) -> None:
     store.append("ep-1", [new(journey("ep-1")[0])], expected_version=0)
 
-    from domain.fold import FoldError
+    from continuum.domain.fold import FoldError
 
     with pytest.raises(FoldError, match="opened only once"):
         store.append("ep-1", [new(journey("ep-1")[0])], expected_version=1)
@@ -382,7 +399,9 @@ def test_two_writers_with_their_own_caches_keep_the_projection_exact(app_engine:
         *journey("ep-1"),
         FlagCleared(eid, T0 + timedelta(days=7), "review_overdue"),
         FlagRaised(eid, T0 + timedelta(days=8), "result_missing", "test t-1 not back"),
-        EpisodeClosed(eid, T0 + timedelta(days=9), DischargeReason.TRANSFERRED, TedsDischarge.TRANSFERRED, "sha256:test"),
+        EpisodeClosed(
+            eid, T0 + timedelta(days=9), DischargeReason.TRANSFERRED, TedsDischarge.TRANSFERRED, "sha256:test"
+        ),
     ]
     for version, event in enumerate(history):
         (first if version % 2 == 0 else second).append("ep-1", [new(event)], expected_version=version)
@@ -407,7 +426,9 @@ def test_the_chain_computed_in_sql_matches_the_verifier_for_any_text(
     app_engine: Engine, stream: str, kind: str, payload: dict[str, str]
 ) -> None:
     store = PostgresEventStore(app_engine)
-    store.append(stream, [NewEvent(uuid.uuid4(), kind, 1, payload, T0, EventMetadata(actor=kind))], expected_version=None)
+    store.append(
+        stream, [NewEvent(uuid.uuid4(), kind, 1, payload, T0, EventMetadata(actor=kind))], expected_version=None
+    )
 
     assert store.read_stream(stream)[-1].payload == payload
     assert verify_stream(app_engine, stream).ok

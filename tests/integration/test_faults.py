@@ -18,20 +18,22 @@ from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
-from api.services import Services
+from continuum.access import Role
+from continuum.api.app import create_app
+from continuum.api.services import Services
+from continuum.domain.commands import OpenEpisode, PutOnHold, RecordAssessment, RecordReviewOutcome
+from continuum.domain.episode import HoldReason, ReviewOutcome
+from continuum.domain.errors import UnknownEventType
 from continuum.episodes import EpisodeCommands
-from continuum.servers import EmbeddedPostgres, EmbeddedTemporal
-from domain.commands import OpenEpisode, PutOnHold, RecordAssessment, RecordReviewOutcome
-from domain.episode import HoldReason, ReviewOutcome
-from domain.errors import UnknownEventType
-from eventlog.access import Role
-from eventlog.db import make_engine
-from eventlog.migrate import apply_migrations
-from eventlog.projection import EpisodesProjection, rebuild_episodes
-from eventlog.records import NewEvent
-from eventlog.store import PostgresEventStore
-from eventlog.verify import verify_log
+from continuum.eventlog.db import make_engine
+from continuum.eventlog.migrate import apply_migrations
+from continuum.eventlog.projection import EpisodesProjection, rebuild_episodes
+from continuum.eventlog.records import NewEvent
+from continuum.eventlog.store import PostgresEventStore
+from continuum.eventlog.verify import verify_log
+from continuum.runtime.servers import EmbeddedPostgres, EmbeddedTemporal
+from continuum.workflows.episode import workflow_id
+from continuum.workflows.search_attributes import SEARCH_ATTRIBUTES
 from tests.integration.episodes import (
     DAY,
     WITHOUT_TESTING,
@@ -42,8 +44,6 @@ from tests.integration.episodes import (
     worker_process,
 )
 from tests.integration.test_api import Stack, stack  # noqa: F401 (the API fixture)
-from workflows.episode import workflow_id
-from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 pytestmark = pytest.mark.integration
 MILD = (1, 1, 1, 1, 1, 1)
@@ -64,8 +64,11 @@ async def test_refused_requests_are_logged_without_their_payload(stack: Stack) -
 
     secret_note = "client disclosed relapse to partner"
     with capture_logs() as logs:
-        await stack.http.post("/api/v1/episodes", json={"episode_id": stack.e1, "client_id": "c"},
-                              headers={"Authorization": "Bearer ck_wrong"})  # fmt: skip
+        await stack.http.post(
+            "/api/v1/episodes",
+            json={"episode_id": stack.e1, "client_id": "c"},
+            headers={"Authorization": "Bearer ck_wrong"},
+        )
         await stack.post(f"/api/v1/episodes/{stack.e1}/discharge", {"reason": "nope", "note": secret_note})
         await stack.http.post("/api/v1/episodes", content=b"{" + b" " * 70_000 + b"}", headers=stack.auth("clinician"))
 
@@ -92,13 +95,15 @@ async def test_two_services_racing_on_one_episode_one_wins_and_the_other_gets_40
 def test_an_unknown_event_type_is_refused_on_append_and_named_when_found_in_the_log(
     store: PostgresEventStore, superuser_engine: Any, database_url: str, tmp_path: Path
 ) -> None:
-    from domain.codec import to_envelope
-    from domain.events import EpisodeOpened
-    from domain.ids import ClientId, EpisodeId
+    from continuum.domain.codec import to_envelope
+    from continuum.domain.events import EpisodeOpened
+    from continuum.domain.ids import ClientId, EpisodeId
 
     opened = EpisodeOpened(EpisodeId("ep-x"), datetime.now(UTC), ClientId("c-1"))
     envelope = to_envelope(opened)
-    store.append("ep-x", [NewEvent(uuid.uuid4(), envelope.type, 1, envelope.data, opened.occurred_at)], expected_version=0)
+    store.append(
+        "ep-x", [NewEvent(uuid.uuid4(), envelope.type, 1, envelope.data, opened.occurred_at)], expected_version=0
+    )
     bogus = NewEvent(uuid.uuid4(), "ClientTeleported", 1, {"episode_id": "ep-x"}, opened.occurred_at)
     with pytest.raises(UnknownEventType, match="unknown event type 'ClientTeleported'"):
         store.append("ep-x", [bogus], expected_version=1)
@@ -109,10 +114,17 @@ def test_an_unknown_event_type_is_refused_on_append_and_named_when_found_in_the_
     with pytest.raises(UnknownEventType):
         rebuild_episodes(store)
     result = subprocess.run(
-        [sys.executable, "-m", "continuum.cli", "projections", "rebuild"], capture_output=True, text=True, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url, "CONTINUUM_DATA_DIR": str(tmp_path),
-             "CONTINUUM_LOG_FORMAT": "json"},
-    )  # fmt: skip
+        [sys.executable, "-m", "continuum.cli", "projections", "rebuild"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": database_url,
+            "CONTINUUM_DATA_DIR": str(tmp_path),
+            "CONTINUUM_LOG_FORMAT": "json",
+        },
+    )
     assert result.returncode == 2 and "continuum: unknown event type 'ClientTeleported'" in result.stderr
 
 
@@ -131,8 +143,12 @@ async def test_postgresql_down_while_commands_run_is_retried_with_nothing_lost_o
             await episodes.open(meta(), OpenEpisode(episode, "client-1", assessment=RecordAssessment(MILD, "clin-1")))
             postgres.stop()  # PostgreSQL goes down
 
-            hold = asyncio.ensure_future(episodes.send(episode, meta("hold-during-outage"), PutOnHold(HoldReason.LEAVE)))
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(services)), base_url="http://t") as http:
+            hold = asyncio.ensure_future(
+                episodes.send(episode, meta("hold-during-outage"), PutOnHold(HoldReason.LEAVE))
+            )
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=create_app(services)), base_url="http://t"
+            ) as http:
                 during = await http.get("/api/v1/census", headers={"Authorization": f"Bearer {secret}"})
             await asyncio.sleep(2)
             assert not hold.done()  # the append is being retried by Temporal, not failed
@@ -143,9 +159,17 @@ async def test_postgresql_down_while_commands_run_is_retried_with_nothing_lost_o
         assert during.status_code == 503 and during.headers["Retry-After"] == "5"
         assert [e.type for e in result.events] == ["EpisodePutOnHold"]
         assert _assert_clean(store, episode) == [
-            "EpisodeOpened", "AssessmentRecorded", "PlacementDecided", "StayStarted", "EpisodePutOnHold"]  # fmt: skip
+            "EpisodeOpened",
+            "AssessmentRecorded",
+            "PlacementDecided",
+            "StayStarted",
+            "EpisodePutOnHold",
+        ]
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT status FROM episodes WHERE episode_id = :e"), {"e": episode}).scalar() == "on_hold"
+            assert (
+                conn.execute(text("SELECT status FROM episodes WHERE episode_id = :e"), {"e": episode}).scalar()
+                == "on_hold"
+            )
         store.engine.dispose()
     finally:
         postgres.stop()
@@ -166,8 +190,12 @@ async def test_temporal_stopped_and_restarted_with_its_database_keeps_episodes_a
         temporal.stop()  # the review timer (3 care days = 6 s) is pending while the server is down
         await asyncio.sleep(3)
         temporal.start()
-        state = await eventually(lambda: _state(episodes, episode), lambda s: bool(s and s["pending_review"]),
-                                 "the review timer fired after the restart", tries=1200)  # fmt: skip
+        state = await eventually(
+            lambda: _state(episodes, episode),
+            lambda s: bool(s and s["pending_review"]),
+            "the review timer fired after the restart",
+            tries=1200,
+        )
         review = state["pending_review"]["review_id"]
         await episodes.send(episode, meta(), RecordReviewOutcome(review, ReviewOutcome.EXTEND, "ther-1", 30))
     finally:
@@ -193,10 +221,18 @@ async def test_a_worker_killed_mid_cohort_is_replaced_and_every_episode_continue
     cohort = [f"ep-cohort-{uuid.uuid4().hex[:6]}-{n}" for n in range(8)]
     address = skipping_env.client.service_client.config.target_host
     first = worker_process(address, database_url, queue, tmp_path)
-    await asyncio.gather(*(episodes.open(meta(), OpenEpisode(e, f"client-{n}", assessment=RecordAssessment(WITHDRAWAL_RISK, "clin-1")))
-                           for n, e in enumerate(cohort)))  # fmt: skip
-    moving = [asyncio.ensure_future(skipping_env.fast_forward(skipping_env.client.get_workflow_handle(workflow_id(e)), DAY * 3.5))
-              for e in cohort]  # fmt: skip
+    await asyncio.gather(
+        *(
+            episodes.open(meta(), OpenEpisode(e, f"client-{n}", assessment=RecordAssessment(WITHDRAWAL_RISK, "clin-1")))
+            for n, e in enumerate(cohort)
+        )
+    )
+    moving = [
+        asyncio.ensure_future(
+            skipping_env.fast_forward(skipping_env.client.get_workflow_handle(workflow_id(e)), DAY * 3.5)
+        )
+        for e in cohort
+    ]
     await asyncio.sleep(0.5)
     first.send_signal(signal.SIGKILL)  # mid-cohort: some reviews requested, some not yet
     first.wait()
@@ -204,7 +240,9 @@ async def test_a_worker_killed_mid_cohort_is_replaced_and_every_episode_continue
     try:
         await asyncio.gather(*moving)
         for episode in cohort:
-            await eventually(lambda e=episode: _state(episodes, e), lambda s: bool(s and s["pending_review"]), f"{episode} review")
+            await eventually(
+                lambda e=episode: _state(episodes, e), lambda s: bool(s and s["pending_review"]), f"{episode} review"
+            )
     finally:
         second.send_signal(signal.SIGINT)
         second.communicate(timeout=60)

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 from sqlalchemy import text
 
-from eventlog.access import Claimed, IdempotencyStore, InProgress, StoredResponse, UsedForAnotherRequest
+from continuum.access import Claimed, IdempotencyStore, InProgress, StoredResponse, UsedForAnotherRequest
 from tests.integration.test_api import Stack, stack  # noqa: F401  (the API over a worker, as a fixture)
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,9 @@ async def test_fifty_identical_requests_under_one_key_run_once_and_get_one_answe
     assert recorded.count("EpisodeOpened") == 1 and recorded.count("AssessmentRecorded") == 1
 
 
-async def test_fifty_different_requests_under_one_key_run_once_and_no_answer_contradicts_its_request(stack: Stack) -> None:
+async def test_fifty_different_requests_under_one_key_run_once_and_no_answer_contradicts_its_request(
+    stack: Stack,
+) -> None:
     key = {"Idempotency-Key": f"open-{stack.e1}"}
     bodies = [stack.episode(client_id=f"client-{n}") for n in range(CONCURRENT)]
 

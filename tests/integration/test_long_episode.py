@@ -11,7 +11,6 @@ current code. With CONTINUUM_RECORD_HISTORIES set, the longest run is kept in te
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import text
@@ -19,15 +18,15 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome, RecordTestResult
-from domain.episode import ReviewOutcome
-from domain.errors import CommandRejected
-from domain.retention import TEST_RECORD_OPEN_DAYS
-from domain.testing import TestMethod, TestResult
-from eventlog.store import PostgresEventStore
-from eventlog.verify import verify_log
+from continuum.domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome, RecordTestResult
+from continuum.domain.episode import ReviewOutcome
+from continuum.domain.errors import CommandRejected
+from continuum.domain.retention import TEST_RECORD_OPEN_DAYS
+from continuum.domain.testing import TestMethod, TestResult
+from continuum.eventlog.store import PostgresEventStore
+from continuum.eventlog.verify import verify_log
+from continuum.workflows.episode import EpisodeWorkflow, workflow_id
 from tests.integration.episodes import DAY, episode_worker, meta, projected_state
-from workflows.episode import EpisodeWorkflow, workflow_id
 
 MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient: random tests twice a week
 CARE_DAYS = 120
@@ -59,8 +58,13 @@ async def test_four_months_of_care_continues_as_new_and_keeps_a_bounded_working_
             state = projected_state(store, episode)
             for test in state["tests"]:
                 if not test["cancelled"] and test["presumptive"] is None and test["confirmed"] is None:
-                    result = RecordTestResult(test["test_id"], TestResult.NEGATIVE, TestMethod.PRESUMPTIVE,
-                                              test["ordered_at"], f"lab-{test['test_id']}")  # fmt: skip
+                    result = RecordTestResult(
+                        test["test_id"],
+                        TestResult.NEGATIVE,
+                        TestMethod.PRESUMPTIVE,
+                        test["ordered_at"],
+                        f"lab-{test['test_id']}",
+                    )
                     try:
                         await episodes.send(episode, meta(), result)
                     except CommandRejected as error:  # only a test already closed may refuse a result

@@ -15,8 +15,8 @@ from temporalio.common import RetryPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.eventlog import EventLogActivities, EventToRecord, RecordEventsInput, RecordEventsResult
-from eventlog.store import PostgresEventStore
+from continuum.activities.eventlog import EventLogActivities, EventToRecord, RecordEventsInput, RecordEventsResult
+from continuum.eventlog.store import PostgresEventStore
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
-
-from tests.integration.episodes import free_port
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from eventlog.hashing import GENESIS_HASH, event_hash
+from continuum.eventlog.hashing import GENESIS_HASH, event_hash
+from tests.integration.episodes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +41,9 @@ class RunningStack:
 
 
 @pytest.fixture(scope="module")
-def running_stack(postgres: str, template_url: str, temporal_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def running_stack(
+    postgres: str, template_url: str, temporal_env: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
     import psycopg
 
     name = f"stack_{uuid.uuid4().hex[:8]}"
@@ -60,11 +61,21 @@ def running_stack(postgres: str, template_url: str, temporal_env: Any, tmp_path_
     }
     keys = {}
     for role in ("clinician", "director", "auditor"):
-        created = subprocess.run([sys.executable, "-m", "continuum.cli", "keys", "create", "--role", role, "--name",
-                                  f"{role}-1", "--json"], env=env, capture_output=True, text=True, check=True)  # fmt: skip
+        created = subprocess.run(
+            [sys.executable, "-m", "continuum.cli", "keys", "create", "--role", role, "--name", f"{role}-1", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         keys[role] = json.loads(created.stdout)["secret"]
-    process = subprocess.Popen([sys.executable, "-m", "continuum.cli", "up"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "continuum.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert process.stdout is not None
     for line in process.stdout:
         if "worker.started" in line:
@@ -87,9 +98,16 @@ def running_stack(postgres: str, template_url: str, temporal_env: Any, tmp_path_
 def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack, tmp_path: Path) -> None:
     episode = f"EP-{uuid.uuid4().hex[:6]}"
     headers = {"Authorization": f"Bearer {running_stack.keys['clinician']}"}
-    opened = httpx.post(f"{running_stack.url}/api/v1/episodes", headers=headers, timeout=30, json={
-        "episode_id": episode, "client_id": "client-1",
-        "assessment": {"ratings": [3, 1, 1, 1, 1, 1], "assessed_by": "clin-1"}})  # fmt: skip
+    opened = httpx.post(
+        f"{running_stack.url}/api/v1/episodes",
+        headers=headers,
+        timeout=30,
+        json={
+            "episode_id": episode,
+            "client_id": "client-1",
+            "assessment": {"ratings": [3, 1, 1, 1, 1, 1], "assessed_by": "clin-1"},
+        },
+    )
     assert opened.status_code == 201, opened.text
 
     listed = running_stack.cli("episodes", "list", "--level", "withdrawal_management", "--json")
@@ -106,7 +124,11 @@ def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack, tmp_path:
 
     assert listed.returncode == 0 and episode in [e["episode_id"] for e in json.loads(listed.stdout)["items"]]
     assert shown.returncode == 0 and f"episode   {episode}" in shown.stdout and "withdrawal_management" in shown.stdout
-    assert census.returncode == 0 and "WITHDRAWAL_MANAGEMENT" not in census.stdout and "withdrawal_management" in census.stdout
+    assert (
+        census.returncode == 0
+        and "WITHDRAWAL_MANAGEMENT" not in census.stdout
+        and "withdrawal_management" in census.stdout
+    )
     assert verified.returncode == 0 and "chain intact" in verified.stdout
     assert nope.returncode == 1 and "no episode NOPE-1" in nope.stderr + nope.stdout and "intact" not in nope.stdout
     assert anchored.returncode == 0 and "1 anchor(s) hold" in anchored.stdout
@@ -117,13 +139,18 @@ def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack, tmp_path:
     assert [line["stream_version"] for line in lines] == list(range(1, len(lines) + 1))
     for line in lines:  # the export carries what an auditor needs to check each event's own hash offline
         recomputed = event_hash(
-            bytes.fromhex(line["prev_hash"]), position=line["position"], stream_id=line["stream_id"],
-            stream_version=line["stream_version"], event_id=line["event_id"], event_type=line["event_type"],
-            schema_version=line["schema_version"], occurred_at=datetime.fromisoformat(line["occurred_at"]),
+            bytes.fromhex(line["prev_hash"]),
+            position=line["position"],
+            stream_id=line["stream_id"],
+            stream_version=line["stream_version"],
+            event_id=line["event_id"],
+            event_type=line["event_type"],
+            schema_version=line["schema_version"],
+            occurred_at=datetime.fromisoformat(line["occurred_at"]),
             recorded_at=datetime.fromisoformat(line["recorded_at"]),
             payload_json=json.dumps(line["payload"], sort_keys=True, separators=(",", ":"), ensure_ascii=False),
             metadata_json=json.dumps(line["metadata"], sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-        )  # fmt: skip
+        )
         assert recomputed.hex() == line["hash"]
     assert lines[0]["prev_hash"] == GENESIS_HASH.hex() or lines[0]["position"] > 1
 
@@ -131,8 +158,12 @@ def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack, tmp_path:
 def test_replay_workflows_replays_every_episode_history_with_the_current_code(running_stack: RunningStack) -> None:
     headers = {"Authorization": f"Bearer {running_stack.keys['clinician']}"}
     episode = f"EP-{uuid.uuid4().hex[:6]}"
-    httpx.post(f"{running_stack.url}/api/v1/episodes", headers=headers, timeout=30,
-               json={"episode_id": episode, "client_id": "client-2"}).raise_for_status()  # fmt: skip
+    httpx.post(
+        f"{running_stack.url}/api/v1/episodes",
+        headers=headers,
+        timeout=30,
+        json={"episode_id": episode, "client_id": "client-2"},
+    ).raise_for_status()
 
     result = running_stack.cli("audit", "replay-workflows", "--json")
 

@@ -71,13 +71,20 @@ class Running:
 def _start(command: str, tmp_path: Path, ready: str) -> Running:
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"TEMPORAL_ADDRESS", "DATABASE_URL"}}
-    env.update({"CONTINUUM_DATA_DIR": str(tmp_path), "CONTINUUM_TEMPORAL_PORT": str(free_port()),
-                "CONTINUUM_TEMPORAL_UI_PORT": str(free_port()), "CONTINUUM_API_PORT": str(api_port),
-                "CONTINUUM_LOG_FORMAT": "console"})  # fmt: skip  (the console renderer is the one that showed locals)
+    env.update(
+        {
+            "CONTINUUM_DATA_DIR": str(tmp_path),
+            "CONTINUUM_TEMPORAL_PORT": str(free_port()),
+            "CONTINUUM_TEMPORAL_UI_PORT": str(free_port()),
+            "CONTINUUM_API_PORT": str(api_port),
+            "CONTINUUM_LOG_FORMAT": "console",
+        }
+    )  # the console renderer is the one that showed locals
     with open(tmp_path / "stdout.log", "wb") as out, open(tmp_path / "stderr.log", "wb") as err:
         # A process group of its own, like a terminal's foreground job: Ctrl-C reaches the whole group.
-        process = subprocess.Popen([sys.executable, "-m", "continuum.cli", command], env=env, stdout=out, stderr=err,
-                                   start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "continuum.cli", command], env=env, stdout=out, stderr=err, start_new_session=True
+        )
     running = Running(process, tmp_path, env, f"http://127.0.0.1:{api_port}")
     for _ in range(1200):  # a bounded wait for the servers to start
         if ready in running.output() + running.stderr:
@@ -110,9 +117,14 @@ def stopped_at_the_end() -> Iterator[list[Running]]:
 
 
 def _key(running: Running) -> tuple[str, str]:
-    created = subprocess.run([sys.executable, "-m", "continuum.cli", "keys", "create", "--role", "clinician",
-                              "--name", "ehr-1", "--json"], env=running.env, capture_output=True, text=True,
-                             timeout=HANG_GUARD_SECONDS, check=True)  # fmt: skip
+    created = subprocess.run(
+        [sys.executable, "-m", "continuum.cli", "keys", "create", "--role", "clinician", "--name", "ehr-1", "--json"],
+        env=running.env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+        check=True,
+    )
     key = json.loads(created.stdout)
     return key["key_id"], key["secret"]
 
@@ -124,8 +136,9 @@ def _claim_as_if_running(running: Running, key_id: str, idempotency_key: str, bo
     with psycopg.connect(host=lines[4], port=lines[3], dbname="continuum", user="postgres", autocommit=True) as conn:
         conn.execute(
             "INSERT INTO api_idempotency (key_id, idempotency_key, request_hash, claim, claimed_at)"
-            " VALUES (%s, %s, %s, %s, now())", (key_id, idempotency_key, request_hash, uuid.uuid4()),
-        )  # fmt: skip
+            " VALUES (%s, %s, %s, %s, now())",
+            (key_id, idempotency_key, request_hash, uuid.uuid4()),
+        )
 
 
 async def _healthy(url: str) -> None:
@@ -170,8 +183,12 @@ async def test_a_signal_stops_the_service_with_requests_in_flight(
 
     async with httpx.AsyncClient(base_url=running.url, headers=running.headers, timeout=HANG_GUARD_SECONDS) as http:
         waiting = await _waiting_request(running, http)
-        burst = [asyncio.create_task(http.post("/api/v1/episodes", json={"episode_id": f"EP-{n}", "client_id": f"client-{n}"}))
-                 for n in range(30)]  # fmt: skip
+        burst = [
+            asyncio.create_task(
+                http.post("/api/v1/episodes", json={"episode_id": f"EP-{n}", "client_id": f"client-{n}"})
+            )
+            for n in range(30)
+        ]
         await asyncio.wait(burst, return_when=asyncio.FIRST_COMPLETED)  # the API is at work
         running.send(stop_signal)
         code = await asyncio.to_thread(running.process.wait, HANG_GUARD_SECONDS)
@@ -223,7 +240,9 @@ async def test_sigterm_stops_the_worker_and_its_servers(data_dir: Path, stopped_
     _assert_gone_quietly(running, servers, None)
 
 
-async def test_sigterm_while_the_servers_start_stops_what_has_started(data_dir: Path, stopped_at_the_end: list[Running]) -> None:
+async def test_sigterm_while_the_servers_start_stops_what_has_started(
+    data_dir: Path, stopped_at_the_end: list[Running]
+) -> None:
     running = _start("up", data_dir, ready="postgres.ready")  # Temporal, the migrations, the API: all still to come
     stopped_at_the_end.append(running)
     servers = running.servers()

@@ -10,8 +10,8 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.testing import WorkflowEnvironment
 
-from continuum.temporal import connect_temporal, ensure_search_attributes
-from workflows.search_attributes import SEARCH_ATTRIBUTES
+from continuum.runtime.temporal import connect_temporal, ensure_search_attributes
+from continuum.workflows.search_attributes import SEARCH_ATTRIBUTES
 
 pytestmark = pytest.mark.integration
 

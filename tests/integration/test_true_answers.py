@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
+from continuum.domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome
+from continuum.domain.episode import ReviewOutcome
+from continuum.domain.errors import CommandRejected
 from continuum.episodes import EpisodeCommands
-from domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome
-from domain.episode import ReviewOutcome
-from domain.errors import CommandRejected
-from eventlog.store import PostgresEventStore
+from continuum.eventlog.store import PostgresEventStore
 from tests.integration.episodes import WITHOUT_TESTING, episode_worker, meta, projected_state
 
 MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import Engine, text
 from temporalio.testing import WorkflowEnvironment
 
-from domain.commands import Discharge, OpenEpisode, PutOnHold, RecordAssessment, Resume
-from domain.episode import DischargeReason, HoldReason
-from domain.errors import CommandUnrecordable
-from eventlog.store import PostgresEventStore
-from eventlog.verify import verify_log
+from continuum.domain.commands import Discharge, OpenEpisode, PutOnHold, RecordAssessment, Resume
+from continuum.domain.episode import DischargeReason, HoldReason
+from continuum.domain.errors import CommandUnrecordable
+from continuum.eventlog.store import PostgresEventStore
+from continuum.eventlog.verify import verify_log
 from tests.integration.episodes import WITHOUT_TESTING, episode_worker, meta
 
 MILD = (1, 1, 1, 1, 1, 1)

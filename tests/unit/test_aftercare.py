@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.aftercare import FollowUpKind, FollowUpOutcome, ReferralStatus, ResourceType
-from domain.clock import next_due
-from domain.commands import (
+from continuum.domain.aftercare import FollowUpKind, FollowUpOutcome, ReferralStatus, ResourceType
+from continuum.domain.clock import next_due
+from continuum.domain.commands import (
     ChangeMedications,
     Command,
     OpenEpisode,
@@ -22,14 +22,14 @@ from domain.commands import (
     RevokeConsent,
     UpdateReferral,
 )
-from domain.decisions import decide
-from domain.directory import load_directory
-from domain.episode import DischargeReason, Episode, EpisodeStatus, ReviewOutcome
-from domain.errors import CommandRejected, PolicyError
-from domain.events import DomainEvent, FlagRaised, LevelChanged, ReferralAwaitingConsent, ReferralIssued
-from domain.fold import fold
-from domain.levels import LevelOfCare
-from domain.policy import default_policy_text, load_policy
+from continuum.domain.decisions import decide
+from continuum.domain.directory import load_directory
+from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus, ReviewOutcome
+from continuum.domain.errors import CommandRejected, PolicyError
+from continuum.domain.events import DomainEvent, FlagRaised, LevelChanged, ReferralAwaitingConsent, ReferralIssued
+from continuum.domain.fold import fold
+from continuum.domain.levels import LevelOfCare
+from continuum.domain.policy import default_policy_text, load_policy
 
 POLICY = load_policy(default_policy_text().split("\n[drug_testing]")[0] + "\n")  # no random tests in the way
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -96,15 +96,27 @@ def test_eligibility_picks_one_referral_per_fitting_type() -> None:
     mild.to_aftercare()
 
     assert {r.resource_id for r in on_mat.s.referrals} == {
-        "twelve-step-community", "smart-recovery-local", "alumni-group", "family-programme", "harbor-house",
-        "riverside-otp", "community-counselling",
-    }  # fmt: skip
+        "twelve-step-community",
+        "smart-recovery-local",
+        "alumni-group",
+        "family-programme",
+        "harbor-house",
+        "riverside-otp",
+        "community-counselling",
+    }
     assert {r.resource_type for r in mild.s.referrals} == {
-        ResourceType.TWELVE_STEP, ResourceType.SMART_RECOVERY, ResourceType.ALUMNI, ResourceType.FAMILY_PROGRAMME}
+        ResourceType.TWELVE_STEP,
+        ResourceType.SMART_RECOVERY,
+        ResourceType.ALUMNI,
+        ResourceType.FAMILY_PROGRAMME,
+    }
     by_id = {r.resource_id: r for r in on_mat.s.referrals}
     assert by_id["harbor-house"].status is ReferralStatus.ISSUED  # consented
     assert by_id["riverside-otp"].status is ReferralStatus.AWAITING_CONSENT  # no consent: nothing sent
-    assert by_id["twelve-step-community"].status is ReferralStatus.ISSUED and by_id["twelve-step-community"].recipient is None
+    assert (
+        by_id["twelve-step-community"].status is ReferralStatus.ISSUED
+        and by_id["twelve-step-community"].recipient is None
+    )
 
 
 def test_disclosures_are_in_the_log_and_only_under_a_valid_consent() -> None:
@@ -115,8 +127,10 @@ def test_disclosures_are_in_the_log_and_only_under_a_valid_consent() -> None:
 
     disclosed = [e for e in episode.events if isinstance(e, ReferralIssued) and e.disclosure]
     assert [type(e).__name__ for e in issued] == ["ConsentRecorded", "ReferralIssued"]
-    assert [(e.referral_id, e.disclosure.recipient, e.disclosure.purpose, e.disclosure.disclosed, e.disclosure.consent_id)
-            for e in disclosed] == [(waiting.referral_id, "riverside-otp", "aftercare_referral", ("episode_id", "referral_type"), "c-9")]  # fmt: skip
+    assert [
+        (e.referral_id, e.disclosure.recipient, e.disclosure.purpose, e.disclosure.disclosed, e.disclosure.consent_id)
+        for e in disclosed
+    ] == [(waiting.referral_id, "riverside-otp", "aftercare_referral", ("episode_id", "referral_type"), "c-9")]
     assert not any(isinstance(e, ReferralIssued) and e.recipient == "harbor-house" for e in episode.events)
 
     episode.run(RevokeConsent("c-9", "clin-1"))
@@ -137,7 +151,11 @@ def test_a_decline_brings_an_alternative_of_the_same_type() -> None:
     again = episode.run(UpdateReferral(second.referral_id, ReferralStatus.DECLINED, "oak-street"))
 
     assert [type(e).__name__ for e in events] == ["ReferralStatusChanged", "ReferralIssued"]
-    assert (second.resource_id, second.alternative_of, second.status) == ("oak-street-residence", first.referral_id, ReferralStatus.ISSUED)
+    assert (second.resource_id, second.alternative_of, second.status) == (
+        "oak-street-residence",
+        first.referral_id,
+        ReferralStatus.ISSUED,
+    )
     assert [type(e).__name__ for e in again] == ["ReferralStatusChanged"]  # the directory has no third
 
 
@@ -167,7 +185,9 @@ def test_a_silent_partner_is_flagged_and_the_flag_clears_on_an_answer() -> None:
 
     assert referral.answer_due_at == episode.at + DAY * 7
     episode.advance(episode.at + DAY * 7)
-    assert [e.flag for e in episode.events if isinstance(e, FlagRaised)] == [f"referral_unanswered:{referral.referral_id}"]
+    assert [e.flag for e in episode.events if isinstance(e, FlagRaised)] == [
+        f"referral_unanswered:{referral.referral_id}"
+    ]
     assert f"referral_unanswered:{referral.referral_id}" in episode.s.flags
     episode.run(UpdateReferral(referral.referral_id, ReferralStatus.ACCEPTED, "harbor-house"))
     assert not any(f.startswith("referral_unanswered") for f in episode.s.flags)
@@ -234,7 +254,7 @@ def test_consent_rules() -> None:
         (RecordConsent("c-2", "oak-street", "Referral!", later, "clin-1"), "purpose"),
         (RevokeConsent("c-404", "clin-1"), "no consent"),
         (RecordFollowUpOutcome("E1.F1", FollowUpOutcome.USING, "x"), "no follow-up"),
-    ]:  # fmt: skip
+    ]:
         with pytest.raises(CommandRejected, match=reason):
             episode.run(command)
 
@@ -246,13 +266,17 @@ def test_an_expired_consent_discloses_nothing() -> None:
     assert any(isinstance(e, ReferralAwaitingConsent) and e.recipient == "harbor-house" for e in events)
 
 
-@given(st.lists(st.integers(0, 4), min_size=6, max_size=6), st.sets(st.sampled_from(["buprenorphine", "methadone", "sertraline"])))
+@given(
+    st.lists(st.integers(0, 4), min_size=6, max_size=6),
+    st.sets(st.sampled_from(["buprenorphine", "methadone", "sertraline"])),
+)
 def test_selection_fits_every_resource_rule(ratings: list[int], medications: set[str]) -> None:
     directory = load_directory()
     fitting = directory.fitting(tuple(ratings), tuple(sorted(medications)))
     for resource in directory.resources:
-        fits = (not resource.eligibility.on_medication or bool(set(resource.eligibility.on_medication) & medications)) and all(
-            ratings[d - 1] >= r for d, r in resource.eligibility.ratings_at_least)  # fmt: skip
+        fits = (
+            not resource.eligibility.on_medication or bool(set(resource.eligibility.on_medication) & medications)
+        ) and all(ratings[d - 1] >= r for d, r in resource.eligibility.ratings_at_least)
         assert (resource in fitting) == fits
 
 
@@ -262,8 +286,14 @@ def test_selection_fits_every_resource_rule(ratings: list[int], medications: set
         ('[[resources]]\nid = "a"\ntype = "sober_living"\nname = "A"\n', "narr_level"),
         ('[[resources]]\nid = "a"\ntype = "gym"\nname = "A"\n', "type must be one of"),
         ('[[resources]]\nid = "a"\ntype = "alumni"\nname = "A"\nendpoint = "http://x"\n', "needs a partner"),
-        ('[[resources]]\nid = "a"\ntype = "alumni"\nname = "A"\neligibility = { ratings_at_least = { mood = 2 } }\n', "mood"),
-        ('[[resources]]\nid = "a"\ntype = "alumni"\nname = "A"\n[[resources]]\nid = "a"\ntype = "alumni"\nname = "B"\n', "used twice"),
+        (
+            '[[resources]]\nid = "a"\ntype = "alumni"\nname = "A"\neligibility = { ratings_at_least = { mood = 2 } }\n',
+            "mood",
+        ),
+        (
+            '[[resources]]\nid = "a"\ntype = "alumni"\nname = "A"\n[[resources]]\nid = "a"\ntype = "alumni"\nname = "B"\n',
+            "used twice",
+        ),
         ("resources = []", "at least one"),
     ],
 )

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.codec import EventEnvelope, decode, encode, from_envelope, to_envelope
-from domain.episode import DischargeReason, Episode, TedsDischarge
-from domain.errors import InvalidIdentifier, UnknownEventType
-from domain.events import EVENT_TYPES, DomainEvent, EpisodeOpened, EpisodeResumed
-from domain.fold import FoldError, evolve, replace
-from domain.ids import ClientId, EpisodeId, episode_id
-from domain.levels import AsamEdition, Direction, LevelOfCare, asam_code, direction
+from continuum.domain.codec import EventEnvelope, decode, encode, from_envelope, to_envelope
+from continuum.domain.episode import DischargeReason, Episode, TedsDischarge
+from continuum.domain.errors import InvalidIdentifier, UnknownEventType
+from continuum.domain.events import EVENT_TYPES, DomainEvent, EpisodeOpened, EpisodeResumed
+from continuum.domain.fold import FoldError, evolve, replace
+from continuum.domain.ids import ClientId, EpisodeId, episode_id
+from continuum.domain.levels import AsamEdition, Direction, LevelOfCare, asam_code, direction
 
 EP = EpisodeId("ep-1")
 T0 = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)

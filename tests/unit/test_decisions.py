@@ -3,43 +3,42 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from random import Random
 
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from domain.assessment import place, validate_ratings
-from random import Random
-
-from domain.commands import (
+from continuum.domain.assessment import place, validate_ratings
+from continuum.domain.commands import (
     ChangeMedications,
     CompleteAftercare,
     DecideStepUp,
+    Discharge,
     DrawTestSchedule,
+    EscalateReview,
     MarkResultOverdue,
+    OpenEpisode,
     OrderScheduledTest,
     OrderTest,
-    RecordTestResult,
-    ReverseStepUp,
-    Discharge,
-    EscalateReview,
-    OpenEpisode,
     OverridePlacement,
     PutOnHold,
     RecordAssessment,
     RecordReviewOutcome,
+    RecordTestResult,
     RequestReview,
     Resume,
+    ReverseStepUp,
 )
-from domain.decisions import decide
-from domain.episode import DischargeReason, Episode, EpisodeStatus, HoldReason, OverrideReason, ReviewOutcome
-from domain.errors import CommandRejected, PolicyError
-from domain.events import DomainEvent, LevelChanged, PlacementDecided, ReviewEscalated
-from domain.fold import REVIEW_OVERDUE, fold
-from domain.levels import Direction, LevelOfCare
-from domain.policy import default_policy_text, load_policy
-from domain.testing import TestMethod, TestResult, draw_schedule
+from continuum.domain.decisions import decide
+from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus, HoldReason, OverrideReason, ReviewOutcome
+from continuum.domain.errors import CommandRejected, PolicyError
+from continuum.domain.events import DomainEvent, LevelChanged, PlacementDecided, ReviewEscalated
+from continuum.domain.fold import REVIEW_OVERDUE, fold
+from continuum.domain.levels import Direction, LevelOfCare
+from continuum.domain.policy import default_policy_text, load_policy
+from continuum.domain.testing import TestMethod, TestResult, draw_schedule
 
 POLICY = load_policy()
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -55,11 +54,19 @@ L = LevelOfCare
         ((0, 0, 0, 0, 0, 3), L.RESIDENTIAL, None, ("unstable_recovery_environment",)),
         ((0, 0, 0, 0, 3, 0), L.PARTIAL_HOSPITALIZATION, None, ("high_relapse_potential",)),
         ((0, 4, 0, 0, 0, 0), L.RESIDENTIAL, None, ("severe_biomedical_conditions",)),
-        ((4, 0, 4, 0, 3, 4), L.WITHDRAWAL_MANAGEMENT, L.RESIDENTIAL,
-         ("withdrawal_potential", "unstable_recovery_environment", "severe_emotional_behavioural_conditions",
-          "high_relapse_potential")),
+        (
+            (4, 0, 4, 0, 3, 4),
+            L.WITHDRAWAL_MANAGEMENT,
+            L.RESIDENTIAL,
+            (
+                "withdrawal_potential",
+                "unstable_recovery_environment",
+                "severe_emotional_behavioural_conditions",
+                "high_relapse_potential",
+            ),
+        ),
     ],
-)  # fmt: skip
+)
 def test_placement_picks_the_least_intensive_safe_level_and_names_the_rules(
     ratings: tuple[int, ...], level: LevelOfCare, after: LevelOfCare | None, rules: tuple[str, ...]
 ) -> None:
@@ -85,7 +92,7 @@ def test_an_assessment_out_of_range_names_the_dimension(ratings: tuple[int, ...]
         (("due_within_days = 3", "due_within_days = -1"), "reviews.due_within_days must be a positive number"),
         (('outpatient = "aftercare"', 'outpatient = "residential"'), "step_down.outpatient: residential is not less"),
         (("dimension = 6", "dimension = 9"), r"placement.rules\[1\].dimension must be an ASAM dimension"),
-        (("asam_edition = \"3\"", "asam_edition = [\""), "not valid TOML"),
+        (('asam_edition = "3"', 'asam_edition = ["'), "not valid TOML"),
     ],
 )
 def test_a_malformed_policy_names_the_key(edit: tuple[str, str], message: str) -> None:
@@ -136,7 +143,11 @@ def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare() -> 
         completed, moved, *brought = j.do(RecordReviewOutcome(f"r-{review}", ReviewOutcome.GOALS_MET, "ther-3"))
         assert isinstance(moved, LevelChanged) and moved.direction is Direction.DOWN
         # leaving withdrawal management or residential plans follow-ups; aftercare brings referrals too
-        assert {type(e).__name__ for e in brought} <= {"FollowUpsScheduled", "ReferralIssued", "ReferralAwaitingConsent"}
+        assert {type(e).__name__ for e in brought} <= {
+            "FollowUpsScheduled",
+            "ReferralIssued",
+            "ReferralAwaitingConsent",
+        }
     assert levels == [L.WITHDRAWAL_MANAGEMENT, L.RESIDENTIAL, L.INTENSIVE_OUTPATIENT, L.OUTPATIENT, L.AFTERCARE]
     with pytest.raises(CommandRejected, match="aftercare has no completion review"):
         j.do(RequestReview("r-6"))
@@ -235,7 +246,9 @@ class EpisodeMachine(RuleBasedStateMachine):
     def open(self, ratings: tuple[int, ...], assess: bool) -> None:
         self.journey = Journey()
         self.reviews = 0
-        self.journey.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment(ratings, "clin-1") if assess else None))
+        self.journey.do(
+            OpenEpisode("ep-1", "client-7", assessment=RecordAssessment(ratings, "clin-1") if assess else None)
+        )
 
     def attempt(self, command: object) -> None:
         try:
@@ -367,10 +380,13 @@ TestEpisodeMachine.settings = settings(max_examples=150, stateful_step_count=40,
     [
         ((1, 1, 1, 1, 1, 1), "baseline intensive_outpatient: no rule fired"),
         ((0, 0, 0, 0, 0, 3), "rule unstable_recovery_environment: dimension 6 rated 3 (at least 3) -> residential"),
-        ((3, 1, 1, 2, 2, 1), "rule withdrawal_potential: dimension 1 rated 3 (at least 3) -> withdrawal management "
-                             "first, then residential"),
+        (
+            (3, 1, 1, 2, 2, 1),
+            "rule withdrawal_potential: dimension 1 rated 3 (at least 3) -> withdrawal management "
+            "first, then residential",
+        ),
     ],
-)  # fmt: skip
+)
 def test_every_placement_says_why_and_carries_the_ratings(ratings: tuple[int, ...], why: str) -> None:
     """A mild assessment placed in IOP recorded `rules_fired: []` and nothing else (issue 14, finding 3)."""
     opened = decide(None, OpenEpisode("ep-why", "client-1", assessment=RecordAssessment(ratings, "clin-1")), POLICY, T0)
@@ -381,8 +397,8 @@ def test_every_placement_says_why_and_carries_the_ratings(ratings: tuple[int, ..
 def test_a_hold_stops_every_clock_and_the_resumption_says_what_moved() -> None:
     """Three days in hospital with a review pending came back to an unchanged due date and an escalation
     at once (issue 14, finding 1): every due moves by the time held, and nothing falls due during the hold."""
-    from domain.clock import next_due
-    from domain.events import EpisodeResumed
+    from continuum.domain.clock import next_due
+    from continuum.domain.events import EpisodeResumed
 
     j = Journey()
     j.do(OpenEpisode("ep-hold", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))

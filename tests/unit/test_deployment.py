@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from continuum.settings import Settings
+from continuum.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,16 +18,22 @@ def _compose() -> dict[str, Any]:
 
 
 def _settings_variables() -> set[str]:
-    source = (ROOT / "continuum" / "settings.py").read_text()
+    source = (ROOT / "runtime" / "settings.py").read_text()
     return set(re.findall(r'"((?:CONTINUUM|TEMPORAL)_[A-Z_]+|DATABASE_URL)"', source))
 
 
 def test_the_services_follow_temporals_current_pattern() -> None:
     services = _compose()["services"]
     assert set(services) == {
-        "postgresql", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui", "continuum-migrate",
-        "continuum-worker", "continuum-api",
-    }  # fmt: skip
+        "postgresql",
+        "temporal-schema",
+        "temporal",
+        "temporal-namespace",
+        "temporal-ui",
+        "continuum-migrate",
+        "continuum-worker",
+        "continuum-api",
+    }
     assert services["temporal-schema"]["image"].startswith("temporalio/admin-tools:")
     assert services["temporal"]["image"].startswith("temporalio/server:")
     assert not any("auto-setup" in str(s.get("image", "")) for s in services.values())  # deprecated
@@ -60,7 +66,9 @@ def test_continuum_services_are_wired_to_settings_it_reads() -> None:
 
 def test_ports_and_healthchecks() -> None:
     services = _compose()["services"]
-    assert "8000:8000" in services["continuum-api"]["ports"] and "/healthz" in str(services["continuum-api"]["healthcheck"])
+    assert "8000:8000" in services["continuum-api"]["ports"] and "/healthz" in str(
+        services["continuum-api"]["healthcheck"]
+    )
     assert "8080:8080" in services["temporal-ui"]["ports"] and "7233:7233" in services["temporal"]["ports"]
     for name in ("postgresql", "temporal", "continuum-api"):
         assert "healthcheck" in services[name], name

@@ -8,7 +8,7 @@ from random import Random
 
 import pytest
 
-from domain.commands import (
+from continuum.domain.commands import (
     CancelTest,
     ChangeMedications,
     DecideStepUp,
@@ -22,14 +22,14 @@ from domain.commands import (
     RecordTestResult,
     ReverseStepUp,
 )
-from domain.decisions import decide
-from domain.episode import EpisodeStatus
-from domain.errors import CommandRejected
-from domain.events import LevelChanged, StepUpCancelled, StepUpPending, TestOrdered, TestResultCorrected
-from domain.fold import BUPRENORPHINE_ABSENT, fold, result_missing_flag
-from domain.levels import LevelOfCare
-from domain.policy import default_policy_text, load_policy
-from domain.testing import TestMethod, TestResult, draw_schedule, strata
+from continuum.domain.decisions import decide
+from continuum.domain.episode import EpisodeStatus
+from continuum.domain.errors import CommandRejected
+from continuum.domain.events import LevelChanged, StepUpCancelled, StepUpPending, TestOrdered, TestResultCorrected
+from continuum.domain.fold import BUPRENORPHINE_ABSENT, fold, result_missing_flag
+from continuum.domain.levels import LevelOfCare
+from continuum.domain.policy import default_policy_text, load_policy
+from continuum.domain.testing import TestMethod, TestResult, draw_schedule, strata
 from tests.unit.test_decisions import Journey
 
 POLICY = load_policy()
@@ -95,9 +95,18 @@ class Testing(Journey):
         assert isinstance(ordered, TestOrdered)
         return ordered.test_id
 
-    def result(self, test_id: str, result: TestResult, *substances: str, method: TestMethod = TestMethod.CONFIRMED,
-               ref: str = "lab-1", corrects: str | None = None) -> list:  # type: ignore[type-arg]  # fmt: skip
-        return self.do(RecordTestResult(test_id, result, method, self.at - timedelta(hours=2), ref, substances, corrects))
+    def result(
+        self,
+        test_id: str,
+        result: TestResult,
+        *substances: str,
+        method: TestMethod = TestMethod.CONFIRMED,
+        ref: str = "lab-1",
+        corrects: str | None = None,
+    ) -> list:  # type: ignore[type-arg]
+        return self.do(
+            RecordTestResult(test_id, result, method, self.at - timedelta(hours=2), ref, substances, corrects)
+        )
 
 
 def test_scheduled_tests_are_ordered_on_the_drawn_days_and_a_missing_result_is_flagged() -> None:
@@ -178,7 +187,9 @@ def test_results_are_idempotent_conflicts_are_refused_and_corrections_supersede(
     test_id = t.order()
     t.result(test_id, TestResult.NEGATIVE, ref="lab-1")
     assert t.result(test_id, TestResult.NEGATIVE, ref="lab-1") == []
-    with pytest.raises(CommandRejected, match="already has a confirmed result \\(negative, lab-1\\); send a correction"):
+    with pytest.raises(
+        CommandRejected, match="already has a confirmed result \\(negative, lab-1\\); send a correction"
+    ):
         t.result(test_id, TestResult.POSITIVE, "heroin", ref="lab-9")
     with pytest.raises(CommandRejected, match="no test ep-1.T9 was ordered"):
         t.result("ep-1.T9", TestResult.NEGATIVE)
@@ -191,7 +202,9 @@ def test_results_are_idempotent_conflicts_are_refused_and_corrections_supersede(
 
 
 def test_in_review_mode_a_clinician_confirms_the_step_up_and_can_reverse_it() -> None:
-    review_policy = default_policy_text().replace('positive_result_action = "automatic"', 'positive_result_action = "review"')
+    review_policy = default_policy_text().replace(
+        'positive_result_action = "automatic"', 'positive_result_action = "review"'
+    )
     t = Testing(review_policy)
     test_id = t.order()
     events = t.result(test_id, TestResult.POSITIVE, "methamphetamine")
@@ -212,7 +225,9 @@ def test_collection_is_recorded_and_a_cancelled_test_takes_no_result() -> None:
     t = Testing()
     test_id = t.order()
     collected = t.at - timedelta(hours=1)
-    events = t.do(RecordSpecimenCollection(test_id, collected, observed=True, temperature_in_range=False, site="site-2"))
+    events = t.do(
+        RecordSpecimenCollection(test_id, collected, observed=True, temperature_in_range=False, site="site-2")
+    )
     assert [type(e).__name__ for e in events] == ["SpecimenCollected", "FlagRaised"]
     assert t.do(RecordSpecimenCollection(test_id, collected, True, False, "site-2")) == []  # the same again
     with pytest.raises(CommandRejected, match="already recorded as collected"):
@@ -235,7 +250,7 @@ def test_a_positive_never_discharges_even_at_the_most_intensive_level() -> None:
 
 def test_a_policy_without_a_drug_testing_section_schedules_no_tests() -> None:
     """Episodes started before random testing existed carry such a policy; they must keep running."""
-    from domain.clock import next_due
+    from continuum.domain.clock import next_due
 
     text = default_policy_text().split("\n[drug_testing]")[0]
     policy = load_policy(text)
@@ -246,13 +261,20 @@ def test_a_policy_without_a_drug_testing_section_schedules_no_tests() -> None:
     due = next_due(j.state, policy, j.at, DAY)
     assert due is not None and type(due.command).__name__ == "RequestReview"
     with pytest.raises(CommandRejected, match="no random testing at intensive_outpatient"):
-        decide(j.state, DrawTestSchedule(draw_schedule(Random(1), L.INTENSIVE_OUTPATIENT, j.at, policy.drug_testing)), policy, j.at)
+        decide(
+            j.state,
+            DrawTestSchedule(draw_schedule(Random(1), L.INTENSIVE_OUTPATIENT, j.at, policy.drug_testing)),
+            policy,
+            j.at,
+        )
 
 
 def test_the_day_after_a_holiday_is_weighted_as_the_policy_says() -> None:
     christmas_week = datetime(2026, 12, 21, 9, 0, tzinfo=UTC)  # a Monday; the 26th is a Saturday
     draw = draw_schedule(Random(0), L.INTENSIVE_OUTPATIENT, christmas_week, TESTING)
-    by_date = {(christmas_week + DAY * d).date().isoformat(): w for d, w in zip(draw.eligible_days, draw.weights, strict=True)}
+    by_date = {
+        (christmas_week + DAY * d).date().isoformat(): w for d, w in zip(draw.eligible_days, draw.weights, strict=True)
+    }
     assert by_date["2026-12-26"] == 2.0 and by_date["2026-12-27"] == 1.0  # Saturday 1.0 x after-holiday 2.0
     chosen: Counter[str] = Counter()
     for seed in range(400):
@@ -262,7 +284,7 @@ def test_the_day_after_a_holiday_is_weighted_as_the_policy_says() -> None:
 
 
 def test_holidays_must_be_month_day_dates() -> None:
-    from domain.errors import PolicyError
+    from continuum.domain.errors import PolicyError
 
     with pytest.raises(PolicyError, match="drug_testing.holidays must be a list"):
         load_policy(default_policy_text().replace('"12-25"]', '"Christmas"]'))
@@ -272,8 +294,8 @@ def test_a_refusal_or_a_no_show_needs_no_method_and_no_collection_time() -> None
     """No specimen was collected, so there is no method and no collection time to give (issue 14, finding 6)."""
     from pydantic import ValidationError
 
-    from api.schemas import TestResultBody
-    from domain.decisions import admit
+    from continuum.api.schemas import TestResultBody
+    from continuum.domain.decisions import admit
 
     for result in ("refused", "no_show"):
         TestResultBody(result=result, lab_reference="site-1")  # type: ignore[arg-type]
@@ -281,7 +303,9 @@ def test_a_refusal_or_a_no_show_needs_no_method_and_no_collection_time() -> None
         TestResultBody(result="negative", lab_reference="L-1")  # type: ignore[arg-type]
     policy = load_policy()
     now = datetime(2026, 3, 2, 9, tzinfo=UTC)
-    state = fold(decide(None, OpenEpisode("ep-r", "client-1", assessment=RecordAssessment((1,) * 6, "c-1")), policy, now))
+    state = fold(
+        decide(None, OpenEpisode("ep-r", "client-1", assessment=RecordAssessment((1,) * 6, "c-1")), policy, now)
+    )
     ordered = decide(state, OrderTest("c-1"), policy, now)
     state, test_id = fold(ordered, state), ordered[0].test_id  # type: ignore[attr-defined]
     refused = RecordTestResult(test_id, TestResult.REFUSED, None, None, "site-1")

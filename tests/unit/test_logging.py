@@ -11,8 +11,8 @@ import pytest
 SECRET = "ck_k_0123456789ab_" + "S3cr3t-" * 6
 FAILING_REQUEST = f"""
 import logging, structlog
-from continuum.logs import configure_logging
-from continuum.settings import Settings
+from continuum.runtime.logs import configure_logging
+from continuum.runtime.settings import Settings
 configure_logging(Settings.from_env())
 
 def handle(scope):
@@ -30,7 +30,9 @@ except RuntimeError:
 @pytest.mark.parametrize("log_format", ["console", "json"])
 def test_a_failing_requests_traceback_shows_no_locals_and_no_secret(log_format: str) -> None:
     env = {**os.environ, "CONTINUUM_LOG_FORMAT": log_format}
-    result = subprocess.run([sys.executable, "-c", FAILING_REQUEST], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", FAILING_REQUEST], env=env, capture_output=True, text=True, timeout=60
+    )
 
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from continuum.settings import LogFormat, Settings, SettingsError
-from eventlog.hashing import GENESIS_HASH, canonical_json, event_hash
-from eventlog.upcasting import Upcasters
-from eventlog.verify import Anchor, AnchorError
+from continuum.eventlog.hashing import GENESIS_HASH, canonical_json, event_hash
+from continuum.eventlog.upcasting import Upcasters
+from continuum.eventlog.verify import Anchor, AnchorError
+from continuum.runtime.settings import LogFormat, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,10 +68,17 @@ def test_a_bad_setting_names_its_variable(name: str, value: str, message: str) -
 
 def _hash(prev: bytes = GENESIS_HASH, **changes: object) -> bytes:
     fields: dict[str, object] = dict(
-        position=1, stream_id="ep-1", stream_version=1, event_id="5f0c7c8e-0000-4000-8000-000000000001",
-        event_type="EpisodeOpened", schema_version=1, occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
-        recorded_at=datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC), payload_json='{"a":1}', metadata_json="{}",
-    )  # fmt: skip
+        position=1,
+        stream_id="ep-1",
+        stream_version=1,
+        event_id="5f0c7c8e-0000-4000-8000-000000000001",
+        event_type="EpisodeOpened",
+        schema_version=1,
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        recorded_at=datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC),
+        payload_json='{"a":1}',
+        metadata_json="{}",
+    )
     fields.update(changes)
     return event_hash(prev, **fields)  # type: ignore[arg-type]
 
@@ -80,12 +87,18 @@ def test_the_hash_covers_every_field_and_the_previous_link() -> None:
     base = _hash()
     assert len(base) == 32 and base == _hash()
     variants = [
-        _hash(prev=b"\x01" * 32), _hash(position=2), _hash(stream_id="ep-2"), _hash(stream_version=2),
-        _hash(event_id="5f0c7c8e-0000-4000-8000-000000000002"), _hash(event_type="EpisodeClosed"),
-        _hash(schema_version=2), _hash(occurred_at=datetime(2026, 1, 2, tzinfo=UTC)),
-        _hash(recorded_at=datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC)), _hash(payload_json='{"a":2}'),
+        _hash(prev=b"\x01" * 32),
+        _hash(position=2),
+        _hash(stream_id="ep-2"),
+        _hash(stream_version=2),
+        _hash(event_id="5f0c7c8e-0000-4000-8000-000000000002"),
+        _hash(event_type="EpisodeClosed"),
+        _hash(schema_version=2),
+        _hash(occurred_at=datetime(2026, 1, 2, tzinfo=UTC)),
+        _hash(recorded_at=datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC)),
+        _hash(payload_json='{"a":2}'),
         _hash(metadata_json='{"actor":"x"}'),
-    ]  # fmt: skip
+    ]
     assert base not in variants and len(set(variants)) == len(variants)
 
 

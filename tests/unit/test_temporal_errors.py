@@ -9,9 +9,9 @@ from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeou
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.service import RPCError, RPCStatusCode
 
+from continuum.domain.errors import CommandRejected, CommandUnrecordable
 from continuum.episodes import _rejections_as_domain_errors
-from continuum.servers import ServerTimedOut, ServerUnavailable
-from domain.errors import CommandRejected, CommandUnrecordable
+from continuum.runtime.servers import ServerTimedOut, ServerUnavailable
 
 
 async def _failing(error: BaseException) -> Any:
@@ -33,8 +33,15 @@ async def test_a_deadline_exceeded_or_cancelled_rpc_is_a_server_that_did_not_ans
 
 async def test_an_unrecordable_event_is_named_without_its_values() -> None:
     direct = WorkflowUpdateFailedError(ApplicationError("payload holds 'heroin' at $.note", type="UnrecordableEvent"))
-    activity = ActivityError("activity failed", scheduled_event_id=1, started_event_id=2, identity="w",
-                             activity_type="record_events", activity_id="1", retry_state=RetryState.NON_RETRYABLE_FAILURE)  # fmt: skip
+    activity = ActivityError(
+        "activity failed",
+        scheduled_event_id=1,
+        started_event_id=2,
+        identity="w",
+        activity_type="record_events",
+        activity_id="1",
+        retry_state=RetryState.NON_RETRYABLE_FAILURE,
+    )
     activity.__cause__ = ApplicationError("payload holds 'heroin'", type="UnrecordableEvent")
     beneath = WorkflowUpdateFailedError(activity)
 

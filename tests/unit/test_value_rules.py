@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from activities.eventlog import UNRECORDABLE, _unrecordable, unrecordable_event
-from api.schemas import CancelTestBody, CollectionBody, ConsentBody, DischargeBody
-from api.schemas import TestResultBody as ResultBody
-from domain.codec import decode, format_instant
-from domain.commands import (
+from continuum.activities.eventlog import UNRECORDABLE, _unrecordable, unrecordable_event
+from continuum.api.schemas import CancelTestBody, CollectionBody, ConsentBody, DischargeBody
+from continuum.api.schemas import TestResultBody as ResultBody
+from continuum.domain.codec import decode, format_instant
+from continuum.domain.commands import (
     Discharge,
     OpenEpisode,
     OrderTest,
@@ -25,14 +25,14 @@ from domain.commands import (
     RecordSpecimenCollection,
     RecordTestResult,
 )
-from domain.decisions import admit, decide
-from domain.errors import CommandRejected
-from domain.fold import fold
-from domain.policy import load_policy
-from domain.testing import TestMethod, TestResult
-from domain.values import EARLIEST_INSTANT, instant_problem, text_problem
-from eventlog.errors import StoreUnavailable
-from eventlog.hashing import event_hash
+from continuum.domain.decisions import admit, decide
+from continuum.domain.errors import CommandRejected
+from continuum.domain.fold import fold
+from continuum.domain.policy import load_policy
+from continuum.domain.testing import TestMethod, TestResult
+from continuum.domain.values import EARLIEST_INSTANT, instant_problem, text_problem
+from continuum.eventlog.errors import StoreUnavailable
+from continuum.eventlog.hashing import event_hash
 
 NOW = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
 PLUS_14 = timezone(timedelta(hours=14))
@@ -51,8 +51,10 @@ MINUS_12 = timezone(timedelta(hours=-12))
         (datetime(1, 1, 1, 14, tzinfo=PLUS_14), "0001-01-01T00:00:00.000000Z"),
         (datetime(9999, 12, 31, 11, tzinfo=MINUS_12), "9999-12-31T23:00:00.000000Z"),
     ],
-)  # fmt: skip
-def test_every_instant_python_holds_is_spelled_with_four_digit_years_and_parses_back(instant: datetime, spelled: str) -> None:
+)
+def test_every_instant_python_holds_is_spelled_with_four_digit_years_and_parses_back(
+    instant: datetime, spelled: str
+) -> None:
     text = format_instant(instant)
     assert text == spelled and len(text) == 27
     assert decode(datetime, text) == instant
@@ -74,8 +76,17 @@ def test_an_instant_outside_years_1_to_9999_in_utc_is_a_clear_value_error() -> N
 
 
 def test_the_hash_of_an_event_in_year_one_covers_a_four_digit_year() -> None:
-    fields = dict(position=1, stream_id="s", stream_version=1, event_id="e", event_type="T", schema_version=1,
-                  recorded_at=NOW, payload_json="{}", metadata_json="{}")  # fmt: skip
+    fields = dict(
+        position=1,
+        stream_id="s",
+        stream_version=1,
+        event_id="e",
+        event_type="T",
+        schema_version=1,
+        recorded_at=NOW,
+        payload_json="{}",
+        metadata_json="{}",
+    )
     year_one = event_hash(bytes(32), occurred_at=datetime(1, 1, 1, tzinfo=UTC), **fields)  # type: ignore[arg-type]
     assert year_one != event_hash(bytes(32), occurred_at=datetime(1000, 1, 1, tzinfo=UTC), **fields)  # type: ignore[arg-type]
 
@@ -85,9 +96,14 @@ def test_the_hash_of_an_event_in_year_one_covers_a_four_digit_year() -> None:
 
 @pytest.mark.parametrize(
     "instant",
-    [datetime(1899, 12, 31, 23, 59, tzinfo=UTC), datetime(1, 1, 1, tzinfo=PLUS_14), NOW + timedelta(days=1, seconds=1),
-     datetime(9999, 12, 31, tzinfo=MINUS_12), datetime(1900, 1, 1, 13, tzinfo=PLUS_14)],
-)  # fmt: skip
+    [
+        datetime(1899, 12, 31, 23, 59, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=PLUS_14),
+        NOW + timedelta(days=1, seconds=1),
+        datetime(9999, 12, 31, tzinfo=MINUS_12),
+        datetime(1900, 1, 1, 13, tzinfo=PLUS_14),
+    ],
+)
 def test_instants_outside_1900_to_a_day_ahead_are_refused(instant: datetime) -> None:
     assert instant_problem(instant, NOW) == "must lie between 1900-01-01T00:00:00Z and one day from now"
 
@@ -129,26 +145,53 @@ RESULT = {"result": "negative", "method": "confirmed", "lab_reference": "L-1"}
         (ResultBody, {**RESULT, "collected_at": "2026-01-01T00:00:00"}, "collected_at"),
         (ResultBody, {**RESULT, "collected_at": "2026-01-01T00:00:00Z", "lab_reference": "L\x00"}, "lab_reference"),
         (ResultBody, {**RESULT, "collected_at": "2026-01-01T00:00:00Z", "lab_reference": "  "}, "lab_reference"),
-        (ResultBody, {**RESULT, "collected_at": "2026-01-01T00:00:00Z", "corrects_lab_reference": "a\nb"},
-         "corrects_lab_reference"),
-        (CollectionBody, {"collected_at": "9999-12-31T23:59:59-12:00", "observed": True, "temperature_in_range": True,
-                          "site": "s-1"}, "collected_at"),
+        (
+            ResultBody,
+            {**RESULT, "collected_at": "2026-01-01T00:00:00Z", "corrects_lab_reference": "a\nb"},
+            "corrects_lab_reference",
+        ),
+        (
+            CollectionBody,
+            {
+                "collected_at": "9999-12-31T23:59:59-12:00",
+                "observed": True,
+                "temperature_in_range": True,
+                "site": "s-1",
+            },
+            "collected_at",
+        ),
         (DischargeBody, {"reason": "completed", "note": "moved\x00away"}, "note"),
         (DischargeBody, {"reason": "completed", "note": "x" * 2001}, "note"),
         (CancelTestBody, {"cancelled_by": "c-1", "reason": "dup\x1b"}, "reason"),
-        (ConsentBody, {"consent_id": "c-1", "recipient": "p", "purpose": "x", "recorded_by": "c-1",
-                       "expires_at": "2099-01-01T00:00:00Z"}, "expires_at"),
+        (
+            ConsentBody,
+            {
+                "consent_id": "c-1",
+                "recipient": "p",
+                "purpose": "x",
+                "recorded_by": "c-1",
+                "expires_at": "2099-01-01T00:00:00Z",
+            },
+            "expires_at",
+        ),
     ],
-)  # fmt: skip
-def test_the_schemas_refuse_what_cannot_be_recorded_naming_the_field(model: type, body: dict[str, object], field: str) -> None:
+)
+def test_the_schemas_refuse_what_cannot_be_recorded_naming_the_field(
+    model: type, body: dict[str, object], field: str
+) -> None:
     assert _refusal(model, **body)[0] == field
 
 
 def test_the_schemas_accept_ordinary_values() -> None:
     ResultBody(**RESULT, collected_at=datetime.now(UTC).astimezone(PLUS_14))  # type: ignore[arg-type]
     DischargeBody(reason="completed", note="line one\n\tline two")  # type: ignore[arg-type]
-    ConsentBody(consent_id="c-1", recipient="p", purpose="x", recorded_by="c-1",
-                expires_at=datetime.now(UTC) + timedelta(days=4 * 365))  # fmt: skip
+    ConsentBody(
+        consent_id="c-1",
+        recipient="p",
+        purpose="x",
+        recorded_by="c-1",
+        expires_at=datetime.now(UTC) + timedelta(days=4 * 365),
+    )
 
 
 # -- the domain's admission rules -------------------------------------------------------------------------
@@ -156,7 +199,9 @@ def test_the_schemas_accept_ordinary_values() -> None:
 
 def _episode_with_a_test() -> tuple[object, str]:
     policy = load_policy()
-    opened = decide(None, OpenEpisode("ep-1", "client-1", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "c-1")), policy, NOW)
+    opened = decide(
+        None, OpenEpisode("ep-1", "client-1", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "c-1")), policy, NOW
+    )
     state = fold(opened)
     ordered = decide(state, OrderTest("c-1"), policy, NOW)
     return fold(ordered, state), ordered[0].test_id  # type: ignore[attr-defined]
@@ -193,7 +238,11 @@ def test_a_collection_more_than_a_day_before_a_later_order_is_refused_naming_the
 
 def test_ordinary_commands_are_admitted_and_text_with_control_characters_is_not() -> None:
     state, test_id = _episode_with_a_test()
-    admit(state, RecordTestResult(test_id, TestResult.NEGATIVE, TestMethod.CONFIRMED, NOW - timedelta(hours=2), "L-1"), NOW)  # type: ignore[arg-type]
+    admit(
+        state,
+        RecordTestResult(test_id, TestResult.NEGATIVE, TestMethod.CONFIRMED, NOW - timedelta(hours=2), "L-1"),
+        NOW,
+    )  # type: ignore[arg-type]
     admit(state, Discharge(reason="transferred", note="moved\naway"), NOW)  # type: ignore[arg-type]
     with pytest.raises(CommandRejected, match="a note must not contain control characters"):
         admit(state, Discharge(reason="transferred", note="moved\x00away"), NOW)  # type: ignore[arg-type]
@@ -210,9 +259,15 @@ def test_data_errors_are_unrecordable_and_transient_ones_are_not() -> None:
     untranslatable = psycopg.errors.UntranslatableCharacter("unsupported Unicode escape sequence")
     wrapped = DBAPIError.instance("SELECT", {}, untranslatable, psycopg.Error, hide_parameters=True)
     assert _unrecordable(wrapped) == ("UntranslatableCharacter", "22P05")
-    assert _unrecordable(psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")) == ("DataError", None)
+    assert _unrecordable(psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")) == (
+        "DataError",
+        None,
+    )
     assert _unrecordable(ValueError("the instant lies outside the years 1-9999 in UTC")) == ("ValueError", None)
-    assert _unrecordable(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")) == ("UnicodeEncodeError", None)
+    assert _unrecordable(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")) == (
+        "UnicodeEncodeError",
+        None,
+    )
     for transient in (
         psycopg.OperationalError("connection reset"),
         psycopg.errors.SerializationFailure("could not serialize access"),
@@ -238,8 +293,10 @@ def test_the_unrecordable_answer_is_not_retryable_and_names_no_value() -> None:
 def test_a_result_that_found_something_names_it(result: str) -> None:
     """A positive with no substance was read as "positive only for prescribed substances: expected"."""
     body = {**RESULT, "result": result, "collected_at": datetime.now(UTC)}
-    assert _refusal(ResultBody, **body) == ("substances", f"Value error, a {result} result names at least one "
-                                                          "substance or adulterant it found")  # fmt: skip
+    assert _refusal(ResultBody, **body) == (
+        "substances",
+        f"Value error, a {result} result names at least one substance or adulterant it found",
+    )
     assert _refusal(ResultBody, **body, substances=[" "])[0].startswith("substances")
     ResultBody(**body, substances=["fentanyl"])  # type: ignore[arg-type]
     state, test_id = _episode_with_a_test()

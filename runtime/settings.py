@@ -47,7 +47,9 @@ class Settings:
     follow_up_url: str | None = None  # where follow-up requests are POSTed (an outreach service); None: recorded only
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    workflow_cache: int = 3000  # episodes a worker keeps in memory (about 350 KiB each); the rest replay on their next task
+    workflow_cache: int = (
+        3000  # episodes a worker keeps in memory (about 350 KiB each); the rest replay on their next task
+    )
     workflow_tasks: int = 8  # workflow tasks a worker takes at once (see worker.py)
 
     @property
@@ -125,18 +127,20 @@ class Settings:
 
     def directory_text(self) -> str:
         """The resource directory's text (the packaged default if none is configured)."""
-        from domain.directory import default_directory_text
+        from continuum.domain.directory import default_directory_text
 
         if self.directory_file is None:
             return default_directory_text()
         try:
             return self.directory_file.read_text(encoding="utf-8")
         except OSError as error:
-            raise SettingsError(f"CONTINUUM_DIRECTORY_FILE {self.directory_file} cannot be read: {error.strerror}") from None
+            raise SettingsError(
+                f"CONTINUUM_DIRECTORY_FILE {self.directory_file} cannot be read: {error.strerror}"
+            ) from None
 
     def policy_text(self) -> str:
         """The policy file's text (the packaged default if none is configured)."""
-        from domain.policy import default_policy_text
+        from continuum.domain.policy import default_policy_text
 
         if self.policy_file is None:
             return default_policy_text()

@@ -7,9 +7,9 @@ Human tables by default, `--json` for scripts; errors in one line; exit codes: 0
 from __future__ import annotations
 
 import asyncio
-import importlib
 import contextlib
 import getpass
+import importlib
 import json
 import os
 import signal
@@ -27,17 +27,19 @@ import structlog
 import typer
 import uvicorn
 
-from continuum.logs import configure_logging
-from continuum.servers import EmbeddedPostgres, EmbeddedServers, ServerUnavailable, running_servers
-from continuum.settings import Settings, SettingsError
-from domain.errors import DomainError, PolicyError
-from eventlog.errors import EventStoreError
-from workflows.search_attributes import SEARCH_ATTRIBUTES
+from continuum.domain.errors import DomainError, PolicyError
+from continuum.eventlog.errors import EventStoreError
+from continuum.runtime.logs import configure_logging
+from continuum.runtime.servers import EmbeddedPostgres, EmbeddedServers, ServerUnavailable, running_servers
+from continuum.runtime.settings import Settings, SettingsError
+from continuum.workflows.search_attributes import SEARCH_ATTRIBUTES
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="Continuum: care-continuum workflow engine.",
-)  # fmt: skip
+)
 projections = typer.Typer(no_args_is_help=True, help="Read models kept from the event log.")
 audit = typer.Typer(no_args_is_help=True, help="Auditors' tools over the event log.")
 keys = typer.Typer(no_args_is_help=True, help="API keys (stored hashed; a secret is shown once).")
@@ -73,15 +75,13 @@ def _settings() -> Settings:
 # -- serving -----------------------------------------------------------------------------------------
 
 
-def _serve(
-    *, worker: bool, api: bool, host: str | None = None, port: int | None = None, demo: Any = None
-) -> None:
-    import worker as worker_module
-    from domain.policy import load_policy
+def _serve(*, worker: bool, api: bool, host: str | None = None, port: int | None = None, demo: Any = None) -> None:
+    import continuum.worker as worker_module
+    from continuum.domain.policy import load_policy
 
     # Everything the service imports, imported before the signal handlers go in: a stop asked for while the
     # servers start unwinds the start, and must never land inside an import (it broke FastAPI's once).
-    for module in ("api.app", "api.services", "continuum.demo", "continuum.episodes"):
+    for module in ("continuum.api.app", "continuum.api.services", "continuum.demo", "continuum.episodes"):
         importlib.import_module(module)
 
     settings = _settings()
@@ -102,14 +102,19 @@ def _serve(
             typer.echo(f"Policy        {settings.policy_file or 'default'} ({policy.version})")
             if policy.referrals:
                 directory = policy.referrals.directory
-                typer.echo(f"Directory     {settings.directory_file or 'default'} ({len(directory.resources)} resources, {directory.version})")
+                typer.echo(
+                    f"Directory     {settings.directory_file or 'default'} ({len(directory.resources)} resources, {directory.version})"
+                )
             if api:
                 typer.echo(f"API           http://{host}:{port}/api/v1   (OpenAPI: http://{host}:{port}/docs)")
                 typer.echo(f"Dashboard     http://{host}:{port}/dashboard   (sign in with a director or auditor key)")
             typer.echo("Press Ctrl-C to stop.")
             try:
-                _run_until_stopped(_serve_async(settings, endpoints, store, shutdown, worker=worker, api=api, host=host,
-                                                port=port, demo=demo))  # fmt: skip
+                _run_until_stopped(
+                    _serve_async(
+                        settings, endpoints, store, shutdown, worker=worker, api=api, host=host, port=port, demo=demo
+                    )
+                )
             finally:
                 shutdown.servers_stopping()
                 store.engine.dispose()
@@ -165,7 +170,9 @@ class Shutdown:
             threading.Thread(target=self.force, args=("a second signal",), daemon=True).start()
             return
         self.requested = True
-        deadline = threading.Timer(STOP_DEADLINE_SECONDS, self.force, args=(f"not stopped after {STOP_DEADLINE_SECONDS:.0f} s",))
+        deadline = threading.Timer(
+            STOP_DEADLINE_SECONDS, self.force, args=(f"not stopped after {STOP_DEADLINE_SECONDS:.0f} s",)
+        )
         deadline.daemon = True
         deadline.start()
         if self._serving is not None:
@@ -188,7 +195,9 @@ class Shutdown:
 
 
 def _stopping(stop: asyncio.Event, signal_name: str) -> None:
-    structlog.get_logger(__name__).info("continuum.stopping", signal=signal_name, deadline_seconds=STOP_DEADLINE_SECONDS)
+    structlog.get_logger(__name__).info(
+        "continuum.stopping", signal=signal_name, deadline_seconds=STOP_DEADLINE_SECONDS
+    )
     typer.echo("Stopping (press Ctrl-C again to force) …", err=True)
     stop.set()
 
@@ -225,12 +234,20 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 async def _serve_async(
-    settings: Settings, endpoints: Any, store: Any, shutdown: Shutdown, *, worker: bool, api: bool, host: str, port: int,
+    settings: Settings,
+    endpoints: Any,
+    store: Any,
+    shutdown: Shutdown,
+    *,
+    worker: bool,
+    api: bool,
+    host: str,
+    port: int,
     demo: Any = None,
-) -> None:  # fmt: skip
-    import worker as worker_module
-    from api.app import create_app
-    from api.services import Services
+) -> None:
+    import continuum.worker as worker_module
+    from continuum.api.app import create_app
+    from continuum.api.services import Services
     from continuum.episodes import EpisodeCommands
 
     stop = asyncio.Event()
@@ -246,12 +263,24 @@ async def _serve_async(
     if api:
         day_seconds = demo.day_seconds if demo is not None else settings.day_seconds
         commands = EpisodeCommands(
-            client, settings.temporal_task_queue, policy_text=settings.policy_text(),
-            day=timedelta(seconds=day_seconds), lab_id=settings.lab_id, directory_text=settings.directory_text(),
-        )  # fmt: skip
+            client,
+            settings.temporal_task_queue,
+            policy_text=settings.policy_text(),
+            day=timedelta(seconds=day_seconds),
+            lab_id=settings.lab_id,
+            directory_text=settings.directory_text(),
+        )
         # Requests still running API_GRACE_SECONDS after the stop are cancelled (and answered 503, quietly).
-        server = QuietServer(uvicorn.Config(create_app(Services.build(commands, store)), host=host, port=port,
-                                             log_config=None, lifespan="off", timeout_graceful_shutdown=API_GRACE_SECONDS))  # fmt: skip
+        server = QuietServer(
+            uvicorn.Config(
+                create_app(Services.build(commands, store)),
+                host=host,
+                port=port,
+                log_config=None,
+                lifespan="off",
+                timeout_graceful_shutdown=API_GRACE_SECONDS,
+            )
+        )
         parts.append(_stopping_all_after(server.serve(), stop, then=api_stopped))
 
         async def stop_api() -> None:
@@ -264,7 +293,9 @@ async def _serve_async(
     await asyncio.gather(*parts)
 
 
-async def _stopping_all_after(part: Coroutine[Any, Any, None], stop: asyncio.Event, then: asyncio.Event | None = None) -> None:
+async def _stopping_all_after(
+    part: Coroutine[Any, Any, None], stop: asyncio.Event, then: asyncio.Event | None = None
+) -> None:
     """Run one part of the service; when it ends, for whatever reason, the others stop too (and `then` is set)."""
     try:
         await part
@@ -295,14 +326,22 @@ async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> 
     return None
 
 
-async def _run_demo(settings: Settings, endpoints: Any, store: Any, host: str, port: int, config: Any,
-                    stop: asyncio.Event) -> None:  # fmt: skip
+async def _run_demo(
+    settings: Settings, endpoints: Any, store: Any, host: str, port: int, config: Any, stop: asyncio.Event
+) -> None:
     """Drive the cohort through the public API (or take it up again), print what happened, then serve on with the
     simulated clinic still working (or stop with --exit)."""
     from continuum.demo import run_demo
 
-    await run_demo(store, f"http://{host}:{port}", config, stop, lab_id=settings.lab_id,
-                   directory_text=settings.directory_text(), temporal_ui_url=endpoints.temporal_ui_url)  # fmt: skip
+    await run_demo(
+        store,
+        f"http://{host}:{port}",
+        config,
+        stop,
+        lab_id=settings.lab_id,
+        directory_text=settings.directory_text(),
+        temporal_ui_url=endpoints.temporal_ui_url,
+    )
 
 
 class QuietServer(uvicorn.Server):
@@ -356,7 +395,7 @@ def api_command(host: Host = None, port: Port = None) -> None:
 @contextlib.contextmanager
 def _store() -> Iterator[Any]:
     """The event store without Temporal (embedded PostgreSQL if DATABASE_URL is unset)."""
-    import worker as worker_module
+    import continuum.worker as worker_module
 
     settings = _settings()
     postgres = EmbeddedPostgres(settings.data_dir) if settings.embedded_postgres else None
@@ -381,7 +420,7 @@ def migrate() -> None:
 @projections.command("rebuild")
 def rebuild() -> None:
     """Rebuild the episodes read model from the whole log (byte-identical to the live one)."""
-    from eventlog.projection import projection_fingerprint, rebuild_episodes
+    from continuum.eventlog.projection import projection_fingerprint, rebuild_episodes
 
     with _store() as store:
         count = rebuild_episodes(store)
@@ -418,9 +457,9 @@ def episodes_list(
     as_json: Json = False,
 ) -> None:
     """Episodes, filtered and paged."""
-    from domain.episode import EpisodeStatus
-    from domain.levels import LevelOfCare
-    from eventlog.reads import EpisodeReads
+    from continuum.domain.episode import EpisodeStatus
+    from continuum.domain.levels import LevelOfCare
+    from continuum.eventlog.reads import EpisodeReads
 
     if level is not None and level not in {lv.value for lv in LevelOfCare}:
         raise Usage(f"--level: {level!r} is not a level of care")
@@ -436,7 +475,7 @@ def episodes_list(
 @episodes.command("show")
 def episodes_show(episode_id: str, as_json: Json = False) -> None:
     """One episode's current state."""
-    from eventlog.reads import EpisodeReads
+    from continuum.eventlog.reads import EpisodeReads
 
     with _store() as store:
         state = EpisodeReads(store.engine).get(episode_id)
@@ -459,7 +498,7 @@ def episodes_show(episode_id: str, as_json: Json = False) -> None:
 @app.command()
 def census(as_json: Json = False) -> None:
     """Open episodes by level of care and status."""
-    from eventlog.reads import EpisodeReads
+    from continuum.eventlog.reads import EpisodeReads
 
     with _store() as store:
         rows = EpisodeReads(store.engine).census()
@@ -477,8 +516,8 @@ def keys_create(
     as_json: Json = False,
 ) -> None:
     """Create a key and print its secret (shown this once)."""
-    from domain.ids import staff_id
-    from eventlog.access import ApiKeyStore, Role
+    from continuum.access import ApiKeyStore, Role
+    from continuum.domain.ids import staff_id
 
     try:
         chosen = Role(role)
@@ -489,14 +528,17 @@ def keys_create(
         raise Usage(f"--subject: a {role} key names the {role} it speaks for")
     with _store() as store:
         key, secret = ApiKeyStore(store.engine).create(name, chosen, subject)
-    _emit({"key_id": key.key_id, "role": key.role.value, "name": key.name, "secret": secret}, as_json,
-          f"key {key.key_id} ({key.role.value}, {key.name})\nsecret {secret}\nStore it now; it is not shown again.")  # fmt: skip
+    _emit(
+        {"key_id": key.key_id, "role": key.role.value, "name": key.name, "secret": secret},
+        as_json,
+        f"key {key.key_id} ({key.role.value}, {key.name})\nsecret {secret}\nStore it now; it is not shown again.",
+    )
 
 
 @keys.command("list")
 def keys_list(as_json: Json = False) -> None:
     """Every key, with its role and whether it is revoked (never the secrets)."""
-    from eventlog.access import ApiKeyStore
+    from continuum.access import ApiKeyStore
 
     with _store() as store:
         rows = [{**vars(k), "role": k.role.value} for k in ApiKeyStore(store.engine).list()]
@@ -506,7 +548,7 @@ def keys_list(as_json: Json = False) -> None:
 @keys.command("revoke")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key at once."""
-    from eventlog.access import ApiKeyStore
+    from continuum.access import ApiKeyStore
 
     with _store() as store:
         if not ApiKeyStore(store.engine).revoke(key_id):
@@ -527,7 +569,7 @@ def verify(
     as_json: Json = False,
 ) -> None:
     """Recompute the hash chain and report the first broken link (exit 4 when the record was altered)."""
-    from eventlog.verify import verify_log, verify_stream
+    from continuum.eventlog.verify import verify_log, verify_stream
 
     anchors = [a for path in anchor or [] for a in _read_anchors(path)]
     if anchors and episode:
@@ -536,8 +578,13 @@ def verify(
         report = verify_stream(store.engine, episode) if episode else verify_log(store.engine, anchors=anchors)
     if episode and report.ok and report.events_checked == 0:  # nothing to be intact: never "chain intact"
         raise NotFound(f"no episode {episode}")
-    data = {"scope": report.scope, "ok": report.ok, "events_checked": report.events_checked,
-            "anchors_checked": len(anchors), "problems": [vars(p) for p in report.problems]}  # fmt: skip
+    data = {
+        "scope": report.scope,
+        "ok": report.ok,
+        "events_checked": report.events_checked,
+        "anchors_checked": len(anchors),
+        "problems": [vars(p) for p in report.problems],
+    }
     if report.ok:
         held = f", {len(anchors)} anchor(s) hold" if anchors else ""
         human = f"verified: {report.scope}, {report.events_checked} events, chain intact{held}"
@@ -551,7 +598,7 @@ def verify(
 
 
 def _read_anchors(path: Path) -> list[Any]:
-    from eventlog.verify import Anchor, AnchorError
+    from continuum.eventlog.verify import Anchor, AnchorError
 
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -578,7 +625,7 @@ def anchor() -> None:
     Append it to write-once storage (`continuum audit anchor >> anchors.ndjson`); `audit verify --anchor
     anchors.ndjson` then proves that the log up to each anchor is the one that was anchored, even against
     someone who could rewrite the whole chain inside the database."""
-    from eventlog.verify import take_anchor
+    from continuum.eventlog.verify import take_anchor
 
     with _store() as store:
         head = take_anchor(store.engine)
@@ -587,7 +634,7 @@ def anchor() -> None:
 
 def _cli_reader(what: str, episode_id: str, purpose: str, store: Any) -> None:
     """Reads of a record through the CLI are logged like the API's, under the operating system user."""
-    from eventlog.access import AccessLog, ApiKey, Role
+    from continuum.access import AccessLog, ApiKey, Role
 
     reader = ApiKey(f"cli:{getpass.getuser()}", "cli", Role.AUDITOR, None, datetime.now().astimezone(), None)
     AccessLog(store.engine).record(reader, episode_id, what, purpose)
@@ -601,8 +648,8 @@ def replay(
     as_json: Json = False,
 ) -> None:
     """The episode's state as the record stood at an instant, and the events up to then."""
-    from domain.codec import encode
-    from eventlog.projection import episode_as_of
+    from continuum.domain.codec import encode
+    from continuum.eventlog.projection import episode_as_of
 
     try:
         at = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
@@ -636,11 +683,13 @@ def export(
     episode_id: str,
     purpose: Annotated[str, typer.Option(help="Why the record is exported (logged).")] = "audit",
     format: Annotated[ExportFormat, typer.Option(help="ndjson or fhir.")] = ExportFormat.NDJSON,  # noqa: A002
-    recipient: Annotated[str, typer.Option(help="Who receives the export (the accounting of disclosures).")] = "internal_audit",
+    recipient: Annotated[
+        str, typer.Option(help="Who receives the export (the accounting of disclosures).")
+    ] = "internal_audit",
 ) -> None:
     """The episode's history on standard output: NDJSON (one stored event per line, with its hashes; check it
     anywhere with `verify-export`) or a FHIR R4 Bundle. The export is recorded as a disclosure."""
-    from eventlog.export import fhir_bundle, ndjson_lines
+    from continuum.eventlog.export import fhir_bundle, ndjson_lines
 
     with _store() as store:
         events = store.read_stream(episode_id)
@@ -660,18 +709,25 @@ def verify_export(
     as_json: Json = False,
 ) -> None:
     """Check an NDJSON export offline, without the database: every hash, and no missing version (exit 4 if altered)."""
-    from eventlog.export import verify_ndjson
+    from continuum.eventlog.export import verify_ndjson
 
     try:
         text_ = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     except OSError as error:
         raise Usage(f"{path}: {error.strerror}") from None
     report = verify_ndjson(text_.splitlines())
-    data = {"scope": report.scope, "ok": report.ok, "events_checked": report.events_checked,
-            "problems": [vars(p) for p in report.problems]}  # fmt: skip
+    data = {
+        "scope": report.scope,
+        "ok": report.ok,
+        "events_checked": report.events_checked,
+        "problems": [vars(p) for p in report.problems],
+    }
     first = report.first_broken
-    human = (f"verified: {report.scope}, {report.events_checked} events, every hash intact" if report.ok or first is None
-             else f"ALTERED: {report.scope}: {first.describe()}")  # fmt: skip
+    human = (
+        f"verified: {report.scope}, {report.events_checked} events, every hash intact"
+        if report.ok or first is None
+        else f"ALTERED: {report.scope}: {first.describe()}"
+    )
     _emit(data, as_json, human)
     if not report.ok or report.events_checked == 0:
         raise typer.Exit(EXIT_VERIFICATION_FAILED)
@@ -699,8 +755,8 @@ def replay_workflows(
 async def _replay_all(settings: Settings, limit: int) -> list[dict[str, Any]]:
     from temporalio.worker import Replayer
 
-    from continuum.temporal import connect_temporal
-    from workflows.episode import EpisodeWorkflow
+    from continuum.runtime.temporal import connect_temporal
+    from continuum.workflows.episode import EpisodeWorkflow
 
     assert settings.temporal_address is not None
     client = await connect_temporal(settings.temporal_address, settings.temporal_namespace)

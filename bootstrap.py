@@ -1,0 +1,1 @@
+"""The one composition root: builds the store, activities, worker, client and app from one Settings."""

@@ -1,0 +1,1 @@
+"""Settings, logging, the embedded servers and the Temporal connection: what every process needs to run."""
