@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -18,27 +18,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from continuum.activities.eventlog import UNRECORDABLE
-from continuum.domain.commands import (
-    CancelTest,
-    ChangeMedications,
-    Command,
-    DecideStepUp,
-    Discharge,
-    OpenEpisode,
-    OrderTest,
-    OverridePlacement,
-    PutOnHold,
-    RecordAssessment,
-    RecordConsent,
-    RecordFollowUpOutcome,
-    RecordReviewOutcome,
-    RecordSpecimenCollection,
-    RecordTestResult,
-    Resume,
-    ReverseStepUp,
-    RevokeConsent,
-    UpdateReferral,
-)
+from continuum.domain.commands import COMMAND_NAMES, Command, OpenEpisode, command_name
 from continuum.domain.errors import CommandRejected, CommandUnrecordable, UnknownEpisode
 from continuum.domain.ids import episode_id as valid_episode_id
 from continuum.domain.policy import default_policy_text, load_policy
@@ -52,27 +32,7 @@ from continuum.workflows.episode import (
     workflow_id,
 )
 
-UPDATES: dict[type, Any] = {
-    RecordAssessment: EpisodeWorkflow.record_assessment,
-    OverridePlacement: EpisodeWorkflow.override_placement,
-    RecordReviewOutcome: EpisodeWorkflow.record_review_outcome,
-    PutOnHold: EpisodeWorkflow.put_on_hold,
-    Resume: EpisodeWorkflow.resume,
-    Discharge: EpisodeWorkflow.discharge,
-    OrderTest: EpisodeWorkflow.order_test,
-    RecordSpecimenCollection: EpisodeWorkflow.record_specimen_collection,
-    CancelTest: EpisodeWorkflow.cancel_test,
-    RecordTestResult: EpisodeWorkflow.record_test_result,
-    ChangeMedications: EpisodeWorkflow.change_medications,
-    DecideStepUp: EpisodeWorkflow.decide_step_up,
-    ReverseStepUp: EpisodeWorkflow.reverse_step_up,
-    RecordConsent: EpisodeWorkflow.record_consent,
-    RevokeConsent: EpisodeWorkflow.revoke_consent,
-    UpdateReferral: EpisodeWorkflow.update_referral,
-    RecordFollowUpOutcome: EpisodeWorkflow.record_follow_up_outcome,
-}
-
-
+T = TypeVar("T")
 NOT_READY_TRIES = 16  # about 12 s in all
 
 
@@ -126,7 +86,11 @@ class EpisodeCommands:
         try:
             return await _when_ready(
                 lambda: self.client.execute_update_with_start_workflow(
-                    EpisodeWorkflow.open, args=[meta, command], start_workflow_operation=start, id=meta.command_id
+                    COMMAND_NAMES[OpenEpisode],
+                    args=[meta, command],
+                    start_workflow_operation=start,
+                    id=meta.command_id,
+                    result_type=CommandResult,
                 ),
                 eid,
             )
@@ -136,21 +100,25 @@ class EpisodeCommands:
             ) from None
 
     async def send(self, episode_id: str, meta: CommandMeta, command: Command) -> CommandResult:
-        update = UPDATES.get(type(command))
-        if update is None:
+        """Send any command of the catalogue (`domain.commands.COMMANDS`) but the open, as the update of its name."""
+        name = command_name(command)
+        if name is None or isinstance(command, OpenEpisode):
             raise CommandRejected(f"{type(command).__name__} is not sent to an episode by other services")
         eid = valid_episode_id(episode_id)
         handle = self.client.get_workflow_handle(workflow_id(eid))
-        return await _when_ready(lambda: handle.execute_update(update, args=[meta, command], id=meta.command_id), eid)
+        return await _when_ready(
+            lambda: handle.execute_update(name, args=[meta, command], id=meta.command_id, result_type=CommandResult),
+            eid,
+        )
 
     async def state(self, episode_id: str) -> dict[str, Any] | None:
         """The workflow's working state (see domain.retention; the projection has the whole record)."""
         eid = valid_episode_id(episode_id)
         handle = self.client.get_workflow_handle(workflow_id(eid))
-        return await _when_ready(lambda: handle.query(EpisodeWorkflow.state), eid)  # type: ignore[return-value]
+        return await _when_ready(lambda: handle.query(EpisodeWorkflow.state), eid)
 
 
-async def _when_ready(call: Callable[[], Awaitable[Any]], episode_id: str) -> Any:
+async def _when_ready(call: Callable[[], Awaitable[T]], episode_id: str) -> T:
     """The call, sent again while the episode is not ready for it: a run that just continued as new has not run
     its first task, or a task failed because an update raced the continue-as-new (FAILED_PRECONDITION). The
     update never ran then, and its id is the command id, so sending it again is safe."""
@@ -164,11 +132,11 @@ async def _when_ready(call: Callable[[], Awaitable[Any]], episode_id: str) -> An
     raise ServerTimedOut(f"episode {episode_id} was not ready for the command; retry it")
 
 
-async def _rejections_as_domain_errors(call: Any, episode_id: str | None = None) -> CommandResult:
+async def _rejections_as_domain_errors(call: Awaitable[T], episode_id: str | None = None) -> T:
     """Temporal's answers, in the domain's words: a refusal, an unrecordable value, a closed episode, an
     unknown one, or a server that is unavailable or did not answer in time."""
     try:
-        return await call  # type: ignore[no-any-return]
+        return await call
     except WorkflowUpdateFailedError as error:
         cause: BaseException | None = error.cause
         if isinstance(cause, ApplicationError) and cause.type == "CommandRejected":

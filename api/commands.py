@@ -41,6 +41,8 @@ from continuum.api.schemas import (
     StepUpReversalBody,
     TestResultBody,
 )
+from continuum.domain.answering import lab_may_report, partner_may_answer
+from continuum.domain.codec import decode
 from continuum.domain.commands import (
     CancelTest,
     ChangeMedications,
@@ -62,6 +64,7 @@ from continuum.domain.commands import (
     RevokeConsent,
     UpdateReferral,
 )
+from continuum.domain.episode import Episode
 from continuum.domain.errors import CommandRejected, CommandUnrecordable, UnknownEpisode
 from continuum.runtime.servers import ServerTimedOut
 from continuum.workflows.episode import CommandMeta, CommandResult
@@ -241,18 +244,15 @@ async def order_test(
     return await _run(request, caller, episode_id, OrderTest(body.ordered_by))
 
 
-async def _item(request: Request, episode_id: str, collection: str, key: str, item_id: str) -> dict[str, Any] | None:
-    """One test or referral of the episode, from the projection (None if there is no such one)."""
+async def _recorded(request: Request, episode_id: str) -> Episode | None:
+    """The episode as the record holds it (the projection: every test and referral), None if unknown."""
     state = await run_in_threadpool(services_of(request).reads.get, episode_id)
-    return next((item for item in (state or {}).get(collection, []) if item[key] == item_id), None)
+    return decode(Episode, state) if state else None
 
 
 async def _lab_may_report(request: Request, caller: ApiKey, episode_id: str, test_id: str) -> None:
     """A lab reports only on tests its lab was sent (and learns nothing about any other)."""
-    if caller.role is not Role.LAB:
-        return
-    test = await _item(request, episode_id, "tests", "test_id", test_id)
-    if test is None or test.get("lab_id") != caller.subject:
+    if caller.role is Role.LAB and not lab_may_report(await _recorded(request, episode_id), caller.subject, test_id):
         raise HTTPException(403, f"this lab was not sent test {test_id}")
 
 
@@ -367,8 +367,7 @@ async def update_referral(
     """A referral accepted, declined (an alternative of the same type follows, if the directory has one) or
     completed. A partner answers only referrals disclosed to it."""
     if caller.role is Role.PARTNER:
-        referral = await _item(request, episode_id, "referrals", "referral_id", referral_id)
-        if referral is None or referral["recipient"] != caller.subject or referral["status"] == "awaiting_consent":
+        if not partner_may_answer(await _recorded(request, episode_id), caller.subject, referral_id):
             raise HTTPException(403, f"referral {referral_id} was not sent to this partner")
         changed_by = caller.subject or caller.name
     elif body.changed_by is None:

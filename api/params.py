@@ -9,8 +9,9 @@ from pydantic import AfterValidator, AwareDatetime
 
 from continuum.api.schemas import plausible_instant
 from continuum.api.services import Services
+from continuum.domain import ids
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+ID_PATTERN = f"^{ids.ID_PATTERN}$"  # the domain's id form, anchored for path and query parameters
 
 
 def services_of(request: Request) -> Services:

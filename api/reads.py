@@ -13,8 +13,9 @@ from continuum.access import ApiKey, Role
 from continuum.api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD
 from continuum.api.params import ID_PATTERN, IdPath, services_of
 from continuum.api.schemas import CreateKeyBody
-from continuum.domain.codec import encode
-from continuum.domain.episode import EpisodeStatus
+from continuum.domain.answering import open_tests
+from continuum.domain.codec import decode, encode
+from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.levels import LevelOfCare
 from continuum.eventlog.export import fhir_bundle, ndjson_lines
 from continuum.eventlog.projection import episode_as_of
@@ -51,14 +52,11 @@ def get_episode(
     state = services_of(request).reads.get(episode_id)
     if state is None:
         raise HTTPException(404, f"no episode {episode_id}")
-    open_tests = [
-        t for t in state.get("tests", []) if not t["cancelled"] and not t["presumptive"] and not t["confirmed"]
-    ]
     return {
         "episode_id": episode_id,
         "state": state,
         "pending_review": state.get("pending_review"),
-        "open_tests": open_tests,
+        "open_tests": [encode(test) for test in open_tests(decode(Episode, state))],
         "pending_step_up": state.get("pending_step_up"),
         "flags": state.get("flags", []),
     }

@@ -15,7 +15,9 @@ from pydantic_core import PydanticCustomError
 from continuum.access import Role
 from continuum.domain.aftercare import FollowUpOutcome, ReferralStatus
 from continuum.domain.aftercare_decisions import MAX_CONSENT_DAYS
+from continuum.domain.commands import MAX_CANCELLATION_REASON, MAX_NOTE
 from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
+from continuum.domain.ids import ID_PATTERN
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.testing import NO_SPECIMEN, TestMethod, TestResult
 from continuum.domain.testing_decisions import NAMES_WHAT_IT_FOUND
@@ -52,13 +54,13 @@ def _line(value: str) -> str:
     return value
 
 
-Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", examples=["EP-1001"])]
+Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$", examples=["EP-1001"])]
 Instant = Annotated[
     AwareDatetime, AfterValidator(plausible_instant), Field(description="with a time zone; 1900 to a day from now")
 ]
-Note = Annotated[str, Field(max_length=2000), AfterValidator(_text)]
-Reason = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_text)]
-CancellationReason = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_text)]
+Note = Annotated[str, Field(max_length=MAX_NOTE), AfterValidator(_text)]
+Reason = Annotated[str, Field(min_length=1, max_length=MAX_NOTE), AfterValidator(_text)]
+CancellationReason = Annotated[str, Field(min_length=1, max_length=MAX_CANCELLATION_REASON), AfterValidator(_text)]
 LabReference = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_line)]
 Substance = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ,.'()/-]*$")]
 Rating = Annotated[int, Field(ge=0, le=4)]

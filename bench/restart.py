@@ -257,7 +257,7 @@ async def _restart(
             try:
                 async with gate:
                     await handle.execute_update(
-                        EpisodeWorkflow.change_medications, args=[CommandMeta(key, "clin-1"), command], id=key
+                        "change_medications", args=[CommandMeta(key, "clin-1"), command], id=key
                     )
                 return
             except Exception as error:  # noqa: BLE001 - counted, and sent again with the same id

@@ -47,7 +47,7 @@ from continuum.domain.events import (
     SobrietyDateReset,
 )
 from continuum.domain.fold import REFERRAL_NOT_SENT, REFERRAL_UNANSWERED, evolve, referral_flag
-from continuum.domain.ids import staff_id
+from continuum.domain.ids import consent_id, staff_id
 from continuum.domain.levels import Direction, LevelOfCare, direction
 from continuum.domain.policy import Policy, ReferralPolicy
 from continuum.domain.values import instant_problem
@@ -255,7 +255,7 @@ def _record_consent(
 ) -> list[DomainEvent]:
     assert policy.referrals is not None
     staff_id(command.recorded_by)
-    staff_id(command.consent_id)
+    consent_id(command.consent_id)
     if not _PARTNER.fullmatch(command.recipient):
         raise CommandRejected("a consent's recipient is a partner id (lower-case letters, digits, '.', '_', '-')")
     if not _PURPOSE.fullmatch(command.purpose):

@@ -1,4 +1,9 @@
-"""Commands: what a service or the episode's own clock asks of an episode. Imperative names."""
+"""Commands: what a service or the episode's own clock asks of an episode. Imperative names.
+
+`COMMANDS` is the catalogue of those other services send: each by its wire name, the name of the Temporal
+update that carries it to the episode's workflow. The workflow, the client and the API all look commands
+up there, so a command is declared once.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from continuum.domain.aftercare import FollowUpOutcome, ReferralStatus
 from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.testing import ScheduleDraw, TestMethod, TestResult
+
+MAX_NOTE = 2000  # the longest note or reason a command may carry
+MAX_CANCELLATION_REASON = 500  # the longest reason a test is cancelled for
 
 
 @dataclass(frozen=True)
@@ -256,3 +264,32 @@ TESTING_COMMANDS = (
     EscalateStepUpReview,
     FlagLabNotNotified,
 )
+
+# The catalogue: the wire name of each command another service sends, beside its type. A wire name is a
+# Temporal update name: running episodes and recorded histories know it, so it never changes.
+COMMANDS: dict[str, type[Command]] = {
+    "open": OpenEpisode,
+    "record_assessment": RecordAssessment,
+    "override_placement": OverridePlacement,
+    "record_review_outcome": RecordReviewOutcome,
+    "put_on_hold": PutOnHold,
+    "resume": Resume,
+    "discharge": Discharge,
+    "order_test": OrderTest,
+    "record_specimen_collection": RecordSpecimenCollection,
+    "record_test_result": RecordTestResult,
+    "cancel_test": CancelTest,
+    "change_medications": ChangeMedications,
+    "decide_step_up": DecideStepUp,
+    "reverse_step_up": ReverseStepUp,
+    "record_consent": RecordConsent,
+    "revoke_consent": RevokeConsent,
+    "update_referral": UpdateReferral,
+    "record_follow_up_outcome": RecordFollowUpOutcome,
+}
+COMMAND_NAMES: dict[type[Command], str] = {cls: name for name, cls in COMMANDS.items()}
+
+
+def command_name(command: Command) -> str | None:
+    """The wire name another service sends `command` by; None for a command only the episode's clock issues."""
+    return COMMAND_NAMES.get(type(command))

@@ -13,6 +13,7 @@ from continuum.domain.aftercare_decisions import admit_aftercare, consequences, 
 from continuum.domain.assessment import place, validate_ratings
 from continuum.domain.commands import (
     AFTERCARE_COMMANDS,
+    MAX_NOTE,
     TESTING_COMMANDS,
     CancelTest,
     ChangeMedications,
@@ -51,11 +52,10 @@ from continuum.domain.fold import evolve, paused_dues, stay_elapsed
 from continuum.domain.ids import client_id, episode_id, staff_id
 from continuum.domain.levels import LevelOfCare, direction
 from continuum.domain.policy import Policy
-from continuum.domain.testing_decisions import admit_testing, decide_testing
+from continuum.domain.testing_decisions import admit_testing, decide_testing, step_up_target
 from continuum.domain.values import text_problem
 
 DAY = timedelta(days=1)
-MAX_NOTE = 2000
 
 
 def decide(
@@ -227,11 +227,6 @@ def next_level_down(state: Episode, policy: Policy) -> LevelOfCare | None:
     if state.level is LevelOfCare.WITHDRAWAL_MANAGEMENT:
         return state.after_withdrawal_level or policy.after_withdrawal_minimum
     return policy.step_down.get(state.level) if state.level else None
-
-
-def step_up_target(state: Episode, policy: Policy) -> LevelOfCare | None:
-    """Where a step-up moves the client from the current level (None: the policy names nothing higher)."""
-    return policy.step_up.get(state.level) if state.level else None
 
 
 def _review_outcome(

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from continuum.domain.commands import (
+    MAX_CANCELLATION_REASON,
+    MAX_NOTE,
     CancelTest,
     ChangeMedications,
     Command,
@@ -131,8 +133,8 @@ def decide_testing(state: Episode, command: Command, policy: Policy, at: datetim
                 raise CommandRejected(f"test {command.test_id} is already cancelled")
             if not test.awaiting_result:
                 raise CommandRejected(f"test {command.test_id} already has a result; correct it instead")
-            if not command.reason.strip() or len(command.reason) > 500:
-                raise CommandRejected("a cancellation needs a reason (at most 500 characters)")
+            if not command.reason.strip() or len(command.reason) > MAX_CANCELLATION_REASON:
+                raise CommandRejected(f"a cancellation needs a reason (at most {MAX_CANCELLATION_REASON} characters)")
             staff_id(command.cancelled_by)
             return [TestCancelled(state.episode_id, at, command.test_id, command.reason)]
     if state.status is not EpisodeStatus.ACTIVE:
@@ -366,7 +368,7 @@ def _consequences(
         return events + _act_on_positive(state, test, reading, policy, at, day)
     if not reading.counts_as_positive:
         return events
-    target = _target(state, policy)
+    target = step_up_target(state, policy)
     if reading.awaits_confirmation:
         if target is not None and state.pending_step_up is None:
             events.append(
@@ -376,7 +378,8 @@ def _consequences(
     return events + _act_on_positive(state, test, reading, policy, at, day)
 
 
-def _target(state: Episode, policy: Policy) -> LevelOfCare | None:
+def step_up_target(state: Episode, policy: Policy) -> LevelOfCare | None:
+    """Where a step-up moves the client from the current level (None: the policy names nothing higher)."""
     return policy.step_up.get(state.level) if state.level else None
 
 
@@ -385,7 +388,7 @@ def _act_on_positive(
 ) -> list[DomainEvent]:
     """A counting positive: the sobriety date resets, and the client steps up (or a clinician reviews it)."""
     events: list[DomainEvent] = [SobrietyDateReset(state.episode_id, at, test.test_id)]
-    target = _target(state, policy)
+    target = step_up_target(state, policy)
     if target is None or state.status is not EpisodeStatus.ACTIVE and state.status is not EpisodeStatus.ON_HOLD:
         return events
     if policy.drug_testing.positive_result_action is PositiveResultAction.REVIEW:
@@ -410,8 +413,8 @@ def _decide_step_up(state: Episode, command: DecideStepUp, policy: Policy, at: d
     pending = state.pending_step_up
     if pending is None or pending.test_id != command.test_id or pending.waiting_for != "review":
         raise CommandRejected(f"no step-up review is pending for test {command.test_id}")
-    if len(command.note) > 2000:
-        raise CommandRejected("a note is at most 2000 characters")
+    if len(command.note) > MAX_NOTE:
+        raise CommandRejected(f"a note is at most {MAX_NOTE} characters")
     decided = StepUpReviewDecided(
         state.episode_id, at, command.test_id, command.confirm, staff_id(command.clinician), command.note
     )
@@ -425,8 +428,8 @@ def _reverse(state: Episode, command: ReverseStepUp, policy: Policy, at: datetim
     last = state.last_step_up
     if last is None or last.test_id != command.test_id or state.level is not last.to_level:
         raise CommandRejected(f"no step-up caused by test {command.test_id} can be reversed now")
-    if not command.reason.strip() or len(command.reason) > 2000:
-        raise CommandRejected("a reversal needs a reason (at most 2000 characters)")
+    if not command.reason.strip() or len(command.reason) > MAX_NOTE:
+        raise CommandRejected(f"a reversal needs a reason (at most {MAX_NOTE} characters)")
     clinician = staff_id(command.clinician)
     cause = f"reversal of the step-up on test {command.test_id}: {command.reason}"
     return [

@@ -1,6 +1,7 @@
 """EpisodeWorkflow: one client's episode of care, from intake to closure.
 
-Commands arrive as Temporal updates with validators: a command the domain refuses is rejected before it
+Commands arrive as Temporal updates with validators, each named by its wire name in the catalogue
+(`domain.commands.COMMANDS`) and all taking one path: a command the domain refuses is rejected before it
 reaches history, and nothing is recorded. An accepted command is decided by the domain, its events are
 appended to the event store by an idempotent activity (event ids minted here, deterministically), and only
 then folded into the workflow's state. The care clock (reviews, escalations, the end of aftercare) is the
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -26,31 +28,17 @@ with workflow.unsafe.imports_passed_through():
     from continuum.domain.clock import Due, next_due
     from continuum.domain.codec import decode, encode, to_envelope
     from continuum.domain.commands import (
-        CancelTest,
-        ChangeMedications,
+        COMMANDS,
         Command,
-        DecideStepUp,
-        Discharge,
         DrawTestSchedule,
         FlagLabNotNotified,
         FlagReferralNotSent,
         OpenEpisode,
         OrderScheduledTest,
         OrderTest,
-        OverridePlacement,
-        PutOnHold,
-        RecordAssessment,
-        RecordConsent,
-        RecordFollowUpOutcome,
-        RecordReviewOutcome,
-        RecordSpecimenCollection,
-        RecordTestResult,
-        Resume,
-        ReverseStepUp,
-        RevokeConsent,
-        UpdateReferral,
     )
     from continuum.domain.decisions import admit, decide
+    from continuum.domain.disclosure import disclosed_values
     from continuum.domain.episode import Episode, EpisodeStatus
     from continuum.domain.errors import CommandRejected, DomainError
     from continuum.domain.events import DomainEvent, FollowUpRequested, ReferralIssued, TestOrdered
@@ -61,7 +49,8 @@ with workflow.unsafe.imports_passed_through():
     from continuum.domain.testing import draw_schedule
     from continuum.workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
 
-RECORD_TIMEOUT = timedelta(seconds=30)
+RECORD_TIMEOUT = timedelta(seconds=30)  # each attempt to append to the event store
+SEND_TIMEOUT = timedelta(seconds=30)  # each attempt to tell the lab, a partner or the outreach service
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -155,6 +144,15 @@ def _rejected(error: DomainError) -> ApplicationError:
     return ApplicationError(str(error), type="CommandRejected", non_retryable=True)
 
 
+def _arrived(name: str, args: Sequence[RawValue]) -> tuple[CommandMeta, Command]:
+    """The meta and command an update carries, decoded as the type its name has in the catalogue."""
+    command_type = COMMANDS.get(name)
+    if command_type is None or len(args) != 2:
+        raise ApplicationError(f"no command is sent to an episode as {name!r}", type="CommandRejected")
+    converter = workflow.payload_converter()
+    return converter.from_payload(args[0].payload, CommandMeta), converter.from_payload(args[1].payload, command_type)
+
+
 # Not sandboxed: the sandbox's per-activation import and builtins guards cost 2.5x on replay (0.65 against
 # 0.26 ms per history event, measured on tests/histories/episode_long.json), which is what a restarted
 # worker pays for every episode. Determinism is held by review, by the domain being pure (it never reads a
@@ -201,7 +199,7 @@ class EpisodeWorkflow:
                     alarm.cancel()
                 alarm = alarm_at = None
             if due is None:
-                await workflow.wait_condition(lambda: self._changes != seen)
+                await workflow.wait_condition(self._changed_since(seen))
                 continue
             delay = due.at - workflow.now()
             if delay > timedelta(0) and self._is_bounded():
@@ -210,13 +208,13 @@ class EpisodeWorkflow:
                     # rules from saying "not yet" to their own clock.
                     alarm, alarm_at = asyncio.create_task(workflow.sleep(delay + CLOCK_PAD)), due.at
                 fired = alarm
-                await workflow.wait_condition(lambda: self._changes != seen or fired.done())
+                await workflow.wait_condition(self._changed_since(seen, fired))
                 if fired.done():
                     alarm = alarm_at = None
                 continue  # decide again from the state as it is now (at the instant, it is due)
             try:
                 if delay > timedelta(0):
-                    await workflow.wait_condition(lambda: self._changes != seen, timeout=delay + CLOCK_PAD)
+                    await workflow.wait_condition(self._changed_since(seen), timeout=delay + CLOCK_PAD)
                     continue  # something happened first: decide again from the new state
             except TimeoutError:
                 pass
@@ -229,7 +227,12 @@ class EpisodeWorkflow:
         if alarm is not None and not alarm.done():
             alarm.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return encode(self._state)
+        final: dict[str, Any] = encode(self._state)
+        return final
+
+    def _changed_since(self, seen: int, alarm: asyncio.Task[None] | None = None) -> Callable[[], bool]:
+        """What the run loop waits for: a change of state since `seen`, or the care clock's alarm going off."""
+        return lambda: self._changes != seen or (alarm is not None and alarm.done())
 
     def _next_due(self, state: Episode) -> Due | None:
         self._drug_testing = workflow.patched(PATCH_DRUG_TESTING)
@@ -246,155 +249,23 @@ class EpisodeWorkflow:
             command = dataclasses.replace(command, lab_id=self._input.lab_id)
         return meta, command
 
-    # -- commands from other services ------------------------------------------------------------
+    # -- commands from other services: one path for all ---------------------------------------------
 
-    @workflow.update(name="open")
-    async def open(self, meta: CommandMeta, command: OpenEpisode) -> CommandResult:
+    @workflow.update(dynamic=True)
+    async def command(self, name: str, args: Sequence[RawValue]) -> CommandResult:
+        """Every command another service sends arrives here, as the update its catalogue name names
+        (`domain.commands.COMMANDS`), with its meta and the command as the update's two arguments."""
+        meta, command = _arrived(name, args)
         return await self._execute(meta, command)
 
-    @open.validator
-    def _validate_open(self, meta: CommandMeta, command: OpenEpisode) -> None:
-        if command.episode_id != self._input.episode_id:
+    @command.validator
+    def _validate_command(self, name: str, args: Sequence[RawValue]) -> None:
+        meta, command = _arrived(name, args)
+        if isinstance(command, OpenEpisode) and command.episode_id != self._input.episode_id:
             raise ApplicationError(
                 f"this workflow holds episode {self._input.episode_id}, not {command.episode_id}",
                 type="CommandRejected",
             )
-        self._validate(meta, command)
-
-    @workflow.update(name="record_assessment")
-    async def record_assessment(self, meta: CommandMeta, command: RecordAssessment) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @record_assessment.validator
-    def _validate_assessment(self, meta: CommandMeta, command: RecordAssessment) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="override_placement")
-    async def override_placement(self, meta: CommandMeta, command: OverridePlacement) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @override_placement.validator
-    def _validate_override(self, meta: CommandMeta, command: OverridePlacement) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="record_review_outcome")
-    async def record_review_outcome(self, meta: CommandMeta, command: RecordReviewOutcome) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @record_review_outcome.validator
-    def _validate_review(self, meta: CommandMeta, command: RecordReviewOutcome) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="put_on_hold")
-    async def put_on_hold(self, meta: CommandMeta, command: PutOnHold) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @put_on_hold.validator
-    def _validate_hold(self, meta: CommandMeta, command: PutOnHold) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="resume")
-    async def resume(self, meta: CommandMeta, command: Resume) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @resume.validator
-    def _validate_resume(self, meta: CommandMeta, command: Resume) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="discharge")
-    async def discharge(self, meta: CommandMeta, command: Discharge) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @discharge.validator
-    def _validate_discharge(self, meta: CommandMeta, command: Discharge) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="order_test")
-    async def order_test(self, meta: CommandMeta, command: OrderTest) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @order_test.validator
-    def _validate_order_test(self, meta: CommandMeta, command: OrderTest) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="record_specimen_collection")
-    async def record_specimen_collection(self, meta: CommandMeta, command: RecordSpecimenCollection) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @record_specimen_collection.validator
-    def _validate_collection(self, meta: CommandMeta, command: RecordSpecimenCollection) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="cancel_test")
-    async def cancel_test(self, meta: CommandMeta, command: CancelTest) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @cancel_test.validator
-    def _validate_cancel(self, meta: CommandMeta, command: CancelTest) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="record_test_result")
-    async def record_test_result(self, meta: CommandMeta, command: RecordTestResult) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @record_test_result.validator
-    def _validate_test_result(self, meta: CommandMeta, command: RecordTestResult) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="change_medications")
-    async def change_medications(self, meta: CommandMeta, command: ChangeMedications) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @change_medications.validator
-    def _validate_medications(self, meta: CommandMeta, command: ChangeMedications) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="decide_step_up")
-    async def decide_step_up(self, meta: CommandMeta, command: DecideStepUp) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @decide_step_up.validator
-    def _validate_decide_step_up(self, meta: CommandMeta, command: DecideStepUp) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="reverse_step_up")
-    async def reverse_step_up(self, meta: CommandMeta, command: ReverseStepUp) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @reverse_step_up.validator
-    def _validate_reverse(self, meta: CommandMeta, command: ReverseStepUp) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="record_consent")
-    async def record_consent(self, meta: CommandMeta, command: RecordConsent) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @record_consent.validator
-    def _validate_consent(self, meta: CommandMeta, command: RecordConsent) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="revoke_consent")
-    async def revoke_consent(self, meta: CommandMeta, command: RevokeConsent) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @revoke_consent.validator
-    def _validate_revocation(self, meta: CommandMeta, command: RevokeConsent) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="update_referral")
-    async def update_referral(self, meta: CommandMeta, command: UpdateReferral) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @update_referral.validator
-    def _validate_referral(self, meta: CommandMeta, command: UpdateReferral) -> None:
-        self._validate(meta, command)
-
-    @workflow.update(name="record_follow_up_outcome")
-    async def record_follow_up_outcome(self, meta: CommandMeta, command: RecordFollowUpOutcome) -> CommandResult:
-        return await self._execute(meta, command)
-
-    @record_follow_up_outcome.validator
-    def _validate_follow_up(self, meta: CommandMeta, command: RecordFollowUpOutcome) -> None:
         self._validate(meta, command)
 
     @workflow.query(name="state")
@@ -482,19 +353,13 @@ class EpisodeWorkflow:
         resource = referrals.directory.get(issued.resource_id) if referrals else None
         if issued.disclosure is None or resource is None or resource.endpoint is None or self._state is None:
             return
-        values = {
-            "episode_id": self._input.episode_id,
-            "referral_type": issued.resource_type.value,
-            "level_of_care": self._state.level.value if self._state.level else None,
-            "medications": list(self._state.medications),
-        }
-        disclosed = {item: values[item] for item in issued.disclosure.disclosed}
+        disclosed = disclosed_values(self._state, issued)
         try:
             await workflow.execute_activity(
                 "send_referral",
                 ReferralToSend(issued.referral_id, issued.resource_id, resource.endpoint, disclosed),
                 result_type=Sent,
-                start_to_close_timeout=RECORD_TIMEOUT,
+                start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=OUTBOUND_RETRY,
             )
         except ActivityError:
@@ -513,7 +378,7 @@ class EpisodeWorkflow:
                 "request_follow_up",
                 request,
                 result_type=Sent,
-                start_to_close_timeout=RECORD_TIMEOUT,
+                start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=OUTBOUND_RETRY,
             )
         except ActivityError:  # the request is on record and shows on the dashboard; the outcome is still awaited
@@ -533,7 +398,7 @@ class EpisodeWorkflow:
                 "send_lab_order",
                 lab_order,
                 result_type=LabOrderSent,
-                start_to_close_timeout=RECORD_TIMEOUT,
+                start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=LAB_ORDER_RETRY,
             )
         except ActivityError:
