@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from random import Random
 
 import pytest
@@ -32,17 +32,15 @@ from continuum.domain.commands import (
     ReverseStepUp,
 )
 from continuum.domain.decisions import decide
-from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus, HoldReason, OverrideReason, ReviewOutcome
+from continuum.domain.episode import DischargeReason, EpisodeStatus, HoldReason, OverrideReason, ReviewOutcome
 from continuum.domain.errors import CommandRejected, PolicyError
-from continuum.domain.events import DomainEvent, LevelChanged, PlacementDecided, ReviewEscalated
+from continuum.domain.events import LevelChanged, PlacementDecided, ReviewEscalated
 from continuum.domain.fold import REVIEW_OVERDUE, fold
 from continuum.domain.levels import Direction, LevelOfCare
 from continuum.domain.policy import default_policy_text, load_policy
 from continuum.domain.testing import TestMethod, TestResult, draw_schedule
+from tests.unit.scenario import DAY, POLICY, T0, Scenario
 
-POLICY = load_policy()
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-DAY = timedelta(days=1)
 L = LevelOfCare
 
 
@@ -108,26 +106,8 @@ def test_the_policy_version_is_the_hash_of_its_text() -> None:
     assert load_policy(text + "\n# changed\n").version != POLICY.version
 
 
-class Journey:
-    """Drives one episode through `decide` and `fold`, as the workflow does."""
-
-    def __init__(self) -> None:
-        self.state: Episode | None = None
-        self.at = T0
-        self.recorded: list[DomainEvent] = []
-
-    def do(self, command: object) -> list[DomainEvent]:
-        events = decide(self.state, command, POLICY, self.at)  # type: ignore[arg-type]
-        self.state = fold(events, self.state)
-        self.recorded += events
-        return events
-
-    def wait(self, days: float) -> None:
-        self.at += DAY * days
-
-
 def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare() -> None:
-    j = Journey()
+    j = Scenario()
     j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((3, 1, 2, 2, 2, 2), "clin-1")))
     levels = []
     for review in range(1, 6):
@@ -163,7 +143,7 @@ def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare() -> 
 
 
 def test_reviews_are_escalated_when_overdue_and_never_skipped() -> None:
-    j = Journey()
+    j = Scenario()
     j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((0, 0, 0, 0, 0, 3), "clin-1")))
     j.wait(30)
     j.do(RequestReview("r-1"))
@@ -181,7 +161,7 @@ def test_reviews_are_escalated_when_overdue_and_never_skipped() -> None:
 
 
 def test_holds_stop_the_stay_clock() -> None:
-    j = Journey()
+    j = Scenario()
     j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))  # IOP, 30 days
     j.wait(10)
     j.do(PutOnHold(HoldReason.HOSPITALISED))
@@ -210,14 +190,14 @@ def test_holds_stop_the_stay_clock() -> None:
     ],
 )
 def test_invalid_commands_are_refused_with_a_reason(command: object, message: str) -> None:
-    j = Journey()
+    j = Scenario()
     j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))
     with pytest.raises(CommandRejected, match=message):
         j.do(command)
 
 
 def test_commands_before_the_assessment_are_refused_but_discharge_is_not() -> None:
-    j = Journey()
+    j = Scenario()
     j.do(OpenEpisode("ep-1", "client-7"))
     with pytest.raises(CommandRejected, match="has not been assessed yet"):
         j.do(PutOnHold(HoldReason.LEAVE))
@@ -226,7 +206,7 @@ def test_commands_before_the_assessment_are_refused_but_discharge_is_not() -> No
 
 
 def test_an_override_keeps_both_levels_on_record_and_step_up_has_a_ceiling() -> None:
-    j = Journey()
+    j = Scenario()
     j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))
     overridden, moved = j.do(OverridePlacement(L.RESIDENTIAL, OverrideReason.COURT_ORDER, "order 12", "clin-2"))
     assert (overridden.recommended_level, overridden.actual_level) == (L.INTENSIVE_OUTPATIENT, L.RESIDENTIAL)  # type: ignore[attr-defined]
@@ -244,21 +224,21 @@ class EpisodeMachine(RuleBasedStateMachine):
 
     @initialize(ratings=st.tuples(*[st.integers(0, 4)] * 6), assess=st.booleans())
     def open(self, ratings: tuple[int, ...], assess: bool) -> None:
-        self.journey = Journey()
+        self.scenario = Scenario()
         self.reviews = 0
-        self.journey.do(
+        self.scenario.do(
             OpenEpisode("ep-1", "client-7", assessment=RecordAssessment(ratings, "clin-1") if assess else None)
         )
 
     def attempt(self, command: object) -> None:
         try:
-            self.journey.do(command)
+            self.scenario.do(command)
         except CommandRejected:
             pass
 
     @rule(days=st.floats(min_value=0, max_value=60))
     def time_passes(self, days: float) -> None:
-        self.journey.wait(days)
+        self.scenario.wait(days)
 
     @rule(ratings=st.tuples(*[st.integers(0, 4)] * 6))
     def assess(self, ratings: tuple[int, ...]) -> None:
@@ -291,9 +271,9 @@ class EpisodeMachine(RuleBasedStateMachine):
 
     @rule(seed=st.integers(0, 1000))
     def draw_schedule(self, seed: int) -> None:
-        state = self.journey.state
+        state = self.scenario.state
         if state is not None and state.level is not None:
-            draw = draw_schedule(Random(seed), state.level, self.journey.at, POLICY.drug_testing)
+            draw = draw_schedule(Random(seed), state.level, self.scenario.at, POLICY.drug_testing)
             self.attempt(DrawTestSchedule(draw))
 
     @rule(scheduled=st.booleans())
@@ -308,15 +288,15 @@ class EpisodeMachine(RuleBasedStateMachine):
         correct=st.booleans(),
     )
     def result(self, index: int, result: TestResult, method: TestMethod, substances: list[str], correct: bool) -> None:
-        state = self.journey.state
+        state = self.scenario.state
         if state is None or not state.tests:
             return
         test = state.tests[min(index, len(state.tests) - 1)]
         original = test.confirmed if method is TestMethod.CONFIRMED else test.presumptive
         corrects = original.lab_reference if correct and original else None
-        reference = f"lab-{len(self.journey.recorded)}"
+        reference = f"lab-{len(self.scenario.recorded)}"
         self.attempt(
-            RecordTestResult(test.test_id, result, method, self.journey.at, reference, tuple(substances), corrects)
+            RecordTestResult(test.test_id, result, method, self.scenario.at, reference, tuple(substances), corrects)
         )
 
     @rule(medications=st.lists(st.sampled_from(["buprenorphine", "methadone", "naltrexone"]), max_size=2))
@@ -325,7 +305,7 @@ class EpisodeMachine(RuleBasedStateMachine):
 
     @rule(confirm=st.booleans(), reverse=st.booleans())
     def clinician_on_step_up(self, confirm: bool, reverse: bool) -> None:
-        state = self.journey.state
+        state = self.scenario.state
         if state is not None and state.pending_step_up is not None:
             self.attempt(DecideStepUp(state.pending_step_up.test_id, confirm, "clin-2"))
         if state is not None and state.last_step_up is not None and reverse:
@@ -333,7 +313,7 @@ class EpisodeMachine(RuleBasedStateMachine):
 
     @rule()
     def overdue_results(self) -> None:
-        state = self.journey.state
+        state = self.scenario.state
         for test in state.tests if state else ():
             self.attempt(MarkResultOverdue(test.test_id))
 
@@ -348,9 +328,9 @@ class EpisodeMachine(RuleBasedStateMachine):
 
     @invariant()
     def state_is_valid_and_is_the_fold_of_what_was_recorded(self) -> None:
-        state = self.journey.state
-        assert state is not None and fold(self.journey.recorded) == state
-        assert state.version == len(self.journey.recorded)
+        state = self.scenario.state
+        assert state is not None and fold(self.scenario.recorded) == state
+        assert state.version == len(self.scenario.recorded)
         assert (state.status is EpisodeStatus.CLOSED) == (state.discharge_reason is not None)
         assert (state.status is EpisodeStatus.INTAKE) == (state.level is None and state.discharge_reason is None) or (
             state.status is EpisodeStatus.CLOSED
@@ -400,7 +380,7 @@ def test_a_hold_stops_every_clock_and_the_resumption_says_what_moved() -> None:
     from continuum.domain.clock import next_due
     from continuum.domain.events import EpisodeResumed
 
-    j = Journey()
+    j = Scenario()
     j.do(OpenEpisode("ep-hold", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))
     j.wait(POLICY.stay_minimum_days[L.INTENSIVE_OUTPATIENT])
     j.do(RequestReview("r-1"))
