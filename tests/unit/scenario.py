@@ -2,17 +2,20 @@
 
 A scenario keeps the episode's state, its own clock (`at`) and every event recorded; `clock` and `advance`
 issue what the episode's clock (`next_due`) would, so reviews, follow-ups and flags fall due as in the
-workflow, without Temporal.
+workflow, without Temporal. As the workflow does, the scenario draws a test schedule with a generator of
+its own (seeded, so a scenario runs the same every time).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from random import Random
 from typing import Any
 
 from continuum.domain.clock import next_due
 from continuum.domain.commands import (
     ChangeMedications,
+    DrawTestSchedule,
     OpenEpisode,
     OrderTest,
     RecordAssessment,
@@ -25,18 +28,19 @@ from continuum.domain.events import DomainEvent, TestOrdered
 from continuum.domain.fold import fold
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.policy import Policy, default_policy_text, load_policy
-from continuum.domain.testing import TestMethod, TestResult
+from continuum.domain.testing import TestMethod, TestResult, draw_schedule
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
 DAY = timedelta(days=1)
 POLICY = load_policy()
 # The default policy less random drug testing: scenarios about the care pathway watch reviews and levels alone.
-WITHOUT_TESTING = load_policy(default_policy_text().split("\n[drug_testing]")[0] + "\n")
+WITHOUT_TESTING_TEXT = default_policy_text().split("\n[drug_testing]")[0] + "\n"
+WITHOUT_TESTING = load_policy(WITHOUT_TESTING_TEXT)
 
 
-def policy_with(old: str, new: str) -> Policy:
-    """The default policy with one line of its text changed (the text must contain `old`)."""
-    text = default_policy_text()
+def policy_with(old: str, new: str, *, drug_testing: bool = True) -> Policy:
+    """The default policy (less drug testing if asked) with one piece of its text changed."""
+    text = default_policy_text() if drug_testing else WITHOUT_TESTING_TEXT
     assert old in text, old
     return load_policy(text.replace(old, new, 1))
 
@@ -51,6 +55,7 @@ class Scenario:
         self.at = at
         self.recorded: list[DomainEvent] = []
         self._state: Episode | None = None
+        self._random = Random(f"{at.isoformat()}:drug-tests")
 
     @classmethod
     def opened(
@@ -84,18 +89,22 @@ class Scenario:
     def wait(self, days: float) -> None:
         self.at += DAY * days
 
-    def clock(self) -> Any:
-        """The command the episode's clock issues next; the scenario's clock moves to its instant."""
+    def clock(self, until: datetime | None = None) -> Any:
+        """The command the episode's clock issues next (None if nothing falls due by `until`); the scenario's
+        clock moves to its instant."""
         due = next_due(self.state, self.policy, self.at, DAY)
-        assert due is not None, "nothing falls due"
+        if due is None or (until is not None and due.at > until):
+            assert until is not None, "nothing falls due"
+            return None
         self.at = max(self.at, due.at)
+        if isinstance(due.command, DrawTestSchedule) and due.command.draw is None and self.state.level is not None:
+            return DrawTestSchedule(draw_schedule(self._random, self.state.level, self.at, self.policy.drug_testing))
         return due.command
 
     def advance(self, until: datetime) -> None:
-        """Run what the episode's clock issues up to `until` (reviews requested, follow-ups, flags)."""
-        while (due := next_due(self.state, self.policy, self.at, DAY)) is not None and due.at <= until:
-            self.at = max(self.at, due.at)
-            self.do(due.command)
+        """Run what the episode's clock issues up to `until` (reviews requested, tests ordered, flags)."""
+        while (command := self.clock(until)) is not None:
+            self.do(command)
         self.at = until
 
     def step_down(self) -> list[DomainEvent]:
