@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -18,16 +17,12 @@ from continuum.domain.commands import OpenEpisode, OrderTest, OverridePlacement,
 from continuum.domain.episode import OverrideReason
 from continuum.domain.levels import LevelOfCare
 from continuum.eventlog.store import PostgresEventStore
-from tests.integration.episodes import WITHOUT_TESTING, episode_worker, meta, projected_state
+from tests.integration.episodes import WITHOUT_TESTING, episode_worker, events_of, meta, projected_state
 from tests.integration.lab_server import lab_server
 
 pytestmark = pytest.mark.integration
 MILD = (1, 1, 1, 1, 1, 1)
 UNSTABLE_HOME = (0, 0, 1, 0, 0, 3)  # residential; sober living at Harbor House fits
-
-
-def _flags_raised(store: PostgresEventStore, episode: str) -> list[dict[str, Any]]:
-    return [e.payload for e in store.read_stream(episode) if e.event_type == "FlagRaised"]
 
 
 async def test_a_lab_order_the_lab_refuses_is_flagged_lab_not_notified_and_the_test_stays_open(
@@ -40,11 +35,10 @@ async def test_a_lab_order_the_lab_refuses_is_flagged_lab_not_notified_and_the_t
             await episodes.send(episode, meta(), OrderTest("clin-1"))  # answered once the lab has been tried
             state = await episodes.state(episode)
 
-    [ordered] = [e for e in store.read_stream(episode) if e.event_type == "TestOrdered"]
+    [ordered] = events_of(store, episode, "TestOrdered")
     test_id = ordered.payload["test_id"]
     assert [a["key"] for a in lab.attempts] == [test_id]  # refused: final, not retried
-    [flagged] = _flags_raised(store, episode)
-    assert flagged["flag"] == f"lab_not_notified:{test_id}"
+    assert [e.payload["flag"] for e in events_of(store, episode, "FlagRaised")] == [f"lab_not_notified:{test_id}"]
     assert state is not None and f"lab_not_notified:{test_id}" in state["flags"]
     assert f"lab_not_notified:{test_id}" in projected_state(store, episode)["flags"]  # the director sees it
     assert [t["test_id"] for t in state["tests"]] == [test_id]  # the order stands; a result is still awaited
@@ -85,10 +79,10 @@ async def test_a_referral_its_partner_refuses_is_flagged_referral_not_sent(
             )
             state = await episodes.state(episode)
 
-    [issued] = [e for e in store.read_stream(episode) if e.event_type == "ReferralIssued"]
+    [issued] = events_of(store, episode, "ReferralIssued")
     referral_id = issued.payload["referral_id"]
     assert issued.payload["disclosure"]["recipient"] == "harbor-house"  # disclosed under the consent, then refused
     assert [a["key"] for a in partner.attempts] == [referral_id] and partner.accepted == {}
-    assert [f["flag"] for f in _flags_raised(store, episode)] == [f"referral_not_sent:{referral_id}"]
+    assert [e.payload["flag"] for e in events_of(store, episode, "FlagRaised")] == [f"referral_not_sent:{referral_id}"]
     assert state is not None and f"referral_not_sent:{referral_id}" in state["flags"]
     assert f"referral_not_sent:{referral_id}" in projected_state(store, episode)["flags"]
