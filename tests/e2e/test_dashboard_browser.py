@@ -19,7 +19,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.integration.test_running_stack import RunningStack, running_stack  # noqa: F401 (a fixture)
+from tests.integration.stacks import RunningStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -125,7 +125,7 @@ def _seed(stack: RunningStack) -> str:
     return episode
 
 
-def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack: RunningStack, browser: Page) -> None:  # noqa: F811
+def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack: RunningStack, browser: Page) -> None:
     episode = _seed(running_stack)
     base = running_stack.url
 
@@ -166,7 +166,8 @@ def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack
         timeout=30,
     ).json()["events"][3]["recorded_at"]
     browser.js(
-        f"document.getElementById('as_of').value = {json.dumps(opened_at)}; document.getElementById('as-of-form').submit()"
+        f"document.getElementById('as_of').value = {json.dumps(opened_at)};"
+        " document.getElementById('as-of-form').submit()"
     )
     replay = browser.until(
         "document.getElementById('replay-note') && document.getElementById('replay-note').innerText", "the replay"

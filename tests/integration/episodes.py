@@ -60,6 +60,22 @@ def projected_state(store: PostgresEventStore, episode: str) -> dict[str, Any]:
         return dict(conn.execute(text("SELECT state FROM episodes WHERE episode_id = :e"), {"e": episode}).one().state)
 
 
+def projected_row(store: PostgresEventStore, episode: str) -> Any:
+    """The episode's row in the `episodes` projection (state, level, status, flags, ...)."""
+    with store.engine.connect() as conn:
+        return conn.execute(text("SELECT * FROM episodes WHERE episode_id = :e"), {"e": episode}).one()
+
+
+def events_of(store: PostgresEventStore, episode: str, event_type: str) -> list[Any]:
+    """The episode's recorded events of one type, in order."""
+    return [e for e in store.read_stream(episode) if e.event_type == event_type]
+
+
+async def awaitable(value: T) -> T:
+    """`value` as an awaitable, for `eventually` to poll something that changes in place."""
+    return value
+
+
 def meta(command_id: str | None = None, actor: str = "svc:ehr-1") -> CommandMeta:
     return CommandMeta(command_id or f"cmd-{uuid.uuid4().hex[:10]}", actor)
 

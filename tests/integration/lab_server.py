@@ -1,4 +1,5 @@
-"""A real HTTP server on 127.0.0.1 that stands in for a lab's order endpoint, failing the first N POSTs."""
+"""A real HTTP server on 127.0.0.1 (on a free port) that stands in for a lab's or a partner's endpoint: it fails
+the first N POSTs (503, retried), or refuses every one (422, final)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 @dataclass
 class Received:
     fail_first: int = 0
+    refuse: bool = False
     attempts: list[dict[str, Any]] = field(default_factory=list)  # every POST, failed ones too
     accepted: dict[str, dict[str, Any]] = field(default_factory=dict)  # by Idempotency-Key
 
@@ -25,8 +27,8 @@ class Received:
 
 
 @contextmanager
-def lab_server(fail_first: int = 0) -> Iterator[Received]:
-    received = Received(fail_first=fail_first)
+def lab_server(fail_first: int = 0, *, refuse: bool = False) -> Iterator[Received]:
+    received = Received(fail_first=fail_first, refuse=refuse)
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -36,9 +38,9 @@ def lab_server(fail_first: int = 0) -> Iterator[Received]:
             with lock:
                 received.attempts.append({"key": key, **body})
                 failing = len(received.attempts) <= received.fail_first
-                if not failing:
+                if not failing and not received.refuse:
                     received.accepted.setdefault(key, body)  # a repeat of a key is acknowledged, not taken twice
-            self.send_response(503 if failing else 202)
+            self.send_response(422 if received.refuse else 503 if failing else 202)
             self.send_header("Content-Length", "0")
             self.end_headers()
 

@@ -26,7 +26,7 @@ from continuum.domain.episode import OverrideReason
 from continuum.domain.levels import LevelOfCare
 from continuum.eventlog.store import PostgresEventStore
 from continuum.workflows.episode import workflow_id
-from tests.integration.episodes import DAY, WITHOUT_TESTING, episode_worker, eventually, meta
+from tests.integration.episodes import DAY, WITHOUT_TESTING, awaitable, episode_worker, events_of, eventually, meta
 from tests.integration.lab_server import lab_server
 
 pytestmark = pytest.mark.integration
@@ -68,14 +68,6 @@ eligibility = {{ on_medication = ["buprenorphine"] }}
 """
 
 
-def _events(store: PostgresEventStore, episode: str, kind: str) -> list[Any]:
-    return [e for e in store.read_stream(episode) if e.event_type == kind]
-
-
-async def _async(value: Any) -> Any:
-    return value
-
-
 async def test_referrals_disclosures_alternatives_flags_and_a_relapse_at_the_60_day_follow_up(
     skipping_env: WorkflowEnvironment, store: PostgresEventStore
 ) -> None:
@@ -100,12 +92,14 @@ async def test_referrals_disclosures_alternatives_flags_and_a_relapse_at_the_60_
             assert moved.state == {}  # results carry their events; the state is a query
             referrals = {r["resource_id"]: r["referral_id"] for r in (await episodes.state(episode) or {})["referrals"]}
             harbor = referrals["harbor-house"]
-            await eventually(lambda: _async(partners.accepted), lambda a: harbor in a, "the partner took the referral")
+            await eventually(
+                lambda: awaitable(partners.accepted), lambda a: harbor in a, "the partner took the referral"
+            )
 
             await episodes.send(episode, meta(), UpdateReferral(harbor, ReferralStatus.DECLINED, "harbor-house"))
             oak = (await episodes.state(episode) or {})["referrals"][-1]
             await eventually(
-                lambda: _async(partners.accepted), lambda a: oak["referral_id"] in a, "the alternative sent"
+                lambda: awaitable(partners.accepted), lambda a: oak["referral_id"] in a, "the alternative sent"
             )
 
             handle = skipping_env.client.get_workflow_handle(workflow_id(episode))
@@ -140,7 +134,7 @@ async def test_referrals_disclosures_alternatives_flags_and_a_relapse_at_the_60_
         "episode_id": episode,
         "referral_type": "sober_living",
     }
-    issued = {e.payload["referral_id"]: e.payload for e in _events(store, episode, "ReferralIssued")}
+    issued = {e.payload["referral_id"]: e.payload for e in events_of(store, episode, "ReferralIssued")}
     assert issued[harbor]["disclosure"] == {
         "recipient": "harbor-house",
         "purpose": "aftercare_referral",
@@ -152,7 +146,7 @@ async def test_referrals_disclosures_alternatives_flags_and_a_relapse_at_the_60_
     assert "riverside-otp" not in referrals  # not on MAT
     assert f"referral_unanswered:{oak['referral_id']}" in final["flags"]
     assert f"referral_unanswered:{harbor}" not in final["flags"]
-    [relapse] = [e for e in _events(store, episode, "LevelChanged") if e.payload["cause_follow_up_id"]]
+    [relapse] = [e for e in events_of(store, episode, "LevelChanged") if e.payload["cause_follow_up_id"]]
     assert (relapse.payload["from_level"], relapse.payload["to_level"]) == ("aftercare", "intensive_outpatient")
     assert relapse.payload["cause"] == f"follow-up {relapse.payload['cause_follow_up_id']}: using"
     assert [f["outcome"] for f in final["follow_ups"] if f["outcome"]] == ["abstinent"] * 3 + ["using"]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,56 +16,10 @@ from continuum.episodes import EpisodeCommands
 from continuum.eventlog.db import make_engine
 from continuum.eventlog.store import PostgresEventStore
 from continuum.workflows.episode import workflow_id
-from tests.integration.episodes import DAY, episode_worker, eventually
+from tests.integration.episodes import DAY, eventually
+from tests.integration.stacks import Stack
 
 pytestmark = pytest.mark.integration
-MILD = {"ratings": [1, 1, 1, 1, 1, 1], "assessed_by": "clin-1"}
-
-
-@dataclass
-class Stack:
-    """The API over a worker; episode ids are this test's own (the Temporal server is shared by all tests)."""
-
-    http: httpx.AsyncClient
-    keys: dict[str, str]  # role (or "lab-2") -> secret
-    episodes: EpisodeCommands
-    env: WorkflowEnvironment
-    store: PostgresEventStore
-    e1: str = ""
-    e2: str = ""
-    e3: str = ""
-
-    def episode(self, episode_id: str | None = None, **changes: Any) -> dict[str, Any]:
-        return {"episode_id": episode_id or self.e1, "client_id": "client-1", "assessment": MILD, **changes}
-
-    def auth(self, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[role]}"}
-
-    async def post(self, path: str, body: Any = None, role: str = "clinician", **headers: str) -> httpx.Response:
-        return await self.http.post(path, json=body, headers={**self.auth(role), **headers})
-
-    async def get(self, path: str, role: str = "director", **params: Any) -> httpx.Response:
-        return await self.http.get(path, params=params, headers=self.auth(role))
-
-
-@pytest.fixture
-async def stack(skipping_env: WorkflowEnvironment, store: PostgresEventStore) -> AsyncIterator[Stack]:
-    async with episode_worker(skipping_env, store) as episodes:
-        episodes.lab_id = "lab-1"
-        services = Services.build(episodes, store)
-        secrets = {
-            role.value: services.keys.create(
-                f"{role.value}-1",
-                role,
-                "lab-1" if role is Role.LAB else ("partner-1" if role is Role.PARTNER else None),
-            )[1]
-            for role in Role
-        }
-        secrets["lab-2"] = services.keys.create("lab-2", Role.LAB, "lab-2")[1]
-        transport = httpx.ASGITransport(app=create_app(services))
-        async with httpx.AsyncClient(transport=transport, base_url="http://continuum.test") as http:
-            run = uuid.uuid4().hex[:6]
-            yield Stack(http, secrets, episodes, skipping_env, store, f"EP-1-{run}", f"EP-2-{run}", f"EP-3-{run}")
 
 
 async def test_opening_an_episode_and_reading_it_back(stack: Stack) -> None:

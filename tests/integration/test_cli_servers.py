@@ -95,7 +95,10 @@ def test_up_starts_the_embedded_servers_registers_attributes_and_stops_cleanly(
 ) -> None:
     port, ui_port = free_port(), free_port()
     env = _env(
-        CONTINUUM_DATA_DIR=str(tmp_path), CONTINUUM_TEMPORAL_PORT=str(port), CONTINUUM_TEMPORAL_UI_PORT=str(ui_port)
+        CONTINUUM_DATA_DIR=str(tmp_path),
+        CONTINUUM_TEMPORAL_PORT=str(port),
+        CONTINUUM_TEMPORAL_UI_PORT=str(ui_port),
+        CONTINUUM_API_PORT=str(free_port()),  # not the default 8000, which another run may hold
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "continuum.cli", "up"],

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
 from continuum.domain.commands import (
@@ -24,20 +23,11 @@ from continuum.domain.testing import TestMethod, TestResult
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
 from continuum.workflows.episode import workflow_id
-from tests.integration.episodes import DAY, episode_worker, eventually, meta
+from tests.integration.episodes import DAY, awaitable, episode_worker, events_of, eventually, meta, projected_row
 from tests.integration.lab_server import lab_server
 
 pytestmark = pytest.mark.integration
 MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient: two tests a week
-
-
-def events_of(store: PostgresEventStore, episode: str, kind: str) -> list[Any]:
-    return [e for e in store.read_stream(episode) if e.event_type == kind]
-
-
-def projected(store: PostgresEventStore, episode: str) -> Any:
-    with store.engine.connect() as conn:
-        return conn.execute(text("SELECT * FROM episodes WHERE episode_id = :e"), {"e": episode}).one()
 
 
 async def open_at_iop(episodes: EpisodeCommands, episode: str) -> None:
@@ -48,15 +38,13 @@ async def first_order(
     env: WorkflowEnvironment, episodes: EpisodeCommands, store: PostgresEventStore, episode: str
 ) -> Any:
     """Move the episode's clock to its first scheduled test and return the order."""
-    draw = (await eventually(lambda: _events(store, episode, "TestScheduleDrawn"), bool, "a schedule drawn"))[0]
+    draw = (
+        await eventually(lambda: awaitable(events_of(store, episode, "TestScheduleDrawn")), bool, "a schedule drawn")
+    )[0]
     first_day = min(draw.payload["chosen_days"])
     handle = env.client.get_workflow_handle(workflow_id(episode))
     await env.fast_forward(handle, DAY * (first_day + 0.25))
-    return (await eventually(lambda: _events(store, episode, "TestOrdered"), bool, "a test ordered"))[0]
-
-
-async def _events(store: PostgresEventStore, episode: str, kind: str) -> list[Any]:
-    return events_of(store, episode, kind)
+    return (await eventually(lambda: awaitable(events_of(store, episode, "TestOrdered")), bool, "a test ordered"))[0]
 
 
 async def test_the_schedule_is_drawn_recorded_and_ordered_with_the_lab_told_once_despite_a_failure(
@@ -67,7 +55,7 @@ async def test_the_schedule_is_drawn_recorded_and_ordered_with_the_lab_told_once
         async with episode_worker(skipping_env, store, lab_order_url=lab.url) as episodes:
             await open_at_iop(episodes, episode)
             order = await first_order(skipping_env, episodes, store, episode)
-            await eventually(lambda: _async(lab.accepted), lambda a: order.payload["test_id"] in a, "lab told")
+            await eventually(lambda: awaitable(lab.accepted), lambda a: order.payload["test_id"] in a, "lab told")
             state = await episodes.state(episode)
 
     [draw] = events_of(store, episode, "TestScheduleDrawn")
@@ -77,10 +65,6 @@ async def test_the_schedule_is_drawn_recorded_and_ordered_with_the_lab_told_once
     assert state is not None and len(state["planned_tests"]) == 7
     assert [a["key"] for a in lab.attempts] == [order.payload["test_id"]] * 2  # failed once, retried once
     assert lab.accepted[order.payload["test_id"]]["episode_id"] == episode
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 async def test_a_replay_draws_the_same_schedule(skipping_env: WorkflowEnvironment, store: PostgresEventStore) -> None:
@@ -144,7 +128,7 @@ async def test_a_positive_at_iop_steps_up_and_every_outcome_names_its_cause(
 
     assert [e.type for e in result.events] == ["TestResultRecorded", "SobrietyDateReset", "LevelChanged"]
     assert again.events == []  # the identical result again records nothing
-    assert projected(store, episode).level == "residential"
+    assert projected_row(store, episode).level == "residential"
     recorded = {e.event_type: e for e in store.read_stream(episode) if e.metadata.causation_id == "lab-result-1"}
     assert set(recorded) == {"TestResultRecorded", "SobrietyDateReset", "LevelChanged"}
     assert events_of(store, episode, "TestScheduleDrawn")[-1].payload["level"] == "residential"  # redrawn
@@ -196,10 +180,10 @@ async def test_refused_steps_up_and_a_presumptive_positive_then_negative_confirm
         )
 
     assert [e.type for e in collected.events] == ["SpecimenCollected"]
-    assert projected(store, "ep-refused").level == "residential"
+    assert projected_row(store, "ep-refused").level == "residential"
     assert [e.type for e in pending.events] == ["TestResultRecorded", "StepUpPending"]
     assert [e.type for e in cancelled.events] == ["TestResultRecorded", "StepUpCancelled"]
-    assert projected(store, "ep-unconfirmed").level == "intensive_outpatient"
+    assert projected_row(store, "ep-unconfirmed").level == "intensive_outpatient"
 
 
 async def test_a_missing_result_is_flagged_for_the_director(
@@ -212,7 +196,9 @@ async def test_a_missing_result_is_flagged_for_the_director(
         test_id = ordered.events[0].data["test_id"]
         handle = skipping_env.client.get_workflow_handle(workflow_id(episode))
         await skipping_env.fast_forward(handle, DAY * 3.2)
-        overdue = await eventually(lambda: _events(store, episode, "TestResultOverdue"), bool, "result overdue")
+        overdue = await eventually(
+            lambda: awaitable(events_of(store, episode, "TestResultOverdue")), bool, "result overdue"
+        )
 
     assert any(e.payload["test_id"] == test_id for e in overdue)
-    assert f"result_missing:{test_id}" in projected(store, episode).flags
+    assert f"result_missing:{test_id}" in projected_row(store, episode).flags

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -24,7 +23,15 @@ from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
 from continuum.eventlog.verify import verify_log
 from continuum.workflows.episode import workflow_id
-from tests.integration.episodes import DAY, WITHOUT_TESTING, episode_worker, eventually, meta, worker_process
+from tests.integration.episodes import (
+    DAY,
+    WITHOUT_TESTING,
+    episode_worker,
+    eventually,
+    meta,
+    projected_row,
+    worker_process,
+)
 
 pytestmark = pytest.mark.integration
 POLICY = load_policy(WITHOUT_TESTING)
@@ -45,11 +52,6 @@ MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient
 
 def types(store: PostgresEventStore, episode: str) -> list[str]:
     return [e.event_type for e in store.read_stream(episode)]
-
-
-def projected(store: PostgresEventStore, episode: str) -> Any:
-    with store.engine.connect() as conn:
-        return conn.execute(text("SELECT * FROM episodes WHERE episode_id = :e"), {"e": episode}).one()
 
 
 async def pending_review(episodes: EpisodeCommands, episode: str) -> dict[str, Any]:
@@ -83,7 +85,7 @@ async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare
             LevelOfCare.OUTPATIENT,
         ]
         for level in path:
-            assert projected(store, episode).level == level.value
+            assert projected_row(store, episode).level == level.value
             await skipping_env.fast_forward(handle, DAY * (POLICY.stay_minimum_days[level] + 0.5))
             review = await pending_review(episodes, episode)
             assert [t for t in types(store, episode) if t in CARE_PATHWAY][-1] == "ReviewRequested"
@@ -93,13 +95,13 @@ async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare
             )
             assert [e.type for e in moved.events][:2] == ["ReviewCompleted", "LevelChanged"]  # then aftercare's
             assert moved.events[1].data["direction"] == "down"
-        assert projected(store, episode).level == "aftercare"
+        assert projected_row(store, episode).level == "aftercare"
         await skipping_env.fast_forward(handle, DAY * (POLICY.stay_minimum_days[LevelOfCare.AFTERCARE] + 1))
         final = await handle.result()
         description = await handle.describe()
 
     assert final["status"] == "closed" and final["discharge_reason"] == "completed"
-    row = projected(store, episode)
+    row = projected_row(store, episode)
     assert (row.status, row.level, row.flags) == ("closed", "aftercare", [])
     recorded = types(store, episode)
     assert [t for t in recorded if t in CARE_PATHWAY] == [
@@ -139,13 +141,13 @@ async def test_an_overdue_review_is_escalated_and_cleared_by_the_outcome(
         await skipping_env.fast_forward(handle, DAY * (POLICY.review_due_days + 1))
         await eventually(lambda: episodes.state(episode), lambda s: s["pending_review"]["escalated"], "escalation")
         assert types(store, episode)[-2:] == ["ReviewRequested", "ReviewEscalated"]
-        assert projected(store, episode).flags == ["review_overdue"]
+        assert projected_row(store, episode).flags == ["review_overdue"]
 
         await episodes.send(
             episode, meta(), RecordReviewOutcome(review["review_id"], ReviewOutcome.EXTEND, "ther-1", 10)
         )
 
-        assert projected(store, episode).flags == []
+        assert projected_row(store, episode).flags == []
         assert types(store, episode)[-1] == "ReviewCompleted"
 
 
@@ -171,7 +173,7 @@ async def test_a_discharge_against_medical_advice_mid_stay_closes_the_episode(
     assert [e.type for e in result.events] == ["EpisodeClosed"]
     assert result.events[0].data["teds"] == "dropped_out"
     assert readmitted["previous_episode_id"] == episode and types(store, episode).count("EpisodeOpened") == 1
-    assert final["status"] == "closed" and projected(store, episode).status == "closed"
+    assert final["status"] == "closed" and projected_row(store, episode).status == "closed"
     assert types(store, episode)[-1] == "EpisodeClosed"
 
 
@@ -184,7 +186,7 @@ async def test_hold_and_resume_stop_and_restart_the_stay_clock(
         handle = handle_of(skipping_env, episode)
         await skipping_env.fast_forward(handle, DAY * 10)
         await episodes.send(episode, meta(), PutOnHold(HoldReason.HOSPITALISED))
-        assert projected(store, episode).status == "on_hold"
+        assert projected_row(store, episode).status == "on_hold"
         await skipping_env.fast_forward(handle, DAY * 40)  # past the 30-day review point, but on hold
         assert (await episodes.state(episode))["pending_review"] is None  # type: ignore[index]
         await episodes.send(episode, meta(), Resume())
@@ -217,7 +219,7 @@ async def test_a_rejected_command_records_nothing_and_says_why(
         history = await handle_of(skipping_env, episode).fetch_history()
 
     assert types(store, episode) == before == ["EpisodeOpened"]
-    assert projected(store, episode).status == "intake"
+    assert projected_row(store, episode).status == "intake"
     assert not any(
         e.HasField("workflow_execution_update_accepted_event_attributes")
         and e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name == "put_on_hold"
@@ -294,7 +296,7 @@ async def test_a_worker_killed_mid_episode_is_replaced_without_duplicates_or_gap
     assert len({e.event_id for e in events}) == len(events)
     care = [e.event_type for e in events if e.event_type in CARE_PATHWAY]
     assert care[-4:] == ["ReviewRequested", "ReviewCompleted", "LevelChanged", "ReviewRequested"]
-    assert projected(store, episode).level == "residential"
+    assert projected_row(store, episode).level == "residential"
     assert verify_log(store.engine).ok
     assert second.returncode == 0
 

@@ -43,7 +43,7 @@ from tests.integration.episodes import (
     meta,
     worker_process,
 )
-from tests.integration.test_api import Stack, stack  # noqa: F401 (the API fixture)
+from tests.integration.stacks import Stack
 
 pytestmark = pytest.mark.integration
 MILD = (1, 1, 1, 1, 1, 1)

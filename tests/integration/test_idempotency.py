@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from continuum.access import Claimed, IdempotencyStore, InProgress, StoredResponse, UsedForAnotherRequest
-from tests.integration.test_api import Stack, stack  # noqa: F401  (the API over a worker, as a fixture)
+from tests.integration.stacks import Stack
 
 pytestmark = pytest.mark.integration
 CONCURRENT = 50

@@ -344,9 +344,9 @@ async def test_the_poison_values_of_issue_13_are_refused_naming_the_field(api: A
         ({**result, "collected_at": "0001-01-01T00:00:00+14:00"}, "collected_at"),
         ({**result, "collected_at": datetime.now(UTC).isoformat(), "lab_reference": "L\u0000-1"}, "lab_reference"),
     ]
-    for body, field in cases:
+    for body, named in cases:
         refused = await api.send("POST", f"/episodes/{episode}/tests/{test_id}/results", body)
-        assert refused.status_code == 422 and refused.json()["detail"].startswith(f"{field}: "), refused.json()
+        assert refused.status_code == 422 and refused.json()["detail"].startswith(f"{named}: "), refused.json()
         assert "0001" not in refused.text and "\\u0000" not in refused.text  # the problem does not echo the value
     key = {"Idempotency-Key": f"nul-note-{episode}"}
     nul_note = await api.send(

@@ -4,14 +4,7 @@ and schemathesis against its `/openapi.json` (bounded: a few examples per operat
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,76 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from continuum.eventlog.hashing import GENESIS_HASH, event_hash
-from tests.integration.episodes import free_port
+from tests.integration.stacks import RunningStack
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class RunningStack:
-    url: str
-    env: dict[str, str]
-    keys: dict[str, str]
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "continuum.cli", *args], env=self.env, capture_output=True, text=True, timeout=120
-        )
-
-
-@pytest.fixture(scope="module")
-def running_stack(
-    postgres: str, template_url: str, temporal_env: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningStack]:
-    import psycopg
-
-    name = f"stack_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE continuum_template')
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))},
-        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "TEMPORAL_TASK_QUEUE": f"stack-{name}",
-        "DATABASE_URL": postgres.replace("/continuum?", f"/{name}?"),
-        "CONTINUUM_DATA_DIR": str(tmp_path_factory.mktemp("stack")),
-        "CONTINUUM_API_PORT": str(port),
-        "CONTINUUM_LOG_FORMAT": "json",
-    }
-    keys = {}
-    for role in ("clinician", "director", "auditor"):
-        created = subprocess.run(
-            [sys.executable, "-m", "continuum.cli", "keys", "create", "--role", role, "--name", f"{role}-1", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        keys[role] = json.loads(created.stdout)["secret"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "continuum.cli", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "worker.started" in line:
-            break
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    try:
-        yield RunningStack(url, env, keys)
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=60)
-        assert process.returncode == 0
 
 
 def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack, tmp_path: Path) -> None:
@@ -201,14 +127,16 @@ def test_no_request_the_schema_allows_gets_a_server_error(running_stack: Running
     for result in api.get_all_operations():
         operation = result.ok()
         role = "clinician" if operation.method.upper() in ("POST", "PUT", "DELETE") else "director"
-        auth = {"Authorization": f"Bearer {running_stack.keys[role]}"}
-
-        @given(case=operation.as_strategy())
-        @settings(max_examples=4, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        def no_server_error(case: Any) -> None:
-            response = case.call(headers=auth, timeout=30)
-            case.validate_response(response, checks=[not_a_server_error])
-
-        no_server_error()
+        _no_server_error(operation, {"Authorization": f"Bearer {running_stack.keys[role]}"})
         checked += 1
     assert checked >= 20
+
+
+def _no_server_error(operation: Any, auth: dict[str, str]) -> None:
+    @given(case=operation.as_strategy())
+    @settings(max_examples=4, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def no_server_error(case: Any) -> None:
+        response = case.call(headers=auth, timeout=30)
+        case.validate_response(response, checks=[not_a_server_error])
+
+    no_server_error()

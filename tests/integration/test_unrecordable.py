@@ -2,13 +2,12 @@
 (CommandUnrecordable, never retried for ever), records nothing, and the episode stays usable.
 
 PostgreSQL is made to refuse one note with a data error (SQLSTATE 22023), as it would an untranslatable
-character, through a trigger that the test installs as the database owner.
+character, through a trigger that the `poisoned_note` fixture installs as the database owner.
 """
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, text
 from temporalio.testing import WorkflowEnvironment
 
 from continuum.domain.commands import Discharge, OpenEpisode, PutOnHold, RecordAssessment, Resume
@@ -19,28 +18,16 @@ from continuum.eventlog.verify import verify_log
 from tests.integration.episodes import WITHOUT_TESTING, episode_worker, meta
 
 MILD = (1, 1, 1, 1, 1, 1)
-POISON = """
-CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF NEW.payload->>'note' = 'poison-pill' THEN
-    RAISE EXCEPTION 'invalid parameter value' USING ERRCODE = '22023';
-  END IF;
-  RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_poison();
-"""
 
 
 async def test_a_value_the_log_cannot_store_fails_its_command_and_the_episode_goes_on(
-    skipping_env: WorkflowEnvironment, store: PostgresEventStore, superuser_engine: Engine
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore, poisoned_note: str
 ) -> None:
-    with superuser_engine.begin() as conn:
-        conn.execute(text(POISON))
     episode = "ep-unrecordable"
     async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING) as episodes:
         await episodes.open(meta(), OpenEpisode(episode, "client-u", assessment=RecordAssessment(MILD, "clin-1")))
         with pytest.raises(CommandUnrecordable):
-            await episodes.send(episode, meta(), Discharge(DischargeReason.COMPLETED, "poison-pill"))
+            await episodes.send(episode, meta(), Discharge(DischargeReason.COMPLETED, poisoned_note))
         held = await episodes.send(episode, meta(), PutOnHold(HoldReason.LEAVE))
         await episodes.send(episode, meta(), Resume())
         closed = await episodes.send(episode, meta(), Discharge(DischargeReason.COMPLETED, "goals met"))
@@ -49,5 +36,5 @@ async def test_a_value_the_log_cannot_store_fails_its_command_and_the_episode_go
     assert [e.type for e in closed.events] == ["EpisodeClosed"]
     types = [e.event_type for e in store.read_stream(episode)]
     assert types.count("EpisodeClosed") == 1 and types[-1] == "EpisodeClosed"
-    assert all(e.payload.get("note") != "poison-pill" for e in store.read_stream(episode))
+    assert all(e.payload.get("note") != poisoned_note for e in store.read_stream(episode))
     assert verify_log(store.engine).ok

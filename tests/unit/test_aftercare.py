@@ -2,100 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from continuum.domain.aftercare import FollowUpKind, FollowUpOutcome, ReferralStatus, ResourceType
-from continuum.domain.clock import next_due
 from continuum.domain.commands import (
-    ChangeMedications,
-    Command,
-    OpenEpisode,
-    RecordAssessment,
     RecordConsent,
     RecordFollowUpOutcome,
-    RecordReviewOutcome,
     RequestFollowUp,
     RevokeConsent,
     UpdateReferral,
 )
-from continuum.domain.decisions import decide
 from continuum.domain.directory import load_directory
-from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus, ReviewOutcome
+from continuum.domain.episode import DischargeReason, EpisodeStatus
 from continuum.domain.errors import CommandRejected, PolicyError
-from continuum.domain.events import DomainEvent, FlagRaised, LevelChanged, ReferralAwaitingConsent, ReferralIssued
-from continuum.domain.fold import fold
+from continuum.domain.events import FlagRaised, LevelChanged, ReferralAwaitingConsent, ReferralIssued
 from continuum.domain.levels import LevelOfCare
-from continuum.domain.policy import default_policy_text, load_policy
+from tests.unit.scenario import DAY, T0, WITHOUT_TESTING, Scenario
 
-POLICY = load_policy(default_policy_text().split("\n[drug_testing]")[0] + "\n")  # no random tests in the way
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-DAY = timedelta(days=1)
+POLICY = WITHOUT_TESTING  # no random tests in the way
 L = LevelOfCare
 UNSTABLE_HOME = (0, 0, 2, 0, 0, 3)  # residential; sober living and therapy fit
 MILD = (1, 1, 1, 1, 1, 1)  # IOP; only the open resources fit
 
 
-class Episode_:
-    """One episode driven through decide and fold, recording every event."""
-
-    def __init__(self, ratings: tuple[int, ...], medications: tuple[str, ...] = ()) -> None:
-        self.state: Episode | None = None
-        self.events: list[DomainEvent] = []
-        self.at = T0
-        self.run(OpenEpisode("E1", "client-1", None, RecordAssessment(ratings, "clin-1")))
-        if medications:
-            self.run(ChangeMedications(medications, "clin-1"))
-
-    @property
-    def s(self) -> Episode:
-        assert self.state is not None
-        return self.state
-
-    def run(self, command: Command, after_days: float = 0) -> list[DomainEvent]:
-        self.at += DAY * after_days
-        events = decide(self.state, command, POLICY, self.at)
-        self.state = fold(events, self.state)
-        self.events += events
-        return events
-
-    def advance(self, until: datetime) -> None:
-        """Run what the episode's clock issues up to `until` (reviews requested, follow-ups, flags)."""
-        while (due := next_due(self.s, POLICY, self.at, DAY)) is not None and due.at <= until:
-            self.at = max(self.at, due.at)
-            self.run(due.command)
-        self.at = until
-
-    def step_down(self) -> list[DomainEvent]:
-        """Run the clock to the review it requests, and record goals met."""
-        assert self.s.review_after_days is not None and self.s.level_since is not None
-        self.advance(self.s.level_since + DAY * self.s.review_after_days)
-        assert self.s.pending_review is not None
-        return self.run(RecordReviewOutcome(self.s.pending_review.review_id, ReviewOutcome.GOALS_MET, "ther-1"))
-
-    def to_aftercare(self) -> list[DomainEvent]:
-        while self.s.level is not L.AFTERCARE:
-            events = self.step_down()
-        return events
-
-    def clock(self) -> Command:
-        due = next_due(self.s, POLICY, self.at, DAY)
-        assert due is not None
-        self.at = max(self.at, due.at)
-        return due.command
+def aftercare_episode(ratings: tuple[int, ...], medications: tuple[str, ...] = ()) -> Scenario:
+    return Scenario.opened(ratings, episode_id="E1", medications=medications, policy=POLICY)
 
 
 def test_eligibility_picks_one_referral_per_fitting_type() -> None:
-    on_mat = Episode_(UNSTABLE_HOME, medications=("Buprenorphine",))
-    on_mat.run(RecordConsent("c-1", "harbor-house", "aftercare_referral", T0 + DAY * 400, "clin-1"))
+    on_mat = aftercare_episode(UNSTABLE_HOME, medications=("Buprenorphine",))
+    on_mat.do(RecordConsent("c-1", "harbor-house", "aftercare_referral", T0 + DAY * 400, "clin-1"))
     on_mat.to_aftercare()
-    mild = Episode_(MILD)
+    mild = aftercare_episode(MILD)
     mild.to_aftercare()
 
-    assert {r.resource_id for r in on_mat.s.referrals} == {
+    assert {r.resource_id for r in on_mat.state.referrals} == {
         "twelve-step-community",
         "smart-recovery-local",
         "alumni-group",
@@ -104,13 +47,13 @@ def test_eligibility_picks_one_referral_per_fitting_type() -> None:
         "riverside-otp",
         "community-counselling",
     }
-    assert {r.resource_type for r in mild.s.referrals} == {
+    assert {r.resource_type for r in mild.state.referrals} == {
         ResourceType.TWELVE_STEP,
         ResourceType.SMART_RECOVERY,
         ResourceType.ALUMNI,
         ResourceType.FAMILY_PROGRAMME,
     }
-    by_id = {r.resource_id: r for r in on_mat.s.referrals}
+    by_id = {r.resource_id: r for r in on_mat.state.referrals}
     assert by_id["harbor-house"].status is ReferralStatus.ISSUED  # consented
     assert by_id["riverside-otp"].status is ReferralStatus.AWAITING_CONSENT  # no consent: nothing sent
     assert (
@@ -120,35 +63,35 @@ def test_eligibility_picks_one_referral_per_fitting_type() -> None:
 
 
 def test_disclosures_are_in_the_log_and_only_under_a_valid_consent() -> None:
-    episode = Episode_(UNSTABLE_HOME, medications=("methadone",))
+    episode = aftercare_episode(UNSTABLE_HOME, medications=("methadone",))
     episode.to_aftercare()
-    waiting = next(r for r in episode.s.referrals if r.resource_id == "riverside-otp")
-    issued = episode.run(RecordConsent("c-9", "riverside-otp", "aftercare_referral", episode.at + DAY * 90, "clin-1"))
+    waiting = next(r for r in episode.state.referrals if r.resource_id == "riverside-otp")
+    issued = episode.do(RecordConsent("c-9", "riverside-otp", "aftercare_referral", episode.at + DAY * 90, "clin-1"))
 
-    disclosed = [e for e in episode.events if isinstance(e, ReferralIssued) and e.disclosure]
+    disclosed = [e for e in episode.recorded if isinstance(e, ReferralIssued) and e.disclosure]
     assert [type(e).__name__ for e in issued] == ["ConsentRecorded", "ReferralIssued"]
     assert [
         (e.referral_id, e.disclosure.recipient, e.disclosure.purpose, e.disclosure.disclosed, e.disclosure.consent_id)
         for e in disclosed
     ] == [(waiting.referral_id, "riverside-otp", "aftercare_referral", ("episode_id", "referral_type"), "c-9")]
-    assert not any(isinstance(e, ReferralIssued) and e.recipient == "harbor-house" for e in episode.events)
+    assert not any(isinstance(e, ReferralIssued) and e.recipient == "harbor-house" for e in episode.recorded)
 
-    episode.run(RevokeConsent("c-9", "clin-1"))
-    episode.run(UpdateReferral(waiting.referral_id, ReferralStatus.DECLINED, "riverside-otp"))
-    alternative = episode.s.referrals[-1]
+    episode.do(RevokeConsent("c-9", "clin-1"))
+    episode.do(UpdateReferral(waiting.referral_id, ReferralStatus.DECLINED, "riverside-otp"))
+    alternative = episode.state.referrals[-1]
     assert alternative.resource_id == "northside-obot" or alternative.status is ReferralStatus.AWAITING_CONSENT
 
 
 def test_a_decline_brings_an_alternative_of_the_same_type() -> None:
-    episode = Episode_(UNSTABLE_HOME)
+    episode = aftercare_episode(UNSTABLE_HOME)
     for partner in ("harbor-house", "oak-street"):
-        episode.run(RecordConsent(f"c-{partner}", partner, "aftercare_referral", T0 + DAY * 400, "clin-1"))
+        episode.do(RecordConsent(f"c-{partner}", partner, "aftercare_referral", T0 + DAY * 400, "clin-1"))
     episode.to_aftercare()
-    first = next(r for r in episode.s.referrals if r.resource_type is ResourceType.SOBER_LIVING)
+    first = next(r for r in episode.state.referrals if r.resource_type is ResourceType.SOBER_LIVING)
 
-    events = episode.run(UpdateReferral(first.referral_id, ReferralStatus.DECLINED, "harbor-house"), after_days=1)
-    second = episode.s.referrals[-1]
-    again = episode.run(UpdateReferral(second.referral_id, ReferralStatus.DECLINED, "oak-street"))
+    events = episode.do(UpdateReferral(first.referral_id, ReferralStatus.DECLINED, "harbor-house"), after_days=1)
+    second = episode.state.referrals[-1]
+    again = episode.do(UpdateReferral(second.referral_id, ReferralStatus.DECLINED, "oak-street"))
 
     assert [type(e).__name__ for e in events] == ["ReferralStatusChanged", "ReferralIssued"]
     assert (second.resource_id, second.alternative_of, second.status) == (
@@ -160,93 +103,96 @@ def test_a_decline_brings_an_alternative_of_the_same_type() -> None:
 
 
 def test_referral_transitions_are_validated() -> None:
-    episode = Episode_(UNSTABLE_HOME)
-    episode.run(RecordConsent("c-1", "harbor-house", "aftercare_referral", T0 + DAY * 400, "clin-1"))
+    episode = aftercare_episode(UNSTABLE_HOME)
+    episode.do(RecordConsent("c-1", "harbor-house", "aftercare_referral", T0 + DAY * 400, "clin-1"))
     episode.to_aftercare()
-    referral = next(r for r in episode.s.referrals if r.recipient == "harbor-house").referral_id
-    waiting = next(r for r in episode.s.referrals if r.status is ReferralStatus.AWAITING_CONSENT).referral_id
+    referral = next(r for r in episode.state.referrals if r.recipient == "harbor-house").referral_id
+    waiting = next(r for r in episode.state.referrals if r.status is ReferralStatus.AWAITING_CONSENT).referral_id
 
     with pytest.raises(CommandRejected, match="cannot become completed"):
-        episode.run(UpdateReferral(referral, ReferralStatus.COMPLETED, "harbor-house"))
+        episode.do(UpdateReferral(referral, ReferralStatus.COMPLETED, "harbor-house"))
     with pytest.raises(CommandRejected, match="awaits the client's consent"):
-        episode.run(UpdateReferral(waiting, ReferralStatus.ACCEPTED, "x"))
-    episode.run(UpdateReferral(referral, ReferralStatus.ACCEPTED, "harbor-house"))
-    assert episode.run(UpdateReferral(referral, ReferralStatus.ACCEPTED, "harbor-house")) == []
-    episode.run(UpdateReferral(referral, ReferralStatus.COMPLETED, "harbor-house"))
+        episode.do(UpdateReferral(waiting, ReferralStatus.ACCEPTED, "x"))
+    episode.do(UpdateReferral(referral, ReferralStatus.ACCEPTED, "harbor-house"))
+    assert episode.do(UpdateReferral(referral, ReferralStatus.ACCEPTED, "harbor-house")) == []
+    episode.do(UpdateReferral(referral, ReferralStatus.COMPLETED, "harbor-house"))
     with pytest.raises(CommandRejected, match="no referral"):
-        episode.run(UpdateReferral("E1.R99", ReferralStatus.ACCEPTED, "x"))
+        episode.do(UpdateReferral("E1.R99", ReferralStatus.ACCEPTED, "x"))
 
 
 def test_a_silent_partner_is_flagged_and_the_flag_clears_on_an_answer() -> None:
-    episode = Episode_(UNSTABLE_HOME)
-    episode.run(RecordConsent("c-1", "harbor-house", "aftercare_referral", T0 + DAY * 400, "clin-1"))
+    episode = aftercare_episode(UNSTABLE_HOME)
+    episode.do(RecordConsent("c-1", "harbor-house", "aftercare_referral", T0 + DAY * 400, "clin-1"))
     episode.to_aftercare()
-    referral = next(r for r in episode.s.referrals if r.recipient == "harbor-house")
+    referral = next(r for r in episode.state.referrals if r.recipient == "harbor-house")
 
     assert referral.answer_due_at == episode.at + DAY * 7
     episode.advance(episode.at + DAY * 7)
-    assert [e.flag for e in episode.events if isinstance(e, FlagRaised)] == [
+    assert [e.flag for e in episode.recorded if isinstance(e, FlagRaised)] == [
         f"referral_unanswered:{referral.referral_id}"
     ]
-    assert f"referral_unanswered:{referral.referral_id}" in episode.s.flags
-    episode.run(UpdateReferral(referral.referral_id, ReferralStatus.ACCEPTED, "harbor-house"))
-    assert not any(f.startswith("referral_unanswered") for f in episode.s.flags)
+    assert f"referral_unanswered:{referral.referral_id}" in episode.state.flags
+    episode.do(UpdateReferral(referral.referral_id, ReferralStatus.ACCEPTED, "harbor-house"))
+    assert not any(f.startswith("referral_unanswered") for f in episode.state.flags)
 
 
-def _follow_ups_until(episode: Episode_, count: int, outcome: FollowUpOutcome) -> None:
+def _follow_ups_until(episode: Scenario, count: int, outcome: FollowUpOutcome) -> None:
     for _ in range(count):
         command = episode.clock()
         assert isinstance(command, RequestFollowUp), command
-        episode.run(command)
-        episode.run(RecordFollowUpOutcome(command.follow_up_id, outcome, "outreach-1"))
+        episode.do(command)
+        episode.do(RecordFollowUpOutcome(command.follow_up_id, outcome, "outreach-1"))
 
 
 def test_follow_ups_after_residential_and_through_aftercare() -> None:
-    episode = Episode_(UNSTABLE_HOME)
+    episode = aftercare_episode(UNSTABLE_HOME)
     left_residential = episode.step_down()[-1]
     episode.to_aftercare()
     entered = episode.at
 
-    after_leaving = [f for f in episode.s.follow_ups if f.kind is FollowUpKind.AFTER_LEAVING]
-    aftercare = [f for f in episode.s.follow_ups if f.kind is FollowUpKind.AFTERCARE]
+    after_leaving = [f for f in episode.state.follow_ups if f.kind is FollowUpKind.AFTER_LEAVING]
+    aftercare = [f for f in episode.state.follow_ups if f.kind is FollowUpKind.AFTERCARE]
     assert [f.due_at - left_residential.occurred_at for f in after_leaving] == [DAY * 7, DAY * 30]
     assert [(f.due_at - entered) / DAY for f in aftercare] == [30, 60, 90, 181, 272, 363]
     assert all(f.requested_at is not None for f in after_leaving)  # requested on time, during IOP and outpatient
 
 
 def test_a_relapse_at_the_60_day_follow_up_re_enters_at_the_re_entry_level() -> None:
-    episode = Episode_(MILD)
+    episode = aftercare_episode(MILD)
     episode.to_aftercare()
     _follow_ups_until(episode, 1, FollowUpOutcome.ABSTINENT)
     command = episode.clock()
-    episode.run(command)
-    events = episode.run(RecordFollowUpOutcome(command.follow_up_id, FollowUpOutcome.USING, "outreach-1"))  # type: ignore[attr-defined]
+    episode.do(command)
+    events = episode.do(RecordFollowUpOutcome(command.follow_up_id, FollowUpOutcome.USING, "outreach-1"))  # type: ignore[attr-defined]
 
     move = events[-1]
     assert isinstance(move, LevelChanged) and move.cause_follow_up_id == command.follow_up_id  # type: ignore[attr-defined]
     assert (move.from_level, move.to_level, move.direction.value) == (L.AFTERCARE, POLICY.re_entry_level, "up")
-    assert episode.s.sobriety_since == episode.at and episode.s.level is L.INTENSIVE_OUTPATIENT
-    assert not any(f.kind is FollowUpKind.AFTERCARE and f.requested_at is None for f in episode.s.follow_ups)
+    assert episode.state.sobriety_since == episode.at and episode.state.level is L.INTENSIVE_OUTPATIENT
+    assert not any(f.kind is FollowUpKind.AFTERCARE and f.requested_at is None for f in episode.state.follow_ups)
 
 
 def test_repeated_not_reached_closes_the_episode_as_lost_to_follow_up() -> None:
-    episode = Episode_(MILD)
+    episode = aftercare_episode(MILD)
     episode.to_aftercare()
     _follow_ups_until(episode, 1, FollowUpOutcome.NOT_REACHED)
     _follow_ups_until(episode, 1, FollowUpOutcome.ABSTINENT)  # the count starts again
     _follow_ups_until(episode, 2, FollowUpOutcome.NOT_REACHED)
-    assert episode.s.status is EpisodeStatus.ACTIVE
+    assert episode.state.status is EpisodeStatus.ACTIVE
     _follow_ups_until(episode, 1, FollowUpOutcome.NOT_REACHED)
 
-    assert episode.s.status is EpisodeStatus.CLOSED and episode.s.discharge_reason is DischargeReason.LOST_TO_FOLLOW_UP
+    assert (
+        episode.state.status is EpisodeStatus.CLOSED
+        and episode.state.discharge_reason is DischargeReason.LOST_TO_FOLLOW_UP
+    )
     assert DischargeReason.LOST_TO_FOLLOW_UP.teds.value == "dropped_out"
 
 
 def test_consent_rules() -> None:
-    episode = Episode_(MILD)
+    episode = aftercare_episode(MILD)
     later = T0 + DAY * 30
-    episode.run(RecordConsent("c-1", "harbor-house", "aftercare_referral", later, "clin-1"))
-    assert episode.run(RecordConsent("c-1", "harbor-house", "aftercare_referral", later, "clin-1")) == []
+    episode.do(RecordConsent("c-1", "harbor-house", "aftercare_referral", later, "clin-1"))
+    assert episode.do(RecordConsent("c-1", "harbor-house", "aftercare_referral", later, "clin-1")) == []
     for command, reason in [
         (RecordConsent("c-1", "oak-street", "aftercare_referral", later, "clin-1"), "other terms"),
         (RecordConsent("c-2", "oak-street", "aftercare_referral", T0 - DAY, "clin-1"), "expire after now"),
@@ -256,12 +202,12 @@ def test_consent_rules() -> None:
         (RecordFollowUpOutcome("E1.F1", FollowUpOutcome.USING, "x"), "no follow-up"),
     ]:
         with pytest.raises(CommandRejected, match=reason):
-            episode.run(command)
+            episode.do(command)
 
 
 def test_an_expired_consent_discloses_nothing() -> None:
-    episode = Episode_(UNSTABLE_HOME)
-    episode.run(RecordConsent("c-1", "harbor-house", "aftercare_referral", T0 + DAY * 10, "clin-1"))
+    episode = aftercare_episode(UNSTABLE_HOME)
+    episode.do(RecordConsent("c-1", "harbor-house", "aftercare_referral", T0 + DAY * 10, "clin-1"))
     events = episode.to_aftercare()
     assert any(isinstance(e, ReferralAwaitingConsent) and e.recipient == "harbor-house" for e in events)
 
@@ -291,7 +237,8 @@ def test_selection_fits_every_resource_rule(ratings: list[int], medications: set
             "mood",
         ),
         (
-            '[[resources]]\nid = "a"\ntype = "alumni"\nname = "A"\n[[resources]]\nid = "a"\ntype = "alumni"\nname = "B"\n',
+            '[[resources]]\nid = "a"\ntype = "alumni"\nname = "A"\n'
+            '[[resources]]\nid = "a"\ntype = "alumni"\nname = "B"\n',
             "used twice",
         ),
         ("resources = []", "at least one"),

@@ -10,7 +10,6 @@ import pytest
 
 from continuum.domain.commands import (
     CancelTest,
-    ChangeMedications,
     DecideStepUp,
     DrawTestSchedule,
     MarkResultOverdue,
@@ -30,13 +29,10 @@ from continuum.domain.fold import BUPRENORPHINE_ABSENT, fold, result_missing_fla
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.policy import default_policy_text, load_policy
 from continuum.domain.testing import TestMethod, TestResult, draw_schedule, strata
-from tests.unit.test_decisions import Journey
+from tests.unit.scenario import DAY, POLICY, T0, Scenario
 
-POLICY = load_policy()
 TESTING = POLICY.drug_testing
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
 L = LevelOfCare
-DAY = timedelta(days=1)
 
 
 @pytest.mark.parametrize("level", [lv for lv in LevelOfCare if TESTING.per_week.get(lv, 0) > 0])
@@ -71,46 +67,16 @@ def test_the_same_generator_state_draws_the_same_schedule() -> None:
     assert first.eligible_days == tuple(range(28)) and len(first.weights) == 28
 
 
-class Testing(Journey):
-    """A journey at IOP with a drawn schedule, ready to order tests and record results."""
-
-    __test__ = False
-
-    def __init__(self, policy_text: str | None = None, medications: tuple[str, ...] = ()) -> None:
-        super().__init__()
-        self.policy = load_policy(policy_text) if policy_text else POLICY
-        self.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))
-        if medications:
-            self.do(ChangeMedications(medications, "clin-1"))
-        self.do(DrawTestSchedule(draw_schedule(Random(1), L.INTENSIVE_OUTPATIENT, self.at, self.policy.drug_testing)))
-
-    def do(self, command: object) -> list:  # type: ignore[type-arg]
-        events = decide(self.state, command, self.policy, self.at)  # type: ignore[arg-type]
-        self.state = fold(events, self.state)
-        self.recorded += events
-        return events
-
-    def order(self) -> str:
-        [ordered] = self.do(OrderTest("clin-1"))
-        assert isinstance(ordered, TestOrdered)
-        return ordered.test_id
-
-    def result(
-        self,
-        test_id: str,
-        result: TestResult,
-        *substances: str,
-        method: TestMethod = TestMethod.CONFIRMED,
-        ref: str = "lab-1",
-        corrects: str | None = None,
-    ) -> list:  # type: ignore[type-arg]
-        return self.do(
-            RecordTestResult(test_id, result, method, self.at - timedelta(hours=2), ref, substances, corrects)
-        )
+def iop_episode(policy_text: str | None = None, medications: tuple[str, ...] = ()) -> Scenario:
+    """An episode at IOP with a drawn schedule, ready to order tests and record results."""
+    policy = load_policy(policy_text) if policy_text else POLICY
+    t = Scenario.opened((1, 1, 1, 1, 1, 1), medications=medications, policy=policy)
+    t.do(DrawTestSchedule(draw_schedule(Random(1), L.INTENSIVE_OUTPATIENT, t.at, policy.drug_testing)))
+    return t
 
 
 def test_scheduled_tests_are_ordered_on_the_drawn_days_and_a_missing_result_is_flagged() -> None:
-    t = Testing()
+    t = iop_episode()
     assert t.state is not None and len(t.state.planned_tests) == 8
     t.at = t.state.planned_tests[0] - timedelta(minutes=1)
     with pytest.raises(CommandRejected, match="no scheduled test is due"):
@@ -128,7 +94,7 @@ def test_scheduled_tests_are_ordered_on_the_drawn_days_and_a_missing_result_is_f
 
 
 def test_a_positive_at_iop_steps_up_to_residential_naming_the_test_result_and_rule() -> None:
-    t = Testing()
+    t = iop_episode()
     test_id = t.order()
     events = t.result(test_id, TestResult.POSITIVE, "fentanyl")
     assert [type(e).__name__ for e in events] == ["TestResultRecorded", "SobrietyDateReset", "LevelChanged"]
@@ -139,7 +105,7 @@ def test_a_positive_at_iop_steps_up_to_residential_naming_the_test_result_and_ru
 
 
 def test_a_prescribed_mat_substance_does_not_count_and_its_absence_raises_a_flag() -> None:
-    t = Testing(medications=("Buprenorphine",))
+    t = iop_episode(medications=("Buprenorphine",))
     first = t.order()
     assert [type(e).__name__ for e in t.result(first, TestResult.POSITIVE, "buprenorphine")] == ["TestResultRecorded"]
     assert t.state is not None and t.state.level is L.INTENSIVE_OUTPATIENT
@@ -149,13 +115,13 @@ def test_a_prescribed_mat_substance_does_not_count_and_its_absence_raises_a_flag
 
 
 def test_refused_counts_as_positive_and_steps_up_without_waiting_for_a_lab() -> None:
-    t = Testing()
+    t = iop_episode()
     events = t.result(t.order(), TestResult.REFUSED, method=TestMethod.PRESUMPTIVE)
     assert isinstance(events[-1], LevelChanged) and t.state is not None and t.state.level is L.RESIDENTIAL
 
 
 def test_a_dilute_specimen_orders_a_retest() -> None:
-    t = Testing()
+    t = iop_episode()
     test_id = t.order()
     events = t.result(test_id, TestResult.DILUTE, method=TestMethod.PRESUMPTIVE)
     retest = events[-1]
@@ -165,7 +131,7 @@ def test_a_dilute_specimen_orders_a_retest() -> None:
 
 
 def test_a_presumptive_positive_then_a_negative_confirmation_leaves_the_level_unchanged() -> None:
-    t = Testing()
+    t = iop_episode()
     test_id = t.order()
     [recorded, pending] = t.result(test_id, TestResult.POSITIVE, "cocaine", method=TestMethod.PRESUMPTIVE)
     assert isinstance(pending, StepUpPending) and pending.waiting_for == "confirmation"
@@ -175,7 +141,7 @@ def test_a_presumptive_positive_then_a_negative_confirmation_leaves_the_level_un
 
 
 def test_a_presumptive_positive_confirmed_positive_steps_up() -> None:
-    t = Testing()
+    t = iop_episode()
     test_id = t.order()
     t.result(test_id, TestResult.POSITIVE, "cocaine", method=TestMethod.PRESUMPTIVE)
     events = t.result(test_id, TestResult.POSITIVE, "cocaine", ref="lab-2")
@@ -183,7 +149,7 @@ def test_a_presumptive_positive_confirmed_positive_steps_up() -> None:
 
 
 def test_results_are_idempotent_conflicts_are_refused_and_corrections_supersede() -> None:
-    t = Testing()
+    t = iop_episode()
     test_id = t.order()
     t.result(test_id, TestResult.NEGATIVE, ref="lab-1")
     assert t.result(test_id, TestResult.NEGATIVE, ref="lab-1") == []
@@ -205,7 +171,7 @@ def test_in_review_mode_a_clinician_confirms_the_step_up_and_can_reverse_it() ->
     review_policy = default_policy_text().replace(
         'positive_result_action = "automatic"', 'positive_result_action = "review"'
     )
-    t = Testing(review_policy)
+    t = iop_episode(review_policy)
     test_id = t.order()
     events = t.result(test_id, TestResult.POSITIVE, "methamphetamine")
     assert isinstance(events[-1], StepUpPending) and events[-1].waiting_for == "review"
@@ -222,7 +188,7 @@ def test_in_review_mode_a_clinician_confirms_the_step_up_and_can_reverse_it() ->
 
 
 def test_collection_is_recorded_and_a_cancelled_test_takes_no_result() -> None:
-    t = Testing()
+    t = iop_episode()
     test_id = t.order()
     collected = t.at - timedelta(hours=1)
     events = t.do(
@@ -242,7 +208,7 @@ def test_collection_is_recorded_and_a_cancelled_test_takes_no_result() -> None:
 
 
 def test_a_positive_never_discharges_even_at_the_most_intensive_level() -> None:
-    t = Testing()
+    t = iop_episode()
     t.result(t.order(), TestResult.POSITIVE, "alcohol")
     t.result(t.order(), TestResult.POSITIVE, "alcohol", ref="lab-2")  # at residential: nothing higher
     assert t.state is not None and t.state.status is EpisodeStatus.ACTIVE and t.state.level is L.RESIDENTIAL
@@ -255,7 +221,7 @@ def test_a_policy_without_a_drug_testing_section_schedules_no_tests() -> None:
     text = default_policy_text().split("\n[drug_testing]")[0]
     policy = load_policy(text)
     assert policy.drug_testing.per_week == {}
-    j = Journey()
+    j = Scenario()
     j.do(OpenEpisode("ep-1", "client-7", assessment=RecordAssessment((1, 1, 1, 1, 1, 1), "clin-1")))
     assert j.state is not None
     due = next_due(j.state, policy, j.at, DAY)

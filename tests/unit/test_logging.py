@@ -23,7 +23,9 @@ try:
     handle({{"token": "{SECRET}"}})
 except RuntimeError:
     logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
-    structlog.get_logger("api").exception("api.failed", authorization="Bearer {SECRET}", note="Authorization: Bearer abc")
+    structlog.get_logger("api").exception(
+        "api.failed", authorization="Bearer {SECRET}", note="Authorization: Bearer abc"
+    )
 """
 
 

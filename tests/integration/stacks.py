@@ -1,0 +1,69 @@
+"""What the stack fixtures (conftest.py) hand a test: the API over a worker in-process, or the whole stack as
+real processes; and the trigger through which PostgreSQL refuses one value as data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from continuum.episodes import EpisodeCommands
+from continuum.eventlog.store import PostgresEventStore
+
+MILD = {"ratings": [1, 1, 1, 1, 1, 1], "assessed_by": "clin-1"}
+# PostgreSQL refuses this note with a data error (SQLSTATE 22023), as it would an untranslatable character.
+POISON_NOTE = "poison-pill"
+POISON = f"""
+CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.payload->>'note' = '{POISON_NOTE}' THEN
+    RAISE EXCEPTION 'invalid parameter value' USING ERRCODE = '22023';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+"""
+
+
+@dataclass
+class Stack:
+    """The API over a worker; episode ids are this test's own (the Temporal server is shared by all tests)."""
+
+    http: httpx.AsyncClient
+    keys: dict[str, str]  # role (or "lab-2") -> secret
+    episodes: EpisodeCommands
+    env: WorkflowEnvironment
+    store: PostgresEventStore
+    e1: str = ""
+    e2: str = ""
+    e3: str = ""
+
+    def episode(self, episode_id: str | None = None, **changes: Any) -> dict[str, Any]:
+        return {"episode_id": episode_id or self.e1, "client_id": "client-1", "assessment": MILD, **changes}
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    async def post(self, path: str, body: Any = None, role: str = "clinician", **headers: str) -> httpx.Response:
+        return await self.http.post(path, json=body, headers={**self.auth(role), **headers})
+
+    async def get(self, path: str, role: str = "director", **params: Any) -> httpx.Response:
+        return await self.http.get(path, params=params, headers=self.auth(role))
+
+
+@dataclass
+class RunningStack:
+    """`continuum up` as a real process on the test servers: its URL, its environment and API keys."""
+
+    url: str
+    env: dict[str, str]
+    keys: dict[str, str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "continuum.cli", *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
