@@ -20,6 +20,7 @@ from continuum.eventlog.db import check_reachable, make_engine
 from continuum.eventlog.migrate import apply_migrations
 from continuum.eventlog.projection import EpisodesProjection
 from continuum.eventlog.store import PostgresEventStore
+from continuum.runtime.codec import encrypted_converter
 from continuum.runtime.servers import Endpoints
 from continuum.runtime.settings import Settings
 from continuum.runtime.temporal import connect_temporal, ensure_search_attributes
@@ -102,7 +103,8 @@ async def run_worker(settings: Settings, client: Client, store: PostgresEventSto
 
 async def connect(settings: Settings, endpoints: Endpoints) -> Client:
     """Connect to Temporal and make sure the search attributes exist."""
-    client = await connect_temporal(endpoints.temporal_address, settings.temporal_namespace)
+    converter = encrypted_converter(settings.key_ring())
+    client = await connect_temporal(endpoints.temporal_address, settings.temporal_namespace, data_converter=converter)
     added = await ensure_search_attributes(client, SEARCH_ATTRIBUTES)
     if added:
         log.info("temporal.search_attributes_registered", names=added)

@@ -58,7 +58,7 @@ def main() -> None:
 
 
 async def _measure(stack: BenchStack, count: int, open_count: int) -> dict[str, Any]:
-    client = await Client.connect(stack.temporal_address)
+    client = await stack.client()
     store = build_store(stack.database_url, stack.settings)
     throughput = await _throughput(client, store, count)
     memory = await _memory(stack, client, open_count)

@@ -121,7 +121,7 @@ def _estimated_lead(count: int, commands: int) -> float:
 async def _measure(
     stack: BenchStack, count: int, commands: int, in_flight: int, lead: float, path: str, deadline: float
 ) -> dict[str, Any]:
-    client = await Client.connect(stack.temporal_address)
+    client = await stack.client()
     queue = f"restart-{uuid.uuid4().hex[:6]}"
     policy_text = default_policy_text()
     policy = load_policy(policy_text)

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import Client
+
+from continuum.runtime.codec import encrypted_converter
 from continuum.runtime.servers import EmbeddedPostgres, running_servers
 from continuum.runtime.settings import Settings
 from continuum.workflows.search_attributes import SEARCH_ATTRIBUTES
@@ -45,6 +48,11 @@ class BenchStack:
             "CONTINUUM_LOG_LEVEL": "WARNING",
             **extra,
         }
+
+    async def client(self) -> Client:
+        """A Temporal client holding the payload keys the stack's processes use (runtime/codec.py)."""
+        converter = encrypted_converter(Settings.from_env(self.env()).key_ring())
+        return await Client.connect(self.temporal_address, data_converter=converter)
 
     @contextlib.contextmanager
     def process(

@@ -755,12 +755,14 @@ def replay_workflows(
 async def _replay_all(settings: Settings, limit: int) -> list[dict[str, Any]]:
     from temporalio.worker import Replayer
 
+    from continuum.runtime.codec import encrypted_converter
     from continuum.runtime.temporal import connect_temporal
     from continuum.workflows.episode import EpisodeWorkflow
 
     assert settings.temporal_address is not None
-    client = await connect_temporal(settings.temporal_address, settings.temporal_namespace)
-    replayer = Replayer(workflows=[EpisodeWorkflow])
+    converter = encrypted_converter(settings.key_ring())
+    client = await connect_temporal(settings.temporal_address, settings.temporal_namespace, data_converter=converter)
+    replayer = Replayer(workflows=[EpisodeWorkflow], data_converter=converter)
     results = []
     async for execution in client.list_workflows('WorkflowType = "EpisodeWorkflow"', limit=limit):
         history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()

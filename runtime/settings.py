@@ -7,6 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from continuum.runtime.codec import KeyRing
 
 
 class LogFormat(StrEnum):
@@ -51,6 +55,8 @@ class Settings:
         3000  # episodes a worker keeps in memory (about 350 KiB each); the rest replay on their next task
     )
     workflow_tasks: int = 8  # workflow tasks a worker takes at once (see worker.py)
+    payload_keys: str | None = None  # `<id>:<base64 key>` lines (first encrypts); see runtime/codec.py
+    payload_keys_file: Path | None = None  # a file of such lines; neither set: a key file in data_dir
 
     @property
     def embedded_temporal(self) -> bool:
@@ -102,6 +108,7 @@ class Settings:
         policy = text("CONTINUUM_POLICY_FILE", None)
         directory = text("CONTINUUM_DIRECTORY_FILE", None)
         role = env.get("CONTINUUM_DATABASE_ROLE")
+        keys_file = text("CONTINUUM_PAYLOAD_KEYS_FILE", None)
         return cls(
             temporal_address=text("TEMPORAL_ADDRESS", None),
             temporal_namespace=text("TEMPORAL_NAMESPACE", "default") or "default",
@@ -123,7 +130,18 @@ class Settings:
             api_port=port("CONTINUUM_API_PORT", 8000),
             workflow_cache=count("CONTINUUM_WORKFLOW_CACHE", 3000),
             workflow_tasks=count("CONTINUUM_WORKFLOW_TASKS", 8),
+            payload_keys=text("CONTINUUM_PAYLOAD_KEYS", None),
+            payload_keys_file=Path(keys_file).expanduser().resolve() if keys_file else None,
         )
+
+    def key_ring(self) -> KeyRing:
+        """The payload keys (runtime/codec.py); a malformed key names where it came from."""
+        from continuum.runtime.codec import PayloadKeyError, load_key_ring
+
+        try:
+            return load_key_ring(self.payload_keys, self.payload_keys_file, self.data_dir)
+        except PayloadKeyError as error:
+            raise SettingsError(str(error)) from None
 
     def directory_text(self) -> str:
         """The resource directory's text (the packaged default if none is configured)."""

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
 from continuum.runtime.servers import ServerUnavailable
@@ -21,9 +22,13 @@ _TYPES = {
 }
 
 
-async def connect_temporal(address: str, namespace: str, timeout: float = 20.0) -> Client:
+async def connect_temporal(
+    address: str, namespace: str, timeout: float = 20.0, data_converter: DataConverter | None = None
+) -> Client:
+    """A client; with `data_converter` (runtime/codec.py's `encrypted_converter`) every payload is encrypted."""
+    converter = data_converter or DataConverter.default
     try:
-        return await asyncio.wait_for(Client.connect(address, namespace=namespace), timeout)
+        return await asyncio.wait_for(Client.connect(address, namespace=namespace, data_converter=converter), timeout)
     except (RuntimeError, RPCError, OSError, TimeoutError) as error:
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise ServerUnavailable(f"cannot reach Temporal at {address} (namespace {namespace}): {reason}") from None
