@@ -22,6 +22,7 @@ from continuum.eventlog.projection import EpisodesProjection
 from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.servers import EmbeddedPostgres, temporal_binary
 from continuum.workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
+from tests.payloads import PAYLOADS
 
 TEMPLATE = "continuum_template"
 _exit_status = 0
@@ -112,6 +113,7 @@ async def temporal_env(temporal_path: Path) -> AsyncIterator[object]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_path),
         search_attributes=[EPISODE_LEVEL, EPISODE_STATUS],
+        data_converter=PAYLOADS,
         dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
     )
     try:
@@ -130,6 +132,7 @@ async def skipping_env(temporal_path: Path) -> AsyncIterator[object]:
         ts_config=TimeSkippingConfig(enabled=False),
         dev_server_existing_path=str(temporal_path),
         search_attributes=[EPISODE_LEVEL, EPISODE_STATUS],
+        data_converter=PAYLOADS,
         dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
     )
     try:
