@@ -31,6 +31,7 @@ from continuum.runtime.servers import EmbeddedPostgres, temporal_binary
 from continuum.workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
 from tests.integration.episodes import free_port
 from tests.integration.stacks import RunningStack
+from tests.payloads import PAYLOADS
 
 TEMPLATE = "continuum_template"
 _exit_status = 0
@@ -121,6 +122,7 @@ async def temporal_env(temporal_path: Path) -> AsyncIterator[object]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_path),
         search_attributes=[EPISODE_LEVEL, EPISODE_STATUS],
+        data_converter=PAYLOADS,
         dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
     )
     try:
@@ -139,6 +141,7 @@ async def skipping_env(temporal_path: Path) -> AsyncIterator[object]:
         ts_config=TimeSkippingConfig(enabled=False),
         dev_server_existing_path=str(temporal_path),
         search_attributes=[EPISODE_LEVEL, EPISODE_STATUS],
+        data_converter=PAYLOADS,
         dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
     )
     try:
@@ -163,6 +166,7 @@ def running_stack(
         "DATABASE_URL": postgres.replace("/continuum?", f"/{name}?"),
         "CONTINUUM_DATA_DIR": str(tmp_path_factory.mktemp("stack")),
         "CONTINUUM_API_PORT": str(port),
+        "CONTINUUM_PAYLOAD_KEYS": os.environ["CONTINUUM_PAYLOAD_KEYS"],  # the run's key (tests/payloads.py)
         "CONTINUUM_LOG_FORMAT": "json",
     }
     keys = {}

@@ -44,6 +44,7 @@ from tests.integration.episodes import (
     worker_process,
 )
 from tests.integration.stacks import Stack
+from tests.payloads import PAYLOADS
 
 pytestmark = pytest.mark.integration
 MILD = (1, 1, 1, 1, 1, 1)
@@ -183,7 +184,7 @@ async def test_temporal_stopped_and_restarted_with_its_database_keeps_episodes_a
     queue = f"restart-{uuid.uuid4().hex[:6]}"
     worker = worker_process(address, database_url, queue, tmp_path)
     try:
-        client = await Client.connect(address)
+        client = await Client.connect(address, data_converter=PAYLOADS)
         episodes = EpisodeCommands(client, queue, policy_text=SHORT_STAYS, day=timedelta(seconds=2))
         episode = f"ep-restart-{uuid.uuid4().hex[:6]}"
         await episodes.open(meta(), OpenEpisode(episode, "client-1", assessment=RecordAssessment(MILD, "clin-1")))

@@ -94,7 +94,8 @@ async def test_four_months_of_care_continues_as_new_and_keeps_a_bounded_working_
     for history in histories:
         started = history.events[0].workflow_execution_started_event_attributes
         assert sum(len(p.data) for p in started.input.payloads) < CARRIED_LIMIT
-        replayed = await Replayer(workflows=[EpisodeWorkflow]).replay_workflow(history, raise_on_replay_failure=True)
+        replayer = Replayer(workflows=[EpisodeWorkflow], data_converter=skipping_env.client.data_converter)
+        replayed = await replayer.replay_workflow(history, raise_on_replay_failure=True)
         assert replayed.replay_failure is None
     assert verify_log(store.engine).ok
 

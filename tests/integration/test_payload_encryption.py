@@ -15,6 +15,7 @@ import httpx
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -35,13 +36,10 @@ RATINGS = (3, 2, 1, 0, 4, 2)
 MEDICATION = "buprenorphine-naloxone-marker"
 
 
-async def _encrypted_env(env: WorkflowEnvironment, ring: KeyRing) -> WorkflowEnvironment:
-    client = await Client.connect(
-        env.client.service_client.config.target_host,
-        namespace=env.client.namespace,
-        data_converter=encrypted_converter(ring),
-    )
-    return WorkflowEnvironment.from_client(client)
+async def _env(env: WorkflowEnvironment, converter: DataConverter) -> WorkflowEnvironment:
+    """A client of the same server with a converter of this test's own."""
+    target, namespace = env.client.service_client.config.target_host, env.client.namespace
+    return WorkflowEnvironment.from_client(await Client.connect(target, namespace=namespace, data_converter=converter))
 
 
 async def _episode(episodes: EpisodeCommands, client_id: str) -> str:
@@ -64,7 +62,7 @@ def ring() -> KeyRing:
 
 @pytest.fixture
 async def encrypted(skipping_env: WorkflowEnvironment, ring: KeyRing) -> AsyncIterator[WorkflowEnvironment]:
-    yield await _encrypted_env(skipping_env, ring)
+    yield await _env(skipping_env, encrypted_converter(ring))
 
 
 async def test_a_history_read_without_the_key_shows_no_client_id_rating_or_medication(
@@ -93,7 +91,7 @@ async def test_without_the_codec_the_same_history_is_readable(
 ) -> None:
     """The control: the check above can fail."""
     client_id = f"client-{uuid.uuid4().hex[:10]}"
-    async with episode_worker(skipping_env, store) as episodes:
+    async with episode_worker(await _env(skipping_env, DataConverter.default), store) as episodes:
         episode = await _episode(episodes, client_id)
     raw = await _raw_history(skipping_env.client, episode)
     assert client_id.encode() in raw and MEDICATION.encode() in raw
