@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -267,11 +267,12 @@ def _marks(events: list[Any]) -> list[dict[str, Any]]:
     return marks
 
 
-def install(app: Any) -> None:
+async def _to_sign_in(request: Request, exc: Exception) -> Response:
+    return RedirectResponse("/dashboard/sign-in", status_code=303)
+
+
+def install(app: FastAPI) -> None:
     """Mount the dashboard, its assets, and the redirect to sign-in for a missing or revoked session."""
     app.include_router(router)
     app.mount("/dashboard/static", static, name="dashboard-static")
-
-    @app.exception_handler(SignInRequired)
-    async def _to_sign_in(request: Request, exc: SignInRequired) -> Response:
-        return RedirectResponse("/dashboard/sign-in", status_code=303)
+    app.add_exception_handler(SignInRequired, _to_sign_in)

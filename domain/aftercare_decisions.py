@@ -46,7 +46,8 @@ from continuum.domain.events import (
     ReferralStatusChanged,
     SobrietyDateReset,
 )
-from continuum.domain.fold import REFERRAL_NOT_SENT, REFERRAL_UNANSWERED, evolve, referral_flag
+from continuum.domain.flags import Flag, FlagFamily
+from continuum.domain.fold import evolve
 from continuum.domain.ids import staff_id
 from continuum.domain.levels import Direction, LevelOfCare, direction
 from continuum.domain.policy import Policy, ReferralPolicy
@@ -214,7 +215,7 @@ def decide_aftercare(
             return _update_referral(state, command, policy, at, day)
         case FlagReferralUnanswered(referral_id=referral_id):
             referral = state.referral(referral_id)
-            flag = referral_flag(REFERRAL_UNANSWERED, referral_id)
+            flag = Flag(FlagFamily.REFERRAL_UNANSWERED, referral_id)
             if referral is None or referral.status is not ReferralStatus.ISSUED or referral.answer_due_at is None:
                 raise CommandRejected(f"referral {referral_id} is not waiting for an answer")
             if flag in state.flags or at < referral.answer_due_at:
@@ -234,7 +235,7 @@ def decide_aftercare(
                 FlagRaised(
                     state.episode_id,
                     at,
-                    referral_flag(REFERRAL_NOT_SENT, referral_id),
+                    Flag(FlagFamily.REFERRAL_NOT_SENT, referral_id),
                     "the partner's endpoint did not take it",
                 )
             ]

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime, timedelta
 from functools import cache, reduce
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from continuum.domain.aftercare import Consent, FollowUp, FollowUpKind, FollowUpOutcome, Referral, ReferralStatus
 from continuum.domain.episode import Episode, EpisodeStatus, PendingReview, PendingStepUp, StepUpRecord
@@ -48,35 +48,30 @@ from continuum.domain.events import (
     TestResultRecorded,
     TestScheduleDrawn,
 )
+from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.levels import Direction, LevelOfCare
 from continuum.domain.testing import DrugTest, OrderReason, ResultReport, TestMethod
 
-REVIEW_OVERDUE = "review_overdue"
-STEP_UP_REVIEW_OVERDUE = "step_up_review_overdue"
-BUPRENORPHINE_ABSENT = "buprenorphine_absent"
-SPECIMEN_TEMPERATURE = "specimen_temperature_out_of_range"
-RESULT_MISSING = "result_missing"  # flags read "result_missing:<test id>", one per test
-REFERRAL_UNANSWERED = "referral_unanswered"  # "referral_unanswered:<referral id>"
-REFERRAL_NOT_SENT = "referral_not_sent"  # "referral_not_sent:<referral id>": the partner's endpoint never took it
+# The flags without a subject, by their older names (domain.flags has the families).
+REVIEW_OVERDUE = Flag(FlagFamily.REVIEW_OVERDUE)
+STEP_UP_REVIEW_OVERDUE = Flag(FlagFamily.STEP_UP_REVIEW_OVERDUE)
+BUPRENORPHINE_ABSENT = Flag(FlagFamily.BUPRENORPHINE_ABSENT)
+SPECIMEN_TEMPERATURE = Flag(FlagFamily.SPECIMEN_TEMPERATURE)
 
 
-def result_missing_flag(test_id: str) -> str:
-    return f"{RESULT_MISSING}:{test_id}"
-
-
-def referral_flag(family: str, referral_id: str) -> str:
-    return f"{family}:{referral_id}"
+def result_missing_flag(test_id: str) -> Flag:
+    return Flag(FlagFamily.RESULT_MISSING, test_id)
 
 
 class FoldError(DomainError):
     """An event that cannot follow the state before it (a history out of order, or from another episode)."""
 
 
-def _with_flag(flags: tuple[str, ...], flag: str) -> tuple[str, ...]:
-    return tuple(sorted({*flags, flag}))
+def _with_flag(flags: tuple[Flag, ...], flag: Flag) -> tuple[Flag, ...]:
+    return tuple(sorted({*flags, flag}))  # in the order of their spellings
 
 
-def _without_flag(flags: tuple[str, ...], flag: str) -> tuple[str, ...]:
+def _without_flag(flags: tuple[Flag, ...], flag: Flag) -> tuple[Flag, ...]:
     return tuple(f for f in flags if f != flag)
 
 
@@ -92,11 +87,11 @@ def replace(record: R, /, **changes: object) -> R:
     """`dataclasses.replace` for the state's frozen records, several times faster: it copies the fields
     rather than running `__init__` again (the records compute nothing at construction: no `__post_init__`,
     no `init=False` fields), which makes the fold, and so every replay and projection, cheaper."""
-    cls = type(record)
+    cls: type = type(record)
     unknown = changes.keys() - _field_names(cls)
     if unknown:
         raise TypeError(f"{cls.__name__} has no field {sorted(unknown)[0]!r}")
-    copy = object.__new__(cls)
+    copy = cast(R, object.__new__(cls))
     attributes = copy.__dict__
     attributes.update(record.__dict__)
     attributes.update(changes)
@@ -302,7 +297,7 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             )
             return replace(state, referrals=(*state.referrals, referral))
         case ReferralStatusChanged(referral_id=referral_id, status=status):
-            state = replace(state, flags=_without_flag(state.flags, referral_flag(REFERRAL_UNANSWERED, referral_id)))
+            state = replace(state, flags=_without_flag(state.flags, Flag(FlagFamily.REFERRAL_UNANSWERED, referral_id)))
             return _with_referral(state, referral_id, status=status)
         case FollowUpsScheduled(follow_ups=planned):
             added = tuple(FollowUp(p.follow_up_id, p.kind, p.due_at) for p in planned)

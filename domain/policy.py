@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from continuum.domain.directory import ResourceDirectory, load_directory
 from continuum.domain.errors import PolicyError
 from continuum.domain.levels import AsamEdition, LevelOfCare
+from continuum.domain.testing import TestResult
+
+E = TypeVar("E", bound=StrEnum)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class DrugTestingPolicy:
     window_days: int
     result_window_days: float
     retest_within_days: float
-    counting_results: tuple[str, ...]
+    counting_results: frozenset[TestResult]  # the results that count as positive
     positive_result_action: PositiveResultAction
     step_up_waits_for_confirmation: bool
     step_up_review_due_days: float
@@ -59,7 +62,9 @@ NO_RANDOM_TESTING = DrugTestingPolicy(
     window_days=28,
     result_window_days=3.0,
     retest_within_days=2.0,
-    counting_results=("positive", "refused", "no_show", "adulterated", "substituted"),
+    counting_results=frozenset(
+        {TestResult.POSITIVE, TestResult.REFUSED, TestResult.NO_SHOW, TestResult.ADULTERATED, TestResult.SUBSTITUTED}
+    ),
     positive_result_action=PositiveResultAction.AUTOMATIC,
     step_up_waits_for_confirmation=True,
     step_up_review_due_days=2.0,
@@ -167,7 +172,7 @@ class _Reader:
             node = node[part]
         return node
 
-    def enum(self, key: str, kind: type) -> Any:
+    def enum(self, key: str, kind: type[E]) -> E:
         value = self.get(key)
         try:
             return kind(value)
@@ -176,7 +181,7 @@ class _Reader:
             raise PolicyError(f"policy key {key}: {value!r} is not one of {allowed}") from None
 
     def level(self, key: str) -> LevelOfCare:
-        return self.enum(key, LevelOfCare)  # type: ignore[no-any-return]
+        return self.enum(key, LevelOfCare)
 
     def days(self, key: str, *, allow_zero: bool = False) -> float:
         value = self.get(key)
@@ -187,7 +192,8 @@ class _Reader:
             or (value == 0 and not allow_zero)
         ):
             raise PolicyError(
-                f"policy key {key} must be a {'non-negative' if allow_zero else 'positive'} number of days, not {value!r}"
+                f"policy key {key} must be a {'non-negative' if allow_zero else 'positive'} number of days,"
+                f" not {value!r}"
             )
         return float(value)
 
@@ -209,7 +215,7 @@ class _Reader:
         per_week = self.get(f"{key}.per_week")
         if not isinstance(per_week, dict):
             raise PolicyError(f"policy key {key}.per_week must be a table of level = tests per week")
-        frequencies = {}
+        frequencies: dict[LevelOfCare, float] = {}
         for name in per_week:
             level = self.enum_value(f"{key}.per_week.{name}", name)
             if level is LevelOfCare.WITHDRAWAL_MANAGEMENT:
@@ -224,7 +230,7 @@ class _Reader:
         if window != int(window) or window < 7:
             raise PolicyError(f"policy key {key}.window_days must be a whole number of days, at least 7")
         counting = self.get(f"{key}.counting_results")
-        known = {"positive", "refused", "no_show", "adulterated", "substituted", "dilute", "invalid", "unable_to_void"}
+        known = {r.value for r in TestResult if r is not TestResult.NEGATIVE}
         if not isinstance(counting, list) or not set(counting) <= known or "positive" not in counting:
             raise PolicyError(
                 f"policy key {key}.counting_results must list results among {sorted(known)}, positive included"
@@ -246,7 +252,7 @@ class _Reader:
             window_days=int(window),
             result_window_days=self.days(f"{key}.result_window_days"),
             retest_within_days=self.days(f"{key}.retest_within_days"),
-            counting_results=tuple(counting),
+            counting_results=frozenset(TestResult(r) for r in counting),
             positive_result_action=self.enum(f"{key}.positive_result_action", PositiveResultAction),
             step_up_waits_for_confirmation=waits,
             step_up_review_due_days=self.days(f"{key}.step_up_review_due_days"),
@@ -308,8 +314,8 @@ class _Reader:
             rules.append(
                 PlacementRule(
                     item["name"],
-                    dimension,
-                    at_least,
+                    cast(int, dimension),  # checked above: a dimension 1-6 and a rating 0-4
+                    cast(int, at_least),
                     self.enum_value(f"{where}.minimum_level", minimum) if minimum is not None else None,
                     bool(withdrawal_first),
                 )

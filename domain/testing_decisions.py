@@ -20,7 +20,7 @@ from continuum.domain.commands import (
     RecordTestResult,
     ReverseStepUp,
 )
-from continuum.domain.episode import Episode, EpisodeStatus
+from continuum.domain.episode import Episode, EpisodeStatus, StepUpCancellation, StepUpWait
 from continuum.domain.errors import CommandRejected
 from continuum.domain.events import (
     DomainEvent,
@@ -40,7 +40,7 @@ from continuum.domain.events import (
     TestResultRecorded,
     TestScheduleDrawn,
 )
-from continuum.domain.fold import BUPRENORPHINE_ABSENT, SPECIMEN_TEMPERATURE, STEP_UP_REVIEW_OVERDUE
+from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.ids import staff_id
 from continuum.domain.levels import Direction, LevelOfCare
 from continuum.domain.policy import Policy, PositiveResultAction
@@ -58,7 +58,6 @@ from continuum.domain.testing import (
 from continuum.domain.values import instant_problem, text_problem
 
 _SUBSTANCE = re.compile(r"[a-z0-9][a-z0-9 ,.'()/-]{0,63}")
-LAB_NOT_NOTIFIED = "lab_not_notified"
 # A result that says something was found says what (otherwise a positive reads "prescribed only: expected").
 NAMES_WHAT_IT_FOUND = frozenset({TestResult.POSITIVE, TestResult.ADULTERATED})
 # A specimen may be taken a little before its order is entered (point-of-care collection at intake).
@@ -181,11 +180,14 @@ def decide_testing(state: Episode, command: Command, policy: Policy, at: datetim
             pending = state.pending_step_up
             if pending is None or pending.test_id != test_id or pending.due_at is None or at < pending.due_at:
                 raise CommandRejected(f"no overdue step-up review for test {test_id}")
-            if STEP_UP_REVIEW_OVERDUE in state.flags:
+            if Flag(FlagFamily.STEP_UP_REVIEW_OVERDUE) in state.flags:
                 raise CommandRejected("the step-up review was already escalated")
             return [
                 FlagRaised(
-                    state.episode_id, at, STEP_UP_REVIEW_OVERDUE, f"step-up review for test {test_id} is overdue"
+                    state.episode_id,
+                    at,
+                    Flag(FlagFamily.STEP_UP_REVIEW_OVERDUE),
+                    f"step-up review for test {test_id} is overdue",
                 )
             ]
         case FlagLabNotNotified(test_id=test_id):
@@ -194,7 +196,7 @@ def decide_testing(state: Episode, command: Command, policy: Policy, at: datetim
                 FlagRaised(
                     state.episode_id,
                     at,
-                    f"{LAB_NOT_NOTIFIED}:{test_id}",
+                    Flag(FlagFamily.LAB_NOT_NOTIFIED, test_id),
                     f"the lab could not be told of test {test_id}",
                 )
             ]
@@ -232,7 +234,12 @@ def _collected(state: Episode, command: RecordSpecimenCollection, at: datetime) 
     ]
     if not command.temperature_in_range:
         events.append(
-            FlagRaised(state.episode_id, at, SPECIMEN_TEMPERATURE, f"test {command.test_id}: temperature out of range")
+            FlagRaised(
+                state.episode_id,
+                at,
+                Flag(FlagFamily.SPECIMEN_TEMPERATURE),
+                f"test {command.test_id}: temperature out of range",
+            )
         )
     return events
 
@@ -317,7 +324,8 @@ def _record_result(
         if same:
             return []  # the identical result again: nothing new
         raise CommandRejected(
-            f"test {command.test_id} already has a {command.method.value} result ({slot.result.value}, "
+            f"test {command.test_id} already has a {(command.method or TestMethod.PRESUMPTIVE).value} result"
+            f" ({slot.result.value}, "
             f"{slot.lab_reference}); send a correction naming that lab reference"
         )
     if command.method is TestMethod.PRESUMPTIVE and test.confirmed is not None:
@@ -329,18 +337,20 @@ def _record_result(
 def _withdrawn(state: Episode, test: DrugTest, at: datetime) -> list[DomainEvent]:
     """A counting result that no longer counts: a pending step-up is cancelled; a done one is flagged."""
     if state.pending_step_up and state.pending_step_up.test_id == test.test_id:
-        return [
-            StepUpCancelled(state.episode_id, at, test.test_id, "the result was corrected to one that does not count")
-        ]
+        return [StepUpCancelled(state.episode_id, at, test.test_id, StepUpCancellation.RESULT_CORRECTED)]
     if state.last_step_up and state.last_step_up.test_id == test.test_id:
-        return [FlagRaised(state.episode_id, at, "step_up_on_corrected_result", f"test {test.test_id} was corrected")]
+        return [
+            FlagRaised(
+                state.episode_id, at, Flag(FlagFamily.STEP_UP_ON_CORRECTED_RESULT), f"test {test.test_id} was corrected"
+            )
+        ]
     return []
 
 
 def _consequences(
     state: Episode,
     test: DrugTest,
-    method: TestMethod,
+    method: TestMethod | None,
     reading: Interpretation,
     policy: Policy,
     at: datetime,
@@ -350,7 +360,10 @@ def _consequences(
     if reading.buprenorphine_absent:
         events.append(
             FlagRaised(
-                state.episode_id, at, BUPRENORPHINE_ABSENT, f"test {test.test_id}: no buprenorphine while prescribed"
+                state.episode_id,
+                at,
+                Flag(FlagFamily.BUPRENORPHINE_ABSENT),
+                f"test {test.test_id}: no buprenorphine while prescribed",
             )
         )
     if reading.needs_retest:
@@ -358,10 +371,10 @@ def _consequences(
         retest = _order(state, OrderReason.RETEST, "clock", due, policy, at, retest_of=test.test_id, lab_id=test.lab_id)
         events.append(retest)
     pending = state.pending_step_up if state.pending_step_up and state.pending_step_up.test_id == test.test_id else None
-    if method is TestMethod.CONFIRMED and pending is not None and pending.waiting_for == "confirmation":
+    if method is TestMethod.CONFIRMED and pending is not None and pending.waiting_for is StepUpWait.CONFIRMATION:
         if not reading.counts_as_positive:
             return events + [
-                StepUpCancelled(state.episode_id, at, test.test_id, "the laboratory confirmation was negative")
+                StepUpCancelled(state.episode_id, at, test.test_id, StepUpCancellation.CONFIRMATION_NEGATIVE)
             ]
         return events + _act_on_positive(state, test, reading, policy, at, day)
     if not reading.counts_as_positive:
@@ -370,7 +383,7 @@ def _consequences(
     if reading.awaits_confirmation:
         if target is not None and state.pending_step_up is None:
             events.append(
-                StepUpPending(state.episode_id, at, test.test_id, "confirmation", target, None, policy.version)
+                StepUpPending(state.episode_id, at, test.test_id, StepUpWait.CONFIRMATION, target, None, policy.version)
             )
         return events
     return events + _act_on_positive(state, test, reading, policy, at, day)
@@ -391,7 +404,9 @@ def _act_on_positive(
     if policy.drug_testing.positive_result_action is PositiveResultAction.REVIEW:
         if state.pending_step_up is None or state.pending_step_up.test_id == test.test_id:
             due = at + day * policy.drug_testing.step_up_review_due_days
-            events.append(StepUpPending(state.episode_id, at, test.test_id, "review", target, due, policy.version))
+            events.append(
+                StepUpPending(state.episode_id, at, test.test_id, StepUpWait.REVIEW, target, due, policy.version)
+            )
         return events
     assert state.level is not None
     cause = f"test {test.test_id}: {reading.rule}; rule step_up.{state.level.value} -> {target.value}"
@@ -408,7 +423,7 @@ def _step(state: Episode, to: LevelOfCare, cause: str, test_id: str, policy: Pol
 
 def _decide_step_up(state: Episode, command: DecideStepUp, policy: Policy, at: datetime) -> list[DomainEvent]:
     pending = state.pending_step_up
-    if pending is None or pending.test_id != command.test_id or pending.waiting_for != "review":
+    if pending is None or pending.test_id != command.test_id or pending.waiting_for is not StepUpWait.REVIEW:
         raise CommandRejected(f"no step-up review is pending for test {command.test_id}")
     if len(command.note) > 2000:
         raise CommandRejected("a note is at most 2000 characters")

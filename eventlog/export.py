@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from continuum.domain.codec import EventEnvelope, format_instant, from_envelope
-from continuum.domain.episode import EpisodeStatus
+from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.fold import evolve
 from continuum.eventlog.hashing import canonical_json, event_hash
 from continuum.eventlog.records import StoredEvent
@@ -112,7 +112,9 @@ def _instant(text: str) -> datetime:
 
 def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
     """The episode as a FHIR R4 `collection` Bundle: its EpisodeOfCare and a Provenance per event."""
-    state, status_history, level_history = None, [], []
+    state: Episode | None = None
+    status_history: list[dict[str, Any]] = []
+    level_history: list[tuple[str, str]] = []
     for stored in events:
         state = evolve(state, from_envelope(EventEnvelope(stored.event_type, stored.schema_version, stored.payload)))
         at = format_instant(stored.occurred_at)

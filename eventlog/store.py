@@ -38,7 +38,8 @@ from continuum.eventlog.upcasting import Upcasters
 class InlineProjection:
     """A projector's write folded into the append statement itself (one round trip for the common case).
 
-    `sql` defines data-modifying CTEs, the last named `projected`, that read `appended` (the append's outcome row) and applies only
+    `sql` defines data-modifying CTEs, the last named `projected`, that read `appended` (the append's outcome row)
+    and applies only
     when the stream stood at `prior_version` before the append, so an optimistic state is never written
     over a newer one. It is sent to psycopg as is: placeholders are `%(p_name)s`, names start with `p_`.
     """
@@ -66,7 +67,8 @@ class Projector(Protocol):
 
 # The append is sent to psycopg directly (pyformat placeholders, prepared on the server): it is the hot path.
 _APPEND_CALL = (
-    "SELECT * FROM continuum_append(%(stream_id)s, %(expected_version)s, %(event_ids)b::uuid[], %(event_types)b::text[],"
+    "SELECT * FROM continuum_append(%(stream_id)s, %(expected_version)s, %(event_ids)b::uuid[],"
+    " %(event_types)b::text[],"
     " %(schema_versions)b::integer[], %(payloads)b::text[], %(metadata)b::text[], %(occurred_at)b::timestamptz[])"
 )  # the arrays go in binary: psycopg's text format escapes every element of every JSON text
 # Only what the caller needs: decoding the hash arrays costs more than the round trip's own work.
