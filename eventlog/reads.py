@@ -170,7 +170,8 @@ class EpisodeReads:
                 conn.execute(
                     text(
                         "SELECT occurred_at AS disclosed_at, payload->'disclosure'->>'recipient' AS recipient,"
-                        " payload->'disclosure'->>'purpose' AS purpose, payload->'disclosure'->'disclosed' AS disclosed,"
+                        " payload->'disclosure'->>'purpose' AS purpose,"
+                        " payload->'disclosure'->'disclosed' AS disclosed,"
                         " payload->'disclosure'->>'consent_id' AS consent_id, payload->>'referral_id' AS referral_id"
                         " FROM events WHERE stream_id = :e AND event_type = 'ReferralIssued'"
                         " AND json_typeof(payload->'disclosure') = 'object'"
@@ -184,11 +185,10 @@ class EpisodeReads:
                 .all()
             )
             exports = (
-                conn.execute(  # an export is a disclosure too (recorded as "export <format> to <recipient>")
+                conn.execute(  # an export is a disclosure too: the access log names its recipient
                     text(
-                        "SELECT accessed_at AS disclosed_at, split_part(what, ' to ', 2) AS recipient, purpose,"
-                        " split_part(what, ' ', 2) AS format, key_id FROM record_access"
-                        " WHERE episode_id = :e AND what LIKE 'export % to %'"
+                        "SELECT accessed_at AS disclosed_at, recipient, purpose, format, basis, key_id"
+                        " FROM record_access WHERE episode_id = :e AND recipient IS NOT NULL"
                         + (" AND accessed_at >= :since" if since else "")
                         + (" AND accessed_at < :until" if until else "")
                         + " ORDER BY access_id"
@@ -198,7 +198,7 @@ class EpisodeReads:
                 .mappings()
                 .all()
             )
-        referrals = [{**dict(r), "kind": "referral"} for r in rows]
+        referrals = [{**dict(r), "kind": "referral", "basis": None} for r in rows]  # made under a consent
         exported = [
             {
                 "disclosed_at": r["disclosed_at"],
@@ -208,6 +208,7 @@ class EpisodeReads:
                 "consent_id": None,
                 "referral_id": None,
                 "kind": "export",
+                "basis": r["basis"],
                 "exported_by": r["key_id"],
             }
             for r in exports
