@@ -268,4 +268,17 @@ class AccessLog:
                 ),
                 {"e": episode_id},
             ).all()
-        return [RecordAccess(*row[:8], DisclosureBasis(row.basis) if row.basis else None) for row in rows]
+        return [
+            RecordAccess(
+                row.accessed_at,
+                row.key_id,
+                row.role,
+                row.episode_id,
+                row.what,
+                row.purpose,
+                row.recipient,
+                row.format,
+                DisclosureBasis(row.basis) if row.basis else None,
+            )
+            for row in rows
+        ]

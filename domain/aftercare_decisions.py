@@ -49,8 +49,9 @@ from continuum.domain.events import (
 from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.fold import evolve
 from continuum.domain.ids import staff_id
-from continuum.domain.levels import Direction, LevelOfCare, direction
+from continuum.domain.levels import Direction, LevelOfCare
 from continuum.domain.policy import Policy, ReferralPolicy
+from continuum.domain.stays import move
 from continuum.domain.values import instant_problem
 
 _PURPOSE = re.compile(r"[a-z_]{1,40}")
@@ -77,10 +78,10 @@ def consequences(
             state = evolve(state, event)
             added.append(event)
 
-    for move in (e for e in events if isinstance(e, LevelChanged)):
-        if policy.follow_up and move.direction is Direction.DOWN and move.from_level in LEAVING:
+    for changed in (e for e in events if isinstance(e, LevelChanged)):
+        if policy.follow_up and changed.direction is Direction.DOWN and changed.from_level in LEAVING:
             add([_schedule(state, FollowUpKind.AFTER_LEAVING, policy.follow_up.after_leaving_days, policy, at, day)])
-        if move.to_level is LevelOfCare.AFTERCARE:
+        if changed.to_level is LevelOfCare.AFTERCARE:
             if policy.referrals:
                 add(_refer_on_entry(state, policy.referrals, at, day))
             if policy.follow_up:
@@ -366,15 +367,7 @@ def _follow_up_outcome(
     target = policy.re_entry_level if state.level is LevelOfCare.AFTERCARE else policy.step_up.get(state.level)
     if target is None or target.intensity <= state.level.intensity:
         return [recorded, SobrietyDateReset(state.episode_id, at, follow_up_id=command.follow_up_id)]
-    move = LevelChanged(
-        state.episode_id,
-        at,
-        state.level,
-        target,
-        direction(state.level, target),
-        f"follow-up {command.follow_up_id}: using",
-        policy.stay_minimum_days[target],
-        policy.version,
-        cause_follow_up_id=command.follow_up_id,
+    moved = move(
+        state, target, f"follow-up {command.follow_up_id}: using", policy, at, follow_up_id=command.follow_up_id
     )
-    return [recorded, SobrietyDateReset(state.episode_id, at, follow_up_id=command.follow_up_id), move]
+    return [recorded, SobrietyDateReset(state.episode_id, at, follow_up_id=command.follow_up_id), moved]

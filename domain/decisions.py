@@ -39,7 +39,6 @@ from continuum.domain.events import (
     EpisodeOpened,
     EpisodePutOnHold,
     EpisodeResumed,
-    LevelChanged,
     PlacementDecided,
     PlacementOverridden,
     ReviewCompleted,
@@ -49,8 +48,9 @@ from continuum.domain.events import (
 )
 from continuum.domain.fold import evolve, paused_dues, stay_elapsed
 from continuum.domain.ids import client_id, episode_id, staff_id
-from continuum.domain.levels import LevelOfCare, direction
+from continuum.domain.levels import LevelOfCare
 from continuum.domain.policy import Policy
+from continuum.domain.stays import move, next_level_down, step_up_target
 from continuum.domain.testing_decisions import admit_testing, decide_testing
 from continuum.domain.values import text_problem
 
@@ -182,20 +182,6 @@ def _assess(state: Episode, command: RecordAssessment, policy: Policy, at: datet
     ]
 
 
-def _move(state: Episode, to: LevelOfCare, cause: str, policy: Policy, at: datetime) -> LevelChanged:
-    assert state.level is not None
-    return LevelChanged(
-        state.episode_id,
-        at,
-        state.level,
-        to,
-        direction(state.level, to),
-        cause,
-        policy.stay_minimum_days[to],
-        policy.version,
-    )
-
-
 def _override(state: Episode, command: OverridePlacement, policy: Policy, at: datetime) -> list[DomainEvent]:
     _check_note(command.note)
     if command.level is state.level:
@@ -205,7 +191,7 @@ def _override(state: Episode, command: OverridePlacement, policy: Policy, at: da
     clinician = staff_id(command.clinician)
     return [
         PlacementOverridden(state.episode_id, at, recommended, command.level, command.reason, command.note, clinician),
-        _move(state, command.level, f"placement override ({command.reason.value})", policy, at),
+        move(state, command.level, f"placement override ({command.reason.value})", policy, at),
     ]
 
 
@@ -220,18 +206,6 @@ def _request_review(state: Episode, review_id: str, policy: Policy, at: datetime
     return [
         ReviewRequested(state.episode_id, at, review_id, state.level, at + day * policy.review_due_days, policy.version)
     ]
-
-
-def next_level_down(state: Episode, policy: Policy) -> LevelOfCare | None:
-    """Where `goals_met` moves the client: the placement's level after withdrawal, or the policy's step down."""
-    if state.level is LevelOfCare.WITHDRAWAL_MANAGEMENT:
-        return state.after_withdrawal_level or policy.after_withdrawal_minimum
-    return policy.step_down.get(state.level) if state.level else None
-
-
-def step_up_target(state: Episode, policy: Policy) -> LevelOfCare | None:
-    """Where a step-up moves the client from the current level (None: the policy names nothing higher)."""
-    return policy.step_up.get(state.level) if state.level else None
 
 
 def _review_outcome(
@@ -270,5 +244,5 @@ def _review_outcome(
         raise CommandRejected("a next review date goes only with the outcome `extend`")
     return [
         ReviewCompleted(state.episode_id, at, pending.review_id, command.outcome, therapist, policy.version),
-        _move(state, target, cause, policy, at),
+        move(state, target, cause, policy, at),
     ]

@@ -25,7 +25,6 @@ from continuum.domain.errors import CommandRejected
 from continuum.domain.events import (
     DomainEvent,
     FlagRaised,
-    LevelChanged,
     MedicationsChanged,
     SobrietyDateReset,
     SpecimenCollected,
@@ -42,9 +41,9 @@ from continuum.domain.events import (
 )
 from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.ids import staff_id
-from continuum.domain.levels import Direction, LevelOfCare
 from continuum.domain.policy import Policy, PositiveResultAction
 from continuum.domain.retention import TEST_RECORD_OPEN_DAYS, is_closed_test
+from continuum.domain.stays import move, step_up_target
 from continuum.domain.testing import (
     NO_SPECIMEN,
     DrugTest,
@@ -379,7 +378,7 @@ def _consequences(
         return events + _act_on_positive(state, test, reading, policy, at, day)
     if not reading.counts_as_positive:
         return events
-    target = _target(state, policy)
+    target = step_up_target(state, policy)
     if reading.awaits_confirmation:
         if target is not None and state.pending_step_up is None:
             events.append(
@@ -389,16 +388,12 @@ def _consequences(
     return events + _act_on_positive(state, test, reading, policy, at, day)
 
 
-def _target(state: Episode, policy: Policy) -> LevelOfCare | None:
-    return policy.step_up.get(state.level) if state.level else None
-
-
 def _act_on_positive(
     state: Episode, test: DrugTest, reading: Interpretation, policy: Policy, at: datetime, day: timedelta
 ) -> list[DomainEvent]:
     """A counting positive: the sobriety date resets, and the client steps up (or a clinician reviews it)."""
     events: list[DomainEvent] = [SobrietyDateReset(state.episode_id, at, test.test_id)]
-    target = _target(state, policy)
+    target = step_up_target(state, policy)
     if target is None or state.status is not EpisodeStatus.ACTIVE and state.status is not EpisodeStatus.ON_HOLD:
         return events
     if policy.drug_testing.positive_result_action is PositiveResultAction.REVIEW:
@@ -410,15 +405,7 @@ def _act_on_positive(
         return events
     assert state.level is not None
     cause = f"test {test.test_id}: {reading.rule}; rule step_up.{state.level.value} -> {target.value}"
-    return events + [_step(state, target, cause, test.test_id, policy, at)]
-
-
-def _step(state: Episode, to: LevelOfCare, cause: str, test_id: str, policy: Policy, at: datetime) -> LevelChanged:
-    assert state.level is not None
-    direction = Direction.UP if to.intensity > state.level.intensity else Direction.DOWN
-    return LevelChanged(
-        state.episode_id, at, state.level, to, direction, cause, policy.stay_minimum_days[to], policy.version, test_id
-    )
+    return events + [move(state, target, cause, policy, at, test_id=test.test_id)]
 
 
 def _decide_step_up(state: Episode, command: DecideStepUp, policy: Policy, at: datetime) -> list[DomainEvent]:
@@ -433,7 +420,7 @@ def _decide_step_up(state: Episode, command: DecideStepUp, policy: Policy, at: d
     if not command.confirm:
         return [decided]
     cause = f"test {command.test_id}: step-up confirmed by {command.clinician} on review"
-    return [decided, _step(state, pending.target_level, cause, command.test_id, policy, at)]
+    return [decided, move(state, pending.target_level, cause, policy, at, test_id=command.test_id)]
 
 
 def _reverse(state: Episode, command: ReverseStepUp, policy: Policy, at: datetime) -> list[DomainEvent]:
@@ -446,5 +433,5 @@ def _reverse(state: Episode, command: ReverseStepUp, policy: Policy, at: datetim
     cause = f"reversal of the step-up on test {command.test_id}: {command.reason}"
     return [
         StepUpReversed(state.episode_id, at, command.test_id, clinician, command.reason),
-        _step(state, last.from_level, cause, command.test_id, policy, at),
+        move(state, last.from_level, cause, policy, at, test_id=command.test_id),
     ]

@@ -19,6 +19,7 @@ from typing import Any
 from continuum.domain.codec import EventEnvelope, format_instant, from_envelope
 from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.fold import evolve
+from continuum.domain.stays import stays
 from continuum.eventlog.hashing import canonical_json, event_hash
 from continuum.eventlog.records import StoredEvent
 from continuum.eventlog.verify import BrokenLink, VerificationReport
@@ -114,9 +115,9 @@ def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
     """The episode as a FHIR R4 `collection` Bundle: its EpisodeOfCare and a Provenance per event."""
     state: Episode | None = None
     status_history: list[dict[str, Any]] = []
-    level_history: list[tuple[str, str]] = []
-    for stored in events:
-        state = evolve(state, from_envelope(EventEnvelope(stored.event_type, stored.schema_version, stored.payload)))
+    domain_events = [from_envelope(EventEnvelope(e.event_type, e.schema_version, e.payload)) for e in events]
+    for stored, event in zip(events, domain_events, strict=True):
+        state = evolve(state, event)
         at = format_instant(stored.occurred_at)
         status = _FHIR_STATUS[state.status]
         if status_history and status_history[-1]["period"]["start"] == at:  # passed through in one instant
@@ -127,10 +128,8 @@ def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
             if status_history:
                 status_history[-1]["period"]["end"] = at
             status_history.append({"status": status, "period": {"start": at}})
-        level = state.level.value if state.level else None
-        if level and (not level_history or level_history[-1][0] != level):
-            level_history.append((level, at))
     assert state is not None
+    level_history = [(stay.level.value, format_instant(stay.start)) for stay in stays(domain_events)]
     episode_ref = f"EpisodeOfCare/{episode_id}"
     episode: dict[str, Any] = {
         "resourceType": "EpisodeOfCare",
