@@ -149,7 +149,7 @@ def export_episode(
     """The episode's history as NDJSON (verifiable offline: `continuum audit verify-export`) or as a FHIR R4
     Bundle. An export is a disclosure: it is recorded with its recipient and purpose, and is in the accounting."""
     services = services_of(request)
-    events = services.store.read_stream(episode_id)
+    events = services.store.read_stream(episode_id, as_recorded=True)  # the payloads the hashes cover
     if not events:
         raise HTTPException(404, f"no episode {episode_id}")
     services.access.record_export(

@@ -700,7 +700,7 @@ def export(
     from continuum.eventlog.export import fhir_bundle, ndjson_lines
 
     with _store() as store:
-        events = store.read_stream(episode_id)
+        events = store.read_stream(episode_id, as_recorded=True)  # the payloads the hashes cover
         if not events:
             raise NotFound(f"no episode {episode_id}")
         _cli_reader(f"export {format.value} to {recipient}", episode_id, purpose, store, (format.value, recipient))

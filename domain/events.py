@@ -221,9 +221,13 @@ class SpecimenCollected(DomainEvent):
 
 @dataclass(frozen=True)
 class TestCancelled(DomainEvent):
+    """A test that will have no result, and who cancelled it (None on version-1 events, which did not say)."""
+
     __test__ = False
+    SCHEMA_VERSION: ClassVar[int] = 2
     test_id: str
     reason: str
+    cancelled_by: str | None
 
 
 @dataclass(frozen=True)

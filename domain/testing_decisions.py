@@ -131,8 +131,8 @@ def decide_testing(state: Episode, command: Command, policy: Policy, at: datetim
                 raise CommandRejected(f"test {command.test_id} already has a result; correct it instead")
             if not command.reason.strip() or len(command.reason) > 500:
                 raise CommandRejected("a cancellation needs a reason (at most 500 characters)")
-            staff_id(command.cancelled_by)
-            return [TestCancelled(state.episode_id, at, command.test_id, command.reason)]
+            cancelled_by = staff_id(command.cancelled_by)
+            return [TestCancelled(state.episode_id, at, command.test_id, command.reason, cancelled_by)]
     if state.status is not EpisodeStatus.ACTIVE:
         raise CommandRejected(
             f"the episode is {state.status.value.replace('_', ' ')}; no test can be ordered or decided now"

@@ -18,12 +18,15 @@ from typing import Any
 
 from continuum.domain.codec import EventEnvelope, format_instant, from_envelope
 from continuum.domain.episode import Episode, EpisodeStatus
+from continuum.domain.events import DomainEvent
 from continuum.domain.fold import evolve
 from continuum.domain.stays import stays
 from continuum.eventlog.hashing import canonical_json, event_hash
 from continuum.eventlog.records import StoredEvent
+from continuum.eventlog.upcasting import product_upcasters
 from continuum.eventlog.verify import BrokenLink, VerificationReport
 
+_UPCASTERS = product_upcasters()
 FHIR_BASE = "urn:continuum"
 HASH_EXTENSION = "https://continuum.example/fhir/StructureDefinition/event-hash"
 # EpisodeOfCare.status (R4 value set episode-of-care-status)
@@ -111,11 +114,18 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def _domain_event(stored: StoredEvent) -> DomainEvent:
+    """The event a stored one holds, upcast to its current schema version (an export's events are as recorded)."""
+    version, payload = _UPCASTERS.upcast(stored.event_type, stored.schema_version, stored.payload)
+    return from_envelope(EventEnvelope(stored.event_type, version, payload))
+
+
 def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
-    """The episode as a FHIR R4 `collection` Bundle: its EpisodeOfCare and a Provenance per event."""
+    """The episode as a FHIR R4 `collection` Bundle: its EpisodeOfCare and a Provenance per event (the events
+    as recorded or already upcast: either reads the same)."""
     state: Episode | None = None
     status_history: list[dict[str, Any]] = []
-    domain_events = [from_envelope(EventEnvelope(e.event_type, e.schema_version, e.payload)) for e in events]
+    domain_events = [_domain_event(e) for e in events]
     for stored, event in zip(events, domain_events, strict=True):
         state = evolve(state, event)
         at = format_instant(stored.occurred_at)

@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from continuum.eventlog.errors import ConcurrencyError, EventIdConflict, StoreBusy, StoreUnavailable
 from continuum.eventlog.hashing import canonical_json
 from continuum.eventlog.records import AppendResult, EventMetadata, NewEvent, StoredEvent
-from continuum.eventlog.upcasting import Upcasters
+from continuum.eventlog.upcasting import Upcasters, product_upcasters
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class PostgresEventStore:
         self, engine: Engine, *, upcasters: Upcasters | None = None, projectors: Sequence[Projector] = ()
     ) -> None:
         self.engine = engine
-        self.upcasters = upcasters or Upcasters()
+        self.upcasters = upcasters if upcasters is not None else product_upcasters()
         self.projectors = tuple(projectors)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -309,23 +309,22 @@ class PostgresEventStore:
             event.hash,
         )
 
-    def _row_to_event(self, row: Any) -> StoredEvent:
-        return self._upcast(
-            StoredEvent(
-                position=row.position,
-                stream_id=row.stream_id,
-                stream_version=row.stream_version,
-                event_id=row.event_id if isinstance(row.event_id, UUID) else UUID(str(row.event_id)),
-                event_type=row.event_type,
-                schema_version=row.schema_version,
-                payload=json.loads(row.payload),
-                metadata=EventMetadata(**json.loads(row.metadata)),
-                occurred_at=row.occurred_at,
-                recorded_at=row.recorded_at,
-                prev_hash=bytes(row.prev_hash),
-                hash=bytes(row.hash),
-            )
+    def _row_to_event(self, row: Any, *, upcast: bool = True) -> StoredEvent:
+        event = StoredEvent(
+            position=row.position,
+            stream_id=row.stream_id,
+            stream_version=row.stream_version,
+            event_id=row.event_id if isinstance(row.event_id, UUID) else UUID(str(row.event_id)),
+            event_type=row.event_type,
+            schema_version=row.schema_version,
+            payload=json.loads(row.payload),
+            metadata=EventMetadata(**json.loads(row.metadata)),
+            occurred_at=row.occurred_at,
+            recorded_at=row.recorded_at,
+            prev_hash=bytes(row.prev_hash),
+            hash=bytes(row.hash),
         )
+        return self._upcast(event) if upcast else event
 
     def read_stream(
         self,
@@ -334,8 +333,10 @@ class PostgresEventStore:
         from_version: int = 1,
         to_version: int | None = None,
         recorded_until: datetime | None = None,
+        as_recorded: bool = False,
     ) -> list[StoredEvent]:
-        """A stream's events in order, optionally only up to a version or to what was recorded by an instant."""
+        """A stream's events in order, optionally only up to a version or to what was recorded by an instant;
+        upcast to their current schema versions, or `as_recorded` (what the hashes cover, for exports)."""
         query = f"SELECT {_COLUMNS} FROM events WHERE stream_id = :stream_id AND stream_version >= :from_version"
         params: dict[str, Any] = {"stream_id": stream_id, "from_version": from_version}
         if to_version is not None:
@@ -346,7 +347,7 @@ class PostgresEventStore:
             params["until"] = recorded_until
         with self.engine.connect() as connection:
             rows = connection.execute(text(query + " ORDER BY stream_version"), params).all()
-        return [self._row_to_event(row) for row in rows]
+        return [self._row_to_event(row, upcast=not as_recorded) for row in rows]
 
     def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """One page of the whole log, in position order, after `after_position`."""
