@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from continuum.access import ApiKey, Role
 from continuum.api.params import ID_PATTERN, services_of
-from continuum.domain.codec import EventEnvelope, encode, from_envelope
+from continuum.domain.codec import EventEnvelope, encode, from_envelope, parse_instant
 from continuum.domain.episode import EpisodeStatus
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.stays import Stay, stays
@@ -216,7 +216,7 @@ def _instant(text: str) -> tuple[datetime | None, str | None]:
     if not text.strip():
         return None, None
     try:
-        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        at = parse_instant(text.strip())
     except ValueError:
         return None, f"{text!r} is not a date and time"
     return (at if at.tzinfo else at.replace(tzinfo=UTC)), None

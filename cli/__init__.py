@@ -656,11 +656,11 @@ def replay(
     as_json: Json = False,
 ) -> None:
     """The episode's state as the record stood at an instant, and the events up to then."""
-    from continuum.domain.codec import encode
+    from continuum.domain.codec import encode, parse_instant
     from continuum.eventlog.projection import episode_as_of
 
     try:
-        at = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        at = parse_instant(as_of)
     except ValueError:
         raise Usage(f"--as-of: {as_of!r} is not an ISO-8601 instant") from None
     if at.tzinfo is None:

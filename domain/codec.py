@@ -51,6 +51,12 @@ def format_instant(value: datetime) -> str:
     )
 
 
+def parse_instant(text: str) -> datetime:
+    """An ISO-8601 date and time, `Z` or an offset for its zone (`format_instant`'s spelling among them); naive
+    if the text names no zone. ValueError if it is not one."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 @cache
 def _field_names(cls: type) -> tuple[str, ...] | None:
     """A dataclass's field names in order; None for any other type."""
@@ -112,7 +118,7 @@ def _decoder(hint: Any) -> Callable[[JsonValue], Any]:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _dataclass_decoder(hint)
     if hint is datetime:
-        return lambda data: datetime.fromisoformat(data.replace("Z", "+00:00")) if isinstance(data, str) else data
+        return lambda data: parse_instant(data) if isinstance(data, str) else data
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint
     if hint is Flag:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
-from continuum.domain.codec import EventEnvelope, format_instant, from_envelope
+from continuum.domain.codec import EventEnvelope, format_instant, from_envelope, parse_instant
 from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.events import DomainEvent
 from continuum.domain.fold import evolve
@@ -76,8 +75,8 @@ def verify_ndjson(lines: Iterable[str]) -> VerificationReport:
                 event_id=row["event_id"],
                 event_type=row["event_type"],
                 schema_version=row["schema_version"],
-                occurred_at=_instant(row["occurred_at"]),
-                recorded_at=_instant(row["recorded_at"]),
+                occurred_at=parse_instant(row["occurred_at"]),
+                recorded_at=parse_instant(row["recorded_at"]),
                 payload_json=canonical_json(row["payload"]),
                 metadata_json=canonical_json(row["metadata"]),
             )
@@ -108,10 +107,6 @@ def verify_ndjson(lines: Iterable[str]) -> VerificationReport:
             )
         previous = row
     return VerificationReport(f"export of stream {stream}", checked, tuple(problems))
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _domain_event(stored: StoredEvent) -> DomainEvent:

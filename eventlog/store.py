@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -349,21 +349,11 @@ class PostgresEventStore:
             rows = connection.execute(text(query + " ORDER BY stream_version"), params).all()
         return [self._row_to_event(row, upcast=not as_recorded) for row in rows]
 
-    def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        """One page of the whole log, in position order, after `after_position`."""
-        with self.engine.connect() as connection:
-            return self.read_page(connection, after_position=after_position, limit=limit)
-
     def read_page(self, connection: Connection, *, after_position: int, limit: int) -> list[StoredEvent]:
-        """Like `read_all`, on a connection the caller holds (inside its own transaction)."""
+        """One page of the whole log, in position order, after `after_position`, on a connection the caller
+        holds (inside its own transaction)."""
         rows = connection.execute(_PAGE, {"after": after_position, "limit": limit}).all()
         return [self._row_to_event(row) for row in rows]
-
-    def iter_all(self, *, after_position: int = 0, page_size: int = 5000) -> Iterator[StoredEvent]:
-        """Every event after `after_position`, page by page."""
-        while page := self.read_all(after_position=after_position, limit=page_size):
-            yield from page
-            after_position = page[-1].position
 
     def stream_version(self, stream_id: str) -> int:
         with self.engine.connect() as connection:
