@@ -29,7 +29,7 @@ from continuum.domain.commands import (
     UpdateReferral,
 )
 from continuum.domain.directory import Resource
-from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus
+from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus, Numbered
 from continuum.domain.errors import CommandRejected
 from continuum.domain.events import (
     ConsentRecorded,
@@ -104,7 +104,7 @@ def _schedule(
     state: Episode, kind: FollowUpKind, days: tuple[float, ...], policy: Policy, at: datetime, day: timedelta
 ) -> FollowUpsScheduled:
     planned = tuple(
-        PlannedFollowUp(f"{state.episode_id}.F{state.follow_ups_planned + n}", kind, at + day * d)
+        PlannedFollowUp(Numbered.FOLLOW_UP.id(state.episode_id, state.follow_ups_planned + n), kind, at + day * d)
         for n, d in enumerate(days, start=1)
     )
     return FollowUpsScheduled(state.episode_id, at, kind, planned, policy.version)
@@ -119,7 +119,7 @@ def _refer_on_entry(state: Episode, referrals: ReferralPolicy, at: datetime, day
             chosen.setdefault(resource.type, resource)
     events: list[DomainEvent] = []
     for number, resource in enumerate(chosen.values(), start=len(state.referrals) + 1):
-        events.append(_refer(state, resource, f"{state.episode_id}.R{number}", referrals, at, day))
+        events.append(_refer(state, resource, Numbered.REFERRAL.id(state.episode_id, number), referrals, at, day))
     return events
 
 
@@ -334,7 +334,7 @@ def _update_referral(
     )
     if alternative is None:
         return [changed]
-    new_id = f"{state.episode_id}.R{len(state.referrals) + 1}"
+    new_id = Numbered.REFERRAL.id(state.episode_id, len(state.referrals) + 1)
     return [changed, _refer(after, alternative, new_id, policy.referrals, at, day, referral.referral_id)]
 
 

@@ -73,6 +73,18 @@ class ReviewOutcome(StrEnum):
     STEP_UP = "step_up"  # clinical deterioration
 
 
+class Numbered(StrEnum):
+    """The records an episode numbers in order: their ids read `<episode id>.<letter><n>` (`ep-1.T3`)."""
+
+    TEST = "T"
+    REFERRAL = "R"
+    FOLLOW_UP = "F"
+
+    def id(self, episode_id: str, number: int) -> str:
+        """The id of this episode's `number`th record of this kind: the one way such ids are minted."""
+        return f"{episode_id}.{self.value}{number}"
+
+
 class StepUpWait(StrEnum):
     """What a pending step-up waits for."""
 

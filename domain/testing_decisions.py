@@ -20,7 +20,7 @@ from continuum.domain.commands import (
     RecordTestResult,
     ReverseStepUp,
 )
-from continuum.domain.episode import Episode, EpisodeStatus, StepUpCancellation, StepUpWait
+from continuum.domain.episode import Episode, EpisodeStatus, Numbered, StepUpCancellation, StepUpWait
 from continuum.domain.errors import CommandRejected
 from continuum.domain.events import (
     DomainEvent,
@@ -267,7 +267,7 @@ def _order(
     lab_id: str | None = None,
 ) -> TestOrdered:
     assert state.level is not None
-    test_id = f"{state.episode_id}.T{state.tests_ordered + 1}"
+    test_id = Numbered.TEST.id(state.episode_id, state.tests_ordered + 1)
     return TestOrdered(state.episode_id, at, test_id, reason, state.level, due, by, policy.version, retest_of, lab_id)
 
 
