@@ -7,7 +7,6 @@ projection's `flags` column keep the values they always had; code reads `flag.fa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -51,12 +50,6 @@ class Flag(str):
             return spelling
         family, separator, subject = spelling.partition(SEPARATOR)
         return cls(FlagFamily(family), subject if separator else None)
-
-
-def has_flag(flags: Iterable[str], family: FlagFamily, subject: str | None = None) -> bool:
-    """Whether `flags` hold that flag (with no subject given: any flag of the family)."""
-    parsed = (Flag.parse(f) for f in flags)
-    return any(f.family is family and (subject is None or f.subject == subject) for f in parsed)
 
 
 class Alert(StrEnum):
