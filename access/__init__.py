@@ -195,14 +195,25 @@ class IdempotencyStore:
             )
 
 
+class DisclosureBasis(StrEnum):
+    """Why a disclosure made without the client's consent is lawful (42 CFR Part 2, subpart D)."""
+
+    AUDIT_AND_EVALUATION = "audit_and_evaluation"  # 42 CFR 2.53: an export for an audit or an evaluation
+
+
 @dataclass(frozen=True)
 class RecordAccess:
+    """One read of a record; a disclosure (an export) also names its recipient, format and basis."""
+
     accessed_at: datetime
     key_id: str
     role: str
     episode_id: str | None
     what: str
     purpose: str
+    recipient: str | None = None
+    format: str | None = None
+    basis: DisclosureBasis | None = None  # None: recorded before bases were, or made under a consent
 
 
 class AccessLog:
@@ -212,19 +223,62 @@ class AccessLog:
         self.engine = engine
 
     def record(self, key: ApiKey, episode_id: str | None, what: str, purpose: str) -> None:
+        self._insert(key, episode_id, what, purpose, None, None, None)
+
+    def record_export(
+        self, key: ApiKey, episode_id: str, *, format: str, recipient: str, purpose: str, basis: DisclosureBasis | None
+    ) -> None:
+        """An export of the episode's record: a read, and a disclosure to `recipient` (in the accounting)."""
+        self._insert(key, episode_id, f"export {format} to {recipient}", purpose, recipient, format, basis)
+
+    def _insert(
+        self,
+        key: ApiKey,
+        episode_id: str | None,
+        what: str,
+        purpose: str,
+        recipient: str | None,
+        format: str | None,
+        basis: DisclosureBasis | None,
+    ) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                text("INSERT INTO record_access (key_id, role, episode_id, what, purpose) VALUES (:k, :r, :e, :w, :p)"),
-                {"k": key.key_id, "r": key.role.value, "e": episode_id, "w": what, "p": purpose},
+                text(
+                    "INSERT INTO record_access (key_id, role, episode_id, what, purpose, recipient, format, basis)"
+                    " VALUES (:k, :r, :e, :w, :p, :recipient, :format, :basis)"
+                ),
+                {
+                    "k": key.key_id,
+                    "r": key.role.value,
+                    "e": episode_id,
+                    "w": what,
+                    "p": purpose,
+                    "recipient": recipient,
+                    "format": format,
+                    "basis": basis.value if basis else None,
+                },
             )
 
     def for_episode(self, episode_id: str) -> list[RecordAccess]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT accessed_at, key_id, role, episode_id, what, purpose FROM record_access"
-                    " WHERE episode_id = :e ORDER BY access_id"
+                    "SELECT accessed_at, key_id, role, episode_id, what, purpose, recipient, format, basis"
+                    " FROM record_access WHERE episode_id = :e ORDER BY access_id"
                 ),
                 {"e": episode_id},
             ).all()
-        return [RecordAccess(*row) for row in rows]
+        return [
+            RecordAccess(
+                row.accessed_at,
+                row.key_id,
+                row.role,
+                row.episode_id,
+                row.what,
+                row.purpose,
+                row.recipient,
+                row.format,
+                DisclosureBasis(row.basis) if row.basis else None,
+            )
+            for row in rows
+        ]

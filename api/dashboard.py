@@ -8,13 +8,12 @@ in the package (no CDN). Pages refresh their live part by polling.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -22,10 +21,12 @@ from fastapi.templating import Jinja2Templates
 
 from continuum.access import ApiKey, Role
 from continuum.api.params import ID_PATTERN, services_of
-from continuum.domain.codec import encode
+from continuum.domain.codec import EventEnvelope, encode, from_envelope, parse_instant
 from continuum.domain.episode import EpisodeStatus
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.stays import Stay, stays
 from continuum.eventlog.projection import episode_as_of
+from continuum.eventlog.records import StoredEvent
 from continuum.eventlog.verify import Anchor, AnchorError, take_anchor, verify_log, verify_stream
 
 HERE = Path(__file__).parent
@@ -144,14 +145,6 @@ def episodes(
     )
 
 
-@dataclass(frozen=True)
-class Stay:
-    level: str
-    start: datetime
-    end: datetime
-    cause: str
-
-
 @router.get("/episodes/{episode_id}")
 def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = False) -> HTMLResponse:
     caller = _signed_in(request)
@@ -223,25 +216,23 @@ def _instant(text: str) -> tuple[datetime | None, str | None]:
     if not text.strip():
         return None, None
     try:
-        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        at = parse_instant(text.strip())
     except ValueError:
         return None, f"{text!r} is not a date and time"
     return (at if at.tzinfo else at.replace(tzinfo=UTC)), None
 
 
-def _stays(events: list[Any], until: datetime) -> list[Stay]:
-    stays: list[Stay] = []
-    for e in events:
-        level = e.payload.get("level") if e.event_type == "StayStarted" else e.payload.get("to_level")
-        if e.event_type not in ("StayStarted", "LevelChanged") or not level:
-            continue
-        if stays:
-            stays[-1] = Stay(stays[-1].level, stays[-1].start, e.occurred_at, stays[-1].cause)
-        stays.append(Stay(level, e.occurred_at, until, e.payload.get("cause", "placement")))
-    closed = next((e.occurred_at for e in events if e.event_type == "EpisodeClosed"), None)
-    if closed and stays:
-        stays[-1] = Stay(stays[-1].level, stays[-1].start, closed, stays[-1].cause)
-    return stays
+_STAY_EVENTS = frozenset({"StayStarted", "LevelChanged", "EpisodeClosed"})
+
+
+def _stays(events: list[StoredEvent], until: datetime) -> list[Stay]:
+    """The episode's stays (the domain's reading of its events); one still going on ends at `until` here."""
+    found = stays(
+        from_envelope(EventEnvelope(e.event_type, e.schema_version, e.payload))
+        for e in events
+        if e.event_type in _STAY_EVENTS
+    )
+    return [s if s.end is not None else Stay(s.level, s.start, until, s.cause) for s in found]
 
 
 MARKS = {
@@ -267,11 +258,12 @@ def _marks(events: list[Any]) -> list[dict[str, Any]]:
     return marks
 
 
-def install(app: Any) -> None:
+async def _to_sign_in(request: Request, exc: Exception) -> Response:
+    return RedirectResponse("/dashboard/sign-in", status_code=303)
+
+
+def install(app: FastAPI) -> None:
     """Mount the dashboard, its assets, and the redirect to sign-in for a missing or revoked session."""
     app.include_router(router)
     app.mount("/dashboard/static", static, name="dashboard-static")
-
-    @app.exception_handler(SignInRequired)
-    async def _to_sign_in(request: Request, exc: SignInRequired) -> Response:
-        return RedirectResponse("/dashboard/sign-in", status_code=303)
+    app.add_exception_handler(SignInRequired, _to_sign_in)

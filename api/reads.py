@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from continuum.access import ApiKey, Role
+from continuum.access import ApiKey, DisclosureBasis, Role
 from continuum.api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD
 from continuum.api.params import ID_PATTERN, IdPath, services_of
 from continuum.api.schemas import CreateKeyBody
@@ -147,10 +147,17 @@ def export_episode(
     """The episode's history as NDJSON (verifiable offline: `continuum audit verify-export`) or as a FHIR R4
     Bundle. An export is a disclosure: it is recorded with its recipient and purpose, and is in the accounting."""
     services = services_of(request)
-    events = services.store.read_stream(episode_id)
+    events = services.store.read_stream(episode_id, as_recorded=True)  # the payloads the hashes cover
     if not events:
         raise HTTPException(404, f"no episode {episode_id}")
-    services.access.record(caller, episode_id, f"export {format} to {recipient}", purpose)
+    services.access.record_export(
+        caller,
+        episode_id,
+        format=format,
+        recipient=recipient,
+        purpose=purpose,
+        basis=DisclosureBasis.AUDIT_AND_EVALUATION,
+    )
     if format == "fhir":
         return JSONResponse(fhir_bundle(episode_id, events), media_type="application/fhir+json")
     body = "".join(line + "\n" for line in ndjson_lines(events))

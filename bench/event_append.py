@@ -26,6 +26,7 @@ import psycopg
 
 from continuum.domain.codec import to_envelope
 from continuum.domain.events import EpisodeOpened, FlagCleared, FlagRaised
+from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.ids import ClientId, EpisodeId
 from continuum.eventlog.db import make_engine
 from continuum.eventlog.hashing import canonical_json
@@ -38,6 +39,7 @@ from continuum.runtime.servers import EmbeddedPostgres
 RESULTS = Path(__file__).parent / "results" / "event_append.json"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ROUNDS = 3
+MISSING = Flag(FlagFamily.RESULT_MISSING)
 
 
 def _episode_events(episode: str, count: int, start: int) -> list[NewEvent]:
@@ -49,9 +51,9 @@ def _episode_events(episode: str, count: int, start: int) -> list[NewEvent]:
         if i == 0:
             domain_event = EpisodeOpened(eid, at, ClientId(f"client-{episode}"))
         elif i % 2:
-            domain_event = FlagRaised(eid, at, "result_missing", f"test t-{i} result not received in window")
+            domain_event = FlagRaised(eid, at, MISSING, f"test t-{i} result not received in window")
         else:
-            domain_event = FlagCleared(eid, at, "result_missing")
+            domain_event = FlagCleared(eid, at, MISSING)
         envelope = to_envelope(domain_event)
         events.append(
             NewEvent(

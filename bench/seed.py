@@ -14,11 +14,13 @@ import psycopg
 
 from continuum.domain.codec import format_instant, to_envelope
 from continuum.domain.events import DomainEvent, EpisodeOpened, FlagCleared, FlagRaised
+from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.ids import ClientId, EpisodeId
 from continuum.eventlog.hashing import GENESIS_HASH, canonical_json, event_hash
 from continuum.eventlog.records import EventMetadata
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+MISSING = Flag(FlagFamily.RESULT_MISSING)
 COLUMNS = "position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, occurred_at, recorded_at, prev_hash, hash"
 
 
@@ -28,7 +30,7 @@ def episode_events(episode: str, count: int) -> Iterator[DomainEvent]:
     yield EpisodeOpened(eid, T0, ClientId(f"client-{episode}"))
     for i in range(1, count):
         at = T0 + timedelta(seconds=i)
-        yield FlagRaised(eid, at, "result_missing", "bench") if i % 2 else FlagCleared(eid, at, "result_missing")
+        yield FlagRaised(eid, at, MISSING, "bench") if i % 2 else FlagCleared(eid, at, MISSING)
 
 
 def seed(conninfo: str, streams: list[tuple[str, int]]) -> int:

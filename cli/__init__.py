@@ -632,11 +632,19 @@ def anchor() -> None:
     typer.echo(json.dumps(head.as_json()))
 
 
-def _cli_reader(what: str, episode_id: str, purpose: str, store: Any) -> None:
-    """Reads of a record through the CLI are logged like the API's, under the operating system user."""
-    from continuum.access import AccessLog, ApiKey, Role
+def _cli_reader(what: str, episode_id: str, purpose: str, store: Any, export: tuple[str, str] | None = None) -> None:
+    """Reads of a record through the CLI are logged like the API's, under the operating system user; an
+    `export` (format, recipient) as the disclosure it is."""
+    from continuum.access import AccessLog, ApiKey, DisclosureBasis, Role
 
     reader = ApiKey(f"cli:{getpass.getuser()}", "cli", Role.AUDITOR, None, datetime.now().astimezone(), None)
+    if export is not None:
+        basis = DisclosureBasis.AUDIT_AND_EVALUATION
+        format, recipient = export
+        AccessLog(store.engine).record_export(
+            reader, episode_id, format=format, recipient=recipient, purpose=purpose, basis=basis
+        )
+        return
     AccessLog(store.engine).record(reader, episode_id, what, purpose)
 
 
@@ -648,11 +656,11 @@ def replay(
     as_json: Json = False,
 ) -> None:
     """The episode's state as the record stood at an instant, and the events up to then."""
-    from continuum.domain.codec import encode
+    from continuum.domain.codec import encode, parse_instant
     from continuum.eventlog.projection import episode_as_of
 
     try:
-        at = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        at = parse_instant(as_of)
     except ValueError:
         raise Usage(f"--as-of: {as_of!r} is not an ISO-8601 instant") from None
     if at.tzinfo is None:
@@ -692,10 +700,10 @@ def export(
     from continuum.eventlog.export import fhir_bundle, ndjson_lines
 
     with _store() as store:
-        events = store.read_stream(episode_id)
+        events = store.read_stream(episode_id, as_recorded=True)  # the payloads the hashes cover
         if not events:
             raise NotFound(f"no episode {episode_id}")
-        _cli_reader(f"export {format.value} to {recipient}", episode_id, purpose, store)
+        _cli_reader(f"export {format.value} to {recipient}", episode_id, purpose, store, (format.value, recipient))
     if format is ExportFormat.FHIR:
         typer.echo(json.dumps(fhir_bundle(episode_id, events), indent=1))
         return

@@ -29,7 +29,7 @@ from continuum.domain.commands import (
     UpdateReferral,
 )
 from continuum.domain.directory import Resource
-from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus
+from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus, Numbered
 from continuum.domain.errors import CommandRejected
 from continuum.domain.events import (
     ConsentRecorded,
@@ -46,10 +46,12 @@ from continuum.domain.events import (
     ReferralStatusChanged,
     SobrietyDateReset,
 )
-from continuum.domain.fold import REFERRAL_NOT_SENT, REFERRAL_UNANSWERED, evolve, referral_flag
+from continuum.domain.flags import Flag, FlagFamily
+from continuum.domain.fold import evolve
 from continuum.domain.ids import consent_id, staff_id
-from continuum.domain.levels import Direction, LevelOfCare, direction
+from continuum.domain.levels import Direction, LevelOfCare
 from continuum.domain.policy import Policy, ReferralPolicy
+from continuum.domain.stays import move
 from continuum.domain.values import instant_problem
 
 _PURPOSE = re.compile(r"[a-z_]{1,40}")
@@ -76,10 +78,10 @@ def consequences(
             state = evolve(state, event)
             added.append(event)
 
-    for move in (e for e in events if isinstance(e, LevelChanged)):
-        if policy.follow_up and move.direction is Direction.DOWN and move.from_level in LEAVING:
+    for changed in (e for e in events if isinstance(e, LevelChanged)):
+        if policy.follow_up and changed.direction is Direction.DOWN and changed.from_level in LEAVING:
             add([_schedule(state, FollowUpKind.AFTER_LEAVING, policy.follow_up.after_leaving_days, policy, at, day)])
-        if move.to_level is LevelOfCare.AFTERCARE:
+        if changed.to_level is LevelOfCare.AFTERCARE:
             if policy.referrals:
                 add(_refer_on_entry(state, policy.referrals, at, day))
             if policy.follow_up:
@@ -102,7 +104,7 @@ def _schedule(
     state: Episode, kind: FollowUpKind, days: tuple[float, ...], policy: Policy, at: datetime, day: timedelta
 ) -> FollowUpsScheduled:
     planned = tuple(
-        PlannedFollowUp(f"{state.episode_id}.F{state.follow_ups_planned + n}", kind, at + day * d)
+        PlannedFollowUp(Numbered.FOLLOW_UP.id(state.episode_id, state.follow_ups_planned + n), kind, at + day * d)
         for n, d in enumerate(days, start=1)
     )
     return FollowUpsScheduled(state.episode_id, at, kind, planned, policy.version)
@@ -117,7 +119,7 @@ def _refer_on_entry(state: Episode, referrals: ReferralPolicy, at: datetime, day
             chosen.setdefault(resource.type, resource)
     events: list[DomainEvent] = []
     for number, resource in enumerate(chosen.values(), start=len(state.referrals) + 1):
-        events.append(_refer(state, resource, f"{state.episode_id}.R{number}", referrals, at, day))
+        events.append(_refer(state, resource, Numbered.REFERRAL.id(state.episode_id, number), referrals, at, day))
     return events
 
 
@@ -214,7 +216,7 @@ def decide_aftercare(
             return _update_referral(state, command, policy, at, day)
         case FlagReferralUnanswered(referral_id=referral_id):
             referral = state.referral(referral_id)
-            flag = referral_flag(REFERRAL_UNANSWERED, referral_id)
+            flag = Flag(FlagFamily.REFERRAL_UNANSWERED, referral_id)
             if referral is None or referral.status is not ReferralStatus.ISSUED or referral.answer_due_at is None:
                 raise CommandRejected(f"referral {referral_id} is not waiting for an answer")
             if flag in state.flags or at < referral.answer_due_at:
@@ -234,7 +236,7 @@ def decide_aftercare(
                 FlagRaised(
                     state.episode_id,
                     at,
-                    referral_flag(REFERRAL_NOT_SENT, referral_id),
+                    Flag(FlagFamily.REFERRAL_NOT_SENT, referral_id),
                     "the partner's endpoint did not take it",
                 )
             ]
@@ -332,7 +334,7 @@ def _update_referral(
     )
     if alternative is None:
         return [changed]
-    new_id = f"{state.episode_id}.R{len(state.referrals) + 1}"
+    new_id = Numbered.REFERRAL.id(state.episode_id, len(state.referrals) + 1)
     return [changed, _refer(after, alternative, new_id, policy.referrals, at, day, referral.referral_id)]
 
 
@@ -365,15 +367,7 @@ def _follow_up_outcome(
     target = policy.re_entry_level if state.level is LevelOfCare.AFTERCARE else policy.step_up.get(state.level)
     if target is None or target.intensity <= state.level.intensity:
         return [recorded, SobrietyDateReset(state.episode_id, at, follow_up_id=command.follow_up_id)]
-    move = LevelChanged(
-        state.episode_id,
-        at,
-        state.level,
-        target,
-        direction(state.level, target),
-        f"follow-up {command.follow_up_id}: using",
-        policy.stay_minimum_days[target],
-        policy.version,
-        cause_follow_up_id=command.follow_up_id,
+    moved = move(
+        state, target, f"follow-up {command.follow_up_id}: using", policy, at, follow_up_id=command.follow_up_id
     )
-    return [recorded, SobrietyDateReset(state.episode_id, at, follow_up_id=command.follow_up_id), move]
+    return [recorded, SobrietyDateReset(state.episode_id, at, follow_up_id=command.follow_up_id), moved]

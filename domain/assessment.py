@@ -54,7 +54,8 @@ def place(ratings: tuple[int, ...], policy: Policy) -> Placement:
             f" (at least {deciding.at_least}) -> {treatment.value}"
         )
     elif fired:
-        why = f"baseline {treatment.value}: the rules that fired ({', '.join(r.name for r in fired)}) name no higher level"
+        names = ", ".join(r.name for r in fired)
+        why = f"baseline {treatment.value}: the rules that fired ({names}) name no higher level"
     else:
         why = f"baseline {treatment.value}: no rule fired"
     withdrawal = next((rule for rule in fired if rule.withdrawal_first), None)

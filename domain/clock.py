@@ -22,7 +22,8 @@ from continuum.domain.commands import (
     RequestReview,
 )
 from continuum.domain.episode import Episode, EpisodeStatus
-from continuum.domain.fold import REFERRAL_UNANSWERED, STEP_UP_REVIEW_OVERDUE, referral_flag, stay_elapsed
+from continuum.domain.flags import Flag, FlagFamily
+from continuum.domain.fold import stay_elapsed
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.policy import Policy
 
@@ -84,7 +85,11 @@ def _testing_clock(state: Episode, policy: Policy, now: datetime) -> list[Due]:
         if test.awaiting_result and not test.overdue:
             due.append(Due(MarkResultOverdue(test.test_id), test.result_due_at))
     pending = state.pending_step_up
-    if pending is not None and pending.due_at is not None and STEP_UP_REVIEW_OVERDUE not in state.flags:
+    if (
+        pending is not None
+        and pending.due_at is not None
+        and Flag(FlagFamily.STEP_UP_REVIEW_OVERDUE) not in state.flags
+    ):
         due.append(Due(EscalateStepUpReview(pending.test_id), pending.due_at))
     return due
 
@@ -107,6 +112,6 @@ def _aftercare_clock(state: Episode, policy: Policy) -> list[Due]:
         for r in state.referrals
         if r.status is ReferralStatus.ISSUED
         and r.answer_due_at is not None
-        and referral_flag(REFERRAL_UNANSWERED, r.referral_id) not in state.flags
+        and Flag(FlagFamily.REFERRAL_UNANSWERED, r.referral_id) not in state.flags
     ]
     return due

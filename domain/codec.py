@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from continuum.domain.errors import UnknownEventType
 from continuum.domain.events import EVENT_TYPES, DomainEvent
+from continuum.domain.flags import Flag
 
 T = TypeVar("T")
 JsonValue = Any  # str | int | float | bool | None | list[JsonValue] | dict[str, JsonValue]
@@ -50,6 +51,12 @@ def format_instant(value: datetime) -> str:
     )
 
 
+def parse_instant(text: str) -> datetime:
+    """An ISO-8601 date and time, `Z` or an offset for its zone (`format_instant`'s spelling among them); naive
+    if the text names no zone. ValueError if it is not one."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 @cache
 def _field_names(cls: type) -> tuple[str, ...] | None:
     """A dataclass's field names in order; None for any other type."""
@@ -60,7 +67,8 @@ def _field_names(cls: type) -> tuple[str, ...] | None:
 
 def encode(value: Any) -> JsonValue:
     """A dataclass, enum, datetime or container of them, as JSON-ready data."""
-    names = _field_names(type(value))
+    kind: type = type(value)
+    names = _field_names(kind)
     if names is not None:
         return {name: encode(getattr(value, name)) for name in names}
     if isinstance(value, Enum):
@@ -71,6 +79,8 @@ def encode(value: Any) -> JsonValue:
         return [encode(item) for item in value]
     if isinstance(value, dict):
         return {str(key): encode(item) for key, item in value.items()}
+    if isinstance(value, Flag):
+        return str(value)
     return value
 
 
@@ -81,7 +91,9 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def decode(cls: type[T], data: JsonValue) -> T:
     """The inverse of `encode` for a dataclass type (fields decoded by their type hints)."""
-    return _decoder(cls)(data)  # type: ignore[no-any-return]
+    hint: Any = cls
+    decoded: T = _decoder(hint)(data)
+    return decoded
 
 
 @cache
@@ -106,9 +118,11 @@ def _decoder(hint: Any) -> Callable[[JsonValue], Any]:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _dataclass_decoder(hint)
     if hint is datetime:
-        return lambda data: datetime.fromisoformat(data.replace("Z", "+00:00")) if isinstance(data, str) else data
+        return lambda data: parse_instant(data) if isinstance(data, str) else data
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint
+    if hint is Flag:
+        return Flag.parse
     return _same
 
 
@@ -143,6 +157,7 @@ def from_envelope(envelope: EventEnvelope) -> DomainEvent:
         raise UnknownEventType(f"unknown event type {envelope.type!r}")
     if envelope.schema_version != cls.SCHEMA_VERSION:
         raise UnknownEventType(
-            f"{envelope.type} schema version {envelope.schema_version} is not {cls.SCHEMA_VERSION}; register an upcaster"
+            f"{envelope.type} schema version {envelope.schema_version} is not {cls.SCHEMA_VERSION}"
+            "; register an upcaster"
         )
     return decode(cls, envelope.data)

@@ -7,7 +7,11 @@ Pure: time (`at`, and the length of a care-clock `day`) comes in as arguments.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from enum import Enum
+from functools import cache
+from typing import Any
 
 from continuum.domain.aftercare_decisions import admit_aftercare, consequences, decide_aftercare
 from continuum.domain.assessment import place, validate_ratings
@@ -40,7 +44,6 @@ from continuum.domain.events import (
     EpisodeOpened,
     EpisodePutOnHold,
     EpisodeResumed,
-    LevelChanged,
     PlacementDecided,
     PlacementOverridden,
     ReviewCompleted,
@@ -50,9 +53,10 @@ from continuum.domain.events import (
 )
 from continuum.domain.fold import evolve, paused_dues, stay_elapsed
 from continuum.domain.ids import client_id, episode_id, staff_id
-from continuum.domain.levels import LevelOfCare, direction
+from continuum.domain.levels import LevelOfCare
 from continuum.domain.policy import Policy
-from continuum.domain.testing_decisions import admit_testing, decide_testing, step_up_target
+from continuum.domain.stays import move, next_level_down, step_up_target
+from continuum.domain.testing_decisions import admit_testing, decide_testing
 from continuum.domain.values import text_problem
 
 DAY = timedelta(days=1)
@@ -91,70 +95,123 @@ def admit(state: Episode | None, command: Command, at: datetime) -> None:
 
 def _decide(state: Episode | None, command: Command, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
     if isinstance(command, OpenEpisode):
-        if state is not None:
-            raise CommandRejected(f"episode {state.episode_id} is already open")
-        eid = episode_id(command.episode_id)
-        previous = episode_id(command.previous_episode_id) if command.previous_episode_id else None
-        opened = EpisodeOpened(eid, at, client_id(command.client_id), previous)
-        if command.assessment is None:
-            return [opened]
-        return [opened, *_decide(evolve(None, opened), command.assessment, policy, at, day)]
+        return _open(state, command, policy, at, day)
     if state is None:
         raise CommandRejected("the episode has not been opened")
     if state.status is EpisodeStatus.CLOSED:
         reason = state.discharge_reason.value if state.discharge_reason else "closed"
         raise CommandRejected(f"the episode is closed ({reason}); nothing more can be recorded")
-    if isinstance(command, Discharge):
-        _check_note(command.note)
-        return [EpisodeClosed(state.episode_id, at, command.reason, command.reason.teds, policy.version, command.note)]
-    if isinstance(command, (ChangeMedications, RecordTestResult, RecordSpecimenCollection, CancelTest)):
-        return decide_testing(state, command, policy, at, day)  # results and prescriptions arrive whatever the status
-    if isinstance(command, AFTERCARE_COMMANDS):  # so do consents, partners' answers and follow-up outcomes
-        return decide_aftercare(state, command, policy, at, day)
-    if state.status is EpisodeStatus.INTAKE:
-        if not isinstance(command, RecordAssessment):
-            raise CommandRejected("the client has not been assessed yet; record the assessment first")
-        return _assess(state, command, policy, at)
-    if isinstance(command, RecordAssessment):
+    kind: type = type(command)
+    when, handler = _handler_for(kind)
+    if when is not When.OPEN:
+        _check_status(state, when)
+    return handler(state, command, policy, at, day)
+
+
+class When(Enum):
+    """The episode status a command is decided in (an open episode is never closed; see `_decide`)."""
+
+    OPEN = "open"  # whatever the status: results, prescriptions, consents, partners' answers arrive anyway
+    INTAKE = "intake"  # before the assessment
+    ON_HOLD = "on_hold"
+    ACTIVE = "active"
+
+
+def _check_status(state: Episode, when: When) -> None:
+    """Refuse a command in a status it is not decided in, saying what to do first."""
+    if state.status is EpisodeStatus.INTAKE and when is not When.INTAKE:
+        raise CommandRejected("the client has not been assessed yet; record the assessment first")
+    if when is When.INTAKE and state.status is not EpisodeStatus.INTAKE:
         raise CommandRejected("the client was already assessed and placed; override the placement instead")
-    if isinstance(command, Resume):
-        if state.status is not EpisodeStatus.ON_HOLD:
-            raise CommandRejected("the episode is not on hold")
-        held = (at - state.status_since).total_seconds()
-        if not policy.hold_pauses_clocks:
-            return [EpisodeResumed(state.episode_id, at, held)]
-        return [EpisodeResumed(state.episode_id, at, held, True, paused_dues(state))]
-    if state.status is EpisodeStatus.ON_HOLD:
+    if when is When.ON_HOLD and state.status is not EpisodeStatus.ON_HOLD:
+        raise CommandRejected("the episode is not on hold")
+    if when is When.ACTIVE and state.status is EpisodeStatus.ON_HOLD:
         raise CommandRejected(f"the episode is on hold ({state.hold_reason}); resume it first")
-    assert state.level is not None and state.status is EpisodeStatus.ACTIVE
-    match command:
-        case PutOnHold(reason=reason):
-            return [EpisodePutOnHold(state.episode_id, at, reason)]
-        case OverridePlacement():
-            return _override(state, command, policy, at)
-        case RecordReviewOutcome():
-            return _review_outcome(state, command, policy, at, day)
-        case RequestReview(review_id=review_id):
-            return _request_review(state, review_id, policy, at, day)
-        case EscalateReview(review_id=review_id):
-            pending = state.pending_review
-            if pending is None or pending.review_id != review_id:
-                raise CommandRejected(f"review {review_id} is not pending")
-            if pending.escalated:
-                raise CommandRejected(f"review {review_id} was already escalated")
-            if at < pending.due_at + day * policy.review_escalate_after_days:
-                raise CommandRejected(f"review {review_id} is not overdue yet")
-            return [ReviewEscalated(state.episode_id, at, review_id, pending.due_at, policy.version)]
-        case _ if isinstance(command, TESTING_COMMANDS):
-            return decide_testing(state, command, policy, at, day)
-        case CompleteAftercare():
-            if state.level is not LevelOfCare.AFTERCARE:
-                raise CommandRejected("only aftercare completes at the end of its period")
-            if stay_elapsed(state, at) < day * (state.review_after_days or 0):
-                raise CommandRejected("the aftercare period has not ended")
-            completed = DischargeReason.COMPLETED
-            return [EpisodeClosed(state.episode_id, at, completed, completed.teds, policy.version)]
+
+
+Handler = Callable[[Episode, Any, Policy, datetime, timedelta], list[DomainEvent]]
+
+
+def _not_accepted(state: Episode, command: Command, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
     raise CommandRejected(f"{type(command).__name__} is not a command an episode accepts")
+
+
+@cache
+def _handler_for(kind: type) -> tuple[When, Handler]:
+    """When a command type is decided, and by which function (a type the table does not name is refused)."""
+    return next((_HANDLERS[t] for t in kind.__mro__ if t in _HANDLERS), (When.ACTIVE, _not_accepted))
+
+
+def _open(
+    state: Episode | None, command: OpenEpisode, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    if state is not None:
+        raise CommandRejected(f"episode {state.episode_id} is already open")
+    eid = episode_id(command.episode_id)
+    previous = episode_id(command.previous_episode_id) if command.previous_episode_id else None
+    opened = EpisodeOpened(eid, at, client_id(command.client_id), previous)
+    if command.assessment is None:
+        return [opened]
+    return [opened, *_decide(evolve(None, opened), command.assessment, policy, at, day)]
+
+
+def _discharge(state: Episode, command: Discharge, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
+    _check_note(command.note)
+    return [EpisodeClosed(state.episode_id, at, command.reason, command.reason.teds, policy.version, command.note)]
+
+
+def _resume(state: Episode, command: Resume, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
+    held = (at - state.status_since).total_seconds()
+    if not policy.hold_pauses_clocks:
+        return [EpisodeResumed(state.episode_id, at, held)]
+    return [EpisodeResumed(state.episode_id, at, held, True, paused_dues(state))]
+
+
+def _put_on_hold(state: Episode, command: PutOnHold, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
+    return [EpisodePutOnHold(state.episode_id, at, command.reason)]
+
+
+def _escalate_review(
+    state: Episode, command: EscalateReview, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    review_id = command.review_id
+    pending = state.pending_review
+    if pending is None or pending.review_id != review_id:
+        raise CommandRejected(f"review {review_id} is not pending")
+    if pending.escalated:
+        raise CommandRejected(f"review {review_id} was already escalated")
+    if at < pending.due_at + day * policy.review_escalate_after_days:
+        raise CommandRejected(f"review {review_id} is not overdue yet")
+    return [ReviewEscalated(state.episode_id, at, review_id, pending.due_at, policy.version)]
+
+
+def _complete_aftercare(
+    state: Episode, command: CompleteAftercare, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    if state.level is not LevelOfCare.AFTERCARE:
+        raise CommandRejected("only aftercare completes at the end of its period")
+    if stay_elapsed(state, at) < day * (state.review_after_days or 0):
+        raise CommandRejected("the aftercare period has not ended")
+    completed = DischargeReason.COMPLETED
+    return [EpisodeClosed(state.episode_id, at, completed, completed.teds, policy.version)]
+
+
+def _assess_command(
+    state: Episode, command: RecordAssessment, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    return _assess(state, command, policy, at)
+
+
+def _override_command(
+    state: Episode, command: OverridePlacement, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    return _override(state, command, policy, at)
+
+
+def _request_review_command(
+    state: Episode, command: RequestReview, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    return _request_review(state, command.review_id, policy, at, day)
 
 
 def _check_note(note: str) -> None:
@@ -182,20 +239,6 @@ def _assess(state: Episode, command: RecordAssessment, policy: Policy, at: datet
     ]
 
 
-def _move(state: Episode, to: LevelOfCare, cause: str, policy: Policy, at: datetime) -> LevelChanged:
-    assert state.level is not None
-    return LevelChanged(
-        state.episode_id,
-        at,
-        state.level,
-        to,
-        direction(state.level, to),
-        cause,
-        policy.stay_minimum_days[to],
-        policy.version,
-    )
-
-
 def _override(state: Episode, command: OverridePlacement, policy: Policy, at: datetime) -> list[DomainEvent]:
     _check_note(command.note)
     if command.level is state.level:
@@ -205,7 +248,7 @@ def _override(state: Episode, command: OverridePlacement, policy: Policy, at: da
     clinician = staff_id(command.clinician)
     return [
         PlacementOverridden(state.episode_id, at, recommended, command.level, command.reason, command.note, clinician),
-        _move(state, command.level, f"placement override ({command.reason.value})", policy, at),
+        move(state, command.level, f"placement override ({command.reason.value})", policy, at),
     ]
 
 
@@ -220,13 +263,6 @@ def _request_review(state: Episode, review_id: str, policy: Policy, at: datetime
     return [
         ReviewRequested(state.episode_id, at, review_id, state.level, at + day * policy.review_due_days, policy.version)
     ]
-
-
-def next_level_down(state: Episode, policy: Policy) -> LevelOfCare | None:
-    """Where `goals_met` moves the client: the placement's level after withdrawal, or the policy's step down."""
-    if state.level is LevelOfCare.WITHDRAWAL_MANAGEMENT:
-        return state.after_withdrawal_level or policy.after_withdrawal_minimum
-    return policy.step_down.get(state.level) if state.level else None
 
 
 def _review_outcome(
@@ -265,5 +301,23 @@ def _review_outcome(
         raise CommandRejected("a next review date goes only with the outcome `extend`")
     return [
         ReviewCompleted(state.episode_id, at, pending.review_id, command.outcome, therapist, policy.version),
-        _move(state, target, cause, policy, at),
+        move(state, target, cause, policy, at),
     ]
+
+
+# Results and prescriptions arrive whatever the status; so do consents, partners' answers and follow-up outcomes.
+_ANY_STATUS_TESTING = (ChangeMedications, RecordTestResult, RecordSpecimenCollection, CancelTest)
+_HANDLERS: dict[type, tuple[When, Handler]] = {
+    Discharge: (When.OPEN, _discharge),
+    **{kind: (When.ACTIVE, decide_testing) for kind in TESTING_COMMANDS},
+    **{kind: (When.OPEN, decide_testing) for kind in _ANY_STATUS_TESTING},
+    **{kind: (When.OPEN, decide_aftercare) for kind in AFTERCARE_COMMANDS},
+    RecordAssessment: (When.INTAKE, _assess_command),
+    Resume: (When.ON_HOLD, _resume),
+    PutOnHold: (When.ACTIVE, _put_on_hold),
+    OverridePlacement: (When.ACTIVE, _override_command),
+    RecordReviewOutcome: (When.ACTIVE, _review_outcome),
+    RequestReview: (When.ACTIVE, _request_review_command),
+    EscalateReview: (When.ACTIVE, _escalate_review),
+    CompleteAftercare: (When.ACTIVE, _complete_aftercare),
+}

@@ -104,7 +104,7 @@ def _resource(where: str, item: Any) -> Resource:
     if not isinstance(name, str) or not 0 < len(name) <= 200:
         raise PolicyError(f"resource directory {where}.name must be text of 1-200 characters")
     try:
-        kind = ResourceType(item.get("type"))
+        kind = ResourceType(str(item.get("type")))
     except ValueError:
         allowed = ", ".join(t.value for t in ResourceType)
         raise PolicyError(f"resource directory {where}.type must be one of {allowed}") from None

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from continuum.domain.aftercare import Consent, FollowUp, Referral
+from continuum.domain.flags import Flag
 from continuum.domain.ids import ClientId, EpisodeId
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.testing import DrugTest
@@ -72,6 +73,32 @@ class ReviewOutcome(StrEnum):
     STEP_UP = "step_up"  # clinical deterioration
 
 
+class Numbered(StrEnum):
+    """The records an episode numbers in order: their ids read `<episode id>.<letter><n>` (`ep-1.T3`)."""
+
+    TEST = "T"
+    REFERRAL = "R"
+    FOLLOW_UP = "F"
+
+    def id(self, episode_id: str, number: int) -> str:
+        """The id of this episode's `number`th record of this kind: the one way such ids are minted."""
+        return f"{episode_id}.{self.value}{number}"
+
+
+class StepUpWait(StrEnum):
+    """What a pending step-up waits for."""
+
+    CONFIRMATION = "confirmation"  # the lab's confirmation of a presumptive positive
+    REVIEW = "review"  # a clinician's step-up review (the policy's `positive_result_action = "review"`)
+
+
+class StepUpCancellation(StrEnum):
+    """Why a pending step-up will not happen (recorded as these words)."""
+
+    RESULT_CORRECTED = "the result was corrected to one that does not count"
+    CONFIRMATION_NEGATIVE = "the laboratory confirmation was negative"
+
+
 @dataclass(frozen=True)
 class PendingReview:
     """A therapist's completion review that was requested and not yet recorded."""
@@ -88,10 +115,9 @@ class PendingStepUp:
     """A counting positive's step-up that waits for the lab's confirmation or a clinician's review."""
 
     test_id: str
-    waiting_for: str
+    waiting_for: StepUpWait
     target_level: LevelOfCare
     due_at: datetime | None
-    escalated: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,7 +153,7 @@ class Episode:
     pending_review: PendingReview | None = None
     reviews_completed: int = 0
     hold_reason: HoldReason | None = None
-    flags: tuple[str, ...] = field(default=())
+    flags: tuple[Flag, ...] = field(default=())
     discharge_reason: DischargeReason | None = None
     closed_at: datetime | None = None
     # Drug testing

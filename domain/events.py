@@ -17,7 +17,16 @@ from continuum.domain.aftercare import (
     ReferralStatus,
     ResourceType,
 )
-from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome, TedsDischarge
+from continuum.domain.episode import (
+    DischargeReason,
+    HoldReason,
+    OverrideReason,
+    ReviewOutcome,
+    StepUpCancellation,
+    StepUpWait,
+    TedsDischarge,
+)
+from continuum.domain.flags import Flag
 from continuum.domain.ids import ClientId, EpisodeId
 from continuum.domain.levels import Direction, LevelOfCare
 from continuum.domain.testing import OrderReason, TestMethod, TestResult
@@ -134,13 +143,13 @@ class ReviewEscalated(DomainEvent):
 class FlagRaised(DomainEvent):
     """Something the clinical director should see (an overdue review, a missing result, ...)."""
 
-    flag: str
+    flag: Flag
     reason: str
 
 
 @dataclass(frozen=True)
 class FlagCleared(DomainEvent):
-    flag: str
+    flag: Flag
 
 
 @dataclass(frozen=True)
@@ -212,9 +221,13 @@ class SpecimenCollected(DomainEvent):
 
 @dataclass(frozen=True)
 class TestCancelled(DomainEvent):
+    """A test that will have no result, and who cancelled it (None on version-1 events, which did not say)."""
+
     __test__ = False
+    SCHEMA_VERSION: ClassVar[int] = 2
     test_id: str
     reason: str
+    cancelled_by: str | None
 
 
 @dataclass(frozen=True)
@@ -269,7 +282,7 @@ class StepUpPending(DomainEvent):
     """A counting positive whose step-up waits: for the lab's confirmation, or for a clinician's review."""
 
     test_id: str
-    waiting_for: str  # "confirmation" or "review"
+    waiting_for: StepUpWait
     target_level: LevelOfCare
     due_at: datetime | None
     policy_version: str
@@ -288,7 +301,7 @@ class StepUpCancelled(DomainEvent):
     """A pending step-up that will not happen (a negative confirmation, a corrected result)."""
 
     test_id: str
-    reason: str
+    reason: StepUpCancellation
 
 
 @dataclass(frozen=True)

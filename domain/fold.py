@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from datetime import datetime, timedelta
 from functools import cache, reduce
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from continuum.domain.aftercare import Consent, FollowUp, FollowUpKind, FollowUpOutcome, Referral, ReferralStatus
 from continuum.domain.episode import Episode, EpisodeStatus, PendingReview, PendingStepUp, StepUpRecord
@@ -48,35 +48,30 @@ from continuum.domain.events import (
     TestResultRecorded,
     TestScheduleDrawn,
 )
+from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.levels import Direction, LevelOfCare
 from continuum.domain.testing import DrugTest, OrderReason, ResultReport, TestMethod
 
-REVIEW_OVERDUE = "review_overdue"
-STEP_UP_REVIEW_OVERDUE = "step_up_review_overdue"
-BUPRENORPHINE_ABSENT = "buprenorphine_absent"
-SPECIMEN_TEMPERATURE = "specimen_temperature_out_of_range"
-RESULT_MISSING = "result_missing"  # flags read "result_missing:<test id>", one per test
-REFERRAL_UNANSWERED = "referral_unanswered"  # "referral_unanswered:<referral id>"
-REFERRAL_NOT_SENT = "referral_not_sent"  # "referral_not_sent:<referral id>": the partner's endpoint never took it
+# The flags without a subject, by their older names (domain.flags has the families).
+REVIEW_OVERDUE = Flag(FlagFamily.REVIEW_OVERDUE)
+STEP_UP_REVIEW_OVERDUE = Flag(FlagFamily.STEP_UP_REVIEW_OVERDUE)
+BUPRENORPHINE_ABSENT = Flag(FlagFamily.BUPRENORPHINE_ABSENT)
+SPECIMEN_TEMPERATURE = Flag(FlagFamily.SPECIMEN_TEMPERATURE)
 
 
-def result_missing_flag(test_id: str) -> str:
-    return f"{RESULT_MISSING}:{test_id}"
-
-
-def referral_flag(family: str, referral_id: str) -> str:
-    return f"{family}:{referral_id}"
+def result_missing_flag(test_id: str) -> Flag:
+    return Flag(FlagFamily.RESULT_MISSING, test_id)
 
 
 class FoldError(DomainError):
     """An event that cannot follow the state before it (a history out of order, or from another episode)."""
 
 
-def _with_flag(flags: tuple[str, ...], flag: str) -> tuple[str, ...]:
-    return tuple(sorted({*flags, flag}))
+def _with_flag(flags: tuple[Flag, ...], flag: Flag) -> tuple[Flag, ...]:
+    return tuple(sorted({*flags, flag}))  # in the order of their spellings
 
 
-def _without_flag(flags: tuple[str, ...], flag: str) -> tuple[str, ...]:
+def _without_flag(flags: tuple[Flag, ...], flag: Flag) -> tuple[Flag, ...]:
     return tuple(f for f in flags if f != flag)
 
 
@@ -92,11 +87,11 @@ def replace(record: R, /, **changes: object) -> R:
     """`dataclasses.replace` for the state's frozen records, several times faster: it copies the fields
     rather than running `__init__` again (the records compute nothing at construction: no `__post_init__`,
     no `init=False` fields), which makes the fold, and so every replay and projection, cheaper."""
-    cls = type(record)
+    cls: type = type(record)
     unknown = changes.keys() - _field_names(cls)
     if unknown:
         raise TypeError(f"{cls.__name__} has no field {sorted(unknown)[0]!r}")
-    copy = object.__new__(cls)
+    copy = cast(R, object.__new__(cls))
     attributes = copy.__dict__
     attributes.update(record.__dict__)
     attributes.update(changes)
@@ -119,213 +114,339 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
         )
     if event.episode_id != state.episode_id:
         raise FoldError(f"event for episode {event.episode_id} applied to episode {state.episode_id}")
-    state = replace(state, version=state.version + 1)
+    kind: type = type(event)
+    rule = _rule_for(kind)
+    if rule is None:
+        raise FoldError(f"no rule folds {type(event).__name__}")
+    return rule(replace(state, version=state.version + 1), event)
+
+
+# -- the rules: one small function per event type, registered with `_folds` ----------------------------
+
+Rule = Callable[[Episode, Any], Episode]
+_RULES: dict[type[DomainEvent], Rule] = {}
+F = TypeVar("F", bound=Rule)
+
+
+def _folds(*event_types: type[DomainEvent]) -> Callable[[F], F]:
+    def register(rule: F) -> F:
+        for event_type in event_types:
+            _RULES[event_type] = rule
+        return rule
+
+    return register
+
+
+@cache
+def _rule_for(event_type: type) -> Rule | None:
+    """The rule of an event type, or of the nearest type it extends (a correction folds as a result)."""
+    return next((_RULES[t] for t in event_type.__mro__ if t in _RULES), None)
+
+
+@_folds(EpisodeOpened)
+def _opened_again(state: Episode, event: EpisodeOpened) -> Episode:
+    raise FoldError("an episode is opened only once")
+
+
+@_folds(AssessmentRecorded)
+def _assessed(state: Episode, event: AssessmentRecorded) -> Episode:
+    return replace(state, ratings=tuple(event.ratings))
+
+
+@_folds(PlacementDecided)
+def _placed(state: Episode, event: PlacementDecided) -> Episode:
+    return replace(
+        state,
+        recommended_level=event.recommended_level,
+        after_withdrawal_level=event.after_withdrawal_level,
+        placement_rules=tuple(event.rules_fired),
+    )
+
+
+@_folds(PlacementOverridden)
+def _overridden(state: Episode, event: PlacementOverridden) -> Episode:
+    return replace(state, override_reason=event.reason)
+
+
+@_folds(StayStarted)
+def _stay_started(state: Episode, event: StayStarted) -> Episode:
     at = event.occurred_at
-    match event:
-        case EpisodeOpened():
-            raise FoldError("an episode is opened only once")
-        case AssessmentRecorded(ratings=ratings):
-            return replace(state, ratings=tuple(ratings))
-        case PlacementDecided():
-            return replace(
-                state,
-                recommended_level=event.recommended_level,
-                after_withdrawal_level=event.after_withdrawal_level,
-                placement_rules=tuple(event.rules_fired),
-            )
-        case PlacementOverridden(reason=reason):
-            return replace(state, override_reason=reason)
-        case StayStarted(level=level, review_after_days=days):
-            return replace(
-                state,
-                status=EpisodeStatus.ACTIVE,
-                status_since=at,
-                level=level,
-                level_since=at,
-                stay_held_seconds=0.0,
-                review_after_days=days,
-                sobriety_since=state.sobriety_since or at,
-            )
-        case LevelChanged(to_level=level, review_after_days=days):
-            stepped_up = event.cause_test_id is not None and event.direction is Direction.UP
-            if event.from_level is LevelOfCare.AFTERCARE:  # aftercare's own follow-ups end with it
-                kept = tuple(f for f in state.follow_ups if f.kind is not FollowUpKind.AFTERCARE or f.requested_at)
-                state = replace(state, follow_ups=kept)
-            return replace(
-                state,
-                level=level,
-                level_since=at,
-                stay_held_seconds=0.0,
-                review_after_days=days,
-                pending_review=None,
-                flags=_without_flag(state.flags, REVIEW_OVERDUE),
-                schedule_level=None,
-                schedule_window_end=None,
-                planned_tests=(),
-                pending_step_up=None,
-                last_step_up=StepUpRecord(event.cause_test_id, event.from_level, level) if stepped_up else None,  # type: ignore[arg-type]
-            )
-        case ReviewRequested(review_id=review_id, level=level, due_at=due_at):
-            return replace(state, pending_review=PendingReview(review_id, level, at, due_at))
-        case ReviewCompleted(next_review_after_days=next_days):
-            return replace(
-                state,
-                pending_review=None,
-                reviews_completed=state.reviews_completed + 1,
-                review_after_days=next_days if next_days is not None else state.review_after_days,
-                flags=_without_flag(state.flags, REVIEW_OVERDUE),
-            )
-        case ReviewEscalated():
-            if state.pending_review is None:
-                raise FoldError("a review was escalated that is not pending")
-            return replace(
-                state,
-                pending_review=replace(state.pending_review, escalated=True),
-                flags=_with_flag(state.flags, REVIEW_OVERDUE),
-            )
-        case FlagRaised(flag=flag):
-            return replace(state, flags=_with_flag(state.flags, flag))
-        case FlagCleared(flag=flag):
-            return replace(state, flags=_without_flag(state.flags, flag))
-        case EpisodePutOnHold(reason=reason):
-            return replace(state, status=EpisodeStatus.ON_HOLD, status_since=at, hold_reason=reason)
-        case EpisodeResumed(held_seconds=held):
-            if event.clocks_moved:
-                state = _dues_moved(state, timedelta(seconds=held))
-            return replace(
-                state,
-                status=EpisodeStatus.ACTIVE,
-                status_since=at,
-                hold_reason=None,
-                stay_held_seconds=state.stay_held_seconds + held,
-            )
-        case TestScheduleDrawn():
-            day = timedelta(seconds=event.day_seconds)
-            return replace(
-                state,
-                schedule_level=event.level,
-                schedule_window_end=event.window_start + day * event.window_days,
-                planned_tests=tuple(event.window_start + day * d for d in sorted(event.chosen_days)),
-            )
-        case TestOrdered():
-            test = DrugTest(
-                event.test_id,
-                event.reason,
-                event.level,
-                at,
-                event.result_due_at,
-                retest_of=event.retest_of,
-                lab_id=event.lab_id,
-            )
-            planned = (
-                tuple(p for p in state.planned_tests if p > at)
-                if event.reason is OrderReason.SCHEDULED
-                else state.planned_tests
-            )
-            return replace(
-                state, tests=(*state.tests, test), tests_ordered=state.tests_ordered + 1, planned_tests=planned
-            )
-        case TestCancelled(test_id=test_id):
-            return _with_test(state, test_id, cancelled=True)
-        case SpecimenCollected():
-            return _with_test(
-                state,
-                event.test_id,
-                collected_at=event.collected_at,
-                observed=event.observed,
-                temperature_in_range=event.temperature_in_range,
-            )
-        case TestResultRecorded():  # a correction too: it replaces the report it corrects
-            report = ResultReport(
-                event.result,
-                tuple(event.substances),
-                event.method,
-                event.collected_at,
-                event.lab_reference,
-                event.counts_as_positive,
-            )
-            slot = "confirmed" if event.method is TestMethod.CONFIRMED else "presumptive"
-            state = replace(state, flags=_without_flag(state.flags, result_missing_flag(event.test_id)))
-            return _with_test(state, event.test_id, **{slot: report})
-        case TestResultOverdue(test_id=test_id):
-            state = replace(state, flags=_with_flag(state.flags, result_missing_flag(test_id)))
-            return _with_test(state, test_id, overdue=True)
-        case MedicationsChanged(medications=medications):
-            return replace(state, medications=tuple(medications))
-        case SobrietyDateReset():
-            return replace(state, sobriety_since=at)
-        case StepUpPending():
-            pending = PendingStepUp(event.test_id, event.waiting_for, event.target_level, event.due_at)
-            return replace(state, pending_step_up=pending)
-        case StepUpReviewDecided() | StepUpCancelled():
-            return replace(state, pending_step_up=None, flags=_without_flag(state.flags, STEP_UP_REVIEW_OVERDUE))
-        case StepUpReversed():
-            return replace(state, last_step_up=None)
-        case ConsentRecorded():
-            consent = Consent(event.consent_id, event.recipient, event.purpose, at, event.expires_at)
-            return replace(state, consents=(*state.consents, consent))
-        case ConsentRevoked(consent_id=consent_id):
-            if state.consent(consent_id) is None:
-                raise FoldError(f"no consent {consent_id} was recorded")
-            consents = tuple(replace(c, revoked_at=at) if c.consent_id == consent_id else c for c in state.consents)
-            return replace(state, consents=consents)
-        case ReferralAwaitingConsent():
-            referral = Referral(
-                event.referral_id,
-                event.resource_id,
-                event.resource_type,
-                event.recipient,
-                ReferralStatus.AWAITING_CONSENT,
-                at,
-                alternative_of=event.alternative_of,
-            )
-            return replace(state, referrals=(*state.referrals, referral))
-        case ReferralIssued():
-            if state.referral(event.referral_id) is not None:  # an awaiting referral got its consent
-                return _with_referral(
-                    state,
-                    event.referral_id,
-                    status=ReferralStatus.ISSUED,
-                    issued_at=at,
-                    answer_due_at=event.answer_due_at,
-                )
-            referral = Referral(
-                event.referral_id,
-                event.resource_id,
-                event.resource_type,
-                event.recipient,
-                ReferralStatus.ISSUED,
-                at,
-                at,
-                event.answer_due_at,
-                event.alternative_of,
-            )
-            return replace(state, referrals=(*state.referrals, referral))
-        case ReferralStatusChanged(referral_id=referral_id, status=status):
-            state = replace(state, flags=_without_flag(state.flags, referral_flag(REFERRAL_UNANSWERED, referral_id)))
-            return _with_referral(state, referral_id, status=status)
-        case FollowUpsScheduled(follow_ups=planned):
-            added = tuple(FollowUp(p.follow_up_id, p.kind, p.due_at) for p in planned)
-            return replace(
-                state, follow_ups=(*state.follow_ups, *added), follow_ups_planned=state.follow_ups_planned + len(added)
-            )
-        case FollowUpRequested(follow_up_id=follow_up_id):
-            return _with_follow_up(state, follow_up_id, requested_at=at)
-        case FollowUpRecorded(follow_up_id=follow_up_id, outcome=outcome):
-            in_a_row = state.not_reached_in_a_row + 1 if outcome is FollowUpOutcome.NOT_REACHED else 0
-            state = replace(state, not_reached_in_a_row=in_a_row)
-            return _with_follow_up(state, follow_up_id, outcome=outcome, recorded_at=at)
-        case EpisodeClosed(reason=reason):
-            return replace(
-                state,
-                status=EpisodeStatus.CLOSED,
-                status_since=at,
-                discharge_reason=reason,
-                closed_at=at,
-                pending_review=None,
-                hold_reason=None,
-            )
-    raise FoldError(f"no rule folds {type(event).__name__}")
+    return replace(
+        state,
+        status=EpisodeStatus.ACTIVE,
+        status_since=at,
+        level=event.level,
+        level_since=at,
+        stay_held_seconds=0.0,
+        review_after_days=event.review_after_days,
+        sobriety_since=state.sobriety_since or at,
+    )
+
+
+@_folds(LevelChanged)
+def _level_changed(state: Episode, event: LevelChanged) -> Episode:
+    level = event.to_level
+    stepped_up = event.cause_test_id is not None and event.direction is Direction.UP
+    if event.from_level is LevelOfCare.AFTERCARE:  # aftercare's own follow-ups end with it
+        kept = tuple(f for f in state.follow_ups if f.kind is not FollowUpKind.AFTERCARE or f.requested_at)
+        state = replace(state, follow_ups=kept)
+    return replace(
+        state,
+        level=level,
+        level_since=event.occurred_at,
+        stay_held_seconds=0.0,
+        review_after_days=event.review_after_days,
+        pending_review=None,
+        flags=_without_flag(state.flags, REVIEW_OVERDUE),
+        schedule_level=None,
+        schedule_window_end=None,
+        planned_tests=(),
+        pending_step_up=None,
+        last_step_up=StepUpRecord(event.cause_test_id, event.from_level, level) if stepped_up else None,  # type: ignore[arg-type]
+    )
+
+
+@_folds(ReviewRequested)
+def _review_requested(state: Episode, event: ReviewRequested) -> Episode:
+    pending = PendingReview(event.review_id, event.level, event.occurred_at, event.due_at)
+    return replace(state, pending_review=pending)
+
+
+@_folds(ReviewCompleted)
+def _review_completed(state: Episode, event: ReviewCompleted) -> Episode:
+    next_days = event.next_review_after_days
+    return replace(
+        state,
+        pending_review=None,
+        reviews_completed=state.reviews_completed + 1,
+        review_after_days=next_days if next_days is not None else state.review_after_days,
+        flags=_without_flag(state.flags, REVIEW_OVERDUE),
+    )
+
+
+@_folds(ReviewEscalated)
+def _review_escalated(state: Episode, event: ReviewEscalated) -> Episode:
+    if state.pending_review is None:
+        raise FoldError("a review was escalated that is not pending")
+    return replace(
+        state,
+        pending_review=replace(state.pending_review, escalated=True),
+        flags=_with_flag(state.flags, REVIEW_OVERDUE),
+    )
+
+
+@_folds(FlagRaised)
+def _flag_raised(state: Episode, event: FlagRaised) -> Episode:
+    return replace(state, flags=_with_flag(state.flags, event.flag))
+
+
+@_folds(FlagCleared)
+def _flag_cleared(state: Episode, event: FlagCleared) -> Episode:
+    return replace(state, flags=_without_flag(state.flags, event.flag))
+
+
+@_folds(EpisodePutOnHold)
+def _put_on_hold(state: Episode, event: EpisodePutOnHold) -> Episode:
+    return replace(state, status=EpisodeStatus.ON_HOLD, status_since=event.occurred_at, hold_reason=event.reason)
+
+
+@_folds(EpisodeResumed)
+def _resumed(state: Episode, event: EpisodeResumed) -> Episode:
+    held = event.held_seconds
+    if event.clocks_moved:
+        state = _dues_moved(state, timedelta(seconds=held))
+    return replace(
+        state,
+        status=EpisodeStatus.ACTIVE,
+        status_since=event.occurred_at,
+        hold_reason=None,
+        stay_held_seconds=state.stay_held_seconds + held,
+    )
+
+
+@_folds(TestScheduleDrawn)
+def _schedule_drawn(state: Episode, event: TestScheduleDrawn) -> Episode:
+    day = timedelta(seconds=event.day_seconds)
+    return replace(
+        state,
+        schedule_level=event.level,
+        schedule_window_end=event.window_start + day * event.window_days,
+        planned_tests=tuple(event.window_start + day * d for d in sorted(event.chosen_days)),
+    )
+
+
+@_folds(TestOrdered)
+def _test_ordered(state: Episode, event: TestOrdered) -> Episode:
+    at = event.occurred_at
+    test = DrugTest(
+        event.test_id,
+        event.reason,
+        event.level,
+        at,
+        event.result_due_at,
+        retest_of=event.retest_of,
+        lab_id=event.lab_id,
+    )
+    planned = (
+        tuple(p for p in state.planned_tests if p > at)
+        if event.reason is OrderReason.SCHEDULED
+        else state.planned_tests
+    )
+    return replace(state, tests=(*state.tests, test), tests_ordered=state.tests_ordered + 1, planned_tests=planned)
+
+
+@_folds(TestCancelled)
+def _test_cancelled(state: Episode, event: TestCancelled) -> Episode:
+    return _with_test(state, event.test_id, cancelled=True)
+
+
+@_folds(SpecimenCollected)
+def _specimen_collected(state: Episode, event: SpecimenCollected) -> Episode:
+    return _with_test(
+        state,
+        event.test_id,
+        collected_at=event.collected_at,
+        observed=event.observed,
+        temperature_in_range=event.temperature_in_range,
+    )
+
+
+@_folds(TestResultRecorded)  # a correction too: it replaces the report it corrects
+def _result_recorded(state: Episode, event: TestResultRecorded) -> Episode:
+    report = ResultReport(
+        event.result,
+        tuple(event.substances),
+        event.method,
+        event.collected_at,
+        event.lab_reference,
+        event.counts_as_positive,
+    )
+    slot = "confirmed" if event.method is TestMethod.CONFIRMED else "presumptive"
+    state = replace(state, flags=_without_flag(state.flags, result_missing_flag(event.test_id)))
+    return _with_test(state, event.test_id, **{slot: report})
+
+
+@_folds(TestResultOverdue)
+def _result_overdue(state: Episode, event: TestResultOverdue) -> Episode:
+    state = replace(state, flags=_with_flag(state.flags, result_missing_flag(event.test_id)))
+    return _with_test(state, event.test_id, overdue=True)
+
+
+@_folds(MedicationsChanged)
+def _medications_changed(state: Episode, event: MedicationsChanged) -> Episode:
+    return replace(state, medications=tuple(event.medications))
+
+
+@_folds(SobrietyDateReset)
+def _sobriety_date_reset(state: Episode, event: SobrietyDateReset) -> Episode:
+    return replace(state, sobriety_since=event.occurred_at)
+
+
+@_folds(StepUpPending)
+def _step_up_pending(state: Episode, event: StepUpPending) -> Episode:
+    pending = PendingStepUp(event.test_id, event.waiting_for, event.target_level, event.due_at)
+    return replace(state, pending_step_up=pending)
+
+
+@_folds(StepUpReviewDecided, StepUpCancelled)
+def _step_up_settled(state: Episode, event: StepUpReviewDecided | StepUpCancelled) -> Episode:
+    return replace(state, pending_step_up=None, flags=_without_flag(state.flags, STEP_UP_REVIEW_OVERDUE))
+
+
+@_folds(StepUpReversed)
+def _step_up_reversed(state: Episode, event: StepUpReversed) -> Episode:
+    return replace(state, last_step_up=None)
+
+
+@_folds(ConsentRecorded)
+def _consent_recorded(state: Episode, event: ConsentRecorded) -> Episode:
+    consent = Consent(event.consent_id, event.recipient, event.purpose, event.occurred_at, event.expires_at)
+    return replace(state, consents=(*state.consents, consent))
+
+
+@_folds(ConsentRevoked)
+def _consent_revoked(state: Episode, event: ConsentRevoked) -> Episode:
+    if state.consent(event.consent_id) is None:
+        raise FoldError(f"no consent {event.consent_id} was recorded")
+    at = event.occurred_at
+    consents = tuple(replace(c, revoked_at=at) if c.consent_id == event.consent_id else c for c in state.consents)
+    return replace(state, consents=consents)
+
+
+@_folds(ReferralAwaitingConsent)
+def _referral_awaiting_consent(state: Episode, event: ReferralAwaitingConsent) -> Episode:
+    referral = Referral(
+        event.referral_id,
+        event.resource_id,
+        event.resource_type,
+        event.recipient,
+        ReferralStatus.AWAITING_CONSENT,
+        event.occurred_at,
+        alternative_of=event.alternative_of,
+    )
+    return replace(state, referrals=(*state.referrals, referral))
+
+
+@_folds(ReferralIssued)
+def _referral_issued(state: Episode, event: ReferralIssued) -> Episode:
+    at = event.occurred_at
+    if state.referral(event.referral_id) is not None:  # an awaiting referral got its consent
+        return _with_referral(
+            state, event.referral_id, status=ReferralStatus.ISSUED, issued_at=at, answer_due_at=event.answer_due_at
+        )
+    referral = Referral(
+        event.referral_id,
+        event.resource_id,
+        event.resource_type,
+        event.recipient,
+        ReferralStatus.ISSUED,
+        at,
+        at,
+        event.answer_due_at,
+        event.alternative_of,
+    )
+    return replace(state, referrals=(*state.referrals, referral))
+
+
+@_folds(ReferralStatusChanged)
+def _referral_status_changed(state: Episode, event: ReferralStatusChanged) -> Episode:
+    unanswered = Flag(FlagFamily.REFERRAL_UNANSWERED, event.referral_id)
+    state = replace(state, flags=_without_flag(state.flags, unanswered))
+    return _with_referral(state, event.referral_id, status=event.status)
+
+
+@_folds(FollowUpsScheduled)
+def _follow_ups_scheduled(state: Episode, event: FollowUpsScheduled) -> Episode:
+    added = tuple(FollowUp(p.follow_up_id, p.kind, p.due_at) for p in event.follow_ups)
+    return replace(
+        state, follow_ups=(*state.follow_ups, *added), follow_ups_planned=state.follow_ups_planned + len(added)
+    )
+
+
+@_folds(FollowUpRequested)
+def _follow_up_requested(state: Episode, event: FollowUpRequested) -> Episode:
+    return _with_follow_up(state, event.follow_up_id, requested_at=event.occurred_at)
+
+
+@_folds(FollowUpRecorded)
+def _follow_up_recorded(state: Episode, event: FollowUpRecorded) -> Episode:
+    in_a_row = state.not_reached_in_a_row + 1 if event.outcome is FollowUpOutcome.NOT_REACHED else 0
+    state = replace(state, not_reached_in_a_row=in_a_row)
+    return _with_follow_up(state, event.follow_up_id, outcome=event.outcome, recorded_at=event.occurred_at)
+
+
+@_folds(EpisodeClosed)
+def _closed(state: Episode, event: EpisodeClosed) -> Episode:
+    at = event.occurred_at
+    return replace(
+        state,
+        status=EpisodeStatus.CLOSED,
+        status_since=at,
+        discharge_reason=event.reason,
+        closed_at=at,
+        pending_review=None,
+        hold_reason=None,
+    )
 
 
 def paused_dues(state: Episode) -> tuple[str, ...]:

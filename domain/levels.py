@@ -48,10 +48,6 @@ ASAM_CODES: dict[AsamEdition, dict[LevelOfCare, str | None]] = {
 }
 
 
-def asam_code(level: LevelOfCare, edition: AsamEdition = AsamEdition.THIRD) -> str | None:
-    return ASAM_CODES[edition][level]
-
-
 class Direction(StrEnum):
     UP = "up"
     DOWN = "down"

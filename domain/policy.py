@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from continuum.domain.directory import ResourceDirectory, load_directory
 from continuum.domain.errors import PolicyError
 from continuum.domain.levels import AsamEdition, LevelOfCare
+from continuum.domain.testing import TestResult
+
+E = TypeVar("E", bound=StrEnum)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class DrugTestingPolicy:
     window_days: int
     result_window_days: float
     retest_within_days: float
-    counting_results: tuple[str, ...]
+    counting_results: frozenset[TestResult]  # the results that count as positive
     positive_result_action: PositiveResultAction
     step_up_waits_for_confirmation: bool
     step_up_review_due_days: float
@@ -59,7 +62,9 @@ NO_RANDOM_TESTING = DrugTestingPolicy(
     window_days=28,
     result_window_days=3.0,
     retest_within_days=2.0,
-    counting_results=("positive", "refused", "no_show", "adulterated", "substituted"),
+    counting_results=frozenset(
+        {TestResult.POSITIVE, TestResult.REFUSED, TestResult.NO_SHOW, TestResult.ADULTERATED, TestResult.SUBSTITUTED}
+    ),
     positive_result_action=PositiveResultAction.AUTOMATIC,
     step_up_waits_for_confirmation=True,
     step_up_review_due_days=2.0,
@@ -130,10 +135,10 @@ def load_policy(text: str | None = None, directory_text: str | None = None) -> P
     policy = Policy(
         version="sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
         asam_edition=reader.enum("asam_edition", AsamEdition),
-        stay_minimum_days={level: reader.days(f"stay_minimum_days.{level.value}") for level in LevelOfCare},
-        review_due_days=reader.days("reviews.due_within_days"),
-        review_escalate_after_days=reader.days("reviews.escalate_after_days", allow_zero=True),
-        extend_default_days=reader.days("reviews.extend_default_days"),
+        stay_minimum_days={level: reader.number(f"stay_minimum_days.{level.value}") for level in LevelOfCare},
+        review_due_days=reader.number("reviews.due_within_days"),
+        review_escalate_after_days=reader.number("reviews.escalate_after_days", allow_zero=True),
+        extend_default_days=reader.number("reviews.extend_default_days"),
         step_down=reader.level_map("step_down"),
         step_up=reader.level_map("step_up"),
         re_entry_level=reader.level("aftercare.re_entry_level"),
@@ -167,7 +172,7 @@ class _Reader:
             node = node[part]
         return node
 
-    def enum(self, key: str, kind: type) -> Any:
+    def enum(self, key: str, kind: type[E]) -> E:
         value = self.get(key)
         try:
             return kind(value)
@@ -176,9 +181,10 @@ class _Reader:
             raise PolicyError(f"policy key {key}: {value!r} is not one of {allowed}") from None
 
     def level(self, key: str) -> LevelOfCare:
-        return self.enum(key, LevelOfCare)  # type: ignore[no-any-return]
+        return self.enum(key, LevelOfCare)
 
-    def days(self, key: str, *, allow_zero: bool = False) -> float:
+    def number(self, key: str, *, allow_zero: bool = False, what: str = "number of days") -> float:
+        """A positive (or, with `allow_zero`, non-negative) number: days, a rate or a weight, as `what` says."""
         value = self.get(key)
         if (
             isinstance(value, bool)
@@ -187,7 +193,7 @@ class _Reader:
             or (value == 0 and not allow_zero)
         ):
             raise PolicyError(
-                f"policy key {key} must be a {'non-negative' if allow_zero else 'positive'} number of days, not {value!r}"
+                f"policy key {key} must be a {'non-negative' if allow_zero else 'positive'} {what}, not {value!r}"
             )
         return float(value)
 
@@ -209,22 +215,22 @@ class _Reader:
         per_week = self.get(f"{key}.per_week")
         if not isinstance(per_week, dict):
             raise PolicyError(f"policy key {key}.per_week must be a table of level = tests per week")
-        frequencies = {}
+        frequencies: dict[LevelOfCare, float] = {}
         for name in per_week:
             level = self.enum_value(f"{key}.per_week.{name}", name)
             if level is LevelOfCare.WITHDRAWAL_MANAGEMENT:
                 raise PolicyError(
                     f"policy key {key}.per_week.{name}: there is no random testing during withdrawal management"
                 )
-            rate = self.days(f"{key}.per_week.{name}")
+            rate = self.number(f"{key}.per_week.{name}", what="number of tests a week")
             if rate > 7:
                 raise PolicyError(f"policy key {key}.per_week.{name} must be at most 7 tests a week, not {rate!r}")
             frequencies[level] = rate
-        window = self.days(f"{key}.window_days")
+        window = self.number(f"{key}.window_days")
         if window != int(window) or window < 7:
             raise PolicyError(f"policy key {key}.window_days must be a whole number of days, at least 7")
         counting = self.get(f"{key}.counting_results")
-        known = {"positive", "refused", "no_show", "adulterated", "substituted", "dilute", "invalid", "unable_to_void"}
+        known = {r.value for r in TestResult if r is not TestResult.NEGATIVE}
         if not isinstance(counting, list) or not set(counting) <= known or "positive" not in counting:
             raise PolicyError(
                 f"policy key {key}.counting_results must list results among {sorted(known)}, positive included"
@@ -238,19 +244,23 @@ class _Reader:
         holidays = self.raw[key].get("holidays", [])
         if not isinstance(holidays, list) or not all(isinstance(h, str) and _MONTH_DAY.fullmatch(h) for h in holidays):
             raise PolicyError(f'policy key {key}.holidays must be a list of "MM-DD" dates')
-        after_holiday = self.days(f"{key}.after_holiday_weight") if "after_holiday_weight" in self.raw[key] else 1.0
+        after_holiday = (
+            self.number(f"{key}.after_holiday_weight", what="weight")
+            if "after_holiday_weight" in self.raw[key]
+            else 1.0
+        )
         return DrugTestingPolicy(
             holidays=tuple((int(h[:2]), int(h[3:])) for h in holidays),
             after_holiday_weight=after_holiday,
             per_week=frequencies,
             window_days=int(window),
-            result_window_days=self.days(f"{key}.result_window_days"),
-            retest_within_days=self.days(f"{key}.retest_within_days"),
-            counting_results=tuple(counting),
+            result_window_days=self.number(f"{key}.result_window_days"),
+            retest_within_days=self.number(f"{key}.retest_within_days"),
+            counting_results=frozenset(TestResult(r) for r in counting),
             positive_result_action=self.enum(f"{key}.positive_result_action", PositiveResultAction),
             step_up_waits_for_confirmation=waits,
-            step_up_review_due_days=self.days(f"{key}.step_up_review_due_days"),
-            weekday_weights=tuple(self.days(f"{key}.weekday_weights.{day}") for day in WEEKDAYS),
+            step_up_review_due_days=self.number(f"{key}.step_up_review_due_days"),
+            weekday_weights=tuple(self.number(f"{key}.weekday_weights.{day}", what="weight") for day in WEEKDAYS),
         )
 
     def referrals(self, key: str, directory_text: str | None) -> ReferralPolicy | None:
@@ -263,7 +273,7 @@ class _Reader:
         if not isinstance(disclosed, list) or not disclosed or not set(disclosed) <= set(DISCLOSABLE):
             raise PolicyError(f"policy key {key}.disclosed must list items among {', '.join(DISCLOSABLE)}")
         return ReferralPolicy(
-            purpose, tuple(disclosed), self.days(f"{key}.answer_within_days"), load_directory(directory_text)
+            purpose, tuple(disclosed), self.number(f"{key}.answer_within_days"), load_directory(directory_text)
         )
 
     def follow_up(self, key: str) -> FollowUpPolicy | None:
@@ -284,7 +294,7 @@ class _Reader:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise PolicyError(f"policy key {key}.not_reached_limit must be a whole number, at least 1")
         return FollowUpPolicy(
-            day_list("after_leaving_days"), day_list("aftercare_days"), self.days(f"{key}.then_every_days"), limit
+            day_list("after_leaving_days"), day_list("aftercare_days"), self.number(f"{key}.then_every_days"), limit
         )
 
     def rules(self, key: str) -> tuple[PlacementRule, ...]:
@@ -308,8 +318,8 @@ class _Reader:
             rules.append(
                 PlacementRule(
                     item["name"],
-                    dimension,
-                    at_least,
+                    cast(int, dimension),  # checked above: a dimension 1-6 and a rating 0-4
+                    cast(int, at_least),
                     self.enum_value(f"{where}.minimum_level", minimum) if minimum is not None else None,
                     bool(withdrawal_first),
                 )

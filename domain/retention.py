@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from continuum.domain.episode import Episode
+from continuum.domain.episode import Episode, Numbered
 from continuum.domain.fold import replace
 
 TEST_RECORD_OPEN_DAYS = 90
@@ -26,13 +26,13 @@ TEST_RECORD_OPEN_DAYS = 90
 
 def test_number(test_id: str) -> int | None:
     """The sequence number in `<episode>.T<n>`, or None for an id of another shape."""
-    _, dot, number = test_id.rpartition(".T")
+    _, dot, number = test_id.rpartition(f".{Numbered.TEST.value}")
     return int(number) if dot and number.isdigit() else None
 
 
 def is_closed_test(state: Episode, test_id: str) -> bool:
     """Whether `test_id` names a test this episode ordered and has since retired from its working state."""
-    if not test_id.startswith(f"{state.episode_id}.T"):
+    if not test_id.startswith(f"{state.episode_id}.{Numbered.TEST.value}"):
         return False
     number = test_number(test_id)
     return number is not None and 0 < number <= state.tests_closed_through

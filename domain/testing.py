@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from random import Random
+from typing import TYPE_CHECKING
 
 from continuum.domain.levels import LevelOfCare
-from continuum.domain.policy import DrugTestingPolicy
+
+if TYPE_CHECKING:  # the policy names results in these terms, so it imports this module
+    from continuum.domain.policy import DrugTestingPolicy
 
 
 class TestResult(StrEnum):
@@ -151,16 +154,16 @@ def interpret(
     prescribed = set(normalise_substances(medications))
     found = set(normalise_substances(substances))
     unexpected = sorted(found - prescribed)
-    counting = set(policy.counting_results)
+    counting = policy.counting_results
     if result is TestResult.POSITIVE:
-        counts = bool(unexpected) and "positive" in counting
+        counts = bool(unexpected) and TestResult.POSITIVE in counting
         rule = (
             f"positive for {', '.join(unexpected)}, not prescribed"
             if unexpected
             else f"positive only for prescribed {', '.join(sorted(found)) or 'substances'}: expected"
         )
     else:
-        counts = result.value in counting
+        counts = result in counting
         rule = f"{result.value} counts as positive under the policy" if counts else f"{result.value}"
     needs_retest = result in RETESTED and not counts
     if needs_retest:

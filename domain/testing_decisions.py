@@ -22,12 +22,11 @@ from continuum.domain.commands import (
     RecordTestResult,
     ReverseStepUp,
 )
-from continuum.domain.episode import Episode, EpisodeStatus
+from continuum.domain.episode import Episode, EpisodeStatus, Numbered, StepUpCancellation, StepUpWait
 from continuum.domain.errors import CommandRejected
 from continuum.domain.events import (
     DomainEvent,
     FlagRaised,
-    LevelChanged,
     MedicationsChanged,
     SobrietyDateReset,
     SpecimenCollected,
@@ -42,11 +41,11 @@ from continuum.domain.events import (
     TestResultRecorded,
     TestScheduleDrawn,
 )
-from continuum.domain.fold import BUPRENORPHINE_ABSENT, SPECIMEN_TEMPERATURE, STEP_UP_REVIEW_OVERDUE
+from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.ids import staff_id
-from continuum.domain.levels import Direction, LevelOfCare
 from continuum.domain.policy import Policy, PositiveResultAction
 from continuum.domain.retention import TEST_RECORD_OPEN_DAYS, is_closed_test
+from continuum.domain.stays import move, step_up_target
 from continuum.domain.testing import (
     NO_SPECIMEN,
     DrugTest,
@@ -60,7 +59,6 @@ from continuum.domain.testing import (
 from continuum.domain.values import instant_problem, text_problem
 
 _SUBSTANCE = re.compile(r"[a-z0-9][a-z0-9 ,.'()/-]{0,63}")
-LAB_NOT_NOTIFIED = "lab_not_notified"
 # A result that says something was found says what (otherwise a positive reads "prescribed only: expected").
 NAMES_WHAT_IT_FOUND = frozenset({TestResult.POSITIVE, TestResult.ADULTERATED})
 # A specimen may be taken a little before its order is entered (point-of-care collection at intake).
@@ -135,8 +133,8 @@ def decide_testing(state: Episode, command: Command, policy: Policy, at: datetim
                 raise CommandRejected(f"test {command.test_id} already has a result; correct it instead")
             if not command.reason.strip() or len(command.reason) > MAX_CANCELLATION_REASON:
                 raise CommandRejected(f"a cancellation needs a reason (at most {MAX_CANCELLATION_REASON} characters)")
-            staff_id(command.cancelled_by)
-            return [TestCancelled(state.episode_id, at, command.test_id, command.reason)]
+            cancelled_by = staff_id(command.cancelled_by)
+            return [TestCancelled(state.episode_id, at, command.test_id, command.reason, cancelled_by)]
     if state.status is not EpisodeStatus.ACTIVE:
         raise CommandRejected(
             f"the episode is {state.status.value.replace('_', ' ')}; no test can be ordered or decided now"
@@ -183,11 +181,14 @@ def decide_testing(state: Episode, command: Command, policy: Policy, at: datetim
             pending = state.pending_step_up
             if pending is None or pending.test_id != test_id or pending.due_at is None or at < pending.due_at:
                 raise CommandRejected(f"no overdue step-up review for test {test_id}")
-            if STEP_UP_REVIEW_OVERDUE in state.flags:
+            if Flag(FlagFamily.STEP_UP_REVIEW_OVERDUE) in state.flags:
                 raise CommandRejected("the step-up review was already escalated")
             return [
                 FlagRaised(
-                    state.episode_id, at, STEP_UP_REVIEW_OVERDUE, f"step-up review for test {test_id} is overdue"
+                    state.episode_id,
+                    at,
+                    Flag(FlagFamily.STEP_UP_REVIEW_OVERDUE),
+                    f"step-up review for test {test_id} is overdue",
                 )
             ]
         case FlagLabNotNotified(test_id=test_id):
@@ -196,7 +197,7 @@ def decide_testing(state: Episode, command: Command, policy: Policy, at: datetim
                 FlagRaised(
                     state.episode_id,
                     at,
-                    f"{LAB_NOT_NOTIFIED}:{test_id}",
+                    Flag(FlagFamily.LAB_NOT_NOTIFIED, test_id),
                     f"the lab could not be told of test {test_id}",
                 )
             ]
@@ -234,7 +235,12 @@ def _collected(state: Episode, command: RecordSpecimenCollection, at: datetime) 
     ]
     if not command.temperature_in_range:
         events.append(
-            FlagRaised(state.episode_id, at, SPECIMEN_TEMPERATURE, f"test {command.test_id}: temperature out of range")
+            FlagRaised(
+                state.episode_id,
+                at,
+                Flag(FlagFamily.SPECIMEN_TEMPERATURE),
+                f"test {command.test_id}: temperature out of range",
+            )
         )
     return events
 
@@ -263,7 +269,7 @@ def _order(
     lab_id: str | None = None,
 ) -> TestOrdered:
     assert state.level is not None
-    test_id = f"{state.episode_id}.T{state.tests_ordered + 1}"
+    test_id = Numbered.TEST.id(state.episode_id, state.tests_ordered + 1)
     return TestOrdered(state.episode_id, at, test_id, reason, state.level, due, by, policy.version, retest_of, lab_id)
 
 
@@ -319,7 +325,8 @@ def _record_result(
         if same:
             return []  # the identical result again: nothing new
         raise CommandRejected(
-            f"test {command.test_id} already has a {command.method.value} result ({slot.result.value}, "
+            f"test {command.test_id} already has a {(command.method or TestMethod.PRESUMPTIVE).value} result"
+            f" ({slot.result.value}, "
             f"{slot.lab_reference}); send a correction naming that lab reference"
         )
     if command.method is TestMethod.PRESUMPTIVE and test.confirmed is not None:
@@ -331,18 +338,20 @@ def _record_result(
 def _withdrawn(state: Episode, test: DrugTest, at: datetime) -> list[DomainEvent]:
     """A counting result that no longer counts: a pending step-up is cancelled; a done one is flagged."""
     if state.pending_step_up and state.pending_step_up.test_id == test.test_id:
-        return [
-            StepUpCancelled(state.episode_id, at, test.test_id, "the result was corrected to one that does not count")
-        ]
+        return [StepUpCancelled(state.episode_id, at, test.test_id, StepUpCancellation.RESULT_CORRECTED)]
     if state.last_step_up and state.last_step_up.test_id == test.test_id:
-        return [FlagRaised(state.episode_id, at, "step_up_on_corrected_result", f"test {test.test_id} was corrected")]
+        return [
+            FlagRaised(
+                state.episode_id, at, Flag(FlagFamily.STEP_UP_ON_CORRECTED_RESULT), f"test {test.test_id} was corrected"
+            )
+        ]
     return []
 
 
 def _consequences(
     state: Episode,
     test: DrugTest,
-    method: TestMethod,
+    method: TestMethod | None,
     reading: Interpretation,
     policy: Policy,
     at: datetime,
@@ -352,7 +361,10 @@ def _consequences(
     if reading.buprenorphine_absent:
         events.append(
             FlagRaised(
-                state.episode_id, at, BUPRENORPHINE_ABSENT, f"test {test.test_id}: no buprenorphine while prescribed"
+                state.episode_id,
+                at,
+                Flag(FlagFamily.BUPRENORPHINE_ABSENT),
+                f"test {test.test_id}: no buprenorphine while prescribed",
             )
         )
     if reading.needs_retest:
@@ -360,10 +372,10 @@ def _consequences(
         retest = _order(state, OrderReason.RETEST, "clock", due, policy, at, retest_of=test.test_id, lab_id=test.lab_id)
         events.append(retest)
     pending = state.pending_step_up if state.pending_step_up and state.pending_step_up.test_id == test.test_id else None
-    if method is TestMethod.CONFIRMED and pending is not None and pending.waiting_for == "confirmation":
+    if method is TestMethod.CONFIRMED and pending is not None and pending.waiting_for is StepUpWait.CONFIRMATION:
         if not reading.counts_as_positive:
             return events + [
-                StepUpCancelled(state.episode_id, at, test.test_id, "the laboratory confirmation was negative")
+                StepUpCancelled(state.episode_id, at, test.test_id, StepUpCancellation.CONFIRMATION_NEGATIVE)
             ]
         return events + _act_on_positive(state, test, reading, policy, at, day)
     if not reading.counts_as_positive:
@@ -372,15 +384,10 @@ def _consequences(
     if reading.awaits_confirmation:
         if target is not None and state.pending_step_up is None:
             events.append(
-                StepUpPending(state.episode_id, at, test.test_id, "confirmation", target, None, policy.version)
+                StepUpPending(state.episode_id, at, test.test_id, StepUpWait.CONFIRMATION, target, None, policy.version)
             )
         return events
     return events + _act_on_positive(state, test, reading, policy, at, day)
-
-
-def step_up_target(state: Episode, policy: Policy) -> LevelOfCare | None:
-    """Where a step-up moves the client from the current level (None: the policy names nothing higher)."""
-    return policy.step_up.get(state.level) if state.level else None
 
 
 def _act_on_positive(
@@ -394,24 +401,18 @@ def _act_on_positive(
     if policy.drug_testing.positive_result_action is PositiveResultAction.REVIEW:
         if state.pending_step_up is None or state.pending_step_up.test_id == test.test_id:
             due = at + day * policy.drug_testing.step_up_review_due_days
-            events.append(StepUpPending(state.episode_id, at, test.test_id, "review", target, due, policy.version))
+            events.append(
+                StepUpPending(state.episode_id, at, test.test_id, StepUpWait.REVIEW, target, due, policy.version)
+            )
         return events
     assert state.level is not None
     cause = f"test {test.test_id}: {reading.rule}; rule step_up.{state.level.value} -> {target.value}"
-    return events + [_step(state, target, cause, test.test_id, policy, at)]
-
-
-def _step(state: Episode, to: LevelOfCare, cause: str, test_id: str, policy: Policy, at: datetime) -> LevelChanged:
-    assert state.level is not None
-    direction = Direction.UP if to.intensity > state.level.intensity else Direction.DOWN
-    return LevelChanged(
-        state.episode_id, at, state.level, to, direction, cause, policy.stay_minimum_days[to], policy.version, test_id
-    )
+    return events + [move(state, target, cause, policy, at, test_id=test.test_id)]
 
 
 def _decide_step_up(state: Episode, command: DecideStepUp, policy: Policy, at: datetime) -> list[DomainEvent]:
     pending = state.pending_step_up
-    if pending is None or pending.test_id != command.test_id or pending.waiting_for != "review":
+    if pending is None or pending.test_id != command.test_id or pending.waiting_for is not StepUpWait.REVIEW:
         raise CommandRejected(f"no step-up review is pending for test {command.test_id}")
     if len(command.note) > MAX_NOTE:
         raise CommandRejected(f"a note is at most {MAX_NOTE} characters")
@@ -421,7 +422,7 @@ def _decide_step_up(state: Episode, command: DecideStepUp, policy: Policy, at: d
     if not command.confirm:
         return [decided]
     cause = f"test {command.test_id}: step-up confirmed by {command.clinician} on review"
-    return [decided, _step(state, pending.target_level, cause, command.test_id, policy, at)]
+    return [decided, move(state, pending.target_level, cause, policy, at, test_id=command.test_id)]
 
 
 def _reverse(state: Episode, command: ReverseStepUp, policy: Policy, at: datetime) -> list[DomainEvent]:
@@ -434,5 +435,5 @@ def _reverse(state: Episode, command: ReverseStepUp, policy: Policy, at: datetim
     cause = f"reversal of the step-up on test {command.test_id}: {command.reason}"
     return [
         StepUpReversed(state.episode_id, at, command.test_id, clinician, command.reason),
-        _step(state, last.from_level, cause, command.test_id, policy, at),
+        move(state, last.from_level, cause, policy, at, test_id=command.test_id),
     ]

@@ -46,5 +46,5 @@ def check_reachable(engine: Engine) -> None:
     except OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else "no answer"
         raise StoreUnavailable(
-            f"cannot reach PostgreSQL at {describe_url(str(engine.url.render_as_string(hide_password=False)))}: {reason}"
+            f"cannot reach PostgreSQL at {describe_url(engine.url.render_as_string(hide_password=False))}: {reason}"
         ) from None

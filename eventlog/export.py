@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
-from continuum.domain.codec import EventEnvelope, format_instant, from_envelope
-from continuum.domain.episode import EpisodeStatus
+from continuum.domain.codec import EventEnvelope, format_instant, from_envelope, parse_instant
+from continuum.domain.episode import Episode, EpisodeStatus
+from continuum.domain.events import DomainEvent
 from continuum.domain.fold import evolve
+from continuum.domain.stays import stays
 from continuum.eventlog.hashing import canonical_json, event_hash
 from continuum.eventlog.records import StoredEvent
+from continuum.eventlog.upcasting import product_upcasters
 from continuum.eventlog.verify import BrokenLink, VerificationReport
 
+_UPCASTERS = product_upcasters()
 FHIR_BASE = "urn:continuum"
 HASH_EXTENSION = "https://continuum.example/fhir/StructureDefinition/event-hash"
 # EpisodeOfCare.status (R4 value set episode-of-care-status)
@@ -72,8 +75,8 @@ def verify_ndjson(lines: Iterable[str]) -> VerificationReport:
                 event_id=row["event_id"],
                 event_type=row["event_type"],
                 schema_version=row["schema_version"],
-                occurred_at=_instant(row["occurred_at"]),
-                recorded_at=_instant(row["recorded_at"]),
+                occurred_at=parse_instant(row["occurred_at"]),
+                recorded_at=parse_instant(row["recorded_at"]),
                 payload_json=canonical_json(row["payload"]),
                 metadata_json=canonical_json(row["metadata"]),
             )
@@ -106,15 +109,20 @@ def verify_ndjson(lines: Iterable[str]) -> VerificationReport:
     return VerificationReport(f"export of stream {stream}", checked, tuple(problems))
 
 
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _domain_event(stored: StoredEvent) -> DomainEvent:
+    """The event a stored one holds, upcast to its current schema version (an export's events are as recorded)."""
+    version, payload = _UPCASTERS.upcast(stored.event_type, stored.schema_version, stored.payload)
+    return from_envelope(EventEnvelope(stored.event_type, version, payload))
 
 
 def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
-    """The episode as a FHIR R4 `collection` Bundle: its EpisodeOfCare and a Provenance per event."""
-    state, status_history, level_history = None, [], []
-    for stored in events:
-        state = evolve(state, from_envelope(EventEnvelope(stored.event_type, stored.schema_version, stored.payload)))
+    """The episode as a FHIR R4 `collection` Bundle: its EpisodeOfCare and a Provenance per event (the events
+    as recorded or already upcast: either reads the same)."""
+    state: Episode | None = None
+    status_history: list[dict[str, Any]] = []
+    domain_events = [_domain_event(e) for e in events]
+    for stored, event in zip(events, domain_events, strict=True):
+        state = evolve(state, event)
         at = format_instant(stored.occurred_at)
         status = _FHIR_STATUS[state.status]
         if status_history and status_history[-1]["period"]["start"] == at:  # passed through in one instant
@@ -125,10 +133,8 @@ def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
             if status_history:
                 status_history[-1]["period"]["end"] = at
             status_history.append({"status": status, "period": {"start": at}})
-        level = state.level.value if state.level else None
-        if level and (not level_history or level_history[-1][0] != level):
-            level_history.append((level, at))
     assert state is not None
+    level_history = [(stay.level.value, format_instant(stay.start)) for stay in stays(domain_events)]
     episode_ref = f"EpisodeOfCare/{episode_id}"
     episode: dict[str, Any] = {
         "resourceType": "EpisodeOfCare",

@@ -3,7 +3,8 @@
 canonical(event) is the JSON array
     [position, stream_id, stream_version, event_id, event_type, schema_version,
      occurred_at, recorded_at, payload, metadata]
-with strings JSON-quoted, instants as UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` (a four-digit year, as SQL's `to_char`), and payload and metadata as the
+with strings JSON-quoted, instants as UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` (a four-digit year, as SQL's `to_char`),
+and payload and metadata as the
 exact JSON text stored (written canonically: sorted keys, no spaces, UTF-8). Then
     hash = SHA-256(prev_hash || UTF-8(canonical)),   prev_hash of the first event = 32 zero bytes.
 Every field is covered, so an edit, insertion, deletion or reordering breaks a link.

@@ -8,16 +8,27 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from continuum.domain.flags import ALERT_OF, SUBJECT_OF, Alert, Flag
+
+Rows = list[dict[str, Any]]  # named apart: inside EpisodeReads, `list` is its method
+
 
 @dataclass(frozen=True)
 class Page:
-    items: list[dict[str, Any]]
+    items: Rows
     total: int
     page: int
     page_size: int
 
 
 _SUMMARY = "episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at, version"
+
+
+def _flag_or_none(spelling: str) -> Flag | None:
+    try:
+        return Flag.parse(spelling)
+    except ValueError:
+        return None
 
 
 class EpisodeReads:
@@ -34,7 +45,8 @@ class EpisodeReads:
         page_size: int = 50,
         id_prefix: str | None = None,
     ) -> Page:
-        where, params = ["TRUE"], {"limit": page_size, "offset": (page - 1) * page_size}
+        where: list[str] = ["TRUE"]
+        params: dict[str, object] = {"limit": page_size, "offset": (page - 1) * page_size}
         if id_prefix:  # search by episode id (a prefix; LIKE's wildcards are escaped)
             where.append("episode_id LIKE :prefix ESCAPE '\\'")
             params["prefix"] = id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -44,19 +56,24 @@ class EpisodeReads:
         if status:
             where.append("status = :status")
             params["status"] = status
-        if flag and ":" in flag:  # one exact flag, such as result_missing:<test id> (GIN on flags)
-            where.append("flags @> ARRAY[CAST(:flag AS text)]")
-            params["flag"] = flag
-        elif flag:  # a flag or its family, such as result_missing (GIN on continuum_flag_families)
-            where.append("continuum_flag_families(flags) @> ARRAY[CAST(:flag AS text)]")
-            params["flag"] = flag
+        if flag:
+            wanted = _flag_or_none(flag)
+            if wanted is None:  # not a family of ours: no episode carries it
+                where.append("FALSE")
+            elif wanted.subject is not None:  # one exact flag, such as result_missing:<test id> (GIN on flags)
+                where.append("flags @> ARRAY[CAST(:flag AS text)]")
+                params["flag"] = str(wanted)
+            else:  # a family, such as result_missing (GIN on continuum_flag_families)
+                where.append("continuum_flag_families(flags) @> ARRAY[CAST(:flag AS text)]")
+                params["flag"] = str(wanted.family)
         clause = " AND ".join(where)
         with self.engine.connect() as conn:
             total = conn.execute(text(f"SELECT count(*) FROM episodes WHERE {clause}"), params).scalar_one()
             rows = (
                 conn.execute(
                     text(
-                        f"SELECT {_SUMMARY} FROM episodes WHERE {clause} ORDER BY episode_id LIMIT :limit OFFSET :offset"
+                        f"SELECT {_SUMMARY} FROM episodes WHERE {clause}"
+                        " ORDER BY episode_id LIMIT :limit OFFSET :offset"
                     ),
                     params,
                 )
@@ -70,7 +87,7 @@ class EpisodeReads:
             row = conn.execute(text("SELECT state FROM episodes WHERE episode_id = :e"), {"e": episode_id}).first()
         return dict(row.state) if row else None
 
-    def census(self) -> list[dict[str, Any]]:
+    def census(self) -> Rows:
         """Open episodes (intake, active, on hold) by level and status; closed ones are counted apart."""
         with self.engine.connect() as conn:
             rows = (
@@ -89,7 +106,7 @@ class EpisodeReads:
         with self.engine.connect() as conn:
             return int(conn.execute(text("SELECT count(*) FROM episodes WHERE status = 'closed'")).scalar_one())
 
-    def alerts(self, since: datetime) -> dict[str, list[dict[str, Any]]]:
+    def alerts(self, since: datetime) -> dict[str, Rows]:
         """Overdue reviews and missing results now open, and positives and step-ups recorded since `since`."""
         with self.engine.connect() as conn:
             flagged = (
@@ -127,35 +144,34 @@ class EpisodeReads:
                 .mappings()
                 .all()
             )
-        overdue = [dict(r) for r in flagged if "review_overdue" in r["flags"]]
-        unanswered = [
-            {"episode_id": r["episode_id"], "referral_id": f.split(":", 1)[1]}
-            for r in flagged
-            for f in r["flags"]
-            if f.startswith("referral_unanswered:")
-        ]
-        missing = [
-            {"episode_id": r["episode_id"], "test_id": f.split(":", 1)[1]}
-            for r in flagged
-            for f in r["flags"]
-            if f.startswith("result_missing:")
-        ]
+        by_alert: dict[Alert, Rows] = {alert: [] for alert in Alert}
+        for row in flagged:
+            for flag in (f for f in map(_flag_or_none, row["flags"]) if f is not None):
+                alert = ALERT_OF.get(flag.family)
+                if alert is None:
+                    continue
+                subject = SUBJECT_OF.get(flag.family)
+                if subject is None:  # the episode itself is the alert (once, whatever else it carries)
+                    by_alert[alert].append(dict(row))
+                elif flag.subject is not None:
+                    by_alert[alert].append({"episode_id": row["episode_id"], subject: flag.subject})
         return {
-            "overdue_reviews": overdue,
-            "missing_results": missing,
+            Alert.OVERDUE_REVIEWS.value: by_alert[Alert.OVERDUE_REVIEWS],
+            Alert.MISSING_RESULTS.value: by_alert[Alert.MISSING_RESULTS],
             "positives": [dict(r) for r in positives],
             "step_ups": [dict(r) for r in step_ups],
-            "unanswered_referrals": unanswered,
+            Alert.UNANSWERED_REFERRALS.value: by_alert[Alert.UNANSWERED_REFERRALS],
         }
 
-    def disclosures(self, episode_id: str, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
+    def disclosures(self, episode_id: str, since: datetime | None, until: datetime | None) -> Rows:
         """The accounting of disclosures (42 CFR 2.25): to whom, when, why, what, under which consent."""
         with self.engine.connect() as conn:
             rows = (
                 conn.execute(
                     text(
                         "SELECT occurred_at AS disclosed_at, payload->'disclosure'->>'recipient' AS recipient,"
-                        " payload->'disclosure'->>'purpose' AS purpose, payload->'disclosure'->'disclosed' AS disclosed,"
+                        " payload->'disclosure'->>'purpose' AS purpose,"
+                        " payload->'disclosure'->'disclosed' AS disclosed,"
                         " payload->'disclosure'->>'consent_id' AS consent_id, payload->>'referral_id' AS referral_id"
                         " FROM events WHERE stream_id = :e AND event_type = 'ReferralIssued'"
                         " AND json_typeof(payload->'disclosure') = 'object'"
@@ -169,11 +185,10 @@ class EpisodeReads:
                 .all()
             )
             exports = (
-                conn.execute(  # an export is a disclosure too (recorded as "export <format> to <recipient>")
+                conn.execute(  # an export is a disclosure too: the access log names its recipient
                     text(
-                        "SELECT accessed_at AS disclosed_at, split_part(what, ' to ', 2) AS recipient, purpose,"
-                        " split_part(what, ' ', 2) AS format, key_id FROM record_access"
-                        " WHERE episode_id = :e AND what LIKE 'export % to %'"
+                        "SELECT accessed_at AS disclosed_at, recipient, purpose, format, basis, key_id"
+                        " FROM record_access WHERE episode_id = :e AND recipient IS NOT NULL"
                         + (" AND accessed_at >= :since" if since else "")
                         + (" AND accessed_at < :until" if until else "")
                         + " ORDER BY access_id"
@@ -183,7 +198,7 @@ class EpisodeReads:
                 .mappings()
                 .all()
             )
-        referrals = [{**dict(r), "kind": "referral"} for r in rows]
+        referrals = [{**dict(r), "kind": "referral", "basis": None} for r in rows]  # made under a consent
         exported = [
             {
                 "disclosed_at": r["disclosed_at"],
@@ -193,13 +208,14 @@ class EpisodeReads:
                 "consent_id": None,
                 "referral_id": None,
                 "kind": "export",
+                "basis": r["basis"],
                 "exported_by": r["key_id"],
             }
             for r in exports
         ]
         return sorted(referrals + exported, key=lambda d: d["disclosed_at"])
 
-    def referrals_for(self, partner: str) -> list[dict[str, Any]]:
+    def referrals_for(self, partner: str) -> Rows:
         """The referrals disclosed to one partner (never those still awaiting the client's consent)."""
         with self.engine.connect() as conn:
             rows = (

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -31,14 +31,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from continuum.eventlog.errors import ConcurrencyError, EventIdConflict, StoreBusy, StoreUnavailable
 from continuum.eventlog.hashing import canonical_json
 from continuum.eventlog.records import AppendResult, EventMetadata, NewEvent, StoredEvent
-from continuum.eventlog.upcasting import Upcasters
+from continuum.eventlog.upcasting import Upcasters, product_upcasters
 
 
 @dataclass(frozen=True)
 class InlineProjection:
     """A projector's write folded into the append statement itself (one round trip for the common case).
 
-    `sql` defines data-modifying CTEs, the last named `projected`, that read `appended` (the append's outcome row) and applies only
+    `sql` defines data-modifying CTEs, the last named `projected`, that read `appended` (the append's outcome row)
+    and applies only
     when the stream stood at `prior_version` before the append, so an optimistic state is never written
     over a newer one. It is sent to psycopg as is: placeholders are `%(p_name)s`, names start with `p_`.
     """
@@ -66,7 +67,8 @@ class Projector(Protocol):
 
 # The append is sent to psycopg directly (pyformat placeholders, prepared on the server): it is the hot path.
 _APPEND_CALL = (
-    "SELECT * FROM continuum_append(%(stream_id)s, %(expected_version)s, %(event_ids)b::uuid[], %(event_types)b::text[],"
+    "SELECT * FROM continuum_append(%(stream_id)s, %(expected_version)s, %(event_ids)b::uuid[],"
+    " %(event_types)b::text[],"
     " %(schema_versions)b::integer[], %(payloads)b::text[], %(metadata)b::text[], %(occurred_at)b::timestamptz[])"
 )  # the arrays go in binary: psycopg's text format escapes every element of every JSON text
 # Only what the caller needs: decoding the hash arrays costs more than the round trip's own work.
@@ -125,7 +127,7 @@ class PostgresEventStore:
         self, engine: Engine, *, upcasters: Upcasters | None = None, projectors: Sequence[Projector] = ()
     ) -> None:
         self.engine = engine
-        self.upcasters = upcasters or Upcasters()
+        self.upcasters = upcasters if upcasters is not None else product_upcasters()
         self.projectors = tuple(projectors)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -307,23 +309,22 @@ class PostgresEventStore:
             event.hash,
         )
 
-    def _row_to_event(self, row: Any) -> StoredEvent:
-        return self._upcast(
-            StoredEvent(
-                position=row.position,
-                stream_id=row.stream_id,
-                stream_version=row.stream_version,
-                event_id=row.event_id if isinstance(row.event_id, UUID) else UUID(str(row.event_id)),
-                event_type=row.event_type,
-                schema_version=row.schema_version,
-                payload=json.loads(row.payload),
-                metadata=EventMetadata(**json.loads(row.metadata)),
-                occurred_at=row.occurred_at,
-                recorded_at=row.recorded_at,
-                prev_hash=bytes(row.prev_hash),
-                hash=bytes(row.hash),
-            )
+    def _row_to_event(self, row: Any, *, upcast: bool = True) -> StoredEvent:
+        event = StoredEvent(
+            position=row.position,
+            stream_id=row.stream_id,
+            stream_version=row.stream_version,
+            event_id=row.event_id if isinstance(row.event_id, UUID) else UUID(str(row.event_id)),
+            event_type=row.event_type,
+            schema_version=row.schema_version,
+            payload=json.loads(row.payload),
+            metadata=EventMetadata(**json.loads(row.metadata)),
+            occurred_at=row.occurred_at,
+            recorded_at=row.recorded_at,
+            prev_hash=bytes(row.prev_hash),
+            hash=bytes(row.hash),
         )
+        return self._upcast(event) if upcast else event
 
     def read_stream(
         self,
@@ -332,8 +333,10 @@ class PostgresEventStore:
         from_version: int = 1,
         to_version: int | None = None,
         recorded_until: datetime | None = None,
+        as_recorded: bool = False,
     ) -> list[StoredEvent]:
-        """A stream's events in order, optionally only up to a version or to what was recorded by an instant."""
+        """A stream's events in order, optionally only up to a version or to what was recorded by an instant;
+        upcast to their current schema versions, or `as_recorded` (what the hashes cover, for exports)."""
         query = f"SELECT {_COLUMNS} FROM events WHERE stream_id = :stream_id AND stream_version >= :from_version"
         params: dict[str, Any] = {"stream_id": stream_id, "from_version": from_version}
         if to_version is not None:
@@ -344,23 +347,13 @@ class PostgresEventStore:
             params["until"] = recorded_until
         with self.engine.connect() as connection:
             rows = connection.execute(text(query + " ORDER BY stream_version"), params).all()
-        return [self._row_to_event(row) for row in rows]
-
-    def read_all(self, *, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        """One page of the whole log, in position order, after `after_position`."""
-        with self.engine.connect() as connection:
-            return self.read_page(connection, after_position=after_position, limit=limit)
+        return [self._row_to_event(row, upcast=not as_recorded) for row in rows]
 
     def read_page(self, connection: Connection, *, after_position: int, limit: int) -> list[StoredEvent]:
-        """Like `read_all`, on a connection the caller holds (inside its own transaction)."""
+        """One page of the whole log, in position order, after `after_position`, on a connection the caller
+        holds (inside its own transaction)."""
         rows = connection.execute(_PAGE, {"after": after_position, "limit": limit}).all()
         return [self._row_to_event(row) for row in rows]
-
-    def iter_all(self, *, after_position: int = 0, page_size: int = 5000) -> Iterator[StoredEvent]:
-        """Every event after `after_position`, page by page."""
-        while page := self.read_all(after_position=after_position, limit=page_size):
-            yield from page
-            after_position = page[-1].position
 
     def stream_version(self, stream_id: str) -> int:
         with self.engine.connect() as connection:

@@ -1,4 +1,8 @@
-"""Upcasting: an old schema version of an event is upgraded on read, one registered step at a time."""
+"""Upcasting: an old schema version of an event is upgraded on read, one registered step at a time.
+
+The steps of the product's own events are in `STEPS`; every store reads through them unless given others.
+What is stored is never rewritten: its hash chain covers the payload as recorded (exports carry that).
+"""
 
 from __future__ import annotations
 
@@ -26,3 +30,18 @@ class Upcasters:
             payload = step(dict(payload))
             schema_version += 1
         return schema_version, payload
+
+
+def test_cancelled_v1(payload: Payload) -> Payload:
+    """TestCancelled v1 -> v2: version 1 did not record who cancelled the test."""
+    return {**payload, "cancelled_by": None}
+
+
+test_cancelled_v1.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+STEPS: Mapping[tuple[str, int], Upcast] = {("TestCancelled", 1): test_cancelled_v1}
+
+
+def product_upcasters() -> Upcasters:
+    """A registry holding the product's own steps (a fresh one: a registry is open to more steps)."""
+    return Upcasters(STEPS)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from continuum.domain.codec import parse_instant
 from continuum.domain.commands import (
     CancelTest,
     OpenEpisode,
@@ -77,10 +78,10 @@ async def test_a_replay_draws_the_same_schedule(skipping_env: WorkflowEnvironmen
         state = await episodes.state(episode)
 
     [draw] = events_of(store, episode, "TestScheduleDrawn")
-    start = datetime.fromisoformat(draw.payload["window_start"].replace("Z", "+00:00"))
+    start = parse_instant(draw.payload["window_start"])
     drawn = [start + DAY * d for d in sorted(draw.payload["chosen_days"])]
     assert state is not None
-    planned = [datetime.fromisoformat(p.replace("Z", "+00:00")) for p in state["planned_tests"]]
+    planned = [parse_instant(p) for p in state["planned_tests"]]
     assert planned == drawn[1:]  # the replayed state is the recorded draw, less the test already ordered
 
 
@@ -149,7 +150,7 @@ async def test_refused_steps_up_and_a_presumptive_positive_then_negative_confirm
         unconfirmed = await episodes.send("ep-unconfirmed", meta(), OrderTest("clin-1"))
         refused_id = refused.events[0].data["test_id"]
         unconfirmed_id = unconfirmed.events[0].data["test_id"]
-        now = datetime.fromisoformat(refused.events[0].data["occurred_at"].replace("Z", "+00:00"))
+        now = parse_instant(refused.events[0].data["occurred_at"])
         collected = await episodes.send(
             "ep-refused", meta(actor="svc:site-1"), RecordSpecimenCollection(refused_id, now, True, True, "site-1")
         )

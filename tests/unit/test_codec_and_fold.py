@@ -17,7 +17,7 @@ from continuum.domain.errors import InvalidIdentifier, UnknownEventType
 from continuum.domain.events import EVENT_TYPES, DomainEvent, EpisodeOpened, EpisodeResumed
 from continuum.domain.fold import FoldError, evolve, replace
 from continuum.domain.ids import ClientId, EpisodeId, episode_id
-from continuum.domain.levels import AsamEdition, Direction, LevelOfCare, asam_code, direction
+from continuum.domain.levels import ASAM_CODES, AsamEdition, Direction, LevelOfCare, direction
 
 EP = EpisodeId("ep-1")
 T0 = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)
@@ -83,10 +83,10 @@ def test_levels_are_ordered_by_intensity_and_carry_asam_codes_per_edition() -> N
     assert [lv.intensity for lv in LevelOfCare] == list(range(6))
     assert direction(LevelOfCare.OUTPATIENT, LevelOfCare.INTENSIVE_OUTPATIENT) is Direction.UP
     assert direction(LevelOfCare.RESIDENTIAL, LevelOfCare.RESIDENTIAL) is Direction.LATERAL
-    assert asam_code(LevelOfCare.INTENSIVE_OUTPATIENT) == "2.1"
-    assert asam_code(LevelOfCare.WITHDRAWAL_MANAGEMENT, AsamEdition.THIRD) == "3.7-WM"
-    assert asam_code(LevelOfCare.WITHDRAWAL_MANAGEMENT, AsamEdition.FOURTH) == "3.7"
-    assert asam_code(LevelOfCare.AFTERCARE) is None
+    assert ASAM_CODES[AsamEdition.THIRD][LevelOfCare.INTENSIVE_OUTPATIENT] == "2.1"
+    assert ASAM_CODES[AsamEdition.THIRD][LevelOfCare.WITHDRAWAL_MANAGEMENT] == "3.7-WM"
+    assert ASAM_CODES[AsamEdition.FOURTH][LevelOfCare.WITHDRAWAL_MANAGEMENT] == "3.7"
+    assert ASAM_CODES[AsamEdition.THIRD][LevelOfCare.AFTERCARE] is None
 
 
 def test_every_discharge_reason_maps_to_a_teds_code() -> None:

@@ -35,7 +35,8 @@ CREATE TABLE log_head (
 );
 -- Updated by every append: a low fillfactor keeps its HOT chain pruned short.
 ALTER TABLE log_head SET (fillfactor = 10);
-INSERT INTO log_head (singleton, position, hash) VALUES (true, 0, '\x0000000000000000000000000000000000000000000000000000000000000000');
+INSERT INTO log_head (singleton, position, hash)
+VALUES (true, 0, '\x0000000000000000000000000000000000000000000000000000000000000000');
 
 CREATE FUNCTION continuum_refuse_event_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -29,5 +29,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(
-        "DROP INDEX episodes_id_prefix; DROP INDEX episodes_flag_families; DROP FUNCTION continuum_flag_families(text[]);"
+        "DROP INDEX episodes_id_prefix; DROP INDEX episodes_flag_families;"
+        " DROP FUNCTION continuum_flag_families(text[]);"
     )

@@ -56,7 +56,8 @@ DECLARE
 BEGIN
     IF n = 0 OR cardinality(p_event_types) <> n OR cardinality(p_schema_versions) <> n
        OR cardinality(p_payloads) <> n OR cardinality(p_metadata) <> n OR cardinality(p_occurred_at) <> n THEN
-        RAISE EXCEPTION 'continuum_append needs one element per event in every array' USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'continuum_append needs one element per event in every array'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT h.position, h.hash INTO v_head, v_first FROM log_head h WHERE h.singleton FOR UPDATE;
     v_now := clock_timestamp();
@@ -91,12 +92,15 @@ RETURNS TABLE (outcome text, first_position bigint, stream_version integer, reco
                prev_hashes bytea[], hashes bytea[])
 LANGUAGE sql VOLATILE AS $$
     SELECT a.* FROM (
-        SELECT array_agg((x.e ->> 'event_id')::uuid ORDER BY x.n) AS ids, array_agg(x.e ->> 'event_type' ORDER BY x.n) AS types,
+        SELECT array_agg((x.e ->> 'event_id')::uuid ORDER BY x.n) AS ids,
+               array_agg(x.e ->> 'event_type' ORDER BY x.n) AS types,
                array_agg((x.e ->> 'schema_version')::integer ORDER BY x.n) AS schemas,
-               array_agg(x.e ->> 'payload' ORDER BY x.n) AS payloads, array_agg(x.e ->> 'metadata' ORDER BY x.n) AS metadata,
+               array_agg(x.e ->> 'payload' ORDER BY x.n) AS payloads,
+               array_agg(x.e ->> 'metadata' ORDER BY x.n) AS metadata,
                array_agg((x.e ->> 'occurred_at')::timestamptz ORDER BY x.n) AS occurred
           FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(e, n)
-    ) u, continuum_append(p_stream_id, p_expected_version, u.ids, u.types, u.schemas, u.payloads, u.metadata, u.occurred) a
+    ) u,
+    continuum_append(p_stream_id, p_expected_version, u.ids, u.types, u.schemas, u.payloads, u.metadata, u.occurred) a
 $$;
 """
 
@@ -120,5 +124,6 @@ def downgrade() -> None:
         "DROP FUNCTION continuum_append(text, integer, uuid[], text[], integer[], text[], text[], timestamptz[])"
     )
     op.execute(
-        "DROP FUNCTION continuum_canonical(bigint, text, integer, uuid, text, integer, timestamptz, timestamptz, text, text)"
+        "DROP FUNCTION continuum_canonical("
+        "bigint, text, integer, uuid, text, integer, timestamptz, timestamptz, text, text)"
     )
