@@ -446,6 +446,8 @@ def _closed(state: Episode, event: EpisodeClosed) -> Episode:
         closed_at=at,
         pending_review=None,
         hold_reason=None,
+        # the review no longer pending is no longer overdue (the log keeps when it was)
+        flags=tuple(f for f in state.flags if Flag.parse(f).family is not FlagFamily.REVIEW_OVERDUE),
     )
 
 

@@ -35,11 +35,6 @@ def test_closing_an_episode_ends_its_pending_review() -> None:
     assert fold(t.recorded) == t.state
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: EpisodeClosed clears pending_review but keeps the review_overdue flag, so a closed episode "
-    "still says a review is overdue (domain/fold.py, case EpisodeClosed)",
-)
 def test_closing_an_episode_with_an_escalated_review_leaves_no_review_overdue_flag() -> None:
     t = escalated_review()
     t.do(Discharge(DischargeReason.AGAINST_MEDICAL_ADVICE))

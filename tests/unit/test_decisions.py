@@ -407,8 +407,7 @@ class EpisodeMachine(RuleBasedStateMachine):
         if state.pending_review is not None:
             assert state.status in (EpisodeStatus.ACTIVE, EpisodeStatus.ON_HOLD)
             assert state.pending_review.level is state.level and state.level is not LevelOfCare.AFTERCARE
-        if state.status is not EpisodeStatus.CLOSED:  # closing leaves the flag behind: see the xfail test below
-            assert (REVIEW_OVERDUE in state.flags) == bool(state.pending_review and state.pending_review.escalated)
+        assert (REVIEW_OVERDUE in state.flags) == bool(state.pending_review and state.pending_review.escalated)
         assert list(state.flags) == sorted(set(state.flags)) and state.stay_held_seconds >= 0
         ids = [t.test_id for t in state.tests]
         assert len(ids) == len(set(ids)) == state.tests_ordered
