@@ -36,7 +36,7 @@ def create_app(services: Services) -> FastAPI:
     dashboard.install(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(CancelledQuietly)
-    app.add_middleware(hygiene.AuthenticatedFirst)
+    app.add_middleware(hygiene.HttpHygiene)
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> JSONResponse:

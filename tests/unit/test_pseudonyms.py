@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -61,6 +63,12 @@ def test_every_email_address_is_refused(value: str) -> None:
 @given(st.from_regex(f"^{ID_PATTERN}$", fullmatch=True).filter(lambda v: sum(c.isdigit() for c in v) < 9))
 def test_an_id_of_the_id_form_with_fewer_than_nine_digits_is_a_pseudonym(value: str) -> None:
     assert identifying_shape(value) is None
+    assert pseudonymous_client_id(value) == value
+
+
+@given(st.sampled_from(["client-", "c", "EP-", "bench-"]), st.uuids())
+def test_a_generated_id_is_never_mistaken_for_a_person(prefix: str, generated: UUID) -> None:
+    value = f"{prefix}{generated.hex}"  # a random run of digits inside an id is not a written SSN or phone
     assert pseudonymous_client_id(value) == value
 
 
