@@ -21,6 +21,7 @@ from continuum.activities.eventlog import UNRECORDABLE
 from continuum.domain.commands import COMMAND_NAMES, Command, OpenEpisode, command_name
 from continuum.domain.errors import CommandRejected, CommandUnrecordable, UnknownEpisode
 from continuum.domain.ids import episode_id as valid_episode_id
+from continuum.domain.ids import pseudonymous_client_id
 from continuum.domain.policy import default_policy_text, load_policy
 from continuum.runtime.servers import ServerTimedOut, ServerUnavailable
 from continuum.workflows.episode import (
@@ -64,8 +65,10 @@ class EpisodeCommands:
         self.history_events_bound = history_events_bound
 
     async def open(self, meta: CommandMeta, command: OpenEpisode) -> CommandResult:
-        """Open the episode, or attach to it if it exists; a retried open returns the first outcome."""
+        """Open the episode, or attach to it if it exists; a retried open returns the first outcome. A client id
+        shaped like an SSN, e-mail address or phone number is refused here, before it reaches Temporal."""
         eid = valid_episode_id(command.episode_id)
+        pseudonymous_client_id(command.client_id)
         start = WithStartWorkflowOperation(
             EpisodeWorkflow.run,
             EpisodeInput(

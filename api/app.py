@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from continuum.api import codec, commands, dashboard, problems, reads
+from continuum.api import codec, commands, dashboard, hygiene, problems, reads
 from continuum.api.limits import BodyLimit
 from continuum.api.services import Services
 
@@ -37,6 +37,7 @@ def create_app(services: Services) -> FastAPI:
     dashboard.install(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(CancelledQuietly)
+    app.add_middleware(hygiene.HttpHygiene)
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> JSONResponse:

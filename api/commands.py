@@ -2,7 +2,8 @@
 
 An `Idempotency-Key` header makes a retried command return the first response (kept per API key): the
 first request claims the key atomically and runs; the same request again waits for that response; a
-different request under the key is refused (422).
+different request under the key is refused (422). The key's text is never kept: the idempotency table holds its
+digest, and the command id (in Temporal's history and the log's causation ids) is derived from that digest.
 """
 
 from __future__ import annotations
@@ -88,15 +89,25 @@ COMMAND_TIMEOUT_SECONDS = 60.0
 FIRST_RESPONSE_WAIT_SECONDS = COMMAND_TIMEOUT_SECONDS + 5.0
 
 
-async def _claim(
-    store: IdempotencyStore, key_id: str, idempotency_key: str, request_hash: bytes
-) -> Claimed | StoredResponse:
+def key_digest(idempotency_key: str) -> str:
+    """The Idempotency-Key as it is kept: its SHA-256 in hex. A caller's key may say more than an id should
+    (`jane-doe-heroin-relapse`), so its text reaches neither the database, the log nor Temporal."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+def command_id_of(key_id: str, digest: str) -> str:
+    """The command id of a request under an Idempotency-Key: the same key always gives the same id, so Temporal
+    deduplicates a retry too (the update id is the command id)."""
+    return f"{key_id}:{digest[:32]}"
+
+
+async def _claim(store: IdempotencyStore, key_id: str, digest: str, request_hash: bytes) -> Claimed | StoredResponse:
     """Claim the key for this request, or wait for the first response of the same request (polled, with a
     growing pause); a different request under the key is refused at once."""
     loop = asyncio.get_running_loop()
     deadline, pause = loop.time() + FIRST_RESPONSE_WAIT_SECONDS, 0.02
     while True:
-        outcome = await run_in_threadpool(store.claim, key_id, idempotency_key, request_hash)
+        outcome = await run_in_threadpool(store.claim, key_id, digest, request_hash)
         if isinstance(outcome, UsedForAnotherRequest):
             raise HTTPException(422, "this Idempotency-Key was used for a different request")
         if not isinstance(outcome, InProgress):
@@ -107,20 +118,20 @@ async def _claim(
         pause = min(pause * 2, 1.0)
 
 
-async def _release(store: IdempotencyStore, key_id: str, idempotency_key: str, claimed: Claimed) -> None:
+async def _release(store: IdempotencyStore, key_id: str, digest: str, claimed: Claimed) -> None:
     """Free the key for a retry; if even that fails, the claim expires on its own (CLAIM_EXPIRES)."""
     try:
-        await asyncio.shield(run_in_threadpool(store.release, key_id, idempotency_key, claimed.claim))
+        await asyncio.shield(run_in_threadpool(store.release, key_id, digest, claimed.claim))
     except Exception as error:
         log.warning("api.idempotency_release_failed", error_type=type(error).__name__)
 
 
 async def _execute(
-    request: Request, caller: ApiKey, episode_id: str, command: Command, command_key: str, created: bool
+    request: Request, caller: ApiKey, episode_id: str, command: Command, command_id: str, created: bool
 ) -> tuple[int, dict[str, Any]]:
     """Send the command and answer with its outcome, or a refusal to keep; anything else raises."""
     services = services_of(request)
-    meta = CommandMeta(f"{caller.key_id}:{command_key}", caller.actor)
+    meta = CommandMeta(command_id, caller.actor)
     try:
         async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
             if isinstance(command, OpenEpisode):
@@ -148,20 +159,21 @@ async def _run(
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
         raise HTTPException(422, "Idempotency-Key is 1-128 characters")
     if not idempotency_key:
-        return _respond(*await _execute(request, caller, episode_id, command, uuid.uuid4().hex, created))
+        command_id = command_id_of(caller.key_id, uuid.uuid4().hex)
+        return _respond(*await _execute(request, caller, episode_id, command, command_id, created))
+    digest = key_digest(idempotency_key)  # from here on, only the digest
     request_hash = hashlib.sha256(request.method.encode() + request.url.path.encode() + await request.body()).digest()
-    claimed = await _claim(services.idempotency, caller.key_id, idempotency_key, request_hash)
+    claimed = await _claim(services.idempotency, caller.key_id, digest, request_hash)
     if isinstance(claimed, StoredResponse):
         return _respond(claimed.status, claimed.body)
     try:
-        # The key's digest, never its text: a caller's key may say more than an id should, and this one is kept
-        # in Temporal's history. The same key always gives the same command id, so Temporal deduplicates too.
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
-        status, body = await _execute(request, caller, episode_id, command, digest, created)
+        status, body = await _execute(
+            request, caller, episode_id, command, command_id_of(caller.key_id, digest), created
+        )
     except BaseException:  # no answer to keep (Temporal unavailable, a timeout, a shutdown): a retry runs again
-        await _release(services.idempotency, caller.key_id, idempotency_key, claimed)
+        await _release(services.idempotency, caller.key_id, digest, claimed)
         raise
-    await run_in_threadpool(services.idempotency.complete, caller.key_id, idempotency_key, claimed.claim, status, body)
+    await run_in_threadpool(services.idempotency.complete, caller.key_id, digest, claimed.claim, status, body)
     return _respond(status, body)
 
 

@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from continuum.access import Role
@@ -17,7 +26,8 @@ from continuum.domain.aftercare import FollowUpOutcome, ReferralStatus
 from continuum.domain.aftercare_decisions import MAX_CONSENT_DAYS
 from continuum.domain.commands import MAX_CANCELLATION_REASON, MAX_NOTE
 from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
-from continuum.domain.ids import ID_PATTERN
+from continuum.domain.errors import InvalidIdentifier
+from continuum.domain.ids import ID_PATTERN, pseudonymous_client_id
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.testing import NO_SPECIMEN, TestMethod, TestResult
 from continuum.domain.testing_decisions import NAMES_WHAT_IT_FOUND
@@ -46,6 +56,16 @@ def _text(value: str) -> str:
     return value
 
 
+def _pseudonym(value: object) -> object:
+    # The domain's rule, before the id pattern, so that an e-mail address or phone number is named for what it is.
+    if isinstance(value, str):
+        try:
+            pseudonymous_client_id(value)
+        except InvalidIdentifier as error:
+            raise PydanticCustomError("identifying_id", str(error)) from None
+    return value
+
+
 def _line(value: str) -> str:
     if (problem := text_problem(value, multiline=False)) is not None:
         raise PydanticCustomError("unsafe_text", problem)
@@ -55,6 +75,14 @@ def _line(value: str) -> str:
 
 
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN}$", examples=["EP-1001"])]
+ClientId = Annotated[
+    Id,
+    BeforeValidator(_pseudonym),
+    Field(
+        description="a pseudonymous client id; never a name, record number, SSN, e-mail address or phone number",
+        examples=["client-1001"],
+    ),
+]
 Instant = Annotated[
     AwareDatetime, AfterValidator(plausible_instant), Field(description="with a time zone; 1900 to a day from now")
 ]
@@ -77,7 +105,7 @@ class AssessmentBody(Body):
 
 class OpenEpisodeBody(Body):
     episode_id: Id
-    client_id: Id = Field(description="a pseudonymous client id; never a name or record number")
+    client_id: ClientId
     previous_episode_id: Id | None = None
     assessment: AssessmentBody | None = None
 

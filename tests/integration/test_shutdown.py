@@ -25,6 +25,7 @@ import psutil
 import psycopg
 import pytest
 
+from continuum.api.commands import key_digest
 from tests.integration.episodes import free_port
 
 pytestmark = pytest.mark.integration
@@ -137,7 +138,7 @@ def _claim_as_if_running(running: Running, key_id: str, idempotency_key: str, bo
         conn.execute(
             "INSERT INTO api_idempotency (key_id, idempotency_key, request_hash, claim, claimed_at)"
             " VALUES (%s, %s, %s, %s, now())",
-            (key_id, idempotency_key, request_hash, uuid.uuid4()),
+            (key_id, key_digest(idempotency_key), request_hash, uuid.uuid4()),  # the key is kept as its digest
         )
 
 
