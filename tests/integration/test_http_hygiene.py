@@ -10,11 +10,9 @@ import structlog
 from sqlalchemy import text
 
 from continuum.eventlog.db import make_engine
-from tests.integration import test_api
-from tests.integration.test_api import Stack
+from tests.integration.stacks import Stack
 
 pytestmark = pytest.mark.integration
-stack = test_api.stack  # the API over a worker, as a fixture
 
 
 @pytest.mark.parametrize(
