@@ -59,6 +59,7 @@ from temporalio.converter import DataConverter
 from bench.care import Step, simulate
 from bench.seed import seed_events
 from bench.stack import BenchStack, bench_stack, publish
+from continuum.bootstrap import build_store
 from continuum.domain.codec import encode, to_envelope
 from continuum.domain.commands import ChangeMedications, OrderTest
 from continuum.domain.episode import Episode
@@ -67,7 +68,6 @@ from continuum.domain.policy import default_policy_text, load_policy
 from continuum.domain.testing import OrderReason
 from continuum.eventlog.projection import rebuild_episodes
 from continuum.eventlog.records import EventMetadata
-from continuum.worker import build_store
 from continuum.workflows import episode as episode_module
 from continuum.workflows.episode import (
     CommandMeta,
@@ -256,9 +256,9 @@ async def _restart(
             attempt += 1
             try:
                 async with gate:
-                    await handle.execute_update(
-                        EpisodeWorkflow.change_medications, args=[CommandMeta(key, "clin-1"), command], id=key
-                    )
+                    # By its wire name, as any client of a running episode sends it.
+                    meta = CommandMeta(key, "clin-1")
+                    await handle.execute_update("change_medications", args=[meta, command], id=key)
                 return
             except Exception as error:  # noqa: BLE001 - counted, and sent again with the same id
                 task = asyncio.current_task()
@@ -339,7 +339,7 @@ async def _restart(
         for task in pending:  # not answered by the deadline: counted, not waited for
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        failed = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+        failed = [error for t in tasks if t.done() and not t.cancelled() and (error := t.exception()) is not None]
         if failed:
             overdue_task.cancel()
             raise failed[0]

@@ -19,7 +19,10 @@ from continuum.eventlog.hashing import GENESIS_HASH, canonical_json, event_hash
 from continuum.eventlog.records import EventMetadata
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-COLUMNS = "position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, occurred_at, recorded_at, prev_hash, hash"
+COLUMNS = (
+    "position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, occurred_at,"
+    " recorded_at, prev_hash, hash"
+)
 
 
 def episode_events(episode: str, count: int) -> Iterator[DomainEvent]:
@@ -77,7 +80,7 @@ def seed(conninfo: str, streams: list[tuple[str, int]]) -> int:
                     previous = digest
         conn.execute("UPDATE log_head SET position = %s, hash = %s", (position, previous))
         conn.commit()
-    return position
+    return int(position)
 
 
 def seed_events(conninfo: str, rows: Iterable[tuple[str, int, DomainEvent, EventMetadata]]) -> int:
@@ -124,4 +127,4 @@ def seed_events(conninfo: str, rows: Iterable[tuple[str, int, DomainEvent, Event
                 previous = digest
         conn.execute("UPDATE log_head SET position = %s, hash = %s", (position, previous))
         conn.commit()
-    return position
+    return int(position)

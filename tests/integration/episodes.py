@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 from continuum.domain.policy import default_policy_text
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
-from continuum.worker import WORKFLOWS, activities_for
+from continuum.bootstrap import WORKFLOWS, activities_for
 from continuum.workflows.episode import CommandMeta
 
 T = TypeVar("T")
