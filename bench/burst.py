@@ -26,11 +26,9 @@ from typing import Any
 
 import httpx
 from sqlalchemy import text
-from temporalio.client import Client
 
 from bench.stack import BenchStack, bench_stack, free_port, publish
 from continuum.access import ApiKeyStore, Role
-from continuum.bootstrap import build_store
 from continuum.domain.commands import OpenEpisode, OrderTest, RecordAssessment
 from continuum.episodes import EpisodeCommands
 from continuum.workflows.episode import CommandMeta
@@ -49,13 +47,13 @@ def main() -> None:
 
 
 async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str, Any]:
-    store = build_store(stack.database_url, stack.settings)
+    store = stack.store()
     keys = ApiKeyStore(store.engine)
     lab = keys.create("bench-lab", Role.LAB, "lab-1")[1]
     port = free_port()
     queue = f"burst-{uuid.uuid4().hex[:6]}"
     with stack.process("up", ready="worker.started", TEMPORAL_TASK_QUEUE=queue, CONTINUUM_API_PORT=str(port)):
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.client()
         episodes = EpisodeCommands(client, queue, lab_id="lab-1")
         began = time.perf_counter()
         tests = await _order(episodes, queue, total // per_episode, per_episode)

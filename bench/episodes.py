@@ -32,7 +32,7 @@ from temporalio.worker import Worker
 
 from bench.bare import BareWorkflow, noop
 from bench.stack import BenchStack, bench_stack, publish, rss_mib
-from continuum.bootstrap import ACTIVITY_THREADS, WORKFLOWS, activities_for, build_store
+from continuum.bootstrap import ACTIVITY_THREADS, WORKFLOWS, activities_for
 from continuum.domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome, RecordTestResult
 from continuum.domain.episode import ReviewOutcome
 from continuum.domain.policy import default_policy_text
@@ -58,8 +58,8 @@ def main() -> None:
 
 
 async def _measure(stack: BenchStack, count: int, open_count: int) -> dict[str, Any]:
-    client = await Client.connect(stack.temporal_address)
-    store = build_store(stack.database_url, stack.settings)
+    client = await stack.client()
+    store = stack.store()
     throughput = await _throughput(client, store, count)
     memory = await _memory(stack, client, open_count)
     return {

@@ -73,7 +73,7 @@ def main() -> None:
 async def _measure(
     stack: BenchStack, years: list[float], day_seconds: float, rounds: int, write_history: bool
 ) -> dict[str, Any]:
-    client = await Client.connect(stack.temporal_address)
+    client = await stack.client()
     queue = f"replay-{uuid.uuid4().hex[:6]}"
     day = timedelta(seconds=day_seconds)
     ids = {y: f"LONG-{queue}-{y:g}y" for y in years}

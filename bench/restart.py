@@ -59,7 +59,6 @@ from temporalio.converter import DataConverter
 from bench.care import Step, simulate
 from bench.seed import seed_events
 from bench.stack import BenchStack, bench_stack, publish
-from continuum.bootstrap import build_store
 from continuum.domain.codec import encode, to_envelope
 from continuum.domain.commands import ChangeMedications, OrderTest
 from continuum.domain.episode import Episode
@@ -121,7 +120,7 @@ def _estimated_lead(count: int, commands: int) -> float:
 async def _measure(
     stack: BenchStack, count: int, commands: int, in_flight: int, lead: float, path: str, deadline: float
 ) -> dict[str, Any]:
-    client = await Client.connect(stack.temporal_address)
+    client = await stack.client()
     queue = f"restart-{uuid.uuid4().hex[:6]}"
     policy_text = default_policy_text()
     policy = load_policy(policy_text)
@@ -148,7 +147,7 @@ async def _measure(
     awaited = {eid: next(t for t in s.tests if t.reason is OrderReason.CLINICIAN) for eid, (s, _) in simulated.items()}
     assert all(test.result_due_at == overdue_at[eid] for eid, test in awaited.items())
     simulate_seconds = time.perf_counter() - began
-    store = build_store(stack.database_url, stack.settings)  # migrates the empty database
+    store = stack.store()  # migrates the empty database
     rows = []
     for eid, (_, steps) in simulated.items():
         meta = EventMetadata(workflow_id=workflow_id(eid), run_id=str(uuid.uuid4()))  # the earlier run

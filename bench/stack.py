@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from continuum.runtime.servers import EmbeddedPostgres, running_servers
+from temporalio.client import Client
+
+from continuum.bootstrap import build_store, connect
+from continuum.eventlog.store import PostgresEventStore
+from continuum.runtime.servers import EmbeddedPostgres, Endpoints, running_servers
 from continuum.runtime.settings import Settings
 from continuum.workflows.search_attributes import SEARCH_ATTRIBUTES
 
@@ -33,6 +37,14 @@ class BenchStack:
     temporal_address: str
     database_url: str
     settings: Settings
+
+    async def client(self) -> Client:
+        """A Temporal client, connected as the service connects (through bootstrap)."""
+        return await connect(self.settings, Endpoints(self.temporal_address, self.database_url, None))
+
+    def store(self) -> PostgresEventStore:
+        """The event store, migrated and opened as the service opens it (through bootstrap)."""
+        return build_store(self.database_url, self.settings)
 
     def env(self, **extra: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,5 +68,5 @@ def census(as_json: Json = False) -> None:
     from continuum.eventlog.reads import EpisodeReads
 
     with store() as opened:
-        rows = EpisodeReads(opened.engine).census()
+        rows: list[dict[str, Any]] = EpisodeReads(opened.engine).census()
     emit(rows, as_json, table(rows, ["level", "status", "episodes"]) + f"\ntotal {sum(r['episodes'] for r in rows)}")
