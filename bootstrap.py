@@ -2,8 +2,8 @@
 application client and the HTTP app; and `serve`, which runs them (on embedded servers for whatever the settings
 leave unconfigured) until Ctrl-C or SIGTERM stops them in order.
 
-The CLI, `worker.py`, the benchmarks and the tests build through these functions; nothing else builds engines,
-clients or activities, and nothing here runs at import time.
+The CLI and `worker.py` build every process through these functions, and the benchmarks their stores, clients and
+activities (a benchmark's own queue or policy aside); nothing here runs at import time.
 """
 
 from __future__ import annotations
