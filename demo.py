@@ -206,7 +206,8 @@ class CohortSimulation:
     # -- the clinic's work ---------------------------------------------------------------------------
 
     def _chance(self, per_day: float, days: float) -> bool:
-        return self.rng.random() < 1 - (1 - per_day) ** days
+        chance: float = 1 - (1 - per_day) ** days
+        return self.rng.random() < chance
 
     async def tend(self) -> None:
         """One pass over what is due, at most REQUESTS_PER_PASS requests: discharge now and then, and look into

@@ -114,8 +114,8 @@ def install(app: FastAPI) -> None:
             503, "Service unavailable", "Temporal did not answer in time; retry (with the same Idempotency-Key)"
         )
 
-    for kind in (ServerTimedOut, RPCTimeoutOrCancelledError):
-        app.add_exception_handler(kind, timed_out)
+    for slow in (ServerTimedOut, RPCTimeoutOrCancelledError):
+        app.add_exception_handler(slow, timed_out)
 
     @app.exception_handler(RPCError)
     async def temporal_error(request: Request, error: RPCError) -> JSONResponse:

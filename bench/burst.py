@@ -1,6 +1,7 @@
 """Burst: drug-test results posted concurrently through the HTTP API, until all are in the projection.
 
-    python3 dev.py bench burst   (CONTINUUM_BENCH_RESULTS=N, default 10,000; CONTINUUM_BENCH_TESTS_PER_EPISODE=K, default 5)
+    python3 dev.py bench burst
+    (CONTINUUM_BENCH_RESULTS=N, default 10,000; CONTINUUM_BENCH_TESTS_PER_EPISODE=K, default 5)
 
 `continuum up` (worker and API) runs as its own process on the embedded stack. The bench opens N/K
 episodes and orders K tests in each. Then it posts every result at once with a lab key: HTTP/1.1,
@@ -30,7 +31,6 @@ from bench.stack import BenchStack, bench_stack, free_port, publish
 from continuum.access import ApiKeyStore, Role
 from continuum.domain.commands import OpenEpisode, OrderTest, RecordAssessment
 from continuum.episodes import EpisodeCommands
-from continuum.worker import build_store
 from continuum.workflows.episode import CommandMeta
 
 RESULTS = Path(__file__).parent / "results" / "burst.json"
@@ -47,7 +47,7 @@ def main() -> None:
 
 
 async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str, Any]:
-    store = build_store(stack.database_url, stack.settings)
+    store = stack.store()
     keys = ApiKeyStore(store.engine)
     lab = keys.create("bench-lab", Role.LAB, "lab-1")[1]
     port = free_port()
@@ -79,15 +79,18 @@ async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str,
     with store.engine.connect() as conn:
         recorded = conn.execute(
             text(
-                "SELECT payload->>'test_id' AS test_id, count(*) AS n FROM events WHERE event_type = 'TestResultRecorded'"
-                " AND stream_id LIKE :p GROUP BY 1"
+                "SELECT payload->>'test_id' AS test_id, count(*) AS n FROM events"
+                " WHERE event_type = 'TestResultRecorded' AND stream_id LIKE :p GROUP BY 1"
             ),
             {"p": f"BURST-{queue}-%"},
         ).all()
     duplicated = sum(r.n - 1 for r in recorded if r.n > 1)
     return {
         "benchmark": "burst",
-        "command": f"CONTINUUM_BENCH_RESULTS={total} CONTINUUM_BENCH_TESTS_PER_EPISODE={per_episode} python3 dev.py bench burst",
+        "command": (
+            f"CONTINUUM_BENCH_RESULTS={total} CONTINUUM_BENCH_TESTS_PER_EPISODE={per_episode}"
+            " python3 dev.py bench burst"
+        ),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "results_posted": len(tests),
         "episodes": total // per_episode,

@@ -101,9 +101,9 @@ def answers(
             )
     for follow_up in state.follow_ups:
         if follow_up.requested_at is not None and follow_up.outcome is None:
-            outcome = RecordFollowUpOutcome(follow_up.follow_up_id, FollowUpOutcome.ABSTINENT, "outreach-1")
+            recorded = RecordFollowUpOutcome(follow_up.follow_up_id, FollowUpOutcome.ABSTINENT, "outreach-1")
             owed.append(
-                Answer(f"follow-up/{follow_up.follow_up_id}", follow_up.requested_at + 2 * day, "outreach-1", outcome)
+                Answer(f"follow-up/{follow_up.follow_up_id}", follow_up.requested_at + 2 * day, "outreach-1", recorded)
             )
     return owed
 

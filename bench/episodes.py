@@ -32,6 +32,7 @@ from temporalio.worker import Worker
 
 from bench.bare import BareWorkflow, noop
 from bench.stack import BenchStack, bench_stack, publish, rss_mib
+from continuum.bootstrap import ACTIVITY_THREADS, WORKFLOWS, activities_for
 from continuum.domain.commands import OpenEpisode, RecordAssessment, RecordReviewOutcome, RecordTestResult
 from continuum.domain.episode import ReviewOutcome
 from continuum.domain.policy import default_policy_text
@@ -39,7 +40,6 @@ from continuum.domain.testing import TestMethod, TestResult
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.settings import Settings
-from continuum.worker import ACTIVITY_THREADS, WORKFLOWS, activities_for, build_store
 from continuum.workflows.episode import CommandMeta, workflow_id
 
 RESULTS = Path(__file__).parent / "results" / "episodes.json"
@@ -59,12 +59,15 @@ def main() -> None:
 
 async def _measure(stack: BenchStack, count: int, open_count: int) -> dict[str, Any]:
     client = await stack.client()
-    store = build_store(stack.database_url, stack.settings)
+    store = stack.store()
     throughput = await _throughput(client, store, count)
     memory = await _memory(stack, client, open_count)
     return {
         "benchmark": "episodes",
-        "command": f"CONTINUUM_BENCH_EPISODE_COUNT={count} CONTINUUM_BENCH_OPEN_EPISODES={open_count} python3 dev.py bench episodes",
+        "command": (
+            f"CONTINUUM_BENCH_EPISODE_COUNT={count} CONTINUUM_BENCH_OPEN_EPISODES={open_count}"
+            " python3 dev.py bench episodes"
+        ),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "throughput": throughput,
         "worker_memory": memory,
@@ -220,5 +223,8 @@ async def _memory(stack: BenchStack, client: Client, count: int) -> dict[str, An
         "per_open_episode_kib": round((loaded - idle) * 1024 / count, 1),
         "workflow_cache": cache,
         "per_cached_episode_kib": round((loaded - idle) * 1024 / min(count, cache), 1),
-        "note": f"the worker keeps up to {cache} workflows in memory (CONTINUUM_WORKFLOW_CACHE); the others replay when they next have work",
+        "note": (
+            f"the worker keeps up to {cache} workflows in memory (CONTINUUM_WORKFLOW_CACHE);"
+            " the others replay when they next have work"
+        ),
     }

@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 
 from continuum.domain.codec import to_envelope
-from continuum.domain.events import EpisodeOpened, FlagCleared, FlagRaised
+from continuum.domain.events import DomainEvent, EpisodeOpened, FlagCleared, FlagRaised
 from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.ids import ClientId, EpisodeId
 from continuum.eventlog.db import make_engine
@@ -48,6 +48,7 @@ def _episode_events(episode: str, count: int, start: int) -> list[NewEvent]:
     events = []
     for i in range(start, start + count):
         at = T0 + timedelta(minutes=i)
+        domain_event: DomainEvent
         if i == 0:
             domain_event = EpisodeOpened(eid, at, ClientId(f"client-{episode}"))
         elif i % 2:

@@ -94,7 +94,10 @@ def _measure(url: str, episodes: int, per_episode: int) -> dict[str, object]:
         }
     return {
         "benchmark": "reads",
-        "command": f"CONTINUUM_BENCH_EPISODES={episodes} CONTINUUM_BENCH_EVENTS_PER_EPISODE={per_episode} python3 dev.py bench reads",
+        "command": (
+            f"CONTINUUM_BENCH_EPISODES={episodes} CONTINUUM_BENCH_EVENTS_PER_EPISODE={per_episode}"
+            " python3 dev.py bench reads"
+        ),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "episodes": episodes,
         "events": events,
@@ -113,8 +116,8 @@ def _seed_projection(conninfo: str, episodes: int) -> None:
     with (
         psycopg.connect(conninfo) as conn,
         conn.cursor().copy(
-            "COPY episodes (episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at,"
-            " version, last_position, state) FROM STDIN"
+            "COPY episodes (episode_id, client_id, status, status_since, level, level_since, flags, opened_at,"
+            " closed_at, version, last_position, state) FROM STDIN"
         ) as copy,
     ):
         for i in range(episodes):

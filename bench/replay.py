@@ -83,7 +83,7 @@ async def _measure(
         sent = await _drive(episodes, stack.database_url, ids, day)
     engine = make_engine(stack.database_url)
     with engine.connect() as conn:
-        recorded = {
+        recorded: dict[str, dict[str, int]] = {
             eid: dict(
                 conn.execute(
                     text("SELECT event_type, count(*) FROM events WHERE stream_id = :s GROUP BY 1 ORDER BY 2 DESC"),
@@ -133,7 +133,8 @@ async def _measure(
     return {
         "benchmark": "replay",
         "command": f"CONTINUUM_BENCH_REPLAY_YEARS={','.join(f'{y:g}' for y in years)} "
-        f"CONTINUUM_BENCH_REPLAY_DAY_SECONDS={day_seconds:g} CONTINUUM_BENCH_REPLAY_ROUNDS={rounds} python3 dev.py bench replay",
+        f"CONTINUUM_BENCH_REPLAY_DAY_SECONDS={day_seconds:g} CONTINUUM_BENCH_REPLAY_ROUNDS={rounds}"
+        " python3 dev.py bench replay",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "path": "intensive_outpatient -> outpatient (reviews answered extend), tests twice a week",

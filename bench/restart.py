@@ -67,7 +67,6 @@ from continuum.domain.policy import default_policy_text, load_policy
 from continuum.domain.testing import OrderReason
 from continuum.eventlog.projection import rebuild_episodes
 from continuum.eventlog.records import EventMetadata
-from continuum.worker import build_store
 from continuum.workflows import episode as episode_module
 from continuum.workflows.episode import (
     CommandMeta,
@@ -148,7 +147,7 @@ async def _measure(
     awaited = {eid: next(t for t in s.tests if t.reason is OrderReason.CLINICIAN) for eid, (s, _) in simulated.items()}
     assert all(test.result_due_at == overdue_at[eid] for eid, test in awaited.items())
     simulate_seconds = time.perf_counter() - began
-    store = build_store(stack.database_url, stack.settings)  # migrates the empty database
+    store = stack.store()  # migrates the empty database
     rows = []
     for eid, (_, steps) in simulated.items():
         meta = EventMetadata(workflow_id=workflow_id(eid), run_id=str(uuid.uuid4()))  # the earlier run
@@ -256,9 +255,9 @@ async def _restart(
             attempt += 1
             try:
                 async with gate:
-                    await handle.execute_update(
-                        "change_medications", args=[CommandMeta(key, "clin-1"), command], id=key
-                    )
+                    # By its wire name, as any client of a running episode sends it.
+                    meta = CommandMeta(key, "clin-1")
+                    await handle.execute_update("change_medications", args=[meta, command], id=key)
                 return
             except Exception as error:  # noqa: BLE001 - counted, and sent again with the same id
                 task = asyncio.current_task()
@@ -339,7 +338,7 @@ async def _restart(
         for task in pending:  # not answered by the deadline: counted, not waited for
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        failed = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+        failed = [error for t in tasks if t.done() and not t.cancelled() and (error := t.exception()) is not None]
         if failed:
             overdue_task.cancel()
             raise failed[0]

@@ -21,7 +21,10 @@ from continuum.eventlog.records import EventMetadata
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MISSING = Flag(FlagFamily.RESULT_MISSING)
-COLUMNS = "position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, occurred_at, recorded_at, prev_hash, hash"
+COLUMNS = (
+    "position, stream_id, stream_version, event_id, event_type, schema_version, payload, metadata, occurred_at,"
+    " recorded_at, prev_hash, hash"
+)
 
 
 def episode_events(episode: str, count: int) -> Iterator[DomainEvent]:
@@ -79,7 +82,7 @@ def seed(conninfo: str, streams: list[tuple[str, int]]) -> int:
                     previous = digest
         conn.execute("UPDATE log_head SET position = %s, hash = %s", (position, previous))
         conn.commit()
-    return position
+    return int(position)
 
 
 def seed_events(conninfo: str, rows: Iterable[tuple[str, int, DomainEvent, EventMetadata]]) -> int:
@@ -126,4 +129,4 @@ def seed_events(conninfo: str, rows: Iterable[tuple[str, int, DomainEvent, Event
                 previous = digest
         conn.execute("UPDATE log_head SET position = %s, hash = %s", (position, previous))
         conn.commit()
-    return position
+    return int(position)

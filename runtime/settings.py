@@ -89,7 +89,7 @@ class Settings:
                 raise SettingsError(f"{name} must be a whole number above 0, not {raw!r}")
             return int(raw)
 
-        log_format = text("CONTINUUM_LOG_FORMAT", "auto")
+        log_format = text("CONTINUUM_LOG_FORMAT", "auto") or "auto"
         try:
             fmt = LogFormat(log_format)
         except ValueError:
@@ -166,3 +166,12 @@ class Settings:
             return self.policy_file.read_text(encoding="utf-8")
         except OSError as error:
             raise SettingsError(f"CONTINUUM_POLICY_FILE {self.policy_file} cannot be read: {error.strerror}") from None
+
+
+def load_settings() -> Settings:
+    """A process's settings, read once from the environment at its edge, with logging configured by them."""
+    from continuum.runtime.logs import configure_logging  # logs depends on this module, not the other way round
+
+    settings = Settings.from_env()
+    configure_logging(settings)
+    return settings

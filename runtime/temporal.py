@@ -22,16 +22,28 @@ _TYPES = {
 }
 
 
+# A dev server just started opens its port before its frontend answers; that one refusal is waited out.
+_STARTING = "Frontend is not healthy yet"
+
+
 async def connect_temporal(
     address: str, namespace: str, timeout: float = 20.0, data_converter: DataConverter | None = None
 ) -> Client:
-    """A client; with `data_converter` (runtime/codec.py's `encrypted_converter`) every payload is encrypted."""
+    """A client of the namespace, or ServerUnavailable in one line naming the address (within `timeout`); with
+    `data_converter` (runtime/codec.py's `encrypted_converter`) every payload is encrypted."""
     converter = data_converter or DataConverter.default
-    try:
-        return await asyncio.wait_for(Client.connect(address, namespace=namespace, data_converter=converter), timeout)
-    except (RuntimeError, RPCError, OSError, TimeoutError) as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise ServerUnavailable(f"cannot reach Temporal at {address} (namespace {namespace}): {reason}") from None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            connecting = Client.connect(address, namespace=namespace, data_converter=converter)
+            return await asyncio.wait_for(connecting, deadline - loop.time())
+        except (RuntimeError, RPCError, OSError, TimeoutError) as error:
+            if _STARTING in str(error) and loop.time() + 0.2 < deadline:
+                await asyncio.sleep(0.2)
+                continue
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise ServerUnavailable(f"cannot reach Temporal at {address} (namespace {namespace}): {reason}") from None
 
 
 async def ensure_search_attributes(client: Client, attributes: Mapping[str, str]) -> list[str]:

@@ -19,10 +19,10 @@ from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from continuum.bootstrap import WORKFLOWS, activities_for
 from continuum.domain.policy import default_policy_text
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
-from continuum.worker import WORKFLOWS, activities_for
 from continuum.workflows.episode import CommandMeta
 
 T = TypeVar("T")

@@ -14,9 +14,9 @@ from continuum.access import Role
 from continuum.api import commands
 from continuum.api.app import create_app
 from continuum.api.services import Services
+from continuum.bootstrap import WORKFLOWS, activities_for
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
-from continuum.worker import WORKFLOWS, activities_for
 
 pytestmark = pytest.mark.integration
 
