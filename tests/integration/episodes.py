@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from continuum.bootstrap import WORKFLOWS, activities_for
+from continuum.bootstrap import build_worker
 from continuum.domain.policy import default_policy_text
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
+from continuum.runtime.settings import Settings
 from continuum.workflows.episode import CommandMeta
 
 T = TypeVar("T")
@@ -42,15 +42,14 @@ async def episode_worker(
     **options: Any,
 ) -> AsyncIterator[EpisodeCommands]:
     queue = f"episodes-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        temporal_task_queue=queue,
+        lab_order_url=lab_order_url,
+        follow_up_url=follow_up_url,
+        workflow_cache=max_cached_workflows,
+    )
     with ThreadPoolExecutor(8) as executor:
-        async with Worker(
-            env.client,
-            task_queue=queue,
-            workflows=list(WORKFLOWS),
-            activities=activities_for(store, lab_order_url=lab_order_url, follow_up_url=follow_up_url),
-            activity_executor=executor,
-            max_cached_workflows=max_cached_workflows,
-        ):
+        async with build_worker(settings, env.client, store, executor):  # wired as the service wires it
             yield EpisodeCommands(env.client, queue, **options)
 
 
