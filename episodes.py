@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from continuum.activities.eventlog import UNRECORDABLE
 from continuum.domain.commands import COMMAND_NAMES, Command, OpenEpisode, command_name
-from continuum.domain.errors import CommandRejected, CommandUnrecordable, UnknownEpisode
+from continuum.domain.errors import CommandInvalid, CommandRejected, CommandUnrecordable, UnknownEpisode
 from continuum.domain.ids import episode_id as valid_episode_id
 from continuum.domain.ids import pseudonymous_client_id
 from continuum.domain.policy import default_policy_text, load_policy
@@ -144,6 +144,8 @@ async def _rejections_as_domain_errors(call: Awaitable[T], episode_id: str | Non
         cause: BaseException | None = error.cause
         if isinstance(cause, ApplicationError) and cause.type == "CommandRejected":
             raise CommandRejected(cause.message) from None
+        if isinstance(cause, ApplicationError) and cause.type == "CommandInvalid":
+            raise CommandInvalid(cause.message) from None
         while cause is not None:  # the update's own failure, or an activity's beneath it
             if isinstance(cause, ApplicationError) and cause.type == UNRECORDABLE:
                 raise CommandUnrecordable("the command's values cannot be recorded") from None  # never the values

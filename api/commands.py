@@ -66,7 +66,7 @@ from continuum.domain.commands import (
     UpdateReferral,
 )
 from continuum.domain.episode import Episode
-from continuum.domain.errors import CommandRejected, CommandUnrecordable, UnknownEpisode
+from continuum.domain.errors import CommandInvalid, CommandRejected, CommandUnrecordable, UnknownEpisode
 from continuum.runtime.servers import ServerTimedOut
 from continuum.workflows.episode import CommandMeta, CommandResult
 
@@ -141,6 +141,9 @@ async def _execute(
         return (201 if created else 200), await _body(request, episode_id, result, caller)
     except TimeoutError:
         raise ServerTimedOut("Temporal did not answer in time") from None
+    except CommandInvalid as error:  # a value the episode's policy does not know: the caller fixes the request
+        log_refused(request, 422, "command invalid")
+        return 422, problem_body(422, "Invalid command", str(error))
     except CommandRejected as error:
         log_refused(request, 409, "command rejected")
         return 409, problem_body(409, "Command rejected", str(error))
@@ -213,7 +216,7 @@ async def record_assessment(
 async def override_placement(
     body: OverrideBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
-    command = OverridePlacement(body.level, body.reason, body.note, body.clinician)
+    command = OverridePlacement(body.level, body.reason, body.note, body.clinician, body.director)
     return await _run(request, caller, episode_id, command)
 
 

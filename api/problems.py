@@ -14,6 +14,7 @@ from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from continuum.domain.errors import (
+    CommandInvalid,
     CommandRejected,
     CommandUnrecordable,
     InvalidIdentifier,
@@ -73,6 +74,11 @@ def install(app: FastAPI) -> None:
         if error.status_code == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
         return response
+
+    @app.exception_handler(CommandInvalid)
+    async def invalid_command(request: Request, error: CommandInvalid) -> JSONResponse:
+        log_refused(request, 422, "command invalid")
+        return problem(422, "Invalid command", str(error))
 
     @app.exception_handler(CommandRejected)
     async def rejected(request: Request, error: CommandRejected) -> JSONResponse:

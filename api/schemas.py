@@ -115,6 +115,7 @@ class OverrideBody(Body):
     reason: OverrideReason
     note: Note = ""
     clinician: Id
+    director: Id | None = None  # the clinical director whose decision a step down after the placement is
 
 
 class DischargeBody(Body):

@@ -35,10 +35,14 @@ class OpenEpisode:
 
 @dataclass(frozen=True)
 class OverridePlacement:
+    """Place the client elsewhere than recommended; after the placement, move them up, or (on the clinical
+    director's decision, naming the director) down outside a completion review."""
+
     level: LevelOfCare
     reason: OverrideReason
     note: str
     clinician: str
+    director: str | None = None  # the clinical director whose decision a step down after the placement is
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from continuum.domain.events import (
     EpisodeOpened,
     EpisodePutOnHold,
     EpisodeResumed,
+    LevelChangeDecided,
     PlacementDecided,
     PlacementOverridden,
     ReviewCompleted,
@@ -54,7 +55,7 @@ from continuum.domain.events import (
 from continuum.domain.fold import evolve, paused_dues, stay_elapsed
 from continuum.domain.ids import client_id, episode_id, staff_id
 from continuum.domain.levels import LevelOfCare
-from continuum.domain.policy import Policy
+from continuum.domain.policy import LevelChangePolicy, Policy
 from continuum.domain.stays import move, next_level_down, step_up_target
 from continuum.domain.testing_decisions import admit_testing, decide_testing
 from continuum.domain.values import text_problem
@@ -205,7 +206,59 @@ def _assess_command(
 def _override_command(
     state: Episode, command: OverridePlacement, policy: Policy, at: datetime, day: timedelta
 ) -> list[DomainEvent]:
-    return _override(state, command, policy, at)
+    rules = policy.level_changes
+    if rules is None:  # a policy from before the rule: an override at any time, in any direction
+        return _override(state, command, policy, at)
+    if command.level is not state.level and _placement_open(state, rules, at, day):
+        if command.director is not None:
+            raise CommandRejected("a placement override is the clinician's; a director decides a later step down")
+        return _override(state, command, policy, at)
+    return _decide_level_change(state, command, rules, policy, at)
+
+
+def _placement_open(state: Episode, rules: LevelChangePolicy, at: datetime, day: timedelta) -> bool:
+    """The placement may be overridden in its first days (per policy), while every move since was an override."""
+    if state.placed_at is None or state.moves != state.placement_overrides:
+        return False
+    return at < state.placed_at + day * rules.placement_override_within_days
+
+
+def _decide_level_change(
+    state: Episode, command: OverridePlacement, rules: LevelChangePolicy, policy: Policy, at: datetime
+) -> list[DomainEvent]:
+    """After the placement: a move up with any coded reason; a move down only as the director's decision."""
+    _check_note(command.note)
+    assert state.level is not None
+    if command.level is state.level:
+        raise CommandRejected(f"the client is already at {command.level.value}")
+    clinician = staff_id(command.clinician)
+    director = staff_id(command.director) if command.director is not None else None
+    reasons = ", ".join(sorted(r.value for r in rules.director_step_down_reasons))
+    moving = f"from {state.level.value} to {command.level.value}"
+    if command.level.intensity > state.level.intensity:
+        cause = f"move up by {clinician} ({command.reason.value})"
+    elif director is None:
+        raise CommandRejected(
+            f"the placement can no longer be overridden (its first {rules.placement_override_within_days:g} day(s)"
+            f" have passed, or the client has moved since); a step down {moving} needs the completion review"
+            f" (its outcome goals_met), or the clinical director's decision with a reason among {reasons}"
+        )
+    elif command.reason not in rules.director_step_down_reasons:
+        raise CommandRejected(f"a director's step down gives a reason among {reasons}, not {command.reason.value}")
+    else:
+        cause = f"step down on the clinical director's decision ({director}, {command.reason.value})"
+    decided = LevelChangeDecided(
+        state.episode_id,
+        at,
+        state.level,
+        command.level,
+        command.reason,
+        command.note,
+        clinician,
+        director,
+        policy.version,
+    )
+    return [decided, move(state, command.level, cause, policy, at)]
 
 
 def _request_review_command(

@@ -145,6 +145,11 @@ class Episode:
     after_withdrawal_level: LevelOfCare | None = None
     placement_rules: tuple[str, ...] = ()
     override_reason: OverrideReason | None = None
+    # The placement: when the first stay began, and how many moves and placement overrides came since (while
+    # every move was an override, the placement may still be overridden; see `domain.decisions`).
+    placed_at: datetime | None = None
+    moves: int = 0
+    placement_overrides: int = 0
     level: LevelOfCare | None = None
     level_since: datetime | None = None
     # The stay clock: days count from level_since, less the time spent on hold during the stay.

@@ -4,6 +4,7 @@ DomainError
 ├── InvalidIdentifier      an id that is not a pseudonymous identifier of the accepted form
 ├── UnknownEventType       an event type (or schema version) this code does not know
 ├── CommandRejected        a command that the episode's current state does not allow
+│   └── CommandInvalid     a value the policy does not know (a medication outside its catalogue): a 422
 ├── CommandUnrecordable    a command whose values the event log cannot record (nothing was recorded)
 ├── UnknownEpisode         no episode has that id
 └── PolicyError            a care-pathway policy file that is malformed (names the key)
@@ -26,6 +27,10 @@ class UnknownEventType(DomainError):
 
 class CommandRejected(DomainError):
     pass
+
+
+class CommandInvalid(CommandRejected):
+    """Refused for what it says, not for the episode's state: the caller fixes the request (HTTP 422)."""
 
 
 class CommandUnrecordable(DomainError):

@@ -87,6 +87,20 @@ class PlacementOverridden(DomainEvent):
 
 
 @dataclass(frozen=True)
+class LevelChangeDecided(DomainEvent):
+    """After the placement, a clinician moved the client outside a completion review or a drug test: up, with a
+    coded reason; or down on the clinical director's decision (`director`), with a coded reason from the policy."""
+
+    from_level: LevelOfCare
+    to_level: LevelOfCare
+    reason: OverrideReason
+    note: str
+    clinician: str
+    director: str | None
+    policy_version: str
+
+
+@dataclass(frozen=True)
 class StayStarted(DomainEvent):
     """The first stay of the episode began at `level`; a review is due at `review_after_days` of it."""
 
@@ -396,6 +410,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         AssessmentRecorded,
         PlacementDecided,
         PlacementOverridden,
+        LevelChangeDecided,
         StayStarted,
         LevelChanged,
         ReviewRequested,

@@ -14,7 +14,8 @@ class FlagFamily(StrEnum):
     REVIEW_OVERDUE = "review_overdue"
     STEP_UP_REVIEW_OVERDUE = "step_up_review_overdue"
     STEP_UP_ON_CORRECTED_RESULT = "step_up_on_corrected_result"
-    BUPRENORPHINE_ABSENT = "buprenorphine_absent"
+    BUPRENORPHINE_ABSENT = "buprenorphine_absent"  # the older spelling of ANALYTE_ABSENT for buprenorphine
+    ANALYTE_ABSENT = "analyte_absent"  # subject: an analyte the client's medication must show (possible diversion)
     SPECIMEN_TEMPERATURE = "specimen_temperature_out_of_range"
     RESULT_MISSING = "result_missing"  # subject: the test
     LAB_NOT_NOTIFIED = "lab_not_notified"  # subject: the test
@@ -67,8 +68,16 @@ ALERT_OF: dict[FlagFamily, Alert] = {
 }
 # What a flag's subject is, by family: the key a reader shows it under.
 SUBJECT_OF: dict[FlagFamily, str] = {
+    FlagFamily.ANALYTE_ABSENT: "analyte",
     FlagFamily.RESULT_MISSING: "test_id",
     FlagFamily.LAB_NOT_NOTIFIED: "test_id",
     FlagFamily.REFERRAL_UNANSWERED: "referral_id",
     FlagFamily.REFERRAL_NOT_SENT: "referral_id",
 }
+
+
+def analyte_absent(analyte: str) -> Flag:
+    """The flag for an expected analyte a specimen did not show; buprenorphine keeps the spelling it always had."""
+    if analyte == "buprenorphine":
+        return Flag(FlagFamily.BUPRENORPHINE_ABSENT)
+    return Flag(FlagFamily.ANALYTE_ABSENT, analyte)

@@ -26,6 +26,7 @@ from continuum.domain.events import (
     FollowUpRequested,
     FollowUpsScheduled,
     LevelChanged,
+    LevelChangeDecided,
     MedicationsChanged,
     PlacementDecided,
     PlacementOverridden,
@@ -165,7 +166,12 @@ def _placed(state: Episode, event: PlacementDecided) -> Episode:
 
 @_folds(PlacementOverridden)
 def _overridden(state: Episode, event: PlacementOverridden) -> Episode:
-    return replace(state, override_reason=event.reason)
+    return replace(state, override_reason=event.reason, placement_overrides=state.placement_overrides + 1)
+
+
+@_folds(LevelChangeDecided)
+def _level_change_decided(state: Episode, event: LevelChangeDecided) -> Episode:
+    return state  # the LevelChanged that follows moves the client
 
 
 @_folds(StayStarted)
@@ -180,6 +186,7 @@ def _stay_started(state: Episode, event: StayStarted) -> Episode:
         stay_held_seconds=0.0,
         review_after_days=event.review_after_days,
         sobriety_since=state.sobriety_since or at,
+        placed_at=at,
     )
 
 
@@ -192,6 +199,7 @@ def _level_changed(state: Episode, event: LevelChanged) -> Episode:
         state = replace(state, follow_ups=kept)
     return replace(
         state,
+        moves=state.moves + 1,
         level=level,
         level_since=event.occurred_at,
         stay_held_seconds=0.0,

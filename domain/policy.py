@@ -15,8 +15,10 @@ from importlib import resources
 from typing import Any, TypeVar, cast
 
 from continuum.domain.directory import ResourceDirectory, load_directory
+from continuum.domain.episode import OverrideReason
 from continuum.domain.errors import PolicyError
 from continuum.domain.levels import AsamEdition, LevelOfCare
+from continuum.domain.medications import SUBSTANCE, Medication, MedicationCatalogue
 from continuum.domain.testing import TestResult
 
 E = TypeVar("E", bound=StrEnum)
@@ -88,6 +90,14 @@ class FollowUpPolicy:
     not_reached_limit: int
 
 
+@dataclass(frozen=True)
+class LevelChangePolicy:
+    """When an override is the placement's, and who may move a client down outside a completion review."""
+
+    placement_override_within_days: float  # of care-clock time from the placement, while no other move came
+    director_step_down_reasons: frozenset[OverrideReason]  # the coded reasons a director's step down may give
+
+
 DISCLOSABLE = ("episode_id", "referral_type", "level_of_care", "medications")
 
 
@@ -111,6 +121,10 @@ class Policy:
     # A hold stops every clock of the episode (dues move by the time held); False only for histories recorded
     # before that rule, where a hold stopped the stay clock alone (the workflow decides which, by patch).
     hold_pauses_clocks: bool = True
+    # None in a policy from before each rule, which old episodes carry and keep replaying under: an override
+    # was accepted at any time and in any direction; a prescription named the substances a test may show.
+    level_changes: LevelChangePolicy | None = None
+    medications: MedicationCatalogue | None = None
 
 
 def default_policy_text() -> str:
@@ -148,6 +162,8 @@ def load_policy(text: str | None = None, directory_text: str | None = None) -> P
         drug_testing=reader.drug_testing("drug_testing"),
         referrals=reader.referrals("referrals", directory_text),
         follow_up=reader.follow_up("follow_up"),
+        level_changes=reader.level_changes("level_changes"),
+        medications=reader.medications("medications"),
     )
     for source, target in policy.step_down.items():
         if target.intensity >= source.intensity:
@@ -296,6 +312,45 @@ class _Reader:
         return FollowUpPolicy(
             day_list("after_leaving_days"), day_list("aftercare_days"), self.number(f"{key}.then_every_days"), limit
         )
+
+    def level_changes(self, key: str) -> LevelChangePolicy | None:
+        if key not in self.raw:
+            return None
+        reasons = self.get(f"{key}.director_step_down_reasons")
+        known = {r.value for r in OverrideReason}
+        if not isinstance(reasons, list) or not reasons or not set(reasons) <= known:
+            raise PolicyError(f"policy key {key}.director_step_down_reasons must list reasons among {sorted(known)}")
+        return LevelChangePolicy(
+            self.number(f"{key}.placement_override_within_days", allow_zero=True),
+            frozenset(OverrideReason(r) for r in reasons),
+        )
+
+    def medications(self, key: str) -> MedicationCatalogue | None:
+        if key not in self.raw:
+            return None
+        table = self.get(key)
+        if not isinstance(table, dict) or not table:
+            raise PolicyError(
+                f"policy key {key} must be a table of medication = {{ shows = [...], must_show = [...] }}"
+            )
+        catalogue = {}
+        for name, entry in table.items():
+            where = f"{key}.{name}"
+            if not SUBSTANCE.fullmatch(name):
+                raise PolicyError(f"policy key {where}: a medication is named in lower-case letters, digits and -")
+            if not isinstance(entry, dict):
+                raise PolicyError(f"policy key {where} must be a table with shows and must_show")
+            shows, must_show = self.analytes(f"{where}.shows"), self.analytes(f"{where}.must_show")
+            if not must_show <= shows:
+                raise PolicyError(f"policy key {where}.must_show must name analytes among its shows")
+            catalogue[name] = Medication(name, shows, must_show)
+        return MedicationCatalogue(catalogue)
+
+    def analytes(self, key: str) -> frozenset[str]:
+        values = self.get(key)
+        if not isinstance(values, list) or not all(isinstance(v, str) and SUBSTANCE.fullmatch(v) for v in values):
+            raise PolicyError(f"policy key {key} must list analytes (lower-case names)")
+        return frozenset(values)
 
     def rules(self, key: str) -> tuple[PlacementRule, ...]:
         items = self.get(key)

@@ -14,6 +14,7 @@ from random import Random
 from typing import TYPE_CHECKING
 
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.medications import MedicationCatalogue, expected_analytes, required_analytes
 
 if TYPE_CHECKING:  # the policy names results in these terms, so it imports this module
     from continuum.domain.policy import DrugTestingPolicy
@@ -135,7 +136,7 @@ class Interpretation:
     counts_as_positive: bool
     needs_retest: bool
     awaits_confirmation: bool  # a presumptive counting positive, when the policy waits for the lab
-    buprenorphine_absent: bool
+    absent: tuple[str, ...]  # analytes the client's medications must show that this specimen did not
     rule: str  # why, in words a director reads
 
 
@@ -149,11 +150,13 @@ def interpret(
     method: TestMethod | None,
     medications: tuple[str, ...],
     policy: DrugTestingPolicy,
+    catalogue: MedicationCatalogue | None = None,
 ) -> Interpretation:
-    """Read a result against the client's prescriptions and the program's policy."""
-    prescribed = set(normalise_substances(medications))
+    """Read a result against the client's prescriptions (what each may show, by the medication catalogue; as
+    substance names without one) and the program's policy."""
+    prescribed = normalise_substances(medications)
     found = set(normalise_substances(substances))
-    unexpected = sorted(found - prescribed)
+    unexpected = sorted(found - expected_analytes(prescribed, catalogue))
     counting = policy.counting_results
     if result is TestResult.POSITIVE:
         counts = bool(unexpected) and TestResult.POSITIVE in counting
@@ -168,11 +171,11 @@ def interpret(
     needs_retest = result in RETESTED and not counts
     if needs_retest:
         rule = f"{result.value}: retest ordered"
-    buprenorphine_absent = "buprenorphine" in prescribed and result in ANALYSED and "buprenorphine" not in found
+    absent = tuple(sorted(required_analytes(prescribed, catalogue) - found)) if result in ANALYSED else ()
     awaits = (
         counts
         and result is TestResult.POSITIVE
         and method is TestMethod.PRESUMPTIVE
         and policy.step_up_waits_for_confirmation
     )
-    return Interpretation(counts, needs_retest, awaits, buprenorphine_absent, rule)
+    return Interpretation(counts, needs_retest, awaits, absent, rule)

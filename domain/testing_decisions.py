@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 
 from continuum.domain.commands import (
@@ -23,7 +22,7 @@ from continuum.domain.commands import (
     ReverseStepUp,
 )
 from continuum.domain.episode import Episode, EpisodeStatus, Numbered, StepUpCancellation, StepUpWait
-from continuum.domain.errors import CommandRejected
+from continuum.domain.errors import CommandInvalid, CommandRejected
 from continuum.domain.events import (
     DomainEvent,
     FlagRaised,
@@ -41,8 +40,9 @@ from continuum.domain.events import (
     TestResultRecorded,
     TestScheduleDrawn,
 )
-from continuum.domain.flags import Flag, FlagFamily
+from continuum.domain.flags import Flag, FlagFamily, analyte_absent
 from continuum.domain.ids import staff_id
+from continuum.domain.medications import SUBSTANCE
 from continuum.domain.policy import Policy, PositiveResultAction
 from continuum.domain.retention import TEST_RECORD_OPEN_DAYS, is_closed_test
 from continuum.domain.stays import move, step_up_target
@@ -58,7 +58,6 @@ from continuum.domain.testing import (
 )
 from continuum.domain.values import instant_problem, text_problem
 
-_SUBSTANCE = re.compile(r"[a-z0-9][a-z0-9 ,.'()/-]{0,63}")
 # A result that says something was found says what (otherwise a positive reads "prescribed only: expected").
 NAMES_WHAT_IT_FOUND = frozenset({TestResult.POSITIVE, TestResult.ADULTERATED})
 # A specimen may be taken a little before its order is entered (point-of-care collection at intake).
@@ -118,8 +117,15 @@ def decide_testing(state: Episode, command: Command, policy: Policy, at: datetim
     match command:
         case ChangeMedications():
             medications = normalise_substances(command.medications)
-            if any(not _SUBSTANCE.fullmatch(m) for m in medications) or len(medications) > 50:
+            if any(not SUBSTANCE.fullmatch(m) for m in medications) or len(medications) > 50:
                 raise CommandRejected("medications are up to 50 substance names (letters, digits, spaces)")
+            catalogue = policy.medications
+            unknown = catalogue.unknown(medications) if catalogue is not None else ()
+            if catalogue is not None and unknown:
+                raise CommandInvalid(
+                    f"{', '.join(unknown)}: not in the program's medication catalogue ({', '.join(catalogue.names)});"
+                    " a program adds a medication to the [medications] table of its policy"
+                )
             return [MedicationsChanged(state.episode_id, at, medications, staff_id(command.changed_by))]
         case RecordTestResult():
             return _record_result(state, command, policy, at, day)
@@ -284,9 +290,11 @@ def _record_result(
     if command.collected_at is not None and command.collected_at > at:
         raise CommandRejected("the collection time is in the future")
     substances = normalise_substances(command.substances)
-    if any(not _SUBSTANCE.fullmatch(s) for s in substances):
+    if any(not SUBSTANCE.fullmatch(s) for s in substances):
         raise CommandRejected("substances are names of letters, digits and spaces")
-    reading = interpret(command.result, substances, command.method, state.medications, policy.drug_testing)
+    reading = interpret(
+        command.result, substances, command.method, state.medications, policy.drug_testing, policy.medications
+    )
     fields = (
         command.result,
         substances,
@@ -358,15 +366,9 @@ def _consequences(
     day: timedelta,
 ) -> list[DomainEvent]:
     events: list[DomainEvent] = []
-    if reading.buprenorphine_absent:
-        events.append(
-            FlagRaised(
-                state.episode_id,
-                at,
-                Flag(FlagFamily.BUPRENORPHINE_ABSENT),
-                f"test {test.test_id}: no buprenorphine while prescribed",
-            )
-        )
+    for analyte in reading.absent:
+        message = f"test {test.test_id}: no {analyte} while prescribed"
+        events.append(FlagRaised(state.episode_id, at, analyte_absent(analyte), message))
     if reading.needs_retest:
         due = at + day * policy.drug_testing.retest_within_days
         retest = _order(state, OrderReason.RETEST, "clock", due, policy, at, retest_of=test.test_id, lab_id=test.lab_id)

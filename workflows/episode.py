@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from continuum.domain.decisions import admit, decide
     from continuum.domain.disclosure import disclosed_values
     from continuum.domain.episode import Episode, EpisodeStatus
-    from continuum.domain.errors import CommandRejected, DomainError
+    from continuum.domain.errors import CommandInvalid, CommandRejected, DomainError
     from continuum.domain.events import DomainEvent, FollowUpRequested, ReferralIssued, TestOrdered
     from continuum.domain.fold import fold
     from continuum.domain.ids import staff_id
@@ -141,7 +141,8 @@ def _unrecordable(error: ActivityError) -> bool:
 
 
 def _rejected(error: DomainError) -> ApplicationError:
-    return ApplicationError(str(error), type="CommandRejected", non_retryable=True)
+    kind = "CommandInvalid" if isinstance(error, CommandInvalid) else "CommandRejected"  # a 422, not a 409
+    return ApplicationError(str(error), type=kind, non_retryable=True)
 
 
 def _arrived(name: str, args: Sequence[RawValue]) -> tuple[CommandMeta, Command]:

@@ -598,3 +598,47 @@ async def test_a_refusal_is_recorded_without_a_method_or_a_collection_time(stack
     [recorded] = [e for e in stack.store.read_stream(stack.e3) if e.event_type == "TestResultRecorded"]
     assert recorded.payload["method"] is None and recorded.payload["collected_at"] is None
     assert recorded.payload["counts_as_positive"] is True  # a refusal counts, as the policy says
+
+
+async def test_medications_are_read_by_the_catalogue_and_a_later_step_down_needs_the_director(stack: Stack) -> None:
+    """Issue 14, findings 4 and 2: Suboxone shows buprenorphine, which is expected; a medication outside the
+    catalogue is a 422; two days into IOP an override down is a 409, and the director's decision is accepted."""
+    await stack.post("/api/v1/episodes", stack.episode())
+    unknown = await stack.http.put(
+        f"/api/v1/episodes/{stack.e1}/medications",
+        json={"medications": ["suboxone-strips"], "changed_by": "clin-1"},
+        headers=stack.auth("clinician"),
+    )
+    on_mat = await stack.http.put(
+        f"/api/v1/episodes/{stack.e1}/medications",
+        json={"medications": ["buprenorphine-naloxone"], "changed_by": "clin-1"},
+        headers=stack.auth("clinician"),
+    )
+    ordered = await stack.post(f"/api/v1/episodes/{stack.e1}/tests", {"ordered_by": "clin-1"})
+    test_id = ordered.json()["events"][-1]["data"]["test_id"]
+    now = datetime.now(UTC).isoformat()
+    result = {
+        "result": "positive",
+        "substances": ["buprenorphine", "norbuprenorphine"],
+        "method": "confirmed",
+        "collected_at": now,
+        "lab_reference": "L-SUB-1",
+    }
+    expected = await stack.post(f"/api/v1/episodes/{stack.e1}/tests/{test_id}/results", result, role="lab")
+    episode = (await stack.get(f"/api/v1/episodes/{stack.e1}")).json()["state"]
+    await stack.env.fast_forward(stack.env.client.get_workflow_handle(workflow_id(stack.e1)), DAY * 2)
+    down = {"level": "outpatient", "reason": "clinical_judgment", "clinician": "clin-1"}
+    refused = await stack.post(f"/api/v1/episodes/{stack.e1}/placement-override", down)
+    by_director = {**down, "reason": "payer_denial", "director": "dir-1"}
+    decided = await stack.post(f"/api/v1/episodes/{stack.e1}/placement-override", by_director)
+
+    assert unknown.status_code == 422 and "medication catalogue" in unknown.json()["detail"]
+    assert "buprenorphine-naloxone" in unknown.json()["detail"] and on_mat.status_code == 200
+    assert expected.status_code == 200, expected.text
+    assert episode["level"] == "intensive_outpatient" and "buprenorphine_absent" not in episode["flags"]
+    assert refused.status_code == 409 and "needs the completion review" in refused.json()["detail"]
+    assert decided.status_code == 200, decided.text
+    assert [e["type"] for e in decided.json()["events"]][:2] == ["LevelChangeDecided", "LevelChanged"]
+    assert (
+        decided.json()["events"][0]["data"]["director"] == "dir-1" and decided.json()["state"]["level"] == "outpatient"
+    )

@@ -25,6 +25,7 @@ from continuum.api.services import Services
 from continuum.domain.commands import ChangeMedications, Discharge, OpenEpisode, RecordAssessment
 from continuum.domain.episode import DischargeReason
 from continuum.domain.errors import CommandRejected
+from continuum.domain.policy import default_policy_text
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.codec import ENCODING, EncryptionCodec, KeyRing, PayloadKeyError, encrypted_converter
@@ -34,6 +35,10 @@ from tests.integration.episodes import episode_worker, meta
 pytestmark = pytest.mark.integration
 RATINGS = (3, 2, 1, 0, 4, 2)
 MEDICATION = "buprenorphine-naloxone-marker"
+# The program's policy names the marker in its medication catalogue (a medication outside it is refused).
+POLICY_TEXT = default_policy_text().replace(
+    "\n[medications]\n", f'\n[medications]\n{MEDICATION} = {{ shows = ["buprenorphine"], must_show = [] }}\n'
+)
 
 
 async def _env(env: WorkflowEnvironment, converter: DataConverter) -> WorkflowEnvironment:
@@ -69,7 +74,7 @@ async def test_a_history_read_without_the_key_shows_no_client_id_rating_or_medic
     skipping_env: WorkflowEnvironment, encrypted: WorkflowEnvironment, store: PostgresEventStore, ring: KeyRing
 ) -> None:
     client_id = f"client-{uuid.uuid4().hex[:10]}"
-    async with episode_worker(encrypted, store) as episodes:
+    async with episode_worker(encrypted, store, policy_text=POLICY_TEXT) as episodes:
         episode = await _episode(episodes, client_id)
         state = await episodes.state(episode)  # the keyed client reads it back
     assert state is not None and state["client_id"] == client_id and MEDICATION in str(state["medications"])
@@ -91,7 +96,9 @@ async def test_without_the_codec_the_same_history_is_readable(
 ) -> None:
     """The control: the check above can fail."""
     client_id = f"client-{uuid.uuid4().hex[:10]}"
-    async with episode_worker(await _env(skipping_env, DataConverter.default), store) as episodes:
+    async with episode_worker(
+        await _env(skipping_env, DataConverter.default), store, policy_text=POLICY_TEXT
+    ) as episodes:
         episode = await _episode(episodes, client_id)
     raw = await _raw_history(skipping_env.client, episode)
     assert client_id.encode() in raw and MEDICATION.encode() in raw
@@ -100,7 +107,7 @@ async def test_without_the_codec_the_same_history_is_readable(
 async def test_a_refusal_reads_the_same_through_encrypted_failures(
     encrypted: WorkflowEnvironment, store: PostgresEventStore, skipping_env: WorkflowEnvironment
 ) -> None:
-    async with episode_worker(encrypted, store) as episodes:
+    async with episode_worker(encrypted, store, policy_text=POLICY_TEXT) as episodes:
         episode = await _episode(episodes, f"client-{uuid.uuid4().hex[:10]}")
         await episodes.send(episode, meta(), Discharge(DischargeReason.COMPLETED))
         with pytest.raises(CommandRejected, match="closed"):
@@ -137,7 +144,7 @@ async def test_the_codec_endpoint_decodes_for_directors_and_auditors_only(
             }
         ]
     }
-    async with episode_worker(encrypted, store) as episodes:
+    async with episode_worker(encrypted, store, policy_text=POLICY_TEXT) as episodes:
         services = Services.build(episodes, store)
         secrets = {role: services.keys.create(f"{role.value}-c", role, None)[1] for role in Role}
         transport = httpx.ASGITransport(app=create_app(services))
