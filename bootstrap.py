@@ -156,7 +156,10 @@ async def connect(settings: Settings, endpoints: Endpoints) -> Client:
     """Connect to Temporal, every payload encrypted with the settings' keys (runtime/codec.py), and make sure
     the search attributes exist."""
     converter = encrypted_converter(settings.key_ring())
-    client = await connect_temporal(endpoints.temporal_address, settings.temporal_namespace, data_converter=converter)
+    tls = settings.temporal_tls() if not settings.embedded_temporal else False
+    client = await connect_temporal(
+        endpoints.temporal_address, settings.temporal_namespace, data_converter=converter, tls=tls
+    )
     added = await ensure_search_attributes(client, SEARCH_ATTRIBUTES)
     if added:
         log.info("temporal.search_attributes_registered", names=added)

@@ -48,11 +48,13 @@ class BenchStack:
 
     def env(self, **extra: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))}
+        self.settings.key_ring()  # the stack's payload key file exists before a process of it reads it
         return {
             **base,
             "TEMPORAL_ADDRESS": self.temporal_address,
             "DATABASE_URL": self.database_url,
             "CONTINUUM_DATA_DIR": str(self.data_dir),
+            "CONTINUUM_PAYLOAD_KEYS_FILE": str(self.data_dir / "payload-keys"),
             "CONTINUUM_LOG_FORMAT": "json",
             "CONTINUUM_LOG_LEVEL": "WARNING",
             **extra,

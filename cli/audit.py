@@ -242,7 +242,9 @@ async def _replay_all(settings: Settings, limit: int) -> list[dict[str, Any]]:
 
     assert settings.temporal_address is not None
     converter = encrypted_converter(settings.key_ring())
-    client = await connect_temporal(settings.temporal_address, settings.temporal_namespace, data_converter=converter)
+    client = await connect_temporal(
+        settings.temporal_address, settings.temporal_namespace, data_converter=converter, tls=settings.temporal_tls()
+    )
     replayer = Replayer(workflows=[EpisodeWorkflow], data_converter=converter)
     results = []
     async for execution in client.list_workflows('WorkflowType = "EpisodeWorkflow"', limit=limit):

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from temporalio.service import TLSConfig
+
     from continuum.runtime.codec import KeyRing
 
 
@@ -57,6 +59,10 @@ class Settings:
     workflow_tasks: int = 8  # workflow tasks a worker takes at once (see worker.py)
     payload_keys: str | None = None  # `<id>:<base64 key>` lines (first encrypts); see runtime/codec.py
     payload_keys_file: Path | None = None  # a file of such lines; neither set: a key file in data_dir
+    temporal_tls_cert: Path | None = None  # mTLS to the Temporal frontend: the client certificate (PEM)
+    temporal_tls_key: Path | None = None  # ... its private key (PEM)
+    temporal_tls_ca: Path | None = None  # ... the CA that signed the server's certificate (PEM; system roots if None)
+    temporal_tls_server_name: str | None = None  # ... the name to expect in it (the address's host if None)
 
     @property
     def embedded_temporal(self) -> bool:
@@ -109,6 +115,14 @@ class Settings:
         directory = text("CONTINUUM_DIRECTORY_FILE", None)
         role = env.get("CONTINUUM_DATABASE_ROLE")
         keys_file = text("CONTINUUM_PAYLOAD_KEYS_FILE", None)
+
+        def path(name: str) -> Path | None:
+            value = text(name, None)
+            return Path(value).expanduser().resolve() if value else None
+
+        tls_cert, tls_key = path("TEMPORAL_TLS_CERT"), path("TEMPORAL_TLS_KEY")
+        if (tls_cert is None) != (tls_key is None):
+            raise SettingsError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS needs both)")
         return cls(
             temporal_address=text("TEMPORAL_ADDRESS", None),
             temporal_namespace=text("TEMPORAL_NAMESPACE", "default") or "default",
@@ -132,16 +146,46 @@ class Settings:
             workflow_tasks=count("CONTINUUM_WORKFLOW_TASKS", 8),
             payload_keys=text("CONTINUUM_PAYLOAD_KEYS", None),
             payload_keys_file=Path(keys_file).expanduser().resolve() if keys_file else None,
+            temporal_tls_cert=tls_cert,
+            temporal_tls_key=tls_key,
+            temporal_tls_ca=path("TEMPORAL_TLS_CA"),
+            temporal_tls_server_name=text("TEMPORAL_TLS_SERVER_NAME", None),
         )
 
     def key_ring(self) -> KeyRing:
         """The payload keys (runtime/codec.py); a malformed key names where it came from."""
         from continuum.runtime.codec import PayloadKeyError, load_key_ring
 
+        if not self.embedded_temporal and not (self.payload_keys or self.payload_keys_file):
+            # A key file of each process's own would leave every worker unable to read the others' payloads.
+            raise SettingsError(
+                "with TEMPORAL_ADDRESS set, every process needs the same payload keys:"
+                " set CONTINUUM_PAYLOAD_KEYS or CONTINUUM_PAYLOAD_KEYS_FILE (README, Confidentiality)"
+            )
         try:
             return load_key_ring(self.payload_keys, self.payload_keys_file, self.data_dir)
         except PayloadKeyError as error:
             raise SettingsError(str(error)) from None
+
+    def temporal_tls(self) -> TLSConfig | bool:
+        """The TLS configuration of the Temporal connection: mTLS when a certificate is set, else plain."""
+        from temporalio.service import TLSConfig
+
+        if self.temporal_tls_cert is None and self.temporal_tls_ca is None:
+            return False
+
+        def read(name: str, file: Path | None) -> bytes | None:
+            try:
+                return file.read_bytes() if file is not None else None
+            except OSError as error:
+                raise SettingsError(f"{name} {file} cannot be read: {error.strerror}") from None
+
+        return TLSConfig(
+            server_root_ca_cert=read("TEMPORAL_TLS_CA", self.temporal_tls_ca),
+            client_cert=read("TEMPORAL_TLS_CERT", self.temporal_tls_cert),
+            client_private_key=read("TEMPORAL_TLS_KEY", self.temporal_tls_key),
+            domain=self.temporal_tls_server_name,
+        )
 
     def directory_text(self) -> str:
         """The resource directory's text (the packaged default if none is configured)."""

@@ -9,7 +9,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.converter import DataConverter
-from temporalio.service import RPCError
+from temporalio.service import RPCError, TLSConfig
 
 from continuum.runtime.servers import ServerUnavailable
 
@@ -27,7 +27,11 @@ _STARTING = "Frontend is not healthy yet"
 
 
 async def connect_temporal(
-    address: str, namespace: str, timeout: float = 20.0, data_converter: DataConverter | None = None
+    address: str,
+    namespace: str,
+    timeout: float = 20.0,
+    data_converter: DataConverter | None = None,
+    tls: TLSConfig | bool = False,
 ) -> Client:
     """A client of the namespace, or ServerUnavailable in one line naming the address (within `timeout`); with
     `data_converter` (runtime/codec.py's `encrypted_converter`) every payload is encrypted."""
@@ -36,7 +40,7 @@ async def connect_temporal(
     deadline = loop.time() + timeout
     while True:
         try:
-            connecting = Client.connect(address, namespace=namespace, data_converter=converter)
+            connecting = Client.connect(address, namespace=namespace, data_converter=converter, tls=tls)
             return await asyncio.wait_for(connecting, deadline - loop.time())
         except (RuntimeError, RPCError, OSError, TimeoutError) as error:
             if _STARTING in str(error) and loop.time() + 0.2 < deadline:

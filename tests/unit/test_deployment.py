@@ -62,6 +62,8 @@ def test_continuum_services_are_wired_to_settings_it_reads() -> None:
     for name in ("continuum-worker", "continuum-api"):
         assert services[name]["depends_on"]["continuum-migrate"]["condition"] == "service_completed_successfully"
     assert services["continuum-migrate"]["command"] == ["continuum", "migrate"]
+    # the payload keys come from the operator's environment, never from the repository
+    assert services["continuum-api"]["environment"]["CONTINUUM_PAYLOAD_KEYS"].startswith("${CONTINUUM_PAYLOAD_KEYS:?")
 
 
 def test_ports_and_healthchecks() -> None:
@@ -69,7 +71,13 @@ def test_ports_and_healthchecks() -> None:
     assert "8000:8000" in services["continuum-api"]["ports"] and "/healthz" in str(
         services["continuum-api"]["healthcheck"]
     )
-    assert "8080:8080" in services["temporal-ui"]["ports"] and "7233:7233" in services["temporal"]["ports"]
+    # Temporal publishes nothing: its gRPC reads every history and takes updates past the API's roles.
+    assert "ports" not in services["temporal"]
+    assert services["temporal-ui"]["ports"] == ["127.0.0.1:8080:8080"] and services["temporal-ui"]["profiles"] == [
+        "ops"
+    ]
+    for name, service in services.items():
+        assert all("7233" not in str(port) for port in service.get("ports", [])), name
     for name in ("postgresql", "temporal", "continuum-api"):
         assert "healthcheck" in services[name], name
     assert "pgdata" in _compose()["volumes"]

@@ -6,8 +6,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from temporalio.service import TLSConfig
 
 from continuum.runtime.codec import KeyRing, PayloadKeyError, load_key_ring
+from continuum.runtime.settings import Settings, SettingsError
 
 
 def test_the_first_key_encrypts_comments_and_commas_are_read_as_people_write_them() -> None:
@@ -45,3 +47,35 @@ def test_the_environment_wins_over_a_file_and_a_missing_file_is_named(tmp_path: 
     assert load_key_ring(line, tmp_path / "nope", tmp_path).current == "env-1"
     with pytest.raises(PayloadKeyError, match="cannot read the payload key file .*nope"):
         load_key_ring(None, tmp_path / "nope", tmp_path)
+
+
+def test_processes_of_a_real_cluster_must_share_their_keys(tmp_path: Path) -> None:
+    """With TEMPORAL_ADDRESS set, a key file of each process's own would leave workers unable to read each
+    other's payloads: the keys must be given."""
+    settings = Settings.from_env({"TEMPORAL_ADDRESS": "temporal:7233", "CONTINUUM_DATA_DIR": str(tmp_path)})
+    with pytest.raises(SettingsError, match="CONTINUUM_PAYLOAD_KEYS or CONTINUUM_PAYLOAD_KEYS_FILE"):
+        settings.key_ring()
+    assert not (tmp_path / "payload-keys").exists()
+    line = KeyRing.new_line("shared")
+    given = Settings.from_env({"TEMPORAL_ADDRESS": "temporal:7233", "CONTINUUM_PAYLOAD_KEYS": line})
+    assert given.key_ring().current == "shared"
+
+
+def test_mtls_to_temporal_reads_its_files_and_names_what_is_missing(tmp_path: Path) -> None:
+    assert Settings.from_env({}).temporal_tls() is False
+    with pytest.raises(SettingsError, match="TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together"):
+        Settings.from_env({"TEMPORAL_TLS_CERT": str(tmp_path / "client.pem")})
+    (tmp_path / "client.pem").write_bytes(b"CERT")
+    (tmp_path / "client.key").write_bytes(b"KEY")
+    env = {
+        "TEMPORAL_TLS_CERT": str(tmp_path / "client.pem"),
+        "TEMPORAL_TLS_KEY": str(tmp_path / "client.key"),
+        "TEMPORAL_TLS_SERVER_NAME": "temporal.internal",
+    }
+    tls = Settings.from_env(env).temporal_tls()
+    assert isinstance(tls, TLSConfig)
+    assert (tls.client_cert, tls.client_private_key, tls.server_root_ca_cert) == (b"CERT", b"KEY", None)
+    assert tls.domain == "temporal.internal"
+    missing = Settings.from_env({**env, "TEMPORAL_TLS_CA": str(tmp_path / "ca.pem")})
+    with pytest.raises(SettingsError, match="TEMPORAL_TLS_CA .*ca.pem cannot be read"):
+        missing.temporal_tls()
