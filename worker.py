@@ -47,8 +47,10 @@ def activities_for(
     store: PostgresEventStore, *, lab_order_url: str | None = None, follow_up_url: str | None = None
 ) -> list[Callable[..., Any]]:
     aftercare = AftercareActivities(follow_up_url)
+    event_log = EventLogActivities(store)
     return [
-        EventLogActivities(store).record_events,
+        event_log.record_events,
+        event_log.load_episode,
         LabOrderActivities(lab_order_url).send_lab_order,
         aftercare.send_referral,
         aftercare.request_follow_up,

@@ -6,6 +6,7 @@ DomainError
 ├── CommandRejected        a command that the episode's current state does not allow
 ├── CommandUnrecordable    a command whose values the event log cannot record (nothing was recorded)
 ├── UnknownEpisode         no episode has that id
+├── DisclosureRefused      a disclosure without a lawful basis (names the parameter to mend)
 └── PolicyError            a care-pathway policy file that is malformed (names the key)
 """
 
@@ -38,3 +39,11 @@ class UnknownEpisode(DomainError):
 
 class PolicyError(DomainError):
     pass
+
+
+class DisclosureRefused(DomainError):
+    """A disclosure the rules do not allow; `parameter` names what the requester must give or mend."""
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        super().__init__(f"{parameter}: {reason}")
+        self.parameter = parameter
