@@ -5,7 +5,9 @@ Commands arrive as Temporal updates with validators, each named by its wire name
 reaches history, and nothing is recorded. An accepted command is decided by the domain, its events are
 appended to the event store by an idempotent activity (event ids minted here, deterministically), and only
 then folded into the workflow's state. The care clock (reviews, escalations, the end of aftercare) is the
-domain's `next_due`; the workflow just waits for it.
+domain's `next_due`; the workflow just waits for it. A run returns once the episode closes; what a closed
+episode still accepts (a consent's revocation) reaches it through a new run that folds its state from the log
+(`EpisodeInput.take_up_closed`).
 """
 
 from __future__ import annotations
