@@ -90,8 +90,10 @@ def activities_for(
 ) -> list[Callable[..., Any]]:
     """Every activity the workflows call, bound to their dependencies."""
     aftercare = AftercareActivities(follow_up_url)
+    event_log = EventLogActivities(store)
     return [
-        EventLogActivities(store).record_events,
+        event_log.record_events,
+        event_log.load_episode,
         LabOrderActivities(lab_order_url).send_lab_order,
         aftercare.send_referral,
         aftercare.request_follow_up,

@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from continuum.activities.eventlog import UNRECORDABLE
-from continuum.domain.commands import COMMAND_NAMES, Command, OpenEpisode, command_name
+from continuum.domain.commands import AFTER_CLOSING, COMMAND_NAMES, Command, OpenEpisode, command_name
 from continuum.domain.errors import CommandInvalid, CommandRejected, CommandUnrecordable, UnknownEpisode
 from continuum.domain.ids import episode_id as valid_episode_id
 from continuum.domain.ids import pseudonymous_client_id
@@ -35,6 +35,11 @@ from continuum.workflows.episode import (
 
 T = TypeVar("T")
 NOT_READY_TRIES = 16  # about 12 s in all
+TAKE_UP_TRIES = 4  # a run that took up a closed episode may complete between our look and our command
+
+
+class _RunCompleted(CommandRejected):
+    """The episode's workflow has completed: the episode is closed."""
 
 
 class EpisodeCommands:
@@ -64,6 +69,18 @@ class EpisodeCommands:
         self.lab_id = lab_id
         self.history_events_bound = history_events_bound
 
+    def _input(self, episode_id: str, *, take_up_closed: bool = False) -> EpisodeInput:
+        return EpisodeInput(
+            episode_id,
+            self.policy_text,
+            self.day.total_seconds(),
+            self.continue_as_new_after,
+            self.lab_id,
+            self.directory_text,
+            history_events_bound=self.history_events_bound,
+            take_up_closed=take_up_closed,
+        )
+
     async def open(self, meta: CommandMeta, command: OpenEpisode) -> CommandResult:
         """Open the episode, or attach to it if it exists; a retried open returns the first outcome. A client id
         shaped like an SSN, e-mail address or phone number is refused here, before it reaches Temporal."""
@@ -71,15 +88,7 @@ class EpisodeCommands:
         pseudonymous_client_id(command.client_id)
         start = WithStartWorkflowOperation(
             EpisodeWorkflow.run,
-            EpisodeInput(
-                eid,
-                self.policy_text,
-                self.day.total_seconds(),
-                self.continue_as_new_after,
-                self.lab_id,
-                self.directory_text,
-                history_events_bound=self.history_events_bound,
-            ),
+            self._input(eid),
             id=workflow_id(eid),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -109,8 +118,46 @@ class EpisodeCommands:
             raise CommandRejected(f"{type(command).__name__} is not sent to an episode by other services")
         eid = valid_episode_id(episode_id)
         handle = self.client.get_workflow_handle(workflow_id(eid))
+        try:
+            return await _when_ready(
+                lambda: handle.execute_update(
+                    name, args=[meta, command], id=meta.command_id, result_type=CommandResult
+                ),
+                eid,
+            )
+        except _RunCompleted:
+            if not isinstance(command, AFTER_CLOSING):
+                raise
+        return await self._to_closed(eid, name, meta, command)
+
+    async def _to_closed(self, eid: str, name: str, meta: CommandMeta, command: Command) -> CommandResult:
+        """A command a closed episode still accepts: a new run of the episode's workflow takes it up (folding
+        its state from the log), decides and records it, and completes again. One run at a time holds the id,
+        so the episode's stream keeps one writer; a run still under way is attached to instead."""
+        for _ in range(TAKE_UP_TRIES - 1):
+            try:
+                return await self._take_up(eid, name, meta, command)
+            except _RunCompleted:  # attached to a run that completed before the command reached it
+                continue
+        return await self._take_up(eid, name, meta, command)
+
+    async def _take_up(self, eid: str, name: str, meta: CommandMeta, command: Command) -> CommandResult:
+        start = WithStartWorkflowOperation(
+            EpisodeWorkflow.run,
+            self._input(eid, take_up_closed=True),
+            id=workflow_id(eid),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
         return await _when_ready(
-            lambda: handle.execute_update(name, args=[meta, command], id=meta.command_id, result_type=CommandResult),
+            lambda: self.client.execute_update_with_start_workflow(
+                name,
+                args=[meta, command],
+                start_workflow_operation=start,
+                id=meta.command_id,
+                result_type=CommandResult,
+            ),
             eid,
         )
 
@@ -165,5 +212,5 @@ async def _rejections_as_domain_errors(call: Awaitable[T], episode_id: str | Non
         if error.status == RPCStatusCode.NOT_FOUND and "already completed" not in error.message:
             raise UnknownEpisode(f"no episode {episode_id}") from None
         if "already completed" in error.message:
-            raise CommandRejected("the episode is closed; nothing more can be recorded") from None
+            raise _RunCompleted("the episode is closed; nothing more can be recorded") from None
         raise

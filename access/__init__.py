@@ -13,6 +13,10 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from continuum.domain.disclosure import DisclosureBasis, ExportBasis, MedicalEmergency
+
+__all__ = ["DisclosureBasis"]  # kept importable from here: the basis an export is recorded with
+
 
 class Role(StrEnum):
     DIRECTOR = "director"  # reads everything
@@ -195,12 +199,6 @@ class IdempotencyStore:
             )
 
 
-class DisclosureBasis(StrEnum):
-    """Why a disclosure made without the client's consent is lawful (42 CFR Part 2, subpart D)."""
-
-    AUDIT_AND_EVALUATION = "audit_and_evaluation"  # 42 CFR 2.53: an export for an audit or an evaluation
-
-
 @dataclass(frozen=True)
 class RecordAccess:
     """One read of a record; a disclosure (an export) also names its recipient, format and basis."""
@@ -213,7 +211,11 @@ class RecordAccess:
     purpose: str
     recipient: str | None = None
     format: str | None = None
-    basis: DisclosureBasis | None = None  # None: recorded before bases were, or made under a consent
+    basis: DisclosureBasis | None = None  # None: recorded before bases were
+    asserted_by: str | None = None  # who asserted the basis (the caller's actor)
+    consent_id: str | None = None
+    court_order: str | None = None
+    emergency: MedicalEmergency | None = None  # 42 CFR 2.51: who received it, where, and why
 
 
 class AccessLog:
@@ -226,10 +228,19 @@ class AccessLog:
         self._insert(key, episode_id, what, purpose, None, None, None)
 
     def record_export(
-        self, key: ApiKey, episode_id: str, *, format: str, recipient: str, purpose: str, basis: DisclosureBasis | None
+        self,
+        key: ApiKey,
+        episode_id: str,
+        *,
+        format: str,
+        recipient: str,
+        purpose: str,
+        basis: DisclosureBasis | ExportBasis | None,
     ) -> None:
-        """An export of the episode's record: a read, and a disclosure to `recipient` (in the accounting)."""
-        self._insert(key, episode_id, f"export {format} to {recipient}", purpose, recipient, format, basis)
+        """An export of the episode's record: a read, and a disclosure to `recipient` (in the accounting), with
+        its basis and who asserted it (the caller), recorded at once (42 CFR 2.51 for a medical emergency)."""
+        justified = ExportBasis(basis) if isinstance(basis, DisclosureBasis) else basis
+        self._insert(key, episode_id, f"export {format} to {recipient}", purpose, recipient, format, justified)
 
     def _insert(
         self,
@@ -239,13 +250,16 @@ class AccessLog:
         purpose: str,
         recipient: str | None,
         format: str | None,
-        basis: DisclosureBasis | None,
+        justified: ExportBasis | None,
     ) -> None:
+        emergency = justified.emergency if justified else None
         with self.engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO record_access (key_id, role, episode_id, what, purpose, recipient, format, basis)"
-                    " VALUES (:k, :r, :e, :w, :p, :recipient, :format, :basis)"
+                    "INSERT INTO record_access (key_id, role, episode_id, what, purpose, recipient, format, basis,"
+                    " asserted_by, consent_id, court_order, emergency_clinician, emergency_facility, emergency_nature)"
+                    " VALUES (:k, :r, :e, :w, :p, :recipient, :format, :basis, :asserted_by, :consent_id,"
+                    " :court_order, :clinician, :facility, :nature)"
                 ),
                 {
                     "k": key.key_id,
@@ -255,7 +269,13 @@ class AccessLog:
                     "p": purpose,
                     "recipient": recipient,
                     "format": format,
-                    "basis": basis.value if basis else None,
+                    "basis": justified.basis.value if justified else None,
+                    "asserted_by": key.actor if justified else None,
+                    "consent_id": justified.consent_id if justified else None,
+                    "court_order": justified.court_order if justified else None,
+                    "clinician": emergency.clinician if emergency else None,
+                    "facility": emergency.facility if emergency else None,
+                    "nature": emergency.nature if emergency else None,
                 },
             )
 
@@ -263,7 +283,8 @@ class AccessLog:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT accessed_at, key_id, role, episode_id, what, purpose, recipient, format, basis"
+                    "SELECT accessed_at, key_id, role, episode_id, what, purpose, recipient, format, basis,"
+                    " asserted_by, consent_id, court_order, emergency_clinician, emergency_facility, emergency_nature"
                     " FROM record_access WHERE episode_id = :e ORDER BY access_id"
                 ),
                 {"e": episode_id},
@@ -279,6 +300,12 @@ class AccessLog:
                 row.recipient,
                 row.format,
                 DisclosureBasis(row.basis) if row.basis else None,
+                row.asserted_by,
+                row.consent_id,
+                row.court_order,
+                MedicalEmergency(row.emergency_clinician, row.emergency_facility, row.emergency_nature)
+                if row.emergency_clinician is not None
+                else None,
             )
             for row in rows
         ]

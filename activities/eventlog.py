@@ -1,4 +1,5 @@
-"""Recording events: the one activity through which workflows write to the event store.
+"""Recording events: the one activity through which workflows write to the event store (and the one that
+folds a closed episode's stream for a run that takes it up again).
 
 Event ids are minted deterministically in the workflow, so a retried activity finds its events already
 stored and returns their positions instead of writing them twice.
@@ -22,8 +23,10 @@ from sqlalchemy.exc import StatementError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from continuum.domain.codec import encode
 from continuum.domain.errors import DomainError
 from continuum.eventlog.errors import ConcurrencyError, EventIdConflict
+from continuum.eventlog.projection import episode_as_of
 from continuum.eventlog.records import EventMetadata, NewEvent
 from continuum.eventlog.store import PostgresEventStore
 
@@ -110,6 +113,12 @@ class EventLogActivities:
             duplicate=result.duplicate,
         )
         return RecordEventsResult(list(result.positions), result.stream_version, result.duplicate)
+
+    @activity.defn(name="load_episode")
+    def load_episode(self, episode_id: str) -> dict[str, Any] | None:
+        """The episode as its stream folds, for a run that takes up a closed episode (None: no such stream)."""
+        state = episode_as_of(self._store, episode_id)
+        return encode(state) if state is not None else None
 
 
 def unrecordable_event(stream_id: str, kind: str, sqlstate: str | None) -> ApplicationError:

@@ -9,13 +9,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from continuum.access import ApiKey, DisclosureBasis, Role
+from continuum.access import ApiKey, Role
 from continuum.api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD
 from continuum.api.params import ID_PATTERN, IdPath, services_of
 from continuum.api.schemas import CreateKeyBody
 from continuum.domain.answering import open_tests
 from continuum.domain.codec import decode, encode
+from continuum.domain.disclosure import TEXT_LIMIT, DisclosureBasis, ExportAsked, MedicalEmergency, export_basis
 from continuum.domain.episode import Episode, EpisodeStatus
+from continuum.domain.errors import DisclosureRefused
 from continuum.domain.levels import LevelOfCare
 from continuum.eventlog.export import fhir_bundle, ndjson_lines
 from continuum.eventlog.projection import episode_as_of
@@ -142,21 +144,37 @@ def export_episode(
         str, Query(pattern=r"^[a-z0-9][a-z0-9._:-]{0,63}$", description="who receives it")
     ] = "internal_audit",
     purpose: Purpose = "audit",
+    basis: Annotated[
+        DisclosureBasis | None, Query(description="the lawful basis (default: a consent on file, or program_staff)")
+    ] = None,
+    consent_id: Annotated[str | None, Query(pattern=ID_PATTERN, description="the consent it is made under")] = None,
+    court_order: Annotated[str | None, Query(max_length=TEXT_LIMIT, description="the order, for court_order")] = None,
+    emergency_clinician: Annotated[str | None, Query(max_length=TEXT_LIMIT, description="who receives it")] = None,
+    emergency_facility: Annotated[str | None, Query(max_length=TEXT_LIMIT, description="their facility")] = None,
+    emergency_nature: Annotated[str | None, Query(max_length=TEXT_LIMIT, description="the emergency")] = None,
     caller: ApiKey = Depends(READ_RECORD),
 ) -> Response:
     """The episode's history as NDJSON (verifiable offline: `continuum audit verify-export`) or as a FHIR R4
-    Bundle. An export is a disclosure: it is recorded with its recipient and purpose, and is in the accounting."""
+    Bundle. An export is a disclosure: outside the program it needs a consent valid now for the recipient and
+    purpose, or a basis (`domain.disclosure.export_basis`); it is recorded, with its basis and who asserted it,
+    in the accounting."""
     services = services_of(request)
     events = services.store.read_stream(episode_id, as_recorded=True)  # the payloads the hashes cover
-    if not events:
+    recorded = services.reads.get(episode_id)
+    if not events or recorded is None:
         raise HTTPException(404, f"no episode {episode_id}")
+    emergency = (
+        MedicalEmergency(emergency_clinician or "", emergency_facility or "", emergency_nature or "")
+        if basis is DisclosureBasis.MEDICAL_EMERGENCY
+        else None
+    )
+    asked = ExportAsked(recipient, purpose, basis, consent_id, court_order, emergency)
+    try:
+        justified = export_basis(decode(Episode, recorded), asked, datetime.now(UTC))
+    except DisclosureRefused as refused:
+        raise HTTPException(422, str(refused)) from None
     services.access.record_export(
-        caller,
-        episode_id,
-        format=format,
-        recipient=recipient,
-        purpose=purpose,
-        basis=DisclosureBasis.AUDIT_AND_EVALUATION,
+        caller, episode_id, format=format, recipient=recipient, purpose=purpose, basis=justified
     )
     if format == "fhir":
         return JSONResponse(fhir_bundle(episode_id, events), media_type="application/fhir+json")
@@ -170,9 +188,11 @@ def export_episode(
 
 @router.get("/partner/referrals")
 def partner_referrals(request: Request, caller: ApiKey = Depends(PARTNERS)) -> dict[str, Any]:
-    """A partner's own referrals (those disclosed to it), to accept, decline or complete."""
+    """A partner's own referrals (those disclosed to it, while the client's consent to it holds), to accept,
+    decline or complete."""
     assert caller.subject is not None
-    return {"partner": caller.subject, "referrals": services_of(request).reads.referrals_for(caller.subject)}
+    referrals = services_of(request).reads.referrals_for(caller.subject, datetime.now(UTC))
+    return {"partner": caller.subject, "referrals": referrals}
 
 
 @router.get("/census")

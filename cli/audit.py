@@ -100,22 +100,29 @@ def anchor() -> None:
 
 
 def _cli_reader(
-    what: str, episode_id: str, purpose: str, opened: PostgresEventStore, export: tuple[str, str] | None = None
+    what: str, episode_id: str, purpose: str, opened: PostgresEventStore, export: tuple[str, Any] | None = None
 ) -> None:
     """Reads of a record through the CLI are logged like the API's, under the operating system user; an
-    `export` (format, recipient) as the disclosure it is."""
-    from continuum.access import AccessLog, ApiKey, DisclosureBasis, Role
+    `export` (format, the export asked for) as the disclosure it is, on the basis the domain accepts."""
+    from continuum.access import AccessLog, ApiKey, Role
+    from continuum.domain.codec import decode
+    from continuum.domain.disclosure import export_basis
+    from continuum.domain.episode import Episode
+    from continuum.domain.errors import DisclosureRefused
+    from continuum.eventlog.reads import EpisodeReads
 
     reader = ApiKey(f"cli:{getpass.getuser()}", "cli", Role.AUDITOR, None, datetime.now().astimezone(), None)
     if export is not None:
-        format, recipient = export
+        format, asked = export
+        recorded = EpisodeReads(opened.engine).get(episode_id)
+        if recorded is None:
+            raise NotFound(f"no episode {episode_id}")
+        try:
+            justified = export_basis(decode(Episode, recorded), asked, datetime.now().astimezone())
+        except DisclosureRefused as refused:
+            raise Usage(f"--{refused.parameter.replace('_', '-')}: {str(refused).split(': ', 1)[1]}") from None
         AccessLog(opened.engine).record_export(
-            reader,
-            episode_id,
-            format=format,
-            recipient=recipient,
-            purpose=purpose,
-            basis=DisclosureBasis.AUDIT_AND_EVALUATION,
+            reader, episode_id, format=format, recipient=asked.recipient, purpose=purpose, basis=justified
         )
         return
     AccessLog(opened.engine).record(reader, episode_id, what, purpose)
@@ -167,16 +174,38 @@ def export(
     recipient: Annotated[
         str, typer.Option(help="Who receives the export (the accounting of disclosures).")
     ] = "internal_audit",
+    basis: Annotated[
+        str | None,
+        typer.Option(
+            help="The lawful basis: consent, medical_emergency, audit_and_evaluation, court_order, program_staff."
+        ),
+    ] = None,
+    consent_id: Annotated[str | None, typer.Option(help="The consent the export is made under.")] = None,
+    court_order: Annotated[str | None, typer.Option(help="The order, for --basis court_order.")] = None,
+    emergency_clinician: Annotated[str | None, typer.Option(help="Medical emergency: who receives it.")] = None,
+    emergency_facility: Annotated[str | None, typer.Option(help="Medical emergency: their facility.")] = None,
+    emergency_nature: Annotated[str | None, typer.Option(help="Medical emergency: its nature.")] = None,
 ) -> None:
     """The episode's history on standard output: NDJSON (one stored event per line, with its hashes; check it
-    anywhere with `verify-export`) or a FHIR R4 Bundle. The export is recorded as a disclosure."""
+    anywhere with `verify-export`) or a FHIR R4 Bundle. The export is recorded as a disclosure; outside the
+    program it needs a consent valid now for the recipient and purpose, or a --basis."""
+    from continuum.domain.disclosure import DisclosureBasis, ExportAsked, MedicalEmergency
     from continuum.eventlog.export import fhir_bundle, ndjson_lines
+
+    try:
+        lawful = DisclosureBasis(basis) if basis is not None else None
+    except ValueError:
+        raise Usage(f"--basis: one of {', '.join(b.value for b in DisclosureBasis)}") from None
+    emergency = None
+    if lawful is DisclosureBasis.MEDICAL_EMERGENCY:
+        emergency = MedicalEmergency(emergency_clinician or "", emergency_facility or "", emergency_nature or "")
+    asked = ExportAsked(recipient, purpose, lawful, consent_id, court_order, emergency)
 
     with store() as opened:
         events = opened.read_stream(episode_id, as_recorded=True)  # the payloads the hashes cover
         if not events:
             raise NotFound(f"no episode {episode_id}")
-        _cli_reader(f"export {format.value} to {recipient}", episode_id, purpose, opened, (format.value, recipient))
+        _cli_reader(f"export {format.value} to {recipient}", episode_id, purpose, opened, (format.value, asked))
     if format is ExportFormat.FHIR:
         typer.echo(json.dumps(fhir_bundle(episode_id, events), indent=1))
         return

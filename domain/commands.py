@@ -254,6 +254,8 @@ AFTERCARE_COMMANDS = (
     FlagReferralUnanswered,
     FlagReferralNotSent,
 )
+# What a closed episode still accepts: a client may revoke a consent at any time (42 CFR 2.31).
+AFTER_CLOSING = (RevokeConsent,)
 TESTING_COMMANDS = (
     OrderTest,
     RecordSpecimenCollection,

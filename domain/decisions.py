@@ -16,6 +16,7 @@ from typing import Any
 from continuum.domain.aftercare_decisions import admit_aftercare, consequences, decide_aftercare
 from continuum.domain.assessment import place, validate_ratings
 from continuum.domain.commands import (
+    AFTER_CLOSING,
     AFTERCARE_COMMANDS,
     MAX_NOTE,
     TESTING_COMMANDS,
@@ -99,7 +100,7 @@ def _decide(state: Episode | None, command: Command, policy: Policy, at: datetim
         return _open(state, command, policy, at, day)
     if state is None:
         raise CommandRejected("the episode has not been opened")
-    if state.status is EpisodeStatus.CLOSED:
+    if state.status is EpisodeStatus.CLOSED and not isinstance(command, AFTER_CLOSING):
         reason = state.discharge_reason.value if state.discharge_reason else "closed"
         raise CommandRejected(f"the episode is closed ({reason}); nothing more can be recorded")
     kind: type = type(command)

@@ -7,6 +7,7 @@ DomainError
 │   └── CommandInvalid     a value the policy does not know (a medication outside its catalogue): a 422
 ├── CommandUnrecordable    a command whose values the event log cannot record (nothing was recorded)
 ├── UnknownEpisode         no episode has that id
+├── DisclosureRefused      a disclosure without a lawful basis (names the parameter to mend)
 └── PolicyError            a care-pathway policy file that is malformed (names the key)
 """
 
@@ -43,3 +44,11 @@ class UnknownEpisode(DomainError):
 
 class PolicyError(DomainError):
     pass
+
+
+class DisclosureRefused(DomainError):
+    """A disclosure the rules do not allow; `parameter` names what the requester must give or mend."""
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        super().__init__(f"{parameter}: {reason}")
+        self.parameter = parameter

@@ -8,6 +8,9 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from continuum.domain.aftercare import Consent
+from continuum.domain.codec import decode
+from continuum.domain.disclosure import still_disclosed_to
 from continuum.domain.flags import ALERT_OF, SUBJECT_OF, Alert, Flag
 
 Rows = list[dict[str, Any]]  # named apart: inside EpisodeReads, `list` is its method
@@ -187,7 +190,8 @@ class EpisodeReads:
             exports = (
                 conn.execute(  # an export is a disclosure too: the access log names its recipient
                     text(
-                        "SELECT accessed_at AS disclosed_at, recipient, purpose, format, basis, key_id"
+                        "SELECT accessed_at AS disclosed_at, recipient, purpose, format, basis, key_id, asserted_by,"
+                        " consent_id, court_order, emergency_clinician, emergency_facility, emergency_nature"
                         " FROM record_access WHERE episode_id = :e AND recipient IS NOT NULL"
                         + (" AND accessed_at >= :since" if since else "")
                         + (" AND accessed_at < :until" if until else "")
@@ -205,25 +209,36 @@ class EpisodeReads:
                 "recipient": r["recipient"],
                 "purpose": r["purpose"],
                 "disclosed": [f"the episode's full history ({r['format']})"],
-                "consent_id": None,
+                "consent_id": r["consent_id"],
                 "referral_id": None,
                 "kind": "export",
                 "basis": r["basis"],
                 "exported_by": r["key_id"],
+                "asserted_by": r["asserted_by"],
+                "court_order": r["court_order"],
+                "emergency": {
+                    "clinician": r["emergency_clinician"],
+                    "facility": r["emergency_facility"],
+                    "nature": r["emergency_nature"],
+                }
+                if r["emergency_clinician"] is not None
+                else None,
             }
             for r in exports
         ]
         return sorted(referrals + exported, key=lambda d: d["disclosed_at"])
 
-    def referrals_for(self, partner: str) -> Rows:
-        """The referrals disclosed to one partner (never those still awaiting the client's consent)."""
+    def referrals_for(self, partner: str, at: datetime) -> Rows:
+        """The referrals disclosed to one partner (never those still awaiting the client's consent), while the
+        episode has a consent to it valid at `at` (`domain.disclosure.still_disclosed_to`): once the client
+        revokes it, also after the episode closed, the partner reads nothing more of that episode."""
         with self.engine.connect() as conn:
             rows = (
                 conn.execute(
                     text(
                         "SELECT e.episode_id, r->>'referral_id' AS referral_id, r->>'resource_id' AS resource_id,"
                         " r->>'resource_type' AS resource_type, r->>'status' AS status, r->>'issued_at' AS issued_at,"
-                        " r->>'answer_due_at' AS answer_due_at"
+                        " r->>'answer_due_at' AS answer_due_at, e.state->'consents' AS consents"
                         " FROM episodes e, jsonb_array_elements(e.state->'referrals') r"
                         " WHERE r->>'recipient' = :p AND r->>'status' <> 'awaiting_consent' ORDER BY 2"
                     ),
@@ -232,4 +247,9 @@ class EpisodeReads:
                 .mappings()
                 .all()
             )
-        return [dict(r) for r in rows]
+        shown: Rows = []
+        for row in rows:
+            consents = [decode(Consent, c) for c in row["consents"] or []]
+            if still_disclosed_to(consents, partner, at):
+                shown.append({k: v for k, v in row.items() if k != "consents"})
+        return shown

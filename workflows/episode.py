@@ -5,7 +5,9 @@ Commands arrive as Temporal updates with validators, each named by its wire name
 reaches history, and nothing is recorded. An accepted command is decided by the domain, its events are
 appended to the event store by an idempotent activity (event ids minted here, deterministically), and only
 then folded into the workflow's state. The care clock (reviews, escalations, the end of aftercare) is the
-domain's `next_due`; the workflow just waits for it.
+domain's `next_due`; the workflow just waits for it. A run returns once the episode closes; what a closed
+episode still accepts (a consent's revocation) reaches it through a new run that folds its state from the log
+(`EpisodeInput.take_up_closed`).
 """
 
 from __future__ import annotations
@@ -126,6 +128,9 @@ class EpisodeInput:
     history_events_bound: int | None = None
     results: dict[str, CommandResult] = field(default_factory=dict)
     earlier_command_ids: list[str] = field(default_factory=list)
+    # A run that takes up a closed episode (whose last run completed) for what a closed episode still accepts
+    # (`domain.commands.AFTER_CLOSING`): its state is folded from the log first, then it completes again.
+    take_up_closed: bool = False
 
 
 def _without_state(result: CommandResult) -> CommandResult:
@@ -179,9 +184,12 @@ class EpisodeWorkflow:
         self._changes = 0
         self._lock = asyncio.Lock()
         self._test_random = workflow.new_random("drug-tests")  # its own stream: other draws never shift it
+        self._loading = input.take_up_closed  # commands wait until the closed episode is folded from the log
 
     @workflow.run
     async def run(self, input: EpisodeInput) -> dict[str, Any]:
+        if input.take_up_closed:
+            await self._load_closed()
         await workflow.wait_condition(lambda: self._state is not None)
         alarm: asyncio.Task[None] | None = None  # the care clock's timer, kept while its instant stays the same
         alarm_at: datetime | None = None
@@ -231,6 +239,27 @@ class EpisodeWorkflow:
         final: dict[str, Any] = encode(self._state)
         return final
 
+    async def _load_closed(self) -> None:
+        """Fold the closed episode's stream (the log is the record; the run that closed it kept no state)."""
+        encoded = await workflow.execute_activity(
+            "load_episode",
+            self._input.episode_id,
+            result_type=dict,
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY,
+        )
+        if encoded is None:
+            raise ApplicationError(f"no episode {self._input.episode_id} is on record", type="CommandRejected")
+        state = decode(Episode, encoded)
+        self._state = state
+        self._loading = False
+        workflow.upsert_search_attributes(
+            [
+                EPISODE_LEVEL.value_set(state.level.value if state.level else "none"),
+                EPISODE_STATUS.value_set(state.status.value),
+            ]
+        )
+
     def _changed_since(self, seen: int, alarm: asyncio.Task[None] | None = None) -> Callable[[], bool]:
         """What the run loop waits for: a change of state since `seen`, or the care clock's alarm going off."""
         return lambda: self._changes != seen or (alarm is not None and alarm.done())
@@ -257,6 +286,8 @@ class EpisodeWorkflow:
         """Every command another service sends arrives here, as the update its catalogue name names
         (`domain.commands.COMMANDS`), with its meta and the command as the update's two arguments."""
         meta, command = _arrived(name, args)
+        if self._loading:
+            await workflow.wait_condition(lambda: not self._loading)
         return await self._execute(meta, command)
 
     @command.validator
@@ -295,6 +326,8 @@ class EpisodeWorkflow:
             raise _rejected(error) from None
 
     def _unsettled(self) -> bool:
+        if self._loading:  # the closed episode's state is still being folded: its handler decides
+            return True
         if self._bounded is False:  # the old rule, for histories that predate it (validators are not replayed)
             return False
         if self._lock.locked() or self._running:

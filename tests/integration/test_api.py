@@ -486,7 +486,9 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
     await stack.post(f"/api/v1/episodes/{stack.e1}/resume")
     await stack.post(f"/api/v1/episodes/{stack.e1}/discharge", {"reason": "transferred"})
 
-    ndjson = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="auditor", recipient="state-auditor")
+    ndjson = await stack.get(
+        f"/api/v1/episodes/{stack.e1}/export", role="auditor", recipient="state-auditor", basis="audit_and_evaluation"
+    )
     fhir = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="auditor", format="fhir", purpose="payer_audit")
     replayed = (
         await stack.get(f"/api/v1/episodes/{stack.e1}/events", role="auditor", as_of=held_at.isoformat())
@@ -642,3 +644,108 @@ async def test_medications_are_read_by_the_catalogue_and_a_later_step_down_needs
     assert (
         decided.json()["events"][0]["data"]["director"] == "dir-1" and decided.json()["state"]["level"] == "outpatient"
     )
+
+
+async def test_a_consent_revoked_after_the_episode_closed_stops_the_partners_reads(stack: Stack) -> None:
+    services = stack.http._transport.app.state.services  # type: ignore[attr-defined]
+    harbor = services.keys.create("harbor-2", Role.PARTNER, "harbor-house")[1]
+    as_partner = {"Authorization": f"Bearer {harbor}"}
+    await stack.post(
+        "/api/v1/episodes", stack.episode(assessment={"ratings": [0, 0, 2, 0, 0, 3], "assessed_by": "clin-1"})
+    )
+    consent = {
+        "consent_id": "c-1",
+        "recipient": "harbor-house",
+        "purpose": "aftercare_referral",
+        "expires_at": "2030-01-01T00:00:00Z",
+        "recorded_by": "clin-1",
+    }
+    await stack.post(f"/api/v1/episodes/{stack.e1}/consents", consent)
+    await stack.post(
+        f"/api/v1/episodes/{stack.e1}/placement-override",
+        {"level": "aftercare", "reason": "clinical_judgment", "clinician": "clin-1"},
+    )
+    before = (await stack.http.get("/api/v1/partner/referrals", headers=as_partner)).json()
+    closed = await stack.post(f"/api/v1/episodes/{stack.e1}/discharge", {"reason": "transferred"})
+    handle = stack.episodes.client.get_workflow_handle(workflow_id(stack.e1))
+    closing_run = (await handle.describe()).run_id
+    await handle.result()  # the run that closed the episode has completed
+
+    revoked = await stack.post(f"/api/v1/episodes/{stack.e1}/consents/c-1/revocation", {"revoked_by": "clin-1"})
+    again = await stack.post(f"/api/v1/episodes/{stack.e1}/consents/c-1/revocation", {"revoked_by": "clin-1"})
+    held = await stack.post(f"/api/v1/episodes/{stack.e1}/hold", {"reason": "hospitalised"})
+    after = (await stack.http.get("/api/v1/partner/referrals", headers=as_partner)).json()
+    verified = (await stack.get("/api/v1/audit/verify", role="auditor", episode=stack.e1)).json()
+    await handle.result()
+    described = await handle.describe()
+
+    assert closed.status_code == 200 and [r["resource_id"] for r in before["referrals"]] == ["harbor-house"]
+    assert revoked.status_code == 200, revoked.text
+    assert [e["type"] for e in revoked.json()["events"]] == ["ConsentRevoked"]
+    assert again.status_code == 200 and again.json()["events"] == []  # already revoked: the same answer
+    assert held.status_code == 409 and "closed" in held.json()["detail"]
+    assert after["referrals"] == []
+    events = stack.store.read_stream(stack.e1)
+    assert [e.event_type for e in events[-2:]] == ["EpisodeClosed", "ConsentRevoked"]
+    assert verified["ok"] and verified["events_checked"] == len(events)
+    assert described.run_id != closing_run and described.status is not None and described.status.name == "COMPLETED"
+    row = (await stack.get(f"/api/v1/episodes/{stack.e1}")).json()
+    assert row["state"]["status"] == "closed" and row["state"]["consents"][0]["revoked_at"]
+
+
+async def test_an_export_outside_the_program_needs_a_consent_or_a_basis_and_records_it(stack: Stack) -> None:
+    await stack.post("/api/v1/episodes", stack.episode())
+    consent = {
+        "consent_id": "c-7",
+        "recipient": "oak-street",
+        "purpose": "continuing_care",
+        "expires_at": "2030-01-01T00:00:00Z",
+        "recorded_by": "clin-1",
+    }
+    await stack.post(f"/api/v1/episodes/{stack.e1}/consents", consent)
+    export = f"/api/v1/episodes/{stack.e1}/export"
+
+    no_basis = await stack.get(export, recipient="oak-street", purpose="research")
+    under_consent = await stack.get(export, recipient="oak-street", purpose="continuing_care")
+    await stack.post(f"/api/v1/episodes/{stack.e1}/consents/c-7/revocation", {"revoked_by": "clin-1"})
+    revoked = await stack.get(export, recipient="oak-street", purpose="continuing_care", consent_id="c-7")
+    half_emergency = await stack.get(
+        export, recipient="st-mary-ed", purpose="treatment", basis="medical_emergency", emergency_clinician="dr-lee"
+    )
+    emergency = await stack.get(
+        export,
+        recipient="st-mary-ed",
+        purpose="treatment",
+        basis="medical_emergency",
+        emergency_clinician="dr-lee",
+        emergency_facility="St Mary ED",
+        emergency_nature="unresponsive, suspected overdose",
+    )
+    unknown_basis = await stack.get(export, recipient="oak-street", basis="because")
+    staff = await stack.get(export, recipient="oak-street", basis="program_staff")
+    internal = await stack.get(export)
+    accounting = (await stack.get(f"/api/v1/episodes/{stack.e1}/disclosures", role="auditor")).json()
+
+    assert no_basis.status_code == 422 and no_basis.headers["content-type"].startswith("application/problem+json")
+    assert no_basis.json()["detail"].startswith("basis: an export to oak-street (outside the program)")
+    assert under_consent.status_code == 200
+    assert revoked.status_code == 422 and revoked.json()["detail"].startswith("consent_id: consent c-7 was revoked")
+    assert half_emergency.status_code == 422 and half_emergency.json()["detail"].startswith("emergency_facility:")
+    assert emergency.status_code == 200
+    assert unknown_basis.status_code == 422 and unknown_basis.json()["detail"].startswith("query.basis:")
+    assert staff.status_code == 422 and staff.json()["detail"].startswith("basis: oak-street is outside the program")
+    assert internal.status_code == 200
+    assert [
+        (d["recipient"], d["basis"], d["consent_id"], d["asserted_by"], d["emergency"])
+        for d in accounting["disclosures"]
+    ] == [
+        ("oak-street", "consent", "c-7", "director:director-1", None),
+        (
+            "st-mary-ed",
+            "medical_emergency",
+            None,
+            "director:director-1",
+            {"clinician": "dr-lee", "facility": "St Mary ED", "nature": "unresponsive, suspected overdose"},
+        ),
+        ("internal_audit", "program_staff", None, "director:director-1", None),
+    ]

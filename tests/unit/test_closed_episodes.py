@@ -1,12 +1,6 @@
-"""What a closing leaves on an episode, and what a closed episode still accepts: pure domain.
-
-Two of these are known defects, found by the state machine in test_decisions.py and kept as strict xfails
-until the domain is mended (the rule is written as it should hold).
-"""
+"""What a closing leaves on an episode, and what a closed episode still accepts: pure domain."""
 
 from __future__ import annotations
-
-import pytest
 
 from continuum.domain.commands import Discharge, EscalateReview, RecordConsent, RequestReview, RevokeConsent
 from continuum.domain.episode import DischargeReason, EpisodeStatus
@@ -41,11 +35,6 @@ def test_closing_an_episode_with_an_escalated_review_leaves_no_review_overdue_fl
     assert "review_overdue" not in t.flags()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect (issue 14, finding 7): 42 CFR 2.31 lets a client revoke consent at any time, also after "
-    "the episode closed; decide refuses every command on a closed episode, RevokeConsent included",
-)
 def test_a_consent_can_be_revoked_after_the_episode_closed() -> None:
     t = Scenario.opened(MILD, policy=WITHOUT_TESTING)
     t.do(RecordConsent("c-1", "harbor-house", "aftercare_referral", T0 + DAY * 400, "clin-1"))
