@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
-from continuum.bootstrap import build_worker
+from continuum.bootstrap import ACTIVITY_THREADS, build_worker
 from continuum.domain.policy import default_policy_text
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
@@ -48,7 +48,7 @@ async def episode_worker(
         follow_up_url=follow_up_url,
         workflow_cache=max_cached_workflows,
     )
-    with ThreadPoolExecutor(8) as executor:
+    with ThreadPoolExecutor(ACTIVITY_THREADS) as executor:
         async with build_worker(settings, env.client, store, executor):  # wired as the service wires it
             yield EpisodeCommands(env.client, queue, **options)
 
