@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import sys
+import time
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -150,22 +151,32 @@ def _read_checkpoint_file(settings: Settings, given: Path | None, public_key: Pa
 
 
 @audit.command("anchor")
-def anchor() -> None:
+def anchor(
+    every: Annotated[
+        float | None, typer.Option(min=1.0, help="Keep running: sign a checkpoint every this many seconds.")
+    ] = None,
+) -> None:
     """Sign the log's head (a checkpoint) and append it to the checkpoint file; print it as one JSON line.
 
-    Verification then checks every checkpoint (`audit verify`). Run it from cron (every few minutes): events
-    recorded before the last checkpoint are held by its signature, even against someone who can rewrite the
-    whole chain inside the database. Keep a copy of the line elsewhere too (`>> anchors.ndjson`, which
-    `audit verify --anchor` reads)."""
+    Verification then checks every checkpoint (`audit verify`). Run it on a schedule (cron, or `--every
+    300` as a service of its own): events recorded before the last checkpoint are held by its signature,
+    even against someone who can rewrite the whole chain inside the database. Keep a copy of the lines
+    elsewhere too (`>> anchors.ndjson`, which `audit verify --anchor` reads)."""
     from continuum.eventlog.checkpoints import checkpoint_path, take_checkpoint
 
     settings = load_settings()
     key = _signing_key(settings)
     path = checkpoint_path(settings.checkpoint_file, settings.data_dir)
     with store() as opened:
-        signed = take_checkpoint(opened.engine, key, path)
-    line = {**signed.anchor().as_json(), "sequence": signed.sequence, "key_id": signed.key_id}
-    typer.echo(json.dumps({k: v for k, v in line.items() if k != "name"}))
+        while True:
+            signed = take_checkpoint(opened.engine, key, path)
+            typer.echo(json.dumps({**signed.anchor().as_json(), "sequence": signed.sequence, "key_id": signed.key_id}))
+            if every is None:
+                return
+            try:
+                time.sleep(every)
+            except KeyboardInterrupt:
+                return
 
 
 @audit.command("public-key")
@@ -297,6 +308,9 @@ def verify_export(
     public_key: Annotated[
         Path | None, typer.Option(help="The key its trailer is signed with (PEM; `audit public-key`).")
     ] = None,
+    allow_unsigned: Annotated[
+        bool, typer.Option(help="Accept an export without a signed trailer (the API's); a cut would not show.")
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Check an NDJSON export offline, without the database: every hash, no missing version, and the signed
@@ -304,13 +318,13 @@ def verify_export(
     from continuum.eventlog.export import verify_ndjson
 
     key = _verifying_key(load_settings(), public_key)
-    if key is None:
+    if key is None and not allow_unsigned:
         raise Usage("--public-key: the key the export's trailer is signed with (`continuum audit public-key`)")
     try:
         text_ = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     except OSError as error:
         raise Usage(f"{path}: {error.strerror}") from None
-    report = verify_ndjson(text_.splitlines(), public_key=key, require_trailer=True)
+    report = verify_ndjson(text_.splitlines(), public_key=key, require_trailer=not allow_unsigned)
     data = {
         "scope": report.scope,
         "ok": report.ok,
@@ -319,7 +333,8 @@ def verify_export(
     }
     first = report.first_broken
     human = (
-        f"verified: {report.scope}, {report.events_checked} events, every hash intact, signed trailer holds"
+        f"verified: {report.scope}, {report.events_checked} events, every hash intact"
+        + (", signed trailer holds" if key is not None and not allow_unsigned else " (unsigned: a cut would not show)")
         if report.ok or first is None
         else f"ALTERED: {report.scope}: {first.describe()}"
     )

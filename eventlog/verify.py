@@ -8,7 +8,10 @@ What the table alone cannot show is a rewrite of the whole chain from some point
 by someone who can write as the database owner. Anchors close that: an anchor is the head (position and
 hash) at an instant, kept outside the database (write-once storage, a notary, a signed message). Since
 each hash commits to every event before it, a log that still verifies and still has the anchored hash at
-the anchored position is, up to that position, exactly the log that was anchored.
+the anchored position is, up to that position, exactly the log that was anchored. Signed checkpoints
+(eventlog/checkpoints.py) are anchors taken and kept that way, and checked as anchors here.
+
+`verify_projection` folds the episodes again from the log and names each `episodes` row that differs.
 """
 
 from __future__ import annotations
