@@ -22,6 +22,7 @@ lines cut off are not seen from the file alone, so keep a copy elsewhere too (or
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -269,8 +270,20 @@ _STREAM_HEADS = text(
 
 def take_checkpoint(engine: Engine, key: Ed25519PrivateKey, path: Path) -> Checkpoint:
     """Sign the log's head now and append it to the file. The head is read holding the log lock (a moment:
-    appends wait), so every event after it is recorded after the checkpoint's instant."""
-    before = read_checkpoints(path, key.public_key()).checkpoints
+    appends wait), so every event after it is recorded after the checkpoint's instant. Two at once take
+    turns on a lock of the file, so each follows the one before."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as out:
+        fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+        signed = _sign_head(engine, key, read_checkpoints(path, key.public_key()).checkpoints)
+        out.write(signed.line() + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    return signed
+
+
+def _sign_head(engine: Engine, key: Ed25519PrivateKey, before: Sequence[Checkpoint]) -> Checkpoint:
     last = before[-1] if before else None
     with engine.begin() as connection:
         head = connection.execute(_HEAD_LOCKED).one()
@@ -287,14 +300,7 @@ def take_checkpoint(engine: Engine, key: Ed25519PrivateKey, path: Path) -> Check
         previous=last.digest() if last else None,
         key_id=key_id(key.public_key()),
     )
-    signed = Checkpoint(**{**vars(unsigned), "signature": _sign(key, CHECKPOINT_CONTEXT, unsigned.body())})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(descriptor, "a", encoding="utf-8") as out:
-        out.write(signed.line() + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    return signed
+    return Checkpoint(**{**vars(unsigned), "signature": _sign(key, CHECKPOINT_CONTEXT, unsigned.body())})
 
 
 _AFTER_BUT_EARLIER = text(

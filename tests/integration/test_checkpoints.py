@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,13 @@ def test_verification_re_folds_the_projection_and_names_each_row_that_differs(
     assert "row is missing" in named["ep-2"] and "does not hold" in named["ep-9"]
     one = verify_projection(store, "ep-1")
     assert [p.stream_id for p in one.problems] == ["ep-1"] and verify_projection(store, "ep-0").ok
+
+
+def test_checkpoints_taken_at_once_each_follow_the_one_before(
+    store: PostgresEventStore, key: Ed25519PrivateKey, checkpoints: Path
+) -> None:
+    store.append("ep-1", journey("ep-1"), expected_version=0)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: take_checkpoint(store.engine, key, checkpoints), range(8)))
+    assert [c.sequence for c in signed(checkpoints, key)] == list(range(1, 9))
+    assert full_check(store.engine, checkpoints, key) == []
