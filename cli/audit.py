@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import sys
+import time
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +21,9 @@ from continuum.cli.render import Json, emit, table
 from continuum.runtime.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+    from continuum.eventlog.checkpoints import CheckpointFile
     from continuum.eventlog.store import PostgresEventStore
     from continuum.eventlog.verify import Anchor
 
@@ -33,16 +37,35 @@ def verify(
         list[Path] | None,
         typer.Option(help="A file of anchors (one JSON object a line, from `audit anchor`) that must still hold."),
     ] = None,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(help="The signed checkpoints (default CONTINUUM_CHECKPOINT_FILE, or the data directory's)."),
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option(help="The key the checkpoints are signed with (PEM; `audit public-key`).")
+    ] = None,
     as_json: Json = False,
 ) -> None:
-    """Recompute the hash chain and report the first broken link (exit 4 when the record was altered)."""
-    from continuum.eventlog.verify import verify_log, verify_stream
+    """Recompute the hash chain, check every signed checkpoint and re-fold the episodes projection; report
+    the first broken link (exit 4 when the record was altered)."""
+    from continuum.eventlog.checkpoints import check_checkpoints, stream_checkpoints_report
+    from continuum.eventlog.verify import VerificationReport, verify_log, verify_projection, verify_stream
 
+    settings = load_settings()
     anchors = [a for path in anchor or [] for a in _read_anchors(path)]
     if anchors and episode:
         raise Usage("--anchor checks the whole log; leave out --episode")
+    signed = _read_checkpoint_file(settings, checkpoints, public_key)
     with store() as opened:
-        report = verify_stream(opened.engine, episode) if episode else verify_log(opened.engine, anchors=anchors)
+        if episode:
+            chain = verify_stream(opened.engine, episode)
+            against = stream_checkpoints_report(opened.engine, episode, signed.checkpoints)
+        else:
+            chain = verify_log(opened.engine, anchors=[*anchors, *(c.anchor() for c in signed.checkpoints)])
+            against = VerificationReport("log", 0, tuple(check_checkpoints(opened.engine, signed.checkpoints)))
+        projection = verify_projection(opened, episode)
+    problems = (*signed.problems, *chain.problems, *against.problems, *projection.problems)
+    report = VerificationReport(chain.scope, chain.events_checked, problems)
     if episode and report.ok and report.events_checked == 0:  # nothing to be intact: never "chain intact"
         raise NotFound(f"no episode {episode}")
     data = {
@@ -50,11 +73,14 @@ def verify(
         "ok": report.ok,
         "events_checked": report.events_checked,
         "anchors_checked": len(anchors),
+        "checkpoints_checked": len(signed.checkpoints),
+        "projection_rows_checked": projection.events_checked,
         "problems": [vars(p) for p in report.problems],
     }
     if report.ok:
         held = f", {len(anchors)} anchor(s) hold" if anchors else ""
-        human = f"verified: {report.scope}, {report.events_checked} events, chain intact{held}"
+        held += f", {len(signed.checkpoints)} signed checkpoint(s) hold" if signed.checkpoints else ""
+        human = f"verified: {report.scope}, {report.events_checked} events, chain intact{held}, projection agrees"
     else:
         assert report.first_broken is not None
         lines = [f"ALTERED: {report.scope}, {len(report.problems)} problem(s); first: {report.first_broken.describe()}"]
@@ -85,18 +111,80 @@ def _read_anchors(path: Path) -> list[Anchor]:
     return anchors
 
 
+def _signing_key(settings: Settings) -> Ed25519PrivateKey:
+    from continuum.eventlog.checkpoints import CheckpointKeyError, load_signing_key
+
+    try:
+        return load_signing_key(settings.checkpoint_key_file, settings.data_dir)
+    except CheckpointKeyError as error:
+        raise Usage(f"CONTINUUM_CHECKPOINT_KEY_FILE: {error}") from None
+
+
+def _verifying_key(settings: Settings, given: Path | None) -> Ed25519PublicKey | None:
+    """The key given, else the public half of the signing key if this machine holds it, else None."""
+    from continuum.eventlog.checkpoints import KEY_FILE_NAME, CheckpointKeyError, load_public_key
+
+    path = given or settings.checkpoint_key_file or settings.data_dir / KEY_FILE_NAME
+    if given is None and not path.exists():
+        return None
+    try:
+        return load_public_key(path)
+    except CheckpointKeyError as error:
+        raise Usage(f"--public-key: {error}") from None
+
+
+def _read_checkpoint_file(settings: Settings, given: Path | None, public_key: Path | None) -> CheckpointFile:
+    from continuum.eventlog.checkpoints import CheckpointFile, CheckpointKeyError, checkpoint_path, read_checkpoints
+
+    path = given or checkpoint_path(settings.checkpoint_file, settings.data_dir)
+    if not path.exists():
+        if given is not None:
+            raise Usage(f"--checkpoints {path}: no such file")
+        return CheckpointFile((), ())
+    key = _verifying_key(settings, public_key)
+    if key is None:
+        raise Usage(f"the checkpoints in {path} need the key they are signed with: --public-key")
+    try:
+        return read_checkpoints(path, key)
+    except CheckpointKeyError as error:
+        raise Usage(str(error)) from None
+
+
 @audit.command("anchor")
-def anchor() -> None:
-    """Print the log's head (position, hash, time) as one JSON line, to keep outside the database.
+def anchor(
+    every: Annotated[
+        float | None, typer.Option(min=1.0, help="Keep running: sign a checkpoint every this many seconds.")
+    ] = None,
+) -> None:
+    """Sign the log's head (a checkpoint) and append it to the checkpoint file; print it as one JSON line.
 
-    Append it to write-once storage (`continuum audit anchor >> anchors.ndjson`); `audit verify --anchor
-    anchors.ndjson` then proves that the log up to each anchor is the one that was anchored, even against
-    someone who could rewrite the whole chain inside the database."""
-    from continuum.eventlog.verify import take_anchor
+    Verification then checks every checkpoint (`audit verify`). Run it on a schedule (cron, or `--every
+    300` as a service of its own): events recorded before the last checkpoint are held by its signature,
+    even against someone who can rewrite the whole chain inside the database. Keep a copy of the lines
+    elsewhere too (`>> anchors.ndjson`, which `audit verify --anchor` reads)."""
+    from continuum.eventlog.checkpoints import checkpoint_path, take_checkpoint
 
+    settings = load_settings()
+    key = _signing_key(settings)
+    path = checkpoint_path(settings.checkpoint_file, settings.data_dir)
     with store() as opened:
-        head = take_anchor(opened.engine)
-    typer.echo(json.dumps(head.as_json()))
+        while True:
+            signed = take_checkpoint(opened.engine, key, path)
+            typer.echo(json.dumps({**signed.anchor().as_json(), "sequence": signed.sequence, "key_id": signed.key_id}))
+            if every is None:
+                return
+            try:
+                time.sleep(every)
+            except KeyboardInterrupt:
+                return
+
+
+@audit.command("public-key")
+def public_key() -> None:
+    """Print the public key checkpoints and export trailers are signed with (PEM), for verifiers elsewhere."""
+    from continuum.eventlog.checkpoints import public_key_pem
+
+    typer.echo(public_key_pem(_signing_key(load_settings())), nl=False)
 
 
 def _cli_reader(
@@ -190,7 +278,7 @@ def export(
     anywhere with `verify-export`) or a FHIR R4 Bundle. The export is recorded as a disclosure; outside the
     program it needs a consent valid now for the recipient and purpose, or a --basis."""
     from continuum.domain.disclosure import DisclosureBasis, ExportAsked, MedicalEmergency
-    from continuum.eventlog.export import fhir_bundle, ndjson_lines
+    from continuum.eventlog.export import fhir_bundle, ndjson_lines, signed_trailer
 
     try:
         lawful = DisclosureBasis(basis) if basis is not None else None
@@ -211,21 +299,32 @@ def export(
         return
     for line in ndjson_lines(events):
         typer.echo(line)
+    typer.echo(signed_trailer(events, _signing_key(load_settings()), datetime.now().astimezone()))
 
 
 @audit.command("verify-export")
 def verify_export(
     path: Annotated[Path, typer.Argument(help="An NDJSON export (`continuum audit export`), or - for standard input.")],
+    public_key: Annotated[
+        Path | None, typer.Option(help="The key its trailer is signed with (PEM; `audit public-key`).")
+    ] = None,
+    allow_unsigned: Annotated[
+        bool, typer.Option(help="Accept an export without a signed trailer (the API's); a cut would not show.")
+    ] = False,
     as_json: Json = False,
 ) -> None:
-    """Check an NDJSON export offline, without the database: every hash, and no missing version (exit 4 if altered)."""
+    """Check an NDJSON export offline, without the database: every hash, no missing version, and the signed
+    trailer naming every event exported (exit 4 if altered or cut short)."""
     from continuum.eventlog.export import verify_ndjson
 
+    key = _verifying_key(load_settings(), public_key)
+    if key is None and not allow_unsigned:
+        raise Usage("--public-key: the key the export's trailer is signed with (`continuum audit public-key`)")
     try:
         text_ = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     except OSError as error:
         raise Usage(f"{path}: {error.strerror}") from None
-    report = verify_ndjson(text_.splitlines())
+    report = verify_ndjson(text_.splitlines(), public_key=key, require_trailer=not allow_unsigned)
     data = {
         "scope": report.scope,
         "ok": report.ok,
@@ -235,6 +334,7 @@ def verify_export(
     first = report.first_broken
     human = (
         f"verified: {report.scope}, {report.events_checked} events, every hash intact"
+        + (", signed trailer holds" if key is not None and not allow_unsigned else " (unsigned: a cut would not show)")
         if report.ok or first is None
         else f"ALTERED: {report.scope}: {first.describe()}"
     )

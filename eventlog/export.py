@@ -1,7 +1,9 @@
 """Exports of an episode's history: NDJSON that verifies offline, and a FHIR Bundle.
 
-NDJSON: one stored event per line with its hashes. `verify_ndjson` recomputes every hash from the line
-alone and checks the stream has no gap, so an export can be checked far from the database.
+NDJSON: one stored event per line with its hashes, then a signed trailer (eventlog/checkpoints.py: how
+many events, the first and last position, the last hash). `verify_ndjson` recomputes every hash from the
+line alone, checks the stream has no gap and that the trailer names what was exported, so an export can
+be checked far from the database, and one cut short fails.
 
 FHIR: a `collection` Bundle holding the `EpisodeOfCare` (status history, the stays as its type history)
 and one `Provenance` per event (what, when it was recorded, on whose word, and the event's chain hash).
@@ -12,14 +14,18 @@ and `Provenance` are R4's.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from continuum.domain.codec import EventEnvelope, format_instant, from_envelope, parse_instant
 from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.events import DomainEvent
 from continuum.domain.fold import evolve
 from continuum.domain.stays import stays
+from continuum.eventlog.checkpoints import export_trailer, trailer_problems
 from continuum.eventlog.hashing import canonical_json, event_hash
 from continuum.eventlog.records import StoredEvent
 from continuum.eventlog.upcasting import product_upcasters
@@ -57,15 +63,33 @@ def ndjson_line(e: StoredEvent) -> str:
     )
 
 
-def verify_ndjson(lines: Iterable[str]) -> VerificationReport:
+def signed_trailer(events: Sequence[StoredEvent], key: Ed25519PrivateKey, exported_at: datetime) -> str:
+    """The export's last line: count, first and last position and the head hash of the exported events,
+    signed with the checkpoint key, so a line cut off (or added) fails `verify_ndjson`."""
+    return export_trailer([json.loads(ndjson_line(e)) for e in events], key, exported_at)
+
+
+def verify_ndjson(
+    lines: Iterable[str], *, public_key: Ed25519PublicKey | None = None, require_trailer: bool = False
+) -> VerificationReport:
     """Check an NDJSON export offline: each hash recomputes from its line, the versions have no gap, and
-    where two exported events are neighbours in the log, the second links to the first."""
+    where two exported events are neighbours in the log, the second links to the first. A signed trailer,
+    if there is one (it must be, with `require_trailer`), must name the events exported; its signature is
+    checked with `public_key`."""
     problems: list[BrokenLink] = []
     previous: dict[str, Any] | None = None
     checked, stream = 0, "?"
+    rows: list[dict[str, Any]] = []
+    trailer: dict[str, Any] | None = None
     for number, line in enumerate(line for line in lines if line.strip()):
+        if trailer is not None:
+            problems.append(BrokenLink(-1, stream, f"line {number + 1} follows the trailer (added)"))
+            break
         try:
             row = json.loads(line)
+            if isinstance(row, dict) and "trailer" in row:
+                trailer = row
+                continue
             stream = row["stream_id"]
             recomputed = event_hash(
                 bytes.fromhex(row["prev_hash"]),
@@ -86,6 +110,7 @@ def verify_ndjson(lines: Iterable[str]) -> VerificationReport:
             )
             continue
         checked += 1
+        rows.append(row)
         if recomputed.hex() != row["hash"]:
             problems.append(
                 BrokenLink(
@@ -106,6 +131,8 @@ def verify_ndjson(lines: Iterable[str]) -> VerificationReport:
                 )
             )
         previous = row
+    if trailer is not None or require_trailer:
+        problems.extend(trailer_problems(rows, trailer, public_key))
     return VerificationReport(f"export of stream {stream}", checked, tuple(problems))
 
 

@@ -8,11 +8,15 @@ What the table alone cannot show is a rewrite of the whole chain from some point
 by someone who can write as the database owner. Anchors close that: an anchor is the head (position and
 hash) at an instant, kept outside the database (write-once storage, a notary, a signed message). Since
 each hash commits to every event before it, a log that still verifies and still has the anchored hash at
-the anchored position is, up to that position, exactly the log that was anchored.
+the anchored position is, up to that position, exactly the log that was anchored. Signed checkpoints
+(eventlog/checkpoints.py) are anchors taken and kept that way, and checked as anchors here.
+
+`verify_projection` folds the episodes again from the log and names each `episodes` row that differs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +26,14 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from continuum.domain.episode import Episode
+from continuum.domain.events import EVENT_TYPES
+from continuum.domain.fold import evolve
 from continuum.eventlog.hashing import GENESIS_HASH, event_hash
+from continuum.eventlog.projection import _row as _projected_row
+from continuum.eventlog.projection import episode_event
+from continuum.eventlog.records import StoredEvent
+from continuum.eventlog.store import PostgresEventStore
 
 _FIELDS = (
     "e.position, e.stream_id, e.stream_version, e.event_id::text AS event_id, e.event_type, e.schema_version,"
@@ -73,6 +84,7 @@ class Anchor:
     position: int
     hash: str  # hex, 64 characters
     taken_at: datetime | None = None  # when it was taken, if known (named in a failure)
+    name: str | None = None  # what to call it in a failure (a signed checkpoint names itself)
 
     def as_json(self) -> dict[str, Any]:
         taken_at = self.taken_at.isoformat() if self.taken_at else None
@@ -117,7 +129,7 @@ def check_anchors(engine: Engine, anchors: Iterable[Anchor]) -> list[BrokenLink]
                         BrokenLink(
                             0,
                             "-",
-                            "anchor at position 0 with a hash other than the genesis hash",
+                            f"{anchor.name or 'anchor'} at position 0 with a hash other than the genesis hash",
                             GENESIS_HASH.hex(),
                             anchor.hash,
                         )
@@ -127,12 +139,13 @@ def check_anchors(engine: Engine, anchors: Iterable[Anchor]) -> list[BrokenLink]
                 text("SELECT stream_id, hash FROM events WHERE position = :position"), {"position": anchor.position}
             ).first()
             taken = f" taken at {anchor.taken_at.isoformat()}" if anchor.taken_at else ""
+            called = anchor.name or f"the anchor{taken}"
             if row is None:
                 problems.append(
                     BrokenLink(
                         anchor.position,
                         "-",
-                        f"the event of the anchor{taken} is gone (the log was cut back)",
+                        f"the event of {called} is gone (the log was cut back)",
                         anchor.hash,
                         None,
                     )
@@ -142,7 +155,7 @@ def check_anchors(engine: Engine, anchors: Iterable[Anchor]) -> list[BrokenLink]
                     BrokenLink(
                         anchor.position,
                         row.stream_id,
-                        f"does not match the anchor{taken}: the chain was rewritten up to here",
+                        f"does not match {called}: the chain was rewritten up to here",
                         anchor.hash,
                         bytes(row.hash).hex(),
                     )
@@ -328,3 +341,66 @@ def _stream_problems(rows: Iterable[Any]) -> list[BrokenLink]:
             )
         _check_content(row, problems)
     return problems
+
+
+_PROJECTED = (
+    "SELECT episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at, version,"
+    " last_position, state FROM episodes"
+)
+
+
+def verify_projection(store: PostgresEventStore, episode_id: str | None = None) -> VerificationReport:
+    """Fold the episodes again from the log and name every `episodes` row that differs from the fold (the
+    census, the alerts and the partners' checks read those rows), one that has no episode, and an episode
+    that has no row. One snapshot for the log and the rows. `episode_id`: that episode alone."""
+    states: dict[str, Episode] = {}
+    last: dict[str, int] = {}
+    with store.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection, connection.begin():
+        if episode_id is None:
+            rows = connection.execute(text(_PROJECTED + " ORDER BY episode_id")).all()
+            after = 0
+            while page := store.read_page(connection, after_position=after, limit=5000):
+                for event in page:
+                    _fold_into(states, last, event)
+                after = page[-1].position
+        else:
+            rows = connection.execute(text(_PROJECTED + " WHERE episode_id = :id"), {"id": episode_id}).all()
+            stream = connection.execute(
+                text(f"SELECT {_FIELDS} FROM events e WHERE e.stream_id = :id ORDER BY e.stream_version"),
+                {"id": episode_id},
+            ).all()
+            for stored in stream:
+                _fold_into(states, last, store._row_to_event(stored))
+    problems: list[BrokenLink] = []
+    found = {row.episode_id: row for row in rows}
+    for sid in sorted(found.keys() | states.keys()):
+        row = found.get(sid)
+        position = last.get(sid, row.last_position if row is not None else -1)
+        if row is None:
+            problems.append(BrokenLink(position, sid, "the log holds this episode; its `episodes` row is missing"))
+            continue
+        if sid not in states:
+            problems.append(BrokenLink(position, sid, "an `episodes` row for an episode the log does not hold"))
+            continue
+        expected = _projected_row(states[sid], last[sid])
+        differing = [
+            column
+            for column, value in expected.items()
+            if (json.loads(str(value)) if column == "state" else value) != getattr(row, column)
+        ]
+        if differing:
+            problems.append(
+                BrokenLink(
+                    row.last_position,
+                    sid,
+                    f"`episodes` row differs from the log's fold in {', '.join(differing)} (the projection was edited)",
+                )
+            )
+    compared = len(found.keys() | states.keys())
+    return VerificationReport(f"projection {episode_id or 'episodes'}", compared, tuple(problems))
+
+
+def _fold_into(states: dict[str, Episode], last: dict[str, int], event: StoredEvent) -> None:
+    if event.event_type in EVENT_TYPES:
+        states[event.stream_id] = evolve(states.get(event.stream_id), episode_event(event))
+        last[event.stream_id] = event.position

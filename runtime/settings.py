@@ -63,6 +63,8 @@ class Settings:
     temporal_tls_key: Path | None = None  # ... its private key (PEM)
     temporal_tls_ca: Path | None = None  # ... the CA that signed the server's certificate (PEM; system roots if None)
     temporal_tls_server_name: str | None = None  # ... the name to expect in it (the address's host if None)
+    checkpoint_key_file: Path | None = None  # the Ed25519 key that signs checkpoints; None: one in data_dir
+    checkpoint_file: Path | None = None  # the append-only file of signed checkpoints; None: one in data_dir
 
     @property
     def embedded_temporal(self) -> bool:
@@ -150,6 +152,8 @@ class Settings:
             temporal_tls_key=tls_key,
             temporal_tls_ca=path("TEMPORAL_TLS_CA"),
             temporal_tls_server_name=text("TEMPORAL_TLS_SERVER_NAME", None),
+            checkpoint_key_file=path("CONTINUUM_CHECKPOINT_KEY_FILE"),
+            checkpoint_file=path("CONTINUUM_CHECKPOINT_FILE"),
         )
 
     def key_ring(self) -> KeyRing:

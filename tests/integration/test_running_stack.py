@@ -4,6 +4,8 @@ and schemathesis against its `/openapi.json` (bounded: a few examples per operat
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +64,7 @@ def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack, tmp_path:
     assert {k["role"] for k in json.loads(keys.stdout)} == {"clinician", "director", "auditor"}
     assert "secret" not in keys.stdout and "key_hash" not in keys.stdout
     lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    lines = [line for line in lines if "trailer" not in line]  # the signed trailer (test_checkpoints.py)
     assert [line["stream_version"] for line in lines] == list(range(1, len(lines) + 1))
     for line in lines:  # the export carries what an auditor needs to check each event's own hash offline
         recomputed = event_hash(
@@ -140,3 +143,44 @@ def _no_server_error(operation: Any, auth: dict[str, str]) -> None:
         case.validate_response(response, checks=[not_a_server_error])
 
     no_server_error()
+
+
+def test_audit_anchor_signs_checkpoints_that_verify_checks_and_exports_end_with_a_signed_trailer(
+    running_stack: RunningStack, tmp_path: Path
+) -> None:
+    headers = {"Authorization": f"Bearer {running_stack.keys['clinician']}"}
+    episode = f"EP-{uuid.uuid4().hex[:6]}"
+    httpx.post(
+        f"{running_stack.url}/api/v1/episodes",
+        headers=headers,
+        timeout=30,
+        json={"episode_id": episode, "client_id": "client-3"},
+    ).raise_for_status()
+
+    first = json.loads(running_stack.cli("audit", "anchor").stdout)
+    second = json.loads(running_stack.cli("audit", "anchor").stdout)
+    verified = running_stack.cli("audit", "verify")
+    one = running_stack.cli("audit", "verify", "--episode", episode, "--json")
+    exported = running_stack.cli("audit", "export", episode)
+    whole, cut = tmp_path / "whole.ndjson", tmp_path / "cut.ndjson"
+    whole.write_text(exported.stdout)
+    cut.write_text("".join(line + "\n" for line in exported.stdout.splitlines()[:-2]))
+    pem = tmp_path / "checkpoint.pub"
+    pem.write_text(running_stack.cli("audit", "public-key").stdout)
+    elsewhere = {**running_stack.env, "CONTINUUM_DATA_DIR": str(tmp_path / "elsewhere")}  # no key of its own
+    offline = subprocess.run(
+        [sys.executable, "-m", "continuum.cli", "audit", "verify-export", str(whole), "--public-key", str(pem)],
+        env=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    truncated = running_stack.cli("audit", "verify-export", str(cut))
+
+    assert second["sequence"] == first["sequence"] + 1 and second["key_id"] == first["key_id"]
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "signed checkpoint(s) hold" in verified.stdout and "projection agrees" in verified.stdout
+    assert one.returncode == 0 and json.loads(one.stdout)["checkpoints_checked"] >= 2
+    assert offline.returncode == 0 and "signed trailer holds" in offline.stdout, offline.stdout + offline.stderr
+    assert truncated.returncode == 4 and "no signed trailer" in truncated.stdout
+    assert pem.read_text().startswith("-----BEGIN PUBLIC KEY-----")
