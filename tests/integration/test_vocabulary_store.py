@@ -12,6 +12,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, text
 
 from continuum.access import AccessLog, ApiKey, DisclosureBasis, Role
+from continuum.api.commands import key_digest
 from continuum.domain.codec import to_envelope
 from continuum.domain.events import DomainEvent, EpisodeOpened, StayStarted, TestCancelled, TestOrdered
 from continuum.domain.ids import ClientId, EpisodeId
@@ -120,3 +121,21 @@ def test_migration_0006_backfills_the_disclosure_columns_and_exports_are_written
     ]
     with app_engine.begin() as conn, pytest.raises(Exception, match="append-only|permission denied"):
         conn.execute(text("UPDATE record_access SET recipient = 'someone-else'"))
+
+
+def test_migration_0008_keeps_only_the_digest_of_idempotency_keys_stored_before(database_url: str) -> None:
+    """Keys stored in clear before the digests are replaced by their digest, so a retry still finds them."""
+    _alembic(database_url, "downgrade", "0007")
+    superuser = create_engine(database_url)
+    with superuser.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO api_idempotency (key_id, idempotency_key, request_hash, status, body) VALUES"
+                " ('k-1', 'jane-doe-heroin-relapse', '\\x00', 201, '{}')"
+            )
+        )
+    _alembic(database_url, "upgrade", "head")
+    with superuser.connect() as conn:
+        keys = conn.execute(text("SELECT idempotency_key FROM api_idempotency")).scalars().all()
+    superuser.dispose()
+    assert keys == [key_digest("jane-doe-heroin-relapse")]
