@@ -31,6 +31,7 @@ from continuum.api.services import Services
 from continuum.domain.errors import PolicyError
 from continuum.domain.policy import load_policy
 from continuum.episodes import EpisodeCommands
+from continuum.eventlog.checkpoints import CheckpointKeyError, load_signing_key
 from continuum.eventlog.db import check_reachable, make_engine
 from continuum.eventlog.errors import EventStoreError
 from continuum.eventlog.migrate import apply_migrations
@@ -181,9 +182,16 @@ def build_commands(settings: Settings, client: Client, *, day_seconds: float | N
     )
 
 
-def build_app(commands: EpisodeCommands, store: PostgresEventStore) -> FastAPI:
-    """The HTTP API and dashboard over the application client and the store."""
-    return create_app(Services.build(commands, store))
+def build_app(commands: EpisodeCommands, store: PostgresEventStore, settings: Settings | None = None) -> FastAPI:
+    """The HTTP API and dashboard over the application client and the store; with `settings`, NDJSON exports
+    are signed with the checkpoint key (the same key `continuum audit anchor` signs with)."""
+    key = None
+    if settings is not None:
+        try:
+            key = load_signing_key(settings.checkpoint_key_file, settings.data_dir)
+        except CheckpointKeyError as error:
+            raise SettingsError(str(error)) from None
+    return create_app(Services.build(commands, store, key))
 
 
 class QuietServer(uvicorn.Server):
@@ -296,7 +304,7 @@ async def _serve_async(
         parts.append(stopping_all_after(run_worker(settings, client, service.store, worker_stop), stop))
     if api:
         commands = build_commands(settings, client, day_seconds=day_seconds)
-        server = build_api_server(build_app(commands, service.store), service.api_host, service.api_port)
+        server = build_api_server(build_app(commands, service.store, settings), service.api_host, service.api_port)
         parts.append(stopping_all_after(server.serve(), stop, then=api_stopped))
 
         async def stop_api() -> None:

@@ -19,7 +19,7 @@ from continuum.domain.disclosure import TEXT_LIMIT, DisclosureBasis, ExportAsked
 from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.errors import DisclosureRefused
 from continuum.domain.levels import LevelOfCare
-from continuum.eventlog.export import fhir_bundle, ndjson_lines
+from continuum.eventlog.export import fhir_bundle, ndjson_lines, signed_trailer
 from continuum.eventlog.projection import episode_as_of
 from continuum.eventlog.verify import Anchor, take_anchor, verify_log, verify_stream
 
@@ -179,6 +179,8 @@ def export_episode(
     if format == "fhir":
         return JSONResponse(fhir_bundle(episode_id, events), media_type="application/fhir+json")
     body = "".join(line + "\n" for line in ndjson_lines(events))
+    if services.export_key is not None:  # a signed trailer: a cut or an added line fails `verify-export`
+        body += signed_trailer(events, services.export_key, datetime.now(UTC)) + "\n"
     return Response(
         body,
         media_type="application/x-ndjson",

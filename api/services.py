@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from continuum.access import AccessLog, ApiKeyStore, IdempotencyStore
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.reads import EpisodeReads
@@ -18,10 +20,19 @@ class Services:
     keys: ApiKeyStore
     idempotency: IdempotencyStore
     access: AccessLog
+    export_key: Ed25519PrivateKey | None = None  # signs NDJSON exports' trailers (eventlog/checkpoints.py)
 
     @classmethod
-    def build(cls, episodes: EpisodeCommands, store: PostgresEventStore) -> Services:
+    def build(
+        cls, episodes: EpisodeCommands, store: PostgresEventStore, export_key: Ed25519PrivateKey | None = None
+    ) -> Services:
         engine = store.engine
         return cls(
-            episodes, store, EpisodeReads(engine), ApiKeyStore(engine), IdempotencyStore(engine), AccessLog(engine)
+            episodes,
+            store,
+            EpisodeReads(engine),
+            ApiKeyStore(engine),
+            IdempotencyStore(engine),
+            AccessLog(engine),
+            export_key,
         )

@@ -184,3 +184,31 @@ def test_audit_anchor_signs_checkpoints_that_verify_checks_and_exports_end_with_
     assert offline.returncode == 0 and "signed trailer holds" in offline.stdout, offline.stdout + offline.stderr
     assert truncated.returncode == 4 and "no signed trailer" in truncated.stdout
     assert pem.read_text().startswith("-----BEGIN PUBLIC KEY-----")
+
+
+def test_an_export_through_the_api_ends_with_the_signed_trailer_verify_export_checks(
+    running_stack: RunningStack, tmp_path: Path
+) -> None:
+    episode = f"EP-{uuid.uuid4().hex[:6]}"
+    httpx.post(
+        f"{running_stack.url}/api/v1/episodes",
+        headers={"Authorization": f"Bearer {running_stack.keys['clinician']}"},
+        timeout=30,
+        json={"episode_id": episode, "client_id": "client-4"},
+    ).raise_for_status()
+    exported = httpx.get(
+        f"{running_stack.url}/api/v1/episodes/{episode}/export",
+        params={"format": "ndjson"},
+        headers={"Authorization": f"Bearer {running_stack.keys['auditor']}"},
+        timeout=30,
+    )
+    exported.raise_for_status()
+    whole, cut = tmp_path / "whole.ndjson", tmp_path / "cut.ndjson"
+    whole.write_text(exported.text)
+    cut.write_text("".join(line + "\n" for line in exported.text.splitlines()[1:]))  # the first event gone
+
+    verified = running_stack.cli("audit", "verify-export", str(whole))
+    tampered = running_stack.cli("audit", "verify-export", str(cut))
+
+    assert verified.returncode == 0 and "signed trailer holds" in verified.stdout, verified.stdout + verified.stderr
+    assert tampered.returncode == 4, tampered.stdout
