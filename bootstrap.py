@@ -34,7 +34,7 @@ from continuum.episodes import EpisodeCommands
 from continuum.eventlog.checkpoints import CheckpointKeyError, load_signing_key
 from continuum.eventlog.db import check_reachable, make_engine
 from continuum.eventlog.errors import EventStoreError
-from continuum.eventlog.migrate import apply_migrations
+from continuum.eventlog.migrate import apply_migrations, check_at_head
 from continuum.eventlog.projection import EpisodesProjection
 from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.codec import encrypted_converter
@@ -61,10 +61,14 @@ EXIT_UNAVAILABLE = 3
 
 
 def build_store(database_url: str, settings: Settings) -> PostgresEventStore:
-    """Migrate (as the owner), then open the store as the restricted application role."""
-    apply_migrations(database_url)
+    """Migrate (as the owner) unless the settings say the schema is migrated apart, then open the store as
+    the restricted application role; a schema other than this release's is refused in one line."""
+    if settings.migrate_at_start:
+        apply_migrations(database_url)
     engine = make_engine(database_url, role=settings.database_role, pool_size=ACTIVITY_THREADS // 2)
     check_reachable(engine)
+    if not settings.migrate_at_start:
+        check_at_head(engine)
     return PostgresEventStore(engine, projectors=[EpisodesProjection()])
 
 

@@ -4,6 +4,7 @@ it, so `--help` and the offline commands start quickly."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -14,9 +15,11 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def store() -> Iterator[PostgresEventStore]:
-    """The event store, migrated (on the embedded PostgreSQL if DATABASE_URL is unset)."""
+def store(*, migrate: bool = False) -> Iterator[PostgresEventStore]:
+    """The event store (on the embedded PostgreSQL if DATABASE_URL is unset), migrated at start unless
+    CONTINUUM_MIGRATE=never; `migrate` migrates whatever that says (`continuum migrate`)."""
     from continuum.bootstrap import open_store
 
-    with open_store(load_settings()) as opened:
+    settings = load_settings()
+    with open_store(dataclasses.replace(settings, migrate_at_start=True) if migrate else settings) as opened:
         yield opened

@@ -12,8 +12,8 @@ projections = typer.Typer(no_args_is_help=True, help="Read models kept from the 
 
 @commands.command()
 def migrate() -> None:
-    """Apply the database migrations and exit."""
-    with store():
+    """Apply the database migrations and exit (as the schema's owner: DATABASE_URL's user)."""
+    with store(migrate=True):
         typer.echo("migrations applied")
 
 

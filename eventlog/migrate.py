@@ -6,8 +6,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine
-from sqlalchemy.exc import OperationalError
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from continuum.eventlog.db import describe_url
 from continuum.eventlog.errors import StoreUnavailable
@@ -28,3 +29,30 @@ def apply_migrations(url: str) -> None:
         raise StoreUnavailable(f"cannot reach PostgreSQL at {describe_url(url)}: {reason}") from None
     finally:
         engine.dispose()
+
+
+class SchemaBehind(StoreUnavailable):
+    """The database's schema is not the one this release needs, and this process may not migrate it."""
+
+
+def head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def check_at_head(engine: Engine) -> None:
+    """Refuse, in one line, a schema other than this release's (a process that does not own the schema)."""
+    wanted = head_revision()
+    try:
+        with engine.connect() as connection:
+            current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+    except ProgrammingError:
+        current = None
+    if current != wanted:
+        raise SchemaBehind(
+            f"the database schema is at {current or 'nothing'}, this release needs {wanted}:"
+            " run `continuum migrate` as the schema's owner first"
+        )

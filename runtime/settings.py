@@ -40,6 +40,7 @@ class Settings:
     temporal_task_queue: str = "continuum"
     database_url: str | None = None
     database_role: str | None = "continuum_app"
+    migrate_at_start: bool = True  # False: the schema must already be at head (`continuum migrate`, as its owner)
     data_dir: Path = Path(".continuum")
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "INFO"
@@ -116,6 +117,9 @@ class Settings:
         policy = text("CONTINUUM_POLICY_FILE", None)
         directory = text("CONTINUUM_DIRECTORY_FILE", None)
         role = env.get("CONTINUUM_DATABASE_ROLE")
+        migrate = text("CONTINUUM_MIGRATE", "at_start")
+        if migrate not in {"at_start", "never"}:
+            raise SettingsError(f"CONTINUUM_MIGRATE must be at_start or never, not {migrate!r}")
         keys_file = text("CONTINUUM_PAYLOAD_KEYS_FILE", None)
 
         def path(name: str) -> Path | None:
@@ -131,6 +135,7 @@ class Settings:
             temporal_task_queue=text("TEMPORAL_TASK_QUEUE", "continuum") or "continuum",
             database_url=text("DATABASE_URL", None),
             database_role="continuum_app" if role is None else (role.strip() or None),
+            migrate_at_start=migrate == "at_start",
             data_dir=Path(text("CONTINUUM_DATA_DIR", ".continuum") or ".continuum").expanduser().resolve(),
             log_format=fmt,
             log_level=level,

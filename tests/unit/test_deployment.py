@@ -53,7 +53,7 @@ def test_continuum_services_are_wired_to_settings_it_reads() -> None:
         unknown = set(service["environment"]) - known
         assert not unknown, f"{name} sets variables Settings never reads: {unknown}"
         assert service["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
-        assert service["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://continuum:")
+        assert service["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://continuum")
     defaults = re.compile(r"\$\{[A-Z_]+:-([^}]*)\}")  # ${NAME:-default}, as compose interpolates it unset
     env = {k: defaults.sub(r"\1", str(v)) for k, v in services["continuum-api"]["environment"].items()}
     settings = Settings.from_env(env)  # the values themselves parse
@@ -62,6 +62,18 @@ def test_continuum_services_are_wired_to_settings_it_reads() -> None:
     for name in ("continuum-worker", "continuum-api"):
         assert services[name]["depends_on"]["continuum-migrate"]["condition"] == "service_completed_successfully"
     assert services["continuum-migrate"]["command"] == ["continuum", "migrate"]
+    # the worker and the API log in as the role that owns nothing and never migrate; the migrate job is the owner
+    for name in ("continuum-worker", "continuum-api"):
+        environment = services[name]["environment"]
+        assert environment["DATABASE_URL"].startswith("postgresql+psycopg://continuum_app:"), name
+        assert environment["CONTINUUM_MIGRATE"] == "never" and environment["CONTINUUM_DATABASE_ROLE"] == "", name
+    migrate = services["continuum-migrate"]["environment"]
+    assert (
+        migrate["DATABASE_URL"].startswith("postgresql+psycopg://continuum:")
+        and migrate["CONTINUUM_MIGRATE"] == "at_start"
+    )
+    init = (ROOT / "deploy" / "postgres" / "init-continuum.sql").read_text()
+    assert "CREATE ROLE continuum_app LOGIN" in init
     # the payload keys come from the operator's environment, never from the repository
     assert services["continuum-api"]["environment"]["CONTINUUM_PAYLOAD_KEYS"].startswith("${CONTINUUM_PAYLOAD_KEYS:?")
 
