@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,6 +36,7 @@ MIN_PASS_SECONDS = 0.5  # and never more often than this
 MAX_PASS_DAYS = 3.0  # one pass never draws for more care days than this (a resume after a long stop)
 LAB_RESENDS = 3  # a result refused this many times is not sent again
 MAX_REST_DOUBLINGS = 4  # an episode whose commands fail rests 2, 4, 8, then 16 passes
+TOP = 5  # the summary lists this many step-up causes, and says so when there are more
 
 # How soon the clinic acts, as a chance per care day, so the pace does not depend on how often it looks.
 REVIEW_PER_DAY = 0.8  # therapists: most reviews are in before their due date
@@ -369,7 +371,8 @@ class CohortSimulation:
             "resumed": self.resumed,
             "census": census,
             "step_ups": len(alerts["step_ups"]),
-            "step_up_causes": causes.most_common(5),
+            "step_up_causes": causes.most_common(TOP),
+            "step_up_cause_kinds": len(causes),
             "results": dict(results),
             "reviews_completed": sum(s["reviews_completed"] for s in states),
             "reviews": dict(self.tally.reviews),
@@ -457,6 +460,7 @@ async def run_demo(
     from rich.progress import Progress
 
     from continuum.eventlog.verify import verify_log
+    from continuum.runtime.logs import log_file
 
     keys = await asyncio.to_thread(create_keys, store, lab_id, directory_text, uuid.uuid4().hex[:4])
     async with httpx.AsyncClient(base_url=base) as api:
@@ -482,7 +486,7 @@ async def run_demo(
                 return
             summary = await simulation.summary()
             report = await asyncio.to_thread(verify_log, store.engine)
-            print_summary(summary, report, base, temporal_ui_url)
+            print_summary(summary, report, base, temporal_ui_url, log_file())
             simulation.serving = True
             if config.exit:
                 settle.set()
@@ -509,7 +513,10 @@ async def _api_ready(api: httpx.AsyncClient, stop: asyncio.Event) -> bool:
     raise RuntimeError(f"the API at {api.base_url} did not answer /healthz")
 
 
-def print_summary(summary: dict[str, Any], report: Any, base: str, temporal_ui_url: str | None) -> None:
+def print_summary(
+    summary: dict[str, Any], report: Any, base: str, temporal_ui_url: str | None, log_path: Path | None = None
+) -> None:
+    """The summary as a report: counts in words, lists cut at TOP saying so, then where to look next."""
     if summary["resumed"]:
         typer.echo(
             f"\nCohort: {summary['episodes']} episodes, resumed from the record ({summary['opened']} opened now)"
@@ -517,14 +524,17 @@ def print_summary(summary: dict[str, Any], report: Any, base: str, temporal_ui_u
     else:
         typer.echo(f"\nCohort: {summary['opened']} episodes opened")
     typer.echo(_table(summary["census"]["by_level_and_status"], ["level", "status", "episodes"]))
-    typer.echo(f"step-ups: {summary['step_ups']}")
-    for cause, count in summary["step_up_causes"]:
-        typer.echo(f"  {count:4d}  {cause}")
-    typer.echo(f"results reported: {summary['results']}")
-    typer.echo(f"review outcomes:  {summary['reviews_completed']} recorded; this run {summary['reviews']}")
-    typer.echo(f"discharges:       {summary['discharges']}")
-    typer.echo(f"referrals:        {summary['referrals']}   consents recorded: {summary['consents']}")
-    typer.echo(f"follow-ups:       {summary['follow_ups']}")
+    causes, kinds = summary["step_up_causes"], summary["step_up_cause_kinds"]
+    shown = f"; top {len(causes)} of {kinds} causes" if kinds > len(causes) else (": by cause" if causes else "")
+    typer.echo(f"\nstep-ups:         {summary['step_ups']}{shown}")
+    for cause, count in causes:
+        typer.echo(f"  {count:5d}  {cause}")
+    typer.echo(f"results reported: {_counts(summary['results'], 'none yet')}")
+    this_run = _counts(summary["reviews"], "none")
+    typer.echo(f"review outcomes:  {summary['reviews_completed']} recorded (this run: {this_run})")
+    typer.echo(f"discharges:       {_counts(summary['discharges'], 'none')}")
+    typer.echo(f"referrals:        {_counts(summary['referrals'], 'none')}; consents recorded: {summary['consents']}")
+    typer.echo(f"follow-ups:       {_counts(summary['follow_ups'], 'none yet')}")
     typer.echo(
         f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results,"
         f" {summary['unanswered_referrals']} unanswered referrals"
@@ -535,16 +545,30 @@ def print_summary(summary: dict[str, Any], report: Any, base: str, temporal_ui_u
     refused = {status: n for status, n in summary["errors"].items() if status < 500}
     failed = {status: n for status, n in summary["errors"].items() if status >= 500}
     if refused:
-        typer.echo(f"refused requests: {refused} (commands that raced the clock are refused with a reason)")
+        typer.echo(f"refused requests: {_statuses(refused)} (commands that raced the clock are refused with a reason)")
     if failed:
-        typer.echo(f"failed requests:  {failed} (the clinic tries them again at a later pass)")
+        typer.echo(f"failed requests:  {_statuses(failed)} (the clinic tries them again at a later pass)")
     typer.echo(f"event log:        {report.events_checked} events, chain {'intact' if report.ok else 'BROKEN'}")
-    typer.echo(f"API               {base}/api/v1   (docs {base}/docs)")
+    typer.echo(f"\nAPI               {base}/api/v1   (docs {base}/docs)")
     typer.echo(
         f"Dashboard         {base}/dashboard   (director key: continuum keys create --role director --name NAME)"
     )
     if temporal_ui_url:
         typer.echo(f"Temporal UI       {temporal_ui_url}")
+    if log_path is not None:
+        typer.echo(f"Full log          {log_path}")
+
+
+def _counts(counts: dict[str, int], empty: str) -> str:
+    """`{'negative': 3, 'positive': 1}` as "4: 3 negative, 1 positive", the largest first."""
+    if not counts:
+        return empty
+    parts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"{sum(counts.values())}: {parts}"
+
+
+def _statuses(counts: dict[int, int]) -> str:
+    return ", ".join(f"{n} answered {status}" for status, n in sorted(counts.items()))
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:

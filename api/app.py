@@ -1,5 +1,6 @@
-"""`create_app(services)`: the FastAPI application, with problem+json errors, a body limit, and requests
-that a shutdown cancels answered 503 quietly."""
+"""`create_app(services)`: the FastAPI application, with problem+json errors, a body limit, requests that a
+shutdown cancels answered 503 quietly, and `/docs` served offline (Swagger UI's assets from the
+`swagger-ui-bundle-v2` package, never a CDN)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from continuum.api import codec, commands, dashboard, hygiene, problems, reads
 from continuum.api.limits import BodyLimit
@@ -28,6 +32,8 @@ def create_app(services: Services) -> FastAPI:
         version="1",
         summary="Care-continuum workflow engine: commands for other services, reads for directors and auditors.",
         openapi_url="/openapi.json",
+        docs_url=None,  # served below from the packaged assets
+        redoc_url=None,
     )
     app.state.services = services
     problems.install(app)
@@ -35,6 +41,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(reads.router)
     app.include_router(codec.router)
     dashboard.install(app)
+    _install_docs(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(CancelledQuietly)
     app.add_middleware(hygiene.HttpHygiene)
@@ -58,6 +65,24 @@ def create_app(services: Services) -> FastAPI:
         )
 
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Swagger UI at `/docs`, its script and style served by the app itself, so the page works offline."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Continuum API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 def _ping(services: Services) -> None:

@@ -14,7 +14,16 @@ from collections.abc import Sequence
 import typer
 
 from continuum.cli import audit, database, episodes, keys, serve
-from continuum.cli.errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE, NotFound, Usage
+from continuum.cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    PROGRAM,
+    NotFound,
+    Usage,
+    usage_line,
+)
 from continuum.domain.errors import DomainError, PolicyError
 from continuum.eventlog.errors import EventStoreError
 from continuum.runtime.servers import ServerUnavailable
@@ -44,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     code = 0
     try:
         # Without standalone mode, click hands back the code of a `typer.Exit` instead of raising it.
-        returned = app(args=None if argv is None else list(argv), standalone_mode=False)
+        returned = app(args=None if argv is None else list(argv), prog_name=PROGRAM, standalone_mode=False)
         code = returned if isinstance(returned, int) and not isinstance(returned, bool) else 0
     except (ServerUnavailable, EventStoreError, SettingsError, PolicyError) as error:
         print(f"continuum: {error}", file=sys.stderr)
@@ -61,14 +70,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = EXIT_INTERRUPTED
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
-    except Exception as error:
-        # Click's usage errors carry their own message and code; typer ships its own copy of click, so they are
-        # known by their shape rather than by click's class.
-        show, exit_code = getattr(error, "show", None), getattr(error, "exit_code", None)
-        if not callable(show) or not isinstance(exit_code, int):
-            raise
-        show()
-        code = exit_code
+    except typer.TyperException as error:
+        # Click's errors as typer bundles them (its own copy of click, so not click's classes): a usage error in
+        # one line, a bare group's help as help.
+        code = getattr(error, "exit_code", 1)
+        if type(error).__name__ == "NoArgsIsHelpError" or not hasattr(error, "format_message"):
+            show = getattr(error, "show", None)
+            if callable(show):
+                show()
+        else:
+            print(usage_line(error), file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code or 0)

@@ -19,8 +19,8 @@ def episodes_list(
     level: Annotated[str | None, typer.Option(help="A level of care, e.g. residential.")] = None,
     status: Annotated[str | None, typer.Option(help="intake, active, on_hold or closed.")] = None,
     flag: Annotated[str | None, typer.Option(help="e.g. review_overdue or result_missing.")] = None,
-    page: int = 1,
-    page_size: int = 50,
+    page: Annotated[int, typer.Option(min=1, max=100_000, help="Which page, from 1.")] = 1,
+    page_size: Annotated[int, typer.Option(min=1, max=200, help="Episodes a page (at most 200).")] = 50,
     as_json: Json = False,
 ) -> None:
     """Episodes, filtered and paged."""

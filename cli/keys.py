@@ -18,6 +18,9 @@ def keys_create(
     role: Annotated[str, typer.Option(help="director, clinician, lab, partner, auditor or admin.")],
     name: Annotated[str, typer.Option(help="A name for the key's holder (an id, not a person's name).")],
     subject: Annotated[str | None, typer.Option(help="The lab or partner id a lab or partner key speaks for.")] = None,
+    secret_only: Annotated[
+        bool, typer.Option("--secret-only", help="Print only the secret (for a shell variable).")
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Create a key and print its secret (shown this once)."""
@@ -33,6 +36,9 @@ def keys_create(
         raise Usage(f"--subject: a {role} key names the {role} it speaks for")
     with store() as opened:
         key, secret = ApiKeyStore(opened.engine).create(name, chosen, subject)
+    if secret_only:
+        typer.echo(secret)
+        return
     emit(
         {"key_id": key.key_id, "role": key.role.value, "name": key.name, "secret": secret},
         as_json,

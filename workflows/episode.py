@@ -531,7 +531,7 @@ class EpisodeWorkflow:
                     EPISODE_STATUS.value_set(state.status.value),
                 ]
             )
-        workflow.logger.info(
+        workflow.logger.debug(
             "episode events recorded",
             extra={"episode_id": self._input.episode_id, "count": len(events), "version": state.version},
         )
