@@ -66,17 +66,9 @@ class CareWeek:
     held: bool
     sessions_missed: int
     in_progress: bool
-
-    @property
-    def hours(self) -> float:
-        return self.attended_minutes / 60
-
-    @property
-    def short_by_hours(self) -> float:
-        """How far below the minimum the week fell (0 when it met it, or has none)."""
-        if self.minimum_hours is None:
-            return 0.0
-        return max(0.0, self.minimum_hours - self.hours)
+    hours: float  # attended, telehealth included
+    telehealth_hours: float
+    short_by_hours: float  # below the minimum (0 when it met it, or has none)
 
 
 def week_bounds(state: Episode, week: int, day: timedelta) -> tuple[datetime, datetime]:
@@ -102,18 +94,24 @@ def care_week(state: Episode, services: ServicesPolicy, week: int, now: datetime
     held = any(h.start < end and (h.end is None or h.end > start) for h in state.hold_spells)
     hours = [services.hours(level) for level in levels]
     hourly = bool(hours) and not any(h.around_the_clock for h in hours)
+    minutes = sum(s.attended_minutes for s in attended)
+    telehealth = sum(s.attended_minutes for s in attended if s.modality is Modality.TELEHEALTH)
+    minimum = min(h.minimum for h in hours) if hourly and not held else None
     return CareWeek(
         week=week,
         starts_at=start,
         ends_at=end,
         levels=levels,
-        attended_minutes=sum(s.attended_minutes for s in attended),
-        telehealth_minutes=sum(s.attended_minutes for s in attended if s.modality is Modality.TELEHEALTH),
-        minimum_hours=min(h.minimum for h in hours) if hourly and not held else None,
+        attended_minutes=minutes,
+        telehealth_minutes=telehealth,
+        minimum_hours=minimum,
         expected_hours=min(h.expected for h in hours) if hourly and not held else None,
         held=held,
         sessions_missed=sum(1 for s in inside if s.status is SessionStatus.MISSED),
         in_progress=now < end,
+        hours=minutes / 60,
+        telehealth_hours=telehealth / 60,
+        short_by_hours=max(0.0, minimum - minutes / 60) if minimum is not None else 0.0,
     )
 
 
@@ -125,6 +123,70 @@ def care_weeks(state: Episode, services: ServicesPolicy, now: datetime, day: tim
     until = state.closed_at if state.closed_at is not None else now
     last = max(first, week_of(state, until, day))
     return [care_week(state, services, week, now, day) for week in range(first, last + 1)]
+
+
+@dataclass(frozen=True)
+class ExpectationMet:
+    """An optional expectation of the current level (one family session a month in IOP) and whether the
+    sessions attended in its last `every_days` meet it."""
+
+    kind: str
+    at_least: int
+    every_days: float
+    attended: int
+    met: bool
+
+
+@dataclass(frozen=True)
+class Attendance:
+    """What the episode's read shows of its treatment services."""
+
+    weeks: tuple[CareWeek, ...]
+    weeks_below_minimum: tuple[int, ...]  # closed weeks that fell short
+    sessions_scheduled: int
+    sessions_attended: int
+    sessions_missed: int
+    unexcused_misses_in_a_row: int
+    last_attended_at: datetime | None
+    expectations: tuple[ExpectationMet, ...]
+
+
+def attendance_of(state: Episode, services: ServicesPolicy, now: datetime, day: timedelta) -> Attendance:
+    weeks = care_weeks(state, services, now, day)
+    statuses = [s.status for s in state.sessions]
+    return Attendance(
+        weeks=tuple(weeks),
+        weeks_below_minimum=tuple(w.week for w in weeks if not w.in_progress and w.short_by_hours > 0),
+        sessions_scheduled=len(statuses),
+        sessions_attended=statuses.count(SessionStatus.ATTENDED),
+        sessions_missed=statuses.count(SessionStatus.MISSED),
+        unexcused_misses_in_a_row=state.unexcused_misses_in_a_row,
+        last_attended_at=state.last_attended_at,
+        expectations=tuple(_expectations_met(state, services, now, day)),
+    )
+
+
+def _expectations_met(state: Episode, services: ServicesPolicy, now: datetime, day: timedelta) -> list[ExpectationMet]:
+    found = []
+    for expectation in services.expectations:
+        if expectation.level is not state.level:
+            continue
+        since = now - day * expectation.every_days
+        attended = sum(
+            1
+            for s in state.sessions
+            if s.kind == expectation.kind and s.status is SessionStatus.ATTENDED and since <= s.starts_at <= now
+        )
+        found.append(
+            ExpectationMet(
+                expectation.kind,
+                expectation.at_least,
+                expectation.every_days,
+                attended,
+                attended >= expectation.at_least,
+            )
+        )
+    return found
 
 
 def _first_week(state: Episode, day: timedelta) -> int | None:
