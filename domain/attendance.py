@@ -297,6 +297,9 @@ def _schedule(state: Episode, command: ScheduleSession, services: ServicesPolicy
         raise CommandInvalid(
             f"starts_at: {_when(command.starts_at)} is before the episode opened ({_when(state.opened_at)})"
         )
+    closed = state.sessions_closed_before
+    if closed is not None and command.starts_at < closed:
+        raise CommandRejected(f"sessions before {_when(closed)} are closed to new records")
     existing = state.session(command.session_id)
     if existing is not None:
         if (existing.kind, existing.starts_at, existing.minutes) == (command.kind, command.starts_at, command.minutes):
@@ -416,6 +419,11 @@ def _low_attendance(state: Episode, services: ServicesPolicy, week: int, at: dat
 def _known(state: Episode, session_id: str) -> Session:
     session = state.session(session_id)
     if session is None:
+        closed = state.sessions_closed_before
+        if closed is not None:
+            raise CommandRejected(
+                f"session {session_id} was not scheduled, or began before {_when(closed)} and is closed to new records"
+            )
         raise CommandRejected(f"session {session_id} was not scheduled")
     return session
 

@@ -201,6 +201,7 @@ class Episode:
     weeks_closed: int = 0  # the last care week tallied (CareWeekClosed), 0 before the first
     unexcused_misses_in_a_row: int = 0
     last_attended_at: datetime | None = None
+    sessions_closed_before: datetime | None = None  # sessions that began before left the working state
 
     def referral(self, referral_id: str) -> Referral | None:
         return next((r for r in self.referrals if r.referral_id == referral_id), None)

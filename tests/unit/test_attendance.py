@@ -20,12 +20,14 @@ from continuum.domain.commands import (
     Resume,
     ScheduleSession,
 )
+from continuum.domain.decisions import decide
 from continuum.domain.episode import DischargeReason, HoldReason
 from continuum.domain.errors import CommandInvalid, CommandRejected, PolicyError
 from continuum.domain.events import CareWeekClosed, FlagRaised, SessionAttended, SessionScheduled
 from continuum.domain.flags import FlagFamily
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.policy import default_policy_text, load_policy
+from continuum.domain.retention import retire
 from continuum.domain.services import CancelReason, MissReason, Modality, SessionStatus
 
 SERVICES_TEXT = default_policy_text()[default_policy_text().index("\n[services]") :]
@@ -277,3 +279,17 @@ def test_weekly_hours_are_the_attended_minutes_and_a_hold_never_makes_a_week_bel
             assert f"below_minimum_hours:week-{week.week}" not in scenario.flags()
     recorded = sum(e.minutes for e in scenario.recorded if isinstance(e, SessionAttended))
     assert recorded == attended_minutes
+
+
+def test_sessions_leave_the_working_state_after_eight_care_weeks_and_say_so() -> None:
+    scenario = iop()
+    session(scenario, "S1", 1)
+    attend(scenario, "S1")
+    session(scenario, "S2", 60)
+    scenario.advance(T0 + DAY * 60)
+    kept = retire(scenario.state, scenario.at, DAY)
+    assert [s.session_id for s in kept.sessions] == ["S2"] and kept.sessions_closed_before is not None
+    with pytest.raises(CommandRejected, match="closed to new records"):
+        decide(kept, RecordMissedSession("S1", False, MissReason.NO_SHOW, "clin-1"), POLICY, scenario.at)
+    with pytest.raises(CommandRejected, match="closed to new records"):
+        decide(kept, ScheduleSession("S0", "group", T0 + DAY, 60, "sched-1"), POLICY, scenario.at)
