@@ -16,6 +16,7 @@ from continuum.domain.commands import (
     CancelSession,
     CloseCareWeek,
     Command,
+    EscalateReEngagementReview,
     FlagPossibleDropout,
     RecordAttendance,
     RecordMissedSession,
@@ -30,6 +31,8 @@ from continuum.domain.events import (
     FlagCleared,
     FlagRaised,
     ReEngagementReviewed,
+    ReEngagementReviewEscalated,
+    ReEngagementReviewRequested,
     SessionAttended,
     SessionCancelled,
     SessionMissed,
@@ -44,7 +47,9 @@ from continuum.domain.values import text_problem
 
 WEEK_DAYS = 7
 RE_ENGAGEMENT = Flag(FlagFamily.RE_ENGAGEMENT_REVIEW)
+RE_ENGAGEMENT_OVERDUE = Flag(FlagFamily.RE_ENGAGEMENT_REVIEW_OVERDUE)
 POSSIBLE_DROPOUT = Flag(FlagFamily.POSSIBLE_DROPOUT)
+AttendanceDue = CloseCareWeek | FlagPossibleDropout | EscalateReEngagementReview
 
 
 def below_minimum_flag(week: int) -> Flag:
@@ -210,9 +215,7 @@ def _levels_during(state: Episode, start: datetime, end: datetime) -> tuple[Leve
 # -- the clock: care weeks to tally, a possible drop-out --------------------------------------------------
 
 
-def attendance_dues(
-    state: Episode, policy: Policy, day: timedelta
-) -> list[tuple[CloseCareWeek | FlagPossibleDropout, datetime]]:
+def attendance_dues(state: Episode, policy: Policy, day: timedelta) -> list[tuple[AttendanceDue, datetime]]:
     """What the attendance clock has due: the next care week's tally, the drop-out flag. Nothing without
     `[services]` or before the first session (so episodes that record none keep their command sequence)."""
     services = policy.services
@@ -220,12 +223,26 @@ def attendance_dues(
     if services is None or first is None or state.status is not EpisodeStatus.ACTIVE:
         return []
     week = max(first, state.weeks_closed + 1)
-    dues: list[tuple[CloseCareWeek | FlagPossibleDropout, datetime]] = [
-        (CloseCareWeek(week), week_bounds(state, week, day)[1])
-    ]
+    dues: list[tuple[AttendanceDue, datetime]] = [(CloseCareWeek(week), week_bounds(state, week, day)[1])]
     if POSSIBLE_DROPOUT not in state.flags:
         dues.append((FlagPossibleDropout(), _dropout_due(state, services, day)))
+    if state.re_engagement_due_at is not None and not state.re_engagement_escalated:
+        escalate_at = state.re_engagement_due_at + day * policy.review_escalate_after_days
+        dues.append((EscalateReEngagementReview(), escalate_at))
     return dues
+
+
+def _open_review(
+    state: Episode, services: ServicesPolicy, reason: str, version: str, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    """A re-engagement review for the clinician, due in the policy's days (escalated like a completion review)."""
+    if RE_ENGAGEMENT in state.flags:
+        return []
+    due_at = at + day * services.re_engagement_due_days
+    return [
+        FlagRaised(state.episode_id, at, RE_ENGAGEMENT, reason),
+        ReEngagementReviewRequested(state.episode_id, at, due_at, reason, version),
+    ]
 
 
 def _dropout_due(state: Episode, services: ServicesPolicy, day: timedelta) -> datetime:
@@ -255,7 +272,7 @@ def decide_attendance(
         case RecordAttendance():
             return _attended(state, command, at)
         case RecordMissedSession():
-            return _missed(state, command, services, at)
+            return _missed(state, command, services, policy.version, at, day)
         case CancelSession():
             session = _known(state, command.session_id)
             staff_id(command.cancelled_by)
@@ -270,7 +287,17 @@ def decide_attendance(
             if RE_ENGAGEMENT not in state.flags and POSSIBLE_DROPOUT not in state.flags:
                 raise CommandRejected("no re-engagement review is open")
             reviewed = ReEngagementReviewed(state.episode_id, at, command.clinician, command.note)
-            return [reviewed, *[FlagCleared(state.episode_id, at, f) for f in (RE_ENGAGEMENT,) if f in state.flags]]
+            open_flags = (RE_ENGAGEMENT, RE_ENGAGEMENT_OVERDUE)
+            return [reviewed, *[FlagCleared(state.episode_id, at, f) for f in open_flags if f in state.flags]]
+        case EscalateReEngagementReview():
+            due = state.re_engagement_due_at
+            if due is None or state.re_engagement_escalated or at < due + day * policy.review_escalate_after_days:
+                raise CommandRejected("no re-engagement review is overdue")
+            reason = f"the re-engagement review was due {_when(due)}: the clinical director is alerted"
+            return [
+                ReEngagementReviewEscalated(state.episode_id, at, due, policy.version),
+                FlagRaised(state.episode_id, at, RE_ENGAGEMENT_OVERDUE, reason),
+            ]
         case CloseCareWeek():
             return _close_week(state, command.week, services, policy.version, at, day)
         case FlagPossibleDropout():
@@ -341,7 +368,9 @@ def _attended(state: Episode, command: RecordAttendance, at: datetime) -> list[D
     return events
 
 
-def _missed(state: Episode, command: RecordMissedSession, services: ServicesPolicy, at: datetime) -> list[DomainEvent]:
+def _missed(
+    state: Episode, command: RecordMissedSession, services: ServicesPolicy, version: str, at: datetime, day: timedelta
+) -> list[DomainEvent]:
     staff_id(command.recorded_by)
     session = _known(state, command.session_id)
     if session.status is SessionStatus.MISSED and (session.excused, session.reason) == (
@@ -357,9 +386,9 @@ def _missed(state: Episode, command: RecordMissedSession, services: ServicesPoli
         )
     ]
     in_a_row = state.unexcused_misses_in_a_row + (0 if command.excused else 1)
-    if in_a_row >= services.unexcused_misses_in_a_row and RE_ENGAGEMENT not in state.flags:
+    if in_a_row >= services.unexcused_misses_in_a_row:
         reason = f"{in_a_row} unexcused misses in a row: a re-engagement review is open for the clinician"
-        events.append(FlagRaised(state.episode_id, at, RE_ENGAGEMENT, reason))
+        events += _open_review(state, services, reason, version, at, day)
     return events
 
 
@@ -392,8 +421,8 @@ def _close_week(
         )
         events.append(FlagRaised(eid, at, below_minimum_flag(week), reason))
     low = _low_attendance(state, services, week, at, day)
-    if low is not None and RE_ENGAGEMENT not in state.flags:
-        events.append(FlagRaised(eid, at, RE_ENGAGEMENT, low))
+    if low is not None:
+        events += _open_review(state, services, low, version, at, day)
     return events
 
 

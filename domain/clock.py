@@ -15,6 +15,7 @@ from continuum.domain.commands import (
     CloseCareWeek,
     CompleteAftercare,
     DrawTestSchedule,
+    EscalateReEngagementReview,
     EscalateReview,
     EscalateStepUpReview,
     FlagPossibleDropout,
@@ -42,6 +43,7 @@ ClockCommand = (
     | FlagReferralUnanswered
     | CloseCareWeek
     | FlagPossibleDropout
+    | EscalateReEngagementReview
 )
 
 

@@ -272,6 +272,11 @@ class FlagPossibleDropout:
     pass
 
 
+@dataclass(frozen=True)
+class EscalateReEngagementReview:
+    pass
+
+
 Command = (
     OpenEpisode
     | RecordAssessment
@@ -309,6 +314,7 @@ Command = (
     | RecordReEngagementReview
     | CloseCareWeek
     | FlagPossibleDropout
+    | EscalateReEngagementReview
 )
 ATTENDANCE_COMMANDS = (
     ScheduleSession,
@@ -318,6 +324,7 @@ ATTENDANCE_COMMANDS = (
     RecordReEngagementReview,
     CloseCareWeek,
     FlagPossibleDropout,
+    EscalateReEngagementReview,
 )
 AFTERCARE_COMMANDS = (
     RecordConsent,

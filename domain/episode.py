@@ -201,6 +201,8 @@ class Episode:
     weeks_closed: int = 0  # the last care week tallied (CareWeekClosed), 0 before the first
     unexcused_misses_in_a_row: int = 0
     last_attended_at: datetime | None = None
+    re_engagement_due_at: datetime | None = None  # a re-engagement review is open, due then
+    re_engagement_escalated: bool = False
     sessions_closed_before: datetime | None = None  # sessions that began before left the working state
 
     def referral(self, referral_id: str) -> Referral | None:

@@ -459,6 +459,23 @@ class CareWeekClosed(DomainEvent):
 
 
 @dataclass(frozen=True)
+class ReEngagementReviewRequested(DomainEvent):
+    """Non-attendance opened a re-engagement review for the clinician, due by `due_at` (never a discharge)."""
+
+    due_at: datetime
+    reason: str
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class ReEngagementReviewEscalated(DomainEvent):
+    """The re-engagement review was not done by its due date: the clinical director is alerted."""
+
+    due_at: datetime
+    policy_version: str
+
+
+@dataclass(frozen=True)
 class ReEngagementReviewed(DomainEvent):
     """The clinician reviewed a client's non-attendance; closing the episode stays a separate decision."""
 
@@ -510,6 +527,8 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         SessionMissed,
         SessionCancelled,
         CareWeekClosed,
+        ReEngagementReviewRequested,
+        ReEngagementReviewEscalated,
         ReEngagementReviewed,
     )
 }

@@ -40,6 +40,8 @@ from continuum.domain.events import (
     PlacementDecided,
     PlacementOverridden,
     ReEngagementReviewed,
+    ReEngagementReviewEscalated,
+    ReEngagementReviewRequested,
     ReferralAwaitingConsent,
     ReferralIssued,
     ReferralStatusChanged,
@@ -511,9 +513,19 @@ def _care_week_closed(state: Episode, event: CareWeekClosed) -> Episode:
     return replace(state, weeks_closed=event.week)
 
 
+@_folds(ReEngagementReviewRequested)
+def _re_engagement_requested(state: Episode, event: ReEngagementReviewRequested) -> Episode:
+    return replace(state, re_engagement_due_at=event.due_at, re_engagement_escalated=False)
+
+
+@_folds(ReEngagementReviewEscalated)
+def _re_engagement_escalated(state: Episode, event: ReEngagementReviewEscalated) -> Episode:
+    return replace(state, re_engagement_escalated=True)
+
+
 @_folds(ReEngagementReviewed)
 def _re_engagement_reviewed(state: Episode, event: ReEngagementReviewed) -> Episode:
-    return replace(state, unexcused_misses_in_a_row=0)
+    return replace(state, unexcused_misses_in_a_row=0, re_engagement_due_at=None, re_engagement_escalated=False)
 
 
 def _session(state: Episode, session_id: str) -> Session:
@@ -569,6 +581,8 @@ def paused_dues(state: Episode) -> tuple[str, ...]:
     moved += [
         f"follow-up {f.follow_up_id} due {f.due_at.isoformat()}" for f in state.follow_ups if f.requested_at is None
     ]
+    if state.re_engagement_due_at is not None and not state.re_engagement_escalated:
+        moved.append(f"re-engagement review due {state.re_engagement_due_at.isoformat()}")
     return tuple(moved)
 
 
@@ -593,6 +607,9 @@ def _dues_moved(state: Episode, held: timedelta) -> Episode:
             for r in state.referrals
         ),
         follow_ups=tuple(replace(f, due_at=f.due_at + held) if f.requested_at is None else f for f in state.follow_ups),
+        re_engagement_due_at=state.re_engagement_due_at + held
+        if state.re_engagement_due_at is not None and not state.re_engagement_escalated
+        else state.re_engagement_due_at,
     )
 
 

@@ -100,6 +100,7 @@ class ServicesPolicy:
     low_attendance_share: float  # under this share of the expected hours ...
     low_attendance_weeks: int  # ... over this many care weeks opens one too
     dropout_after_days: float  # no attendance for this long: flagged as possibly dropped out
+    re_engagement_due_days: float  # a re-engagement review is due this long after it opens
 
     def hours(self, level: LevelOfCare) -> WeeklyHours:
         return self.hours_per_week.get(level, WeeklyHours())
@@ -126,6 +127,7 @@ def read_services(raw: dict[str, Any]) -> ServicesPolicy | None:
         low_attendance_share=_share(table, "low_attendance_share"),
         low_attendance_weeks=_whole(table, "low_attendance_weeks"),
         dropout_after_days=_positive(table, "dropout_after_days", "number of days"),
+        re_engagement_due_days=_positive(table, "re_engagement_due_within_days", "number of days"),
     )
 
 

@@ -98,7 +98,11 @@ async def test_two_unexcused_misses_open_a_re_engagement_review(stack: Stack) ->
             f"{base}/sessions/S{number}/missed", {"excused": False, "reason": "no_show", "recorded_by": "clin-1"}
         )
         assert missed.status_code == 200, missed.text
-    assert [e["type"] for e in missed.json()["events"]] == ["SessionMissed", "FlagRaised"]
+    assert [e["type"] for e in missed.json()["events"]] == [
+        "SessionMissed",
+        "FlagRaised",
+        "ReEngagementReviewRequested",
+    ]
     assert "re_engagement_review" in missed.json()["state"]["flags"]
     reviewed = await stack.post(f"{base}/re-engagement-review", {"clinician": "clin-1", "note": "called; back Monday"})
     assert reviewed.status_code == 200 and "re_engagement_review" not in reviewed.json()["state"]["flags"]

@@ -293,3 +293,19 @@ def test_sessions_leave_the_working_state_after_eight_care_weeks_and_say_so() ->
         decide(kept, RecordMissedSession("S1", False, MissReason.NO_SHOW, "clin-1"), POLICY, scenario.at)
     with pytest.raises(CommandRejected, match="closed to new records"):
         decide(kept, ScheduleSession("S0", "group", T0 + DAY, 60, "sched-1"), POLICY, scenario.at)
+
+
+def test_a_re_engagement_review_not_done_by_its_due_date_is_escalated() -> None:
+    scenario = iop()
+    for number in (1, 2):
+        session(scenario, f"S{number}", number)
+    scenario.do(RecordMissedSession("S1", False, MissReason.NO_SHOW, "clin-1"), after_days=1.5)
+    scenario.do(RecordMissedSession("S2", False, MissReason.NO_SHOW, "clin-1"), after_days=1)
+    assert scenario.state.re_engagement_due_at == scenario.at + DAY * 3
+    scenario.advance(scenario.at + DAY * 2.9)
+    assert "re_engagement_review_overdue" not in scenario.flags()
+    scenario.advance(scenario.at + DAY * 0.2)
+    assert "re_engagement_review_overdue" in scenario.flags() and scenario.state.status.value == "active"
+    scenario.do(RecordReEngagementReview("clin-1"))
+    assert {"re_engagement_review", "re_engagement_review_overdue"}.isdisjoint(scenario.flags())
+    assert scenario.state.re_engagement_due_at is None
