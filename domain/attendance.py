@@ -195,11 +195,10 @@ def _expectations_met(state: Episode, services: ServicesPolicy, now: datetime, d
 
 
 def _first_week(state: Episode, day: timedelta) -> int | None:
-    if state.placed_at is None or not state.sessions:
-        return None
-    starts = [state.attendance_since] if state.attendance_since else []
-    first_session = min(s.starts_at for s in state.sessions)
-    return max(1, min(week_of(state, at, day) for at in [*starts, first_session]))
+    if state.placed_at is None or state.attendance_since is None:
+        return None  # no session on record (retired sessions leave `attendance_since` behind)
+    starts = [state.attendance_since, *(s.starts_at for s in state.sessions)]
+    return max(1, min(week_of(state, at, day) for at in starts))
 
 
 def _levels_during(state: Episode, start: datetime, end: datetime) -> tuple[LevelOfCare, ...]:
@@ -246,7 +245,8 @@ def _open_review(
 
 
 def _dropout_due(state: Episode, services: ServicesPolicy, day: timedelta) -> datetime:
-    since = [state.last_attended_at or min(s.starts_at for s in state.sessions)]
+    first = min((s.starts_at for s in state.sessions), default=state.attendance_since or state.opened_at)
+    since = [state.last_attended_at or first]
     since += [h.end for h in state.hold_spells if h.end is not None]  # a hold restarts the count
     return max(since) + day * services.dropout_after_days
 
@@ -301,7 +301,11 @@ def decide_attendance(
         case CloseCareWeek():
             return _close_week(state, command.week, services, policy.version, at, day)
         case FlagPossibleDropout():
-            if POSSIBLE_DROPOUT in state.flags or not state.sessions or at < _dropout_due(state, services, day):
+            if (
+                POSSIBLE_DROPOUT in state.flags
+                or _first_week(state, day) is None
+                or at < _dropout_due(state, services, day)
+            ):
                 raise CommandRejected("the client is not overdue for a session")
             days = services.dropout_after_days
             reason = (

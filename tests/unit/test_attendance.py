@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scenario import DAY, T0, WITHOUT_TESTING_TEXT, Scenario
 
-from continuum.domain.attendance import attendance_of, care_weeks
+from continuum.domain.attendance import attendance_dues, attendance_of, care_weeks
 from continuum.domain.commands import (
     CancelSession,
     Discharge,
@@ -25,6 +25,7 @@ from continuum.domain.episode import DischargeReason, HoldReason
 from continuum.domain.errors import CommandInvalid, CommandRejected, PolicyError
 from continuum.domain.events import CareWeekClosed, FlagRaised, SessionAttended, SessionScheduled
 from continuum.domain.flags import FlagFamily
+from continuum.domain.fold import replace
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.policy import default_policy_text, load_policy
 from continuum.domain.retention import retire
@@ -289,6 +290,9 @@ def test_sessions_leave_the_working_state_after_eight_care_weeks_and_say_so() ->
     scenario.advance(T0 + DAY * 60)
     kept = retire(scenario.state, scenario.at, DAY)
     assert [s.session_id for s in kept.sessions] == ["S2"] and kept.sessions_closed_before is not None
+    assert [type(c).__name__ for c, _ in attendance_dues(replace(kept, sessions=()), POLICY, DAY)][:1] == [
+        "CloseCareWeek"
+    ]  # the weeks go on being tallied once every session has left the working state
     with pytest.raises(CommandRejected, match="closed to new records"):
         decide(kept, RecordMissedSession("S1", False, MissReason.NO_SHOW, "clin-1"), POLICY, scenario.at)
     with pytest.raises(CommandRejected, match="closed to new records"):
