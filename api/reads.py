@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from continuum.access import ApiKey, Role
+from continuum.api.attendance import attendance_body
 from continuum.api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD
 from continuum.api.params import ID_PATTERN, IdPath, services_of
 from continuum.api.schemas import CreateKeyBody
@@ -61,6 +62,7 @@ def get_episode(
         "open_tests": [encode(test) for test in open_tests(decode(Episode, state))],
         "pending_step_up": state.get("pending_step_up"),
         "flags": state.get("flags", []),
+        "attendance": attendance_body(request, state),
     }
 
 

@@ -29,6 +29,7 @@ from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason
 from continuum.domain.errors import InvalidIdentifier
 from continuum.domain.ids import ID_PATTERN, pseudonymous_client_id
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.services import LONGEST_SESSION_MINUTES, CancelReason, MissReason, Modality
 from continuum.domain.testing import NO_SPECIMEN, TestMethod, TestResult
 from continuum.domain.testing_decisions import NAMES_WHAT_IT_FOUND
 from continuum.domain.values import CLOCK_SKEW, instant_problem, text_problem
@@ -230,3 +231,41 @@ class CommandResponse(BaseModel):
     command_id: str
     events: list[RecordedEventOut]
     state: dict[str, Any]
+
+
+def _session_start(value: datetime) -> datetime:
+    return _plausible(value, timedelta(days=MAX_SCHEDULE_AHEAD_DAYS) + CLOCK_SKEW)
+
+
+MAX_SCHEDULE_AHEAD_DAYS = 366  # a session is scheduled at most a year ahead
+SessionKind = Annotated[str, Field(pattern=r"^[a-z][a-z_]{0,39}$", examples=["group"])]
+
+
+class SessionBody(Body):
+    session_id: Id
+    kind: Annotated[SessionKind, Field(description="one of the policy's services.kinds")]
+    starts_at: Annotated[AwareDatetime, AfterValidator(_session_start), Field(description="within a year ahead")]
+    minutes: Annotated[int, Field(ge=1, le=LONGEST_SESSION_MINUTES, description="the session's scheduled length")]
+    scheduled_by: Id
+
+
+class AttendanceBody(Body):
+    minutes: Annotated[int, Field(ge=1, le=LONGEST_SESSION_MINUTES, description="at most the session's length")]
+    modality: Modality
+    recorded_by: Id
+
+
+class MissedSessionBody(Body):
+    excused: bool
+    reason: MissReason
+    recorded_by: Id
+
+
+class SessionCancellationBody(Body):
+    reason: CancelReason
+    cancelled_by: Id
+
+
+class ReEngagementReviewBody(Body):
+    clinician: Id
+    note: Note = ""

@@ -10,11 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from continuum.domain.aftercare import FollowUpKind, ReferralStatus
+from continuum.domain.attendance import attendance_dues
 from continuum.domain.commands import (
+    CloseCareWeek,
     CompleteAftercare,
     DrawTestSchedule,
+    EscalateReEngagementReview,
     EscalateReview,
     EscalateStepUpReview,
+    FlagPossibleDropout,
     FlagReferralUnanswered,
     MarkResultOverdue,
     OrderScheduledTest,
@@ -37,6 +41,9 @@ ClockCommand = (
     | EscalateStepUpReview
     | RequestFollowUp
     | FlagReferralUnanswered
+    | CloseCareWeek
+    | FlagPossibleDropout
+    | EscalateReEngagementReview
 )
 
 
@@ -52,6 +59,8 @@ def next_due(state: Episode, policy: Policy, now: datetime, day: timedelta, *, d
     candidates = [*_care_clock(state, policy, now, day), *_aftercare_clock(state, policy)]
     if drug_testing:
         candidates += _testing_clock(state, policy, now)
+    # Only with `[services]` and once a session is on record: other episodes keep their command sequence.
+    candidates += [Due(command, at) for command, at in attendance_dues(state, policy, day)]
     return min(candidates, key=lambda due: due.at, default=None)
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from continuum.domain.aftercare import FollowUpOutcome, ReferralStatus
 from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.services import CancelReason, MissReason, Modality
 from continuum.domain.testing import ScheduleDraw, TestMethod, TestResult
 
 MAX_NOTE = 2000  # the longest note or reason a command may carry
@@ -158,6 +159,51 @@ class RecordFollowUpOutcome:
     recorded_by: str
 
 
+@dataclass(frozen=True)
+class ScheduleSession:
+    """A session of treatment the program scheduled (the scheduling system or EHR sends it)."""
+
+    session_id: str
+    kind: str  # one of the policy's `services.kinds`
+    starts_at: datetime
+    minutes: int  # its scheduled length
+    scheduled_by: str
+
+
+@dataclass(frozen=True)
+class RecordAttendance:
+    session_id: str
+    minutes: int  # attended: at most the session's length
+    modality: Modality
+    recorded_by: str
+
+
+@dataclass(frozen=True)
+class RecordMissedSession:
+    session_id: str
+    excused: bool
+    reason: MissReason
+    recorded_by: str
+
+
+@dataclass(frozen=True)
+class CancelSession:
+    """The program cancelled the session: it counts neither for nor against the client."""
+
+    session_id: str
+    reason: CancelReason
+    cancelled_by: str
+
+
+@dataclass(frozen=True)
+class RecordReEngagementReview:
+    """The clinician's re-engagement review after a run of misses, low attendance or a possible drop-out; it
+    closes the review (closing the episode stays a separate decision: a discharge)."""
+
+    clinician: str
+    note: str = ""
+
+
 # Issued by the episode's own clock (the workflow's timers), never by another service.
 @dataclass(frozen=True)
 class RequestReview:
@@ -214,6 +260,23 @@ class FlagReferralNotSent:
     referral_id: str
 
 
+@dataclass(frozen=True)
+class CloseCareWeek:
+    """A care week ended: its hours are tallied against the level's minimum (policy `[services]`)."""
+
+    week: int
+
+
+@dataclass(frozen=True)
+class FlagPossibleDropout:
+    pass
+
+
+@dataclass(frozen=True)
+class EscalateReEngagementReview:
+    pass
+
+
 Command = (
     OpenEpisode
     | RecordAssessment
@@ -244,6 +307,24 @@ Command = (
     | RequestFollowUp
     | FlagReferralUnanswered
     | FlagReferralNotSent
+    | ScheduleSession
+    | RecordAttendance
+    | RecordMissedSession
+    | CancelSession
+    | RecordReEngagementReview
+    | CloseCareWeek
+    | FlagPossibleDropout
+    | EscalateReEngagementReview
+)
+ATTENDANCE_COMMANDS = (
+    ScheduleSession,
+    RecordAttendance,
+    RecordMissedSession,
+    CancelSession,
+    RecordReEngagementReview,
+    CloseCareWeek,
+    FlagPossibleDropout,
+    EscalateReEngagementReview,
 )
 AFTERCARE_COMMANDS = (
     RecordConsent,
@@ -292,6 +373,11 @@ COMMANDS: dict[str, type[Command]] = {
     "revoke_consent": RevokeConsent,
     "update_referral": UpdateReferral,
     "record_follow_up_outcome": RecordFollowUpOutcome,
+    "schedule_session": ScheduleSession,
+    "record_attendance": RecordAttendance,
+    "record_missed_session": RecordMissedSession,
+    "cancel_session": CancelSession,
+    "record_re_engagement_review": RecordReEngagementReview,
 }
 COMMAND_NAMES: dict[type[Command], str] = {cls: name for name, cls in COMMANDS.items()}
 

@@ -15,17 +15,22 @@ from typing import Any
 
 from continuum.domain.aftercare_decisions import admit_aftercare, consequences, decide_aftercare
 from continuum.domain.assessment import place, validate_ratings
+from continuum.domain.attendance import admit_attendance, decide_attendance
 from continuum.domain.commands import (
     AFTER_CLOSING,
     AFTERCARE_COMMANDS,
+    ATTENDANCE_COMMANDS,
     MAX_NOTE,
     TESTING_COMMANDS,
     CancelTest,
     ChangeMedications,
+    CloseCareWeek,
     Command,
     CompleteAftercare,
     Discharge,
+    EscalateReEngagementReview,
     EscalateReview,
+    FlagPossibleDropout,
     OpenEpisode,
     OverridePlacement,
     PutOnHold,
@@ -93,6 +98,8 @@ def admit(state: Episode | None, command: Command, at: datetime) -> None:
             admit_testing(state, command, at)
         case _ if isinstance(command, AFTERCARE_COMMANDS):
             admit_aftercare(command, at)
+        case _ if isinstance(command, ATTENDANCE_COMMANDS):
+            admit_attendance(command)
 
 
 def _decide(state: Episode | None, command: Command, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
@@ -366,6 +373,11 @@ _HANDLERS: dict[type, tuple[When, Handler]] = {
     **{kind: (When.ACTIVE, decide_testing) for kind in TESTING_COMMANDS},
     **{kind: (When.OPEN, decide_testing) for kind in _ANY_STATUS_TESTING},
     **{kind: (When.OPEN, decide_aftercare) for kind in AFTERCARE_COMMANDS},
+    # Sessions are scheduled and recorded whatever the status (a hold skips its weeks); the clock's only when active.
+    **{kind: (When.OPEN, decide_attendance) for kind in ATTENDANCE_COMMANDS},
+    CloseCareWeek: (When.ACTIVE, decide_attendance),
+    FlagPossibleDropout: (When.ACTIVE, decide_attendance),
+    EscalateReEngagementReview: (When.ACTIVE, decide_attendance),
     RecordAssessment: (When.INTAKE, _assess_command),
     Resume: (When.ON_HOLD, _resume),
     PutOnHold: (When.ACTIVE, _put_on_hold),

@@ -10,6 +10,7 @@ from continuum.domain.aftercare import Consent, FollowUp, Referral
 from continuum.domain.flags import Flag
 from continuum.domain.ids import ClientId, EpisodeId
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.services import Session
 from continuum.domain.testing import DrugTest
 
 
@@ -130,6 +131,20 @@ class StepUpRecord:
 
 
 @dataclass(frozen=True)
+class LevelSpell:
+    """The client was at `level` from `since` (until the next spell): what a care week's minimum reads."""
+
+    level: LevelOfCare
+    since: datetime
+
+
+@dataclass(frozen=True)
+class HoldSpell:
+    start: datetime
+    end: datetime | None = None  # None while the hold goes on
+
+
+@dataclass(frozen=True)
 class Episode:
     """The state of one episode, derived only by folding its events in order (see `domain.fold`)."""
 
@@ -178,6 +193,17 @@ class Episode:
     follow_ups: tuple[FollowUp, ...] = ()
     follow_ups_planned: int = 0  # follow-up ids are numbered by this (a dropped plan keeps its number)
     not_reached_in_a_row: int = 0
+    # Treatment services (domain.attendance): sessions, and what the weekly dose reads
+    sessions: tuple[Session, ...] = ()
+    level_spells: tuple[LevelSpell, ...] = ()
+    hold_spells: tuple[HoldSpell, ...] = ()
+    attendance_since: datetime | None = None  # the first session's scheduling: care weeks are tallied from its week
+    weeks_closed: int = 0  # the last care week tallied (CareWeekClosed), 0 before the first
+    unexcused_misses_in_a_row: int = 0
+    last_attended_at: datetime | None = None
+    re_engagement_due_at: datetime | None = None  # a re-engagement review is open, due then
+    re_engagement_escalated: bool = False
+    sessions_closed_before: datetime | None = None  # sessions that began before left the working state
 
     def referral(self, referral_id: str) -> Referral | None:
         return next((r for r in self.referrals if r.referral_id == referral_id), None)
@@ -187,6 +213,9 @@ class Episode:
 
     def follow_up(self, follow_up_id: str) -> FollowUp | None:
         return next((f for f in self.follow_ups if f.follow_up_id == follow_up_id), None)
+
+    def session(self, session_id: str) -> Session | None:
+        return next((s for s in self.sessions if s.session_id == session_id), None)
 
     def test(self, test_id: str) -> DrugTest | None:
         return next((t for t in self.tests if t.test_id == test_id), None)

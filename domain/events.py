@@ -29,6 +29,7 @@ from continuum.domain.episode import (
 from continuum.domain.flags import Flag
 from continuum.domain.ids import ClientId, EpisodeId
 from continuum.domain.levels import Direction, LevelOfCare
+from continuum.domain.services import Modality
 from continuum.domain.testing import OrderReason, TestMethod, TestResult
 
 
@@ -403,6 +404,85 @@ class FollowUpRecorded(DomainEvent):
     recorded_by: str
 
 
+@dataclass(frozen=True)
+class SessionScheduled(DomainEvent):
+    """A session of treatment was scheduled, of a kind the policy names, at the client's level then."""
+
+    session_id: str
+    kind: str
+    starts_at: datetime
+    minutes: int
+    level: LevelOfCare | None
+    scheduled_by: str
+
+
+@dataclass(frozen=True)
+class SessionAttended(DomainEvent):
+    session_id: str
+    minutes: int
+    modality: Modality
+    recorded_by: str
+
+
+@dataclass(frozen=True)
+class SessionMissed(DomainEvent):
+    """The client missed a session, excused or not, with a coded reason."""
+
+    session_id: str
+    excused: bool
+    reason: str
+    recorded_by: str
+
+
+@dataclass(frozen=True)
+class SessionCancelled(DomainEvent):
+    """The program cancelled a session: it counts neither for nor against the client."""
+
+    session_id: str
+    reason: str
+    cancelled_by: str
+
+
+@dataclass(frozen=True)
+class CareWeekClosed(DomainEvent):
+    """A care week's tally: minutes delivered (telehealth among them) against the level's minimum; a week
+    with a hold has no minimum (`minimum_hours` None), nor does a 24-hour level."""
+
+    week: int
+    starts_at: datetime
+    ends_at: datetime
+    attended_minutes: int
+    telehealth_minutes: int
+    minimum_hours: float | None
+    expected_hours: float | None
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class ReEngagementReviewRequested(DomainEvent):
+    """Non-attendance opened a re-engagement review for the clinician, due by `due_at` (never a discharge)."""
+
+    due_at: datetime
+    reason: str
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class ReEngagementReviewEscalated(DomainEvent):
+    """The re-engagement review was not done by its due date: the clinical director is alerted."""
+
+    due_at: datetime
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class ReEngagementReviewed(DomainEvent):
+    """The clinician reviewed a client's non-attendance; closing the episode stays a separate decision."""
+
+    clinician: str
+    note: str
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.type_name(): cls
     for cls in (
@@ -442,5 +522,13 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         FollowUpsScheduled,
         FollowUpRequested,
         FollowUpRecorded,
+        SessionScheduled,
+        SessionAttended,
+        SessionMissed,
+        SessionCancelled,
+        CareWeekClosed,
+        ReEngagementReviewRequested,
+        ReEngagementReviewEscalated,
+        ReEngagementReviewed,
     )
 }

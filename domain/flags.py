@@ -21,6 +21,10 @@ class FlagFamily(StrEnum):
     LAB_NOT_NOTIFIED = "lab_not_notified"  # subject: the test
     REFERRAL_UNANSWERED = "referral_unanswered"  # subject: the referral
     REFERRAL_NOT_SENT = "referral_not_sent"  # subject: the referral; the partner's endpoint never took it
+    BELOW_MINIMUM_HOURS = "below_minimum_hours"  # subject: the care week (`week-3`) that delivered too little
+    RE_ENGAGEMENT_REVIEW = "re_engagement_review"  # misses or low attendance: the clinician reviews, never a discharge
+    RE_ENGAGEMENT_REVIEW_OVERDUE = "re_engagement_review_overdue"  # not done by its due date: the director is alerted
+    POSSIBLE_DROPOUT = "possible_dropout"  # no session attended for the policy's number of days
 
 
 SEPARATOR = ":"
@@ -73,6 +77,7 @@ SUBJECT_OF: dict[FlagFamily, str] = {
     FlagFamily.LAB_NOT_NOTIFIED: "test_id",
     FlagFamily.REFERRAL_UNANSWERED: "referral_id",
     FlagFamily.REFERRAL_NOT_SENT: "referral_id",
+    FlagFamily.BELOW_MINIMUM_HOURS: "week",
 }
 
 

@@ -9,10 +9,19 @@ from functools import cache, reduce
 from typing import Any, TypeVar, cast
 
 from continuum.domain.aftercare import Consent, FollowUp, FollowUpKind, FollowUpOutcome, Referral, ReferralStatus
-from continuum.domain.episode import Episode, EpisodeStatus, PendingReview, PendingStepUp, StepUpRecord
+from continuum.domain.episode import (
+    Episode,
+    EpisodeStatus,
+    HoldSpell,
+    LevelSpell,
+    PendingReview,
+    PendingStepUp,
+    StepUpRecord,
+)
 from continuum.domain.errors import DomainError
 from continuum.domain.events import (
     AssessmentRecorded,
+    CareWeekClosed,
     ConsentRecorded,
     ConsentRevoked,
     DomainEvent,
@@ -30,12 +39,19 @@ from continuum.domain.events import (
     MedicationsChanged,
     PlacementDecided,
     PlacementOverridden,
+    ReEngagementReviewed,
+    ReEngagementReviewEscalated,
+    ReEngagementReviewRequested,
     ReferralAwaitingConsent,
     ReferralIssued,
     ReferralStatusChanged,
     ReviewCompleted,
     ReviewEscalated,
     ReviewRequested,
+    SessionAttended,
+    SessionCancelled,
+    SessionMissed,
+    SessionScheduled,
     SobrietyDateReset,
     SpecimenCollected,
     StayStarted,
@@ -51,6 +67,7 @@ from continuum.domain.events import (
 )
 from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.levels import Direction, LevelOfCare
+from continuum.domain.services import Session, SessionStatus
 from continuum.domain.testing import DrugTest, OrderReason, ResultReport, TestMethod
 
 # The flags without a subject, by their older names (domain.flags has the families).
@@ -187,6 +204,7 @@ def _stay_started(state: Episode, event: StayStarted) -> Episode:
         review_after_days=event.review_after_days,
         sobriety_since=state.sobriety_since or at,
         placed_at=at,
+        level_spells=(*state.level_spells, LevelSpell(event.level, at)),
     )
 
 
@@ -211,6 +229,7 @@ def _level_changed(state: Episode, event: LevelChanged) -> Episode:
         planned_tests=(),
         pending_step_up=None,
         last_step_up=StepUpRecord(event.cause_test_id, event.from_level, level) if stepped_up else None,  # type: ignore[arg-type]
+        level_spells=(*state.level_spells, LevelSpell(level, event.occurred_at)),
     )
 
 
@@ -255,7 +274,13 @@ def _flag_cleared(state: Episode, event: FlagCleared) -> Episode:
 
 @_folds(EpisodePutOnHold)
 def _put_on_hold(state: Episode, event: EpisodePutOnHold) -> Episode:
-    return replace(state, status=EpisodeStatus.ON_HOLD, status_since=event.occurred_at, hold_reason=event.reason)
+    return replace(
+        state,
+        status=EpisodeStatus.ON_HOLD,
+        status_since=event.occurred_at,
+        hold_reason=event.reason,
+        hold_spells=(*state.hold_spells, HoldSpell(event.occurred_at)),
+    )
 
 
 @_folds(EpisodeResumed)
@@ -263,8 +288,12 @@ def _resumed(state: Episode, event: EpisodeResumed) -> Episode:
     held = event.held_seconds
     if event.clocks_moved:
         state = _dues_moved(state, timedelta(seconds=held))
+    spells = state.hold_spells
+    if spells and spells[-1].end is None:
+        spells = (*spells[:-1], HoldSpell(spells[-1].start, event.occurred_at))
     return replace(
         state,
+        hold_spells=spells,
         status=EpisodeStatus.ACTIVE,
         status_since=event.occurred_at,
         hold_reason=None,
@@ -443,6 +472,76 @@ def _follow_up_recorded(state: Episode, event: FollowUpRecorded) -> Episode:
     return _with_follow_up(state, event.follow_up_id, outcome=event.outcome, recorded_at=event.occurred_at)
 
 
+@_folds(SessionScheduled)
+def _session_scheduled(state: Episode, event: SessionScheduled) -> Episode:
+    session = Session(event.session_id, event.kind, event.starts_at, event.minutes, event.level)
+    return replace(
+        state, sessions=(*state.sessions, session), attendance_since=state.attendance_since or event.occurred_at
+    )
+
+
+@_folds(SessionAttended)
+def _session_attended(state: Episode, event: SessionAttended) -> Episode:
+    session = _session(state, event.session_id)
+    last = state.last_attended_at
+    state = replace(
+        state,
+        unexcused_misses_in_a_row=0,
+        last_attended_at=session.starts_at if last is None or session.starts_at > last else last,
+    )
+    return _with_session(
+        state, event.session_id, status=SessionStatus.ATTENDED, attended_minutes=event.minutes, modality=event.modality
+    )
+
+
+@_folds(SessionMissed)
+def _session_missed(state: Episode, event: SessionMissed) -> Episode:
+    in_a_row = state.unexcused_misses_in_a_row if event.excused else state.unexcused_misses_in_a_row + 1
+    state = replace(state, unexcused_misses_in_a_row=in_a_row)
+    return _with_session(
+        state, event.session_id, status=SessionStatus.MISSED, excused=event.excused, reason=event.reason
+    )
+
+
+@_folds(SessionCancelled)
+def _session_cancelled(state: Episode, event: SessionCancelled) -> Episode:
+    return _with_session(state, event.session_id, status=SessionStatus.CANCELLED, reason=event.reason)
+
+
+@_folds(CareWeekClosed)
+def _care_week_closed(state: Episode, event: CareWeekClosed) -> Episode:
+    return replace(state, weeks_closed=event.week)
+
+
+@_folds(ReEngagementReviewRequested)
+def _re_engagement_requested(state: Episode, event: ReEngagementReviewRequested) -> Episode:
+    return replace(state, re_engagement_due_at=event.due_at, re_engagement_escalated=False)
+
+
+@_folds(ReEngagementReviewEscalated)
+def _re_engagement_escalated(state: Episode, event: ReEngagementReviewEscalated) -> Episode:
+    return replace(state, re_engagement_escalated=True)
+
+
+@_folds(ReEngagementReviewed)
+def _re_engagement_reviewed(state: Episode, event: ReEngagementReviewed) -> Episode:
+    return replace(state, unexcused_misses_in_a_row=0, re_engagement_due_at=None, re_engagement_escalated=False)
+
+
+def _session(state: Episode, session_id: str) -> Session:
+    session = state.session(session_id)
+    if session is None:
+        raise FoldError(f"no session {session_id} was scheduled")
+    return session
+
+
+def _with_session(state: Episode, session_id: str, **changes: object) -> Episode:
+    _session(state, session_id)
+    return replace(
+        state, sessions=tuple(replace(s, **changes) if s.session_id == session_id else s for s in state.sessions)
+    )
+
+
 @_folds(EpisodeClosed)
 def _closed(state: Episode, event: EpisodeClosed) -> Episode:
     at = event.occurred_at
@@ -482,6 +581,8 @@ def paused_dues(state: Episode) -> tuple[str, ...]:
     moved += [
         f"follow-up {f.follow_up_id} due {f.due_at.isoformat()}" for f in state.follow_ups if f.requested_at is None
     ]
+    if state.re_engagement_due_at is not None and not state.re_engagement_escalated:
+        moved.append(f"re-engagement review due {state.re_engagement_due_at.isoformat()}")
     return tuple(moved)
 
 
@@ -506,6 +607,9 @@ def _dues_moved(state: Episode, held: timedelta) -> Episode:
             for r in state.referrals
         ),
         follow_ups=tuple(replace(f, due_at=f.due_at + held) if f.requested_at is None else f for f in state.follow_ups),
+        re_engagement_due_at=state.re_engagement_due_at + held
+        if state.re_engagement_due_at is not None and not state.re_engagement_escalated
+        else state.re_engagement_due_at,
     )
 
 

@@ -19,6 +19,7 @@ from continuum.domain.episode import OverrideReason
 from continuum.domain.errors import PolicyError
 from continuum.domain.levels import AsamEdition, LevelOfCare
 from continuum.domain.medications import SUBSTANCE, Medication, MedicationCatalogue
+from continuum.domain.services import ServicesPolicy, read_services
 from continuum.domain.testing import TestResult
 
 E = TypeVar("E", bound=StrEnum)
@@ -125,6 +126,8 @@ class Policy:
     # was accepted at any time and in any direction; a prescription named the substances a test may show.
     level_changes: LevelChangePolicy | None = None
     medications: MedicationCatalogue | None = None
+    # None in a policy without `[services]` (every episode started before it): no attendance rules.
+    services: ServicesPolicy | None = None
 
 
 def default_policy_text() -> str:
@@ -164,6 +167,7 @@ def load_policy(text: str | None = None, directory_text: str | None = None) -> P
         follow_up=reader.follow_up("follow_up"),
         level_changes=reader.level_changes("level_changes"),
         medications=reader.medications("medications"),
+        services=read_services(raw),
     )
     for source, target in policy.step_down.items():
         if target.intensity >= source.intensity:

@@ -11,6 +11,10 @@ compressed day counts as a day):
   has closed (`tests_closed_through`): a command naming a closed test is told it is closed, never that
   the test does not exist.
 
+- A session leaves the working state once it began more than `SESSION_RECORD_OPEN_DAYS` care days ago
+  (`sessions_closed_before` says since when): its care weeks are tallied by then, and a command naming it,
+  or scheduling a session that early, is told its record is closed.
+
 Consents, referrals and follow-ups stay: the policy's schedule bounds them (a few a year).
 """
 
@@ -22,6 +26,7 @@ from continuum.domain.episode import Episode, Numbered
 from continuum.domain.fold import replace
 
 TEST_RECORD_OPEN_DAYS = 90
+SESSION_RECORD_OPEN_DAYS = 56  # eight care weeks: more than the attendance rules look back
 
 
 def test_number(test_id: str) -> int | None:
@@ -39,7 +44,21 @@ def is_closed_test(state: Episode, test_id: str) -> bool:
 
 
 def retire(state: Episode, at: datetime, day: timedelta) -> Episode:
-    """The working state without the tests no command can refer to any more (see the module's rule)."""
+    """The working state without the tests and sessions no command can refer to any more (the module's rule)."""
+    return _retire_tests(_retire_sessions(state, at, day), at, day)
+
+
+def _retire_sessions(state: Episode, at: datetime, day: timedelta) -> Episode:
+    horizon = at - day * SESSION_RECORD_OPEN_DAYS
+    if not state.sessions or min(s.starts_at for s in state.sessions[:8]) >= horizon:
+        return state  # the common case: nothing old enough (sessions arrive roughly in order)
+    kept = tuple(s for s in state.sessions if s.starts_at >= horizon)
+    if len(kept) == len(state.sessions):
+        return state
+    return replace(state, sessions=kept, sessions_closed_before=horizon)
+
+
+def _retire_tests(state: Episode, at: datetime, day: timedelta) -> Episode:
     horizon = at - day * TEST_RECORD_OPEN_DAYS
     if not state.tests or state.tests[0].ordered_at >= horizon:
         return state  # the common case, checked in constant time: nothing old enough to retire

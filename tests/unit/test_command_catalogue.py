@@ -39,6 +39,11 @@ WIRE_NAMES = {
     "revoke_consent",
     "update_referral",
     "record_follow_up_outcome",
+    "schedule_session",
+    "record_attendance",
+    "record_missed_session",
+    "cancel_session",
+    "record_re_engagement_review",
 }
 
 
