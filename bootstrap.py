@@ -210,7 +210,13 @@ class QuietServer(uvicorn.Server):
 def build_api_server(app: FastAPI, host: str, port: int) -> QuietServer:
     """Uvicorn serving `app`; requests still running API_GRACE_SECONDS after the stop are cancelled (503)."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, lifespan="off", timeout_graceful_shutdown=API_GRACE_SECONDS
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="off",
+        timeout_graceful_shutdown=API_GRACE_SECONDS,
+        access_log=False,  # it writes whole query strings; api.hygiene.AccessLine writes one line without them
     )
     return QuietServer(config)
 

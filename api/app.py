@@ -46,6 +46,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(BodyLimit)
     app.add_middleware(CancelledQuietly)
     app.add_middleware(hygiene.HttpHygiene)
+    app.add_middleware(hygiene.AccessLine)  # outermost: it sees every answer, the refusals too
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> JSONResponse:

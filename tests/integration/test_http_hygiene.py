@@ -107,3 +107,22 @@ async def test_every_405_names_the_methods_the_path_allows(
     else:
         assert answer.status_code == 405 and answer.headers["allow"] == allow
         assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_one_access_line_per_request_names_the_route_template_never_the_query_or_the_secret(
+    stack: Stack,
+) -> None:
+    """Issue 19, finding 6: a director's search (a name and a birth date) reaches no log line."""
+    with structlog.testing.capture_logs() as structured:
+        answered = await stack.get("/api/v1/episodes", q="jane-doe-1980-04-02", level="residential")
+        unknown = await stack.get(f"/api/v1/episodes/{stack.e1}-nope")
+    lines = [line for line in structured if line["event"] == "api.request"]
+
+    assert answered.status_code == 200 and unknown.status_code == 404
+    assert [(line["method"], line["route"], line["status"]) for line in lines] == [
+        ("GET", "/api/v1/episodes", 200),
+        ("GET", "/api/v1/episodes/{episode_id}", 404),
+    ]
+    assert all(line["key_id"] and line["key_id"].startswith("k_") and line["duration_ms"] >= 0 for line in lines)
+    text = repr(structured)
+    assert "jane-doe" not in text and f"{stack.e1}-nope" not in text and stack.keys["director"] not in text
