@@ -14,13 +14,13 @@ from continuum.api.attendance import attendance_body
 from continuum.api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD
 from continuum.api.params import ID_PATTERN, IdPath, services_of
 from continuum.api.schemas import CreateKeyBody
+from continuum.disclosures import export_history
 from continuum.domain.answering import open_tests
 from continuum.domain.codec import decode, encode
-from continuum.domain.disclosure import TEXT_LIMIT, DisclosureBasis, ExportAsked, MedicalEmergency, export_basis
+from continuum.domain.disclosure import TEXT_LIMIT, DisclosureBasis, ExportAsked
 from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.errors import DisclosureRefused
 from continuum.domain.levels import LevelOfCare
-from continuum.eventlog.export import fhir_bundle, ndjson_lines, signed_trailer
 from continuum.eventlog.projection import episode_as_of
 from continuum.eventlog.verify import Anchor, take_anchor, verify_log, verify_stream
 
@@ -161,30 +161,20 @@ def export_episode(
     purpose, or a basis (`domain.disclosure.export_basis`); it is recorded, with its basis and who asserted it,
     in the accounting."""
     services = services_of(request)
-    events = services.store.read_stream(episode_id, as_recorded=True)  # the payloads the hashes cover
-    recorded = services.reads.get(episode_id)
-    if not events or recorded is None:
-        raise HTTPException(404, f"no episode {episode_id}")
-    emergency = (
-        MedicalEmergency(emergency_clinician or "", emergency_facility or "", emergency_nature or "")
-        if basis is DisclosureBasis.MEDICAL_EMERGENCY
-        else None
+    asked = ExportAsked.of(
+        recipient, purpose, basis, consent_id, court_order, emergency_clinician, emergency_facility, emergency_nature
     )
-    asked = ExportAsked(recipient, purpose, basis, consent_id, court_order, emergency)
     try:
-        justified = export_basis(decode(Episode, recorded), asked, datetime.now(UTC))
+        at = datetime.now(UTC)
+        exported = export_history(services.store, caller, episode_id, format, asked, services.export_key, at)
     except DisclosureRefused as refused:
         raise HTTPException(422, str(refused)) from None
-    services.access.record_export(
-        caller, episode_id, format=format, recipient=recipient, purpose=purpose, basis=justified
-    )
-    if format == "fhir":
-        return JSONResponse(fhir_bundle(episode_id, events), media_type="application/fhir+json")
-    body = "".join(line + "\n" for line in ndjson_lines(events))
-    if services.export_key is not None:  # a signed trailer: a cut or an added line fails `verify-export`
-        body += signed_trailer(events, services.export_key, datetime.now(UTC)) + "\n"
+    if exported is None:
+        raise HTTPException(404, f"no episode {episode_id}")
+    if isinstance(exported, dict):
+        return JSONResponse(exported, media_type="application/fhir+json")
     return Response(
-        body,
+        exported,
         media_type="application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="{episode_id}.ndjson"'},
     )

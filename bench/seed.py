@@ -7,7 +7,7 @@ on it exactly as on a log the store wrote.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -37,56 +37,26 @@ def episode_events(episode: str, count: int) -> Iterator[DomainEvent]:
 
 
 def seed(conninfo: str, streams: list[tuple[str, int]]) -> int:
-    """Append `count` events to each `(stream, count)` in one COPY, continuing the log's chain."""
-    metadata = canonical_json(EventMetadata(actor="service:bench").as_dict())
-    with psycopg.connect(conninfo) as conn:
-        position, previous = conn.execute("SELECT position, hash FROM log_head FOR UPDATE").fetchone()  # type: ignore[misc]
-        previous = bytes(previous) if position else GENESIS_HASH
-        with conn.cursor().copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy:
-            for stream, count in streams:
-                for version, event in enumerate(episode_events(stream, count), start=1):
-                    position += 1
-                    envelope = to_envelope(event)
-                    payload = canonical_json(envelope.data)
-                    event_id = str(uuid.UUID(int=position))
-                    recorded = event.occurred_at
-                    digest = event_hash(
-                        previous,
-                        position=position,
-                        stream_id=stream,
-                        stream_version=version,
-                        event_id=event_id,
-                        event_type=envelope.type,
-                        schema_version=envelope.schema_version,
-                        occurred_at=event.occurred_at,
-                        recorded_at=recorded,
-                        payload_json=payload,
-                        metadata_json=metadata,
-                    )
-                    copy.write_row(
-                        (
-                            position,
-                            stream,
-                            version,
-                            event_id,
-                            envelope.type,
-                            envelope.schema_version,
-                            payload,
-                            metadata,
-                            format_instant(event.occurred_at),
-                            format_instant(recorded),
-                            previous,
-                            digest,
-                        )
-                    )
-                    previous = digest
-        conn.execute("UPDATE log_head SET position = %s, hash = %s", (position, previous))
-        conn.commit()
-    return int(position)
+    """Append `count` events to each `(stream, count)` in one COPY, continuing the log's chain (event ids from
+    the position, so a seeded log is the same every run)."""
+    metadata = EventMetadata(actor="service:bench")
+    rows = (
+        (stream, version, event, metadata)
+        for stream, count in streams
+        for version, event in enumerate(episode_events(stream, count), start=1)
+    )
+    return _copy(conninfo, rows, lambda position: str(uuid.UUID(int=position)))
 
 
 def seed_events(conninfo: str, rows: Iterable[tuple[str, int, DomainEvent, EventMetadata]]) -> int:
     """Append `(stream, version, event, metadata)` rows, in the order given, in one COPY continuing the chain."""
+    return _copy(conninfo, rows, lambda position: str(uuid.uuid4()))
+
+
+def _copy(
+    conninfo: str, rows: Iterable[tuple[str, int, DomainEvent, EventMetadata]], event_id_at: Callable[[int], str]
+) -> int:
+    """The rows as the store would have hashed and chained them, recorded when they occurred; the last position."""
     with psycopg.connect(conninfo) as conn:
         position, previous = conn.execute("SELECT position, hash FROM log_head FOR UPDATE").fetchone()  # type: ignore[misc]
         previous = bytes(previous) if position else GENESIS_HASH
@@ -96,7 +66,7 @@ def seed_events(conninfo: str, rows: Iterable[tuple[str, int, DomainEvent, Event
                 envelope = to_envelope(event)
                 payload = canonical_json(envelope.data)
                 metadata = canonical_json(meta.as_dict())
-                event_id = str(uuid.uuid4())
+                event_id = event_id_at(position)
                 digest = event_hash(
                     previous,
                     position=position,
@@ -110,22 +80,9 @@ def seed_events(conninfo: str, rows: Iterable[tuple[str, int, DomainEvent, Event
                     payload_json=payload,
                     metadata_json=metadata,
                 )
-                copy.write_row(
-                    (
-                        position,
-                        stream,
-                        version,
-                        event_id,
-                        envelope.type,
-                        envelope.schema_version,
-                        payload,
-                        metadata,
-                        format_instant(event.occurred_at),
-                        format_instant(event.occurred_at),
-                        previous,
-                        digest,
-                    )
-                )
+                at = format_instant(event.occurred_at)
+                row = (position, stream, version, event_id, envelope.type, envelope.schema_version, payload, metadata)
+                copy.write_row((*row, at, at, previous, digest))
                 previous = digest
         conn.execute("UPDATE log_head SET position = %s, hash = %s", (position, previous))
         conn.commit()

@@ -23,6 +23,7 @@ from continuum.runtime.settings import Settings, load_settings
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+    from continuum.access import ApiKey
     from continuum.eventlog.checkpoints import CheckpointFile
     from continuum.eventlog.store import PostgresEventStore
     from continuum.eventlog.verify import Anchor
@@ -187,33 +188,18 @@ def public_key() -> None:
     typer.echo(public_key_pem(_signing_key(load_settings())), nl=False)
 
 
-def _cli_reader(
-    what: str, episode_id: str, purpose: str, opened: PostgresEventStore, export: tuple[str, Any] | None = None
-) -> None:
-    """Reads of a record through the CLI are logged like the API's, under the operating system user; an
-    `export` (format, the export asked for) as the disclosure it is, on the basis the domain accepts."""
-    from continuum.access import AccessLog, ApiKey, Role
-    from continuum.domain.codec import decode
-    from continuum.domain.disclosure import export_basis
-    from continuum.domain.episode import Episode
-    from continuum.domain.errors import DisclosureRefused
-    from continuum.eventlog.reads import EpisodeReads
+def _cli_key() -> ApiKey:
+    """The CLI's reader: the operating system user, as an auditor (reads are logged like the API's)."""
+    from continuum.access import ApiKey, Role
 
-    reader = ApiKey(f"cli:{getpass.getuser()}", "cli", Role.AUDITOR, None, datetime.now().astimezone(), None)
-    if export is not None:
-        format, asked = export
-        recorded = EpisodeReads(opened.engine).get(episode_id)
-        if recorded is None:
-            raise NotFound(f"no episode {episode_id}")
-        try:
-            justified = export_basis(decode(Episode, recorded), asked, datetime.now().astimezone())
-        except DisclosureRefused as refused:
-            raise Usage(f"--{refused.parameter.replace('_', '-')}: {str(refused).split(': ', 1)[1]}") from None
-        AccessLog(opened.engine).record_export(
-            reader, episode_id, format=format, recipient=asked.recipient, purpose=purpose, basis=justified
-        )
-        return
-    AccessLog(opened.engine).record(reader, episode_id, what, purpose)
+    return ApiKey(f"cli:{getpass.getuser()}", "cli", Role.AUDITOR, None, datetime.now().astimezone(), None)
+
+
+def _cli_reader(what: str, episode_id: str, purpose: str, opened: PostgresEventStore) -> None:
+    """Reads of a record through the CLI are logged like the API's, under the operating system user."""
+    from continuum.access import AccessLog
+
+    AccessLog(opened.engine).record(_cli_key(), episode_id, what, purpose)
 
 
 @audit.command("replay")
@@ -277,29 +263,29 @@ def export(
     """The episode's history on standard output: NDJSON (one stored event per line, with its hashes; check it
     anywhere with `verify-export`) or a FHIR R4 Bundle. The export is recorded as a disclosure; outside the
     program it needs a consent valid now for the recipient and purpose, or a --basis."""
-    from continuum.domain.disclosure import DisclosureBasis, ExportAsked, MedicalEmergency
-    from continuum.eventlog.export import fhir_bundle, ndjson_lines, signed_trailer
+    from continuum.disclosures import export_history
+    from continuum.domain.disclosure import DisclosureBasis, ExportAsked
+    from continuum.domain.errors import DisclosureRefused
 
     try:
         lawful = DisclosureBasis(basis) if basis is not None else None
     except ValueError:
         raise Usage(f"--basis: one of {', '.join(b.value for b in DisclosureBasis)}") from None
-    emergency = None
-    if lawful is DisclosureBasis.MEDICAL_EMERGENCY:
-        emergency = MedicalEmergency(emergency_clinician or "", emergency_facility or "", emergency_nature or "")
-    asked = ExportAsked(recipient, purpose, lawful, consent_id, court_order, emergency)
-
+    asked = ExportAsked.of(
+        recipient, purpose, lawful, consent_id, court_order, emergency_clinician, emergency_facility, emergency_nature
+    )
+    key = _signing_key(load_settings()) if format is ExportFormat.NDJSON else None
     with store() as opened:
-        events = opened.read_stream(episode_id, as_recorded=True)  # the payloads the hashes cover
-        if not events:
-            raise NotFound(f"no episode {episode_id}")
-        _cli_reader(f"export {format.value} to {recipient}", episode_id, purpose, opened, (format.value, asked))
-    if format is ExportFormat.FHIR:
-        typer.echo(json.dumps(fhir_bundle(episode_id, events), indent=1))
-        return
-    for line in ndjson_lines(events):
-        typer.echo(line)
-    typer.echo(signed_trailer(events, _signing_key(load_settings()), datetime.now().astimezone()))
+        try:
+            at = datetime.now().astimezone()
+            exported = export_history(opened, _cli_key(), episode_id, format.value, asked, key, at)
+        except DisclosureRefused as refused:
+            raise Usage(f"--{refused.parameter.replace('_', '-')}: {str(refused).split(': ', 1)[1]}") from None
+    if exported is None:
+        raise NotFound(f"no episode {episode_id}")
+    typer.echo(json.dumps(exported, indent=1) if isinstance(exported, dict) else exported, nl=False)
+    if isinstance(exported, dict):
+        typer.echo()
 
 
 @audit.command("verify-export")

@@ -49,6 +49,24 @@ class ExportAsked:
     court_order: str | None = None
     emergency: MedicalEmergency | None = None
 
+    @classmethod
+    def of(
+        cls,
+        recipient: str,
+        purpose: str,
+        basis: DisclosureBasis | None,
+        consent_id: str | None = None,
+        court_order: str | None = None,
+        emergency_clinician: str | None = None,
+        emergency_facility: str | None = None,
+        emergency_nature: str | None = None,
+    ) -> ExportAsked:
+        """The export as a request's parameters give it: the emergency's details count only for one."""
+        emergency = None
+        if basis is DisclosureBasis.MEDICAL_EMERGENCY:
+            emergency = MedicalEmergency(emergency_clinician or "", emergency_facility or "", emergency_nature or "")
+        return cls(recipient, purpose, basis, consent_id, court_order, emergency)
+
 
 @dataclass(frozen=True)
 class ExportBasis:

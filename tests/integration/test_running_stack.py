@@ -212,3 +212,38 @@ def test_an_export_through_the_api_ends_with_the_signed_trailer_verify_export_ch
 
     assert verified.returncode == 0 and "signed trailer holds" in verified.stdout, verified.stdout + verified.stderr
     assert tampered.returncode == 4, tampered.stdout
+
+
+def test_a_cli_export_outside_the_program_needs_a_basis_and_is_recorded_on_it(running_stack: RunningStack) -> None:
+    episode = f"EP-{uuid.uuid4().hex[:6]}"
+    httpx.post(
+        f"{running_stack.url}/api/v1/episodes",
+        headers={"Authorization": f"Bearer {running_stack.keys['clinician']}"},
+        timeout=30,
+        json={"episode_id": episode, "client_id": "client-5"},
+    ).raise_for_status()
+
+    refused = running_stack.cli("audit", "export", episode, "--recipient", "oak-street")
+    lawful = running_stack.cli(
+        "audit",
+        "export",
+        episode,
+        "--recipient",
+        "state-auditor",
+        "--basis",
+        "audit_and_evaluation",
+        "--format",
+        "fhir",
+    )
+    missing = running_stack.cli("audit", "export", "EP-none", "--recipient", "oak-street")
+    accounting = httpx.get(
+        f"{running_stack.url}/api/v1/episodes/{episode}/disclosures",
+        headers={"Authorization": f"Bearer {running_stack.keys['auditor']}"},
+        timeout=30,
+    ).json()
+
+    assert refused.returncode == 2 and refused.stderr.startswith("continuum: --"), refused.stderr
+    assert lawful.returncode == 0 and json.loads(lawful.stdout)["resourceType"] == "Bundle"
+    assert (missing.returncode, missing.stderr.strip()) == (1, "continuum: no episode EP-none")
+    recorded = [(d["recipient"], d["basis"]) for d in accounting["disclosures"]]
+    assert recorded == [("state-auditor", "audit_and_evaluation")], accounting
