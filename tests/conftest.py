@@ -29,7 +29,7 @@ from continuum.eventlog.projection import EpisodesProjection
 from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.servers import EmbeddedPostgres, temporal_binary
 from continuum.workflows.search_attributes import EPISODE_LEVEL, EPISODE_STATUS
-from tests.integration.episodes import free_port
+from tests.integration.episodes import continuum_process, free_port
 from tests.integration.stacks import RunningStack
 from tests.payloads import PAYLOADS
 
@@ -179,17 +179,7 @@ def running_stack(
             check=True,
         )
         keys[role] = json.loads(created.stdout)["secret"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "continuum.cli", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "worker.started" in line:
-            break
+    process = continuum_process("up", env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:

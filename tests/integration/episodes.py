@@ -100,9 +100,14 @@ def worker_process(temporal_address: str, database_url: str, queue: str, data_di
         "CONTINUUM_DATA_DIR": str(data_dir),
         "CONTINUUM_LOG_FORMAT": "json",
     }
+    return continuum_process("worker", environment)
+
+
+def continuum_process(command: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`continuum COMMAND` as a real process; returns once its worker serves (it exits: the test fails)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "continuum.cli", "worker"],
-        env=environment,
+        [sys.executable, "-m", "continuum.cli", command],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -111,7 +116,7 @@ def worker_process(temporal_address: str, database_url: str, queue: str, data_di
     for line in process.stdout:
         if "worker.started" in line:
             return process
-    raise AssertionError(f"worker did not start: exit {process.wait()}")
+    raise AssertionError(f"continuum {command} did not start: exit {process.wait()}")
 
 
 def free_port() -> int:

@@ -23,6 +23,18 @@ from tests.integration.stacks import RunningStack
 pytestmark = pytest.mark.integration
 
 
+def _opened(running_stack: RunningStack, client_id: str) -> str:
+    """A new episode opened through the API, as a clinician's service opens one; its id."""
+    episode = f"EP-{uuid.uuid4().hex[:6]}"
+    httpx.post(
+        f"{running_stack.url}/api/v1/episodes",
+        headers={"Authorization": f"Bearer {running_stack.keys['clinician']}"},
+        timeout=30,
+        json={"episode_id": episode, "client_id": client_id},
+    ).raise_for_status()
+    return episode
+
+
 def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack, tmp_path: Path) -> None:
     episode = f"EP-{uuid.uuid4().hex[:6]}"
     headers = {"Authorization": f"Bearer {running_stack.keys['clinician']}"}
@@ -85,14 +97,7 @@ def test_the_cli_reads_what_the_api_wrote(running_stack: RunningStack, tmp_path:
 
 
 def test_replay_workflows_replays_every_episode_history_with_the_current_code(running_stack: RunningStack) -> None:
-    headers = {"Authorization": f"Bearer {running_stack.keys['clinician']}"}
-    episode = f"EP-{uuid.uuid4().hex[:6]}"
-    httpx.post(
-        f"{running_stack.url}/api/v1/episodes",
-        headers=headers,
-        timeout=30,
-        json={"episode_id": episode, "client_id": "client-2"},
-    ).raise_for_status()
+    _opened(running_stack, "client-2")  # at least one history to replay
 
     result = running_stack.cli("audit", "replay-workflows", "--json")
 
@@ -148,14 +153,7 @@ def _no_server_error(operation: Any, auth: dict[str, str]) -> None:
 def test_audit_anchor_signs_checkpoints_that_verify_checks_and_exports_end_with_a_signed_trailer(
     running_stack: RunningStack, tmp_path: Path
 ) -> None:
-    headers = {"Authorization": f"Bearer {running_stack.keys['clinician']}"}
-    episode = f"EP-{uuid.uuid4().hex[:6]}"
-    httpx.post(
-        f"{running_stack.url}/api/v1/episodes",
-        headers=headers,
-        timeout=30,
-        json={"episode_id": episode, "client_id": "client-3"},
-    ).raise_for_status()
+    episode = _opened(running_stack, "client-3")
 
     first = json.loads(running_stack.cli("audit", "anchor").stdout)
     second = json.loads(running_stack.cli("audit", "anchor").stdout)
@@ -189,13 +187,7 @@ def test_audit_anchor_signs_checkpoints_that_verify_checks_and_exports_end_with_
 def test_an_export_through_the_api_ends_with_the_signed_trailer_verify_export_checks(
     running_stack: RunningStack, tmp_path: Path
 ) -> None:
-    episode = f"EP-{uuid.uuid4().hex[:6]}"
-    httpx.post(
-        f"{running_stack.url}/api/v1/episodes",
-        headers={"Authorization": f"Bearer {running_stack.keys['clinician']}"},
-        timeout=30,
-        json={"episode_id": episode, "client_id": "client-4"},
-    ).raise_for_status()
+    episode = _opened(running_stack, "client-4")
     exported = httpx.get(
         f"{running_stack.url}/api/v1/episodes/{episode}/export",
         params={"format": "ndjson"},
@@ -215,13 +207,7 @@ def test_an_export_through_the_api_ends_with_the_signed_trailer_verify_export_ch
 
 
 def test_a_cli_export_outside_the_program_needs_a_basis_and_is_recorded_on_it(running_stack: RunningStack) -> None:
-    episode = f"EP-{uuid.uuid4().hex[:6]}"
-    httpx.post(
-        f"{running_stack.url}/api/v1/episodes",
-        headers={"Authorization": f"Bearer {running_stack.keys['clinician']}"},
-        timeout=30,
-        json={"episode_id": episode, "client_id": "client-5"},
-    ).raise_for_status()
+    episode = _opened(running_stack, "client-5")
 
     refused = running_stack.cli("audit", "export", episode, "--recipient", "oak-street")
     lawful = running_stack.cli(
