@@ -6,7 +6,10 @@ Compares PostgresEventStore.append with 1, 10 and 100 events per transaction aga
 raw psycopg, one INSERT per transaction, and by COPY. The store is measured twice: the log alone (hash
 chain, idempotency check, expected version: `store_append_N`, which the targets are about) and as the
 product runs it, with the episodes projection folded by the domain and written with its checkpoint in
-the same transaction (`projected_append_N`). Writes bench/results/event_append.json.
+the same transaction (`projected_append_N`). Then concurrency: single-event appends from 1, 4 and 16
+writer threads (`writers_N_*`), against raw one-row INSERTs from as many threads and connections, with
+group commit (the default: appends queued behind a commit go in the next one together) and without it.
+Writes bench/results/event_append.json.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import platform
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -39,6 +43,7 @@ from continuum.runtime.servers import EmbeddedPostgres
 RESULTS = Path(__file__).parent / "results" / "event_append.json"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ROUNDS = 3
+WRITERS = (1, 4, 16)
 MISSING = Flag(FlagFamily.RESULT_MISSING)
 
 
@@ -97,6 +102,13 @@ def main() -> None:
         "targets": {
             "single_append_at_least_half_raw": results["store_append_1"] >= raw / 2,
             "batch_of_10_at_least_10000_per_s": results["store_append_10"] >= 10_000,
+            "16_writers_at_least_raw_with_16_clients": results["writers_16_store"] >= results["writers_16_raw"],
+            "16_writers_never_below_one_writer": results["writers_16_store"] >= results["writers_1_store"],
+        },
+        "ratio_to_raw_with_as_many_writers": {
+            f"writers_{n}_{kind}": round(results[f"writers_{n}_{kind}"] / results[f"writers_{n}_raw"], 2)
+            for n in WRITERS
+            for kind in ("store", "store_no_group", "projected")
         },
     }
     RESULTS.parent.mkdir(exist_ok=True)
@@ -142,9 +154,36 @@ def _measure(url: str, total: int) -> dict[str, float]:
                     copy.write_row(row)
             conn.commit()
 
-    engine = make_engine(url, role="continuum_app", pool_size=2)
+    engine = make_engine(url, role="continuum_app", pool_size=max(WRITERS))
     log_only = PostgresEventStore(engine)
     projected = PostgresEventStore(engine, projectors=[EpisodesProjection()])
+    no_group = PostgresEventStore(engine, group_commit=False)
+
+    def in_threads(writers: int, work: Callable[[int], None]) -> None:
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def raw_writers(writers: int) -> Callable[[], None]:
+        def work(w: int) -> None:
+            with psycopg.connect(conninfo) as conn:
+                for row in rows[w::writers]:
+                    conn.execute(insert, row)
+                    conn.commit()
+
+        return lambda: in_threads(writers, work)
+
+    def store_writers(writers: int, prefix: str, store: PostgresEventStore) -> Callable[[], None]:
+        counts = [len(range(w, total, writers)) for w in range(writers)]  # as many events as the raw writers
+        plans = [[_episode_events(f"{prefix}-{w}", 1, version) for version in range(counts[w])] for w in range(writers)]
+
+        def work(w: int) -> None:
+            for version, events in enumerate(plans[w]):
+                store.append(f"{prefix}-{w}", events, expected_version=version)
+
+        return lambda: in_threads(writers, work)
 
     def appends(batch: int, prefix: str, store: PostgresEventStore = log_only) -> Callable[[], None]:
         streams = max(1, total // 50)  # about 50 events per episode, like a long stay
@@ -172,6 +211,17 @@ def _measure(url: str, total: int) -> dict[str, float]:
         "projected_append_10": lambda r: appends(10, f"p-ten{r}", projected),
         "projected_append_100": lambda r: appends(100, f"p-hundred{r}", projected),
     }
+
+    def writer_cases(n: int) -> dict[str, Callable[[int], Callable[[], None]]]:
+        return {
+            f"writers_{n}_raw": lambda r: raw_writers(n),
+            f"writers_{n}_store": lambda r: store_writers(n, f"w{n}-{r}", log_only),
+            f"writers_{n}_store_no_group": lambda r: store_writers(n, f"wn{n}-{r}", no_group),
+            f"writers_{n}_projected": lambda r: store_writers(n, f"wp{n}-{r}", projected),
+        }
+
+    for n in WRITERS:
+        cases.update(writer_cases(n))
     _rate(min(total, 500), appends(1, "warm"))  # warm the pool and the statement caches
     _rate(min(total, 500), appends(1, "p-warm", projected))
     samples: dict[str, list[float]] = {name: [] for name in cases}

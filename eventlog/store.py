@@ -10,20 +10,26 @@ Guarantees (each tested in tests/integration/test_event_store.py):
   EventIdConflict.
 - Projections are updated in the append's transaction (they never lag or run ahead of the log).
 - The database refuses UPDATE, DELETE and TRUNCATE on `events`.
+- Group commit: appends that arrive while another is being committed (from other threads of this
+  process) are gathered into one transaction, one lock of `log_head` and one step of the chain (see
+  `_GroupCommit`); each caller still gets its own positions, and its own expected-version and idempotency
+  outcome, exactly as if it had appended alone. A lone append takes the one-statement path.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
+import structlog
 from psycopg.rows import dict_row
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -66,6 +72,8 @@ class Projector(Protocol):
 
 
 # The append is sent to psycopg directly (pyformat placeholders, prepared on the server): it is the hot path.
+log = structlog.get_logger(__name__)
+
 _APPEND_CALL = (
     "SELECT * FROM continuum_append(%(stream_id)s, %(expected_version)s, %(event_ids)b::uuid[],"
     " %(event_types)b::text[],"
@@ -74,6 +82,16 @@ _APPEND_CALL = (
 # Only what the caller needs: decoding the hash arrays costs more than the round trip's own work.
 _OUTCOME = ("outcome", "first_position", "stream_version")
 _APPEND_OUTCOME = _APPEND_CALL.replace("*", ", ".join(_OUTCOME), 1)
+# Several callers' appends in one statement (migration 0010): one row per append, in the order given.
+_APPEND_BATCH = (
+    "SELECT append_index, outcome, first_position, stream_version, recorded_at, prev_hashes, hashes"
+    " FROM continuum_append_batch(%(stream_ids)b::text[], %(expected_versions)b::integer[], %(counts)b::integer[],"
+    " %(event_ids)b::uuid[], %(event_types)b::text[], %(schema_versions)b::integer[], %(payloads)b::text[],"
+    " %(metadata)b::text[], %(occurred_at)b::timestamptz[]) ORDER BY append_index"
+)
+_ANY_VERSION = -1  # the batch function's spelling of expected_version=None
+_BATCH_ARRAYS = ("event_ids", "event_types", "schema_versions", "payloads", "metadata", "occurred_at")
+MAX_GROUP = 64  # appends per group commit: bounds one transaction's size and the statement's parameters
 _UNIQUE_VIOLATION = "23505"
 _STALE_PROJECTION = "CN001"  # raised by continuum_abort: the optimistic projection state was not current
 _EXISTING = text(
@@ -116,6 +134,94 @@ def _execute_one(connection: Connection, sql: str, params: dict[str, Any]) -> An
     return SimpleNamespace(**row)  # attribute access, without building a namedtuple class per call
 
 
+def _execute_all(connection: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Every row of `sql`, like `_execute_one`."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor(row_factory=dict_row) as cursor:
+            rows = cursor.execute(sql, params, prepare=True).fetchall()
+    except psycopg.Error as error:
+        raise DBAPIError.instance(sql, params, error, psycopg.Error, hide_parameters=True) from None
+    return [SimpleNamespace(**row) for row in rows]
+
+
+@dataclass(eq=False)
+class _Append:
+    """One caller's append, waiting to be committed (alone or in a group), then its outcome."""
+
+    stream_id: str
+    events: Sequence[NewEvent]
+    payloads: list[str]
+    params: dict[str, Any]
+    woken: threading.Event = field(default_factory=threading.Event)
+    group: list[_Append] | None = None  # set when this caller is to commit a group (its own append first)
+    outcome: AppendResult | None = None
+    error: BaseException | None = None
+
+    def settle(self, run: Callable[[_Append], AppendResult]) -> None:
+        try:
+            self.outcome = run(self)
+        except BaseException as error:  # handed to the caller's own thread, which raises it
+            self.error = error
+
+    def result(self) -> AppendResult:
+        if self.error is not None:
+            raise self.error
+        assert self.outcome is not None
+        return self.outcome
+
+
+class _GroupCommit:
+    """Leader and followers: while one caller commits, the appends that arrive wait; when it is done, the
+    first of them commits all that waited (up to MAX_GROUP) in one transaction and hands over in turn.
+
+    Nobody waits for a timer: a lone caller commits at once, and a group forms only from appends that
+    arrived during the previous commit, so the batch size follows the load by itself.
+    """
+
+    def __init__(self, alone: Callable[[_Append], AppendResult], together: Callable[[list[_Append]], None]) -> None:
+        self._alone = alone
+        self._together = together
+        self._lock = threading.Lock()
+        self._waiting: list[_Append] = []
+        self._busy = False
+
+    def submit(self, append: _Append) -> AppendResult:
+        with self._lock:
+            lead = not self._busy
+            if lead:
+                self._busy = True
+            else:
+                self._waiting.append(append)
+        if lead:
+            try:
+                append.settle(self._alone)
+            finally:
+                self._hand_over()
+        else:
+            append.woken.wait()
+            if append.group is not None:
+                try:
+                    self._together(append.group)
+                finally:
+                    self._hand_over()
+        return append.result()
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            if not self._waiting:
+                self._busy = False
+                return
+            group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+            group[0].group = group
+        group[0].woken.set()
+
+
 def _is_lock_timeout(error: DBAPIError) -> bool:
     return getattr(error.orig, "sqlstate", None) == "55P03"
 
@@ -124,14 +230,24 @@ class PostgresEventStore:
     """The event log on PostgreSQL. Thread-safe; every call uses its own pooled connection."""
 
     def __init__(
-        self, engine: Engine, *, upcasters: Upcasters | None = None, projectors: Sequence[Projector] = ()
+        self,
+        engine: Engine,
+        *,
+        upcasters: Upcasters | None = None,
+        projectors: Sequence[Projector] = (),
+        group_commit: bool = True,
     ) -> None:
         self.engine = engine
         self.upcasters = upcasters if upcasters is not None else product_upcasters()
         self.projectors = tuple(projectors)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._group = _GroupCommit(self._append_alone, self._append_together) if group_commit else None
 
     # -- writing -------------------------------------------------------------------------------------
+
+    def appends_waiting(self) -> int:
+        """How many appends are queued behind the commit in progress (for metrics and tests)."""
+        return self._group.waiting() if self._group else 0
 
     def append(self, stream_id: str, events: Sequence[NewEvent], *, expected_version: int | None) -> AppendResult:
         """Append `events` to `stream_id` atomically, if the stream is at `expected_version` (None: any)."""
@@ -152,6 +268,14 @@ class PostgresEventStore:
             "metadata": [canonical_json(e.metadata.as_dict()) for e in events],
             "occurred_at": [e.occurred_at for e in events],
         }
+        append = _Append(stream_id, events, payloads, params)
+        if self._group is None:
+            return self._append_alone(append)
+        return self._group.submit(append)
+
+    def _append_alone(self, append: _Append) -> AppendResult:
+        """One caller's append in its own statement (or transaction), with every outcome settled."""
+        stream_id, events, payloads, params = append.stream_id, append.events, append.payloads, append.params
         try:
             try:
                 outcome = self._append_in_one_statement(stream_id, events, payloads, params)
@@ -187,6 +311,60 @@ class PostgresEventStore:
                 projector.forget(stream_id)
             raise
         return outcome
+
+    def _append_together(self, group: list[_Append]) -> None:
+        """Commit `group` in one transaction; the appends it could not take (a stream not at its expected
+        version, an event id stored already, or any failure of the whole) are then settled one by one."""
+        if len(group) > 1:
+            try:
+                self._append_batch(group)
+            except BaseException as error:  # nothing of the group was written: each is tried alone, for its outcome
+                # The class and SQLSTATE only: a driver's message can quote the values of a row.
+                log.warning(
+                    "eventlog.group_commit_failed",
+                    appends=len(group),
+                    error=type(error).__name__,
+                    sqlstate=getattr(getattr(error, "orig", None), "sqlstate", None),
+                )
+                for append in group:
+                    for projector in self.projectors:
+                        projector.forget(append.stream_id)
+        for append in group:
+            if append.outcome is None:
+                append.settle(self._append_alone)
+            if append is not group[0]:
+                append.woken.set()
+
+    def _append_batch(self, group: list[_Append]) -> None:
+        """Several streams' appends in one statement and one transaction; outcomes set once it committed."""
+        params: dict[str, Any] = {
+            "stream_ids": [a.stream_id for a in group],
+            "expected_versions": [
+                _ANY_VERSION if a.params["expected_version"] is None else a.params["expected_version"] for a in group
+            ],
+            "counts": [len(a.events) for a in group],
+        }
+        for name in _BATCH_ARRAYS:
+            params[name] = [value for a in group for value in a.params[name]]
+        outcomes: list[tuple[_Append, AppendResult]] = []
+        # The log alone: one autocommitted statement (the function is atomic); with projectors, a transaction.
+        with self._autocommit.connect() if not self.projectors else self.engine.begin() as connection:
+            stored: list[StoredEvent] = []
+            for row in _execute_all(connection, _APPEND_BATCH, params):
+                if row.outcome != "appended":
+                    continue  # conflict or exists: settled alone, after this commit, like any single append
+                append = group[row.append_index - 1]
+                first = row.first_position
+                outcomes.append(
+                    (append, AppendResult(tuple(range(first, first + len(append.events))), row.stream_version))
+                )
+                if self.projectors:
+                    stored.extend(self._stored(append.stream_id, append.events, append.payloads, row))
+            if stored:
+                for projector in self.projectors:
+                    projector.apply(connection, stored)
+        for append, outcome in outcomes:
+            append.outcome = outcome
 
     def _append_in_one_statement(
         self, stream_id: str, events: Sequence[NewEvent], payloads: list[str], params: dict[str, Any]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,7 +30,7 @@ from continuum.domain.levels import Direction, LevelOfCare
 from continuum.eventlog.errors import ConcurrencyError, EventIdConflict
 from continuum.eventlog.hashing import event_hash
 from continuum.eventlog.projection import EpisodesProjection, episode_as_of, projection_fingerprint, rebuild_episodes
-from continuum.eventlog.records import EventMetadata, NewEvent, StoredEvent
+from continuum.eventlog.records import AppendResult, EventMetadata, NewEvent, StoredEvent
 from continuum.eventlog.store import PostgresEventStore
 from continuum.eventlog.upcasting import Upcasters
 from continuum.eventlog.verify import Anchor, _fast_pass, take_anchor, verify_log, verify_stream
@@ -440,3 +441,124 @@ def test_the_chain_computed_in_sql_matches_the_verifier_for_any_text(
     assert verify_stream(app_engine, stream).ok
     assert verify_log(app_engine).ok
     assert _fast_pass(app_engine) == store.head_position()  # PostgreSQL's recomputation agrees, so no fallback
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Synchronisation, not timing: poll until the other threads have reached the point the test needs."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("projected", [True, False], ids=["with-projection", "log-alone"])
+def test_appends_queued_behind_a_commit_are_committed_together_each_with_its_own_outcome(
+    app_engine: Engine, superuser_engine: Engine, projected: bool
+) -> None:
+    store = PostgresEventStore(app_engine, projectors=[EpisodesProjection()] if projected else [])
+    episodes = [f"grp-{i}" for i in range(6)]
+    for episode in episodes:
+        store.append(
+            episode, [new(EpisodeOpened(EpisodeId(episode), T0, ClientId(f"c-{episode}")))], expected_version=0
+        )
+    stored_before = plain("retried", 2)
+    first_time = store.append("retried", stored_before, expected_version=0)
+    outcomes: dict[str, object] = {}
+
+    def append(name: str, stream: str, events: list[NewEvent], expected: int | None) -> None:
+        try:
+            outcomes[name] = store.append(stream, events, expected_version=expected)
+        except BaseException as error:  # compared below
+            outcomes[name] = error
+
+    def stay(episode: str) -> list[NewEvent]:
+        return [new(StayStarted(EpisodeId(episode), T0 + timedelta(hours=1), LevelOfCare.RESIDENTIAL, 3.5, "sha256:t"))]
+
+    with superuser_engine.connect() as locker:
+        locker.execute(text("BEGIN"))
+        locker.execute(text("SELECT 1 FROM log_head FOR UPDATE"))  # every commit now waits for this lock
+        leader = threading.Thread(target=append, args=("leader", "lead", plain("lead"), 0))
+        leader.start()
+        _wait_for(
+            lambda: bool(
+                locker.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+            ),
+            "the first append to wait for the log lock",
+        )
+        followers = [threading.Thread(target=append, args=(e, e, stay(e), 1)) for e in episodes]
+        followers.append(threading.Thread(target=append, args=("stale", episodes[0], plain("x"), 5)))
+        followers.append(threading.Thread(target=append, args=("retry", "retried", stored_before, 0)))
+        followers.append(threading.Thread(target=append, args=("fresh", "fresh", plain("fresh", 3), None)))
+        for thread in followers:
+            thread.start()
+        _wait_for(lambda: store.appends_waiting() == len(followers), "every follower to queue")
+        locker.execute(text("ROLLBACK"))
+    for thread in [leader, *followers]:
+        thread.join()
+
+    assert isinstance(outcomes["stale"], ConcurrencyError)
+    retried = outcomes["retry"]
+    assert isinstance(retried, AppendResult) and retried.positions == first_time.positions and retried.duplicate
+    appended = {name: outcome for name, outcome in outcomes.items() if name not in ("stale", "retry")}
+    assert all(isinstance(outcome, AppendResult) for outcome in appended.values()), outcomes
+    everything = _page(store, 0, 1000)
+    by_id = {e.event_id: e for e in everything}
+    assert [e.position for e in everything] == list(range(1, len(everything) + 1))
+    assert len(everything) == len(episodes) + 2 + 1 + len(episodes) + 3  # nothing lost, nothing doubled
+    grouped = [e for e in everything if e.event_type == "StayStarted" or e.stream_id == "fresh"]
+    assert len({e.recorded_at for e in grouped}) == 1  # one transaction for all the followers' appends
+    for name, outcome in appended.items():
+        assert isinstance(outcome, AppendResult)
+        stream = "lead" if name == "leader" else name
+        assert [e.position for e in everything if e.stream_id == stream][-len(outcome.positions) :] == list(
+            outcome.positions
+        )
+    assert all(
+        by_id[e.event_id].stream_version == 2
+        for e in everything
+        if e.stream_id in episodes and e.event_type == "StayStarted"
+    )
+    assert verify_log(store.engine).ok
+    assert all(verify_stream(store.engine, episode).ok for episode in episodes)
+    if not projected:
+        return
+    levels = {
+        row.episode_id: row.level
+        for row in store.engine.connect().execute(text("SELECT episode_id, level FROM episodes"))
+    }
+    assert levels == {episode: LevelOfCare.RESIDENTIAL.value for episode in episodes}
+    projected = projection_fingerprint(store.engine)
+    rebuild_episodes(store)
+    assert projection_fingerprint(store.engine) == projected
+
+
+def test_many_writers_with_group_commit_keep_every_guarantee(store: PostgresEventStore) -> None:
+    writers, appends_each = 16, 30
+    errors: list[BaseException] = []
+    results: list[AppendResult] = []
+
+    def write(worker: int) -> None:
+        try:
+            stream = f"w-{worker}"
+            for i in range(appends_each):
+                results.append(store.append(stream, plain(stream), expected_version=i))
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not errors
+    assert sorted(p for r in results for p in r.positions) == list(range(1, writers * appends_each + 1))
+    for worker in range(writers):
+        versions = [e.stream_version for e in store.read_stream(f"w-{worker}")]
+        assert versions == list(range(1, appends_each + 1))
+    assert verify_log(store.engine).ok
