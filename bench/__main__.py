@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from bench import audit, burst, episodes, event_append, reads, replay, report, restart
+from bench import audit, burst, episodes, event_append, payloads, reads, replay, report, restart
 
 BENCHMARKS = {
     "event_append": event_append.main,
+    "payloads": payloads.main,
     "audit": audit.main,
     "reads": reads.main,
     "episodes": episodes.main,

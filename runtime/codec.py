@@ -13,17 +13,35 @@ A new line to add: `python -c "from continuum.runtime.codec import KeyRing; prin
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import os
 import re
 import secrets
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+from temporalio.converter import (
+    CompositePayloadConverter,
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    DefaultPayloadConverter,
+    JSONPlainPayloadConverter,
+    PayloadCodec,
+)
+
+from continuum.domain.codec import decode
+from continuum.domain.flags import Flag
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -139,8 +157,73 @@ class EncryptionCodec(PayloadCodec):
         return Payload.FromString(plain)
 
 
+_LEAVES: frozenset[Any] = frozenset({str, int, float, bool, type(None), Any, datetime, Flag})
+
+
+@cache
+def _compiled(hint: Any) -> bool:
+    """Whether the domain's compiled decoder gives exactly what the SDK's `value_to_type` would for `hint`:
+    dataclasses (all fields set by __init__) of leaves, enums, NewTypes, Optional, list[X], tuple[X, ...] and
+    dict[str, X]. Anything else (a real union, a fixed-length tuple, a UUID, ...) stays with the SDK."""
+    return _decodable(hint, frozenset())
+
+
+def _decodable(hint: Any, visiting: frozenset[Any]) -> bool:
+    if hint in _LEAVES or (isinstance(hint, type) and issubclass(hint, Enum)):
+        return True
+    if hasattr(hint, "__supertype__"):  # NewType
+        return _decodable(hint.__supertype__, visiting)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        others = [arg for arg in args if arg is not type(None)]
+        return len(others) == 1 and len(args) == 2 and _decodable(others[0], visiting)
+    if origin is list and len(args) == 1:
+        return _decodable(args[0], visiting)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return _decodable(args[0], visiting)
+    if origin is dict and len(args) == 2 and args[0] is str:
+        return _decodable(args[1], visiting)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if hint in visiting:
+            return True  # a type that refers to itself: decided by its other fields
+        fields = dataclasses.fields(hint)
+        if any(not f.init for f in fields):
+            return False
+        hints = typing.get_type_hints(hint)
+        return all(_decodable(hints[f.name], visiting | {hint}) for f in fields)
+    return False
+
+
+class CompiledJSONPayloadConverter(JSONPlainPayloadConverter):
+    """The SDK's JSON converter, but payloads of the project's own dataclasses are decoded by the domain's
+    decoder, which resolves each type's hints once: the SDK evaluates `typing.get_type_hints` for every
+    dataclass in every payload (8.6 % of the worker's CPU per command, issue 21). Encoding is unchanged."""
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        if type_hint is not None and _compiled(type_hint):
+            try:
+                data = json.loads(payload.data)
+            except json.JSONDecodeError as error:
+                raise RuntimeError("Failed parsing") from error
+            return decode(type_hint, data)
+        return super().from_payload(payload, type_hint)
+
+
+class ContinuumPayloadConverter(CompositePayloadConverter):
+    """The SDK's default converters, in its order, with JSON decoded by CompiledJSONPayloadConverter."""
+
+    def __init__(self) -> None:
+        converters = [
+            CompiledJSONPayloadConverter() if isinstance(c, JSONPlainPayloadConverter) else c
+            for c in DefaultPayloadConverter.default_encoding_payload_converters
+        ]
+        super().__init__(*converters)
+
+
 def encrypted_converter(ring: KeyRing) -> DataConverter:
-    """The default converter with every payload encrypted, failure messages and stack traces included."""
+    """Payloads encrypted, JSON decoded with types resolved once, failure messages and stack traces included."""
     return DataConverter(
-        payload_codec=EncryptionCodec(ring), failure_converter_class=DefaultFailureConverterWithEncodedAttributes
+        payload_converter_class=ContinuumPayloadConverter,
+        payload_codec=EncryptionCodec(ring),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
