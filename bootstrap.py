@@ -35,6 +35,7 @@ from continuum.eventlog.checkpoints import CheckpointKeyError, load_signing_key
 from continuum.eventlog.db import check_reachable, make_engine
 from continuum.eventlog.errors import EventStoreError
 from continuum.eventlog.migrate import apply_migrations, check_at_head
+from continuum.eventlog.policies import PolicyRegistry
 from continuum.eventlog.projection import EpisodesProjection
 from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.codec import encrypted_converter
@@ -195,6 +196,7 @@ def build_app(commands: EpisodeCommands, store: PostgresEventStore, settings: Se
             key = load_signing_key(settings.checkpoint_key_file, settings.data_dir)
         except CheckpointKeyError as error:
             raise SettingsError(str(error)) from None
+    PolicyRegistry(store.engine).register(commands.policy_text)  # GET /api/v1/policy/{version} finds it later
     return create_app(Services.build(commands, store, key))
 
 

@@ -43,3 +43,5 @@ REFERRAL_ANSWERS = allow(Role.CLINICIAN, Role.PARTNER)
 PARTNERS = allow(Role.PARTNER)
 AUDIT = allow(Role.AUDITOR, Role.DIRECTOR)
 ADMIN = allow(Role.ADMIN)
+# The rules decisions were made under: no client data, so every role that receives decisions may read them.
+POLICY = allow(Role.DIRECTOR, Role.CLINICIAN, Role.AUDITOR, Role.LAB, Role.PARTNER)
