@@ -23,3 +23,26 @@ class BareWorkflow:
             else:
                 await workflow.sleep(step)
         return len(steps)
+
+
+@workflow.defn(name="BareEpisode")
+class BareEpisode:
+    """The bare counterpart of an episode for the throughput comparison: each update runs one activity
+    that INSERTs one row, and answers a number. No state, no timer, no projection, no encryption."""
+
+    def __init__(self) -> None:
+        self._closed = False
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self._closed)
+        return 0
+
+    @workflow.update(name="command")
+    async def command(self, stream: str, n: int) -> int:
+        await workflow.execute_activity("bench_insert", args=[stream, n], start_to_close_timeout=timedelta(seconds=30))
+        return n
+
+    @workflow.signal(name="close")
+    def close(self) -> None:
+        self._closed = True
