@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -47,9 +50,26 @@ def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
+# How long a process trusts a key it has authenticated without asking the database again (issue 21: one
+# round trip less per request). A key revoked by another process is refused there within this time; the
+# process that revokes it refuses it at once.
+KEY_CACHE_SECONDS = 5.0
+_KEY_CACHE_SIZE = 10_000
+
+
 class ApiKeyStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        cache_seconds: float = KEY_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine = engine
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[bytes, tuple[ApiKey, float]] = {}  # by the secret's digest, never the secret
+        self._lock = threading.Lock()
 
     def create(self, name: str, role: Role, subject: str | None = None) -> tuple[ApiKey, str]:
         """A new key; the secret is returned once and only its hash is kept."""
@@ -66,22 +86,47 @@ class ApiKeyStore:
         return _key(row), secret
 
     def authenticate(self, secret: str) -> ApiKey | None:
+        """The key `secret` belongs to, unless unknown or revoked; a key found is trusted for
+        `cache_seconds` (KEY_CACHE_SECONDS) in this process, an unknown one is asked for every time."""
+        digest = _hash(secret)
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        key = self._look_up(digest)
+        with self._lock:
+            if key is None or self._cache_seconds <= 0:
+                self._cache.pop(digest, None)
+            else:
+                if len(self._cache) >= _KEY_CACHE_SIZE:
+                    self._cache.clear()  # many keys at once: start again rather than grow
+                self._cache[digest] = (key, now + self._cache_seconds)
+        return key
+
+    def _look_up(self, digest: bytes) -> ApiKey | None:
         with self.engine.connect() as conn:
             row = conn.execute(
                 text(
                     "SELECT key_id, name, role, subject, created_at, revoked_at FROM api_keys"
                     " WHERE key_hash = :h AND revoked_at IS NULL"
                 ),
-                {"h": _hash(secret)},
+                {"h": digest},
             ).first()
         return _key(row) if row else None
 
     def revoke(self, key_id: str) -> bool:
+        self._forget(key_id)  # refused in this process from now on, whatever the database answers
         with self.engine.begin() as conn:
             done = conn.execute(
                 text("UPDATE api_keys SET revoked_at = now() WHERE key_id = :k AND revoked_at IS NULL"), {"k": key_id}
             )
+        self._forget(key_id)  # and not cached again by a look-up that read the row before the update
         return bool(done.rowcount)
+
+    def _forget(self, key_id: str) -> None:
+        with self._lock:
+            self._cache = {digest: entry for digest, entry in self._cache.items() if entry[0].key_id != key_id}
 
     def list(self) -> list[ApiKey]:
         with self.engine.connect() as conn:

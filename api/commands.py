@@ -42,7 +42,8 @@ from continuum.api.schemas import (
     StepUpReversalBody,
     TestResultBody,
 )
-from continuum.domain.answering import lab_may_report, partner_may_answer
+from continuum.domain.aftercare import Referral
+from continuum.domain.answering import disclosed_to, lab_was_sent
 from continuum.domain.codec import decode
 from continuum.domain.commands import (
     CancelTest,
@@ -65,8 +66,8 @@ from continuum.domain.commands import (
     RevokeConsent,
     UpdateReferral,
 )
-from continuum.domain.episode import Episode
 from continuum.domain.errors import CommandInvalid, CommandRejected, CommandUnrecordable, UnknownEpisode
+from continuum.domain.testing import DrugTest
 from continuum.runtime.servers import ServerTimedOut
 from continuum.workflows.episode import CommandMeta, CommandResult
 
@@ -259,15 +260,12 @@ async def order_test(
     return await _run(request, caller, episode_id, OrderTest(body.ordered_by))
 
 
-async def _recorded(request: Request, episode_id: str) -> Episode | None:
-    """The episode as the record holds it (the projection: every test and referral), None if unknown."""
-    state = await run_in_threadpool(services_of(request).reads.get, episode_id)
-    return decode(Episode, state) if state else None
-
-
 async def _lab_may_report(request: Request, caller: ApiKey, episode_id: str, test_id: str) -> None:
     """A lab reports only on tests its lab was sent (and learns nothing about any other)."""
-    if caller.role is Role.LAB and not lab_may_report(await _recorded(request, episode_id), caller.subject, test_id):
+    if caller.role is not Role.LAB:
+        return
+    test = await run_in_threadpool(services_of(request).reads.element, episode_id, "tests", "test_id", test_id)
+    if not lab_was_sent(decode(DrugTest, test) if test else None, caller.subject):
         raise HTTPException(403, f"this lab was not sent test {test_id}")
 
 
@@ -382,7 +380,9 @@ async def update_referral(
     """A referral accepted, declined (an alternative of the same type follows, if the directory has one) or
     completed. A partner answers only referrals disclosed to it."""
     if caller.role is Role.PARTNER:
-        if not partner_may_answer(await _recorded(request, episode_id), caller.subject, referral_id):
+        reads = services_of(request).reads
+        referral = await run_in_threadpool(reads.element, episode_id, "referrals", "referral_id", referral_id)
+        if not disclosed_to(decode(Referral, referral) if referral else None, caller.subject):
             raise HTTPException(403, f"referral {referral_id} was not sent to this partner")
         changed_by = caller.subject or caller.name
     elif body.changed_by is None:

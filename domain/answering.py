@@ -3,7 +3,7 @@ a partner answers only the referrals disclosed to it."""
 
 from __future__ import annotations
 
-from continuum.domain.aftercare import ReferralStatus
+from continuum.domain.aftercare import Referral, ReferralStatus
 from continuum.domain.episode import Episode
 from continuum.domain.testing import DrugTest
 
@@ -15,13 +15,21 @@ def open_tests(state: Episode) -> tuple[DrugTest, ...]:
 
 def lab_may_report(state: Episode | None, lab_id: str | None, test_id: str) -> bool:
     """Whether `lab_id` was sent test `test_id` of this episode, and so may report on it."""
-    test = state.test(test_id) if state is not None else None
+    return lab_was_sent(state.test(test_id) if state is not None else None, lab_id)
+
+
+def lab_was_sent(test: DrugTest | None, lab_id: str | None) -> bool:
+    """The same rule on the one test (None: the episode has no such test), as the API reads it alone."""
     return test is not None and test.lab_id == lab_id
 
 
 def partner_may_answer(state: Episode | None, partner: str | None, referral_id: str) -> bool:
     """Whether referral `referral_id` was disclosed to `partner` (one awaiting consent was disclosed to no one)."""
-    referral = state.referral(referral_id) if state is not None else None
+    return disclosed_to(state.referral(referral_id) if state is not None else None, partner)
+
+
+def disclosed_to(referral: Referral | None, partner: str | None) -> bool:
+    """The same rule on the one referral (None: the episode has no such referral)."""
     return (
         referral is not None
         and referral.recipient == partner

@@ -34,6 +34,9 @@ def _flag_or_none(spelling: str) -> Flag | None:
         return None
 
 
+_ELEMENT_KEYS = {"tests": "test_id", "referrals": "referral_id"}  # the lists `element` may read, by their key
+
+
 class EpisodeReads:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -89,6 +92,19 @@ class EpisodeReads:
         with self.engine.connect() as conn:
             row = conn.execute(text("SELECT state FROM episodes WHERE episode_id = :e"), {"e": episode_id}).first()
         return dict(row.state) if row else None
+
+    def element(self, episode_id: str, collection: str, key: str, value: str) -> dict[str, Any] | None:
+        """One element of a list in an episode's state (a test by its test_id, a referral by its referral_id),
+        read in the database: the API's lab and partner checks need that one, not the whole state."""
+        if collection not in _ELEMENT_KEYS or _ELEMENT_KEYS[collection] != key:
+            raise ValueError(f"no {collection} keyed by {key} in an episode's state")
+        query = text(
+            f"SELECT item FROM episodes, jsonb_array_elements(state->'{collection}') AS item"
+            f" WHERE episode_id = :e AND item->>'{key}' = :v LIMIT 1"
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query, {"e": episode_id, "v": value}).first()
+        return dict(row.item) if row else None
 
     def census(self) -> Rows:
         """Open episodes (intake, active, on hold) by level and status; closed ones are counted apart."""
