@@ -33,12 +33,14 @@ from typing import Any
 
 import httpx
 import psutil  # type: ignore[import-untyped]
+from sqlalchemy import text
 from temporalio.client import Client, WorkflowHandle
 
 from bench.stack import BenchStack, bench_stack, free_port, publish
 from continuum.access import ApiKeyStore, Role
 from continuum.domain.commands import OpenEpisode, OrderTest, RecordAssessment
 from continuum.episodes import EpisodeCommands
+from continuum.eventlog.store import PostgresEventStore
 from continuum.workflows.episode import CommandMeta
 
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
@@ -102,7 +104,15 @@ class CpuMeter:
         }
 
 
-async def _timed(meter: CpuMeter, phase: Phase) -> dict[str, Any]:
+def _sessions(store: PostgresEventStore) -> int:
+    """PostgreSQL sessions opened so far on the database (a pool that churns opens many)."""
+    with store.engine.connect() as conn:
+        query = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        return int(conn.execute(text(query)).scalar_one())
+
+
+async def _timed(meter: CpuMeter, store: PostgresEventStore, phase: Phase) -> dict[str, Any]:
+    sessions = _sessions(store)
     before = meter.read()
     began = time.perf_counter()
     count = await phase()
@@ -111,6 +121,7 @@ async def _timed(meter: CpuMeter, phase: Phase) -> dict[str, Any]:
     return {
         "rate_per_second": count / wall,
         "cpu_ms_per_command": {k: (after[k] - before[k]) * 1000 / count for k in before},
+        "postgres_sessions_opened": _sessions(store) - sessions,  # the bench's own is pooled: opened once, before
     }
 
 
@@ -159,6 +170,7 @@ def _bare_worker(stack: BenchStack, queue: str) -> Any:
 
 async def _measure(stack: BenchStack, opens: int, results: int) -> dict[str, Any]:
     store = stack.store()
+    _sessions(store)  # the bench's own connection, opened before anything is counted
     keys = ApiKeyStore(store.engine)
     clinician = keys.create("bench-clinician", Role.CLINICIAN)[1]
     lab = keys.create("bench-lab", Role.LAB, "lab-1")[1]
@@ -224,7 +236,7 @@ async def _measure(stack: BenchStack, opens: int, results: int) -> dict[str, Any
                     "result:bare": bare_results,
                 }
                 for name, phase in phases.items():
-                    samples.setdefault(name, []).append(await _timed(meter, phase))
+                    samples.setdefault(name, []).append(await _timed(meter, store, phase))
                 for handle in handles:
                     await handle.signal("close")
     return _report(samples, opens, results)
@@ -258,6 +270,9 @@ def _report(samples: dict[str, list[dict[str, Any]]], opens: int, results: int) 
         "rate_per_second": {name: round(median_rate(name), 1) for name in samples},
         "ratio_continuum_over_bare": ratios,
         "cpu_ms_per_command": {name: median_cpu(name) for name in samples},
+        "postgres_sessions_opened": {
+            name: statistics.median(s["postgres_sessions_opened"] for s in samples[name]) for name in samples
+        },
         "targets": {
             "results_at_least_0_7x_bare": ratios["result"] >= 0.7,
             "opens_at_least_0_7x_bare": ratios["open"] >= 0.7,

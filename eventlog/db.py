@@ -21,10 +21,13 @@ def describe_url(url: str) -> str:
     return f"{host}:{port}/{parsed.database}"
 
 
-def make_engine(url: str, *, role: str | None = None, pool_size: int = 10) -> Engine:
-    """An engine whose connections run as `role` (INSERT and SELECT on the log; nothing else)."""
+def make_engine(url: str, *, role: str | None = None, pool_size: int = 10, max_overflow: int | None = None) -> Engine:
+    """An engine whose connections run as `role` (INSERT and SELECT on the log; nothing else); `max_overflow`
+    connections beyond `pool_size` (default as many) are closed when returned, so a pool sized to its
+    callers' threads with no overflow never reconnects under load."""
     # No pre-ping: a dropped connection fails the call, and activities are retried by Temporal.
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    overflow = pool_size if max_overflow is None else max_overflow
+    engine = create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_recycle=1800)
 
     @event.listens_for(engine, "connect")
     def _session_settings(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
