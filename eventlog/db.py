@@ -24,7 +24,8 @@ def describe_url(url: str) -> str:
 def make_engine(url: str, *, role: str | None = None, pool_size: int = 10) -> Engine:
     """An engine whose connections run as `role` (INSERT and SELECT on the log; nothing else)."""
     # No pre-ping: a dropped connection fails the call, and activities are retried by Temporal.
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    # hide_parameters: an error's text never carries a row's values (runtime/failures.py tells errors safely too).
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _session_settings(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
