@@ -7,6 +7,7 @@ import hashlib
 import re
 
 import pytest
+import structlog
 from sqlalchemy import text
 
 from continuum.api.dashboard import CONTENT_SECURITY_POLICY
@@ -144,3 +145,14 @@ async def test_a_nul_or_control_character_in_a_dashboard_query_answers_400(stack
 
     assert searched.status_code == 400 and searched.json()["detail"].startswith("q:")
     assert replayed.status_code == 400 and replayed.json()["detail"].startswith("as_of:")
+
+
+async def test_a_dashboard_pages_access_line_names_its_sessions_key_never_the_token(stack: Stack) -> None:
+    signed_in = await stack.sign_in("director")
+    [key] = [k for k in (await stack.get("/api/v1/keys", role="admin")).json()["keys"] if k["name"] == "director-1"]
+    with structlog.testing.capture_logs() as structured:
+        await stack.http.get("/dashboard/episodes", params={"q": "jane"}, headers=signed_in.headers)
+    [line] = [line for line in structured if line["event"] == "api.request"]
+
+    assert (line["route"], line["status"], line["key_id"]) == ("/dashboard/episodes", 200, key["key_id"])
+    assert signed_in.token not in repr(structured) and "jane" not in repr(structured)
