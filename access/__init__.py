@@ -338,8 +338,8 @@ class AccessLog:
                 text(
                     "SELECT accessed_at, key_id, role, episode_id, what, purpose, recipient, format, basis,"
                     " asserted_by, consent_id, court_order, emergency_clinician, emergency_facility, emergency_nature,"
-                    " episode_ids, row_count"
-                    " FROM record_access WHERE episode_id = :e OR episode_ids @> ARRAY[CAST(:e AS text)] ORDER BY access_id"
+                    " episode_ids, row_count FROM record_access"
+                    " WHERE episode_id = :e OR episode_ids @> ARRAY[CAST(:e AS text)] ORDER BY access_id"
                 ),
                 {"e": episode_id},
             ).all()
