@@ -121,6 +121,11 @@ class ApiKeyStore:
             done = conn.execute(
                 text("UPDATE api_keys SET revoked_at = now() WHERE key_id = :k AND revoked_at IS NULL"), {"k": key_id}
             )
+            # The key's dashboard sessions end with it (every session lookup re-checks the key as well).
+            conn.execute(
+                text("UPDATE dashboard_sessions SET revoked_at = now() WHERE key_id = :k AND revoked_at IS NULL"),
+                {"k": key_id},
+            )
         self._forget(key_id)  # and not cached again by a look-up that read the row before the update
         return bool(done.rowcount)
 
@@ -261,16 +266,64 @@ class RecordAccess:
     consent_id: str | None = None
     court_order: str | None = None
     emergency: MedicalEmergency | None = None  # 42 CFR 2.51: who received it, where, and why
+    episode_ids: list[str] | None = None  # a list or the alerts: the episodes it showed
+    row_count: int | None = None  # a list, the census or the alerts: how many rows it showed
+
+
+# A view repeated by the same caller within this window (a page's auto-refresh, a poller) is one read.
+FOLD_WINDOW = timedelta(minutes=5)
 
 
 class AccessLog:
-    """Append-only: every read of an episode's events or export, so an auditor can list who looked."""
+    """Append-only: every read of identifiable data (an episode's state or events, a list, the census, the
+    alerts, a dashboard page) and every export, so an auditor can list who looked at what."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def record(self, key: ApiKey, episode_id: str | None, what: str, purpose: str) -> None:
         self._insert(key, episode_id, what, purpose, None, None, None)
+
+    def record_view(
+        self,
+        key: ApiKey,
+        what: str,
+        purpose: str,
+        *,
+        episode_id: str | None = None,
+        episode_ids: list[str] | None = None,
+        rows: int | None = None,
+    ) -> bool:
+        """One read of identifiable data: an episode's state (`episode_id`), or a query (`what` names its shape,
+        never a searched value) with the episodes it showed and how many rows. The same view by the same key
+        again within FOLD_WINDOW, showing the same episodes, is folded into the first (False: nothing written),
+        so an auto-refreshing page is one read per view, not one every few seconds."""
+        names = {
+            "k": key.key_id,
+            "r": key.role.value,
+            "e": episode_id,
+            "w": what,
+            "p": purpose,
+            "ids": episode_ids,
+            "n": rows,
+            "window": FOLD_WINDOW.total_seconds(),
+            "lock": f"{key.key_id}|{what}|{episode_id or ''}",
+        }
+        with self.engine.begin() as conn:
+            # Two refreshes at once are one view: the second waits for the first and then folds into it.
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 19))"), names)
+            written = conn.execute(
+                text(
+                    "INSERT INTO record_access (key_id, role, episode_id, what, purpose, episode_ids, row_count)"
+                    " SELECT :k, :r, :e, :w, :p, CAST(:ids AS text[]), :n WHERE NOT EXISTS ("
+                    "  SELECT FROM record_access WHERE key_id = :k AND what = :w"
+                    "  AND episode_id IS NOT DISTINCT FROM CAST(:e AS text)"
+                    "  AND episode_ids IS NOT DISTINCT FROM CAST(:ids AS text[])"
+                    "  AND accessed_at > clock_timestamp() - make_interval(secs => :window))"
+                ),
+                names,
+            )
+        return bool(written.rowcount)
 
     def record_export(
         self,
@@ -329,8 +382,9 @@ class AccessLog:
             rows = conn.execute(
                 text(
                     "SELECT accessed_at, key_id, role, episode_id, what, purpose, recipient, format, basis,"
-                    " asserted_by, consent_id, court_order, emergency_clinician, emergency_facility, emergency_nature"
-                    " FROM record_access WHERE episode_id = :e ORDER BY access_id"
+                    " asserted_by, consent_id, court_order, emergency_clinician, emergency_facility, emergency_nature,"
+                    " episode_ids, row_count FROM record_access"
+                    " WHERE episode_id = :e OR episode_ids @> ARRAY[CAST(:e AS text)] ORDER BY access_id"
                 ),
                 {"e": episode_id},
             ).all()
@@ -351,6 +405,8 @@ class AccessLog:
                 MedicalEmergency(row.emergency_clinician, row.emergency_facility, row.emergency_nature)
                 if row.emergency_clinician is not None
                 else None,
+                list(row.episode_ids) if row.episode_ids is not None else None,
+                row.row_count,
             )
             for row in rows
         ]

@@ -29,6 +29,7 @@ from continuum.eventlog.errors import ConcurrencyError, EventIdConflict
 from continuum.eventlog.projection import episode_as_of
 from continuum.eventlog.records import EventMetadata, NewEvent
 from continuum.eventlog.store import PostgresEventStore
+from continuum.runtime.failures import database_error, safe_message
 
 log = structlog.get_logger(__name__)
 UNRECORDABLE = "UnrecordableEvent"
@@ -100,8 +101,15 @@ class EventLogActivities:
             raise ApplicationError(str(error), type=type(error).__name__, non_retryable=True) from None
         except Exception as error:
             unrecordable = _unrecordable(error)
-            if unrecordable is None:
-                raise  # transient (or unknown): retried by the activity's retry policy
+            if unrecordable is None:  # transient (or unknown): retried by the activity's retry policy
+                # Told without its text (a database error's DETAIL and parameters hold row values), here, in the
+                # worker's log of the failed attempt and in the workflow's history: every attempt the same.
+                reason = safe_message(error) if database_error(error) else type(error).__name__
+                bound.warning("events.append_failed", error_type=type(error).__name__, reason=reason)
+                raise ApplicationError(
+                    f"the events for episode {request.stream_id} were not recorded ({reason}); retrying",
+                    type=type(error).__name__,
+                ) from None
             kind, sqlstate = unrecordable
             bound.error("events.unrecordable", error_type=kind, sqlstate=sqlstate, count=len(events))
             raise unrecordable_event(request.stream_id, kind, sqlstate) from None

@@ -1,8 +1,11 @@
-"""Bearer API keys, one role each; what each role may do is decided here and nowhere else."""
+"""Bearer API keys, one role each; what each role may do or see is decided here and nowhere else.
+
+Each rule below is one `Allowed`: the API's routes take it as a dependency (`Depends(READ_EPISODES)`), and the
+dashboard asks the same object (`READ_EPISODES.permits(key)`, `READ_EPISODES.refuse_unless(key)`), so a role
+refused a read by the API is refused the same data on the dashboard, with the same answer.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from fastapi import Depends, HTTPException, Request
 
@@ -22,21 +25,34 @@ def authenticated(request: Request) -> ApiKey:
     return key
 
 
-def allow(*roles: Role) -> Callable[[ApiKey], ApiKey]:
-    names = ", ".join(r.value for r in roles)
+class Allowed:
+    """The roles that may do one thing; as a dependency, the authenticated caller if its role is one of them."""
 
-    def check(key: ApiKey = Depends(authenticated)) -> ApiKey:
-        if key.role not in roles:
-            raise HTTPException(403, f"the {key.role.value} role may not do this (allowed: {names})")
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(roles)
+        self._names = ", ".join(r.value for r in roles)
+
+    def permits(self, key: ApiKey) -> bool:
+        return key.role in self.roles
+
+    def refuse_unless(self, key: ApiKey) -> ApiKey:
+        """The key, or 403 naming the roles that may."""
+        if not self.permits(key):
+            raise HTTPException(403, f"the {key.role.value} role may not do this (allowed: {self._names})")
         return key
 
-    return check
+    def __call__(self, key: ApiKey = Depends(authenticated)) -> ApiKey:
+        return self.refuse_unless(key)
 
 
-READ_EPISODES = allow(Role.DIRECTOR, Role.CLINICIAN)
+def allow(*roles: Role) -> Allowed:
+    return Allowed(*roles)
+
+
+READ_EPISODES = allow(Role.DIRECTOR, Role.CLINICIAN)  # an episode's current state and the lists of episodes
 ATTENDANCE = allow(Role.DIRECTOR, Role.AUDITOR, Role.CLINICIAN)  # a lab or partner never sees sessions
 READ_RECORD = allow(Role.DIRECTOR, Role.AUDITOR)  # full event histories: recorded as an access
-CENSUS = allow(Role.DIRECTOR)
+CENSUS = allow(Role.DIRECTOR)  # the census and the alerts
 COMMANDS = allow(Role.CLINICIAN)
 RESULTS = allow(Role.CLINICIAN, Role.LAB)
 REFERRAL_ANSWERS = allow(Role.CLINICIAN, Role.PARTNER)

@@ -1,26 +1,44 @@
 """The clinical directors' and auditors' dashboard: server-rendered pages over the same reads as the API.
 
-Sign-in takes an API key (director or auditor) and keeps it in a Secure, HttpOnly, SameSite=Strict
-cookie scoped to /dashboard; every request re-checks it, so a revoked key is out at once. Every asset is
-in the package (no CDN). Pages refresh their live part by polling.
+Sessions, CSRF and headers are plumbing every page gets from this module, so a new page needs nothing of its own:
+- Sign-in takes an API key (director or auditor) and opens a server-side session (access/sessions.py): the
+  cookie (Secure, HttpOnly, SameSite=Strict, scoped to /dashboard) holds a random token whose SHA-256 digest
+  alone is stored; it expires, and ends on sign-out and when its key is revoked. A page calls
+  `_signed_in(request)` for the caller's key (a missing or ended session goes to sign-in).
+- Every POST to the router (the `_guard` dependency) carries the session's CSRF token, as the form field
+  `csrf_token` (every page's context has `csrf_token`) or the header X-CSRF-Token; sign-in carries the
+  sign-in form's own. A query value with a NUL or another control character answers 400.
+- Every answer under /dashboard carries `DashboardHeaders` (CSP without inline script, frame-ancestors
+  'none', no referrer, no caching).
+- What a role sees is the API's own rule (api/auth.py): a page asks the same `Allowed` the API's route
+  depends on, and each read of identifiable data is recorded once per view (`AccessLog.record_view`).
+Every asset is in the package (no CDN). Pages refresh their live part by polling.
 """
 
 from __future__ import annotations
 
+import hmac
 import re
+import secrets
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from continuum.access import ApiKey, Role
+from continuum.access.sessions import SESSION_LIFETIME, DashboardSession, csrf_token
+from continuum.api.auth import CENSUS, READ_EPISODES, READ_RECORD
 from continuum.api.params import ID_PATTERN, services_of
+from continuum.api.reads import alerted_ids, listed_ids, query_shape
 from continuum.domain.codec import EventEnvelope, encode, from_envelope, parse_instant
 from continuum.domain.episode import EpisodeStatus
 from continuum.domain.levels import LevelOfCare
@@ -31,74 +49,144 @@ from continuum.eventlog.verify import Anchor, AnchorError, take_anchor, verify_l
 
 HERE = Path(__file__).parent
 COOKIE = "continuum_session"
-SESSION_SECONDS = 8 * 3600
+SIGN_IN_COOKIE = "continuum_sign_in"  # the sign-in form's nonce: its CSRF token is derived from it
+SESSION_SECONDS = int(SESSION_LIFETIME.total_seconds())
 DASHBOARD_ROLES = (Role.DIRECTOR, Role.AUDITOR)
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+_COOKIE_FLAGS: dict[str, Any] = {"path": "/dashboard", "secure": True, "httponly": True, "samesite": "strict"}
 templates = Jinja2Templates(directory=HERE / "templates")
-router = APIRouter(prefix="/dashboard", include_in_schema=False)
 static = StaticFiles(directory=HERE / "static")
 LEVELS = list(reversed(LevelOfCare))  # most intensive first, as drawn
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _caller(request: Request) -> ApiKey | None:
-    secret = request.cookies.get(COOKIE)
-    if not secret:
-        return None
-    key = services_of(request).keys.authenticate(secret)
-    return key if key is not None and key.role in DASHBOARD_ROLES else None
+_UNSET = object()
 
 
 class SignInRequired(Exception):
     pass
 
 
+def _session(request: Request) -> DashboardSession | None:
+    """The request's live dashboard session (looked up once per request), if its key may open the dashboard."""
+    if getattr(request.state, "dashboard_session", _UNSET) is _UNSET:
+        token = request.cookies.get(COOKIE, "")
+        found = services_of(request).sessions.find(token) if token else None
+        request.state.dashboard_session = found if found is not None and found.key.role in DASHBOARD_ROLES else None
+    session: DashboardSession | None = request.state.dashboard_session
+    return session
+
+
 def _signed_in(request: Request) -> ApiKey:
-    key = _caller(request)
-    if key is None:
+    """The signed-in caller's key; without a live session, off to sign-in."""
+    session = _session(request)
+    if session is None:
         raise SignInRequired
-    return key
+    return session.key
+
+
+def _refuse_control_characters(request: Request) -> None:
+    """A NUL or another control character (or an undecodable byte) in a query value answers 400: no read is
+    tried with it, so PostgreSQL never sees it."""
+    for name, value in request.query_params.multi_items():
+        if any(unicodedata.category(c) in ("Cc", "Cs") or c == "\ufffd" for c in value):
+            raise HTTPException(400, f"{name}: contains a character that is not allowed (a control character)")
+
+
+async def _guard(request: Request) -> None:
+    """Every dashboard request: query values checked; every unsafe one carries its CSRF token."""
+    _refuse_control_characters(request)
+    if request.method not in _UNSAFE:
+        return
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))  # cached: the route reads it again
+    given = (form.get(CSRF_FIELD) or [request.headers.get(CSRF_HEADER, "")])[0]
+    if request.url.path == "/dashboard/sign-in":
+        expected = csrf_token(request.cookies.get(SIGN_IN_COOKIE, "")) if request.cookies.get(SIGN_IN_COOKIE) else ""
+    else:
+        session = await run_in_threadpool(_session, request)
+        if session is None:
+            raise SignInRequired
+        expected = session.csrf
+    if not expected or not hmac.compare_digest(given, expected):
+        raise HTTPException(403, "the form's CSRF token is missing or does not match: reload the page and try again")
+
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False, dependencies=[Depends(_guard)])
 
 
 def _page(request: Request, name: str, caller: ApiKey | None, status: int = 200, **context: Any) -> HTMLResponse:
+    session = _session(request) if caller is not None else None
+    may = {
+        "census": caller is not None and CENSUS.permits(caller),
+        "episodes": caller is not None and READ_EPISODES.permits(caller),
+    }
     return templates.TemplateResponse(
-        request, name, {"caller": caller, "levels": LEVELS, "now": datetime.now(UTC), **context}, status_code=status
+        request,
+        name,
+        {
+            "caller": caller,
+            "levels": LEVELS,
+            "now": datetime.now(UTC),
+            "csrf_token": session.csrf if session else "",
+            "may": may,
+            **context,
+        },
+        status_code=status,
     )
 
 
 @router.get("/sign-in")
 def sign_in_form(request: Request) -> HTMLResponse:
-    return _page(request, "sign_in.html", None)
+    return _sign_in_page(request)
+
+
+def _sign_in_page(request: Request, status: int = 200, error: str | None = None) -> HTMLResponse:
+    """The sign-in form with a fresh nonce in its own cookie and the CSRF token derived from it in the form."""
+    nonce = secrets.token_urlsafe(32)
+    response = _page(request, "sign_in.html", None, status, error=error, sign_in_csrf=csrf_token(nonce))
+    response.set_cookie(SIGN_IN_COOKIE, nonce, max_age=3600, **_COOKIE_FLAGS)
+    return response
 
 
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     secret = (form.get("api_key") or [""])[0].strip()
-    key = await run_in_threadpool(services_of(request).keys.authenticate, secret) if secret else None
+    services = services_of(request)
+    key = await run_in_threadpool(services.keys.authenticate, secret) if secret else None
     if key is None:
-        return _page(request, "sign_in.html", None, 401, error="That key is not valid, or was revoked.")
+        return _sign_in_page(request, 401, "That key is not valid, or was revoked.")
     if key.role not in DASHBOARD_ROLES:
-        return _page(request, "sign_in.html", None, 403, error=f"A {key.role.value} key cannot open the dashboard.")
-    response = RedirectResponse("/dashboard", status_code=303)
-    response.set_cookie(
-        COOKIE, secret, max_age=SESSION_SECONDS, path="/dashboard", secure=True, httponly=True, samesite="strict"
-    )
+        return _sign_in_page(request, 403, f"A {key.role.value} key cannot open the dashboard.")
+    token = await run_in_threadpool(services.sessions.open, key)
+    response = RedirectResponse("/dashboard" if CENSUS.permits(key) else "/dashboard/verify", status_code=303)
+    response.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, **_COOKIE_FLAGS)
+    response.delete_cookie(SIGN_IN_COOKIE, **_COOKIE_FLAGS)
     return response
 
 
 @router.post("/sign-out")
-def sign_out() -> Response:
+def sign_out(request: Request) -> Response:
+    """End the session: its token opens nothing any more, whoever kept a copy of the cookie."""
+    services_of(request).sessions.close(request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/dashboard/sign-in", status_code=303)
-    response.delete_cookie(COOKIE, path="/dashboard", secure=True, httponly=True, samesite="strict")
+    response.delete_cookie(COOKIE, **_COOKIE_FLAGS)
     return response
 
 
 @router.get("")
 def overview(request: Request) -> HTMLResponse:
-    caller = _signed_in(request)
-    reads = services_of(request).reads
+    caller = CENSUS.refuse_unless(_signed_in(request))  # the census and the alerts: as the API's
+    services = services_of(request)
+    reads = services.reads
     census = reads.census()
     since = datetime.now(UTC) - timedelta(days=7)
     alerts = reads.alerts(since)
+    shown = alerted_ids(alerts)
+    services.access.record_view(
+        caller, "dashboard overview", "dashboard", episode_ids=shown, rows=len(census) + len(shown)
+    )
     by_level: dict[str, dict[str, int]] = {}
     for row in census:
         by_level.setdefault(row["level"], {})[row["status"]] = row["episodes"]
@@ -121,10 +209,12 @@ def episodes(
     request: Request, level: str = "", status: str = "", flag: str = "", q: str = "", page: int = 1
 ) -> Response:
     caller = _signed_in(request)
-    reads = services_of(request).reads
+    services = services_of(request)
+    reads = services.reads
     q = q.strip()
-    if q and reads.get(q) is not None:
+    if q and _valid_id(q) and reads.get(q) is not None:  # the episode page applies its own rule
         return RedirectResponse(f"/dashboard/episodes/{q}", status_code=303)
+    READ_EPISODES.refuse_unless(caller)  # a list of episodes: as the API's
     level = level if level in {lv.value for lv in LevelOfCare} else ""
     status = status if status in {s.value for s in EpisodeStatus} else ""
     flag = flag if flag.replace("_", "").isalpha() and len(flag) <= 40 else ""
@@ -133,6 +223,10 @@ def episodes(
         level=level or None, status=status or None, flag=flag or None, page=page, page_size=50, id_prefix=q[:64] or None
     )
     filters = {"level": level, "status": status, "flag": flag, "q": q}
+    shape = query_shape(level=level, status=status, flag=flag.split(":")[0], q=q, page=page)
+    services.access.record_view(
+        caller, f"dashboard episodes {shape}", "dashboard", episode_ids=listed_ids(result.items), rows=len(result.items)
+    )
     more = urlencode({**filters, "page": page + 1}) if page * 50 < result.total else None
     return _page(
         request,
@@ -147,18 +241,19 @@ def episodes(
 
 @router.get("/episodes/{episode_id}")
 def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = False) -> HTMLResponse:
-    caller = _signed_in(request)
+    caller = READ_RECORD.refuse_unless(_signed_in(request))  # the timeline is the record: as the API's events
     services = services_of(request)
     if not _valid_id(episode_id) or services.reads.get(episode_id) is None:
         raise HTTPException(404, f"no episode {episode_id}")
     at, as_of_error = _instant(as_of)
-    services.access.record(
-        caller, episode_id, "dashboard timeline" + (f" as_of {at.isoformat()}" if at else ""), "dashboard"
-    )
+    # The current state is the API's GET /episodes/{id}: a role refused it there sees the record only.
+    state_hidden = at is None and not READ_EPISODES.permits(caller)
+    what = "dashboard timeline" + (f" as_of {at.isoformat()}" if at else "" if state_hidden else " and state")
+    services.access.record_view(caller, what, "dashboard", episode_id=episode_id)
     events = services.store.read_stream(episode_id, recorded_until=at)
     state = episode_as_of(services.store, episode_id, at=at) if at else None
     # A replay before the episode's first event shows that it did not exist yet, never today's state.
-    current = encode(state) if state else {} if at else services.reads.get(episode_id) or {}
+    current = encode(state) if state else {} if at or state_hidden else services.reads.get(episode_id) or {}
     until = at or datetime.now(UTC)
     stays = _stays(events, until)
     start = events[0].occurred_at if events else until
@@ -169,6 +264,7 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
         caller,
         episode_id=episode_id,
         state=current,
+        state_hidden=state_hidden,
         events=events,
         stays=stays,
         start=start,
@@ -262,8 +358,46 @@ async def _to_sign_in(request: Request, exc: Exception) -> Response:
     return RedirectResponse("/dashboard/sign-in", status_code=303)
 
 
+# No inline script or style (every script and sheet is in api/static), no frames, nothing sent elsewhere.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self';"
+    " form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class DashboardHeaders:
+    """Every answer under /dashboard (pages, redirects, refusals, assets) carries DASHBOARD_HEADERS: pages
+    with health data are never framed, cached or named in a Referer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path != "/dashboard" and not path.startswith("/dashboard/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in DASHBOARD_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def install(app: FastAPI) -> None:
-    """Mount the dashboard, its assets, and the redirect to sign-in for a missing or revoked session."""
+    """Mount the dashboard, its assets, its headers, and the redirect to sign-in for a missing or ended session."""
     app.include_router(router)
     app.mount("/dashboard/static", static, name="dashboard-static")
     app.add_exception_handler(SignInRequired, _to_sign_in)
+    app.add_middleware(DashboardHeaders)

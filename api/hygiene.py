@@ -104,7 +104,8 @@ _KEY_ID = re.compile(r"ck_(k_[0-9a-f]{12})_")  # a secret names its key id (acce
 class AccessLine:
     """One structured line per request: method, the route's template (never the path's ids or the query
     string, which may hold a name a director searched for), status, duration and the caller's key id (never
-    its secret). Uvicorn's own access log, which writes the whole query string, is off (bootstrap)."""
+    its secret; for a dashboard page, its session's key). Uvicorn's own access log, which writes the whole
+    query string, is off (bootstrap)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -127,11 +128,13 @@ class AccessLine:
             route = scope.get("route")
             authorization = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
             key = _KEY_ID.search(authorization)
+            session = (scope.get("state") or {}).get("dashboard_session")  # a dashboard page's (api/dashboard.py)
+            key_id = key.group(1) if key else session.key.key_id if session is not None else None
             _log.info(
                 "api.request",
                 method=scope.get("method"),
                 route=getattr(route, "path", None) or "(no route)",
                 status=status,
                 duration_ms=round((time.perf_counter() - began) * 1000, 1),
-                key_id=key.group(1) if key else None,
+                key_id=key_id,
             )

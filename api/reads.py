@@ -25,6 +25,35 @@ from continuum.eventlog.projection import episode_as_of
 from continuum.eventlog.verify import Anchor, take_anchor, verify_log, verify_stream
 
 router = APIRouter(prefix="/api/v1", tags=["reads"])
+
+
+def query_shape(**filters: object) -> str:
+    """A query as the access log records it: which filters were given, and the closed-set values (levels,
+    statuses, flag families, pages); a free-text value (a search) only as `given`, never itself."""
+    shown = []
+    for name, value in filters.items():
+        if value is None or value == "":
+            continue
+        closed = isinstance(value, int | LevelOfCare | EpisodeStatus) or name == "flag"
+        text = value.value if isinstance(value, LevelOfCare | EpisodeStatus) else str(value)
+        shown.append(f"{name}={text.split(':')[0] if name == 'flag' else text}" if closed else f"{name}=given")
+    return " ".join(shown) or "all"
+
+
+def listed_ids(items: list[dict[str, Any]]) -> list[str]:
+    return [str(item["episode_id"]) for item in items]
+
+
+def alerted_ids(found: dict[str, Any]) -> list[str]:
+    """The episodes the alerts show (each once, in the order first shown)."""
+    ids: dict[str, None] = {}
+    for rows in found.values():
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, dict) and "episode_id" in row:
+                ids.setdefault(str(row["episode_id"]), None)
+    return list(ids)
+
+
 Purpose = Annotated[str, Query(pattern=r"^[a-z_]{1,40}$", description="why the record is read (logged)")]
 
 
@@ -38,12 +67,17 @@ def list_episodes(
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
     caller: ApiKey = Depends(READ_EPISODES),
 ) -> dict[str, Any]:
-    result = services_of(request).reads.list(
+    services = services_of(request)
+    result = services.reads.list(
         level=level.value if level else None,
         status=status.value if status else None,
         flag=flag,
         page=page,
         page_size=page_size,
+    )
+    shape = query_shape(level=level, status=status, flag=flag, page=page, page_size=page_size)
+    services.access.record_view(
+        caller, f"episodes {shape}", "operations", episode_ids=listed_ids(result.items), rows=len(result.items)
     )
     return {"items": result.items, "total": result.total, "page": result.page, "page_size": result.page_size}
 
@@ -52,9 +86,11 @@ def list_episodes(
 def get_episode(
     request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)
 ) -> dict[str, Any]:
-    state = services_of(request).reads.get(episode_id)
+    services = services_of(request)
+    state = services.reads.get(episode_id)
     if state is None:
         raise HTTPException(404, f"no episode {episode_id}")
+    services.access.record_view(caller, "episode state", "operations", episode_id=episode_id)
     return {
         "episode_id": episode_id,
         "state": state,
@@ -192,8 +228,10 @@ def partner_referrals(request: Request, caller: ApiKey = Depends(PARTNERS)) -> d
 @router.get("/census")
 def census(request: Request, caller: ApiKey = Depends(CENSUS)) -> dict[str, Any]:
     """Open episodes by level and status (`total` counts them); `closed` counts the episodes that have ended."""
-    reads = services_of(request).reads
-    rows = reads.census()
+    services = services_of(request)
+    rows = services.reads.census()
+    services.access.record_view(caller, "census", "operations", rows=len(rows))
+    reads = services.reads
     return {"by_level_and_status": rows, "total": sum(r["episodes"] for r in rows), "closed": reads.closed_count()}
 
 
@@ -202,8 +240,13 @@ def alerts(
     request: Request, days: Annotated[int, Query(ge=1, le=365)] = 7, caller: ApiKey = Depends(CENSUS)
 ) -> dict[str, Any]:
     """Overdue reviews and missing results open now; positives and step-ups in the last `days` days."""
+    services = services_of(request)
     since = datetime.now(UTC) - timedelta(days=days)
-    return {"since": since.isoformat(), **services_of(request).reads.alerts(since)}
+    found = services.reads.alerts(since)
+    ids = alerted_ids(found)
+    rows = sum(len(v) for v in found.values())
+    services.access.record_view(caller, f"alerts days={days}", "operations", episode_ids=ids, rows=rows)
+    return {"since": since.isoformat(), **found}
 
 
 @router.get("/audit/verify")

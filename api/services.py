@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from continuum.access import AccessLog, ApiKeyStore, IdempotencyStore
+from continuum.access.sessions import SessionStore
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.reads import EpisodeReads
 from continuum.eventlog.store import PostgresEventStore
@@ -20,6 +21,7 @@ class Services:
     keys: ApiKeyStore
     idempotency: IdempotencyStore
     access: AccessLog
+    sessions: SessionStore
     export_key: Ed25519PrivateKey | None = None  # signs NDJSON exports' trailers (eventlog/checkpoints.py)
 
     @classmethod
@@ -34,5 +36,6 @@ class Services:
             ApiKeyStore(engine),
             IdempotencyStore(engine),
             AccessLog(engine),
+            SessionStore(engine),
             export_key,
         )

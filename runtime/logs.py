@@ -14,6 +14,7 @@ line (uvicorn's access line; the demo's own client does not log its requests aga
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -23,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from continuum.runtime.failures import exception_processor
 from continuum.runtime.settings import LogFormat, Settings
 
 _configured = False
@@ -67,6 +69,35 @@ def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     return event_dict
 
 
+class OneLineOnError(logging.StreamHandler):  # type: ignore[type-arg]
+    """A line that cannot be rendered (a record made in Temporal's workflow sandbox, an unprintable value) is
+    told in one JSON line, never by logging's multi-line traceback to stderr."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        _tell_unrenderable(self.stream, record)
+
+
+class OneLineFileOnError(logging.FileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        _tell_unrenderable(self.stream, record)
+
+
+def _tell_unrenderable(stream: Any, record: logging.LogRecord) -> None:
+    error = sys.exc_info()[1]
+    line = {
+        "event": "log.unrenderable",
+        "level": "error",
+        "logger": record.name,
+        "record_level": record.levelname.lower(),
+        "error_type": type(error).__name__ if error else None,
+    }
+    try:
+        stream.write(json.dumps(line) + "\n")
+        stream.flush()
+    except Exception:  # the stream itself is gone: nothing more can be told
+        pass
+
+
 def log_file() -> Path | None:
     """The file the full log goes to, when this process writes it to one (on a terminal)."""
     return _log_file
@@ -97,10 +128,13 @@ def configure_logging(settings: Settings) -> None:
             colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
     )
+    # Exceptions are told without data values (runtime/failures.py): a database error by its SQLSTATE and
+    # constraint, never its DETAIL or parameters; frames by file name, never a host path.
+    exceptions = exception_processor(as_json)
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.format_exc_info,
+            exceptions,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -111,24 +145,25 @@ def configure_logging(settings: Settings) -> None:
     def formatter(render: structlog.typing.Processor) -> logging.Formatter:
         return structlog.stdlib.ProcessorFormatter(
             # A library's traceback becomes text here too, so that redaction sees it before the renderer.
-            foreign_pre_chain=[*shared, structlog.processors.format_exc_info],
+            foreign_pre_chain=[*shared, exceptions],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, render],
         )
 
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = OneLineOnError(sys.stderr)
     handler.setFormatter(formatter(renderer))
     handlers: list[logging.Handler] = [handler]
     if interactive:
         handler.setLevel(logging.WARNING)
         _log_file = _open_log_file(settings.data_dir)
         if _log_file is not None:
-            written = logging.FileHandler(_log_file, encoding="utf-8")
+            written = OneLineFileOnError(_log_file, encoding="utf-8")
             written.setFormatter(formatter(structlog.processors.JSONRenderer()))
             handlers.append(written)
         else:  # the file cannot be written: the terminal shows everything, as before
             handler.setLevel(logging.NOTSET)
     root = logging.getLogger()
     root.handlers[:] = handlers
+    logging.captureWarnings(True)  # a library's warning is a log line too (JSON in JSON mode), not raw stderr
     root.setLevel(settings.log_level)
     # Third-party chatter that would otherwise drown the episode lines; httpx's line for each request a client
     # of ours sends repeats the server's access line.

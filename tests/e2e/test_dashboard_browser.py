@@ -137,6 +137,7 @@ def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack
     assert "not valid" in browser.until(
         "document.querySelector('.error') && document.querySelector('.error').innerText", "refusal"
     )
+    sign_in_token = browser.js("document.querySelector('input[name=csrf_token]').value")
     browser.js(
         f"document.getElementById('api_key').value = {json.dumps(running_stack.keys['director'])};"
         " document.getElementById('sign-in').click()"
@@ -174,6 +175,15 @@ def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack
     )
     replayed_title = browser.js("document.getElementById('episode-title').innerText")
 
+    browser.js(
+        "document.querySelector('form[action=\"/dashboard/sign-out\"] button').click()"
+    )  # carries its CSRF token
+    signed_out = browser.until(
+        "location.pathname === '/dashboard/sign-in' && !!document.getElementById('api_key')", "signed out"
+    )
+    browser.goto(f"{base}/dashboard")
+    after_sign_out = browser.until("location.pathname", "where the old session leads")
+
     assert "intensive_outpatient\tactive" in census and bars >= 1
     assert "continuum_session" not in hidden_cookie  # HttpOnly: scripts cannot read the session
     assert episode in listed
@@ -181,3 +191,5 @@ def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack
     assert [s.split(" from ")[0] for s in stays] == ["residential", "intensive_outpatient"]
     assert "payer_denial" in causes  # each step shows its cause
     assert "4 events" in replay and "residential" in replayed_title  # the record as it stood before the move
+    assert len(sign_in_token) == 64  # the sign-in form's CSRF token went with the key
+    assert signed_out and after_sign_out == "/dashboard/sign-in"  # signing out ended the session

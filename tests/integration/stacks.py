@@ -3,6 +3,7 @@ real processes; and the trigger through which PostgreSQL refuses one value as da
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -53,6 +54,47 @@ class Stack:
 
     async def get(self, path: str, role: str = "director", **params: Any) -> httpx.Response:
         return await self.http.get(path, params=params, headers=self.auth(role))
+
+    async def sign_in(self, role: str = "director") -> DashboardSignIn:
+        """Sign in to the dashboard as a browser does: the form (its nonce cookie and CSRF token), then the key."""
+        form = await self.http.get("/dashboard/sign-in")
+        nonce = set_cookies(form)["continuum_sign_in"]
+        answer = await self.http.post(
+            "/dashboard/sign-in",
+            data={"api_key": self.keys[role], "csrf_token": form_csrf(form.text)},
+            headers={"Cookie": f"continuum_sign_in={nonce}"},
+        )
+        assert answer.status_code == 303, answer.text
+        token = set_cookies(answer)["continuum_session"]
+        page = await self.http.get(answer.headers["location"], headers={"Cookie": f"continuum_session={token}"})
+        return DashboardSignIn(token, form_csrf(page.text))
+
+
+@dataclass(frozen=True)
+class DashboardSignIn:
+    """A signed-in browser: its session cookie's token, and the CSRF token its pages' forms carry."""
+
+    token: str
+    csrf: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Cookie": f"continuum_session={self.token}"}
+
+
+def set_cookies(response: httpx.Response) -> dict[str, str]:
+    """The cookies a response sets, by name (the last value of each; an emptied one is "")."""
+    found = {}
+    for header in response.headers.get_list("set-cookie"):
+        name, _, rest = header.partition("=")
+        found[name.strip()] = rest.split(";")[0].strip('"')
+    return found
+
+
+def form_csrf(page: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]*)"', page)
+    assert match, "the page has no form with a CSRF token"
+    return match[1]
 
 
 @dataclass

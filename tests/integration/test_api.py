@@ -17,7 +17,7 @@ from continuum.eventlog.db import make_engine
 from continuum.eventlog.store import PostgresEventStore
 from continuum.workflows.episode import workflow_id
 from tests.integration.episodes import DAY, eventually
-from tests.integration.stacks import Stack
+from tests.integration.stacks import Stack, form_csrf, set_cookies
 
 pytestmark = pytest.mark.integration
 
@@ -530,11 +530,18 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
 
 async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_cookie(stack: Stack) -> None:
     await stack.post("/api/v1/episodes", stack.episode())
-    form = {"content-type": "application/x-www-form-urlencoded"}
     anonymous = await stack.http.get("/dashboard")
-    clinician = await stack.http.post("/dashboard/sign-in", content=f"api_key={stack.keys['clinician']}", headers=form)
-    auditor = await stack.http.post("/dashboard/sign-in", content=f"api_key={stack.keys['auditor']}", headers=form)
-    session = {"Cookie": f"continuum_session={stack.keys['auditor']}"}
+    form = await stack.http.get("/dashboard/sign-in")
+    nonce = {"Cookie": f"continuum_sign_in={set_cookies(form)['continuum_sign_in']}"}
+    clinician = await stack.http.post(
+        "/dashboard/sign-in",
+        data={"api_key": stack.keys["clinician"], "csrf_token": form_csrf(form.text)},
+        headers=nonce,
+    )
+    auditor = await stack.http.post(
+        "/dashboard/sign-in", data={"api_key": stack.keys["auditor"], "csrf_token": form_csrf(form.text)}, headers=nonce
+    )
+    session = {"Cookie": f"continuum_session={set_cookies(auditor)['continuum_session']}"}
     page = await stack.http.get(f"/dashboard/episodes/{stack.e1}", headers=session)
     unknown = await stack.http.get("/dashboard/episodes/EP-nope", headers=session)
     lab_cookie = await stack.http.get("/dashboard", headers={"Cookie": f"continuum_session={stack.keys['lab']}"})
