@@ -35,6 +35,7 @@ def allow(*roles: Role) -> Callable[[ApiKey], ApiKey]:
 
 READ_EPISODES = allow(Role.DIRECTOR, Role.CLINICIAN)
 ATTENDANCE = allow(Role.DIRECTOR, Role.AUDITOR, Role.CLINICIAN)  # a lab or partner never sees sessions
+TREATMENT_PLANS = allow(Role.DIRECTOR, Role.AUDITOR, Role.CLINICIAN)  # nor a treatment plan
 READ_RECORD = allow(Role.DIRECTOR, Role.AUDITOR)  # full event histories: recorded as an access
 CENSUS = allow(Role.DIRECTOR)
 COMMANDS = allow(Role.CLINICIAN)
