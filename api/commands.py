@@ -70,8 +70,8 @@ from continuum.domain.commands import (
     UpdateReferral,
 )
 from continuum.domain.episode import Episode
-from continuum.domain.plans import PlanGoal, PlanProblem
 from continuum.domain.errors import CommandInvalid, CommandRejected, CommandUnrecordable, UnknownEpisode
+from continuum.domain.plans import PlanGoal, PlanProblem
 from continuum.runtime.servers import ServerTimedOut
 from continuum.workflows.episode import CommandMeta, CommandResult
 

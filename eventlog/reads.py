@@ -110,7 +110,8 @@ class EpisodeReads:
             return int(conn.execute(text("SELECT count(*) FROM episodes WHERE status = 'closed'")).scalar_one())
 
     def alerts(self, since: datetime) -> dict[str, Rows]:
-        """Overdue reviews, overdue treatment plans and missing results now open, and positives and step-ups recorded since `since`."""
+        """Overdue reviews, overdue treatment plans and missing results now open, and positives and step-ups
+        recorded since `since`."""
         with self.engine.connect() as conn:
             flagged = (
                 conn.execute(
