@@ -54,7 +54,6 @@ async def test_an_overdue_initial_plan_is_escalated_then_recorded_and_reviewed(s
     assert (await stack.get(f"{base}/treatment-plan", role="auditor")).status_code == 200
 
     # Bad input: a 4xx problem+json naming the field, and nothing recorded.
-    recorded_before = len(stack.store.read_stream(stack.e1))
     duplicate = _plan(goals=[{"goal_id": "g1", "dimension": 5, "description": "x"}] * 2)
     for body, field in [
         (_plan(problems=[{"dimension": 7, "description": "x"}]), "problems.0.dimension"),
@@ -70,7 +69,9 @@ async def test_an_overdue_initial_plan_is_escalated_then_recorded_and_reviewed(s
         assert refused.json()["detail"].startswith(field), (field, refused.json()["detail"])
     early = await stack.post(f"{base}/treatment-plan/reviews", _plan(review_id="pr-1"))
     assert early.status_code == 409 and "record the initial plan first" in early.json()["detail"]
-    assert len(stack.store.read_stream(stack.e1)) == recorded_before
+    # (the clock records the drug-test schedule meanwhile: only the plan's own events would be these)
+    assert [e for e in stack.store.read_stream(stack.e1) if e.event_type.startswith("TreatmentPlan")] == []
+    assert (await stack.get(f"{base}/treatment-plan")).json()["treatment_plan"]["recorded_at"] is None
 
     # A day and a half later: the care clock escalated the initial plan; the director's overview lists it.
     await stack.env.fast_forward(stack.env.client.get_workflow_handle(workflow_id(stack.e1)), DAY * 1.5)
@@ -143,3 +144,25 @@ async def test_a_step_down_review_names_the_plan_goals_it_found_met(stack: Stack
     assert met.json()["state"]["level"] == "outpatient"
     plan = (await stack.get(f"{base}/treatment-plan")).json()["treatment_plan"]
     assert plan["goals_met"] == ["g1"]
+
+
+async def test_a_hold_pauses_the_initial_plan_due_date(stack: Stack) -> None:
+    opened = await stack.post("/api/v1/episodes", stack.episode(stack.e3))
+    assert opened.status_code == 201, opened.text
+    base = f"/api/v1/episodes/{stack.e3}"
+    due = parse_instant((await stack.get(f"{base}/treatment-plan")).json()["treatment_plan"]["due_at"])
+    handle = stack.env.client.get_workflow_handle(workflow_id(stack.e3))
+    await stack.env.fast_forward(handle, DAY * 0.5)
+    held = await stack.post(f"{base}/hold", {"reason": "hospitalised"})
+    assert held.status_code == 200, held.text
+    await stack.env.fast_forward(handle, DAY * 3)  # past the due date: nothing escalates while on hold
+    resumed = await stack.post(f"{base}/resume")
+    assert resumed.status_code == 200, resumed.text
+    [event] = [e for e in resumed.json()["events"] if e["type"] == "EpisodeResumed"]
+    assert any(m.startswith("initial treatment plan due") for m in event["data"]["moved"])
+    plan = (await stack.get(f"{base}/treatment-plan")).json()["treatment_plan"]
+    moved = parse_instant(plan["due_at"])
+    assert moved - due == parse_instant(resumed.json()["state"]["status_since"]) - parse_instant(
+        held.json()["state"]["status_since"]
+    )
+    assert plan["status"] == "due" and events_of(stack.store, stack.e3, "TreatmentPlanEscalated") == []
