@@ -40,7 +40,7 @@ TOP = 5  # the summary lists this many step-up causes, and says so when there ar
 
 # How soon the clinic acts, as a chance per care day, so the pace does not depend on how often it looks.
 REVIEW_PER_DAY = 0.8  # therapists: most reviews are in before their due date
-PLAN_PER_DAY = 1.5  # clinicians: most initial plans are in within the day they are due, some late
+PLAN_PER_DAY = 0.9  # clinicians (a chance per care day): most plans are in within the day, some late
 CONSENT_PER_DAY = 0.5  # a client signs the partner's form
 REFERRAL_ANSWER_PER_DAY = 0.35  # partners accept or decline, later complete
 FOLLOW_UP_PER_DAY = 0.75  # the outreach team reaches the client
