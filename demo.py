@@ -40,6 +40,7 @@ TOP = 5  # the summary lists this many step-up causes, and says so when there ar
 
 # How soon the clinic acts, as a chance per care day, so the pace does not depend on how often it looks.
 REVIEW_PER_DAY = 0.8  # therapists: most reviews are in before their due date
+PLAN_PER_DAY = 0.9  # clinicians (a chance per care day): most plans are in within the day, some late
 CONSENT_PER_DAY = 0.5  # a client signs the partner's form
 REFERRAL_ANSWER_PER_DAY = 0.35  # partners accept or decline, later complete
 FOLLOW_UP_PER_DAY = 0.75  # the outreach team reaches the client
@@ -251,6 +252,7 @@ class CohortSimulation:
                     await self._report(episode, test)
             waiting |= await self._aftercare(episode, state, days)
             waiting |= await self._review(episode, view["pending_review"], days)
+            waiting |= await self._plan(episode, state, days)
         if not waiting:
             self.seen[episode] = state["version"]
 
@@ -265,6 +267,26 @@ class CohortSimulation:
             what = f"reviews/{review['review_id']}/outcome"
             if await self._command(episode, what, body, key=f"{episode}-{review['review_id']}-{outcome}") == 200:
                 self.tally.reviews[outcome] += 1
+        return True
+
+    async def _plan(self, episode: str, state: dict[str, Any], days: float) -> bool:
+        """The initial treatment plan once it is due, and its review once that falls due (often after the clock
+        escalated it: the dashboard lists the overdue ones meanwhile)."""
+        plan, due = state.get("plan"), state.get("plan_due_at")
+        if due is None or (plan is not None and _instant(due) > datetime.now(UTC)):
+            return False
+        if self._chance(PLAN_PER_DAY, days):
+            body: dict[str, Any] = {
+                "problems": [{"dimension": 5, "description": "relapse potential"}],
+                "goals": [{"goal_id": "g1", "dimension": 5, "description": "a relapse-prevention plan in use"}],
+                "signed_by": "clin-demo",
+                "client_signed": self.rng.random() < 0.9,
+            }
+            if plan is None:
+                await self._command(episode, "treatment-plan", body, key=f"{episode}-plan")
+            else:
+                body["review_id"] = review_id = f"pr-{plan['reviews'] + 1}"
+                await self._command(episode, "treatment-plan/reviews", body, key=f"{episode}-{review_id}")
         return True
 
     async def _aftercare(self, episode: str, state: dict[str, Any], days: float) -> bool:
@@ -382,6 +404,8 @@ class CohortSimulation:
             "consents": sum(len(s["consents"]) for s in states),
             "unanswered_referrals": len(alerts["unanswered_referrals"]),
             "overdue_reviews": len(alerts["overdue_reviews"]),
+            "overdue_plans": len(alerts["overdue_plans"]),
+            "plans": sum(1 for s in states if s.get("plan")),
             "missing_results": len(alerts["missing_results"]),
             "requests": self.tally.requests,
             "errors": dict(self.tally.errors),
@@ -535,9 +559,10 @@ def print_summary(
     typer.echo(f"discharges:       {_counts(summary['discharges'], 'none')}")
     typer.echo(f"referrals:        {_counts(summary['referrals'], 'none')}; consents recorded: {summary['consents']}")
     typer.echo(f"follow-ups:       {_counts(summary['follow_ups'], 'none yet')}")
+    typer.echo(f"treatment plans:  {summary['plans']} on record")
     typer.echo(
         f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results,"
-        f" {summary['unanswered_referrals']} unanswered referrals"
+        f" {summary['unanswered_referrals']} unanswered referrals, {summary['overdue_plans']} overdue plans"
     )
     unanswered = f", {summary['unanswered']} unanswered" if summary["unanswered"] else ""
     resting = f"; {summary['resting']} episodes not answering, left alone a while" if summary["resting"] else ""

@@ -35,12 +35,14 @@ from continuum.api.schemas import (
     OpenEpisodeBody,
     OrderTestBody,
     OverrideBody,
+    PlanReviewBody,
     ReferralStatusBody,
     ReviewOutcomeBody,
     RevocationBody,
     StepUpDecisionBody,
     StepUpReversalBody,
     TestResultBody,
+    TreatmentPlanBody,
 )
 from continuum.domain.aftercare import Referral
 from continuum.domain.answering import disclosed_to, lab_was_sent
@@ -58,15 +60,18 @@ from continuum.domain.commands import (
     RecordAssessment,
     RecordConsent,
     RecordFollowUpOutcome,
+    RecordPlanReview,
     RecordReviewOutcome,
     RecordSpecimenCollection,
     RecordTestResult,
+    RecordTreatmentPlan,
     Resume,
     ReverseStepUp,
     RevokeConsent,
     UpdateReferral,
 )
 from continuum.domain.errors import CommandInvalid, CommandRejected, CommandUnrecordable, UnknownEpisode
+from continuum.domain.plans import PlanGoal, PlanProblem
 from continuum.domain.testing import DrugTest
 from continuum.runtime.servers import ServerTimedOut
 from continuum.workflows.episode import CommandMeta, CommandResult
@@ -248,7 +253,36 @@ async def review_outcome(
     review_id: str = IdPath(),
     caller: ApiKey = Depends(COMMANDS),
 ) -> JSONResponse:
-    command = RecordReviewOutcome(review_id, body.outcome, body.therapist, body.next_review_in_days)
+    """The therapist's completion review; a step down (`goals_met`) may name the treatment plan's goals it found met."""
+    command = RecordReviewOutcome(
+        review_id, body.outcome, body.therapist, body.next_review_in_days, tuple(body.goals_met)
+    )
+    return await _run(request, caller, episode_id, command)
+
+
+def _plan_contents(body: TreatmentPlanBody) -> tuple[tuple[PlanProblem, ...], tuple[PlanGoal, ...]]:
+    problems = tuple(PlanProblem(p.dimension, p.description) for p in body.problems)
+    return problems, tuple(PlanGoal(g.goal_id, g.dimension, g.description) for g in body.goals)
+
+
+@router.post("/episodes/{episode_id}/treatment-plan", response_model=CommandResponse, responses=ERRORS)
+async def record_treatment_plan(
+    body: TreatmentPlanBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
+) -> JSONResponse:
+    """The initial treatment plan: problems and goals by ASAM dimension, who signed it, whether the client did
+    (the same plan again records nothing; a revision is a plan review)."""
+    problems, goals = _plan_contents(body)
+    command = RecordTreatmentPlan(problems, goals, body.signed_by, body.client_signed)
+    return await _run(request, caller, episode_id, command)
+
+
+@router.post("/episodes/{episode_id}/treatment-plan/reviews", response_model=CommandResponse, responses=ERRORS)
+async def record_plan_review(
+    body: PlanReviewBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
+) -> JSONResponse:
+    """A review of the treatment plan: the plan as revised, signed (idempotent by review id)."""
+    problems, goals = _plan_contents(body)
+    command = RecordPlanReview(body.review_id, problems, goals, body.signed_by, body.client_signed)
     return await _run(request, caller, episode_id, command)
 
 

@@ -39,9 +39,10 @@ from continuum.access.sessions import SESSION_LIFETIME, DashboardSession, csrf_t
 from continuum.api.auth import CENSUS, READ_EPISODES, READ_RECORD
 from continuum.api.params import ID_PATTERN, services_of
 from continuum.api.reads import alerted_ids, listed_ids, query_shape
-from continuum.domain.codec import EventEnvelope, encode, from_envelope, parse_instant
-from continuum.domain.episode import EpisodeStatus
+from continuum.domain.codec import EventEnvelope, decode, encode, from_envelope, parse_instant
+from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.plan_decisions import plan_status
 from continuum.domain.stays import Stay, stays
 from continuum.eventlog.projection import episode_as_of
 from continuum.eventlog.records import StoredEvent
@@ -274,6 +275,7 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
         as_of_text=as_of,
         as_of_error=as_of_error,
         marks=_marks(events),
+        plan=_plan(current, until),
         verification=verify_stream(services.store.engine, episode_id) if verify else None,
     )
 
@@ -302,6 +304,14 @@ def verify_everything(request: Request, anchor_position: str = "", anchor_hash: 
         anchor_position=anchor_position,
         anchor_hash=anchor_hash,
     )
+
+
+def _plan(state: dict[str, Any], at: datetime) -> dict[str, Any] | None:
+    """The treatment plan's status as the episode page shows it (None before the episode existed)."""
+    if not state:
+        return None
+    shown: dict[str, Any] = encode(plan_status(decode(Episode, state), at))
+    return shown
 
 
 def _valid_id(value: str) -> bool:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from continuum.access import ApiKey, Role
 from continuum.api.attendance import attendance_body
-from continuum.api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD
+from continuum.api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD, TREATMENT_PLANS
 from continuum.api.params import ID_PATTERN, IdPath, services_of
 from continuum.api.schemas import CreateKeyBody
 from continuum.disclosures import export_history
@@ -21,6 +21,7 @@ from continuum.domain.disclosure import TEXT_LIMIT, DisclosureBasis, ExportAsked
 from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.errors import DisclosureRefused
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.plan_decisions import plan_status
 from continuum.eventlog.projection import episode_as_of
 from continuum.eventlog.verify import Anchor, take_anchor, verify_log, verify_stream
 
@@ -99,7 +100,27 @@ def get_episode(
         "pending_step_up": state.get("pending_step_up"),
         "flags": state.get("flags", []),
         "attendance": attendance_body(request, state),
+        "treatment_plan": treatment_plan_body(state),
     }
+
+
+def treatment_plan_body(state: dict[str, Any]) -> dict[str, Any]:
+    """The plan's status as reads show it: due or current or overdue, the last review, the next."""
+    body: dict[str, Any] = encode(plan_status(decode(Episode, state), datetime.now(UTC)))
+    return body
+
+
+@router.get("/episodes/{episode_id}/treatment-plan")
+def episode_treatment_plan(
+    request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(TREATMENT_PLANS)
+) -> dict[str, Any]:
+    """The treatment plan (problems and goals by ASAM dimension, who signed it) and its deadlines."""
+    services = services_of(request)
+    state = services.reads.get(episode_id)
+    if state is None:
+        raise HTTPException(404, f"no episode {episode_id}")
+    services.access.record_view(caller, "treatment plan", "operations", episode_id=episode_id)
+    return {"episode_id": episode_id, "treatment_plan": treatment_plan_body(state)}
 
 
 @router.get("/episodes/{episode_id}/events")
@@ -239,7 +260,7 @@ def census(request: Request, caller: ApiKey = Depends(CENSUS)) -> dict[str, Any]
 def alerts(
     request: Request, days: Annotated[int, Query(ge=1, le=365)] = 7, caller: ApiKey = Depends(CENSUS)
 ) -> dict[str, Any]:
-    """Overdue reviews and missing results open now; positives and step-ups in the last `days` days."""
+    """Overdue reviews, plans and missing results open now; positives and step-ups in the last `days` days."""
     services = services_of(request)
     since = datetime.now(UTC) - timedelta(days=days)
     found = services.reads.alerts(since)

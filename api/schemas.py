@@ -29,6 +29,7 @@ from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason
 from continuum.domain.errors import InvalidIdentifier
 from continuum.domain.ids import ID_PATTERN, pseudonymous_client_id
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.plans import MAX_PLAN_ITEMS, MAX_PLAN_TEXT
 from continuum.domain.services import LONGEST_SESSION_MINUTES, CancelReason, MissReason, Modality
 from continuum.domain.testing import NO_SPECIMEN, TestMethod, TestResult
 from continuum.domain.testing_decisions import NAMES_WHAT_IT_FOUND
@@ -132,6 +133,9 @@ class ReviewOutcomeBody(Body):
     outcome: ReviewOutcome
     therapist: Id
     next_review_in_days: Annotated[float, Field(gt=0, le=365)] | None = None
+    goals_met: Annotated[
+        list[Id], Field(max_length=MAX_PLAN_ITEMS, description="with goals_met: the plan's goal ids found met")
+    ] = []
 
 
 class OrderTestBody(Body):
@@ -269,3 +273,31 @@ class SessionCancellationBody(Body):
 class ReEngagementReviewBody(Body):
     clinician: Id
     note: Note = ""
+
+
+Dimension = Annotated[int, Field(ge=1, le=6, description="the ASAM dimension (1-6)")]
+PlanText = Annotated[str, Field(min_length=1, max_length=MAX_PLAN_TEXT), AfterValidator(_text)]
+
+
+class PlanProblemBody(Body):
+    dimension: Dimension
+    description: PlanText
+
+
+class PlanGoalBody(Body):
+    goal_id: Annotated[Id, Field(description="unique in the plan; a completion review names it as met")]
+    dimension: Dimension
+    description: PlanText
+
+
+class TreatmentPlanBody(Body):
+    problems: Annotated[list[PlanProblemBody], Field(min_length=1, max_length=MAX_PLAN_ITEMS)]
+    goals: Annotated[list[PlanGoalBody], Field(min_length=1, max_length=MAX_PLAN_ITEMS)]
+    signed_by: Annotated[Id, Field(description="the clinician who signed the plan (pseudonymous id)")]
+    client_signed: bool
+
+
+class PlanReviewBody(TreatmentPlanBody):
+    """A plan review: the plan as revised (problems and goals), and who signed it."""
+
+    review_id: Id

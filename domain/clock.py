@@ -18,6 +18,7 @@ from continuum.domain.commands import (
     EscalateReEngagementReview,
     EscalateReview,
     EscalateStepUpReview,
+    EscalateTreatmentPlan,
     FlagPossibleDropout,
     FlagReferralUnanswered,
     MarkResultOverdue,
@@ -29,6 +30,7 @@ from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.fold import stay_elapsed
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.plan_decisions import plan_dues
 from continuum.domain.policy import Policy
 
 ClockCommand = (
@@ -44,6 +46,7 @@ ClockCommand = (
     | CloseCareWeek
     | FlagPossibleDropout
     | EscalateReEngagementReview
+    | EscalateTreatmentPlan
 )
 
 
@@ -53,14 +56,19 @@ class Due:
     at: datetime
 
 
-def next_due(state: Episode, policy: Policy, now: datetime, day: timedelta, *, drug_testing: bool = True) -> Due | None:
+def next_due(
+    state: Episode, policy: Policy, now: datetime, day: timedelta, *, drug_testing: bool = True, plans: bool = True
+) -> Due | None:
     """The next command the clock issues, or None while nothing is scheduled (intake, on hold, closed,
-    or only things a person must close, like an escalated review)."""
+    or only things a person must close, like an escalated review). `plans`: whether treatment-plan deadlines
+    are kept (histories recorded before them replay without)."""
     candidates = [*_care_clock(state, policy, now, day), *_aftercare_clock(state, policy)]
     if drug_testing:
         candidates += _testing_clock(state, policy, now)
     # Only with `[services]` and once a session is on record: other episodes keep their command sequence.
     candidates += [Due(command, at) for command, at in attendance_dues(state, policy, day)]
+    if plans:  # only with `[plans]` and once placed under it (StayStarted carries the initial plan's due date)
+        candidates += [Due(command, at) for command, at in plan_dues(state, policy, day)]
     return min(candidates, key=lambda due: due.at, default=None)
 
 

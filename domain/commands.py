@@ -13,6 +13,7 @@ from datetime import datetime
 from continuum.domain.aftercare import FollowUpOutcome, ReferralStatus
 from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.plans import PlanGoal, PlanProblem
 from continuum.domain.services import CancelReason, MissReason, Modality
 from continuum.domain.testing import ScheduleDraw, TestMethod, TestResult
 
@@ -52,6 +53,7 @@ class RecordReviewOutcome:
     outcome: ReviewOutcome
     therapist: str
     next_review_in_days: float | None = None  # with `extend`; the policy's default otherwise
+    goals_met: tuple[str, ...] = ()  # with `goals_met`: the treatment plan's goals the review found met
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,28 @@ class RecordReEngagementReview:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class RecordTreatmentPlan:
+    """The initial treatment plan: problems and goals by ASAM dimension, signed by a clinician (and the client,
+    or not)."""
+
+    problems: tuple[PlanProblem, ...]
+    goals: tuple[PlanGoal, ...]
+    signed_by: str
+    client_signed: bool
+
+
+@dataclass(frozen=True)
+class RecordPlanReview:
+    """A review of the treatment plan: the plan as revised (its problems and goals), and who signed it."""
+
+    review_id: str
+    problems: tuple[PlanProblem, ...]
+    goals: tuple[PlanGoal, ...]
+    signed_by: str
+    client_signed: bool
+
+
 # Issued by the episode's own clock (the workflow's timers), never by another service.
 @dataclass(frozen=True)
 class RequestReview:
@@ -277,6 +301,11 @@ class EscalateReEngagementReview:
     pass
 
 
+@dataclass(frozen=True)
+class EscalateTreatmentPlan:
+    """The initial plan, or the plan's review, is overdue (policy `[plans]`)."""
+
+
 Command = (
     OpenEpisode
     | RecordAssessment
@@ -315,7 +344,11 @@ Command = (
     | CloseCareWeek
     | FlagPossibleDropout
     | EscalateReEngagementReview
+    | RecordTreatmentPlan
+    | RecordPlanReview
+    | EscalateTreatmentPlan
 )
+PLAN_COMMANDS = (RecordTreatmentPlan, RecordPlanReview, EscalateTreatmentPlan)
 ATTENDANCE_COMMANDS = (
     ScheduleSession,
     RecordAttendance,
@@ -378,6 +411,8 @@ COMMANDS: dict[str, type[Command]] = {
     "record_missed_session": RecordMissedSession,
     "cancel_session": CancelSession,
     "record_re_engagement_review": RecordReEngagementReview,
+    "record_treatment_plan": RecordTreatmentPlan,
+    "record_plan_review": RecordPlanReview,
 }
 COMMAND_NAMES: dict[type[Command], str] = {cls: name for name, cls in COMMANDS.items()}
 

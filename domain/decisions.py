@@ -21,6 +21,7 @@ from continuum.domain.commands import (
     AFTERCARE_COMMANDS,
     ATTENDANCE_COMMANDS,
     MAX_NOTE,
+    PLAN_COMMANDS,
     TESTING_COMMANDS,
     CancelTest,
     ChangeMedications,
@@ -30,6 +31,7 @@ from continuum.domain.commands import (
     Discharge,
     EscalateReEngagementReview,
     EscalateReview,
+    EscalateTreatmentPlan,
     FlagPossibleDropout,
     OpenEpisode,
     OverridePlacement,
@@ -61,6 +63,7 @@ from continuum.domain.events import (
 from continuum.domain.fold import evolve, paused_dues, stay_elapsed
 from continuum.domain.ids import client_id, episode_id, staff_id
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.plan_decisions import admit_plans, check_goals_met, decide_plans, initial_plan_due
 from continuum.domain.policy import LevelChangePolicy, Policy
 from continuum.domain.stays import move, next_level_down, step_up_target
 from continuum.domain.testing_decisions import admit_testing, decide_testing
@@ -100,6 +103,8 @@ def admit(state: Episode | None, command: Command, at: datetime) -> None:
             admit_aftercare(command, at)
         case _ if isinstance(command, ATTENDANCE_COMMANDS):
             admit_attendance(command)
+        case _ if isinstance(command, PLAN_COMMANDS):
+            admit_plans(command)
 
 
 def _decide(state: Episode | None, command: Command, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
@@ -208,7 +213,7 @@ def _complete_aftercare(
 def _assess_command(
     state: Episode, command: RecordAssessment, policy: Policy, at: datetime, day: timedelta
 ) -> list[DomainEvent]:
-    return _assess(state, command, policy, at)
+    return _assess(state, command, policy, at, day)
 
 
 def _override_command(
@@ -280,7 +285,9 @@ def _check_note(note: str) -> None:
         raise CommandRejected(f"a note is at most {MAX_NOTE} characters")
 
 
-def _assess(state: Episode, command: RecordAssessment, policy: Policy, at: datetime) -> list[DomainEvent]:
+def _assess(
+    state: Episode, command: RecordAssessment, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
     ratings = validate_ratings(tuple(command.ratings))
     placement = place(ratings, policy)
     first = placement.recommended_level
@@ -296,7 +303,14 @@ def _assess(state: Episode, command: RecordAssessment, policy: Policy, at: datet
             placement.decided_by,
             ratings,
         ),
-        StayStarted(state.episode_id, at, first, policy.stay_minimum_days[first], policy.version),
+        StayStarted(
+            state.episode_id,
+            at,
+            first,
+            policy.stay_minimum_days[first],
+            policy.version,
+            initial_plan_due(policy, at, day),
+        ),
     ]
 
 
@@ -335,6 +349,7 @@ def _review_outcome(
     if pending.review_id != command.review_id:
         raise CommandRejected(f"review {command.review_id} is not the pending review ({pending.review_id})")
     therapist = staff_id(command.therapist)
+    goals_met = check_goals_met(state, command)
     assert state.level is not None
     cause = f"review {pending.review_id}: {command.outcome.value}"
     match command.outcome:
@@ -361,7 +376,9 @@ def _review_outcome(
     if command.next_review_in_days is not None:
         raise CommandRejected("a next review date goes only with the outcome `extend`")
     return [
-        ReviewCompleted(state.episode_id, at, pending.review_id, command.outcome, therapist, policy.version),
+        ReviewCompleted(
+            state.episode_id, at, pending.review_id, command.outcome, therapist, policy.version, goals_met=goals_met
+        ),
         move(state, target, cause, policy, at),
     ]
 
@@ -378,6 +395,9 @@ _HANDLERS: dict[type, tuple[When, Handler]] = {
     CloseCareWeek: (When.ACTIVE, decide_attendance),
     FlagPossibleDropout: (When.ACTIVE, decide_attendance),
     EscalateReEngagementReview: (When.ACTIVE, decide_attendance),
+    # A plan is recorded or reviewed whatever the status (once placed, until closed); the clock's only when active.
+    **{kind: (When.OPEN, decide_plans) for kind in PLAN_COMMANDS},
+    EscalateTreatmentPlan: (When.ACTIVE, decide_plans),
     RecordAssessment: (When.INTAKE, _assess_command),
     Resume: (When.ON_HOLD, _resume),
     PutOnHold: (When.ACTIVE, _put_on_hold),

@@ -10,6 +10,7 @@ from continuum.domain.aftercare import Consent, FollowUp, Referral
 from continuum.domain.flags import Flag
 from continuum.domain.ids import ClientId, EpisodeId
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.plans import TreatmentPlan
 from continuum.domain.services import Session
 from continuum.domain.testing import DrugTest
 
@@ -204,6 +205,10 @@ class Episode:
     re_engagement_due_at: datetime | None = None  # a re-engagement review is open, due then
     re_engagement_escalated: bool = False
     sessions_closed_before: datetime | None = None  # sessions that began before left the working state
+    # Treatment plans (domain.plan_decisions): the plan, and when the initial plan or its next review is due
+    plan: TreatmentPlan | None = None
+    plan_due_at: datetime | None = None
+    plan_escalated: bool = False  # the due date passed: escalated, until a plan or review is recorded
 
     def referral(self, referral_id: str) -> Referral | None:
         return next((r for r in self.referrals if r.referral_id == referral_id), None)

@@ -29,6 +29,7 @@ from continuum.domain.episode import (
 from continuum.domain.flags import Flag
 from continuum.domain.ids import ClientId, EpisodeId
 from continuum.domain.levels import Direction, LevelOfCare
+from continuum.domain.plans import PlanGoal, PlanProblem, PlanStage
 from continuum.domain.services import Modality
 from continuum.domain.testing import OrderReason, TestMethod, TestResult
 
@@ -108,6 +109,8 @@ class StayStarted(DomainEvent):
     level: LevelOfCare
     review_after_days: float
     policy_version: str
+    # Since treatment plans (policy `[plans]`): when the initial plan is due. Events recorded before carry none.
+    plan_due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class ReviewCompleted(DomainEvent):
     therapist: str
     policy_version: str
     next_review_after_days: float | None = None
+    goals_met: tuple[str, ...] = ()  # the treatment plan's goals a `goals_met` review found met
 
 
 @dataclass(frozen=True)
@@ -483,6 +487,44 @@ class ReEngagementReviewed(DomainEvent):
     note: str
 
 
+@dataclass(frozen=True)
+class TreatmentPlanRecorded(DomainEvent):
+    """The initial treatment plan, signed by `signed_by` (and by the client, or not); its first review is due by
+    `next_review_due_at` (None at a level without plan reviews)."""
+
+    problems: tuple[PlanProblem, ...]
+    goals: tuple[PlanGoal, ...]
+    signed_by: str
+    client_signed: bool
+    level: LevelOfCare | None
+    next_review_due_at: datetime | None
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class TreatmentPlanReviewed(DomainEvent):
+    """A review of the plan: its problems and goals as revised, who signed it; the next review is due then."""
+
+    review_id: str
+    problems: tuple[PlanProblem, ...]
+    goals: tuple[PlanGoal, ...]
+    signed_by: str
+    client_signed: bool
+    level: LevelOfCare | None
+    next_review_due_at: datetime | None
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class TreatmentPlanEscalated(DomainEvent):
+    """The initial plan (`stage` "initial") or its review ("review") was not done by `due_at`: the clinical director
+    is alerted. It is never skipped."""
+
+    stage: PlanStage
+    due_at: datetime
+    policy_version: str
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.type_name(): cls
     for cls in (
@@ -530,5 +572,8 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         ReEngagementReviewRequested,
         ReEngagementReviewEscalated,
         ReEngagementReviewed,
+        TreatmentPlanRecorded,
+        TreatmentPlanReviewed,
+        TreatmentPlanEscalated,
     )
 }

@@ -25,6 +25,7 @@ class FlagFamily(StrEnum):
     RE_ENGAGEMENT_REVIEW = "re_engagement_review"  # misses or low attendance: the clinician reviews, never a discharge
     RE_ENGAGEMENT_REVIEW_OVERDUE = "re_engagement_review_overdue"  # not done by its due date: the director is alerted
     POSSIBLE_DROPOUT = "possible_dropout"  # no session attended for the policy's number of days
+    PLAN_OVERDUE = "plan_overdue"  # the initial treatment plan or its review was not done by its due date
 
 
 SEPARATOR = ":"
@@ -63,12 +64,14 @@ class Alert(StrEnum):
     OVERDUE_REVIEWS = "overdue_reviews"
     MISSING_RESULTS = "missing_results"
     UNANSWERED_REFERRALS = "unanswered_referrals"
+    OVERDUE_PLANS = "overdue_plans"
 
 
 ALERT_OF: dict[FlagFamily, Alert] = {
     FlagFamily.REVIEW_OVERDUE: Alert.OVERDUE_REVIEWS,
     FlagFamily.RESULT_MISSING: Alert.MISSING_RESULTS,
     FlagFamily.REFERRAL_UNANSWERED: Alert.UNANSWERED_REFERRALS,
+    FlagFamily.PLAN_OVERDUE: Alert.OVERDUE_PLANS,
 }
 # What a flag's subject is, by family: the key a reader shows it under.
 SUBJECT_OF: dict[FlagFamily, str] = {

@@ -64,9 +64,13 @@ from continuum.domain.events import (
     TestResultOverdue,
     TestResultRecorded,
     TestScheduleDrawn,
+    TreatmentPlanEscalated,
+    TreatmentPlanRecorded,
+    TreatmentPlanReviewed,
 )
 from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.levels import Direction, LevelOfCare
+from continuum.domain.plans import TreatmentPlan
 from continuum.domain.services import Session, SessionStatus
 from continuum.domain.testing import DrugTest, OrderReason, ResultReport, TestMethod
 
@@ -74,6 +78,7 @@ from continuum.domain.testing import DrugTest, OrderReason, ResultReport, TestMe
 REVIEW_OVERDUE = Flag(FlagFamily.REVIEW_OVERDUE)
 STEP_UP_REVIEW_OVERDUE = Flag(FlagFamily.STEP_UP_REVIEW_OVERDUE)
 BUPRENORPHINE_ABSENT = Flag(FlagFamily.BUPRENORPHINE_ABSENT)
+PLAN_OVERDUE = Flag(FlagFamily.PLAN_OVERDUE)
 SPECIMEN_TEMPERATURE = Flag(FlagFamily.SPECIMEN_TEMPERATURE)
 
 
@@ -205,6 +210,7 @@ def _stay_started(state: Episode, event: StayStarted) -> Episode:
         sobriety_since=state.sobriety_since or at,
         placed_at=at,
         level_spells=(*state.level_spells, LevelSpell(event.level, at)),
+        plan_due_at=event.plan_due_at if state.plan is None else state.plan_due_at,
     )
 
 
@@ -248,7 +254,14 @@ def _review_completed(state: Episode, event: ReviewCompleted) -> Episode:
         reviews_completed=state.reviews_completed + 1,
         review_after_days=next_days if next_days is not None else state.review_after_days,
         flags=_without_flag(state.flags, REVIEW_OVERDUE),
+        plan=_with_goals_met(state.plan, event.goals_met),
     )
+
+
+def _with_goals_met(plan: TreatmentPlan | None, goals_met: tuple[str, ...]) -> TreatmentPlan | None:
+    if plan is None or not goals_met:
+        return plan
+    return replace(plan, goals_met=tuple(dict.fromkeys((*plan.goals_met, *goals_met))))
 
 
 @_folds(ReviewEscalated)
@@ -528,6 +541,36 @@ def _re_engagement_reviewed(state: Episode, event: ReEngagementReviewed) -> Epis
     return replace(state, unexcused_misses_in_a_row=0, re_engagement_due_at=None, re_engagement_escalated=False)
 
 
+@_folds(TreatmentPlanRecorded)
+def _plan_recorded(state: Episode, event: TreatmentPlanRecorded) -> Episode:
+    plan = TreatmentPlan(
+        tuple(event.problems), tuple(event.goals), event.occurred_at, event.signed_by, event.client_signed
+    )
+    return replace(state, plan=plan, plan_due_at=event.next_review_due_at, plan_escalated=False)
+
+
+@_folds(TreatmentPlanReviewed)
+def _plan_reviewed(state: Episode, event: TreatmentPlanReviewed) -> Episode:
+    if state.plan is None:
+        raise FoldError("a treatment plan was reviewed before any was recorded")
+    plan = replace(
+        state.plan,
+        problems=tuple(event.problems),
+        goals=tuple(event.goals),
+        signed_by=event.signed_by,
+        client_signed=event.client_signed,
+        reviews=state.plan.reviews + 1,
+        last_review_id=event.review_id,
+        reviewed_at=event.occurred_at,
+    )
+    return replace(state, plan=plan, plan_due_at=event.next_review_due_at, plan_escalated=False)
+
+
+@_folds(TreatmentPlanEscalated)
+def _plan_escalated(state: Episode, event: TreatmentPlanEscalated) -> Episode:
+    return replace(state, plan_escalated=True)
+
+
 def _session(state: Episode, session_id: str) -> Session:
     session = state.session(session_id)
     if session is None:
@@ -553,9 +596,13 @@ def _closed(state: Episode, event: EpisodeClosed) -> Episode:
         closed_at=at,
         pending_review=None,
         hold_reason=None,
-        # the review no longer pending is no longer overdue (the log keeps when it was)
-        flags=tuple(f for f in state.flags if Flag.parse(f).family is not FlagFamily.REVIEW_OVERDUE),
+        # the review no longer pending is no longer overdue, nor is the plan (the log keeps when they were)
+        flags=tuple(f for f in state.flags if Flag.parse(f).family not in _ENDS_WITH_THE_EPISODE),
+        plan_due_at=None,
     )
+
+
+_ENDS_WITH_THE_EPISODE = (FlagFamily.REVIEW_OVERDUE, FlagFamily.PLAN_OVERDUE)
 
 
 def paused_dues(state: Episode) -> tuple[str, ...]:
@@ -583,6 +630,9 @@ def paused_dues(state: Episode) -> tuple[str, ...]:
     ]
     if state.re_engagement_due_at is not None and not state.re_engagement_escalated:
         moved.append(f"re-engagement review due {state.re_engagement_due_at.isoformat()}")
+    if state.plan_due_at is not None and not state.plan_escalated:
+        what = "treatment plan review" if state.plan is not None else "initial treatment plan"
+        moved.append(f"{what} due {state.plan_due_at.isoformat()}")
     return tuple(moved)
 
 
@@ -610,6 +660,9 @@ def _dues_moved(state: Episode, held: timedelta) -> Episode:
         re_engagement_due_at=state.re_engagement_due_at + held
         if state.re_engagement_due_at is not None and not state.re_engagement_escalated
         else state.re_engagement_due_at,
+        plan_due_at=state.plan_due_at + held
+        if state.plan_due_at is not None and not state.plan_escalated
+        else state.plan_due_at,
     )
 
 

@@ -19,6 +19,7 @@ from continuum.domain.episode import OverrideReason
 from continuum.domain.errors import PolicyError
 from continuum.domain.levels import AsamEdition, LevelOfCare
 from continuum.domain.medications import SUBSTANCE, Medication, MedicationCatalogue
+from continuum.domain.plans import PlansPolicy, read_plans
 from continuum.domain.services import ServicesPolicy, read_services
 from continuum.domain.testing import TestResult
 
@@ -128,6 +129,8 @@ class Policy:
     medications: MedicationCatalogue | None = None
     # None in a policy without `[services]` (every episode started before it): no attendance rules.
     services: ServicesPolicy | None = None
+    # None in a policy without `[plans]` (every episode started before it): no treatment-plan deadlines.
+    plans: PlansPolicy | None = None
 
 
 def default_policy_text() -> str:
@@ -168,6 +171,7 @@ def load_policy(text: str | None = None, directory_text: str | None = None) -> P
         level_changes=reader.level_changes("level_changes"),
         medications=reader.medications("medications"),
         services=read_services(raw),
+        plans=read_plans(raw),
     )
     for source, target in policy.step_down.items():
         if target.intensity >= source.intensity:

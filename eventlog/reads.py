@@ -126,7 +126,8 @@ class EpisodeReads:
             return int(conn.execute(text("SELECT count(*) FROM episodes WHERE status = 'closed'")).scalar_one())
 
     def alerts(self, since: datetime) -> dict[str, Rows]:
-        """Overdue reviews and missing results now open, and positives and step-ups recorded since `since`."""
+        """Overdue reviews, overdue treatment plans and missing results now open, and positives and step-ups
+        recorded since `since`."""
         with self.engine.connect() as conn:
             flagged = (
                 conn.execute(
@@ -180,6 +181,7 @@ class EpisodeReads:
             "positives": [dict(r) for r in positives],
             "step_ups": [dict(r) for r in step_ups],
             Alert.UNANSWERED_REFERRALS.value: by_alert[Alert.UNANSWERED_REFERRALS],
+            Alert.OVERDUE_PLANS.value: by_alert[Alert.OVERDUE_PLANS],
         }
 
     def disclosures(self, episode_id: str, since: datetime | None, until: datetime | None) -> Rows:

@@ -63,6 +63,7 @@ LAB_ORDER_RETRY = RetryPolicy(
 )
 PATCH_DRUG_TESTING = "drug-testing"  # episodes started before random testing existed replay without it
 PATCH_AFTERCARE = "aftercare-referrals"  # episodes started before referrals and follow-ups replay without them
+PATCH_PLANS = "treatment-plans"  # episodes started before treatment-plan deadlines replay without their clock
 # Episodes started before bounded replay: no working-state retirement, no history bound, no clock catch-up,
 # holds that stop the stay clock alone.
 PATCH_BOUNDED = "bounded-replay"
@@ -179,6 +180,7 @@ class EpisodeWorkflow:
         self._earlier_ids: dict[str, None] = dict.fromkeys(input.earlier_command_ids)
         self._bounded: bool | None = None  # whether this history has PATCH_BOUNDED; known once checked
         self._drug_testing: bool | None = None  # likewise PATCH_DRUG_TESTING
+        self._plans: bool | None = None  # likewise PATCH_PLANS
         self._running = 0  # commands between acceptance and their answer (a validator counts itself in Temporal's)
         self._commands_this_run = 0
         self._changes = 0
@@ -266,7 +268,13 @@ class EpisodeWorkflow:
 
     def _next_due(self, state: Episode) -> Due | None:
         self._drug_testing = workflow.patched(PATCH_DRUG_TESTING)
-        return next_due(state, self._current_policy(), workflow.now(), self._day, drug_testing=self._drug_testing)
+        policy = self._current_policy()
+        if self._plans is None and state.plan_due_at is not None:
+            # Asked only once a plan is due (never in a history from before `[plans]`), so the marker lands where
+            # the plan's clock first matters.
+            self._plans = workflow.patched(PATCH_PLANS)
+        plans = self._plans is True
+        return next_due(state, policy, workflow.now(), self._day, drug_testing=self._drug_testing, plans=plans)
 
     def _clock_command(self, state: Episode, due: Due) -> tuple[CommandMeta, Command]:
         """The command the clock issues for `due`, with its id (one per state version, so never twice)."""
@@ -336,7 +344,8 @@ class EpisodeWorkflow:
         if state is None or state.status is EpisodeStatus.CLOSED:
             return False
         testing = self._drug_testing is not False
-        due = next_due(state, self._known_policy(), workflow.now(), self._day, drug_testing=testing)
+        plans = self._plans is True
+        due = next_due(state, self._known_policy(), workflow.now(), self._day, drug_testing=testing, plans=plans)
         return due is not None and due.at <= workflow.now()
 
     def _current_policy(self) -> Policy:

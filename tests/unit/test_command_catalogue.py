@@ -44,6 +44,8 @@ WIRE_NAMES = {
     "record_missed_session",
     "cancel_session",
     "record_re_engagement_review",
+    "record_treatment_plan",
+    "record_plan_review",
 }
 
 

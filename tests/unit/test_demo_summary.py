@@ -27,6 +27,8 @@ SUMMARY: dict[str, Any] = {
     "consents": 2,
     "unanswered_referrals": 1,
     "overdue_reviews": 0,
+    "overdue_plans": 2,
+    "plans": 150,
     "missing_results": 4,
     "requests": 5000,
     "errors": {409: 3, 503: 1},
@@ -49,6 +51,7 @@ def test_the_summary_is_a_report(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert "refused requests: 3 answered 409" in out and "failed requests:  1 answered 503" in out
     assert any(line.startswith("event log:") and line.endswith("chain intact") for line in out.splitlines())
     assert f"Full log          {log}" in out
+    assert "treatment plans:  150 on record" in out and "unanswered referrals, 2 overdue plans" in out
 
 
 def test_an_uncut_list_does_not_say_top(capsys: pytest.CaptureFixture[str]) -> None:
