@@ -103,7 +103,7 @@ async def test_an_overdue_initial_plan_is_escalated_then_recorded_and_reviewed(s
     status = (await stack.get(f"{base}/treatment-plan")).json()["treatment_plan"]
     assert (status["reviews"], status["last_review_id"], status["client_signed"]) == (1, "pr-1", False)
 
-    session = {"Cookie": f"continuum_session={stack.keys['director']}"}
+    session = (await stack.sign_in("director")).headers
     page = await stack.http.get(f"/dashboard/episodes/{stack.e1}", headers=session)
     assert page.status_code == 200 and 'id="treatment-plan"' in page.text and "plan-current" in page.text
     overview = await stack.http.get("/dashboard", headers=session)
