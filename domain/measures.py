@@ -256,12 +256,15 @@ class _Tally:
 
     def groups(self, day: timedelta) -> tuple[MeasureGroup, ...]:
         keys = sorted(self.counts.keys() | {()}, key=lambda k: (len(k) > 0, [v for _, v in k]))
-        return tuple(
-            MeasureGroup(
-                key, tuple(_value(m.name, *self.counts.get(key, {}).get(m.name, (0, 0)), day) for m in MEASURES)
-            )
-            for key in keys
-        )
+        groups = []
+        for key in keys:
+            counted = self.counts.get(key, {})
+            values = []
+            for measure in MEASURES:
+                numerator, denominator = counted.get(measure.name, (0, 0))
+                values.append(_value(measure.name, numerator, denominator, day))
+            groups.append(MeasureGroup(key, tuple(values)))
+        return tuple(groups)
 
 
 def _micros(span: timedelta) -> int:
@@ -518,7 +521,8 @@ def _count_follow_ups_after_leaving(
     day: timedelta,
 ) -> None:
     contacts = _contacts(events)
-    for stay, after in zip(found, [*found[1:], None], strict=True):
+    for number, stay in enumerate(found):
+        after = found[number + 1] if number + 1 < len(found) else None
         if stay.level not in TWENTY_FOUR_HOUR_LEVELS or stay.end is None or not period.holds(stay.end):
             continue
         if after is not None and after.level in TWENTY_FOUR_HOUR_LEVELS:
