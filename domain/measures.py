@@ -33,6 +33,7 @@ from continuum.domain.events import (
     SessionAttended,
     StayStarted,
     TestOrdered,
+    TestResultCorrected,
     TestResultRecorded,
 )
 from continuum.domain.levels import Direction, LevelOfCare
@@ -134,6 +135,28 @@ def _definitions() -> tuple[MeasureDefinition, ...]:
 
 
 MEASURES: tuple[MeasureDefinition, ...] = _definitions()
+# The events the measures read (a reader may leave out every other type: the numbers stay the same).
+MEASURED_EVENT_TYPES: frozenset[str] = frozenset(
+    cls.type_name()
+    for cls in (
+        EpisodeOpened,
+        StayStarted,
+        LevelChanged,
+        LevelChangeDecided,
+        PlacementOverridden,
+        ReviewCompleted,
+        EpisodePutOnHold,
+        EpisodeResumed,
+        EpisodeClosed,
+        TestOrdered,
+        TestResultRecorded,
+        TestResultCorrected,
+        FollowUpsScheduled,
+        FollowUpRecorded,
+        SessionAttended,
+        CareWeekClosed,
+    )
+)
 MEASURE_NAMES: dict[str, MeasureDefinition] = {m.name: m for m in MEASURES}
 
 
@@ -293,10 +316,12 @@ def compute_measures(
     *,
     by: Sequence[Grouping] = (),
     day: timedelta = DAY,
+    observed_until: datetime | None = None,
 ) -> Measures:
     """The outcome measures over `period`, from one event sequence per episode (in log order), grouped `by`.
 
-    `day` is the length of a care day (a demo's compressed day; a calendar day otherwise)."""
+    `day` is the length of a care day (a demo's compressed day; a calendar day otherwise). What the log shows
+    ends at `observed_until` (default: the last event in the histories); windows still open then are left out."""
     grouping = tuple(dict.fromkeys(by))
     tally = _Tally(grouping)
     versions: set[str] = set()
@@ -325,7 +350,8 @@ def compute_measures(
                     facts.closed_at, facts.discharge = event.occurred_at, reason
         episodes.append(facts)
         pending.append((facts, events))
-    until = min(period.end, last_seen) if last_seen is not None else None
+    seen = observed_until or last_seen
+    until = min(period.end, seen) if seen is not None and episodes else None
     if until is not None:
         for facts, events in pending:
             _count_episode(tally, facts, events, period, until, day, causes)
@@ -438,7 +464,11 @@ def _stay_ends(events: list[DomainEvent]) -> dict[datetime, StayEnd]:
         if isinstance(event, LevelChanged):
             if event.direction is Direction.UP:
                 ends[event.occurred_at] = StayEnd.STEPPED_UP
-            elif isinstance(previous, ReviewCompleted) and previous.outcome is ReviewOutcome.GOALS_MET:
+            elif (
+                isinstance(previous, ReviewCompleted)
+                and previous.outcome is ReviewOutcome.GOALS_MET
+                and previous.occurred_at == event.occurred_at
+            ):
                 ends[event.occurred_at] = StayEnd.GOALS_MET
             else:
                 ends[event.occurred_at] = StayEnd.OTHER
@@ -449,15 +479,16 @@ def _stay_ends(events: list[DomainEvent]) -> dict[datetime, StayEnd]:
 
 
 def _step_up_cause(event: LevelChanged, previous: DomainEvent | None) -> StepUpCause | None:
-    """Why `event` (a move up) happened, from the decision it came with; None for what is not a step-up (a
-    placement override corrects the placement)."""
-    if isinstance(previous, PlacementOverridden):
+    """Why `event` (a move up) happened, from the decision recorded with it (the event just before, at the same
+    instant); None for what is not a step-up (a placement override corrects the placement)."""
+    decision = previous if previous is not None and previous.occurred_at == event.occurred_at else None
+    if isinstance(decision, PlacementOverridden):
         return None
     if event.cause_follow_up_id is not None:
         return StepUpCause.FOLLOW_UP
-    if isinstance(previous, ReviewCompleted):
+    if isinstance(decision, ReviewCompleted) and decision.outcome is ReviewOutcome.STEP_UP:
         return StepUpCause.REVIEW
-    if isinstance(previous, LevelChangeDecided) or event.cause_test_id is None:
+    if isinstance(decision, LevelChangeDecided) or event.cause_test_id is None:
         return StepUpCause.CLINICIAN
     return StepUpCause.POSITIVE_TEST
 

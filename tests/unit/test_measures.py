@@ -23,7 +23,7 @@ from continuum.domain.commands import (
 from continuum.domain.episode import DischargeReason
 from continuum.domain.events import DomainEvent, FollowUpsScheduled
 from continuum.domain.levels import LevelOfCare
-from continuum.domain.measures import Grouping, Measures, MeasuresError, Period, compute_measures
+from continuum.domain.measures import MEASURED_EVENT_TYPES, Grouping, Measures, MeasuresError, Period, compute_measures
 from continuum.domain.services import Modality
 from continuum.domain.testing import TestMethod, TestResult
 
@@ -230,3 +230,19 @@ def test_the_order_episodes_come_in_does_not_change_a_number(order: list[int]) -
     ]
     by = [Grouping.LEVEL, Grouping.COHORT]
     assert compute_measures([histories[i] for i in order], YEAR, by=by) == compute_measures(histories, YEAR, by=by)
+
+
+def test_leaving_out_the_events_measures_do_not_read_changes_no_number() -> None:
+    scenario = Scenario.opened(IOP, episode_id="ep-f")
+    scenario.advance(T0 + DAY * 20)  # schedule draws, tests ordered, flags: events the measures skip
+    test_id = scenario.order()
+    scenario.result(test_id, TestResult.POSITIVE, "cocaine")
+    scenario.to_aftercare()
+    histories = [scenario.recorded, stepped_down_then_ama().recorded]
+    kept = [[e for e in h if e.type_name() in MEASURED_EVENT_TYPES] for h in histories]
+    assert len(kept[0]) < len(histories[0])
+    full, filtered = (
+        compute_measures(histories, YEAR, by=[Grouping.LEVEL]),
+        compute_measures(kept, YEAR, by=[Grouping.LEVEL]),
+    )
+    assert full.groups == filtered.groups and full.step_up_causes == filtered.step_up_causes == {"positive_test": 1}
