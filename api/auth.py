@@ -42,4 +42,5 @@ RESULTS = allow(Role.CLINICIAN, Role.LAB)
 REFERRAL_ANSWERS = allow(Role.CLINICIAN, Role.PARTNER)
 PARTNERS = allow(Role.PARTNER)
 AUDIT = allow(Role.AUDITOR, Role.DIRECTOR)
+MEASURES = allow(Role.DIRECTOR, Role.AUDITOR)  # aggregate outcomes: never a lab, a partner or a clinician's key
 ADMIN = allow(Role.ADMIN)
