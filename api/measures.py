@@ -5,7 +5,7 @@ checks such a report against the chain."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -14,42 +14,18 @@ from fastapi.responses import JSONResponse, Response
 from continuum.access import ApiKey
 from continuum.api.auth import MEASURES
 from continuum.api.params import services_of
-from continuum.domain.measures import Grouping, MeasuresError, Period
+from continuum.domain.measures import MeasuresError, default_period, parse_groupings
 from continuum.eventlog.measure_report import fhir_measure_report, report_body, report_csv
 from continuum.eventlog.measures import MeasuresReport, measures_at, verify_report
 
 router = APIRouter(prefix="/api/v1", tags=["measures"])
-DEFAULT_DAYS = 90
-FACILITY_PENDING = "facility: facilities are not recorded yet (issue 17); group by level or cohort"
-
-
-def parse_by(text: str) -> tuple[Grouping, ...]:
-    """`level,cohort` as groupings, or MeasuresError naming `by`."""
-    found = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        if part == "facility":
-            raise MeasuresError("by", FACILITY_PENDING)
-        try:
-            found.append(Grouping(part))
-        except ValueError:
-            names = ", ".join(g.value for g in Grouping)
-            raise MeasuresError("by", f"{part!r} is not a grouping (one or more of: {names})") from None
-    return tuple(dict.fromkeys(found))
-
-
-def period_of(first: date | None, last: date | None, today: date) -> Period:
-    """The period asked, by default the last `DEFAULT_DAYS` days to today (UTC)."""
-    last = last or today
-    return Period.of_dates(first or last - timedelta(days=DEFAULT_DAYS - 1), last)
 
 
 def compute(request: Request, first: date | None, last: date | None, by: str, at: int | None) -> MeasuresReport:
     services = services_of(request)
     try:
-        period = period_of(first, last, datetime.now(UTC).date())
-        return measures_at(services.store, period, by=parse_by(by), position=at, day=services.episodes.day)
+        period = default_period(first, last, datetime.now(UTC).date())
+        return measures_at(services.store, period, by=parse_groupings(by), position=at, day=services.episodes.day)
     except MeasuresError as refused:
         raise HTTPException(422, str(refused)) from None
 

@@ -186,6 +186,29 @@ class Period:
 
 
 GroupKey = tuple[tuple[Grouping, str], ...]
+DEFAULT_PERIOD_DAYS = 90
+
+
+def default_period(first: date | None, last: date | None, today: date) -> Period:
+    """The period asked; without a last day, to `today`; without a first day, `DEFAULT_PERIOD_DAYS` days long."""
+    last = last or today
+    return Period.of_dates(first or last - timedelta(days=DEFAULT_PERIOD_DAYS - 1), last)
+
+
+def parse_groupings(text: str) -> tuple[Grouping, ...]:
+    """`level,cohort` as groupings (each once, in order), or MeasuresError naming `by`."""
+    found = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part == "facility":
+            raise MeasuresError("by", "facilities are not recorded yet (issue 17); group by level or cohort")
+        try:
+            found.append(Grouping(part))
+        except ValueError:
+            names = ", ".join(g.value for g in Grouping)
+            raise MeasuresError("by", f"{part!r} is not a grouping (one or more of: {names})") from None
+    return tuple(dict.fromkeys(found))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,3 +127,38 @@ async def test_bad_parameters_are_problems_naming_the_field(stack: Stack, params
     detail = answer.json()["detail"]
     assert detail.startswith(f"{field}:") or detail.startswith(f"query.{field}:"), detail
     assert "Traceback" not in answer.text
+
+
+def _continuum(*args: str, database_url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"TEMPORAL_ADDRESS", "DATABASE_URL"}}
+    env.update({"DATABASE_URL": database_url, "CONTINUUM_DATA_DIR": str(data_dir)})
+    return subprocess.run(
+        [sys.executable, "-m", "continuum.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+async def test_the_cli_gives_the_apis_numbers_as_a_table_json_and_csv_and_checks_the_hash(
+    stack: Stack, database_url: str, tmp_path: Path
+) -> None:
+    await open_and_discharge(stack, stack.e1, "client-1", "against_medical_advice")
+    api = (await stack.get("/api/v1/measures", role="auditor", by="level", **WIDE)).json()
+    period = ("--from", WIDE["from"], "--to", WIDE["to"], "--by", "level")
+    as_json = _continuum("measures", *period, "--json", database_url=database_url, data_dir=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == api
+    position, head_hash = str(api["log_position"]), api["log_head_hash"]
+    human = _continuum(
+        "measures", *period, "--at", position, "--check", head_hash, database_url=database_url, data_dir=tmp_path
+    )
+    assert human.returncode == 0, human.stderr
+    assert f"log position {position}, hash {head_hash}" in human.stdout
+    [ama] = [line for line in human.stdout.splitlines() if line.startswith("against_medical_advice")]
+    assert ama.split()[1:4] == ["percent", "100.0", "100.0"]  # all, level=intensive_outpatient
+    as_csv = _continuum("measures", *period, "--csv", database_url=database_url, data_dir=tmp_path)
+    assert as_csv.stdout.splitlines()[0].startswith("group,measure,unit,numerator,denominator,value,log_position")
+    forged = _continuum("measures", "--at", position, "--check", "f" * 64, database_url=database_url, data_dir=tmp_path)
+    assert forged.returncode == 4 and forged.stderr.startswith("continuum: the report does not verify: position")
+    beyond = _continuum("measures", "--at", "99999", database_url=database_url, data_dir=tmp_path)
+    assert beyond.returncode == 2 and beyond.stderr.strip().splitlines() == [
+        f"continuum: --at: the log holds positions up to {position}, not 99999"
+    ]
