@@ -162,3 +162,19 @@ async def test_the_cli_gives_the_apis_numbers_as_a_table_json_and_csv_and_checks
     assert beyond.returncode == 2 and beyond.stderr.strip().splitlines() == [
         f"continuum: --at: the log holds positions up to {position}, not 99999"
     ]
+
+
+async def test_the_outcomes_page_draws_inline_svg_and_names_a_bad_parameter(stack: Stack) -> None:
+    await open_and_discharge(stack, stack.e1, "client-1", "against_medical_advice")
+    cookie = {"Cookie": f"continuum_session={stack.keys['auditor']}"}
+    page = await stack.http.get(
+        "/dashboard/measures", params={"start": "2000-01-01", "end": "2099-12-31"}, headers=cookie
+    )
+    assert page.status_code == 200 and page.text.count("<svg") == 5
+    assert "intensive_outpatient · against_medical_advice: 1" in page.text and "<script>" not in page.text
+    bad = await stack.http.get("/dashboard/measures", params={"start": "2026-02-30"}, headers=cookie)
+    assert bad.status_code == 422 and "from: &#39;2026-02-30&#39; is not a date" in bad.text
+    beyond = await stack.http.get("/dashboard/measures", params={"at": "999999"}, headers=cookie)
+    assert beyond.status_code == 422 and "at: the log holds positions up to" in beyond.text
+    lab = await stack.http.get("/dashboard/measures", headers={"Cookie": f"continuum_session={stack.keys['lab']}"})
+    assert lab.status_code == 303 and lab.headers["location"] == "/dashboard/sign-in"
