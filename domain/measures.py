@@ -192,7 +192,13 @@ DEFAULT_PERIOD_DAYS = 90
 def default_period(first: date | None, last: date | None, today: date) -> Period:
     """The period asked; without a last day, to `today`; without a first day, `DEFAULT_PERIOD_DAYS` days long."""
     last = last or today
-    return Period.of_dates(first or last - timedelta(days=DEFAULT_PERIOD_DAYS - 1), last)
+    if first is None:
+        if last.toordinal() < DEFAULT_PERIOD_DAYS:
+            raise MeasuresError(
+                "from", f"give the first day: {DEFAULT_PERIOD_DAYS} days before {last} are before year 1"
+            )
+        first = last - timedelta(days=DEFAULT_PERIOD_DAYS - 1)
+    return Period.of_dates(first, last)
 
 
 def parse_groupings(text: str) -> tuple[Grouping, ...]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +23,15 @@ from continuum.domain.commands import (
 from continuum.domain.episode import DischargeReason
 from continuum.domain.events import DomainEvent, FollowUpsScheduled
 from continuum.domain.levels import LevelOfCare
-from continuum.domain.measures import MEASURED_EVENT_TYPES, Grouping, Measures, MeasuresError, Period, compute_measures
+from continuum.domain.measures import (
+    MEASURED_EVENT_TYPES,
+    Grouping,
+    Measures,
+    MeasuresError,
+    Period,
+    compute_measures,
+    default_period,
+)
 from continuum.domain.services import Modality
 from continuum.domain.testing import TestMethod, TestResult
 
@@ -246,3 +254,14 @@ def test_leaving_out_the_events_measures_do_not_read_changes_no_number() -> None
         compute_measures(kept, YEAR, by=[Grouping.LEVEL]),
     )
     assert full.groups == filtered.groups and full.step_up_causes == filtered.step_up_causes == {"positive_test": 1}
+
+
+def test_the_default_period_is_the_last_90_days_and_never_overflows() -> None:
+    today = T0.date()
+    period = default_period(None, None, today)
+    assert (period.end.date(), (period.end.date() - period.start.date()).days) == (today, 89)
+    with pytest.raises(MeasuresError, match="^from: give the first day"):
+        default_period(None, date.min, today)
+    whole = default_period(date.min, date.max, today)
+    assert whole.start.year == 1 and whole.end.year == 9999
+    assert compute_measures([stepped_down_then_ama().recorded], whole).total.get("completion").denominator == 2
