@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -29,6 +30,7 @@ from continuum.domain.measures import (
     Measures,
     MeasuresError,
     Period,
+    Unit,
     compute_measures,
     default_period,
 )
@@ -265,3 +267,49 @@ def test_the_default_period_is_the_last_90_days_and_never_overflows() -> None:
     whole = default_period(date.min, date.max, today)
     assert whole.start.year == 1 and whole.end.year == 9999
     assert compute_measures([stepped_down_then_ama().recorded], whole).total.get("completion").denominator == 2
+
+
+ACTIONS = st.lists(
+    st.one_of(
+        st.just("step_down"),
+        st.just("positive"),
+        st.sampled_from([r.value for r in DischargeReason]),
+        st.integers(1, 40),  # wait this many days
+    ),
+    max_size=6,
+)
+
+
+def _played(number: int, ratings: tuple[int, ...], actions: list[str | int]) -> list[DomainEvent]:
+    """An episode driven by `actions` (each one skipped where the episode's state refuses it)."""
+    scenario = Scenario.opened(ratings, episode_id=f"ep-h{number}")
+    for action in actions:
+        if scenario.state.discharge_reason is not None:
+            break
+        if isinstance(action, int):
+            scenario.wait(action)
+        elif action == "step_down":
+            if scenario.state.level not in (None, LevelOfCare.AFTERCARE):
+                scenario.step_down()
+        elif action == "positive":
+            if scenario.state.level is not LevelOfCare.WITHDRAWAL_MANAGEMENT:
+                scenario.result(scenario.order(), TestResult.POSITIVE, "cocaine")
+        else:
+            scenario.do(Discharge(DischargeReason(action)))
+    return scenario.recorded
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([IOP, RESIDENTIAL, WITHDRAWAL]), ACTIONS), min_size=1, max_size=4))
+def test_every_rate_is_a_share_and_the_levels_partition_the_whole(episodes: list[tuple[tuple[int, ...], Any]]) -> None:
+    histories = [_played(n, ratings, actions) for n, (ratings, actions) in enumerate(episodes)]
+    result = compute_measures(histories, YEAR, by=[Grouping.LEVEL])
+    for group in result.groups:
+        for v in group.values:
+            assert v.numerator >= 0 and v.denominator >= 0
+            if v.definition.unit is Unit.PERCENT and v.name != "attendance_hours":
+                assert v.numerator <= v.denominator, (group.label, v)
+    for number, whole in enumerate(result.total.values):
+        parts = [g.values[number] for g in result.groups[1:]]
+        assert sum(p.numerator for p in parts) == pytest.approx(whole.numerator), whole.name
+        assert sum(p.denominator for p in parts) == pytest.approx(whole.denominator), whole.name
