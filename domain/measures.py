@@ -357,37 +357,48 @@ def compute_measures(
     episodes: list[_Episode] = []
     last_seen: datetime | None = None
     causes: dict[str, int] = {}
-    # The observation window ends at the period's end or the last event seen, whichever is first; histories
-    # are read once, so episodes are counted after the window is known (their facts are small).
-    pending: list[tuple[_Episode, list[DomainEvent]]] = []
+    # With `observed_until` given, each episode is counted as it comes and its events are not kept; without it,
+    # the end of what is observed is the last event, so the episodes wait until every one has been read.
+    known_until = min(period.end, observed_until) if observed_until is not None else None
+    waiting: list[tuple[_Episode, list[DomainEvent]]] = []
     for history in histories:
-        events = list(history)
+        events = history if isinstance(history, list) else list(history)
         if not events or not isinstance(events[0], EpisodeOpened):
             continue
-        opened = events[0]
-        facts = _Episode(opened.episode_id, opened.client_id, opened.occurred_at)
-        for event in events:
-            version = getattr(event, "policy_version", None)
-            if version:
-                versions.add(version)
-            if last_seen is None or event.occurred_at > last_seen:
-                last_seen = event.occurred_at
-            match event:
-                case StayStarted(level=level) if facts.admitted_at is None:
-                    facts.admitted_at, facts.admission_level = event.occurred_at, level
-                case EpisodeClosed(reason=reason):
-                    facts.closed_at, facts.discharge = event.occurred_at, reason
+        facts = _facts(events, versions)
         episodes.append(facts)
-        pending.append((facts, events))
+        last = max(event.occurred_at for event in events)
+        last_seen = last if last_seen is None else max(last_seen, last)
+        if known_until is not None:
+            _count_episode(tally, facts, events, period, known_until, day, causes)
+        else:
+            waiting.append((facts, events))
     seen = observed_until or last_seen
     until = min(period.end, seen) if seen is not None and episodes else None
     if until is not None:
-        for facts, events in pending:
+        for facts, events in waiting:
             _count_episode(tally, facts, events, period, until, day, causes)
         _count_readmissions(tally, episodes, period, until, day)
     return Measures(
         period, grouping, tally.groups(day), len(episodes), tuple(sorted(versions)), until, dict(sorted(causes.items()))
     )
+
+
+def _facts(events: list[DomainEvent], versions: set[str]) -> _Episode:
+    """What the whole episode is counted by (who, admitted when and where, closed how), and its policy versions."""
+    opened = events[0]
+    assert isinstance(opened, EpisodeOpened)
+    facts = _Episode(opened.episode_id, opened.client_id, opened.occurred_at)
+    for event in events:
+        version = getattr(event, "policy_version", None)
+        if version:
+            versions.add(version)
+        match event:
+            case StayStarted(level=level) if facts.admitted_at is None:
+                facts.admitted_at, facts.admission_level = event.occurred_at, level
+            case EpisodeClosed(reason=reason):
+                facts.closed_at, facts.discharge = event.occurred_at, reason
+    return facts
 
 
 def _count_episode(

@@ -18,10 +18,11 @@ from continuum.domain.commands import (
     RecordAssessment,
     RecordAttendance,
     RecordFollowUpOutcome,
+    RecordReviewOutcome,
     RequestFollowUp,
     ScheduleSession,
 )
-from continuum.domain.episode import DischargeReason
+from continuum.domain.episode import DischargeReason, ReviewOutcome
 from continuum.domain.events import DomainEvent, FollowUpsScheduled
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.measures import (
@@ -287,9 +288,12 @@ def _played(number: int, ratings: tuple[int, ...], actions: list[str | int]) -> 
         if scenario.state.discharge_reason is not None:
             break
         if isinstance(action, int):
-            scenario.wait(action)
+            scenario.advance(scenario.at + DAY * action)  # reviews fall due, tests are ordered, as in the workflow
         elif action == "step_down":
-            if scenario.state.level not in (None, LevelOfCare.AFTERCARE):
+            pending = scenario.state.pending_review
+            if pending is not None:
+                scenario.do(RecordReviewOutcome(pending.review_id, ReviewOutcome.GOALS_MET, "ther-1"))
+            elif scenario.state.level not in (None, LevelOfCare.AFTERCARE):
                 scenario.step_down()
         elif action == "positive":
             if scenario.state.level is not LevelOfCare.WITHDRAWAL_MANAGEMENT:
