@@ -36,6 +36,10 @@ def measures(
     check: Annotated[
         str | None, typer.Option(help="The report's log_head_hash: verify the chain holds it at --at first.")
     ] = None,
+    day_seconds: Annotated[
+        float | None,
+        typer.Option(min=0.001, max=604800, help="The care day in seconds (default CONTINUUM_DAY_SECONDS; a demo: 1)."),
+    ] = None,
     as_csv: Annotated[bool, typer.Option("--csv", help="One CSV row per group and measure.")] = False,
     as_json: Json = False,
 ) -> None:
@@ -63,7 +67,9 @@ def measures(
                 typer.echo(f"continuum: the report does not verify: {problem}", err=True)
                 raise typer.Exit(EXIT_VERIFICATION_FAILED)
         try:
-            report = measures_at(opened, period, by=groupings, position=at, day=timedelta(seconds=settings.day_seconds))
+            report = measures_at(
+                opened, period, by=groupings, position=at, day=timedelta(seconds=day_seconds or settings.day_seconds)
+            )
         except MeasuresError as refused:
             raise Usage(f"--{refused}") from None
     if as_csv:
@@ -95,7 +101,7 @@ def _human(body: dict[str, object]) -> str:
         f"period {period['from']} .. {period['to']}; {body['episodes']} episodes",
         f"observed until {body['observed_until'] or '-'}",
         f"log position {body['log_position']}, hash {body['log_head_hash']}",
-        f"policy versions {', '.join(versions) or '-'}",
+        f"policy versions {', '.join(versions) or '-'}; a care day is {body['day_seconds']} s",
         "",
     ]
     return "\n".join(head) + table(rows, ["measure", "unit", *labels])

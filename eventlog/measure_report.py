@@ -16,6 +16,7 @@ MEASURE_BASE = "https://continuum.example/fhir/Measure"
 POSITION_EXTENSION = "https://continuum.example/fhir/StructureDefinition/log-position"
 HASH_EXTENSION = "https://continuum.example/fhir/StructureDefinition/log-head-hash"
 POLICY_EXTENSION = "https://continuum.example/fhir/StructureDefinition/policy-version"
+DAY_EXTENSION = "https://continuum.example/fhir/StructureDefinition/care-day-seconds"
 MEASURE_CODES = "https://continuum.example/fhir/CodeSystem/measure"
 _UNITS = {Unit.PERCENT: "%", Unit.PER_100_CLIENT_WEEKS: "/100 client-weeks", Unit.DAYS: "d"}
 
@@ -29,6 +30,7 @@ def report_body(report: MeasuresReport) -> dict[str, Any]:
         "log_position": report.position,
         "log_head_hash": report.head_hash,
         "policy_versions": list(measures.policy_versions),
+        "day_seconds": report.day_seconds,
         "observed_until": format_instant(measures.observed_until) if measures.observed_until else None,
         "episodes": measures.episodes,
         "step_up_causes": measures.step_up_causes,
@@ -89,6 +91,7 @@ def fhir_measure_report(report: MeasuresReport) -> dict[str, Any]:
     extensions: list[dict[str, Any]] = [
         {"url": POSITION_EXTENSION, "valueInteger": report.position},
         {"url": HASH_EXTENSION, "valueString": report.head_hash},
+        {"url": DAY_EXTENSION, "valueDecimal": report.day_seconds},
     ]
     extensions += [{"url": POLICY_EXTENSION, "valueString": version} for version in measures.policy_versions]
     body: dict[str, Any] = {

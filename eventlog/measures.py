@@ -40,6 +40,7 @@ class MeasuresReport:
     measures: Measures
     position: int
     head_hash: str  # hex; the genesis hash for an empty log
+    day_seconds: float = DAY.total_seconds()  # the care day the durations and windows count in
 
     @property
     def anchor(self) -> Anchor:
@@ -85,7 +86,7 @@ def measures_at(
             after = rows[-1].position
     measures = compute(histories.values(), period, by=by, day=day, observed_until=observed_until)
     measures = dataclasses.replace(measures, policy_versions=tuple(sorted(versions | set(measures.policy_versions))))
-    return MeasuresReport(measures, position, head_hash)
+    return MeasuresReport(measures, position, head_hash, day.total_seconds())
 
 
 def verify_report(engine: Engine, position: int, head_hash: str) -> VerificationReport:

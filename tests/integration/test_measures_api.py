@@ -45,7 +45,7 @@ async def test_measures_from_the_log_have_known_answers_and_match_the_pure_funct
     answer = await stack.get("/api/v1/measures", role="director", by="level", **WIDE)
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["episodes"] == 2 and body["by"] == ["level"]
+    assert body["episodes"] == 2 and body["by"] == ["level"] and body["day_seconds"] == 86400.0
     assert measure(body, "against_medical_advice") == (1, 2, 50.0)
     assert measure(body, "administrative", "level=intensive_outpatient") == (1, 2, 50.0)
     assert measure(body, "retention_30d") == (0, 2, 0.0)  # both left in their first days
