@@ -19,7 +19,18 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
-from continuum.api import attendance, codec, commands, dashboard, hygiene, policy, problems, reads
+from continuum.api import (
+    attendance,
+    codec,
+    commands,
+    dashboard,
+    hygiene,
+    measures,
+    measures_page,
+    policy,
+    problems,
+    reads,
+)
 from continuum.api.limits import BodyLimit
 from continuum.api.services import Services
 
@@ -42,6 +53,8 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(reads.router)
     app.include_router(codec.router)
     app.include_router(policy.router)
+    app.include_router(measures.router)
+    measures_page.register()  # on the dashboard's router, before it is mounted
     dashboard.install(app)
     _install_docs(app)
     app.add_middleware(BodyLimit)

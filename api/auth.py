@@ -59,6 +59,7 @@ RESULTS = allow(Role.CLINICIAN, Role.LAB)
 REFERRAL_ANSWERS = allow(Role.CLINICIAN, Role.PARTNER)
 PARTNERS = allow(Role.PARTNER)
 AUDIT = allow(Role.AUDITOR, Role.DIRECTOR)
+MEASURES = allow(Role.DIRECTOR, Role.AUDITOR)  # aggregate outcomes: never a lab, a partner or a clinician's key
 ADMIN = allow(Role.ADMIN)
 # The rules decisions were made under: no client data, so every role that receives decisions may read them.
 POLICY = allow(Role.DIRECTOR, Role.CLINICIAN, Role.AUDITOR, Role.LAB, Role.PARTNER)

@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from continuum.access import ApiKey, Role
 from continuum.access.sessions import SESSION_LIFETIME, DashboardSession, csrf_token
-from continuum.api.auth import CENSUS, READ_EPISODES, READ_RECORD
+from continuum.api.auth import CENSUS, MEASURES, READ_EPISODES, READ_RECORD
 from continuum.api.params import ID_PATTERN, services_of
 from continuum.api.reads import alerted_ids, listed_ids, query_shape
 from continuum.domain.codec import EventEnvelope, decode, encode, from_envelope, parse_instant
@@ -121,6 +121,7 @@ def _page(request: Request, name: str, caller: ApiKey | None, status: int = 200,
     may = {
         "census": caller is not None and CENSUS.permits(caller),
         "episodes": caller is not None and READ_EPISODES.permits(caller),
+        "measures": caller is not None and MEASURES.permits(caller),
     }
     return templates.TemplateResponse(
         request,
