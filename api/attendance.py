@@ -4,14 +4,14 @@ it; a lab or a partner never sees sessions)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
 
 from continuum.access import ApiKey
-from continuum.api.auth import ATTENDANCE, COMMANDS
+from continuum.api.auth import ATTENDANCE, COMMANDS, REPORT
 from continuum.api.commands import ERRORS, _run
 from continuum.api.params import IdPath, services_of
 from continuum.api.schemas import (
@@ -23,7 +23,8 @@ from continuum.api.schemas import (
     SessionCancellationBody,
 )
 from continuum.domain.attendance import attendance_of
-from continuum.domain.codec import decode, encode
+from continuum.domain.attendance_report import ReportPeriodInvalid, report_period
+from continuum.domain.codec import decode, encode, format_instant
 from continuum.domain.commands import (
     CancelSession,
     RecordAttendance,
@@ -32,7 +33,8 @@ from continuum.domain.commands import (
     ScheduleSession,
 )
 from continuum.domain.episode import Episode
-from continuum.domain.policy import load_policy
+from continuum.domain.levels import LevelOfCare
+from continuum.eventlog.attendance import report_csv, report_json
 
 router = APIRouter(prefix="/api/v1", tags=["attendance"])
 
@@ -97,14 +99,41 @@ async def record_re_engagement_review(
 
 
 def attendance_body(request: Request, state: dict[str, Any]) -> dict[str, Any] | None:
-    """The episode's weekly dose as the API shows it; None under a policy without `[services]`."""
-    episodes = services_of(request).episodes
-    services = load_policy(episodes.policy_text, episodes.directory_text).services
+    """The episode's weekly dose as the API shows it, judged by the policy the episode was decided under (its
+    recorded version); None under a policy without `[services]`."""
+    reads = services_of(request).attendance
+    judged = reads.policy_of(str(state["episode_id"]))
+    services = judged.policy.services
     if services is None:
         return None
-    day: timedelta = episodes.day
-    body: dict[str, Any] = encode(attendance_of(decode(Episode, state), services, datetime.now(UTC), day))
+    body: dict[str, Any] = encode(attendance_of(decode(Episode, state), services, datetime.now(UTC), reads.day))
+    body["policy_version"] = judged.version
+    body["policy_on_record"] = judged.on_record
     return body
+
+
+@router.get("/attendance", responses={200: {"content": {"text/csv": {}}}})
+def attendance_report(
+    request: Request,
+    start: Annotated[str, Query(alias="from", max_length=40, description="a date (YYYY-MM-DD) or an instant")],
+    end: Annotated[str, Query(alias="to", max_length=40, description="a date (included) or an instant (excluded)")],
+    level: LevelOfCare | None = None,
+    format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,  # noqa: A002 (the query's name)
+    caller: ApiKey = Depends(REPORT),
+) -> Response:
+    """One row per client and care week in the period: minutes delivered in person and by telehealth, the level's
+    minimum (by the policy the episode was decided under), how far short, misses excused and not, holds."""
+    try:
+        first, last = report_period(start, end)
+    except ReportPeriodInvalid as error:
+        raise HTTPException(422, f"query.{error}") from None  # the field, as FastAPI names it
+    rows = services_of(request).attendance.report(first, last, datetime.now(UTC), level)
+    wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
+    if wants_csv:
+        return Response(report_csv(rows), media_type="text/csv; charset=utf-8")
+    return JSONResponse(
+        {"from": format_instant(first), "to": format_instant(last), "rows": report_json(rows), "count": len(rows)}
+    )
 
 
 @router.get("/episodes/{episode_id}/attendance")

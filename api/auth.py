@@ -35,6 +35,7 @@ def allow(*roles: Role) -> Callable[[ApiKey], ApiKey]:
 
 READ_EPISODES = allow(Role.DIRECTOR, Role.CLINICIAN)
 ATTENDANCE = allow(Role.DIRECTOR, Role.AUDITOR, Role.CLINICIAN)  # a lab or partner never sees sessions
+REPORT = allow(Role.DIRECTOR, Role.AUDITOR)  # the attendance report (no billing role yet); never a lab or partner
 READ_RECORD = allow(Role.DIRECTOR, Role.AUDITOR)  # full event histories: recorded as an access
 CENSUS = allow(Role.DIRECTOR)
 COMMANDS = allow(Role.CLINICIAN)

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from continuum.access import AccessLog, ApiKeyStore, IdempotencyStore
 from continuum.episodes import EpisodeCommands
+from continuum.eventlog.attendance import AttendanceReads
 from continuum.eventlog.reads import EpisodeReads
 from continuum.eventlog.store import PostgresEventStore
 
@@ -20,6 +21,7 @@ class Services:
     keys: ApiKeyStore
     idempotency: IdempotencyStore
     access: AccessLog
+    attendance: AttendanceReads
     export_key: Ed25519PrivateKey | None = None  # signs NDJSON exports' trailers (eventlog/checkpoints.py)
 
     @classmethod
@@ -27,6 +29,8 @@ class Services:
         cls, episodes: EpisodeCommands, store: PostgresEventStore, export_key: Ed25519PrivateKey | None = None
     ) -> Services:
         engine = store.engine
+        attendance = AttendanceReads(engine, episodes.policy_text, episodes.directory_text, episodes.day)
+        attendance.record_policy(episodes.policy_text)  # the text new episodes start with, kept by its version
         return cls(
             episodes,
             store,
@@ -34,5 +38,6 @@ class Services:
             ApiKeyStore(engine),
             IdempotencyStore(engine),
             AccessLog(engine),
+            attendance,
             export_key,
         )

@@ -1,0 +1,134 @@
+"""The attendance report through the API, on the real Temporal server and PostgreSQL: rows equal to the sessions
+recorded, as JSON and CSV, for the roles that may read it, by the policy the episode was decided under."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from continuum.domain.codec import format_instant, parse_instant
+from continuum.domain.policy import default_policy_text
+from continuum.eventlog.attendance import AttendanceReads
+from tests.integration.episodes import DAY
+from tests.integration.stacks import Stack
+
+pytestmark = pytest.mark.integration
+REPORT = "/api/v1/attendance"
+
+
+def _session(session_id: str, starts_at: datetime, minutes: int = 180) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "kind": "group",
+        "starts_at": format_instant(starts_at),
+        "minutes": minutes,
+        "scheduled_by": "sched-1",
+    }
+
+
+async def _episode_with_sessions(stack: Stack, episode_id: str) -> datetime:
+    """An IOP client's first care week: 180 min in person, 120 by telehealth, one miss excused, one not."""
+    opened = await stack.post("/api/v1/episodes", stack.episode(episode_id))
+    assert opened.status_code == 201, opened.text
+    start = parse_instant(opened.json()["state"]["opened_at"])
+    base = f"/api/v1/episodes/{episode_id}"
+    outcomes = [
+        ("S1", "attendance", {"minutes": 180, "modality": "in_person", "recorded_by": "clin-1"}),
+        ("S2", "attendance", {"minutes": 120, "modality": "telehealth", "recorded_by": "clin-1"}),
+        ("S3", "missed", {"excused": True, "reason": "illness", "recorded_by": "clin-1"}),
+        ("S4", "missed", {"excused": False, "reason": "no_show", "recorded_by": "clin-1"}),
+    ]
+    for session_id, what, body in outcomes:
+        scheduled = await stack.post(f"{base}/sessions", _session(session_id, start))
+        assert scheduled.status_code == 200, scheduled.text
+        recorded = await stack.post(f"{base}/sessions/{session_id}/{what}", body)
+        assert recorded.status_code == 200, recorded.text
+    return start
+
+
+async def test_report_rows_equal_the_sessions_recorded_as_json_and_csv(stack: Stack) -> None:
+    start = await _episode_with_sessions(stack, stack.e1)
+    period = {"from": format_instant(start - DAY), "to": format_instant(start + DAY * 30)}
+
+    answer = await stack.get(REPORT, **period)
+    assert answer.status_code == 200, answer.text
+    rows = [r for r in answer.json()["rows"] if r["episode_id"] == stack.e1]
+    assert len(rows) == 1, rows  # one client-week: the sessions' week (the report starts at the first session)
+    [row] = rows
+    assert (row["care_week"], row["level"], row["client_id"]) == (1, "intensive_outpatient", "client-1")
+    assert (row["in_person_minutes"], row["telehealth_minutes"]) == (180, 120)
+    assert (row["minimum_hours"], row["short_by_hours"]) == (9, 4)
+    assert (row["missed_excused"], row["missed_unexcused"], row["held"]) == (1, 1, False)
+
+    for ask in ({"format": "csv"}, {}):
+        headers = {"Accept": "text/csv"} if not ask else {}
+        as_csv = await stack.http.get(REPORT, params={**period, **ask}, headers={**stack.auth("auditor"), **headers})
+        assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv"), as_csv.text
+        [parsed] = [r for r in csv.DictReader(io.StringIO(as_csv.text)) if r["episode_id"] == stack.e1]
+        assert parsed["in_person_minutes"] == "180" and parsed["telehealth_minutes"] == "120"
+        assert parsed["missed_unexcused"] == "1" and parsed["held"] == "false"
+        assert parsed["week_starts_at"] == row["week_starts_at"]
+
+    # A period that ends before the sessions' week has no row for it; a level filter keeps only its weeks.
+    before = await stack.get(REPORT, **{"from": "2020-01-01", "to": "2020-01-31"})
+    assert before.status_code == 200 and before.json()["rows"] == []
+    residential = await stack.get(REPORT, **period, level="residential")
+    assert [r for r in residential.json()["rows"] if r["episode_id"] == stack.e1] == []
+
+
+async def test_only_directors_and_auditors_read_the_report(stack: Stack) -> None:
+    period = {"from": "2026-01-01", "to": "2026-01-31"}
+    for role, status in [("director", 200), ("auditor", 200), ("clinician", 403), ("lab", 403), ("partner", 403)]:
+        answer = await stack.get(REPORT, role=role, **period)
+        assert answer.status_code == status, (role, answer.text)
+    anonymous = await stack.http.get(REPORT, params=period)
+    assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("period", "field"),
+    [
+        ({"from": "2026-13-01", "to": "2026-12-31"}, "from"),
+        ({"from": "2026-01-01", "to": "next tuesday"}, "to"),
+        ({"from": "2026-01-01T00:00:00", "to": "2026-01-31"}, "from"),  # no time zone
+        ({"from": "2026-02-01", "to": "2026-01-01"}, "to"),  # before from
+        ({"from": "2024-01-01", "to": "2026-01-01"}, "to"),  # over a year
+        ({"to": "2026-01-01"}, "from"),  # missing
+        ({"from": "2026-01-01", "to": "2026-01-31", "format": "xml"}, "format"),
+    ],
+)
+async def test_a_bad_period_is_a_422_naming_the_field(stack: Stack, period: dict[str, str], field: str) -> None:
+    answer = await stack.get(REPORT, **period)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["detail"].startswith(f"query.{field}:"), answer.json()
+
+
+async def test_weeks_are_judged_by_the_policy_the_episode_was_decided_under(
+    stack: Stack, app_engine: Engine, superuser_engine: Engine
+) -> None:
+    start = await _episode_with_sessions(stack, stack.e2)
+    period = (start - DAY, start + DAY * 30)
+    # The program has since raised its IOP minimum to 12 h: episodes decided under 9 h keep 9 h.
+    raised = default_policy_text().replace("minimum = 9,", "minimum = 12,")
+    assert raised != default_policy_text()
+    reads = AttendanceReads(app_engine, raised, None, DAY)
+    [row] = [r for r in reads.report(*period, now=start + DAY) if r.episode_id == stack.e2]
+    episode_version = reads.policy_of(stack.e2)
+    assert episode_version.on_record and episode_version.version != reads.configured.version
+    assert (row.minimum_hours, row.short_by_hours, row.policy_version) == (9, 4, episode_version.version)
+    shown = (await stack.get(f"/api/v1/episodes/{stack.e2}/attendance")).json()["attendance"]
+    assert shown["policy_version"] == episode_version.version and shown["policy_on_record"] is True
+
+    # Without that version's text on record the configured policy stands in, and the read says so.
+    with superuser_engine.begin() as conn:
+        conn.execute(text("DELETE FROM policy_texts"))
+    stand_in = AttendanceReads(app_engine, raised, None, DAY)
+    [row] = [r for r in stand_in.report(*period, now=start + DAY) if r.episode_id == stack.e2]
+    assert (row.minimum_hours, row.short_by_hours) == (12, 7)
+    assert stand_in.policy_of(stack.e2).on_record is False
