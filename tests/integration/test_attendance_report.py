@@ -132,3 +132,23 @@ async def test_weeks_are_judged_by_the_policy_the_episode_was_decided_under(
     [row] = [r for r in stand_in.report(*period, now=start + DAY) if r.episode_id == stack.e2]
     assert (row.minimum_hours, row.short_by_hours) == (12, 7)
     assert stand_in.policy_of(stack.e2).on_record is False
+
+
+async def test_the_fhir_export_holds_an_encounter_per_session_attended(stack: Stack) -> None:
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.encounter import Encounter
+
+    start = await _episode_with_sessions(stack, stack.e3)
+    fhir = await stack.get(f"/api/v1/episodes/{stack.e3}/export", role="auditor", format="fhir", purpose="payer_audit")
+    assert fhir.status_code == 200, fhir.text
+    bundle = Bundle.model_validate(fhir.json())  # valid FHIR, Encounters included
+    found = [e.resource for e in bundle.entry if e.resource.__resource_type__ == "Encounter"]
+    assert all(isinstance(e, Encounter) for e in found)
+    # The two sessions attended, never the misses: in person as ambulatory, telehealth as virtual.
+    assert sorted((e.identifier[0].value, e.class_fhir.code, e.length.value) for e in found) == [
+        ("S1", "AMB", 180),
+        ("S2", "VR", 120),
+    ]
+    [in_person] = [e for e in found if e.identifier[0].value == "S1"]
+    assert in_person.status == "finished" and in_person.episodeOfCare[0].reference == f"EpisodeOfCare/{stack.e3}"
+    assert in_person.period.start == start and in_person.serviceType.coding[0].code == "intensive_outpatient"
