@@ -4,7 +4,7 @@ it; a lab or a partner never sees sessions)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -23,7 +23,7 @@ from continuum.api.schemas import (
     SessionCancellationBody,
 )
 from continuum.domain.attendance import attendance_of
-from continuum.domain.attendance_report import ReportPeriodInvalid, report_period
+from continuum.domain.attendance_report import AttendanceRow, ReportPeriodInvalid, report_period
 from continuum.domain.codec import decode, encode, format_instant
 from continuum.domain.commands import (
     CancelSession,
@@ -149,3 +149,27 @@ def episode_attendance(
         "sessions": state.get("sessions", []),
         "attendance": attendance_body(request, state),
     }
+
+
+# -- the dashboard's attendance strip and the clients below their minimum ------------------------------------
+
+
+def attendance_strip(request: Request, state: dict[str, Any], at: datetime | None) -> dict[str, Any] | None:
+    """The episode page's strip: its care weeks as of `at` (a replay) or now, by the episode's own policy."""
+    if not state.get("sessions"):
+        return None
+    reads = services_of(request).attendance
+    services = reads.policy_of(str(state["episode_id"])).policy.services
+    if services is None:
+        return None
+    shown = attendance_of(decode(Episode, state), services, at or datetime.now(UTC), reads.day)
+    widest = max([1.0, *(w.hours for w in shown.weeks), *(w.minimum_hours or 0 for w in shown.weeks)])
+    return {"attendance": shown, "widest": widest}
+
+
+def below_minimum_now(request: Request, limit: int = 50) -> list[AttendanceRow]:
+    """Clients whose care week in progress is, so far, below their level's minimum (fewest hours first)."""
+    now = datetime.now(UTC)
+    rows = services_of(request).attendance.report(now, now + timedelta(seconds=1), now)
+    below = [r for r in rows if r.in_progress and r.short_by_hours > 0]
+    return sorted(below, key=lambda r: (-r.short_by_hours, r.episode_id))[:limit]

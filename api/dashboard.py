@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from continuum.access import ApiKey, Role
+from continuum.api.attendance import attendance_strip, below_minimum_now
 from continuum.api.params import ID_PATTERN, services_of
 from continuum.domain.codec import EventEnvelope, encode, from_envelope, parse_instant
 from continuum.domain.episode import EpisodeStatus
@@ -113,6 +114,7 @@ def overview(request: Request) -> HTMLResponse:
         alerts=alerts,
         statuses=[s.value for s in EpisodeStatus],
         total=sum(r["episodes"] for r in census),
+        below_minimum=below_minimum_now(request),
     )
 
 
@@ -179,6 +181,7 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
         as_of_error=as_of_error,
         marks=_marks(events),
         verification=verify_stream(services.store.engine, episode_id) if verify else None,
+        strip=attendance_strip(request, current, at) if current else None,
     )
 
 

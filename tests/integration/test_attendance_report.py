@@ -152,3 +152,23 @@ async def test_the_fhir_export_holds_an_encounter_per_session_attended(stack: St
     [in_person] = [e for e in found if e.identifier[0].value == "S1"]
     assert in_person.status == "finished" and in_person.episodeOfCare[0].reference == f"EpisodeOfCare/{stack.e3}"
     assert in_person.period.start == start and in_person.serviceType.coding[0].code == "intensive_outpatient"
+
+
+async def test_the_dashboard_shows_the_attendance_strip_and_who_is_below_the_minimum(stack: Stack) -> None:
+    await _episode_with_sessions(stack, stack.e1)
+    await stack.post("/api/v1/episodes", stack.episode(stack.e2))  # no sessions: no strip, never listed
+    session = {"Cookie": f"continuum_session={stack.keys['director']}"}
+    page = await stack.http.get(f"/dashboard/episodes/{stack.e1}", headers=session)
+    assert page.status_code == 200, page.text
+    assert 'id="attendance-strip"' in page.text and "2 of 4 sessions attended" in page.text
+    assert "<script>" not in page.text  # the page's only script is the static file (CSP)
+    # Week 1 in progress: 5.0 h so far (2.0 by telehealth) of the 9 h minimum, 2 missed.
+    weeks = page.text[page.text.index('id="attendance-weeks"') :]
+    assert "<td class=\"num\">5.0</td><td class=\"num\">2.0</td><td class=\"num\">9.0</td>" in weeks
+    plain = await stack.http.get(f"/dashboard/episodes/{stack.e2}", headers=session)
+    assert plain.status_code == 200 and 'id="attendance-strip"' not in plain.text
+
+    overview = await stack.http.get("/dashboard", headers=session)
+    below = overview.text[overview.text.index('id="below-minimum"') :]
+    assert f"/dashboard/episodes/{stack.e1}" in below and stack.e2 not in below
+    assert "<td class=\"num\">4.0</td>" in below  # short by 4 h so far
