@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from continuum.access import ApiKey
 from continuum.api.auth import ATTENDANCE, COMMANDS, REPORT
@@ -22,6 +22,7 @@ from continuum.api.schemas import (
     SessionBody,
     SessionCancellationBody,
 )
+from continuum.domain import ids
 from continuum.domain.attendance import attendance_of
 from continuum.domain.attendance_report import AttendanceRow, ReportPeriodInvalid, report_period
 from continuum.domain.codec import decode, encode, format_instant
@@ -118,21 +119,31 @@ def attendance_report(
     start: Annotated[str, Query(alias="from", max_length=40, description="a date (YYYY-MM-DD) or an instant")],
     end: Annotated[str, Query(alias="to", max_length=40, description="a date (included) or an instant (excluded)")],
     level: LevelOfCare | None = None,
+    after: Annotated[str, Query(pattern=f"^({ids.ID_PATTERN})?$", description="the page after this episode")] = "",
     format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,  # noqa: A002 (the query's name)
     caller: ApiKey = Depends(REPORT),
 ) -> Response:
     """One row per client and care week in the period: minutes delivered in person and by telehealth, the level's
-    minimum (by the policy the episode was decided under), how far short, misses excused and not, holds."""
+    minimum (by the policy the episode was decided under), how far short, misses excused and not, holds. JSON
+    comes in pages of 200 episodes (`next_after` asks for the next); CSV is the whole report."""
     try:
         first, last = report_period(start, end)
     except ReportPeriodInvalid as error:
         raise HTTPException(422, f"query.{error}") from None  # the field, as FastAPI names it
-    rows = services_of(request).attendance.report(first, last, datetime.now(UTC), level)
+    reads, now = services_of(request).attendance, datetime.now(UTC)
     wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
     if wants_csv:
-        return Response(report_csv(rows), media_type="text/csv; charset=utf-8")
+        # A sync iterator: Starlette runs each step on its thread pool, one page of the report at a time.
+        return StreamingResponse(report_csv(reads.report_all(first, last, now, level)), media_type="text/csv")
+    page = reads.report(first, last, now, level, after=after)
     return JSONResponse(
-        {"from": format_instant(first), "to": format_instant(last), "rows": report_json(rows), "count": len(rows)}
+        {
+            "from": format_instant(first),
+            "to": format_instant(last),
+            "rows": report_json(page.rows),
+            "count": len(page.rows),
+            "next_after": page.next_after,
+        }
     )
 
 
@@ -170,6 +181,6 @@ def attendance_strip(request: Request, state: dict[str, Any], at: datetime | Non
 def below_minimum_now(request: Request, limit: int = 50) -> list[AttendanceRow]:
     """Clients whose care week in progress is, so far, below their level's minimum (fewest hours first)."""
     now = datetime.now(UTC)
-    rows = services_of(request).attendance.report(now, now + timedelta(seconds=1), now)
-    below = [r for r in rows if r.in_progress and r.short_by_hours > 0]
+    pages = services_of(request).attendance.report_all(now, now + timedelta(seconds=1), now)
+    below = [r for rows in pages for r in rows if r.in_progress and r.short_by_hours > 0]
     return sorted(below, key=lambda r: (-r.short_by_hours, r.episode_id))[:limit]

@@ -41,11 +41,12 @@ def attendance_report(
         reads = AttendanceReads(
             opened.engine, settings.policy_text(), settings.directory_text(), timedelta(seconds=settings.day_seconds)
         )
-        rows = reads.report(first, last, datetime.now(UTC), LevelOfCare(level) if level else None)
-    if as_csv:
-        typer.echo(report_csv(rows), nl=False)
-        return
-    found = report_json(rows)
+        pages = reads.report_all(first, last, datetime.now(UTC), LevelOfCare(level) if level else None)
+        if as_csv:
+            for chunk in report_csv(pages):
+                typer.echo(chunk, nl=False)
+            return
+        found = [row for rows in pages for row in report_json(rows)]
     columns = ["episode_id", "care_week", "level", "in_person_minutes", "telehealth_minutes", "minimum_hours"]
     columns += ["short_by_hours", "missed_excused", "missed_unexcused", "held"]
     emit({"rows": found, "count": len(found)}, as_json, table(found, columns) + f"\n{len(found)} client-weeks")

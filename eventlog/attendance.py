@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,9 +50,20 @@ _REPORT = text(
       AND e.opened_at < :end AND (e.closed_at IS NULL OR e.closed_at > :closed_after)
       AND (CAST(:level AS text) IS NULL
            OR e.state->'level_spells' @> jsonb_build_array(jsonb_build_object('level', CAST(:level AS text))))
+      AND e.episode_id > :after
     ORDER BY e.episode_id
+    LIMIT :limit
     """
 )
+
+
+PAGE_EPISODES = 200  # episodes a page of the report covers (about 4 rows each for a month)
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    rows: list[AttendanceRow]
+    next_after: str | None  # the last episode id of this page when more may follow, else None
 
 
 @dataclass(frozen=True)
@@ -100,9 +112,17 @@ class AttendanceReads:
         return EpisodePolicy(load_policy(found, self._directory_text), version, True)
 
     def report(
-        self, start: datetime, end: datetime, now: datetime, level: LevelOfCare | None = None
-    ) -> list[AttendanceRow]:
-        """One row per client and care week overlapping [start, end), by episode id then week."""
+        self,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        level: LevelOfCare | None = None,
+        *,
+        after: str = "",
+        episodes: int = PAGE_EPISODES,
+    ) -> ReportPage:
+        """One row per client and care week overlapping [start, end), by episode id then week: the rows of up to
+        `episodes` episodes with sessions after the episode id `after` (a page; `next_after` continues it)."""
         week = self.day * WEEK_DAYS
         params: dict[str, Any] = {
             "end": end,
@@ -110,6 +130,8 @@ class AttendanceReads:
             "sessions_from": format_instant(start - week),
             "sessions_to": format_instant(end + week),
             "level": level.value if level else None,
+            "after": after,
+            "limit": episodes,
         }
         with self.engine.connect() as conn:
             found = conn.execute(_REPORT, params).all()
@@ -122,17 +144,30 @@ class AttendanceReads:
             episode = decode(Episode, {k: v for k, v in state.items() if v is not None})
             found_rows = report_rows(episode, services, judged.version, start, end, now, self.day)
             rows += [r for r in found_rows if level is None or level.value in r.level.split("+")]
-        return rows
+        next_after = str(found[-1][0]["episode_id"]) if len(found) == episodes else None
+        return ReportPage(rows, next_after)
+
+    def report_all(
+        self, start: datetime, end: datetime, now: datetime, level: LevelOfCare | None = None
+    ) -> Iterator[list[AttendanceRow]]:
+        """Every page of the report, in order (bounded memory: a page at a time)."""
+        after: str | None = ""
+        while after is not None:
+            page = self.report(start, end, now, level, after=after)
+            yield page.rows
+            after = page.next_after
 
 
-def report_csv(rows: list[AttendanceRow]) -> str:
-    """The report as CSV (RFC 4180, a header line of REPORT_COLUMNS): instants in UTC, no minimum as empty."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(REPORT_COLUMNS)
-    for row in rows:
-        writer.writerow([_cell(getattr(row, column)) for column in REPORT_COLUMNS])
-    return out.getvalue()
+def report_csv(pages: Iterable[list[AttendanceRow]]) -> Iterator[str]:
+    """The report as CSV (RFC 4180, a header line of REPORT_COLUMNS), a chunk per page: instants in UTC, no
+    minimum as an empty cell."""
+    yield ",".join(REPORT_COLUMNS) + "\r\n"
+    for rows in pages:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        for row in rows:
+            writer.writerow([_cell(getattr(row, column)) for column in REPORT_COLUMNS])
+        yield out.getvalue()
 
 
 def report_json(rows: list[AttendanceRow]) -> list[dict[str, Any]]:

@@ -118,7 +118,7 @@ async def test_weeks_are_judged_by_the_policy_the_episode_was_decided_under(
     raised = default_policy_text().replace("minimum = 9,", "minimum = 12,")
     assert raised != default_policy_text()
     reads = AttendanceReads(app_engine, raised, None, DAY)
-    [row] = [r for r in reads.report(*period, now=start + DAY) if r.episode_id == stack.e2]
+    [row] = [r for r in reads.report(*period, now=start + DAY).rows if r.episode_id == stack.e2]
     episode_version = reads.policy_of(stack.e2)
     assert episode_version.on_record and episode_version.version != reads.configured.version
     assert (row.minimum_hours, row.short_by_hours, row.policy_version) == (9, 4, episode_version.version)
@@ -129,7 +129,7 @@ async def test_weeks_are_judged_by_the_policy_the_episode_was_decided_under(
     with superuser_engine.begin() as conn:
         conn.execute(text("DELETE FROM policy_texts"))
     stand_in = AttendanceReads(app_engine, raised, None, DAY)
-    [row] = [r for r in stand_in.report(*period, now=start + DAY) if r.episode_id == stack.e2]
+    [row] = [r for r in stand_in.report(*period, now=start + DAY).rows if r.episode_id == stack.e2]
     assert (row.minimum_hours, row.short_by_hours) == (12, 7)
     assert stand_in.policy_of(stack.e2).on_record is False
 
@@ -172,3 +172,20 @@ async def test_the_dashboard_shows_the_attendance_strip_and_who_is_below_the_min
     below = overview.text[overview.text.index('id="below-minimum"') :]
     assert f"/dashboard/episodes/{stack.e1}" in below and stack.e2 not in below
     assert '<td class="num">4.0</td>' in below  # short by 4 h so far
+
+
+async def test_the_report_comes_in_pages_of_episodes_that_together_hold_every_row(
+    stack: Stack, app_engine: Engine
+) -> None:
+    starts = [await _episode_with_sessions(stack, episode) for episode in (stack.e1, stack.e2)]
+    period = (min(starts) - DAY, max(starts) + DAY * 30)
+    reads = AttendanceReads(app_engine, default_policy_text(), None, DAY)
+    first = reads.report(*period, now=max(starts) + DAY, episodes=1)
+    second = reads.report(*period, now=max(starts) + DAY, after=first.next_after or "", episodes=1)
+    last = reads.report(*period, now=max(starts) + DAY, after=second.next_after or "", episodes=1)
+    assert [r.episode_id for r in first.rows + second.rows] == sorted([stack.e1, stack.e2])
+    assert first.next_after == sorted([stack.e1, stack.e2])[0] and last.rows == [] and last.next_after is None
+    answer = (await stack.get(REPORT, **{"from": format_instant(period[0]), "to": format_instant(period[1])})).json()
+    assert answer["next_after"] is None and {r["episode_id"] for r in answer["rows"]} == {stack.e1, stack.e2}
+    bad = await stack.get(REPORT, **{"from": "2026-01-01", "to": "2026-01-31", "after": "not an id!"})
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("query.after:")

@@ -2,7 +2,8 @@
 
 `policy_texts` keeps each policy's text under its version (the hash every decision event records), so a read
 can judge an episode's weeks by the policy it was decided under, not by the one the API runs with now. The
-partial index finds the episodes with sessions whose care overlaps a date range.
+partial index walks the episodes with sessions in id order (the report's pages), with the dates that say
+whether an episode's care overlaps the period.
 
 (Numbered after 0009 alongside other branches' migrations: the lead renumbers on merge.)
 
@@ -26,7 +27,7 @@ def upgrade() -> None:
             text text NOT NULL,
             recorded_at timestamptz NOT NULL DEFAULT now()
         );
-        CREATE INDEX episodes_with_sessions ON episodes (opened_at, closed_at)
+        CREATE INDEX episodes_with_sessions ON episodes (episode_id) INCLUDE (opened_at, closed_at)
             WHERE (state -> 'sessions') <> '[]'::jsonb;
         """
     )
