@@ -134,10 +134,10 @@ def _bound(field: str, value: str, *, end_of_day: bool) -> datetime:
     try:
         if len(spelled) == 10:
             day = date.fromisoformat(spelled)
-            at = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return at + timedelta(days=1) if end_of_day else at
-        instant = datetime.fromisoformat(spelled)
-    except ValueError:
+            instant = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1 if end_of_day else 0)
+        else:
+            instant = datetime.fromisoformat(spelled)
+    except (ValueError, OverflowError):
         raise ReportPeriodInvalid(
             f"{field}: {value[:40]!r} is not a date (YYYY-MM-DD) or an instant with a time zone"
         ) from None

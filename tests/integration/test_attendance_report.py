@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +17,7 @@ from continuum.domain.codec import format_instant, parse_instant
 from continuum.domain.policy import default_policy_text
 from continuum.eventlog.attendance import AttendanceReads
 from tests.integration.episodes import DAY
-from tests.integration.stacks import Stack
+from tests.integration.stacks import RunningStack, Stack
 
 pytestmark = pytest.mark.integration
 REPORT = "/api/v1/attendance"
@@ -189,3 +191,39 @@ async def test_the_report_comes_in_pages_of_episodes_that_together_hold_every_ro
     assert answer["next_after"] is None and {r["episode_id"] for r in answer["rows"]} == {stack.e1, stack.e2}
     bad = await stack.get(REPORT, **{"from": "2026-01-01", "to": "2026-01-31", "after": "not an id!"})
     assert bad.status_code == 422 and bad.json()["detail"].startswith("query.after:")
+
+
+def test_the_cli_reports_what_the_api_recorded(running_stack: RunningStack) -> None:
+    import httpx
+
+    episode = f"EP-{uuid.uuid4().hex[:6]}"
+    clinician = {"Authorization": f"Bearer {running_stack.keys['clinician']}"}
+    base = f"{running_stack.url}/api/v1/episodes"
+    body = {"episode_id": episode, "client_id": "client-9", "assessment": {"ratings": [1] * 6, "assessed_by": "c1"}}
+    opened = httpx.post(base, headers=clinician, json=body, timeout=30)
+    assert opened.status_code == 201, opened.text
+    start = parse_instant(opened.json()["state"]["opened_at"])
+    for session_id, modality in (("S1", "in_person"), ("S2", "telehealth")):
+        scheduled = httpx.post(
+            f"{base}/{episode}/sessions", headers=clinician, json=_session(session_id, start), timeout=30
+        )
+        assert scheduled.status_code == 200, scheduled.text
+        attended = {"minutes": 150, "modality": modality, "recorded_by": "c1"}
+        answer = httpx.post(
+            f"{base}/{episode}/sessions/{session_id}/attendance", headers=clinician, json=attended, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+
+    day = start.date().isoformat()
+    as_csv = running_stack.cli("attendance", "report", "--from", day, "--to", day, "--csv")
+    as_json = running_stack.cli("attendance", "report", "--from", day, "--to", day, "--json")
+    bad = running_stack.cli("attendance", "report", "--from", "2026-02-30", "--to", day)
+    backwards = running_stack.cli("attendance", "report", "--from", day, "--to", "2020-01-01")
+
+    assert as_csv.returncode == 0, as_csv.stderr
+    [row] = [r for r in csv.DictReader(io.StringIO(as_csv.stdout)) if r["episode_id"] == episode]
+    assert (row["in_person_minutes"], row["telehealth_minutes"], row["minimum_hours"]) == ("150", "150", "9.0")
+    [found] = [r for r in json.loads(as_json.stdout)["rows"] if r["episode_id"] == episode]
+    assert found["short_by_hours"] == 4.0 and found["care_week"] == 1
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("continuum: --from: '2026-02-30' is not a date")
+    assert backwards.returncode == 2 and "--to:" in backwards.stderr and "Traceback" not in backwards.stderr

@@ -96,6 +96,9 @@ def test_dates_are_whole_days_in_utc_with_to_included() -> None:
         ("2026-01-01T00:00:00", "2026-01-02", "from"),
         ("2026-01-02", "2026-01-01", "to"),
         ("2025-01-01", "2026-06-01", "to"),
+        ("0001-01-01", "0001-01-02", "from"),
+        ("9998-12-31", "9999-12-31", "to"),
+        ("2026-01-01", "2026-01-01T00:00:00+25:00", "to"),
     ],
 )
 def test_a_bad_period_names_its_field(start: str, end: str, field: str) -> None:
