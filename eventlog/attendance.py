@@ -14,11 +14,12 @@ from sqlalchemy import Engine, text
 
 from continuum.domain.attendance import WEEK_DAYS
 from continuum.domain.attendance_report import REPORT_COLUMNS, AttendanceRow, report_rows
-from continuum.domain.codec import decode, format_instant
-from continuum.domain.episode import Episode
+from continuum.domain.codec import format_instant, parse_instant
+from continuum.domain.episode import Episode, EpisodeStatus, HoldSpell, LevelSpell
+from continuum.domain.ids import ClientId, EpisodeId
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.policy import Policy, load_policy
-from continuum.domain.services import ServicesPolicy
+from continuum.domain.services import Modality, ServicesPolicy, Session, SessionStatus
 
 _RECORD = text("INSERT INTO policy_texts (version, text) VALUES (:version, :text) ON CONFLICT (version) DO NOTHING")
 _TEXT = text("SELECT text FROM policy_texts WHERE version = :version")
@@ -141,7 +142,7 @@ class AttendanceReads:
             services: ServicesPolicy | None = judged.policy.services
             if services is None:
                 continue  # a policy without [services] has no attendance rules
-            episode = decode(Episode, {k: v for k, v in state.items() if v is not None})
+            episode = _attendance_state(state)
             found_rows = report_rows(episode, services, judged.version, start, end, now, self.day)
             rows += [r for r in found_rows if level is None or level.value in r.level.split("+")]
         next_after = str(found[-1][0]["episode_id"]) if len(found) == episodes else None
@@ -156,6 +157,41 @@ class AttendanceReads:
             page = self.report(start, end, now, level, after=after)
             yield page.rows
             after = page.next_after
+
+
+def _attendance_state(state: dict[str, Any]) -> Episode:
+    """The episode as a care week reads it, from the report query's slice of its state. Built by hand, not by
+    the generic codec: a program-month decodes thousands of them, and this takes a quarter of the time."""
+    when = parse_instant
+    return Episode(
+        episode_id=EpisodeId(state["episode_id"]),
+        client_id=ClientId(state["client_id"]),
+        status=EpisodeStatus(state["status"]),
+        opened_at=when(state["opened_at"]),
+        status_since=when(state["status_since"]),
+        placed_at=when(state["placed_at"]) if state.get("placed_at") else None,
+        closed_at=when(state["closed_at"]) if state.get("closed_at") else None,
+        attendance_since=when(state["attendance_since"]) if state.get("attendance_since") else None,
+        level_spells=tuple(LevelSpell(LevelOfCare(s["level"]), when(s["since"])) for s in state["level_spells"] or ()),
+        hold_spells=tuple(
+            HoldSpell(when(h["start"]), when(h["end"]) if h.get("end") else None) for h in state["hold_spells"] or ()
+        ),
+        sessions=tuple(
+            Session(
+                session_id=s["session_id"],
+                kind=s["kind"],
+                starts_at=when(s["starts_at"]),
+                minutes=s["minutes"],
+                level=LevelOfCare(s["level"]) if s.get("level") else None,
+                status=SessionStatus(s["status"]),
+                attended_minutes=s["attended_minutes"],
+                modality=Modality(s["modality"]) if s.get("modality") else None,
+                excused=s.get("excused"),
+                reason=s.get("reason"),
+            )
+            for s in state["sessions"] or ()
+        ),
+    )
 
 
 def report_csv(pages: Iterable[list[AttendanceRow]]) -> Iterator[str]:
