@@ -195,7 +195,9 @@ def build_app(commands: EpisodeCommands, store: PostgresEventStore, settings: Se
             key = load_signing_key(settings.checkpoint_key_file, settings.data_dir)
         except CheckpointKeyError as error:
             raise SettingsError(str(error)) from None
-    return create_app(Services.build(commands, store, key))
+    services = Services.build(commands, store, key)
+    services.attendance.record_policy(commands.policy_text)  # the text new episodes start with, kept by its version
+    return create_app(services)
 
 
 class QuietServer(uvicorn.Server):

@@ -30,7 +30,6 @@ class Services:
     ) -> Services:
         engine = store.engine
         attendance = AttendanceReads(engine, episodes.policy_text, episodes.directory_text, episodes.day)
-        attendance.record_policy(episodes.policy_text)  # the text new episodes start with, kept by its version
         return cls(
             episodes,
             store,

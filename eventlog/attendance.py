@@ -85,7 +85,7 @@ class AttendanceReads:
         self.configured = load_policy(policy_text, directory_text)
         self._directory_text = directory_text
         self.day = day
-        self._texts: dict[str, str | None] = {self.configured.version: policy_text}
+        self._texts: dict[str, str] = {self.configured.version: policy_text}
 
     def record_policy(self, policy_text: str) -> str:
         """Keep a policy's text under its version (idempotent); the version."""
@@ -104,12 +104,13 @@ class AttendanceReads:
     def _policy(self, version: str | None) -> EpisodePolicy:
         if version is None:  # nothing decided yet: no care weeks either, so the configured policy is moot
             return EpisodePolicy(self.configured, self.configured.version, False)
-        if version not in self._texts:
+        found = self._texts.get(version)
+        if found is None:  # not known here yet (a miss is asked again: another process may record it)
             with self.engine.connect() as conn:
-                self._texts[version] = conn.execute(_TEXT, {"version": version}).scalar()
-        found = self._texts[version]
-        if found is None:
-            return EpisodePolicy(self.configured, version, False)
+                found = conn.execute(_TEXT, {"version": version}).scalar()
+            if found is None:
+                return EpisodePolicy(self.configured, version, False)
+            self._texts[version] = found
         return EpisodePolicy(load_policy(found, self._directory_text), version, True)
 
     def report(

@@ -117,6 +117,8 @@ async def test_weeks_are_judged_by_the_policy_the_episode_was_decided_under(
     start = await _episode_with_sessions(stack, stack.e2)
     period = (start - DAY, start + DAY * 30)
     # The program has since raised its IOP minimum to 12 h: episodes decided under 9 h keep 9 h.
+    # The API process that opened the episode kept its policy's text (bootstrap.build_app does, at start).
+    AttendanceReads(app_engine, default_policy_text(), None, DAY).record_policy(default_policy_text())
     raised = default_policy_text().replace("minimum = 9,", "minimum = 12,")
     assert raised != default_policy_text()
     reads = AttendanceReads(app_engine, raised, None, DAY)
