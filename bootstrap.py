@@ -198,7 +198,9 @@ def build_app(commands: EpisodeCommands, store: PostgresEventStore, settings: Se
             key = load_signing_key(settings.checkpoint_key_file, settings.data_dir)
         except CheckpointKeyError as error:
             raise SettingsError(str(error)) from None
-    PolicyRegistry(store.engine).register(commands.policy_text)  # GET /api/v1/policy/{version} finds it later
+    # The text new episodes start with, kept by its version: GET /api/v1/policy/{version} and the attendance
+    # reads (which judge an episode's weeks by the policy it was decided under) find it later.
+    PolicyRegistry(store.engine).register(commands.policy_text)
     return create_app(Services.build(commands, store, key))
 
 

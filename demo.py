@@ -45,6 +45,11 @@ CONSENT_PER_DAY = 0.5  # a client signs the partner's form
 REFERRAL_ANSWER_PER_DAY = 0.35  # partners accept or decline, later complete
 FOLLOW_UP_PER_DAY = 0.75  # the outreach team reaches the client
 DISCHARGE_PER_DAY = 0.004  # against medical advice, transferred, administrative
+# Treatment services: a session's minutes and every how many care days one is held, by level (IOP in 4-hour
+# blocks every other day, PHP 5 hours daily, outpatient an hour every third day); the 24-hour levels have none.
+SESSIONS = {"intensive_outpatient": (240, 2), "partial_hospitalization": (300, 1), "outpatient": (60, 3)}
+SESSIONS_PER_PASS = 3  # session days booked at most in one pass for one client (the rest are skipped)
+SESSION_OUTCOMES = {"in_person": 62, "telehealth": 20, "excused": 8, "unexcused": 10}  # of 100 sessions
 
 
 @dataclass
@@ -253,6 +258,7 @@ class CohortSimulation:
             waiting |= await self._aftercare(episode, state, days)
             waiting |= await self._review(episode, view["pending_review"], days)
             waiting |= await self._plan(episode, state, days)
+            waiting |= await self._sessions(episode, state)
         if not waiting:
             self.seen[episode] = state["version"]
 
@@ -323,6 +329,47 @@ class CohortSimulation:
                     body = {"outcome": outcome, "recorded_by": "outreach-demo"}
                     await self._command(episode, what, body, key=f"{follow_up['follow_up_id']}-outcome")
         return waiting
+
+    async def _sessions(self, episode: str, state: dict[str, Any]) -> bool:
+        """The scheduler books the level's session on its care days; the clinic records, for each session that
+        has begun, whether the client came (in person or by telehealth) or missed it (excused or not)."""
+        if state["status"] != "active" or state.get("level") not in SESSIONS:
+            return False
+        for session in state.get("sessions", []):
+            if session["status"] == "scheduled" and _instant(session["starts_at"]) <= datetime.now(UTC):
+                await self._session_outcome(episode, session)
+        minutes, every = SESSIONS[state["level"]]
+        opened, now = _instant(state["opened_at"]), datetime.now(UTC)
+        care_day = int((now - opened).total_seconds() / self.config.day_seconds)
+        sessions = [s["session_id"] for s in state.get("sessions", [])]
+        booked = [int(sid.rsplit(".s", 1)[1]) for sid in sessions if sid.startswith(f"{episode}.s")]
+        # The scheduler sends the session days since the last one booked (a pass may come later than a care day).
+        due = range(max(booked, default=care_day - every) + every, care_day + 1, every)
+        for day in list(due)[-SESSIONS_PER_PASS:]:
+            session_id = f"{episode}.s{day}"
+            body = {
+                "session_id": session_id,
+                "kind": "group" if day % 4 else "individual",
+                "starts_at": (opened + timedelta(seconds=self.config.day_seconds * day)).isoformat(),
+                "minutes": minutes,
+                "scheduled_by": "sched-demo",
+            }
+            await self._command(episode, "sessions", body, key=f"book-{session_id}")
+        return True  # a client at these levels always has a session coming
+
+    async def _session_outcome(self, episode: str, session: dict[str, Any]) -> None:
+        draw = random.Random(f"{self.config.seed}:{session['session_id']}")  # a resend says the same
+        outcome = draw.choices(list(SESSION_OUTCOMES), weights=list(SESSION_OUTCOMES.values()))[0]
+        sid = session["session_id"]
+        if outcome in ("in_person", "telehealth"):
+            minutes = session["minutes"] if draw.random() < 0.85 else session["minutes"] * 3 // 4  # some leave early
+            body: dict[str, Any] = {"minutes": minutes, "modality": outcome, "recorded_by": "clin-demo"}
+            await self._command(episode, f"sessions/{sid}/attendance", body, key=f"attended-{sid}")
+        else:
+            excused = outcome == "excused"
+            reason = draw.choice(["illness", "transportation", "childcare", "work"]) if excused else "no_show"
+            body = {"excused": excused, "reason": reason, "recorded_by": "clin-demo"}
+            await self._command(episode, f"sessions/{sid}/missed", body, key=f"missed-{sid}")
 
     async def _report(self, episode: str, test: dict[str, Any]) -> None:
         """The lab's result: one per test (drawn from the test's own seed, so a resend says the same)."""
@@ -402,6 +449,8 @@ class CohortSimulation:
             "referrals": dict(Counter(r["status"] for s in states for r in s["referrals"])),
             "follow_ups": dict(Counter(f["outcome"] for s in states for f in s["follow_ups"] if f["outcome"])),
             "consents": sum(len(s["consents"]) for s in states),
+            "sessions": dict(Counter(_what_became_of(x) for s in states for x in s.get("sessions", []))),
+            "below_minimum_weeks": sum(1 for s in states for f in s["flags"] if f.startswith("below_minimum_hours:")),
             "unanswered_referrals": len(alerts["unanswered_referrals"]),
             "overdue_reviews": len(alerts["overdue_reviews"]),
             "overdue_plans": len(alerts["overdue_plans"]),
@@ -412,6 +461,14 @@ class CohortSimulation:
             "unanswered": self.tally.unanswered,
             "resting": sum(1 for e in self.resting if self._resting(e)),
         }
+
+
+def _what_became_of(session: dict[str, Any]) -> str:
+    if session["status"] == "attended":
+        return f"attended {session['modality']}"
+    if session["status"] == "missed":
+        return "missed excused" if session["excused"] else "missed unexcused"
+    return str(session["status"])
 
 
 def _days(days: float) -> str:
@@ -560,6 +617,8 @@ def print_summary(
     typer.echo(f"referrals:        {_counts(summary['referrals'], 'none')}; consents recorded: {summary['consents']}")
     typer.echo(f"follow-ups:       {_counts(summary['follow_ups'], 'none yet')}")
     typer.echo(f"treatment plans:  {summary['plans']} on record")
+    typer.echo(f"sessions:         {_counts(summary['sessions'], 'none yet')}")
+    typer.echo(f"attendance:       {summary['below_minimum_weeks']} care weeks below their level's minimum (flagged)")
     typer.echo(
         f"open alerts:      {summary['overdue_reviews']} overdue reviews, {summary['missing_results']} missing results,"
         f" {summary['unanswered_referrals']} unanswered referrals, {summary['overdue_plans']} overdue plans"

@@ -5,13 +5,13 @@ it; a lab or a partner never sees sessions)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from continuum.access import ApiKey
-from continuum.api.auth import ATTENDANCE, COMMANDS
+from continuum.api.auth import ATTENDANCE, COMMANDS, REPORT
 from continuum.api.commands import ERRORS, _run
 from continuum.api.params import IdPath, services_of
 from continuum.api.schemas import (
@@ -22,8 +22,10 @@ from continuum.api.schemas import (
     SessionBody,
     SessionCancellationBody,
 )
+from continuum.domain import ids
 from continuum.domain.attendance import attendance_of
-from continuum.domain.codec import decode, encode
+from continuum.domain.attendance_report import AttendanceRow, ReportPeriodInvalid, report_period
+from continuum.domain.codec import decode, encode, format_instant
 from continuum.domain.commands import (
     CancelSession,
     RecordAttendance,
@@ -32,7 +34,8 @@ from continuum.domain.commands import (
     ScheduleSession,
 )
 from continuum.domain.episode import Episode
-from continuum.domain.policy import load_policy
+from continuum.domain.levels import LevelOfCare
+from continuum.eventlog.attendance import report_csv, report_json
 
 router = APIRouter(prefix="/api/v1", tags=["attendance"])
 
@@ -97,14 +100,59 @@ async def record_re_engagement_review(
 
 
 def attendance_body(request: Request, state: dict[str, Any]) -> dict[str, Any] | None:
-    """The episode's weekly dose as the API shows it; None under a policy without `[services]`."""
-    episodes = services_of(request).episodes
-    services = load_policy(episodes.policy_text, episodes.directory_text).services
+    """The episode's weekly dose as the API shows it, judged by the policy the episode was decided under (its
+    recorded version); None under a policy without `[services]`."""
+    reads = services_of(request).attendance
+    judged = reads.policy_of(str(state["episode_id"]))
+    services = judged.policy.services
     if services is None:
         return None
-    day: timedelta = episodes.day
-    body: dict[str, Any] = encode(attendance_of(decode(Episode, state), services, datetime.now(UTC), day))
+    body: dict[str, Any] = encode(attendance_of(decode(Episode, state), services, datetime.now(UTC), reads.day))
+    body["policy_version"] = judged.version
+    body["policy_on_record"] = judged.on_record
     return body
+
+
+@router.get("/attendance", responses={200: {"content": {"text/csv": {}}}})
+def attendance_report(
+    request: Request,
+    start: Annotated[str, Query(alias="from", max_length=40, description="a date (YYYY-MM-DD) or an instant")],
+    end: Annotated[str, Query(alias="to", max_length=40, description="a date (included) or an instant (excluded)")],
+    level: LevelOfCare | None = None,
+    after: Annotated[str, Query(pattern=f"^({ids.ID_PATTERN})?$", description="the page after this episode")] = "",
+    format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,  # noqa: A002 (the query's name)
+    caller: ApiKey = Depends(REPORT),
+) -> Response:
+    """One row per client and care week in the period: minutes delivered in person and by telehealth, the level's
+    minimum (by the policy the episode was decided under), how far short, misses excused and not, holds. JSON
+    comes in pages of 200 episodes (`next_after` asks for the next); CSV is the whole report."""
+    try:
+        first, last = report_period(start, end)
+    except ReportPeriodInvalid as error:
+        raise HTTPException(422, f"query.{error}") from None  # the field, as FastAPI names it
+    services = services_of(request)
+    reads, now = services.attendance, datetime.now(UTC)
+    wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
+    shape = f"attendance report from={format_instant(first)} to={format_instant(last)} level={level or 'any'}"
+    if wants_csv:
+        # Rows per client: recorded as a view of identifiable data (the query's shape; the rows stream later).
+        services.access.record_view(caller, f"{shape} csv", "operations")
+        # A sync iterator: Starlette runs each step on its thread pool, one page of the report at a time.
+        return StreamingResponse(report_csv(reads.report_all(first, last, now, level)), media_type="text/csv")
+    page = reads.report(first, last, now, level, after=after)
+    episode_ids = list(dict.fromkeys(str(row.episode_id) for row in page.rows))
+    services.access.record_view(
+        caller, f"{shape} after={after or '-'}", "operations", episode_ids=episode_ids, rows=len(page.rows)
+    )
+    return JSONResponse(
+        {
+            "from": format_instant(first),
+            "to": format_instant(last),
+            "rows": report_json(page.rows),
+            "count": len(page.rows),
+            "next_after": page.next_after,
+        }
+    )
 
 
 @router.get("/episodes/{episode_id}/attendance")
@@ -112,11 +160,37 @@ def episode_attendance(
     request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(ATTENDANCE)
 ) -> dict[str, Any]:
     """Hours delivered per care week against the level's minimum (telehealth apart), misses, expectations."""
-    state = services_of(request).reads.get(episode_id)
+    services = services_of(request)
+    state = services.reads.get(episode_id)
     if state is None:
         raise HTTPException(404, f"no episode {episode_id}")
+    services.access.record_view(caller, "attendance", "operations", episode_id=episode_id)
     return {
         "episode_id": episode_id,
         "sessions": state.get("sessions", []),
         "attendance": attendance_body(request, state),
     }
+
+
+# -- the dashboard's attendance strip and the clients below their minimum ------------------------------------
+
+
+def attendance_strip(request: Request, state: dict[str, Any], at: datetime | None) -> dict[str, Any] | None:
+    """The episode page's strip: its care weeks as of `at` (a replay) or now, by the episode's own policy."""
+    if not state.get("sessions"):
+        return None
+    reads = services_of(request).attendance
+    services = reads.policy_of(str(state["episode_id"])).policy.services
+    if services is None:
+        return None
+    shown = attendance_of(decode(Episode, state), services, at or datetime.now(UTC), reads.day)
+    widest = max([1.0, *(w.hours for w in shown.weeks), *(w.minimum_hours or 0 for w in shown.weeks)])
+    return {"attendance": shown, "widest": widest}
+
+
+def below_minimum_now(request: Request, limit: int = 50) -> list[AttendanceRow]:
+    """Clients whose care week in progress is, so far, below their level's minimum (fewest hours first)."""
+    now = datetime.now(UTC)
+    pages = services_of(request).attendance.report_all(now, now + timedelta(seconds=1), now)
+    below = [r for rows in pages for r in rows if r.in_progress and r.short_by_hours > 0]
+    return sorted(below, key=lambda r: (-r.short_by_hours, r.episode_id))[:limit]

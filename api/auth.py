@@ -52,6 +52,7 @@ def allow(*roles: Role) -> Allowed:
 READ_EPISODES = allow(Role.DIRECTOR, Role.CLINICIAN)  # an episode's current state and the lists of episodes
 ATTENDANCE = allow(Role.DIRECTOR, Role.AUDITOR, Role.CLINICIAN)  # a lab or partner never sees sessions
 TREATMENT_PLANS = allow(Role.DIRECTOR, Role.AUDITOR, Role.CLINICIAN)  # nor a treatment plan
+REPORT = allow(Role.DIRECTOR, Role.AUDITOR)  # the attendance report (no billing role yet); never a lab or partner
 READ_RECORD = allow(Role.DIRECTOR, Role.AUDITOR)  # full event histories: recorded as an access
 CENSUS = allow(Role.DIRECTOR)  # the census and the alerts
 COMMANDS = allow(Role.CLINICIAN)

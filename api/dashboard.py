@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from continuum.access import ApiKey, Role
 from continuum.access.sessions import SESSION_LIFETIME, DashboardSession, csrf_token
+from continuum.api.attendance import attendance_strip, below_minimum_now
 from continuum.api.auth import CENSUS, MEASURES, READ_EPISODES, READ_RECORD
 from continuum.api.params import ID_PATTERN, services_of
 from continuum.api.reads import alerted_ids, listed_ids, query_shape
@@ -203,6 +204,7 @@ def overview(request: Request) -> HTMLResponse:
         alerts=alerts,
         statuses=[s.value for s in EpisodeStatus],
         total=sum(r["episodes"] for r in census),
+        below_minimum=below_minimum_now(request),
     )
 
 
@@ -278,6 +280,7 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
         marks=_marks(events),
         plan=_plan(current, until),
         verification=verify_stream(services.store.engine, episode_id) if verify else None,
+        strip=attendance_strip(request, current, at) if current else None,
     )
 
 

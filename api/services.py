@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from continuum.access import AccessLog, ApiKeyStore, IdempotencyStore
 from continuum.access.sessions import SessionStore
 from continuum.episodes import EpisodeCommands
+from continuum.eventlog.attendance import AttendanceReads
 from continuum.eventlog.reads import EpisodeReads
 from continuum.eventlog.store import PostgresEventStore
 
@@ -22,6 +23,7 @@ class Services:
     idempotency: IdempotencyStore
     access: AccessLog
     sessions: SessionStore
+    attendance: AttendanceReads
     export_key: Ed25519PrivateKey | None = None  # signs NDJSON exports' trailers (eventlog/checkpoints.py)
 
     @classmethod
@@ -29,6 +31,7 @@ class Services:
         cls, episodes: EpisodeCommands, store: PostgresEventStore, export_key: Ed25519PrivateKey | None = None
     ) -> Services:
         engine = store.engine
+        attendance = AttendanceReads(engine, episodes.policy_text, episodes.directory_text, episodes.day)
         return cls(
             episodes,
             store,
@@ -37,5 +40,6 @@ class Services:
             IdempotencyStore(engine),
             AccessLog(engine),
             SessionStore(engine),
+            attendance,
             export_key,
         )

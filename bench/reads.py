@@ -1,12 +1,16 @@
-"""Read latency: census and episode-list queries at 100,000 episodes and 10 million events.
+"""Read latency: census and episode-list queries at 100,000 episodes and 10 million events, and the attendance
+report over 100,000 more episodes with a year of sessions.
 
-    python3 dev.py bench reads     (CONTINUUM_BENCH_EPISODES=N, CONTINUUM_BENCH_EVENTS_PER_EPISODE=M;
-                                    defaults 100,000 and 100)
+    python3 dev.py bench reads     (CONTINUUM_BENCH_EPISODES=N, CONTINUUM_BENCH_EVENTS_PER_EPISODE=M,
+                                    CONTINUUM_BENCH_ATTENDANCE_EPISODES=A; defaults 100,000, 100 and 100,000)
 
 Seeds the log by COPY (valid, hash-chained events: 100 per episode) and the episodes projection with
 rows spread over levels, statuses and flags like a real census, then times the API's read queries
-(`EpisodeReads`, the code behind GET /census and GET /episodes): p50 and p95 over 300 runs each.
-Writes bench/results/reads.json.
+(`EpisodeReads`, the code behind GET /census and GET /episodes): p50 and p95 over 300 runs each. Then the
+attendance report (`AttendanceReads`, behind GET /attendance and `continuum attendance report`) for one
+program-month (June): a page of 200 episodes at a random place in the month, for the whole program and for its
+IOP, p50 and p95 over 100 runs; and the whole month, every page (what the CSV holds), timed 3 times (bench/attendance.py
+says what is seeded). Writes bench/results/reads.json.
 """
 
 from __future__ import annotations
@@ -23,15 +27,20 @@ from pathlib import Path
 
 import psycopg
 
+from bench.attendance import PROGRAMS, YEAR_START, attendance_id, seed_attendance
 from bench.seed import seed
 from bench.stack import embedded_postgres, publish
 from continuum.domain.levels import LevelOfCare
+from continuum.domain.policy import default_policy_text, load_policy
+from continuum.eventlog.attendance import AttendanceReads
 from continuum.eventlog.db import make_engine
 from continuum.eventlog.migrate import apply_migrations
 from continuum.eventlog.reads import EpisodeReads
 
 RESULTS = Path(__file__).parent / "results" / "reads.json"
 RUNS = 300
+ATTENDANCE_RUNS = 100
+MONTH = (datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC))
 STATE = json.dumps(
     {
         "status": "active",
@@ -47,8 +56,11 @@ STATE = json.dumps(
 def main() -> None:
     episodes = int(os.environ.get("CONTINUUM_BENCH_EPISODES", "100000"))
     per_episode = int(os.environ.get("CONTINUUM_BENCH_EVENTS_PER_EPISODE", "100"))
+    attending = int(os.environ.get("CONTINUUM_BENCH_ATTENDANCE_EPISODES", "100000"))
     with embedded_postgres() as url:
         report = _measure(url, episodes, per_episode)
+        report["attendance"] = _measure_attendance(url, attending)
+        report["command"] = f"CONTINUUM_BENCH_ATTENDANCE_EPISODES={attending} {report['command']}"
     publish(RESULTS, report)
 
 
@@ -105,6 +117,65 @@ def _measure(url: str, episodes: int, per_episode: int) -> dict[str, object]:
         "runs_per_query": RUNS,
         "latency": latencies,
         "targets": {"p95_under_50_ms": all(v["p95_ms"] < 50 for v in latencies.values())},
+    }
+
+
+def _measure_attendance(url: str, episodes: int) -> dict[str, object]:
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    text = default_policy_text()
+    version = load_policy(text).version
+    now = YEAR_START + timedelta(days=365)
+    started = time.perf_counter()
+    seed_attendance(conninfo, episodes, version, text, now)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) events")
+        conn.execute("VACUUM (ANALYZE) episodes")
+        sessions = conn.execute(
+            "SELECT sum(jsonb_array_length(state->'sessions')) FROM episodes WHERE episode_id LIKE 'AT-%'"
+        ).fetchone()[0]  # type: ignore[index]
+    seeding = time.perf_counter() - started
+    reads = AttendanceReads(make_engine(url, role="continuum_app", pool_size=2), text, None, timedelta(days=1))
+    rng = random.Random(5)
+    # Episodes open evenly over the year, each for 91 days: those whose care overlaps June.
+    first = int(episodes * ((MONTH[0] - timedelta(days=98)) - YEAR_START).days / 365)
+    last = int(episodes * (MONTH[1] - YEAR_START).days / 365)
+    iop = next(iter(PROGRAMS))
+
+    def page(level: LevelOfCare | None = None) -> object:
+        return reads.report(*MONTH, now, level, after=attendance_id(rng.randint(first, last - 200)))
+
+    latencies = {}
+    queries: dict[str, Callable[[], object]] = {"report_page": page, "report_page_iop": lambda: page(iop)}
+    for name, query in queries.items():
+        for _ in range(5):
+            query()
+        samples = []
+        for _ in range(ATTENDANCE_RUNS):
+            began = time.perf_counter()
+            query()
+            samples.append((time.perf_counter() - began) * 1000)
+        samples.sort()
+        latencies[name] = {
+            "p50_ms": round(statistics.median(samples), 2),
+            "p95_ms": round(samples[int(ATTENDANCE_RUNS * 0.95)], 2),
+        }
+    whole = []
+    rows = 0
+    for _ in range(3):
+        began = time.perf_counter()
+        rows = sum(len(page_rows) for page_rows in reads.report_all(*MONTH, now))
+        whole.append(time.perf_counter() - began)
+    return {
+        "episodes": episodes,
+        "sessions": sessions,
+        "seeded_in_seconds": round(seeding, 1),
+        "month": [MONTH[0].date().isoformat(), (MONTH[1] - timedelta(days=1)).date().isoformat()],
+        "episodes_in_month": last - first,
+        "rows_in_month": rows,
+        "runs_per_query": ATTENDANCE_RUNS,
+        "latency": latencies,
+        "whole_month_seconds": {"p50": round(statistics.median(whole), 2), "max": round(max(whole), 2)},
+        "targets": {"page_p95_under_200_ms": all(v["p95_ms"] < 200 for v in latencies.values())},
     }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import typer
 
-from continuum.cli import audit, database, episodes, keys, measures, serve
+from continuum.cli import attendance, audit, database, episodes, keys, measures, serve
 from continuum.cli.errors import (
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
@@ -43,6 +43,7 @@ app.add_typer(database.projections, name="projections")
 app.add_typer(audit.audit, name="audit")
 app.add_typer(keys.keys, name="keys")
 app.add_typer(episodes.episodes, name="episodes")
+app.add_typer(attendance.attendance, name="attendance")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -194,6 +194,11 @@ def _expectations_met(state: Episode, services: ServicesPolicy, now: datetime, d
     return found
 
 
+def first_care_week(state: Episode, day: timedelta) -> int | None:
+    """The first care week with a session (the weeks an attendance read shows start there); None without one."""
+    return _first_week(state, day)
+
+
 def _first_week(state: Episode, day: timedelta) -> int | None:
     if state.placed_at is None or state.attendance_since is None:
         return None  # no session on record (retired sessions leave `attendance_since` behind)

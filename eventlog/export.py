@@ -5,17 +5,18 @@ many events, the first and last position, the last hash). `verify_ndjson` recomp
 line alone, checks the stream has no gap and that the trailer names what was exported, so an export can
 be checked far from the database, and one cut short fails.
 
-FHIR: a `collection` Bundle holding the `EpisodeOfCare` (status history, the stays as its type history)
-and one `Provenance` per event (what, when it was recorded, on whose word, and the event's chain hash).
-Built for FHIR R4; validated with `fhir.resources` R4B, R4's technical correction, whose `EpisodeOfCare`
-and `Provenance` are R4's.
+FHIR: a `collection` Bundle holding the `EpisodeOfCare` (status history, the stays as its type history),
+an `Encounter` per session attended (what a billing service takes), and one `Provenance` per event (what,
+when it was recorded, on whose word, and the event's chain hash). Built for FHIR R4; validated with
+`fhir.resources` R4B, R4's technical correction, whose `EpisodeOfCare`, `Encounter` and `Provenance` are R4's.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -24,6 +25,7 @@ from continuum.domain.codec import EventEnvelope, format_instant, from_envelope,
 from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.events import DomainEvent
 from continuum.domain.fold import evolve
+from continuum.domain.services import Modality, SessionStatus
 from continuum.domain.stays import stays
 from continuum.eventlog.checkpoints import export_trailer, trailer_problems
 from continuum.eventlog.hashing import canonical_json, event_hash
@@ -32,6 +34,9 @@ from continuum.eventlog.upcasting import product_upcasters
 from continuum.eventlog.verify import BrokenLink, VerificationReport
 
 _UPCASTERS = product_upcasters()
+_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"  # Encounter.class: AMB ambulatory, VR virtual
+_MODALITY = {False: "ambulatory", True: "virtual"}
+_UCUM = "http://unitsofmeasure.org"
 FHIR_BASE = "urn:continuum"
 HASH_EXTENSION = "https://continuum.example/fhir/StructureDefinition/event-hash"
 # EpisodeOfCare.status (R4 value set episode-of-care-status)
@@ -177,6 +182,10 @@ def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
         },
     }
     entries = [{"fullUrl": f"{FHIR_BASE}:{episode_ref}", "resource": episode}]
+    entries += [
+        {"fullUrl": f"{FHIR_BASE}:Encounter/{encounter['id']}", "resource": encounter}
+        for encounter in encounters(state, episode_ref)
+    ]
     for stored in events:
         provenance = {
             "resourceType": "Provenance",
@@ -200,6 +209,38 @@ def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
         "timestamp": format_instant(events[-1].recorded_at),
         "entry": entries,
     }
+
+
+def encounters(state: Episode, episode_ref: str) -> list[dict[str, Any]]:
+    """An `Encounter` per session the client attended (what a payer pays by): its kind, the level it was
+    scheduled at, in person (ambulatory) or by telehealth (virtual), and the minutes attended."""
+    found = []
+    for number, session in enumerate(state.sessions, start=1):
+        if session.status is not SessionStatus.ATTENDED:
+            continue
+        virtual = session.modality is Modality.TELEHEALTH
+        ends = session.starts_at + timedelta(minutes=session.attended_minutes)
+        encounter: dict[str, Any] = {
+            "resourceType": "Encounter",
+            "id": _fhir_id(f"{state.episode_id}-s{number}"),
+            "identifier": [{"system": f"{FHIR_BASE}:session", "value": session.session_id}],
+            "status": "finished",
+            "class": {"system": _ACT_CODE, "code": "VR" if virtual else "AMB", "display": _MODALITY[virtual]},
+            "type": [{"coding": [{"system": f"{FHIR_BASE}:session-kind", "code": session.kind}]}],
+            "subject": {"identifier": {"system": f"{FHIR_BASE}:client", "value": state.client_id}},
+            "episodeOfCare": [{"reference": episode_ref}],
+            "period": {"start": format_instant(session.starts_at), "end": format_instant(ends)},
+            "length": {"value": session.attended_minutes, "unit": "min", "system": _UCUM, "code": "min"},
+        }
+        if session.level is not None:
+            encounter["serviceType"] = {"coding": [{"system": f"{FHIR_BASE}:level-of-care", "code": session.level}]}
+        found.append(encounter)
+    return found
+
+
+def _fhir_id(value: str) -> str:
+    """A FHIR resource id (letters, digits, '-' and '.', at most 64) from one of ours."""
+    return re.sub(r"[^A-Za-z0-9.-]", "-", value)[:64]
 
 
 def _describe(stored: StoredEvent) -> str:

@@ -25,6 +25,8 @@ SUMMARY: dict[str, Any] = {
     "referrals": {"accepted": 3, "awaiting_consent": 1},
     "follow_ups": {},
     "consents": 2,
+    "sessions": {"attended in_person": 30, "attended telehealth": 10, "missed unexcused": 2},
+    "below_minimum_weeks": 3,
     "unanswered_referrals": 1,
     "overdue_reviews": 0,
     "overdue_plans": 2,
@@ -48,6 +50,8 @@ def test_the_summary_is_a_report(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert "results reported: 1000: 900 negative, 100 positive" in out
     assert "review outcomes:  340 recorded (this run: 34: 30 continue, 4 step down)" in out
     assert "discharges:       none" in out and "referrals:        4: 3 accepted, 1 awaiting consent" in out
+    assert "sessions:         42: 30 attended in person, 10 attended telehealth, 2 missed unexcused" in out
+    assert "attendance:       3 care weeks below their level's minimum (flagged)" in out
     assert "refused requests: 3 answered 409" in out and "failed requests:  1 answered 503" in out
     assert any(line.startswith("event log:") and line.endswith("chain intact") for line in out.splitlines())
     assert f"Full log          {log}" in out
