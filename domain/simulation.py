@@ -1,0 +1,248 @@
+"""Policy simulation: an episode's recorded outside inputs re-decided under another policy, on the pure domain.
+
+The simulation runs the episode as the workflow does (`decide`, `fold`, `retire`, the care clock's
+`next_due`), with nothing written and no workflow started. The clock acts at the instant the recorded clock
+acted for the same command (a timer fires a little after its due; a command that arrives later catches the
+clock up first), and at its due where the record has no such instant. A schedule draw the record holds for
+the same level and window is reused when the proposed policy would draw from the same days and weights; any
+other draw comes from a generator seeded by the episode and the window (the workflow's own seed is not in
+the log). What the past cannot tell is counted, never guessed: a recorded result for a test the simulation
+did not order is dropped, and a test it ordered that nobody ordered in the record has no result.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from random import Random
+
+from continuum.domain.clock import Due, next_due
+from continuum.domain.commands import (
+    CancelTest,
+    CloseCareWeek,
+    Command,
+    DecideStepUp,
+    DrawTestSchedule,
+    EscalateReview,
+    FlagLabNotNotified,
+    FlagReferralUnanswered,
+    MarkResultOverdue,
+    OrderScheduledTest,
+    RecordReviewOutcome,
+    RecordSpecimenCollection,
+    RecordTestResult,
+    RequestFollowUp,
+    RequestReview,
+    ReverseStepUp,
+)
+from continuum.domain.decisions import decide
+from continuum.domain.episode import Episode, EpisodeStatus
+from continuum.domain.errors import DomainError
+from continuum.domain.events import DomainEvent, TestOrdered
+from continuum.domain.fold import fold
+from continuum.domain.policy import Policy
+from continuum.domain.recovery import Input, RecordedEpisode, TestIdentity, TickKey, recover
+from continuum.domain.retention import retire
+from continuum.domain.testing import draw_schedule
+
+MAX_CLOCK_STEPS = 10_000  # per stretch between two inputs: a policy that loops its clock is cut off here
+NO_REVIEW = "review outcome without a matching review"
+NO_TEST = "input for a test the simulation did not order"
+
+
+@dataclass(frozen=True)
+class SimulatedEpisode:
+    """One episode as the proposed policy would have run it, and what the record could not tell."""
+
+    episode_id: str
+    events: tuple[DomainEvent, ...]
+    end: datetime | None  # where the record ends (the simulation stops there too)
+    refused: tuple[tuple[str, str], ...] = ()  # (command, why): inputs the simulated episode did not accept
+    results_dropped: int = 0  # recorded results (or corrections) for tests the simulation did not order
+    tests_without_result: int = 0  # tests the simulation ordered that no recorded order matches
+    draws_reused: int = 0
+    draws_new: int = 0
+
+    def refused_by_kind(self) -> dict[str, int]:
+        return dict(Counter(command for command, _ in self.refused))
+
+
+@dataclass
+class _Run:
+    """The working state of one simulated episode."""
+
+    recorded: RecordedEpisode
+    policy: Policy
+    day: timedelta
+    state: Episode | None = None
+    now: datetime | None = None
+    events: list[DomainEvent] = field(default_factory=list)
+    tick_index: dict[TickKey, int] = field(default_factory=dict)
+    by_identity: dict[TestIdentity, str] = field(default_factory=dict)  # recorded test id by identity
+    recorded_to_simulated: dict[str, str] = field(default_factory=dict)
+    simulated_to_recorded: dict[str, str] = field(default_factory=dict)
+    unmatched_tests: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    results_dropped: int = 0
+    draws_reused: int = 0
+    draws_new: int = 0
+
+    def record(self, events: list[DomainEvent], at: datetime) -> None:
+        self.state = retire(fold(events, self.state), at, self.day)  # type: ignore[arg-type]
+        self.events += events
+        self.now = at
+        for event in events:
+            if isinstance(event, TestOrdered):
+                recorded_id = self.by_identity.get(TestIdentity(event.reason, event.occurred_at))
+                if recorded_id is None or recorded_id in self.recorded_to_simulated:
+                    self.unmatched_tests += 1
+                else:
+                    self.recorded_to_simulated[recorded_id] = event.test_id
+                    self.simulated_to_recorded[event.test_id] = recorded_id
+
+
+def simulate(
+    episode_id: str, events: Sequence[DomainEvent], policy: Policy, day: timedelta = timedelta(days=1)
+) -> SimulatedEpisode:
+    """Re-decide one recorded episode's outside inputs under `policy` (its events in order, as recorded)."""
+    return simulate_recorded(recover(episode_id, events, day), policy, day)
+
+
+def simulate_recorded(recorded: RecordedEpisode, policy: Policy, day: timedelta) -> SimulatedEpisode:
+    day = recorded.day or day
+    run = _Run(recorded, policy, day)
+    run.by_identity = {identity: test_id for test_id, identity in recorded.tests.items()}
+    for found in recorded.inputs:
+        _run_clock(run, found.at)
+        command = _translated(run, found)
+        if command is None:
+            continue
+        try:
+            events = decide(run.state, command, policy, found.at, day)
+        except DomainError as error:
+            run.refused.append((type(command).__name__, str(error)))
+            continue
+        if events:
+            run.record(events, found.at)
+    if recorded.end is not None:
+        _run_clock(run, recorded.end, final=True)
+    return SimulatedEpisode(
+        recorded.episode_id,
+        tuple(run.events),
+        recorded.end,
+        tuple(run.refused),
+        run.results_dropped,
+        run.unmatched_tests,
+        run.draws_reused,
+        run.draws_new,
+    )
+
+
+_TEST_INPUTS = (RecordSpecimenCollection, RecordTestResult, CancelTest, DecideStepUp, ReverseStepUp, FlagLabNotNotified)
+
+
+def _translated(run: _Run, found: Input) -> Command | None:
+    """The input as the simulated episode knows it: its own ids for tests and reviews; None (counted) when it
+    has no counterpart."""
+    command = found.command
+    if found.test_id is not None and isinstance(command, _TEST_INPUTS):
+        simulated = run.recorded_to_simulated.get(found.test_id)
+        if simulated is None:
+            if isinstance(command, RecordTestResult):
+                run.results_dropped += 1
+            else:
+                run.refused.append((type(command).__name__, NO_TEST))
+            return None
+        return dataclasses.replace(command, test_id=simulated)
+    if isinstance(command, RecordReviewOutcome):
+        pending = run.state.pending_review if run.state is not None else None
+        if pending is None or pending.level is not found.review_level:
+            run.refused.append((type(command).__name__, NO_REVIEW))
+            return None
+        return dataclasses.replace(command, review_id=pending.review_id)
+    return command
+
+
+def _run_clock(run: _Run, until: datetime, *, final: bool = False) -> None:
+    """Issue what the episode's clock has due up to `until`, as the workflow's timers and catch-up would. At the
+    end of the record (`final`) a due at its very instant runs only if the record shows the clock acting on it
+    (a timer fires after its due, so the record may end first)."""
+    for _ in range(MAX_CLOCK_STEPS):
+        state = run.state
+        if state is None or state.status is EpisodeStatus.CLOSED or run.now is None:
+            return
+        due = next_due(state, run.policy, run.now, run.day)
+        if due is None or due.at > until:
+            return
+        at = _instant(run, due, until)
+        if final and at is None:
+            return
+        at = at or max(due.at, run.now)
+        command = _filled(run, due.command, state, at)
+        try:
+            events = decide(state, command, run.policy, at, run.day)
+        except DomainError:
+            return  # the workflow retries it after the next change; so does the simulation
+        if not events:
+            return
+        run.record(events, at)
+
+
+def _subject(run: _Run, command: Command) -> str | None:
+    match command:
+        case RequestReview(review_id=subject) | EscalateReview(review_id=subject):
+            return subject
+        case MarkResultOverdue(test_id=test_id):
+            return run.simulated_to_recorded.get(test_id, "")
+        case RequestFollowUp(follow_up_id=subject) | FlagReferralUnanswered(referral_id=subject):
+            return subject
+        case CloseCareWeek(week=week):
+            return str(week)
+    return None
+
+
+def _instant(run: _Run, due: Due, until: datetime) -> datetime | None:
+    """When the clock acts on `due`: at the recorded clock's instant for the same command (and subject) if the
+    record has one between the due and `until`, else at the due (None if that is `until` itself). A command
+    without a subject takes a recorded instant within a care day of its due only (a timer's lateness, never
+    another command's turn)."""
+    assert run.now is not None
+    earliest = max(due.at, run.now)
+    subject = _subject(run, due.command)
+    key: TickKey = (type(due.command).__name__, subject)
+    instants = run.recorded.ticks.get(key)
+    if not instants:
+        return earliest if earliest < until else None
+    start = run.tick_index.get(key, 0)
+    index = bisect.bisect_left(instants, earliest, lo=start)
+    latest = until if subject is not None else min(until, earliest + run.day)
+    if index < len(instants) and instants[index] <= latest:
+        run.tick_index[key] = index + 1
+        return instants[index]
+    run.tick_index[key] = index
+    return earliest if earliest < until else None
+
+
+def _filled(run: _Run, command: Command, state: Episode, at: datetime) -> Command:
+    """A clock command with what the workflow fills in: the schedule draw, the lab the orders go to."""
+    if isinstance(command, DrawTestSchedule) and command.draw is None and state.level is not None:
+        rng = Random(f"{run.recorded.episode_id}:{at.isoformat()}:drug-tests")
+        fresh = draw_schedule(rng, state.level, at, run.policy.drug_testing)
+        kept = run.recorded.draws.get((state.level, at))
+        if kept is not None and (kept.window_days, kept.eligible_days, kept.weights, len(kept.chosen_days)) == (
+            fresh.window_days,
+            fresh.eligible_days,
+            fresh.weights,
+            len(fresh.chosen_days),
+        ):
+            run.draws_reused += 1
+            return DrawTestSchedule(kept)
+        run.draws_new += 1
+        return DrawTestSchedule(fresh)
+    if isinstance(command, OrderScheduledTest) and command.lab_id is None:
+        return OrderScheduledTest(run.recorded.lab_id)
+    return command
