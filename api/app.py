@@ -19,7 +19,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
-from continuum.api import attendance, codec, commands, dashboard, hygiene, problems, reads
+from continuum.api import attendance, codec, commands, dashboard, hygiene, problems, reads, simulations
 from continuum.api.limits import BodyLimit
 from continuum.api.services import Services
 
@@ -41,6 +41,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(attendance.router)
     app.include_router(reads.router)
     app.include_router(codec.router)
+    app.include_router(simulations.router)
     dashboard.install(app)
     _install_docs(app)
     app.add_middleware(BodyLimit)

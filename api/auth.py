@@ -37,6 +37,7 @@ READ_EPISODES = allow(Role.DIRECTOR, Role.CLINICIAN)
 ATTENDANCE = allow(Role.DIRECTOR, Role.AUDITOR, Role.CLINICIAN)  # a lab or partner never sees sessions
 READ_RECORD = allow(Role.DIRECTOR, Role.AUDITOR)  # full event histories: recorded as an access
 CENSUS = allow(Role.DIRECTOR)
+SIMULATIONS = allow(Role.DIRECTOR)  # a proposed policy tried on every recorded episode
 COMMANDS = allow(Role.CLINICIAN)
 RESULTS = allow(Role.CLINICIAN, Role.LAB)
 REFERRAL_ANSWERS = allow(Role.CLINICIAN, Role.PARTNER)

@@ -1,6 +1,6 @@
 """The `continuum` command: thin, calling the same services as the worker and the API.
 
-One module per command group (serve, episodes, keys, audit, database), the output in `render`. Human tables
+One module per command group (serve, episodes, keys, audit, database, simulate), the output in `render`. Human tables
 by default, `--json` for scripts; errors in one line; exit codes in `errors`: 0 ok, 1 not found, 2 usage,
 3 a server is unreachable or a setting is invalid, 4 the record was altered.
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import typer
 
-from continuum.cli import audit, database, episodes, keys, serve
+from continuum.cli import audit, database, episodes, keys, serve, simulate
 from continuum.cli.errors import (
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
@@ -38,6 +38,7 @@ app = typer.Typer(
 app.add_typer(serve.commands)
 app.add_typer(database.commands)
 app.add_typer(episodes.commands)
+app.add_typer(simulate.commands)
 app.add_typer(database.projections, name="projections")
 app.add_typer(audit.audit, name="audit")
 app.add_typer(keys.keys, name="keys")
