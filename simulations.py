@@ -5,10 +5,15 @@ and no workflow is started. The one path the API (`POST /api/v1/simulations`) an
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from multiprocessing import get_context
 from typing import Any
+
+from sqlalchemy import text
 
 from continuum.domain.codec import EventEnvelope, encode, from_envelope
 from continuum.domain.comparison import CohortComparison, EpisodeComparison, compare, summarise
@@ -16,9 +21,11 @@ from continuum.domain.errors import DomainError
 from continuum.domain.events import DomainEvent, EpisodeOpened
 from continuum.domain.policy import load_policy
 from continuum.domain.simulation import SimulatedEpisode, simulate
+from continuum.eventlog.db import make_engine
 from continuum.eventlog.store import PostgresEventStore
 
 PAGE = 20_000  # log rows read per page
+PARALLEL_FROM_EVENTS = 200_000  # a log this long is read and simulated in one process per core
 
 
 class PeriodInvalid(DomainError):
@@ -60,41 +67,56 @@ def _date(field: str, value: str | None) -> date | None:
 
 @dataclass(frozen=True)
 class SimulationRun:
-    """A cohort's histories as recorded and as simulated, with the log position they were read at."""
+    """A cohort simulated, with the log position it was read at: each episode compared, and (read in this
+    process) the histories as recorded and as simulated."""
 
     log_position: int
     policy_version: str
     day: timedelta
-    recorded: dict[str, list[DomainEvent]]
-    simulated: dict[str, SimulatedEpisode]
+    comparisons: list[EpisodeComparison]
+    recorded: dict[str, list[DomainEvent]] = field(default_factory=dict)
+    simulated: dict[str, SimulatedEpisode] = field(default_factory=dict)
 
 
-def read_histories(store: PostgresEventStore, period: Period = Period()) -> tuple[int, dict[str, list[DomainEvent]]]:
-    """Every episode opened in `period`, as its events in order, read in one transaction (one snapshot of the
-    log), and the log position read up to."""
+@dataclass(frozen=True)
+class Partition:
+    """One share of the log's episodes (by a hash of the episode id), so that processes read and simulate
+    apart; `Partition(0, 1)` is the whole log."""
+
+    index: int = 0
+    count: int = 1
+
+
+def read_histories(
+    store: PostgresEventStore, period: Period = Period(), *, head: int | None = None, share: Partition = Partition()
+) -> tuple[int, dict[str, list[DomainEvent]]]:
+    """Every episode opened in `period` (in `share` of the log), as its events in order, and the log position
+    read up to: the head when the read began, unless given (the log is append-only, so everything up to a
+    position is one consistent record)."""
     histories: dict[str, list[DomainEvent]] = {}
     excluded: set[str] = set()
+    head = store.head_position() if head is None else head
     last = 0
-    with store.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection, connection.begin():
-        while True:
-            page = store.read_page(connection, after_position=last, limit=PAGE)
-            for stored in page:
-                stream = stored.stream_id
+    with store.engine.connect() as connection:
+        while last < head:
+            page = store.read_envelopes(
+                connection, after_position=last, until_position=head, limit=PAGE, share=(share.index, share.count)
+            )
+            if not page:
+                break
+            for _, stream, event_type, version, payload in page:
                 if stream in excluded:
                     continue
-                event = from_envelope(EventEnvelope(stored.event_type, stored.schema_version, stored.payload))
-                if stream not in histories:
+                event = from_envelope(EventEnvelope(event_type, version, payload))
+                events = histories.get(stream)
+                if events is None:
                     if not isinstance(event, EpisodeOpened) or not period.admits(event.occurred_at):
                         excluded.add(stream)
                         continue
-                    histories[stream] = []
-                histories[stream].append(event)
-            if len(page) < PAGE:
-                break
-            last = page[-1].position
-        if page:
-            last = page[-1].position
-    return last, histories
+                    events = histories[stream] = []
+                events.append(event)
+            last = page[-1][0]
+    return head, histories
 
 
 def run_simulation(
@@ -104,30 +126,66 @@ def run_simulation(
     day: timedelta,
     period: Period = Period(),
     directory_text: str | None = None,
+    workers: int | None = None,
 ) -> SimulationRun:
-    """Simulate the cohort under the policy in `policy_text` (a PolicyError names a bad key)."""
+    """Simulate the cohort under the policy in `policy_text` (a PolicyError names a bad key). A large log is
+    shared among `workers` processes (default: one per core once the log holds PARALLEL_FROM_EVENTS), each
+    reading and simulating its share; then only the comparisons come back (no histories)."""
     policy = load_policy(policy_text, directory_text)
-    position, histories = read_histories(store, period)
-    simulated = {episode_id: simulate(episode_id, events, policy, day) for episode_id, events in histories.items()}
-    return SimulationRun(position, policy.version, day, histories, simulated)
+    head = store.head_position()
+    if workers is None:
+        workers = (os.cpu_count() or 1) if head >= PARALLEL_FROM_EVENTS else 1
+    if workers <= 1:
+        _, histories = read_histories(store, period, head=head)
+        simulated = {e: simulate(e, events, policy, day) for e, events in histories.items()}
+        each = [compare(histories[e], simulated[e], day) for e in sorted(simulated)]
+        return SimulationRun(head, policy.version, day, each, histories, simulated)
+    with store.engine.connect() as connection:
+        role = str(connection.execute(text("SELECT current_user")).scalar_one())
+    job = _Job(
+        store.engine.url.render_as_string(hide_password=False), role, policy_text, directory_text, day, period, head
+    )
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        shares = list(pool.map(_simulate_share, [(job, Partition(k, workers)) for k in range(workers)]))
+    each = sorted((c for share in shares for c in share), key=lambda c: c.episode_id)
+    return SimulationRun(head, policy.version, day, each)
+
+
+@dataclass(frozen=True)
+class _Job:
+    database_url: str
+    role: str
+    policy_text: str
+    directory_text: str | None
+    day: timedelta
+    period: Period
+    head: int
+
+
+def _simulate_share(task: tuple[_Job, Partition]) -> list[EpisodeComparison]:
+    """In a worker process: read one share of the log and simulate it (a process of its own, started afresh)."""
+    job, share = task
+    engine = make_engine(job.database_url, role=job.role, pool_size=1)
+    try:
+        policy = load_policy(job.policy_text, job.directory_text)
+        _, histories = read_histories(PostgresEventStore(engine), job.period, head=job.head, share=share)
+        return [compare(events, simulate(e, events, policy, job.day), job.day) for e, events in histories.items()]
+    finally:
+        engine.dispose()
 
 
 def histories_for_measures(run: SimulationRun) -> tuple[list[Sequence[DomainEvent]], list[Sequence[DomainEvent]]]:
     """The seam for the outcome measures (issue 18, items 1-3): the cohort's histories, one event sequence per
-    episode, as recorded and as simulated, in the shape `domain.measures.compute_measures` takes."""
+    episode, as recorded and as simulated, in the shape `domain.measures.compute_measures` takes (a run read in
+    this process; a shared run keeps only its comparisons)."""
     recorded: list[Sequence[DomainEvent]] = [run.recorded[e] for e in sorted(run.recorded)]
     simulated: list[Sequence[DomainEvent]] = [run.simulated[e].events for e in sorted(run.simulated)]
     return recorded, simulated
 
 
-def comparisons(run: SimulationRun) -> Iterator[EpisodeComparison]:
-    for episode_id in sorted(run.simulated):
-        yield compare(run.recorded[episode_id], run.simulated[episode_id], run.day)
-
-
 def report(run: SimulationRun, *, per_episode: bool = False) -> dict[str, Any]:
     """The simulation as the API and the CLI show it: the cohort side by side, per episode if asked."""
-    each = list(comparisons(run))
+    each = run.comparisons
     cohort: CohortComparison = summarise(each)
     body: dict[str, Any] = {
         "log_position": run.log_position,

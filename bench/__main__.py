@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import audit, burst, episodes, event_append, reads, replay, report, restart
+from bench import audit, burst, episodes, event_append, reads, replay, report, restart, simulate
 
 BENCHMARKS = {
     "event_append": event_append.main,
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "burst": burst.main,
     "replay": replay.main,
     "restart": restart.main,
+    "simulate": simulate.main,
 }
 EXTRA = {"report": report.main}  # not a benchmark: the markdown report of the last results
 

@@ -3,12 +3,13 @@ instants the episode's clock acted at, and the schedule draws it made.
 
 Events record what happened, not the command; each outside command is recovered from the event it leads
 with (`AssessmentRecorded` -> `RecordAssessment`, `TestResultRecorded` -> `RecordTestResult`, ...), reading
-the recorded state where the command's values are not in the event itself (the days an `extend` gave).
+the recorded stay's clock where the command's values are not in the event itself (the days an `extend` gave).
 Consequences (a placement, a step-up, a retest, referrals) are left out: the simulated policy decides them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,7 +42,7 @@ from continuum.domain.commands import (
     ScheduleSession,
     UpdateReferral,
 )
-from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus, ReviewOutcome
+from continuum.domain.episode import DischargeReason, EpisodeStatus, ReviewOutcome
 from continuum.domain.events import (
     AssessmentRecorded,
     CareWeekClosed,
@@ -55,6 +56,7 @@ from continuum.domain.events import (
     FlagRaised,
     FollowUpRecorded,
     FollowUpRequested,
+    LevelChanged,
     LevelChangeDecided,
     MedicationsChanged,
     PlacementOverridden,
@@ -69,6 +71,7 @@ from continuum.domain.events import (
     SessionMissed,
     SessionScheduled,
     SpecimenCollected,
+    StayStarted,
     StepUpReversed,
     StepUpReviewDecided,
     TestCancelled,
@@ -79,7 +82,6 @@ from continuum.domain.events import (
     TestScheduleDrawn,
 )
 from continuum.domain.flags import FlagFamily
-from continuum.domain.fold import evolve, stay_elapsed
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.services import CancelReason, MissReason
 from continuum.domain.testing import OrderReason, ScheduleDraw
@@ -100,6 +102,7 @@ class Input:
     at: datetime
     test_id: str | None = None
     review_level: LevelOfCare | None = None
+    seq: int = 0  # the place of its first event in the record (which went first at the same instant)
 
 
 @dataclass(frozen=True)
@@ -117,12 +120,55 @@ class RecordedEpisode:
 
     episode_id: str
     inputs: list[Input] = field(default_factory=list)
-    ticks: dict[TickKey, list[datetime]] = field(default_factory=dict)  # instants, in order
+    ticks: dict[TickKey, list[tuple[datetime, int]]] = field(default_factory=dict)  # (instant, place), in order
     draws: dict[tuple[LevelOfCare, datetime], ScheduleDraw] = field(default_factory=dict)
     tests: dict[str, TestIdentity] = field(default_factory=dict)
-    lab_id: str | None = None  # the lab the episode's orders went to
+    lab_id: str | None = None  # the lab the episode's scheduled orders went to (the workflow's configured lab)
     day: timedelta | None = None  # the care-clock day its draws counted in, if it drew a schedule
     end: datetime | None = None  # the last instant on record
+
+
+@dataclass
+class StayClock:
+    """The little of the recorded state recovery reads (the stay's care-clock time, the pending review's
+    level), kept without folding every event: the same rules as `fold` and `stay_elapsed` for these fields."""
+
+    level: LevelOfCare | None = None
+    level_since: datetime | None = None
+    held_seconds: float = 0.0
+    status: EpisodeStatus = EpisodeStatus.INTAKE
+    status_since: datetime | None = None
+    review_after_days: float | None = None
+    pending_review_level: LevelOfCare | None = None
+
+    def elapsed(self, at: datetime) -> timedelta:
+        if self.level_since is None:
+            return timedelta(0)
+        until = at if self.status is EpisodeStatus.ACTIVE or self.status_since is None else self.status_since
+        return max(timedelta(0), until - self.level_since - timedelta(seconds=self.held_seconds))
+
+    def follow(self, event: DomainEvent) -> None:
+        at = event.occurred_at
+        match event:
+            case StayStarted() | LevelChanged():
+                self.level = event.level if isinstance(event, StayStarted) else event.to_level
+                self.level_since, self.held_seconds, self.review_after_days = at, 0.0, event.review_after_days
+                if isinstance(event, StayStarted):
+                    self.status, self.status_since = EpisodeStatus.ACTIVE, at
+                self.pending_review_level = None
+            case EpisodePutOnHold():
+                self.status, self.status_since = EpisodeStatus.ON_HOLD, at
+            case EpisodeResumed():
+                self.status, self.status_since = EpisodeStatus.ACTIVE, at
+                self.held_seconds += event.held_seconds
+            case EpisodeClosed():
+                self.status, self.status_since, self.pending_review_level = EpisodeStatus.CLOSED, at, None
+            case ReviewRequested():
+                self.pending_review_level = event.level
+            case ReviewCompleted():
+                self.pending_review_level = None
+                if event.next_review_after_days is not None:
+                    self.review_after_days = event.next_review_after_days
 
 
 _TICK_FLAGS = {
@@ -132,11 +178,11 @@ _TICK_FLAGS = {
 }
 
 
-def tick_of(event: DomainEvent, before: Episode | None, day: timedelta) -> TickKey | None:
+def tick_of(event: DomainEvent, before: StayClock, day: timedelta) -> TickKey | None:
     """The clock command that recorded `event` first, with its subject; None for an event no clock records."""
     match event:
-        case ReviewRequested(review_id=review_id):
-            return "RequestReview", review_id
+        case ReviewRequested():
+            return "RequestReview", None
         case ReviewEscalated(review_id=review_id):
             return "EscalateReview", review_id
         case TestResultOverdue(test_id=test_id):
@@ -159,27 +205,28 @@ def tick_of(event: DomainEvent, before: Episode | None, day: timedelta) -> TickK
     return None
 
 
-def _aftercare_completed(closed: EpisodeClosed, before: Episode | None, day: timedelta) -> bool:
+def _aftercare_completed(closed: EpisodeClosed, before: StayClock, day: timedelta) -> bool:
     """An aftercare period that ran out closes the episode by the clock; a discharge is a person's decision."""
-    if before is None or before.level is not LevelOfCare.AFTERCARE or closed.reason is not DischargeReason.COMPLETED:
+    if before.level is not LevelOfCare.AFTERCARE or closed.reason is not DischargeReason.COMPLETED:
         return False
-    return closed.note == "" and stay_elapsed(before, closed.occurred_at) >= day * (before.review_after_days or 0)
+    return closed.note == "" and before.elapsed(closed.occurred_at) >= day * (before.review_after_days or 0)
 
 
 def recover(episode_id: str, events: Sequence[DomainEvent], day: timedelta) -> RecordedEpisode:
     """Read one episode's events (in order) into its outside inputs, clock instants and draws."""
     recorded = RecordedEpisode(episode_id)
-    state: Episode | None = None
+    state = StayClock()
     previous: DomainEvent | None = None
+    scheduled_seen = False
     for event in events:
         if isinstance(event, TestScheduleDrawn):
             recorded.day = timedelta(seconds=event.day_seconds)
             break
     day = recorded.day or day
-    for event in events:
+    for seq, event in enumerate(events):
         key = tick_of(event, state, day)
         if key is not None:
-            recorded.ticks.setdefault(key, []).append(event.occurred_at)
+            recorded.ticks.setdefault(key, []).append((event.occurred_at, seq))
         if isinstance(event, TestScheduleDrawn):
             draw = ScheduleDraw(
                 event.level,
@@ -192,17 +239,18 @@ def recover(episode_id: str, events: Sequence[DomainEvent], day: timedelta) -> R
             recorded.draws[(event.level, event.window_start)] = draw
         elif isinstance(event, TestOrdered):
             recorded.tests[event.test_id] = TestIdentity(event.reason, event.occurred_at)
-            recorded.lab_id = recorded.lab_id or event.lab_id
+            if event.reason is OrderReason.SCHEDULED and not scheduled_seen:
+                recorded.lab_id, scheduled_seen = event.lab_id, True
         found = None if key is not None else _input_of(event, state, previous, day)
         if found is not None:
-            recorded.inputs.append(found)
-        state = evolve(state, event)
+            recorded.inputs.append(dataclasses.replace(found, seq=seq))
+        state.follow(event)
         previous = event
         recorded.end = event.occurred_at
     return recorded
 
 
-def _input_of(event: DomainEvent, state: Episode | None, previous: DomainEvent | None, day: timedelta) -> Input | None:
+def _input_of(event: DomainEvent, state: StayClock, previous: DomainEvent | None, day: timedelta) -> Input | None:
     """The outside command `event` leads with, or None for a consequence (or a clock's event)."""
     at = event.occurred_at
     match event:
@@ -215,8 +263,8 @@ def _input_of(event: DomainEvent, state: Episode | None, previous: DomainEvent |
         case LevelChangeDecided():
             moved = OverridePlacement(event.to_level, event.reason, event.note, event.clinician, event.director)
             return Input(moved, at)
-        case ReviewCompleted() if state is not None and state.pending_review is not None:
-            return Input(_review_outcome(event, state, day), at, review_level=state.pending_review.level)
+        case ReviewCompleted() if state.pending_review_level is not None:
+            return Input(_review_outcome(event, state, day), at, review_level=state.pending_review_level)
         case EpisodePutOnHold():
             return Input(PutOnHold(event.reason), at)
         case EpisodeResumed():
@@ -285,10 +333,10 @@ def _aftercare_or_session_input(event: DomainEvent) -> Input | None:
     return Input(command, at)
 
 
-def _review_outcome(event: ReviewCompleted, state: Episode, day: timedelta) -> RecordReviewOutcome:
+def _review_outcome(event: ReviewCompleted, state: StayClock, day: timedelta) -> RecordReviewOutcome:
     """The therapist's outcome; for `extend`, the days they gave (the event holds the stay day of the next review)."""
     days = None
     if event.outcome is ReviewOutcome.EXTEND and event.next_review_after_days is not None:
-        elapsed = stay_elapsed(state, event.occurred_at) / day if state.status is EpisodeStatus.ACTIVE else 0.0
+        elapsed = state.elapsed(event.occurred_at) / day
         days = round(event.next_review_after_days - elapsed, DAYS_PRECISION)
     return RecordReviewOutcome(event.review_id, event.outcome, event.therapist, days)

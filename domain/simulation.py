@@ -36,7 +36,6 @@ from continuum.domain.commands import (
     RecordSpecimenCollection,
     RecordTestResult,
     RequestFollowUp,
-    RequestReview,
     ReverseStepUp,
 )
 from continuum.domain.decisions import decide
@@ -49,6 +48,7 @@ from continuum.domain.recovery import Input, RecordedEpisode, TestIdentity, Tick
 from continuum.domain.retention import retire
 from continuum.domain.testing import draw_schedule
 
+END = 1 << 62  # a place after every recorded event
 MAX_CLOCK_STEPS = 10_000  # per stretch between two inputs: a policy that loops its clock is cut off here
 NO_REVIEW = "review outcome without a matching review"
 NO_TEST = "input for a test the simulation did not order"
@@ -117,7 +117,7 @@ def simulate_recorded(recorded: RecordedEpisode, policy: Policy, day: timedelta)
     run = _Run(recorded, policy, day)
     run.by_identity = {identity: test_id for test_id, identity in recorded.tests.items()}
     for found in recorded.inputs:
-        _run_clock(run, found.at)
+        _run_clock(run, found.at, found.seq)
         command = _translated(run, found)
         if command is None:
             continue
@@ -129,7 +129,7 @@ def simulate_recorded(recorded: RecordedEpisode, policy: Policy, day: timedelta)
         if events:
             run.record(events, found.at)
     if recorded.end is not None:
-        _run_clock(run, recorded.end, final=True)
+        _run_clock(run, recorded.end, END)
     return SimulatedEpisode(
         recorded.episode_id,
         tuple(run.events),
@@ -167,10 +167,9 @@ def _translated(run: _Run, found: Input) -> Command | None:
     return command
 
 
-def _run_clock(run: _Run, until: datetime, *, final: bool = False) -> None:
-    """Issue what the episode's clock has due up to `until`, as the workflow's timers and catch-up would. At the
-    end of the record (`final`) a due at its very instant runs only if the record shows the clock acting on it
-    (a timer fires after its due, so the record may end first)."""
+def _run_clock(run: _Run, until: datetime, place: int) -> None:
+    """Issue what the episode's clock has due before the input at `until` (recorded at `place`), as the
+    workflow's timers and catch-up would; at the end of the record, what fell due before it ended."""
     for _ in range(MAX_CLOCK_STEPS):
         state = run.state
         if state is None or state.status is EpisodeStatus.CLOSED or run.now is None:
@@ -178,10 +177,9 @@ def _run_clock(run: _Run, until: datetime, *, final: bool = False) -> None:
         due = next_due(state, run.policy, run.now, run.day)
         if due is None or due.at > until:
             return
-        at = _instant(run, due, until)
-        if final and at is None:
+        at = _instant(run, due, until, place)
+        if at is None:
             return
-        at = at or max(due.at, run.now)
         command = _filled(run, due.command, state, at)
         try:
             events = decide(state, command, run.policy, at, run.day)
@@ -194,8 +192,8 @@ def _run_clock(run: _Run, until: datetime, *, final: bool = False) -> None:
 
 def _subject(run: _Run, command: Command) -> str | None:
     match command:
-        case RequestReview(review_id=subject) | EscalateReview(review_id=subject):
-            return subject
+        case EscalateReview(review_id=subject):
+            return subject  # (a requested review's id counts the episode's events: no subject across policies)
         case MarkResultOverdue(test_id=test_id):
             return run.simulated_to_recorded.get(test_id, "")
         case RequestFollowUp(follow_up_id=subject) | FlagReferralUnanswered(referral_id=subject):
@@ -205,26 +203,25 @@ def _subject(run: _Run, command: Command) -> str | None:
     return None
 
 
-def _instant(run: _Run, due: Due, until: datetime) -> datetime | None:
+def _instant(run: _Run, due: Due, until: datetime, place: int) -> datetime | None:
     """When the clock acts on `due`: at the recorded clock's instant for the same command (and subject) if the
-    record has one between the due and `until`, else at the due (None if that is `until` itself). A command
+    record has one between the due and the next input (at `until`, recorded at `place`), else at the due. None:
+    not before that input (due at its very instant, but the record shows no clock acting first). A command
     without a subject takes a recorded instant within a care day of its due only (a timer's lateness, never
     another command's turn)."""
     assert run.now is not None
     earliest = max(due.at, run.now)
     subject = _subject(run, due.command)
     key: TickKey = (type(due.command).__name__, subject)
-    instants = run.recorded.ticks.get(key)
-    if not instants:
-        return earliest if earliest < until else None
+    instants = run.recorded.ticks.get(key, ())
     start = run.tick_index.get(key, 0)
-    index = bisect.bisect_left(instants, earliest, lo=start)
-    latest = until if subject is not None else min(until, earliest + run.day)
+    index = bisect.bisect_left(instants, (earliest, -1), lo=start)
+    latest = (until, place) if subject is not None else min((until, place), (earliest + run.day, END))
     if index < len(instants) and instants[index] <= latest:
         run.tick_index[key] = index + 1
-        return instants[index]
+        return instants[index][0]
     run.tick_index[key] = index
-    return earliest if earliest < until else None
+    return earliest if earliest < until else None  # at the input's very instant, the record shows the input first
 
 
 def _filled(run: _Run, command: Command, state: Episode, at: datetime) -> Command:
