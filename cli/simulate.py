@@ -27,6 +27,7 @@ def simulate(
     """Re-decide the recorded cohort's outside inputs under a proposed policy, writing nothing; report placements,
     step-ups, days at each level and tests ordered beside what happened, and what the record could not tell."""
     from continuum.domain.errors import PolicyError
+    from continuum.domain.policy import load_policy
     from continuum.simulations import Period, PeriodInvalid, report, run_simulation
 
     try:
@@ -38,17 +39,15 @@ def simulate(
     except (OSError, UnicodeDecodeError) as error:
         raise Usage(f"--policy: {policy} cannot be read ({getattr(error, 'strerror', None) or error})") from None
     settings = load_settings()
+    directory = settings.directory_text()
+    try:
+        load_policy(policy_text, directory)  # refused before anything starts, naming the key
+    except PolicyError as error:
+        raise Usage(f"--policy {policy}: {error}") from None
     with store() as opened:
-        try:
-            run = run_simulation(
-                opened,
-                policy_text,
-                day=timedelta(seconds=settings.day_seconds),
-                period=period,
-                directory_text=settings.directory_text(),
-            )
-        except PolicyError as error:
-            raise Usage(f"--policy {policy}: {error}") from None
+        run = run_simulation(
+            opened, policy_text, day=timedelta(seconds=settings.day_seconds), period=period, directory_text=directory
+        )
     body = report(run, per_episode=episodes)
     emit(body, as_json, _human(body))
 

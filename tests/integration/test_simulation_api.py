@@ -84,6 +84,8 @@ async def test_the_current_policy_reproduces_the_record_and_a_proposed_threshold
     assert sorted(run.recorded) == sorted([stack.e1, stack.e2, stack.e3])
     for episode, events in run.recorded.items():
         assert run.simulated[episode].events == tuple(events), episode
+    shared = run_simulation(stack.store, default_policy_text(), day=DAY, workers=2)  # two processes, a share each
+    assert shared.comparisons == run.comparisons and shared.log_position == run.log_position
 
     proposed = default_policy_text().replace(UNSTABLE, UNSTABLE.replace("at_least = 3", "at_least = 2"))
     changed = await stack.post("/api/v1/simulations", {"policy": proposed, "episodes": True}, role="director")
