@@ -56,12 +56,17 @@ class Due:
 def next_due(state: Episode, policy: Policy, now: datetime, day: timedelta, *, drug_testing: bool = True) -> Due | None:
     """The next command the clock issues, or None while nothing is scheduled (intake, on hold, closed,
     or only things a person must close, like an escalated review)."""
+    return min(dues(state, policy, now, day, drug_testing=drug_testing), key=lambda due: due.at, default=None)
+
+
+def dues(state: Episode, policy: Policy, now: datetime, day: timedelta, *, drug_testing: bool = True) -> list[Due]:
+    """Everything the clock has scheduled, in no particular order (`next_due` is the earliest)."""
     candidates = [*_care_clock(state, policy, now, day), *_aftercare_clock(state, policy)]
     if drug_testing:
         candidates += _testing_clock(state, policy, now)
     # Only with `[services]` and once a session is on record: other episodes keep their command sequence.
     candidates += [Due(command, at) for command, at in attendance_dues(state, policy, day)]
-    return min(candidates, key=lambda due: due.at, default=None)
+    return candidates
 
 
 def _care_clock(state: Episode, policy: Policy, now: datetime, day: timedelta) -> list[Due]:

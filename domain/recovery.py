@@ -88,7 +88,7 @@ from continuum.domain.testing import OrderReason, ScheduleDraw
 
 DAYS_PRECISION = 6  # an `extend`'s days, recovered from a float sum, are rounded to this many decimals
 
-TickKey = tuple[str, str | None]  # a clock command's type name, and what it names (a review, a test, a week)
+TickKey = tuple[str, str | None]  # a clock command's type name, and what it is about (a review, a test, a level)
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,8 @@ _TICK_FLAGS = {
 def tick_of(event: DomainEvent, before: StayClock, day: timedelta) -> TickKey | None:
     """The clock command that recorded `event` first, with its subject; None for an event no clock records."""
     match event:
-        case ReviewRequested():
-            return "RequestReview", None
+        case ReviewRequested(level=level):
+            return "RequestReview", level.value
         case ReviewEscalated(review_id=review_id):
             return "EscalateReview", review_id
         case TestResultOverdue(test_id=test_id):
@@ -191,10 +191,10 @@ def tick_of(event: DomainEvent, before: StayClock, day: timedelta) -> TickKey | 
             return "RequestFollowUp", follow_up_id
         case CareWeekClosed(week=week):
             return "CloseCareWeek", str(week)
-        case TestScheduleDrawn():
-            return "DrawTestSchedule", None
-        case TestOrdered(reason=OrderReason.SCHEDULED):
-            return "OrderScheduledTest", None
+        case TestScheduleDrawn(level=level):
+            return "DrawTestSchedule", level.value
+        case TestOrdered(reason=OrderReason.SCHEDULED, level=level):
+            return "OrderScheduledTest", level.value
         case ReEngagementReviewEscalated():
             return "EscalateReEngagementReview", None
         case FlagRaised(flag=flag) if flag.family in _TICK_FLAGS:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from random import Random
 
-from continuum.domain.clock import Due, next_due
+from continuum.domain.clock import Due, dues
 from continuum.domain.commands import (
     CancelTest,
     CloseCareWeek,
@@ -36,6 +36,7 @@ from continuum.domain.commands import (
     RecordSpecimenCollection,
     RecordTestResult,
     RequestFollowUp,
+    RequestReview,
     ReverseStepUp,
 )
 from continuum.domain.decisions import decide
@@ -169,17 +170,29 @@ def _translated(run: _Run, found: Input) -> Command | None:
 
 def _run_clock(run: _Run, until: datetime, place: int) -> None:
     """Issue what the episode's clock has due before the input at `until` (recorded at `place`), as the
-    workflow's timers and catch-up would; at the end of the record, what fell due before it ended."""
+    workflow's timers and catch-up would; at the end of the record, what fell due before it ended. The record
+    orders them: a command goes at the instant the recorded clock acted on it; one the record has no instant
+    for goes at its due, but never before a command due earlier (the clock takes its dues in order)."""
     for _ in range(MAX_CLOCK_STEPS):
         state = run.state
         if state is None or state.status is EpisodeStatus.CLOSED or run.now is None:
             return
-        due = next_due(state, run.policy, run.now, run.day)
-        if due is None or due.at > until:
+        chosen: tuple[datetime, int, Due] | None = None
+        floor = run.now
+        for n, due in enumerate(sorted(dues(state, run.policy, run.now, run.day), key=lambda d: d.at)):
+            if due.at > until:
+                break
+            tick = _tick(run, due, state, until, place)
+            at = tick if tick is not None else max(due.at, floor)
+            floor = max(floor, at)
+            if tick is None and at >= until:
+                continue  # at the input's very instant, the record shows the input first
+            if chosen is None or (at, n) < chosen[:2]:
+                chosen = (at, n, due)
+        if chosen is None:
             return
-        at = _instant(run, due, until, place)
-        if at is None:
-            return
+        at, _, due = chosen
+        _claim(run, due, state, at)
         command = _filled(run, due.command, state, at)
         try:
             events = decide(state, command, run.policy, at, run.day)
@@ -190,8 +203,15 @@ def _run_clock(run: _Run, until: datetime, place: int) -> None:
         run.record(events, at)
 
 
-def _subject(run: _Run, command: Command) -> str | None:
+def _key(run: _Run, due: Due, state: Episode) -> TickKey:
+    return type(due.command).__name__, _subject(run, due.command, state)
+
+
+def _subject(run: _Run, command: Command, state: Episode) -> str | None:
+    """What a clock command is about, as `recovery.tick_of` names it in the record."""
     match command:
+        case RequestReview() | DrawTestSchedule() | OrderScheduledTest():
+            return state.level.value if state.level is not None else None
         case EscalateReview(review_id=subject):
             return subject  # (a requested review's id counts the episode's events: no subject across policies)
         case MarkResultOverdue(test_id=test_id):
@@ -203,25 +223,26 @@ def _subject(run: _Run, command: Command) -> str | None:
     return None
 
 
-def _instant(run: _Run, due: Due, until: datetime, place: int) -> datetime | None:
-    """When the clock acts on `due`: at the recorded clock's instant for the same command (and subject) if the
-    record has one between the due and the next input (at `until`, recorded at `place`), else at the due. None:
-    not before that input (due at its very instant, but the record shows no clock acting first). A command
-    without a subject takes a recorded instant within a care day of its due only (a timer's lateness, never
-    another command's turn)."""
+def _tick(run: _Run, due: Due, state: Episode, until: datetime, place: int) -> datetime | None:
+    """The instant the recorded clock acted on `due` (the same command and subject), if the record has one
+    between the due and the next input (at `until`, recorded at `place`). The record's instants are the
+    clock's own: a timer fires late by however long the worker took (on a compressed care day, that may be
+    days of care), and a command that arrives in between catches the clock up first."""
     assert run.now is not None
-    earliest = max(due.at, run.now)
-    subject = _subject(run, due.command)
-    key: TickKey = (type(due.command).__name__, subject)
+    key = _key(run, due, state)
     instants = run.recorded.ticks.get(key, ())
-    start = run.tick_index.get(key, 0)
-    index = bisect.bisect_left(instants, (earliest, -1), lo=start)
-    latest = (until, place) if subject is not None else min((until, place), (earliest + run.day, END))
-    if index < len(instants) and instants[index] <= latest:
-        run.tick_index[key] = index + 1
+    index = bisect.bisect_left(instants, (max(due.at, run.now), -1), lo=run.tick_index.get(key, 0))
+    if index < len(instants) and instants[index] <= (until, place):
         return instants[index][0]
-    run.tick_index[key] = index
-    return earliest if earliest < until else None  # at the input's very instant, the record shows the input first
+    return None
+
+
+def _claim(run: _Run, due: Due, state: Episode, at: datetime) -> None:
+    """The recorded instant `at` is taken by this command (and every earlier one of its kind is past)."""
+    key = _key(run, due, state)
+    instants = run.recorded.ticks.get(key, ())
+    index = bisect.bisect_left(instants, (at, -1), lo=run.tick_index.get(key, 0))
+    run.tick_index[key] = index + 1 if index < len(instants) and instants[index][0] == at else index
 
 
 def _filled(run: _Run, command: Command, state: Episode, at: datetime) -> Command:
