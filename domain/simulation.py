@@ -93,7 +93,9 @@ class _Run:
     draws_new: int = 0
 
     def record(self, events: list[DomainEvent], at: datetime) -> None:
-        self.state = retire(fold(events, self.state), at, self.day)  # type: ignore[arg-type]
+        state = fold(events, self.state)
+        assert state is not None
+        self.state = retire(state, at, self.day)  # as the workflow does after every command
         self.events += events
         self.now = at
         for event in events:
