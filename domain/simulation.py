@@ -83,7 +83,7 @@ class _Run:
     now: datetime | None = None
     events: list[DomainEvent] = field(default_factory=list)
     tick_index: dict[TickKey, int] = field(default_factory=dict)
-    by_identity: dict[TestIdentity, str] = field(default_factory=dict)  # recorded test id by identity
+    by_identity: dict[TestIdentity, list[str]] = field(default_factory=dict)  # recorded test ids, in order
     recorded_to_simulated: dict[str, str] = field(default_factory=dict)
     simulated_to_recorded: dict[str, str] = field(default_factory=dict)
     unmatched_tests: int = 0
@@ -100,8 +100,9 @@ class _Run:
         self.now = at
         for event in events:
             if isinstance(event, TestOrdered):
-                recorded_id = self.by_identity.get(TestIdentity(event.reason, event.occurred_at))
-                if recorded_id is None or recorded_id in self.recorded_to_simulated:
+                same = self.by_identity.get(TestIdentity(event.reason, event.occurred_at))
+                recorded_id = same.pop(0) if same else None  # two orders at one instant match in their order
+                if recorded_id is None:
                     self.unmatched_tests += 1
                 else:
                     self.recorded_to_simulated[recorded_id] = event.test_id
@@ -118,7 +119,8 @@ def simulate(
 def simulate_recorded(recorded: RecordedEpisode, policy: Policy, day: timedelta) -> SimulatedEpisode:
     day = recorded.day or day
     run = _Run(recorded, policy, day)
-    run.by_identity = {identity: test_id for test_id, identity in recorded.tests.items()}
+    for test_id, identity in recorded.tests.items():
+        run.by_identity.setdefault(identity, []).append(test_id)
     for found in recorded.inputs:
         _run_clock(run, found.at, found.seq)
         command = _translated(run, found)

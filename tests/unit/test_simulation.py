@@ -269,3 +269,13 @@ def test_a_period_that_is_not_a_date_range_names_the_field(start: str | None, en
     with pytest.raises(PeriodInvalid, match=f"^{field}: ") as raised:
         Period.parse(start, end)
     assert raised.value.field == field
+
+
+def test_two_orders_at_one_instant_are_each_matched_to_their_recorded_test() -> None:
+    r = Recorded(POLICY)
+    r.do(_open((1, 1, 1, 1, 1, 1)))
+    r.do(_assess((1, 1, 1, 1, 1, 1)))
+    first, second = r.send(OrderTest("clin-1")), r.send(OrderTest("clin-2"))
+    assert first and second and first[0].occurred_at == second[0].occurred_at
+    simulated = simulate("ep-1", r.recorded, POLICY, DAY)
+    assert simulated.events == tuple(r.recorded) and simulated.tests_without_result == 0
