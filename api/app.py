@@ -30,6 +30,7 @@ from continuum.api import (
     policy,
     problems,
     reads,
+    simulations,
 )
 from continuum.api.limits import BodyLimit
 from continuum.api.services import Services
@@ -54,6 +55,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(codec.router)
     app.include_router(policy.router)
     app.include_router(measures.router)
+    app.include_router(simulations.router)
     measures_page.register()  # on the dashboard's router, before it is mounted
     dashboard.install(app)
     _install_docs(app)

@@ -55,6 +55,7 @@ TREATMENT_PLANS = allow(Role.DIRECTOR, Role.AUDITOR, Role.CLINICIAN)  # nor a tr
 REPORT = allow(Role.DIRECTOR, Role.AUDITOR)  # the attendance report (no billing role yet); never a lab or partner
 READ_RECORD = allow(Role.DIRECTOR, Role.AUDITOR)  # full event histories: recorded as an access
 CENSUS = allow(Role.DIRECTOR)  # the census and the alerts
+SIMULATIONS = allow(Role.DIRECTOR)  # a proposed policy tried on every recorded episode
 COMMANDS = allow(Role.CLINICIAN)
 RESULTS = allow(Role.CLINICIAN, Role.LAB)
 REFERRAL_ANSWERS = allow(Role.CLINICIAN, Role.PARTNER)

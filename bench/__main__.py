@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import audit, burst, episodes, event_append, payloads, reads, replay, report, restart, throughput
+from bench import audit, burst, episodes, event_append, payloads, reads, replay, report, restart, simulate, throughput
 
 BENCHMARKS = {
     "event_append": event_append.main,
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "replay": replay.main,
     "restart": restart.main,
     "throughput": throughput.main,
+    "simulate": simulate.main,
 }
 EXTRA = {"report": report.main}  # not a benchmark: the markdown report of the last results
 

@@ -62,6 +62,14 @@ def next_due(
     """The next command the clock issues, or None while nothing is scheduled (intake, on hold, closed,
     or only things a person must close, like an escalated review). `plans`: whether treatment-plan deadlines
     are kept (histories recorded before them replay without)."""
+    candidates = dues(state, policy, now, day, drug_testing=drug_testing, plans=plans)
+    return min(candidates, key=lambda due: due.at, default=None)
+
+
+def dues(
+    state: Episode, policy: Policy, now: datetime, day: timedelta, *, drug_testing: bool = True, plans: bool = True
+) -> list[Due]:
+    """Everything the clock has scheduled, in no particular order (`next_due` is the earliest)."""
     candidates = [*_care_clock(state, policy, now, day), *_aftercare_clock(state, policy)]
     if drug_testing:
         candidates += _testing_clock(state, policy, now)
@@ -69,7 +77,7 @@ def next_due(
     candidates += [Due(command, at) for command, at in attendance_dues(state, policy, day)]
     if plans:  # only with `[plans]` and once placed under it (StayStarted carries the initial plan's due date)
         candidates += [Due(command, at) for command, at in plan_dues(state, policy, day)]
-    return min(candidates, key=lambda due: due.at, default=None)
+    return candidates
 
 
 def _care_clock(state: Episode, policy: Policy, now: datetime, day: timedelta) -> list[Due]:

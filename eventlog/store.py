@@ -104,6 +104,15 @@ _COLUMNS = (
     "position, stream_id, stream_version, event_id, event_type, schema_version, payload::text AS payload,"
     " metadata::text AS metadata, occurred_at, recorded_at, prev_hash, hash"
 )
+_ENVELOPES = text(
+    "SELECT position, stream_id, event_type, schema_version, payload::text FROM events"
+    " WHERE position > :after AND position <= :until ORDER BY position LIMIT :limit"
+)
+_ENVELOPES_SHARE = text(
+    "SELECT position, stream_id, event_type, schema_version, payload::text FROM events"
+    " WHERE position > :after AND position <= :until AND mod(abs(hashtext(stream_id)::bigint), :n) = :k"
+    " ORDER BY position LIMIT :limit"
+)
 _PAGE = text(f"SELECT {_COLUMNS} FROM events WHERE position > :after ORDER BY position LIMIT :limit")
 
 
@@ -532,6 +541,26 @@ class PostgresEventStore:
         holds (inside its own transaction)."""
         rows = connection.execute(_PAGE, {"after": after_position, "limit": limit}).all()
         return [self._row_to_event(row) for row in rows]
+
+    def read_envelopes(
+        self,
+        connection: Connection,
+        *,
+        after_position: int,
+        until_position: int,
+        limit: int,
+        share: tuple[int, int] = (0, 1),
+    ) -> list[tuple[int, str, str, int, dict[str, Any]]]:
+        """One page of the log's events as (position, stream, type, schema version, payload), upcast, in position
+        order after `after_position` up to `until_position`: what a reader of whole histories needs, lean. With
+        `share` (k, n), only the streams whose id hashes to k modulo n (so n readers split the log)."""
+        params = {"after": after_position, "until": until_position, "limit": limit, "k": share[0], "n": share[1]}
+        rows = connection.execute(_ENVELOPES if share[1] == 1 else _ENVELOPES_SHARE, params).all()
+        page = []
+        for position, stream_id, event_type, schema_version, payload in rows:
+            version, data = self.upcasters.upcast(event_type, schema_version, json.loads(payload))
+            page.append((position, stream_id, event_type, version, data))
+        return page
 
     def stream_version(self, stream_id: str) -> int:
         with self.engine.connect() as connection:
