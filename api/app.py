@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from continuum.api import attendance, codec, commands, dashboard, hygiene, policy, problems, reads
+from continuum.api.feed import router as feed_router
 from continuum.api.limits import BodyLimit
 from continuum.api.services import Services
 
@@ -42,6 +43,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(reads.router)
     app.include_router(codec.router)
     app.include_router(policy.router)
+    app.include_router(feed_router)
     dashboard.install(app)
     _install_docs(app)
     app.add_middleware(BodyLimit)
