@@ -28,9 +28,7 @@ def make_engine(url: str, *, role: str | None = None, pool_size: int = 10, max_o
     # No pre-ping: a dropped connection fails the call, and activities are retried by Temporal.
     # hide_parameters: an error's text never carries a row's values (runtime/failures.py tells errors safely too).
     overflow = pool_size if max_overflow is None else max_overflow
-    engine = create_engine(
-        url, pool_size=pool_size, max_overflow=overflow, pool_recycle=1800, hide_parameters=True
-    )
+    engine = create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_recycle=1800, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _session_settings(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
