@@ -3,7 +3,7 @@
 Each event is a CloudEvents 1.0 event (structured JSON mode, written by the `cloudevents` SDK): `id` the event
 id, `source` "continuum", `type` "org.continuum.<EventType>" (e.g. `org.continuum.TestOrdered`), `subject` the
 episode id, `time` when it occurred, `data` the payload as the caller may see it, and the extension attribute
-`position`, the event's place in the whole log. Answered as a long-poll JSON page (`wait` up to 30 s: at once
+`position`, the event's place in the whole log. Answered as a long-poll JSON page (`wait` up to 25 s: at once
 when events past `after` exist, else when one is recorded, else empty at the timeout; resume with its
 `next_after`), or, with `Accept: text/event-stream`, as Server-Sent Events (`sse-starlette`) whose `id` is the
 position, so a reconnecting client's `Last-Event-ID` resumes where it stopped.
@@ -44,7 +44,7 @@ router = APIRouter(prefix="/api/v1", tags=["feed"])
 
 SOURCE = "continuum"
 TYPE_PREFIX = "org.continuum."
-WAIT_LIMIT = 30  # seconds a long poll may wait
+WAIT_LIMIT = 25  # seconds a long poll may wait: an answer within a client's usual 30-second timeout
 HEAD_POLL_SECONDS = 0.25  # how often a waiting poll or stream looks at the log's head (one indexed row)
 SCAN_PAGE = 500  # events read at a time when a role sees only some of them
 SCAN_LIMIT = 5000  # events looked at for one answer at most (a lab's page may skip many it does not see)

@@ -113,7 +113,7 @@ async def _poll_until_ordered(stack: Stack, after: int) -> list[dict[str, Any]]:
     """Long polls from `after`, each resuming where the last answered, until one brings this test's order."""
     answers: list[dict[str, Any]] = []
     while not any(e["data"].get("ordered_by") == ORDERED_BY for a in answers for e in a["events"]):
-        answers.append(await _page(stack, after=after, wait=30))
+        answers.append(await _page(stack, after=after, wait=25))
         after = answers[-1]["next_after"]
     return answers
 
@@ -219,7 +219,7 @@ async def test_feed_reads_are_in_the_access_log_and_refusals_and_bad_input_are_p
     bad = {
         "query.after": await stack.get("/api/v1/feed", after=-1),
         "query.limit": await stack.get("/api/v1/feed", limit=0),
-        "query.wait": await stack.get("/api/v1/feed", wait=31),
+        "query.wait": await stack.get("/api/v1/feed", wait=26),
         "header.last-event-id": await stack.http.get(
             "/api/v1/feed", headers={**stack.auth("director"), "Last-Event-ID": "x"}
         ),
