@@ -32,6 +32,7 @@ from continuum.api import (
     reads,
     simulations,
 )
+from continuum.api.feed import router as feed_router
 from continuum.api.limits import BodyLimit
 from continuum.api.services import Services
 
@@ -56,6 +57,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(policy.router)
     app.include_router(measures.router)
     app.include_router(simulations.router)
+    app.include_router(feed_router)
     measures_page.register()  # on the dashboard's router, before it is mounted
     dashboard.install(app)
     _install_docs(app)

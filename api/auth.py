@@ -65,3 +65,6 @@ MEASURES = allow(Role.DIRECTOR, Role.AUDITOR)  # aggregate outcomes: never a lab
 ADMIN = allow(Role.ADMIN)
 # The rules decisions were made under: no client data, so every role that receives decisions may read them.
 POLICY = allow(Role.DIRECTOR, Role.CLINICIAN, Role.AUDITOR, Role.LAB, Role.PARTNER)
+# The event feed: every role that reads episode data, each seeing what `api/feed.py` and `domain/feed.py` allow
+# it (a lab its own tests, a partner the referrals disclosed to it); an admin manages keys, never reads events.
+FEED = allow(Role.DIRECTOR, Role.AUDITOR, Role.CLINICIAN, Role.LAB, Role.PARTNER)
