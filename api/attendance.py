@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from continuum.access import ApiKey
 from continuum.api.auth import ATTENDANCE, COMMANDS, REPORT
 from continuum.api.commands import ERRORS, _run
-from continuum.api.params import IdPath, services_of
+from continuum.api.params import IdPath, services_of, viewed_state
 from continuum.api.schemas import (
     AttendanceBody,
     CommandResponse,
@@ -160,11 +160,7 @@ def episode_attendance(
     request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(ATTENDANCE)
 ) -> dict[str, Any]:
     """Hours delivered per care week against the level's minimum (telehealth apart), misses, expectations."""
-    services = services_of(request)
-    state = services.reads.get(episode_id)
-    if state is None:
-        raise HTTPException(404, f"no episode {episode_id}")
-    services.access.record_view(caller, "attendance", "operations", episode_id=episode_id)
+    state = viewed_state(request, caller, episode_id, "attendance")
     return {
         "episode_id": episode_id,
         "sessions": state.get("sessions", []),

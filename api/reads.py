@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from continuum.access import ApiKey, Role
 from continuum.api.attendance import attendance_body
 from continuum.api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD, TREATMENT_PLANS
-from continuum.api.params import ID_PATTERN, IdPath, services_of
+from continuum.api.params import ID_PATTERN, IdPath, services_of, viewed_state
 from continuum.api.schemas import CreateKeyBody
 from continuum.disclosures import export_history
 from continuum.domain.answering import open_tests
@@ -87,11 +87,7 @@ def list_episodes(
 def get_episode(
     request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)
 ) -> dict[str, Any]:
-    services = services_of(request)
-    state = services.reads.get(episode_id)
-    if state is None:
-        raise HTTPException(404, f"no episode {episode_id}")
-    services.access.record_view(caller, "episode state", "operations", episode_id=episode_id)
+    state = viewed_state(request, caller, episode_id, "episode state")
     return {
         "episode_id": episode_id,
         "state": state,
@@ -115,11 +111,7 @@ def episode_treatment_plan(
     request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(TREATMENT_PLANS)
 ) -> dict[str, Any]:
     """The treatment plan (problems and goals by ASAM dimension, who signed it) and its deadlines."""
-    services = services_of(request)
-    state = services.reads.get(episode_id)
-    if state is None:
-        raise HTTPException(404, f"no episode {episode_id}")
-    services.access.record_view(caller, "treatment plan", "operations", episode_id=episode_id)
+    state = viewed_state(request, caller, episode_id, "treatment plan")
     return {"episode_id": episode_id, "treatment_plan": treatment_plan_body(state)}
 
 

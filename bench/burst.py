@@ -20,14 +20,13 @@ import platform
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 
-from bench.stack import BenchStack, bench_stack, free_port, publish
+from bench.stack import BenchStack, bench_stack, free_port, healthy, negative_result, publish
 from continuum.access import ApiKeyStore, Role
 from continuum.domain.commands import OpenEpisode, OrderTest, RecordAssessment
 from continuum.episodes import EpisodeCommands
@@ -61,7 +60,7 @@ async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str,
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=120, limits=httpx.Limits(max_connections=CONNECTIONS)
         ) as api:
-            await _healthy(api)
+            await healthy(api)
             statuses: Counter[int] = Counter()
             retries = Counter[str]()
             began = time.perf_counter()
@@ -130,27 +129,11 @@ def _meta() -> CommandMeta:
     return CommandMeta(uuid.uuid4().hex, "svc:bench")
 
 
-async def _healthy(api: httpx.AsyncClient) -> None:
-    for _ in range(300):
-        try:
-            if (await api.get("/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the API never answered")
-
-
 async def _post(
     api: httpx.AsyncClient, key: str, episode: str, test: str, statuses: Counter[int], retries: Counter[str]
 ) -> None:
-    body = {
-        "result": "negative",
-        "method": "confirmed",
-        "collected_at": datetime.now(UTC).isoformat(),
-        "lab_reference": f"L-{test}",
-    }
-    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"result-{test}"}
+    body, idempotency_key = negative_result(test)
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key}
     for _ in range(20):
         try:
             response = await api.post(f"/api/v1/episodes/{episode}/tests/{test}/results", json=body, headers=headers)

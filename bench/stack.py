@@ -3,6 +3,7 @@ of their own, so a running `continuum up` is left alone), and `continuum` proces
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -13,9 +14,11 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from temporalio.client import Client
 
 from continuum.bootstrap import build_store, connect
@@ -133,3 +136,26 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+async def healthy(api: httpx.AsyncClient) -> None:
+    """Wait until the API answers /healthz with 200 (30 s at most)."""
+    for _ in range(300):
+        try:
+            if (await api.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the API never answered")
+
+
+def negative_result(test: str) -> tuple[dict[str, str], str]:
+    """A lab's negative result for `test`, and the Idempotency-Key a lab would send it with."""
+    body = {
+        "result": "negative",
+        "method": "confirmed",
+        "collected_at": datetime.now(UTC).isoformat(),
+        "lab_reference": f"L-{test}",
+    }
+    return body, f"result-{test}"

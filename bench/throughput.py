@@ -36,7 +36,7 @@ import psutil  # type: ignore[import-untyped]
 from sqlalchemy import text
 from temporalio.client import Client, WorkflowHandle
 
-from bench.stack import BenchStack, bench_stack, free_port, publish
+from bench.stack import BenchStack, bench_stack, free_port, healthy, negative_result, publish
 from continuum.access import ApiKeyStore, Role
 from continuum.domain.commands import OpenEpisode, OrderTest, RecordAssessment
 from continuum.episodes import EpisodeCommands
@@ -191,7 +191,7 @@ async def _measure(stack: BenchStack, opens: int, results: int) -> dict[str, Any
             timeout=120,
             limits=httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS),
         ) as api:
-            await _healthy(api)
+            await healthy(api)
             for round_ in range(ROUNDS):
                 tag = f"{round_}-{uuid.uuid4().hex[:4]}"
                 tests = await _order(episodes, f"TP-{tag}", results // per_episode, per_episode)
@@ -298,22 +298,6 @@ async def _order(episodes: EpisodeCommands, prefix: str, count: int, per_episode
 
 
 async def _post_result(api: httpx.AsyncClient, key: str, episode: str, test: str) -> None:
-    body = {
-        "result": "negative",
-        "method": "confirmed",
-        "collected_at": datetime.now(UTC).isoformat(),
-        "lab_reference": f"L-{test}",
-    }
-    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"result-{test}"}
+    body, idempotency_key = negative_result(test)
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key}
     await _check(api.post(f"/api/v1/episodes/{episode}/tests/{test}/results", json=body, headers=headers), 200)
-
-
-async def _healthy(api: httpx.AsyncClient) -> None:
-    for _ in range(300):
-        try:
-            if (await api.get("/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the API never answered")

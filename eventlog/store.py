@@ -133,18 +133,11 @@ def _execute_one(connection: Connection, sql: str, params: dict[str, Any]) -> An
     SQLAlchemy's statement and result machinery costs about as much as the append's own round trip, so
     the hot path skips it; errors are re-raised as SQLAlchemy's, as if it had run the statement.
     """
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    try:
-        with driver.cursor(row_factory=dict_row) as cursor:
-            row = cursor.execute(sql, params, prepare=True).fetchone()
-    except psycopg.Error as error:
-        raise DBAPIError.instance(sql, params, error, psycopg.Error, hide_parameters=True) from None
-    return SimpleNamespace(**row)  # attribute access, without building a namedtuple class per call
+    return _execute_all(connection, sql, params)[0]
 
 
 def _execute_all(connection: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
-    """Every row of `sql`, like `_execute_one`."""
+    """Every row of `sql`, as `_execute_one` runs it."""
     driver = connection.connection.driver_connection
     assert driver is not None
     try:
@@ -152,7 +145,7 @@ def _execute_all(connection: Connection, sql: str, params: dict[str, Any]) -> li
             rows = cursor.execute(sql, params, prepare=True).fetchall()
     except psycopg.Error as error:
         raise DBAPIError.instance(sql, params, error, psycopg.Error, hide_parameters=True) from None
-    return [SimpleNamespace(**row) for row in rows]
+    return [SimpleNamespace(**row) for row in rows]  # attribute access, without a namedtuple class per call
 
 
 @dataclass(eq=False)
