@@ -90,20 +90,7 @@ def _measure(url: str, episodes: int, per_episode: int) -> dict[str, object]:
         "list_deep_page": lambda: reads.list(page=rng.randint(1, episodes // 50), page_size=50),
         "search_by_id_prefix": lambda: reads.list(id_prefix=f"EP-{rng.randint(0, episodes - 1):07d}"[:8]),
     }
-    latencies = {}
-    for name, query in queries.items():
-        for _ in range(10):
-            query()  # warm the connection and the plan cache
-        samples = []
-        for _ in range(RUNS):
-            began = time.perf_counter()
-            query()
-            samples.append((time.perf_counter() - began) * 1000)
-        samples.sort()
-        latencies[name] = {
-            "p50_ms": round(statistics.median(samples), 2),
-            "p95_ms": round(samples[int(RUNS * 0.95)], 2),
-        }
+    latencies = {name: _latency(query, warm=10, runs=RUNS) for name, query in queries.items()}
     return {
         "benchmark": "reads",
         "command": (
@@ -144,21 +131,8 @@ def _measure_attendance(url: str, episodes: int) -> dict[str, object]:
     def page(level: LevelOfCare | None = None) -> object:
         return reads.report(*MONTH, now, level, after=attendance_id(rng.randint(first, last - 200)))
 
-    latencies = {}
     queries: dict[str, Callable[[], object]] = {"report_page": page, "report_page_iop": lambda: page(iop)}
-    for name, query in queries.items():
-        for _ in range(5):
-            query()
-        samples = []
-        for _ in range(ATTENDANCE_RUNS):
-            began = time.perf_counter()
-            query()
-            samples.append((time.perf_counter() - began) * 1000)
-        samples.sort()
-        latencies[name] = {
-            "p50_ms": round(statistics.median(samples), 2),
-            "p95_ms": round(samples[int(ATTENDANCE_RUNS * 0.95)], 2),
-        }
+    latencies = {name: _latency(query, warm=5, runs=ATTENDANCE_RUNS) for name, query in queries.items()}
     whole = []
     rows = 0
     for _ in range(3):
@@ -177,6 +151,19 @@ def _measure_attendance(url: str, episodes: int) -> dict[str, object]:
         "whole_month_seconds": {"p50": round(statistics.median(whole), 2), "max": round(max(whole), 2)},
         "targets": {"page_p95_under_200_ms": all(v["p95_ms"] < 200 for v in latencies.values())},
     }
+
+
+def _latency(query: Callable[[], object], *, warm: int, runs: int) -> dict[str, float]:
+    """p50 and p95 of `runs` timed calls of `query`, after `warm` untimed ones (the connection, the plan cache)."""
+    for _ in range(warm):
+        query()
+    samples = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        query()
+        samples.append((time.perf_counter() - began) * 1000)
+    samples.sort()
+    return {"p50_ms": round(statistics.median(samples), 2), "p95_ms": round(samples[int(runs * 0.95)], 2)}
 
 
 def _seed_projection(conninfo: str, episodes: int) -> None:
