@@ -66,7 +66,9 @@ def build_store(database_url: str, settings: Settings) -> PostgresEventStore:
     the restricted application role; a schema other than this release's is refused in one line."""
     if settings.migrate_at_start:
         apply_migrations(database_url)
-    engine = make_engine(database_url, role=settings.database_role, pool_size=ACTIVITY_THREADS // 2)
+    # As many connections as activity threads, kept open (no overflow to close and reopen under a burst): the
+    # same 32 at most as before, and API requests queue for one rather than open more (issue 21).
+    engine = make_engine(database_url, role=settings.database_role, pool_size=ACTIVITY_THREADS, max_overflow=0)
     check_reachable(engine)
     if not settings.migrate_at_start:
         check_at_head(engine)

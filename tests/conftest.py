@@ -191,5 +191,5 @@ def running_stack(
         yield RunningStack(url, env, keys)
     finally:
         process.send_signal(signal.SIGINT)
-        process.communicate(timeout=60)
+        process.wait(timeout=60)
         assert process.returncode == 0

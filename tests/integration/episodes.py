@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -115,8 +116,17 @@ def continuum_process(command: str, env: dict[str, str]) -> subprocess.Popen[str
     assert process.stdout is not None
     for line in process.stdout:
         if "worker.started" in line:
+            # Keep reading its log: a pipe nobody reads fills up (64 KiB), and the process then blocks on its
+            # next log line, with its event loop (the API stops answering). Stop it with wait(), not
+            # communicate(): this thread owns the pipe.
+            threading.Thread(target=_drain, args=(process.stdout,), daemon=True).start()
             return process
     raise AssertionError(f"continuum {command} did not start: exit {process.wait()}")
+
+
+def _drain(stream: Any) -> None:
+    for _ in stream:  # read and drop each line until the process exits
+        pass
 
 
 def free_port() -> int:

@@ -288,7 +288,7 @@ async def test_a_worker_killed_mid_episode_is_replaced_without_duplicates_or_gap
         await pending_review(episodes, episode)
     finally:
         second.send_signal(signal.SIGINT)
-        second.communicate(timeout=60)
+        second.wait(timeout=60)
 
     assert [e.type for e in moved.events] == ["ReviewCompleted", "LevelChanged", "FollowUpsScheduled"]
     events = store.read_stream(episode)

@@ -201,7 +201,7 @@ async def test_temporal_stopped_and_restarted_with_its_database_keeps_episodes_a
         await episodes.send(episode, meta(), RecordReviewOutcome(review, ReviewOutcome.EXTEND, "ther-1", 30))
     finally:
         worker.send_signal(signal.SIGINT)
-        worker.communicate(timeout=60)
+        worker.wait(timeout=60)
         temporal.stop()
 
     assert _assert_clean(store, episode)[-2:] == ["ReviewRequested", "ReviewCompleted"]
@@ -246,7 +246,7 @@ async def test_a_worker_killed_mid_cohort_is_replaced_and_every_episode_continue
             )
     finally:
         second.send_signal(signal.SIGINT)
-        second.communicate(timeout=60)
+        second.wait(timeout=60)
 
     for episode in cohort:
         assert _assert_clean(store, episode)[-1] == "ReviewRequested"
