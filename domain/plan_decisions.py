@@ -39,6 +39,7 @@ from continuum.domain.plans import (
     PlanProblem,
     PlansPolicy,
     PlanStage,
+    TreatmentPlan,
 )
 from continuum.domain.policy import Policy
 from continuum.domain.values import text_problem
@@ -89,6 +90,16 @@ def decide_plans(state: Episode, command: Command, policy: Policy, at: datetime,
     raise CommandRejected(f"{type(command).__name__} is not a treatment-plan command")
 
 
+def _as_on_record(plan: TreatmentPlan, command: RecordTreatmentPlan | RecordPlanReview, signed_by: str) -> bool:
+    """Whether the plan on record is the one `command` records (its repeat records nothing)."""
+    return (plan.problems, plan.goals, plan.signed_by, plan.client_signed) == (
+        command.problems,
+        command.goals,
+        signed_by,
+        command.client_signed,
+    )
+
+
 def _record(
     state: Episode, command: RecordTreatmentPlan, plans: PlansPolicy, version: str, at: datetime, day: timedelta
 ) -> list[DomainEvent]:
@@ -97,13 +108,7 @@ def _record(
     _placed(state)
     plan = state.plan
     if plan is not None:
-        if (plan.problems, plan.goals, plan.signed_by, plan.client_signed, plan.reviews) == (
-            command.problems,
-            command.goals,
-            signed_by,
-            command.client_signed,
-            0,
-        ):
+        if plan.reviews == 0 and _as_on_record(plan, command, signed_by):
             return []  # the same plan again: already on record
         raise CommandRejected("a treatment plan is already on record; record a plan review to revise it")
     recorded = TreatmentPlanRecorded(
@@ -131,12 +136,7 @@ def _review(
     if plan is None:
         raise CommandRejected("no treatment plan is on record yet; record the initial plan first")
     if plan.last_review_id == command.review_id:
-        if (plan.problems, plan.goals, plan.signed_by, plan.client_signed) == (
-            command.problems,
-            command.goals,
-            signed_by,
-            command.client_signed,
-        ):
+        if _as_on_record(plan, command, signed_by):
             return []  # the same review again: already on record
         raise CommandRejected(f"plan review {command.review_id} was already recorded, as another review")
     reviewed = TreatmentPlanReviewed(

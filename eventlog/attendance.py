@@ -20,10 +20,8 @@ from continuum.domain.ids import ClientId, EpisodeId
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.policy import Policy, load_policy
 from continuum.domain.services import Modality, ServicesPolicy, Session, SessionStatus
+from continuum.eventlog.policies import PolicyRegistry
 
-# The policies table (eventlog/policies.py) keeps each policy's text by version, as GET /api/v1/policy serves it.
-_RECORD = text("INSERT INTO policies (version, policy_text) VALUES (:version, :text) ON CONFLICT (version) DO NOTHING")
-_TEXT = text("SELECT policy_text AS text FROM policies WHERE version = :version")
 # Every decision event names the policy version; the episode's workflow keeps one policy for its whole life.
 _EPISODE_VERSION = text(
     "SELECT payload->>'policy_version' FROM events WHERE stream_id = :id AND payload->>'policy_version' IS NOT NULL"
@@ -90,9 +88,7 @@ class AttendanceReads:
 
     def record_policy(self, policy_text: str) -> str:
         """Keep a policy's text under its version (idempotent); the version."""
-        version = load_policy(policy_text, self._directory_text).version
-        with self.engine.begin() as conn:
-            conn.execute(_RECORD, {"version": version, "text": policy_text})
+        version = PolicyRegistry(self.engine).register(policy_text)
         self._texts[version] = policy_text
         return version
 
@@ -107,11 +103,10 @@ class AttendanceReads:
             return EpisodePolicy(self.configured, self.configured.version, False)
         found = self._texts.get(version)
         if found is None:  # not known here yet (a miss is asked again: another process may record it)
-            with self.engine.connect() as conn:
-                found = conn.execute(_TEXT, {"version": version}).scalar()
-            if found is None:
+            registered = PolicyRegistry(self.engine).get(version)  # the texts GET /api/v1/policy serves
+            if registered is None:
                 return EpisodePolicy(self.configured, version, False)
-            self._texts[version] = found
+            found = self._texts[version] = registered.text
         return EpisodePolicy(load_policy(found, self._directory_text), version, True)
 
     def report(
