@@ -196,7 +196,7 @@ def fhir_bundle(episode_id: str, events: list[StoredEvent]) -> dict[str, Any]:
     state = fold(domain_events)
     assert state is not None, "an export holds at least the episode's opening"
     patient = _patient(state)
-    episode = _episode_of_care(episode_id, state, domain_events, events, patient)
+    episode = _episode_of_care(episode_id, state, domain_events, patient)
     stays_ = _stays(episode_id, state, domain_events, episode, patient)
     sessions = _sessions(state, stays_, episode, patient)
     parts = [episode, patient, *(stay.encounter for stay in stays_), *sessions.values()]
@@ -244,11 +244,7 @@ def level_of_care(level: LevelOfCare) -> dict[str, Any]:
 
 
 def _episode_of_care(
-    episode_id: str,
-    state: Episode,
-    domain_events: list[DomainEvent],
-    events: list[StoredEvent],
-    patient: dict[str, Any],
+    episode_id: str, state: Episode, domain_events: list[DomainEvent], patient: dict[str, Any]
 ) -> dict[str, Any]:
     """The EpisodeOfCare: its status now and every status it had (`statusHistory`, with periods), the levels of
     care it held (`type`, in the order first held), the client, and when it was open."""
@@ -259,8 +255,7 @@ def _episode_of_care(
         "identifier": [{"system": f"{FHIR_BASE}:episode", "value": episode_id}],
         "status": _FHIR_STATUS[state.status],
         "statusHistory": [
-            {"status": status, "period": _period(start, end)}
-            for status, start, end in _status_periods(domain_events, events)
+            {"status": status, "period": _period(start, end)} for status, start, end in _status_periods(domain_events)
         ],
         "type": [level_of_care(level) for level in held],
         "patient": _reference(patient),
@@ -268,16 +263,14 @@ def _episode_of_care(
     }
 
 
-def _status_periods(
-    domain_events: list[DomainEvent], events: list[StoredEvent]
-) -> list[tuple[str, datetime, datetime | None]]:
+def _status_periods(domain_events: list[DomainEvent]) -> list[tuple[str, datetime, datetime | None]]:
     """The FHIR statuses the episode passed through, each from when it began until the next (the last open); a
     status held for no time at all (opened and placed in one instant) is left out."""
     periods: list[tuple[str, datetime, datetime | None]] = []
     state: Episode | None = None
-    for stored, event in zip(events, domain_events, strict=True):
+    for event in domain_events:
         state = evolve(state, event)
-        status, at = _FHIR_STATUS[state.status], stored.occurred_at
+        status, at = _FHIR_STATUS[state.status], event.occurred_at
         if periods and periods[-1][1] == at:  # the previous status lasted no time: this one replaces it
             periods.pop()
             if periods and periods[-1][0] == status:
@@ -311,22 +304,22 @@ def _stays(
     found = []
     for number, (stay, index) in enumerate(zip(stays(domain_events), starts, strict=True), start=1):
         before = domain_events[index - 1] if index else None
-        around_the_clock = stay.level in _AROUND_THE_CLOCK
         history = _stay_statuses(stay, state.hold_spells)
+        code, display = ("IMP", "inpatient encounter") if stay.level in _AROUND_THE_CLOCK else ("AMB", "ambulatory")
         encounter: dict[str, Any] = {
             "resourceType": "Encounter",
             "id": _uuid("Encounter", episode_id, "stay", str(number)),
             "identifier": [{"system": f"{FHIR_BASE}:stay", "value": f"{episode_id}/stay/{number}"}],
             "status": "finished" if stay.end is not None else history[-1][0],
-            "statusHistory": [{"status": status, "period": _period(start, end)} for status, start, end in history],
-            "class": {"system": _ACT_CODE, "code": "IMP" if around_the_clock else "AMB"},
+            "class": {"system": _ACT_CODE, "code": code, "display": display},
             "type": [level_of_care(stay.level)],
             "subject": _reference(patient),
             "episodeOfCare": [_reference(episode)],
             "period": _period(stay.start, stay.end),
             "reasonCode": _stay_reasons(domain_events[index], before),
         }
-        encounter["class"]["display"] = "inpatient encounter" if around_the_clock else "ambulatory"
+        if history:  # none for a stay that lasted no time (a placement overridden at once)
+            encounter["statusHistory"] = [{"status": st, "period": _period(start, end)} for st, start, end in history]
         found.append(_StayEntry(stay, index, encounter))
     return found
 
