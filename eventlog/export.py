@@ -334,6 +334,8 @@ def _stay_statuses(stay: Stay, holds: Iterable[HoldSpell]) -> list[tuple[str, da
             continue  # outside the stay (or after a hold that outlasts it)
         if start > at:
             periods.append(("in-progress", at, start))
+        if periods and periods[-1][0] == "onleave" and periods[-1][2] == start:  # resumed and held in one instant
+            start = periods.pop()[1]
         periods.append(("onleave", start, end))
         at = end
     if at is not None and (stay.end is None or at < stay.end):

@@ -14,13 +14,14 @@ from continuum.domain.codec import format_instant, to_envelope
 from continuum.domain.commands import (
     Discharge,
     OverridePlacement,
+    RecordReviewOutcome,
     PutOnHold,
     RecordAttendance,
     Resume,
     ReverseStepUp,
     ScheduleSession,
 )
-from continuum.domain.episode import DischargeReason, EpisodeStatus, HoldReason, OverrideReason
+from continuum.domain.episode import DischargeReason, EpisodeStatus, HoldReason, OverrideReason, ReviewOutcome
 from continuum.domain.errors import CommandRejected
 from continuum.domain.events import DomainEvent, EpisodeClosed, EpisodePutOnHold, EpisodeResumed
 from continuum.domain.levels import LevelOfCare
@@ -215,18 +216,18 @@ def test_a_stays_cause_is_coded_with_the_clinicians_coded_reason_and_never_the_c
     assert "confidential" not in str(bundle)
 
 
-# A history drawn at random: holds, resumes, positive results, step-downs, sessions and a discharge, each tried
-# when the episode may take it (a command it refuses records nothing, as in the workflow).
+# A history drawn at random: holds, resumes, positive results, reversals, step-downs, moves up, sessions and a
+# discharge, each tried when the episode may take it (a command it refuses records nothing, as in the workflow).
 actions = st.lists(
     st.tuples(
-        st.sampled_from(["hold", "resume", "positive", "step_down", "session", "discharge"]),
+        st.sampled_from(["hold", "resume", "positive", "reverse", "step_down", "move_up", "session", "discharge"]),
         st.integers(min_value=0, max_value=5),  # days before it
     ),
     max_size=10,
 )
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(actions)
 def test_any_history_exports_linked_valid_fhir_whose_status_history_is_its_holds_and_discharge(
     history: list[tuple[str, int]],
@@ -244,6 +245,7 @@ def test_any_history_exports_linked_valid_fhir_whose_status_history_is_its_holds
     bundle = export(scenario)
     assert bundle == export(scenario)
     linked_resources(bundle)
+    assert "not a relapse" not in str(bundle)  # a reversal's reason is the clinician's words
     [episode] = of_type(bundle, "EpisodeOfCare")
     history_ = periods(episode["statusHistory"])
     assert history_[0][1] == at(0) and history_[-1][2] is None and history_[-1][0] == episode["status"]
@@ -251,10 +253,20 @@ def test_any_history_exports_linked_valid_fhir_whose_status_history_is_its_holds
     holds = [format_instant(e.occurred_at) for e in scenario.recorded if isinstance(e, EpisodePutOnHold)]
     resumes = [format_instant(e.occurred_at) for e in scenario.recorded if isinstance(e, EpisodeResumed)]
     closes = [format_instant(e.occurred_at) for e in scenario.recorded if isinstance(e, EpisodeClosed)]
-    spells = [(start, end) for start, end in zip(holds, [*resumes, *closes, None], strict=False) if start != end]
+    spells: list[tuple[str, str | None]] = []
+    for start, end in zip(holds, [*resumes, *closes, None], strict=False):
+        if spells and spells[-1][1] == start:  # resumed and held again in one instant: one hold
+            start = spells.pop()[0]
+        spells += [(start, end)] if start != end else []
     assert [(start, end) for status, start, end in history_ if status == "onhold"] == spells
-    assert [start for status, start, _ in history_ if status == "finished"] == closes
     found = stays(bundle)
+    for stay in found:  # each stay is on leave for the holds within it
+        begun, ended = stay["period"]["start"], stay["period"].get("end")
+        clipped = [(max(a, begun), b if ended is None or (b is not None and b < ended) else ended) for a, b in spells]
+        expected = [(a, b) for a, b in clipped if (ended is None or a < ended) and (b is None or a < b)]
+        history = periods(stay.get("statusHistory", []))
+        assert [(a, b) for status, a, b in history if status == "onleave"] == expected
+    assert [start for status, start, _ in history_ if status == "finished"] == closes
     assert all(a["period"]["end"] == b["period"]["start"] for a, b in zip(found, found[1:], strict=False))
     assert found[-1]["period"].get("end") == (closes[0] if closes else None)
 
@@ -267,11 +279,14 @@ def _act(scenario: Scenario, action: str, number: int) -> None:
             scenario.do(Resume())
         case "positive":
             scenario.result(scenario.order(), TestResult.POSITIVE, "cocaine")
-        case "step_down" if scenario.state.status is EpisodeStatus.ACTIVE and scenario.state.level not in (
-            LevelOfCare.AFTERCARE,
-            None,
-        ):
-            scenario.step_down()
+        case "reverse" if scenario.state.last_step_up is not None:
+            scenario.do(ReverseStepUp(scenario.state.last_step_up.test_id, "clin-2", "not a relapse"))
+        case "move_up":
+            scenario.do(OverridePlacement(LevelOfCare.RESIDENTIAL, OverrideReason.CLINICAL_JUDGMENT, "", "clin-2"))
+        case "step_down" if (state := scenario.state).review_after_days is not None and state.level_since:
+            scenario.advance(max(scenario.at, state.level_since + DAY * state.review_after_days))
+            if (review := scenario.state.pending_review) is not None:
+                scenario.do(RecordReviewOutcome(review.review_id, ReviewOutcome.GOALS_MET, "ther-1"))
         case "session":
             session_id = f"S{number}"
             scenario.do(ScheduleSession(session_id, "group", scenario.at, 60, "sched-1"))
