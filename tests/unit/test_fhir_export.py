@@ -10,13 +10,17 @@ from uuid import NAMESPACE_URL, uuid5
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from continuum.domain.aftercare import FollowUpOutcome
 from continuum.domain.codec import format_instant, to_envelope
 from continuum.domain.commands import (
+    DecideStepUp,
     Discharge,
     OverridePlacement,
-    RecordReviewOutcome,
     PutOnHold,
     RecordAttendance,
+    RecordFollowUpOutcome,
+    RecordReviewOutcome,
+    RequestFollowUp,
     Resume,
     ReverseStepUp,
     ScheduleSession,
@@ -37,9 +41,10 @@ from continuum.eventlog.export import (
 from continuum.eventlog.hashing import GENESIS_HASH, canonical_json, event_hash
 from continuum.eventlog.records import EventMetadata, StoredEvent
 from tests.fhir_bundles import linked_resources, of_type
-from tests.unit.scenario import DAY, T0, Scenario
+from tests.unit.scenario import DAY, T0, WITHOUT_TESTING, Scenario, policy_with
 
 IOP = (1, 1, 1, 1, 1, 1)  # mild ratings everywhere: intensive outpatient first
+REVIEW = policy_with('positive_result_action = "automatic"', 'positive_result_action = "review"')
 
 
 def stored(events: list[DomainEvent], episode_id: str = "ep-1") -> list[StoredEvent]:
@@ -214,6 +219,33 @@ def test_a_stays_cause_is_coded_with_the_clinicians_coded_reason_and_never_the_c
     assert [codes(r, OVERRIDE_REASON_CODES) for r in found[1]["reasonCode"][1:]] == [["client_preference"]]
     assert found[3]["reasonCode"][0]["text"] == f"reversal of the step-up on test {test_id}"
     assert "confidential" not in str(bundle)
+
+
+def test_a_directors_step_down_a_step_up_on_review_and_a_relapse_in_aftercare_are_coded_as_such() -> None:
+    director = Scenario.opened(IOP)
+    command = OverridePlacement(LevelOfCare.OUTPATIENT, OverrideReason.PAYER_DENIAL, "auth ended", "clin-2", "dir-1")
+    director.do(command, after_days=2)
+    reviewed = Scenario.opened(IOP, policy=REVIEW)
+    test_id = reviewed.order()
+    reviewed.result(test_id, TestResult.POSITIVE, "cocaine")  # waits for a clinician's review
+    reviewed.do(DecideStepUp(test_id, True, "clin-2", "seen together"), after_days=1)
+    relapsed = Scenario.opened(IOP, policy=WITHOUT_TESTING)
+    relapsed.to_aftercare()
+    follow_up = relapsed.clock()
+    assert isinstance(follow_up, RequestFollowUp)
+    relapsed.do(follow_up)
+    relapsed.do(RecordFollowUpOutcome(follow_up.follow_up_id, FollowUpOutcome.USING, "outreach-1"))
+
+    bundles = [export(director), export(reviewed), export(relapsed)]
+    for bundle in bundles:
+        linked_resources(bundle)
+    [directors, on_review, relapse] = [stays(bundle)[-1] for bundle in bundles]
+    assert codes(directors["reasonCode"][0], STAY_CAUSE_CODES) == ["director-step-down"]
+    assert codes(directors["reasonCode"][1], OVERRIDE_REASON_CODES) == ["payer_denial"]
+    assert codes(on_review["reasonCode"][0], STAY_CAUSE_CODES) == ["step-up-on-review"]
+    assert codes(relapse["reasonCode"][0], STAY_CAUSE_CODES) == ["follow-up-relapse"]
+    assert codes(relapse["type"][0], LEVEL_OF_CARE_CODES) == [relapsed.policy.re_entry_level.value]
+    assert "auth ended" not in str(bundles[0]) and "seen together" not in str(bundles[1])  # notes stay out
 
 
 # A history drawn at random: holds, resumes, positive results, reversals, step-downs, moves up, sessions and a
