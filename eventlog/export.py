@@ -30,6 +30,7 @@ from continuum.domain.codec import EventEnvelope, format_instant, from_envelope,
 from continuum.domain.episode import Episode, EpisodeStatus, HoldSpell, OverrideReason, ReviewOutcome
 from continuum.domain.events import (
     DomainEvent,
+    EpisodeClosed,
     LevelChanged,
     LevelChangeDecided,
     PlacementDecided,
@@ -60,6 +61,8 @@ LEVEL_OF_CARE_CODES = "https://continuum.example/fhir/CodeSystem/level-of-care"
 ASAM_LEVEL_CODES = "https://continuum.example/fhir/CodeSystem/asam-level"  # version: the ASAM Criteria edition
 STAY_CAUSE_CODES = "https://continuum.example/fhir/CodeSystem/stay-cause"
 OVERRIDE_REASON_CODES = "https://continuum.example/fhir/CodeSystem/override-reason"
+DISCHARGE_REASON_CODES = "https://continuum.example/fhir/CodeSystem/discharge-reason"
+TEDS_DISCHARGE_CODES = "https://continuum.example/fhir/CodeSystem/teds-discharge"  # the federal data set's
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://continuum.example/fhir")  # of the resources' name-based ids
 _FREE_TEXT = {("StepUpReversed", "reason"), ("TestCancelled", "reason")}  # a clinician's words: never exported
 _AROUND_THE_CLOCK = {LevelOfCare.RESIDENTIAL, LevelOfCare.WITHDRAWAL_MANAGEMENT}  # Encounter.class IMP
@@ -301,6 +304,7 @@ def _stays(
     """An Encounter per stay: the level of care as `type` (coded), in a 24-hour setting (`IMP`) or not (`AMB`),
     its period, its holds as `onleave` in `statusHistory`, and why it began as `reasonCode` (coded)."""
     starts = [i for i, e in enumerate(domain_events) if isinstance(e, StayStarted | LevelChanged)]
+    closed = next((e for e in reversed(domain_events) if isinstance(e, EpisodeClosed)), None)
     found = []
     for number, (stay, index) in enumerate(zip(stays(domain_events), starts, strict=True), start=1):
         before = domain_events[index - 1] if index else None
@@ -320,6 +324,8 @@ def _stays(
         }
         if history:  # none for a stay that lasted no time (a placement overridden at once)
             encounter["statusHistory"] = [{"status": st, "period": _period(start, end)} for st, start, end in history]
+        if closed is not None and number == len(starts):  # the discharge ended the last stay
+            encounter["hospitalization"] = {"dischargeDisposition": _discharge(closed)}
         found.append(_StayEntry(stay, index, encounter))
     return found
 
@@ -390,6 +396,17 @@ def _stay_reasons(started: DomainEvent, before: DomainEvent | None) -> list[dict
             {"coding": [{"system": OVERRIDE_REASON_CODES, "code": reason.value, "display": _words(reason.value)}]}
         )
     return reasons
+
+
+def _discharge(closed: EpisodeClosed) -> dict[str, Any]:
+    """The discharge reason, coded, and its category in the Treatment Episode Data Set (TEDS); the note stays out."""
+    return {
+        "coding": [
+            {"system": DISCHARGE_REASON_CODES, "code": closed.reason.value, "display": _words(closed.reason.value)},
+            {"system": TEDS_DISCHARGE_CODES, "code": closed.teds.value, "display": _words(closed.teds.value)},
+        ],
+        "text": _words(closed.reason.value),
+    }
 
 
 def _sessions(

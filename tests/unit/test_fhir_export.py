@@ -33,9 +33,11 @@ from continuum.domain.services import Modality
 from continuum.domain.testing import TestResult
 from continuum.eventlog.export import (
     ASAM_LEVEL_CODES,
+    DISCHARGE_REASON_CODES,
     LEVEL_OF_CARE_CODES,
     OVERRIDE_REASON_CODES,
     STAY_CAUSE_CODES,
+    TEDS_DISCHARGE_CODES,
     fhir_bundle,
 )
 from continuum.eventlog.hashing import GENESIS_HASH, canonical_json, event_hash
@@ -164,6 +166,12 @@ def test_an_episode_exports_as_a_bundle_whose_references_all_resolve_and_whose_s
         ),
     ]
     assert [c["version"] for c in found[1]["type"][0]["coding"] if c["system"] == ASAM_LEVEL_CODES] == ["3", "4"]
+    assert "hospitalization" not in found[0] and "hospitalization" not in found[1]
+    discharged = found[2]["hospitalization"]["dischargeDisposition"]
+    assert (codes(discharged, DISCHARGE_REASON_CODES), codes(discharged, TEDS_DISCHARGE_CODES)) == (
+        ["completed"],
+        ["completed"],
+    )
     assert periods(found[0]["statusHistory"]) == [
         ("in-progress", at(0), at(3)),
         ("onleave", at(3), at(5)),  # the hold, inside the stay
@@ -301,6 +309,7 @@ def test_any_history_exports_linked_valid_fhir_whose_status_history_is_its_holds
     assert [start for status, start, _ in history_ if status == "finished"] == closes
     assert all(a["period"]["end"] == b["period"]["start"] for a, b in zip(found, found[1:], strict=False))
     assert found[-1]["period"].get("end") == (closes[0] if closes else None)
+    assert [bool(s.get("hospitalization")) for s in found] == [False] * (len(found) - 1) + [bool(closes)]
 
 
 def _act(scenario: Scenario, action: str, number: int) -> None:
