@@ -474,11 +474,11 @@ async def test_consents_referrals_partners_and_the_accounting_of_disclosures(sta
 
 
 async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack: Stack) -> None:
-    from fhir.resources.R4B.bundle import Bundle
     from fhir.resources.R4B.episodeofcare import EpisodeOfCare
     from fhir.resources.R4B.provenance import Provenance
 
     from continuum.eventlog.export import verify_ndjson
+    from tests.fhir_bundles import linked_resources
 
     await stack.post("/api/v1/episodes", stack.episode())
     held = (await stack.post(f"/api/v1/episodes/{stack.e1}/hold", {"reason": "hospitalised"})).json()
@@ -490,6 +490,7 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
         f"/api/v1/episodes/{stack.e1}/export", role="auditor", recipient="state-auditor", basis="audit_and_evaluation"
     )
     fhir = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="auditor", format="fhir", purpose="payer_audit")
+    again = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="auditor", format="fhir", purpose="payer_audit")
     replayed = (
         await stack.get(f"/api/v1/episodes/{stack.e1}/events", role="auditor", as_of=held_at.isoformat())
     ).json()
@@ -503,15 +504,23 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
     assert not report.ok and report.first_broken is not None and "EpisodePutOnHold" in report.first_broken.problem
     assert not verify_ndjson(lines[:2] + lines[3:]).ok  # a deleted line is a missing version
 
-    bundle = Bundle.model_validate(fhir.json())
-    [episode] = [e.resource for e in bundle.entry if e.resource.__resource_type__ == "EpisodeOfCare"]
-    provenances = [e.resource for e in bundle.entry if e.resource.__resource_type__ == "Provenance"]
+    resources = list(linked_resources(fhir.json()).values())  # each valid R4, every reference to an entry
+    assert again.json() == fhir.json()  # the same log exports the same Bundle
+    [episode] = [r for r in resources if r.__resource_type__ == "EpisodeOfCare"]
+    provenances = [r for r in resources if r.__resource_type__ == "Provenance"]
     assert isinstance(episode, EpisodeOfCare) and all(isinstance(p, Provenance) for p in provenances)
-    assert episode.status == "finished" and [h.status for h in episode.statusHistory] == [
-        "active",
-        "onhold",
-        "active",
-        "finished",
+    # The status history is the hold, the resumption and the discharge, each at the instant its event happened.
+    when = {e.event_type: e.occurred_at for e in stack.store.read_stream(stack.e1)}
+    opened, hold, resumed, closed = (
+        when[kind] for kind in ("EpisodeOpened", "EpisodePutOnHold", "EpisodeResumed", "EpisodeClosed")
+    )
+    assert episode.status == "finished" and [
+        (h.status, h.period.start, h.period.end) for h in episode.statusHistory
+    ] == [
+        ("active", opened, hold),
+        ("onhold", hold, resumed),
+        ("active", resumed, closed),
+        ("finished", closed, None),
     ]
     assert (
         len(provenances) == len(lines)
@@ -523,6 +532,7 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
     assert replayed["state_as_of"] == held["state"]
     assert [(d["kind"], d["recipient"], d["purpose"]) for d in accounting["disclosures"]] == [
         ("export", "state-auditor", "audit"),
+        ("export", "internal_audit", "payer_audit"),
         ("export", "internal_audit", "payer_audit"),
     ]
     assert lab.status_code == 403
