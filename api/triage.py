@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jinja2 import Environment
+from markupsafe import Markup, escape
 
 from continuum.domain.codec import parse_instant
 from continuum.domain.flags import Flag, FlagFamily
@@ -204,9 +205,15 @@ def iso_time(value: object) -> str:
 _INSTANT_IN_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})")
 
 
-def readable_text(text: str) -> str:
-    """A recorded sentence with each ISO instant in it (a reason that names a due date) made readable."""
-    return _INSTANT_IN_TEXT.sub(lambda found: readable_time(found.group()), text)
+def readable_text(text: str) -> Markup:
+    """A recorded sentence (escaped) with each ISO instant in it, such as a reason naming a due date, made a
+    readable `<time>` (the page's script shows it in local time, as every other instant)."""
+    return Markup(
+        _INSTANT_IN_TEXT.sub(
+            lambda found: f'<time datetime="{iso_time(found.group())}">{readable_time(found.group())}</time>',
+            str(escape(text)),
+        )
+    )
 
 
 _TICK_STEPS = (1, 2, 7, 14, 30, 60, 90, 180, 365, 730)

@@ -170,7 +170,7 @@ class EpisodeReads:
             positives = (
                 conn.execute(
                     text(
-                        "SELECT stream_id AS episode_id, client_id, payload->>'test_id' AS test_id,"
+                        "SELECT stream_id AS episode_id, client_id, level, payload->>'test_id' AS test_id,"
                         " payload->>'result' AS result,"
                         " payload->'substances' AS substances, payload->>'interpretation' AS interpretation,"
                         f" recorded_at FROM {_OPEN_EPISODES_EVENTS}"
@@ -185,7 +185,7 @@ class EpisodeReads:
             step_ups = (
                 conn.execute(
                     text(
-                        "SELECT stream_id AS episode_id, client_id, payload->>'from_level' AS from_level,"
+                        "SELECT stream_id AS episode_id, client_id, level, payload->>'from_level' AS from_level,"
                         " payload->>'to_level' AS to_level, payload->>'cause' AS cause,"
                         f" recorded_at FROM {_OPEN_EPISODES_EVENTS}"
                         " WHERE event_type = 'LevelChanged' AND recorded_at >= :since"

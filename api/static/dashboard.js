@@ -1,6 +1,8 @@
 // Times: each <time datetime> the server wrote in UTC is shown in the reader's own time zone.
 function localTimes(root) {
-  const format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZoneName: "short" });
+  const format = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+  });
   root.querySelectorAll("time[datetime]").forEach(function (node) {
     const at = new Date(node.getAttribute("datetime"));
     if (isNaN(at)) return;
