@@ -222,7 +222,7 @@ def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(
     browser.goto(f"{base}/dashboard")
     after_sign_out = browser.until("location.pathname", "where the old session leads")
 
-    assert "intensive_outpatient\tactive" in census and bars >= 1
+    assert "intensive outpatient (IOP)\tactive" in census and bars >= 1
     assert "continuum_session" not in hidden_cookie  # HttpOnly: scripts cannot read the session
     assert episode in listed
     assert episode in title and "intensive outpatient (IOP)" in title
