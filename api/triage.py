@@ -15,7 +15,7 @@ from jinja2 import Environment
 from markupsafe import Markup, escape
 
 from continuum.domain.codec import parse_instant
-from continuum.domain.flags import Flag, FlagFamily
+from continuum.domain.flags import SUBJECT_OF, Alert, Flag, FlagFamily
 from continuum.domain.levels import LevelOfCare
 
 LEVEL_NAMES: dict[LevelOfCare, str] = {
@@ -97,10 +97,15 @@ class AlertList:
 
 
 ALERT_LISTS = (
-    AlertList("overdue_reviews", "Overdue reviews", overdue=True),
-    AlertList("missing_results", "Missing results", overdue=True, subject="test_id"),
-    AlertList("overdue_plans", "Overdue plans", overdue=True),
-    AlertList("unanswered_referrals", "Unanswered referrals", overdue=True, subject="referral_id"),
+    AlertList(Alert.OVERDUE_REVIEWS, "Overdue reviews", overdue=True),
+    AlertList(Alert.MISSING_RESULTS, "Missing results", overdue=True, subject=SUBJECT_OF[FlagFamily.RESULT_MISSING]),
+    AlertList(Alert.OVERDUE_PLANS, "Overdue plans", overdue=True),
+    AlertList(
+        Alert.UNANSWERED_REFERRALS,
+        "Unanswered referrals",
+        overdue=True,
+        subject=SUBJECT_OF[FlagFamily.REFERRAL_UNANSWERED],
+    ),
     AlertList("positives", "Positives", overdue=False, subject="test_id"),
     AlertList("step_ups", "Step-ups", overdue=False),
 )

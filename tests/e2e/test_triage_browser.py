@@ -162,6 +162,13 @@ def test_a_director_triages_the_alerts_the_list_and_an_episode(
     )
     status = browser.js("performance.getEntriesByType('navigation')[0].responseStatus")
     browser.screenshot(screenshots, "triage-not-found")
+    browser.js("document.querySelector('nav a[href=\"/dashboard/verify\"]').click()")
+    verdict = browser.until(
+        "location.pathname === '/dashboard/verify' && document.getElementById('verdict')"
+        " && document.getElementById('verdict').innerText",
+        "the verify page",
+    )
+    browser.screenshot(screenshots, "verify")
 
     # Alerts: one row per client with its count, the longest overdue first, the closed episode nowhere.
     episodes = [m["episode"] for m in missing]
@@ -186,3 +193,4 @@ def test_a_director_triages_the_alerts_the_list_and_an_episode(
         on_paper == ["none", "none"] and "summary for a case conference" in summary and "cocaine, fentanyl" in summary
     )
     assert status == 404 and f"There is no episode EP-NOBODY-{run} on record." in not_found
+    assert "chain intact" in verdict
