@@ -90,6 +90,11 @@ class Page:
         )
         self.until("location.pathname !== '/dashboard/sign-in' && document.readyState === 'complete'", "signed in")
 
+    def follow(self, link: str, path: str, then: str) -> Any:
+        """Click the link `link` (a CSS selector) and, once the browser is at `path`, what `then` answers."""
+        self.js(f"document.querySelector({json.dumps(link)}).click()")
+        return self.until(f"location.pathname === {json.dumps(path)} && ({then})", f"{then} at {path}")
+
     def goto(self, url: str) -> None:
         self.call("Page.navigate", url=url)
         self.until(
