@@ -316,7 +316,11 @@ async def test_alerts_show_overdue_reviews_missing_results_positives_and_step_up
     exact = (await stack.get("/api/v1/episodes", flag=f"result_missing:{test_id}")).json()
     other_test = (await stack.get("/api/v1/episodes", flag="result_missing:T-404")).json()
 
-    assert {"episode_id": f"{stack.e1}", "test_id": test_id} in alerts["missing_results"]
+    assert {"episode_id": f"{stack.e1}", "test_id": test_id} in [
+        {"episode_id": a["episode_id"], "test_id": a["test_id"]} for a in alerts["missing_results"]
+    ]
+    assert all(a["due_at"] and a["client_id"] == "client-1" for a in alerts["missing_results"])
+    assert alerts["positives"][0]["substances"] == ["fentanyl"]
     assert [p["test_id"] for p in alerts["positives"]] == [other]
     assert [(s["episode_id"], s["to_level"]) for s in alerts["step_ups"]] == [(f"{stack.e3}", "residential")]
     assert [e["episode_id"] for e in flagged["items"]] == [f"{stack.e1}"]
@@ -583,10 +587,12 @@ async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_co
     )
     assert page.status_code == 200 and stack.e1 in page.text and 'id="timeline"' in page.text
     assert (
-        "decided_by: baseline intensive_outpatient: no rule fired" in page.text
-        and "ratings: [1, 1, 1, 1, 1, 1]" in page.text
+        "decided by: baseline intensive_outpatient: no rule fired" in page.text
+        and "ratings: 1, 1, 1, 1, 1, 1" in page.text
+        and "D6 recovery environment: 1" in page.text  # the placement's row names each rating's dimension
     )
-    assert unknown.status_code == 404 and lab_cookie.status_code == 303
+    assert unknown.status_code == 404 and "There is no episode EP-nope" in unknown.text
+    assert lab_cookie.status_code == 303
     assert asset.status_code == 200 and "setInterval" in asset.text  # shipped in the package, no CDN
     assert "chain intact" in verified.text and "Verified: log" in whole.text and 'id="head-hash"' in whole.text
     assert "The anchor holds" in anchored.text
