@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from continuum.domain.disclosure import DisclosureBasis, ExportBasis, MedicalEmergency
+from continuum.domain.feed import Audience, FeedViewer
 
 __all__ = ["DisclosureBasis"]  # kept importable from here: the basis an export is recorded with
 
@@ -28,6 +29,22 @@ class Role(StrEnum):
     PARTNER = "partner"  # its own referrals
     AUDITOR = "auditor"  # events, verification, export
     ADMIN = "admin"  # keys
+
+
+# What of the event feed each role reads (domain/feed.py), by the API and in webhook deliveries alike; an admin
+# manages keys and subscriptions and reads no events.
+FEED_AUDIENCES = {
+    Role.DIRECTOR: Audience.WHOLE,
+    Role.AUDITOR: Audience.WHOLE,
+    Role.CLINICIAN: Audience.WHOLE,  # every stream of the log is an episode's
+    Role.LAB: Audience.LAB,
+    Role.PARTNER: Audience.PARTNER,
+}
+
+
+def feed_viewer(role: Role, subject: str | None) -> FeedViewer:
+    """The feed's reader for a role (and, for a lab or a partner, the one it speaks for)."""
+    return FeedViewer(FEED_AUDIENCES[role], subject)
 
 
 @dataclass(frozen=True)
