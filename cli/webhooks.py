@@ -3,13 +3,17 @@ alone (the worker's dispatcher delivers them); a signing secret is shown once.""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from continuum.cli.context import store
 from continuum.cli.errors import NotFound, Usage
 from continuum.cli.render import Json, emit, table
+
+if TYPE_CHECKING:
+    from continuum.eventlog.webhooks import WebhookStore
 
 webhooks = typer.Typer(no_args_is_help=True, help="Webhook subscriptions and their deliveries (an admin's).")
 
@@ -65,23 +69,22 @@ def webhooks_list(as_json: Json = False) -> None:
 @webhooks.command("disable")
 def webhooks_disable(subscription_id: str) -> None:
     """Stop delivering (the deliveries stay on record)."""
-    from continuum.eventlog.webhooks import WebhookStore
-
-    with store() as opened:
-        if WebhookStore(opened.engine).disable(subscription_id) is None:
-            raise NotFound(f"no webhook subscription {subscription_id}")
-    typer.echo(f"disabled {subscription_id}")
+    _change(subscription_id, "disabled", lambda webhooks: webhooks.disable(subscription_id) is not None)
 
 
 @webhooks.command("delete")
 def webhooks_delete(subscription_id: str) -> None:
     """Remove a subscription, its secret and its deliveries' records."""
+    _change(subscription_id, "deleted", lambda webhooks: webhooks.delete(subscription_id))
+
+
+def _change(subscription_id: str, done: str, change: Callable[[WebhookStore], bool]) -> None:
     from continuum.eventlog.webhooks import WebhookStore
 
     with store() as opened:
-        if not WebhookStore(opened.engine).delete(subscription_id):
+        if not change(WebhookStore(opened.engine)):
             raise NotFound(f"no webhook subscription {subscription_id}")
-    typer.echo(f"deleted {subscription_id}")
+    typer.echo(f"{done} {subscription_id}")
 
 
 @webhooks.command("deliveries")

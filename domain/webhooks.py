@@ -19,8 +19,12 @@ URL_LIMIT = 2000
 
 def subscription_url(url: str) -> str:
     """The URL deliveries are POSTed to: absolute http or https with a host."""
-    parts = urlsplit(url)
-    if len(url) > URL_LIMIT or parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        well_formed = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bracketed host that is no IPv6 address, a port out of range
+        well_formed = False
+    if len(url) > URL_LIMIT or not well_formed or any(c.isspace() or not c.isprintable() for c in url):
         raise WebhookRequestInvalid("url", f"{url[:80]!r} is not an http(s) URL with a host")
     return url
 

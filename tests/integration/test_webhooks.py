@@ -4,10 +4,14 @@ Standard Webhooks spec, retried, recorded, replayable; managed by an admin alone
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -255,3 +259,60 @@ async def test_a_worker_restart_in_the_middle_does_not_send_a_delivered_event_tw
     assert len(receiver.requests) == 2 and again.status == "delivered"
     assert [d.attempts for d in (first, second)] == [1, 1]
     assert all(Webhook(secret).verify(r.body, r.headers) for r in receiver.requests)
+
+
+# -- the CLI -------------------------------------------------------------------------------------------------
+
+
+def test_the_cli_creates_lists_shows_deliveries_replays_and_refuses_bad_input_in_one_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))},
+        "DATABASE_URL": database_url,
+        "CONTINUUM_DATA_DIR": str(tmp_path),
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "continuum.cli", "webhooks", *args], env=env, capture_output=True, text=True
+        )
+
+    created = cli(
+        "create",
+        "--url",
+        "https://ehr.example.org/hooks",
+        "--event-type",
+        "TestOrdered",
+        "--event-type",
+        "SpecimenCollected",
+        "--role",
+        "lab",
+        "--subject",
+        "lab-1",
+        "--json",
+    )
+    made = json.loads(created.stdout)
+    sid = made["subscription_id"]
+    listed = cli("list", "--json")
+    deliveries = cli("deliveries", sid, "--status", "failed", "--json")
+    bad_url = cli("create", "--url", "mailto:x@example.org", "--event-type", "TestOrdered", "--role", "director")
+    bad_type = cli("create", "--url", "https://h.example.org", "--event-type", "Nonsense", "--role", "director")
+    no_subject = cli("create", "--url", "https://h.example.org", "--event-type", "TestOrdered", "--role", "lab")
+    bad_status = cli("deliveries", sid, "--status", "lost")
+    no_replay = cli("replay", sid, "dl_none")
+    disabled = cli("disable", sid)
+    deleted = cli("delete", sid)
+    gone = cli("delete", sid)
+
+    assert created.returncode == 0 and made["secret"].startswith("whsec_") and made["subject"] == "lab-1"
+    assert [s["subscription_id"] for s in json.loads(listed.stdout)] == [sid] and "whsec_" not in listed.stdout
+    assert deliveries.returncode == 0 and json.loads(deliveries.stdout) == []
+    assert bad_url.returncode == 2 and bad_url.stderr.startswith("continuum: --url: ")
+    assert bad_type.returncode == 2 and "--event-type: 'Nonsense' is not an event type" in bad_type.stderr
+    assert no_subject.returncode == 2 and "--subject" in no_subject.stderr
+    assert bad_status.returncode == 2 and "--status" in bad_status.stderr
+    assert no_replay.returncode == 1 and "no failed delivery dl_none" in no_replay.stderr
+    assert (disabled.returncode, deleted.returncode, gone.returncode) == (0, 0, 1)
+    for result in (bad_url, bad_type, no_subject, bad_status, no_replay, gone):
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

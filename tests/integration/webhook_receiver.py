@@ -8,8 +8,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.integration.lab_server import serving
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,6 @@ def webhook_receiver(fail_first: int = 0, *, down: bool = False) -> Iterator[Rec
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as base_url:
+        receiver.url = f"{base_url}/hooks"
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
