@@ -110,6 +110,8 @@ def replay_delivery(
 ) -> dict[str, Any]:
     """Send a failed delivery again (the dispatcher takes it on its next round)."""
     webhooks = _webhooks(request)
+    if not _subscription(request, subscription_id).active:
+        raise HTTPException(409, f"webhook subscription {subscription_id} is disabled: nothing is delivered")
     replayed = webhooks.replay(subscription_id, delivery_id)
     if replayed is not None:
         return replayed.as_json()

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
+from temporalio.client import WorkflowHistory
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from continuum.activities.webhooks import DeliveryToSend, WebhookActivities
 from continuum.bootstrap import ACTIVITY_THREADS, build_worker, start_webhook_dispatcher
@@ -25,7 +27,7 @@ from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
 from continuum.eventlog.webhooks import DeliveryStatus, WebhookStore
 from continuum.runtime.settings import Settings
-from continuum.workflows.webhooks import dispatcher_id
+from continuum.workflows.webhooks import WebhooksWorkflow, dispatcher_id
 from tests.integration.episodes import awaitable, eventually, meta
 from tests.integration.stacks import Stack
 from tests.integration.webhook_receiver import Receiver, webhook_receiver
@@ -33,6 +35,7 @@ from tests.integration.webhook_receiver import Receiver, webhook_receiver
 pytestmark = pytest.mark.integration
 
 OPENED = "org.continuum.EpisodeOpened"
+HISTORIES = Path(__file__).resolve().parents[1] / "histories" / "webhooks"  # apart: the episodes' replay reads *.json
 
 
 async def _subscribe(stack: Stack, url: str, event_types: list[str], role: str = "director", **more: Any) -> Any:
@@ -189,6 +192,7 @@ async def test_admin_alone_manages_subscriptions_and_bad_input_is_a_422_naming_t
     listed = (await stack.get("/api/v1/webhooks", role="admin")).json()["webhooks"]
     shown = await stack.get(created.headers["location"], role="admin")
     disabled = await stack.post(f"/api/v1/webhooks/{sid}/disable", role="admin")
+    replay_disabled = await stack.post(f"/api/v1/webhooks/{sid}/deliveries/dl_1/replay", role="admin")
     clinician_deletes = await stack.http.delete(f"/api/v1/webhooks/{sid}", headers=stack.auth("clinician"))
     deleted = await stack.http.delete(f"/api/v1/webhooks/{sid}", headers=stack.auth("admin"))
     gone = await stack.get(f"/api/v1/webhooks/{sid}", role="admin")
@@ -208,6 +212,7 @@ async def test_admin_alone_manages_subscriptions_and_bad_input_is_a_422_naming_t
     assert [s["subscription_id"] for s in listed] == [sid] and "secret" not in listed[0]
     assert shown.status_code == 200 and "secret" not in shown.json()
     assert disabled.status_code == 200 and disabled.json()["disabled_at"] is not None
+    assert replay_disabled.status_code == 409 and "disabled" in replay_disabled.json()["detail"]
     assert deleted.status_code == 204 and gone.status_code == 404
     assert no_deliveries.status_code == 404 and no_replay.status_code == 404
 
@@ -254,11 +259,27 @@ async def test_a_worker_restart_in_the_middle_does_not_send_a_delivered_event_tw
                 activities.deliver, DeliveryToSend(first.delivery_id, subscription.subscription_id, 5)
             )
 
+    if os.environ.get("CONTINUUM_RECORD_HISTORIES"):  # replayed by the test below
+        history = await skipping_env.client.get_workflow_handle(dispatcher_id(queue)).fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / "dispatcher_restart.json").write_text(history.to_json())
     await _end_dispatcher(skipping_env, queue)
     assert sorted(receiver.accepted_ids()) == sorted([str(first.event_id), str(second.event_id)])
     assert len(receiver.requests) == 2 and again.status == "delivered"
     assert [d.attempts for d in (first, second)] == [1, 1]
     assert all(Webhook(secret).verify(r.body, r.headers) for r in receiver.requests)
+
+
+async def test_recorded_dispatcher_histories_replay_with_the_current_workflow_code() -> None:
+    """A change to the dispatcher's command sequence that is not patched fails here (a dispatcher runs for ever,
+    so every worker that takes it over replays its current run)."""
+    files = sorted(HISTORIES.glob("*.json"))
+    assert files, "no recorded dispatcher histories"
+    replayer = Replayer(workflows=[WebhooksWorkflow])
+    for path in files:
+        history = WorkflowHistory.from_json(f"webhooks-{path.stem}", json.loads(path.read_text()))
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+        assert result.replay_failure is None
 
 
 # -- the CLI -------------------------------------------------------------------------------------------------
