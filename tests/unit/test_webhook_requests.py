@@ -16,6 +16,7 @@ from continuum.domain.events import EVENT_TYPES
 from continuum.domain.feed import LAB_EVENTS, PARTNER_EVENTS, Audience, visible_event_types
 from continuum.domain.webhooks import SubscriptionRequest
 from continuum.eventlog.webhooks import new_secret
+from continuum.runtime.logs import redact
 
 
 def _refused(field: str, **asked: object) -> None:
@@ -95,3 +96,8 @@ def test_a_delivery_is_signed_per_standard_webhooks_and_a_changed_body_does_not_
         Webhook(secret).verify(body.replace(b"e-1", b"e-2"), headers)
     with pytest.raises(Exception, match="signature"):
         Webhook(new_secret()).verify(body, headers)
+
+
+def test_no_log_line_can_show_a_signing_secret() -> None:
+    secret = new_secret()
+    assert secret not in redact(f"signing with {secret}") and "whsec_[redacted]" in redact(f"k={secret}")
