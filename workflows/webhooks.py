@@ -3,9 +3,10 @@
 Each round asks an activity to queue what each active subscription is newly shown (its position is kept in
 PostgreSQL, moved in the same transaction that queues the deliveries) and to hand back the pending deliveries;
 each is sent by `deliver_webhook` under a bounded retry policy with backoff, one subscription's in event order,
-subscriptions side by side. A delivery whose every attempt failed is recorded as failed (replayable) and the
-round moves on. Nothing pending: the workflow sleeps a moment. It continues as new every ROUNDS_PER_RUN rounds
-(or when Temporal suggests), so its history stays bounded; it carries nothing, PostgreSQL holds the positions.
+subscriptions side by side. A delivery whose every attempt failed is recorded as failed (replayable), and that
+subscription's other deliveries wait for the next round. Nothing pending: the workflow sleeps a moment. It
+continues as new every ROUNDS_PER_RUN rounds (or when Temporal suggests), so its history stays bounded; it carries
+nothing, PostgreSQL holds the positions.
 """
 
 from __future__ import annotations
@@ -83,7 +84,10 @@ class WebhooksWorkflow:
                     retry_policy=DELIVERY_RETRY,
                 )
             except ActivityError:
+                # Recorded as failed (replayable). The subscription's next deliveries wait for the next round, so a
+                # receiver that is down holds a round up by one delivery's retries, never by all of its backlog.
                 workflow.logger.info("webhook delivery failed after every attempt (recorded, replayable)")
+                return
 
 
 def _by_subscription(deliveries: list[PendingDelivery]) -> list[list[PendingDelivery]]:
