@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
-from temporalio.client import WorkflowHistory
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from continuum.activities.webhooks import DeliveryToSend, WebhookActivities
 from continuum.bootstrap import ACTIVITY_THREADS, build_worker, start_webhook_dispatcher
@@ -28,8 +26,9 @@ from continuum.eventlog.store import PostgresEventStore
 from continuum.eventlog.webhooks import DeliveryStatus, WebhookStore
 from continuum.runtime.settings import Settings
 from continuum.workflows.webhooks import WebhooksWorkflow, dispatcher_id
-from tests.integration.episodes import awaitable, eventually, meta
+from tests.integration.episodes import awaitable, eventually, meta, replay_recorded
 from tests.integration.stacks import Stack
+from tests.integration.test_feed import referred_to_harbor_house
 from tests.integration.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.integration
@@ -168,6 +167,33 @@ async def test_a_lab_subscription_receives_only_its_own_tests_events_reduced(dis
         assert word not in everything
 
 
+async def test_a_partner_subscription_receives_only_the_referrals_disclosed_to_it_as_disclosed(
+    dispatching: Stack,
+) -> None:
+    stack = dispatching
+    referral_events = ["ReferralIssued", "ReferralStatusChanged"]
+    with webhook_receiver() as harbor, webhook_receiver() as other:
+        subscribed = await _subscribe(stack, harbor.url, referral_events, role="partner", subject="harbor-house")
+        await _subscribe(stack, other.url, referral_events, role="partner", subject="partner-1")
+        referrals, answered = await referred_to_harbor_house(stack)
+        await eventually(lambda: awaitable(len(harbor.accepted())), lambda n: n == 2, "the issue and the answer")
+        head = stack.store.head_position()
+        await eventually(
+            lambda: awaitable(WebhookStore(stack.store.engine).subscriptions()),
+            lambda found: all(s.after_position >= head for s in found),
+            "both subscriptions followed the log past the answer",
+        )
+
+    issued, changed = (r.event for r in harbor.accepted())
+    assert answered.status_code == 200 and other.requests == []  # nothing was disclosed to partner-1
+    assert (issued["type"], changed["type"]) == ("org.continuum.ReferralIssued", "org.continuum.ReferralStatusChanged")
+    assert set(issued["data"]) == {"episode_id", "referral_id", "resource_id", "answer_due_at", "disclosed"}
+    assert issued["data"]["resource_id"] == "harbor-house" and issued["data"]["disclosed"]
+    assert changed["data"] == {"episode_id": stack.e1, "referral_id": referrals["harbor-house"], "status": "accepted"}
+    assert "ratings" not in json.dumps([issued, changed]) and "community-counselling" not in json.dumps(issued)
+    assert all(Webhook(subscribed["secret"]).verify(r.body, r.headers) for r in harbor.requests)
+
+
 async def test_admin_alone_manages_subscriptions_and_bad_input_is_a_422_naming_the_field(stack: Stack) -> None:
     good = {"url": "https://ehr.example.org/hooks", "event_types": ["EpisodeOpened"], "role": "director"}
     refused = {
@@ -273,13 +299,7 @@ async def test_a_worker_restart_in_the_middle_does_not_send_a_delivered_event_tw
 async def test_recorded_dispatcher_histories_replay_with_the_current_workflow_code() -> None:
     """A change to the dispatcher's command sequence that is not patched fails here (a dispatcher runs for ever,
     so every worker that takes it over replays its current run)."""
-    files = sorted(HISTORIES.glob("*.json"))
-    assert files, "no recorded dispatcher histories"
-    replayer = Replayer(workflows=[WebhooksWorkflow])
-    for path in files:
-        history = WorkflowHistory.from_json(f"webhooks-{path.stem}", json.loads(path.read_text()))
-        result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
-        assert result.replay_failure is None
+    assert await replay_recorded(WebhooksWorkflow, HISTORIES, "webhooks"), "no recorded dispatcher histories"
 
 
 # -- the CLI -------------------------------------------------------------------------------------------------
