@@ -25,7 +25,7 @@ from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
 from continuum.eventlog.webhooks import DeliveryStatus, WebhookStore
 from continuum.runtime.settings import Settings
-from continuum.workflows.webhooks import WebhooksWorkflow, dispatcher_id
+from continuum.workflows.webhooks import WebhooksInput, WebhooksWorkflow, dispatcher_id
 from tests.integration.episodes import awaitable, eventually, meta, replay_recorded
 from tests.integration.stacks import Stack
 from tests.integration.test_feed import referred_to_harbor_house
@@ -294,6 +294,35 @@ async def test_a_worker_restart_in_the_middle_does_not_send_a_delivered_event_tw
     assert len(receiver.requests) == 2 and again.status == "delivered"
     assert [d.attempts for d in (first, second)] == [1, 1]
     assert all(Webhook(secret).verify(r.body, r.headers) for r in receiver.requests)
+
+
+async def test_the_dispatcher_continues_as_new_and_goes_on_delivering(stack: Stack) -> None:
+    from temporalio.api.enums.v1 import EventType
+
+    queue = stack.episodes.task_queue
+    handle = await stack.env.client.start_workflow(
+        WebhooksWorkflow.run, WebhooksInput(rounds_per_run=2), id=dispatcher_id(queue), task_queue=queue
+    )
+    first_run = handle.first_execution_run_id
+    assert first_run is not None
+
+    async def first_run_ended() -> Any:
+        history = await stack.env.client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
+        return history.events[-1].event_type
+
+    try:
+        ended = await eventually(
+            first_run_ended, lambda last: last == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, "continued"
+        )
+        with webhook_receiver() as receiver:
+            await _subscribe(stack, receiver.url, ["EpisodeOpened"])
+            await stack.post("/api/v1/episodes", stack.episode())
+            await eventually(lambda: _opened_on(receiver, stack.e1), bool, "delivered by a later run")
+    finally:
+        await _end_dispatcher(stack.env, queue)
+
+    assert ended == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert len(receiver.accepted()) == 1
 
 
 async def test_recorded_dispatcher_histories_replay_with_the_current_workflow_code() -> None:
