@@ -8,7 +8,8 @@ DomainError
 ├── CommandUnrecordable    a command whose values the event log cannot record (nothing was recorded)
 ├── UnknownEpisode         no episode has that id
 ├── DisclosureRefused      a disclosure without a lawful basis (names the parameter to mend)
-└── PolicyError            a care-pathway policy file that is malformed (names the key)
+├── PolicyError            a care-pathway policy file that is malformed (names the key)
+└── FacilityError          a facilities file that is malformed (names the facility and the key)
 """
 
 from __future__ import annotations
@@ -52,3 +53,7 @@ class DisclosureRefused(DomainError):
     def __init__(self, parameter: str, reason: str) -> None:
         super().__init__(f"{parameter}: {reason}")
         self.parameter = parameter
+
+
+class FacilityError(DomainError):
+    """A facilities file that is malformed: the message names the facility and the key."""
