@@ -42,6 +42,7 @@ from continuum.domain.commands import (
     RecordTestResult,
     RequestReview,
     Resume,
+    TransferEpisode,
 )
 from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus, ReviewOutcome
 from continuum.domain.errors import CommandRejected, InvalidIdentifier
@@ -60,8 +61,9 @@ from continuum.domain.events import (
     ReviewRequested,
     StayStarted,
 )
+from continuum.domain.facility_decisions import decide_transfer, placement_at_facility
 from continuum.domain.fold import evolve, paused_dues, stay_elapsed
-from continuum.domain.ids import client_id, episode_id, staff_id
+from continuum.domain.ids import client_id, episode_id, lab_or_facility_id, staff_id
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.plan_decisions import admit_plans, check_goals_met, decide_plans, initial_plan_due
 from continuum.domain.policy import LevelChangePolicy, Policy
@@ -163,7 +165,8 @@ def _open(
         raise CommandRejected(f"episode {state.episode_id} is already open")
     eid = episode_id(command.episode_id)
     previous = episode_id(command.previous_episode_id) if command.previous_episode_id else None
-    opened = EpisodeOpened(eid, at, client_id(command.client_id), previous)
+    facility = lab_or_facility_id(command.facility_id) if command.facility_id is not None else None
+    opened = EpisodeOpened(eid, at, client_id(command.client_id), previous, facility)
     if command.assessment is None:
         return [opened]
     return [opened, *_decide(evolve(None, opened), command.assessment, policy, at, day)]
@@ -270,6 +273,7 @@ def _decide_level_change(
         clinician,
         director,
         policy.version,
+        state.facility_id,
     )
     return [decided, move(state, command.level, cause, policy, at)]
 
@@ -290,19 +294,21 @@ def _assess(
 ) -> list[DomainEvent]:
     ratings = validate_ratings(tuple(command.ratings))
     placement = place(ratings, policy)
-    first = placement.recommended_level
+    first, waiting = placement_at_facility(state, placement.recommended_level, command.unavailable, policy, at)
     return [
         AssessmentRecorded(state.episode_id, at, ratings, staff_id(command.assessed_by)),
         PlacementDecided(
             state.episode_id,
             at,
-            first,
+            placement.recommended_level,
             placement.after_withdrawal_level,
             placement.rules_fired,
             policy.version,
             placement.decided_by,
             ratings,
+            state.facility_id,
         ),
+        *waiting,
         StayStarted(
             state.episode_id,
             at,
@@ -399,6 +405,7 @@ _HANDLERS: dict[type, tuple[When, Handler]] = {
     **{kind: (When.OPEN, decide_plans) for kind in PLAN_COMMANDS},
     EscalateTreatmentPlan: (When.ACTIVE, decide_plans),
     RecordAssessment: (When.INTAKE, _assess_command),
+    TransferEpisode: (When.OPEN, decide_transfer),
     Resume: (When.ON_HOLD, _resume),
     PutOnHold: (When.ACTIVE, _put_on_hold),
     OverridePlacement: (When.ACTIVE, _override_command),

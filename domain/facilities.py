@@ -61,6 +61,16 @@ class Facilities:
         return tuple(self.by_id)
 
 
+@dataclass(frozen=True)
+class FacilityProgram:
+    """What episodes at a facility run under: its policy's and resource directory's texts, and its lab."""
+
+    facility: Facility
+    policy_text: str
+    directory_text: str | None
+    lab_id: str | None
+
+
 ONE_FACILITY = Facilities(
     {DEFAULT_FACILITY: Facility(DEFAULT_FACILITY, "Main", frozenset(LevelOfCare))}, DEFAULT_FACILITY
 )
