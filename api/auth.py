@@ -68,3 +68,41 @@ POLICY = allow(Role.DIRECTOR, Role.CLINICIAN, Role.AUDITOR, Role.LAB, Role.PARTN
 # The event feed: every role that reads episode data, each seeing what `api/feed.py` and `domain/feed.py` allow
 # it (a lab its own tests, a partner the referrals disclosed to it); an admin manages keys, never reads events.
 FEED = allow(Role.DIRECTOR, Role.AUDITOR, Role.CLINICIAN, Role.LAB, Role.PARTNER)
+
+
+# -- scope: the facilities a key (and a dashboard session, which is its key's) sees and acts on ----------------
+
+
+def facility_scope(key: ApiKey) -> frozenset[str] | None:
+    """The facilities `key` may see and act on; None: the whole operator. Every read passes this to its query."""
+    return key.facilities
+
+
+def sees_facility(key: ApiKey, facility_id: str) -> bool:
+    scope = facility_scope(key)
+    return scope is None or facility_id in scope
+
+
+def sees_episode(key: ApiKey, request: Request, episode_id: str) -> bool:
+    """Whether the episode is inside the key's scope (an episode that does not exist is left to the route's own
+    404: it is no one's)."""
+    if facility_scope(key) is None:
+        return True
+    facility = request.app.state.services.reads.facility(episode_id)
+    return facility is None or sees_facility(key, facility)
+
+
+def refuse_outside_scope(key: ApiKey, request: Request, episode_id: str) -> None:
+    """404, as if it did not exist, for an episode at a facility outside the key's scope."""
+    if not sees_episode(key, request, episode_id):
+        raise HTTPException(404, f"no episode {episode_id}")
+
+
+def episode_scope(request: Request, key: ApiKey = Depends(authenticated)) -> None:
+    """Every route with an `{episode_id}` takes this (app.py puts it on the routers): one check for them all."""
+    episode_id = request.path_params.get("episode_id")
+    if isinstance(episode_id, str):
+        refuse_outside_scope(key, request, episode_id)
+
+
+EPISODE_SCOPE = Depends(episode_scope)

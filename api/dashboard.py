@@ -37,7 +37,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from continuum.access import ApiKey, Role
 from continuum.access.sessions import SESSION_LIFETIME, DashboardSession, csrf_token
 from continuum.api.attendance import attendance_strip, below_minimum_now
-from continuum.api.auth import CENSUS, MEASURES, READ_EPISODES, READ_RECORD
+from continuum.api.auth import (
+    CENSUS,
+    MEASURES,
+    READ_EPISODES,
+    READ_RECORD,
+    facility_scope,
+    refuse_outside_scope,
+    sees_episode,
+)
+from continuum.api.facilities import census_by_facility, census_totals
 from continuum.api.params import ID_PATTERN, services_of
 from continuum.api.reads import alerted_ids, listed_ids, query_shape
 from continuum.domain.codec import EventEnvelope, decode, encode, from_envelope, parse_instant
@@ -183,9 +192,11 @@ def overview(request: Request) -> HTMLResponse:
     caller = CENSUS.refuse_unless(_signed_in(request))  # the census and the alerts: as the API's
     services = services_of(request)
     reads = services.reads
-    census = reads.census()
+    scope = facility_scope(caller)  # a session sees what its key sees
+    by_facility = reads.census(scope)
+    census = census_totals(by_facility)
     since = datetime.now(UTC) - timedelta(days=7)
-    alerts = reads.alerts(since)
+    alerts = reads.alerts(since, scope)
     shown = alerted_ids(alerts)
     services.access.record_view(
         caller, "dashboard overview", "dashboard", episode_ids=shown, rows=len(census) + len(shown)
@@ -204,7 +215,8 @@ def overview(request: Request) -> HTMLResponse:
         alerts=alerts,
         statuses=[s.value for s in EpisodeStatus],
         total=sum(r["episodes"] for r in census),
-        below_minimum=below_minimum_now(request),
+        below_minimum=below_minimum_now(request, scope),
+        facilities=census_by_facility(request, caller, by_facility),
     )
 
 
@@ -216,7 +228,7 @@ def episodes(
     services = services_of(request)
     reads = services.reads
     q = q.strip()
-    if q and _valid_id(q) and reads.get(q) is not None:  # the episode page applies its own rule
+    if q and _valid_id(q) and reads.get(q) is not None and sees_episode(caller, request, q):  # its page's own rule
         return RedirectResponse(f"/dashboard/episodes/{q}", status_code=303)
     READ_EPISODES.refuse_unless(caller)  # a list of episodes: as the API's
     level = level if level in {lv.value for lv in LevelOfCare} else ""
@@ -224,7 +236,13 @@ def episodes(
     flag = flag if flag.replace("_", "").isalpha() and len(flag) <= 40 else ""
     page = max(1, min(page, 100_000))
     result = reads.list(
-        level=level or None, status=status or None, flag=flag or None, page=page, page_size=50, id_prefix=q[:64] or None
+        level=level or None,
+        status=status or None,
+        flag=flag or None,
+        page=page,
+        page_size=50,
+        id_prefix=q[:64] or None,
+        facilities=facility_scope(caller),
     )
     filters = {"level": level, "status": status, "flag": flag, "q": q}
     shape = query_shape(level=level, status=status, flag=flag.split(":")[0], q=q, page=page)
@@ -249,6 +267,7 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
     services = services_of(request)
     if not _valid_id(episode_id) or services.reads.get(episode_id) is None:
         raise HTTPException(404, f"no episode {episode_id}")
+    refuse_outside_scope(caller, request, episode_id)  # as the API's: as if it did not exist
     at, as_of_error = _instant(as_of)
     # The current state is the API's GET /episodes/{id}: a role refused it there sees the record only.
     state_hidden = at is None and not READ_EPISODES.permits(caller)

@@ -29,7 +29,7 @@ from fastapi.responses import Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from continuum.access import ApiKey, Role
-from continuum.api.auth import FEED
+from continuum.api.auth import FEED, facility_scope
 from continuum.api.params import services_of
 from continuum.api.services import Services
 from continuum.domain.codec import decode
@@ -85,7 +85,18 @@ class FeedReader:
             Role.PARTNER: self._as_partner,
         }
         self.view = views[caller.role]
-        self.filtered = caller.role in (Role.LAB, Role.PARTNER)
+        self.scope = facility_scope(caller)
+        self._facilities: dict[str, str | None] = {}
+        if self.scope is not None:  # a key of some facilities sees the events of their episodes alone
+            role_view = self.view
+            self.view = lambda event: role_view(event) if self._in_scope(event.stream_id) else None
+        self.filtered = caller.role in (Role.LAB, Role.PARTNER) or self.scope is not None
+
+    def _in_scope(self, episode_id: str) -> bool:
+        if episode_id not in self._facilities:
+            self._facilities[episode_id] = self.services.reads.facility(episode_id)
+        facility = self._facilities[episode_id]
+        return facility is not None and self.scope is not None and facility in self.scope
 
     def page(self, after: int, limit: int) -> FeedPage:
         """Up to `limit` events the caller sees after position `after`, in position order."""

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from continuum.domain.errors import FacilityError
-from continuum.domain.errors import InvalidIdentifier
+from continuum.domain.errors import FacilityError, InvalidIdentifier
 from continuum.domain.ids import lab_or_facility_id
 from continuum.domain.levels import LevelOfCare
 

@@ -28,9 +28,9 @@ from continuum.domain.events import (
     DomainEvent,
     EpisodeClosed,
     EpisodeOpened,
-    EpisodeTransferred,
     EpisodePutOnHold,
     EpisodeResumed,
+    EpisodeTransferred,
     FlagCleared,
     FlagRaised,
     FollowUpRecorded,
@@ -40,7 +40,6 @@ from continuum.domain.events import (
     LevelChangeDecided,
     MedicationsChanged,
     PlacementDecided,
-    WaitlistEntered,
     PlacementOverridden,
     ReEngagementReviewed,
     ReEngagementReviewEscalated,
@@ -70,6 +69,7 @@ from continuum.domain.events import (
     TreatmentPlanEscalated,
     TreatmentPlanRecorded,
     TreatmentPlanReviewed,
+    WaitlistEntered,
 )
 from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.levels import Direction, LevelOfCare

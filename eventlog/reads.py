@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from continuum.domain.aftercare import Consent
 from continuum.domain.codec import decode
 from continuum.domain.disclosure import still_disclosed_to
 from continuum.domain.flags import ALERT_OF, SUBJECT_OF, Alert, Flag
+from continuum.domain.levels import LevelOfCare
 
 Rows = list[dict[str, Any]]  # named apart: inside EpisodeReads, `list` is its method
 
@@ -24,7 +26,23 @@ class Page:
     page_size: int
 
 
-_SUMMARY = "episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at, version"
+_SUMMARY = (
+    "episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at, version, facility"
+)
+_FACILITY_OF_STREAM = "(SELECT facility FROM episodes WHERE episode_id = stream_id) AS facility"
+Scope = Collection[str] | None  # the facilities a reader sees (api/auth.py decides it); None: every one
+
+
+def _at_facilities(facilities: Scope, facility: str | None, *conditions: str) -> tuple[list[str], dict[str, object]]:
+    """The conditions of a query over `episodes`, narrowed to the reader's facilities (and to `facility`)."""
+    where, params = list(conditions), dict[str, object]()
+    if facilities is not None:
+        where.append("facility = ANY(:scope)")
+        params["scope"] = sorted(facilities)
+    if facility:
+        where.append("facility = :facility")
+        params["facility"] = facility
+    return where, params
 
 
 def _flag_or_none(spelling: str) -> Flag | None:
@@ -50,9 +68,11 @@ class EpisodeReads:
         page: int = 1,
         page_size: int = 50,
         id_prefix: str | None = None,
+        facility: str | None = None,
+        facilities: Scope = None,
     ) -> Page:
-        where: list[str] = ["TRUE"]
-        params: dict[str, object] = {"limit": page_size, "offset": (page - 1) * page_size}
+        where, params = _at_facilities(facilities, facility, "TRUE")
+        params.update(limit=page_size, offset=(page - 1) * page_size)
         if id_prefix:  # search by episode id (a prefix; LIKE's wildcards are escaped)
             where.append("episode_id LIKE :prefix ESCAPE '\\'")
             params["prefix"] = id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -106,34 +126,84 @@ class EpisodeReads:
             row = conn.execute(query, {"e": episode_id, "v": value}).first()
         return dict(row.item) if row else None
 
-    def census(self) -> Rows:
-        """Open episodes (intake, active, on hold) by level and status; closed ones are counted apart."""
+    def facility(self, episode_id: str) -> str | None:
+        """The facility the episode is at (None: no such episode)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(text("SELECT facility FROM episodes WHERE episode_id = :e"), {"e": episode_id})
+            return found.scalar_one_or_none()
+
+    def occupancy(self, facility: str) -> dict[LevelOfCare, int]:
+        """Open episodes at the facility by level: the beds and slots taken now."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT level, count(*) AS taken FROM episodes WHERE facility = :f AND status <> 'closed'"
+                    " AND level IS NOT NULL GROUP BY level"
+                ),
+                {"f": facility},
+            ).all()
+        return {LevelOfCare(row.level): int(row.taken) for row in rows}
+
+    def census(self, facilities: Scope = None, facility: str | None = None) -> Rows:
+        """Open episodes (intake, active, on hold) by facility, level and status; closed ones are counted apart."""
+        where, params = _at_facilities(facilities, facility, "status <> 'closed'")
         with self.engine.connect() as conn:
             rows = (
                 conn.execute(
                     text(
-                        "SELECT coalesce(level, 'none') AS level, status, count(*) AS episodes FROM episodes"
-                        " WHERE status <> 'closed' GROUP BY 1, 2 ORDER BY 1, 2"
-                    )
+                        "SELECT facility, coalesce(level, 'none') AS level, status, count(*) AS episodes,"
+                        " count(*) FILTER (WHERE state -> 'waitlist' <> 'null'::jsonb) AS waitlisted"
+                        f" FROM episodes WHERE {' AND '.join(where)} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+                    ),
+                    params,
                 )
                 .mappings()
                 .all()
             )
         return [dict(r) for r in rows]
 
-    def closed_count(self) -> int:
+    def waitlist(self, facilities: Scope = None, facility: str | None = None) -> Rows:
+        """Open episodes waiting for a level their facility could not take them at, with the interim level."""
+        where, params = _at_facilities(
+            facilities, facility, "status <> 'closed'", "state -> 'waitlist' <> 'null'::jsonb"
+        )
         with self.engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM episodes WHERE status = 'closed'")).scalar_one())
+            rows = (
+                conn.execute(
+                    text(
+                        "SELECT episode_id, facility, state -> 'waitlist' ->> 'wanted_level' AS wanted_level,"
+                        " state -> 'waitlist' ->> 'interim_level' AS interim_level,"
+                        " state -> 'waitlist' ->> 'since' AS since"
+                        f" FROM episodes WHERE {' AND '.join(where)} ORDER BY facility, since, episode_id"
+                    ),
+                    params,
+                )
+                .mappings()
+                .all()
+            )
+        return [dict(r) for r in rows]
 
-    def alerts(self, since: datetime) -> dict[str, Rows]:
+    def closed_count(self, facilities: Scope = None, facility: str | None = None) -> int:
+        where, params = _at_facilities(facilities, facility, "status = 'closed'")
+        with self.engine.connect() as conn:
+            found = conn.execute(text(f"SELECT count(*) FROM episodes WHERE {' AND '.join(where)}"), params)
+            return int(found.scalar_one())
+
+    def alerts(self, since: datetime, facilities: Scope = None, facility: str | None = None) -> dict[str, Rows]:
         """Overdue reviews, overdue treatment plans and missing results now open, and positives and step-ups
-        recorded since `since`."""
+        recorded since `since`; at the reader's facilities (and `facility`, if given), each naming its facility."""
+        where, params = _at_facilities(facilities, facility, "cardinality(flags) > 0")
+        params["since"] = since
+        at = " AND ".join(where[1:])
+        scoped = f" AND stream_id IN (SELECT episode_id FROM episodes WHERE {at})" if at else ""
         with self.engine.connect() as conn:
             flagged = (
                 conn.execute(
                     text(
-                        "SELECT episode_id, level, flags FROM episodes WHERE cardinality(flags) > 0 ORDER BY episode_id"
-                    )
+                        f"SELECT episode_id, facility, level, flags FROM episodes WHERE {' AND '.join(where)}"
+                        " ORDER BY episode_id"
+                    ),
+                    params,
                 )
                 .mappings()
                 .all()
@@ -141,12 +211,13 @@ class EpisodeReads:
             positives = (
                 conn.execute(
                     text(
-                        "SELECT stream_id AS episode_id, payload->>'test_id' AS test_id, payload->>'result' AS result,"
+                        f"SELECT stream_id AS episode_id, {_FACILITY_OF_STREAM},"
+                        " payload->>'test_id' AS test_id, payload->>'result' AS result,"
                         " payload->>'interpretation' AS interpretation, recorded_at FROM events"
                         " WHERE event_type IN ('TestResultRecorded', 'TestResultCorrected') AND recorded_at >= :since"
-                        " AND (payload->>'counts_as_positive')::boolean ORDER BY position"
+                        " AND (payload->>'counts_as_positive')::boolean" + scoped + " ORDER BY position"
                     ),
-                    {"since": since},
+                    params,
                 )
                 .mappings()
                 .all()
@@ -154,12 +225,12 @@ class EpisodeReads:
             step_ups = (
                 conn.execute(
                     text(
-                        "SELECT stream_id AS episode_id, payload->>'from_level' AS from_level,"
+                        f"SELECT stream_id AS episode_id, {_FACILITY_OF_STREAM}, payload->>'from_level' AS from_level,"
                         " payload->>'to_level' AS to_level, payload->>'cause' AS cause, recorded_at FROM events"
                         " WHERE event_type = 'LevelChanged' AND recorded_at >= :since"
-                        " AND payload->>'direction' = 'up' ORDER BY position"
+                        " AND payload->>'direction' = 'up'" + scoped + " ORDER BY position"
                     ),
-                    {"since": since},
+                    params,
                 )
                 .mappings()
                 .all()
@@ -174,7 +245,9 @@ class EpisodeReads:
                 if subject is None:  # the episode itself is the alert (once, whatever else it carries)
                     by_alert[alert].append(dict(row))
                 elif flag.subject is not None:
-                    by_alert[alert].append({"episode_id": row["episode_id"], subject: flag.subject})
+                    by_alert[alert].append(
+                        {"episode_id": row["episode_id"], "facility": row["facility"], subject: flag.subject}
+                    )
         return {
             Alert.OVERDUE_REVIEWS.value: by_alert[Alert.OVERDUE_REVIEWS],
             Alert.MISSING_RESULTS.value: by_alert[Alert.MISSING_RESULTS],

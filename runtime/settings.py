@@ -245,7 +245,9 @@ class Settings:
                 load_policy(policy, directory)
             except PolicyError as error:
                 raise FacilityError(f"{where}: {error}") from None
-            programs[facility.facility_id] = FacilityProgram(facility, policy, directory, facility.lab_id or self.lab_id)
+            programs[facility.facility_id] = FacilityProgram(
+                facility, policy, directory, facility.lab_id or self.lab_id
+            )
         return programs
 
     def _read(self, name: str, file: Path) -> str:
