@@ -62,7 +62,7 @@ def measures_at(
     """The measures over `period` from every episode's events up to `position` (None: the head now); with
     `facilities`, from the episodes at those facilities alone."""
     histories: dict[str, list[DomainEvent]] = {}
-    versions: set[str] = set()
+    versions: dict[str, set[str]] = {}  # by episode: a reader of some facilities learns only their policies
     observed_until: datetime | None = None
     with store.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection, connection.begin():
         head = int(connection.execute(_HEAD).scalar_one())
@@ -83,17 +83,19 @@ def measures_at(
                     observed_until = row.occurred_at
                 version = row.payload.get("policy_version")
                 if version:
-                    versions.add(version)
+                    versions.setdefault(row.stream_id, set()).add(version)
                 if row.event_type in MEASURED_EVENT_TYPES:
                     schema_version, payload = store.upcasters.upcast(row.event_type, row.schema_version, row.payload)
                     envelope = EventEnvelope(row.event_type, schema_version, payload)
                     histories.setdefault(row.stream_id, []).append(from_envelope(envelope))
             after = rows[-1].position
         if facilities is not None:
-            at = connection.execute(_AT_FACILITIES, {"scope": sorted(facilities)}).scalars().all()
-            histories = {stream: events for stream, events in histories.items() if stream in set(at)}
+            at = set(connection.execute(_AT_FACILITIES, {"scope": sorted(facilities)}).scalars())
+            histories = {stream: events for stream, events in histories.items() if stream in at}
+            versions = {stream: found for stream, found in versions.items() if stream in at}
     measures = compute(histories.values(), period, by=by, day=day, observed_until=observed_until)
-    measures = dataclasses.replace(measures, policy_versions=tuple(sorted(versions | set(measures.policy_versions))))
+    read = set().union(*versions.values()) if versions else set()
+    measures = dataclasses.replace(measures, policy_versions=tuple(sorted(read | set(measures.policy_versions))))
     return MeasuresReport(measures, position, head_hash, day.total_seconds())
 
 
