@@ -5,6 +5,7 @@ auditor can be scoped to one."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,10 @@ from continuum.domain.policy import default_policy_text, load_policy
 from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.settings import Settings
 from tests.integration.episodes import episode_worker, events_of, projected_row
+from continuum.workflows.episode import workflow_id
 from tests.integration.stacks import MILD, Stack
+
+HISTORY = Path(__file__).resolve().parents[1] / "histories" / "episode_facilities.json"
 
 UNSTABLE_HOME = {"ratings": [1, 1, 1, 1, 1, 3], "assessed_by": "clin-1"}  # residential
 AUSTIN_POLICY = default_policy_text().replace("intensive_outpatient = 30", "intensive_outpatient = 45", 1)
@@ -148,6 +152,9 @@ async def test_a_transfer_hands_the_episode_to_the_new_facilitys_policy(centers:
     assert moved.status_code == 200, moved.text
     decided = events_of(centers.store, centers.e1, "LevelChangeDecided")[-1].payload
     assert (decided["facility_id"], decided["policy_version"]) == ("tx-austin", austin)
+    if os.environ.get("CONTINUUM_RECORD_HISTORIES") and not HISTORY.exists():  # earlier code's recording stays
+        history = await centers.env.client.get_workflow_handle(workflow_id(centers.e1)).fetch_history()
+        HISTORY.write_text(history.to_json())  # replayed by the test of recorded histories
 
 
 async def test_a_bad_transfer_is_refused_and_records_nothing(centers: Stack) -> None:
