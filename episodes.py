@@ -72,13 +72,20 @@ class EpisodeCommands:
         self.continue_as_new_after = continue_as_new_after
         self.lab_id = lab_id
         self.history_events_bound = history_events_bound
-        # Each facility's program (policy, directory, lab); without facilities, one (`main`) runs the program's.
+        self._programs = facilities  # each facility's policy, directory and lab (None: the program's, at `main`)
+        self.default_facility = default_facility or (next(iter(facilities)) if facilities else DEFAULT_FACILITY)
+
+    @property
+    def programs(self) -> Mapping[str, FacilityProgram]:
+        """Each facility's program; without facilities, one (`main`) running this client's own policy and lab."""
+        if self._programs:
+            return self._programs
         main = ONE_FACILITY.by_id[DEFAULT_FACILITY]
-        self.programs: Mapping[str, FacilityProgram] = facilities or {
-            DEFAULT_FACILITY: FacilityProgram(main, self.policy_text, directory_text, lab_id)
-        }
-        self.default_facility = default_facility or next(iter(self.programs))
-        self.facilities = Facilities({fid: p.facility for fid, p in self.programs.items()}, self.default_facility)
+        return {DEFAULT_FACILITY: FacilityProgram(main, self.policy_text, self.directory_text, self.lab_id)}
+
+    @property
+    def facilities(self) -> Facilities:
+        return Facilities({fid: p.facility for fid, p in self.programs.items()}, self.default_facility)
 
     def _input(self, episode_id: str, *, take_up_closed: bool = False, facility_id: str | None = None) -> EpisodeInput:
         program = self.programs.get(facility_id or self.default_facility)

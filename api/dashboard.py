@@ -46,7 +46,7 @@ from continuum.api.auth import (
     refuse_outside_scope,
     sees_episode,
 )
-from continuum.api.facilities import census_by_facility, census_totals
+from continuum.api.facilities import census_by_facility
 from continuum.api.params import ID_PATTERN, services_of
 from continuum.api.reads import alerted_ids, listed_ids, query_shape
 from continuum.domain.codec import EventEnvelope, decode, encode, from_envelope, parse_instant
@@ -55,6 +55,7 @@ from continuum.domain.levels import LevelOfCare
 from continuum.domain.plan_decisions import plan_status
 from continuum.domain.stays import Stay, stays
 from continuum.eventlog.projection import episode_as_of
+from continuum.eventlog.reads import census_totals
 from continuum.eventlog.records import StoredEvent
 from continuum.eventlog.verify import Anchor, AnchorError, take_anchor, verify_log, verify_stream
 

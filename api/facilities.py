@@ -14,6 +14,7 @@ from continuum.api.auth import facility_scope, sees_facility
 from continuum.api.params import services_of
 from continuum.domain.facilities import Facility
 from continuum.domain.levels import LevelOfCare
+from continuum.eventlog.reads import facility_census
 
 
 def known_facility(request: Request, caller: ApiKey | None, facility_id: str | None) -> Facility:
@@ -47,55 +48,5 @@ async def unavailable_for_episode(request: Request, episode_id: str) -> tuple[Le
 def census_by_facility(
     request: Request, caller: ApiKey, rows: list[dict[str, Any]], only: str | None = None
 ) -> list[dict[str, Any]]:
-    """Each facility in the caller's scope (or `only` that one): its open episodes by level, against the level's
-    capacity (None: no limit), with how many of them wait there for another level."""
-    facilities = services_of(request).episodes.facilities
-    scope = facility_scope(caller)
-    shown = [
-        f
-        for f in facilities.by_id.values()
-        if (scope is None or f.facility_id in scope) and (only is None or f.facility_id == only)
-    ]
-    named = {f.facility_id for f in shown}
-    # An episode at a facility no longer configured (one opened before facilities, at `main`) still counts.
-    extra = sorted({str(r["facility"]) for r in rows} - named)
-    body = []
-    for facility_id in [*(f.facility_id for f in shown), *extra]:
-        facility = facilities.get(facility_id)
-        mine = [r for r in rows if r["facility"] == facility_id]
-        levels = []
-        for level in LevelOfCare:
-            taken = sum(int(r["episodes"]) for r in mine if r["level"] == level.value)
-            offered = facility.offers(level) if facility else taken > 0
-            if not offered and not taken:
-                continue
-            capacity = facility.capacity.get(level) if facility else None
-            levels.append(
-                {
-                    "level": level.value,
-                    "offered": offered,
-                    "occupancy": taken,
-                    "capacity": capacity,
-                    "free": None if capacity is None else max(capacity - taken, 0),
-                    "waitlisted": sum(int(r["waitlisted"]) for r in mine if r["level"] == level.value),
-                }
-            )
-        body.append(
-            {
-                "facility": facility_id,
-                "name": facility.name if facility else facility_id,
-                "open": sum(int(r["episodes"]) for r in mine),
-                "unassessed": sum(int(r["episodes"]) for r in mine if r["level"] == "none"),
-                "levels": levels,
-            }
-        )
-    return body
-
-
-def census_totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The census rows (by facility, level and status) summed over the facilities: by level and status."""
-    totals: dict[tuple[str, str], int] = {}
-    for row in rows:
-        key = (str(row["level"]), str(row["status"]))
-        totals[key] = totals.get(key, 0) + int(row["episodes"])
-    return [{"level": level, "status": status, "episodes": n} for (level, status), n in sorted(totals.items())]
+    """Each facility in the caller's scope (or `only` that one): occupancy against capacity, level by level."""
+    return facility_census(services_of(request).episodes.facilities, rows, facility_scope(caller), only)

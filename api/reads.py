@@ -21,7 +21,7 @@ from continuum.api.auth import (
     TREATMENT_PLANS,
     facility_scope,
 )
-from continuum.api.facilities import census_by_facility, census_totals, known_facility
+from continuum.api.facilities import census_by_facility, known_facility
 from continuum.api.params import ID_PATTERN, IdPath, services_of, viewed_state
 from continuum.api.schemas import CreateKeyBody
 from continuum.disclosures import export_history
@@ -33,6 +33,7 @@ from continuum.domain.errors import DisclosureRefused
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.plan_decisions import plan_status
 from continuum.eventlog.projection import episode_as_of
+from continuum.eventlog.reads import census_totals
 from continuum.eventlog.verify import Anchor, take_anchor, verify_log, verify_stream
 
 router = APIRouter(prefix="/api/v1", tags=["reads"])

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 from continuum.domain.aftercare import Consent
 from continuum.domain.codec import decode
 from continuum.domain.disclosure import still_disclosed_to
+from continuum.domain.facilities import Facilities, Facility
 from continuum.domain.flags import ALERT_OF, SUBJECT_OF, Alert, Flag
 from continuum.domain.levels import LevelOfCare
 
@@ -344,3 +345,54 @@ class EpisodeReads:
             if still_disclosed_to(consents, partner, at):
                 shown.append({k: v for k, v in row.items() if k != "consents"})
         return shown
+
+
+def census_totals(rows: Rows) -> Rows:
+    """The census rows (by facility, level and status) summed over the facilities: by level and status."""
+    totals: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (str(row["level"]), str(row["status"]))
+        totals[key] = totals.get(key, 0) + int(row["episodes"])
+    return [{"level": level, "status": status, "episodes": n} for (level, status), n in sorted(totals.items())]
+
+
+def facility_census(facilities: Facilities, rows: Rows, scope: Scope = None, only: str | None = None) -> Rows:
+    """Each facility in `scope` (or `only` that one), from the census rows: its open episodes by level against
+    the level's capacity (None: no limit), with how many of them wait there for another level. An episode at a
+    facility no longer configured (one opened before facilities, at `main`) still counts, under that id."""
+    named = [f for f in facilities.by_id.values() if (scope is None or f.facility_id in scope)]
+    extra = sorted({str(r["facility"]) for r in rows} - {f.facility_id for f in named})
+    shown = [f for f in [*(f.facility_id for f in named), *extra] if only is None or f == only]
+    return [_facility_row(facilities.get(fid), fid, [r for r in rows if r["facility"] == fid]) for fid in shown]
+
+
+def _facility_row(facility: Facility | None, facility_id: str, rows: Rows) -> dict[str, Any]:
+    def count(level: str, column: str = "episodes") -> int:
+        return sum(int(r[column]) for r in rows if r["level"] == level)
+
+    levels = []
+    for level in LevelOfCare:
+        taken = count(level.value)
+        offered = facility.offers(level) if facility else taken > 0
+        if not offered and not taken:
+            continue
+        capacity = facility.capacity.get(level) if facility else None
+        free = None if capacity is None else max(capacity - taken, 0)
+        waiting = count(level.value, "waitlisted")
+        levels.append(
+            {
+                "level": level.value,
+                "offered": offered,
+                "occupancy": taken,
+                "capacity": capacity,
+                "free": free,
+                "waitlisted": waiting,
+            }
+        )
+    return {
+        "facility": facility_id,
+        "name": facility.name if facility else facility_id,
+        "open": sum(int(r["episodes"]) for r in rows),
+        "unassessed": count("none"),
+        "levels": levels,
+    }

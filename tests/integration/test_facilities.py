@@ -22,8 +22,8 @@ from continuum.api.services import Services
 from continuum.domain.policy import default_policy_text, load_policy
 from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.settings import Settings
-from tests.integration.episodes import episode_worker, events_of, projected_row
 from continuum.workflows.episode import workflow_id
+from tests.integration.episodes import episode_worker, events_of, projected_row
 from tests.integration.stacks import MILD, Stack
 
 HISTORY = Path(__file__).resolve().parents[1] / "histories" / "episode_facilities.json"
@@ -227,6 +227,8 @@ async def test_a_director_of_one_center_sees_nothing_of_another(centers: Stack) 
         assert (load_policy(AUSTIN_POLICY).version in measures["policy_versions"]) is (mine == centers.e2)
         # the other center's census is refused outright
         assert (await centers.get("/api/v1/census", role=role, facility=theirs.split("-")[0])).status_code in (403, 422)
+    simulated = await centers.post("/api/v1/simulations", {"policy": default_policy_text()}, role="director@reno")
+    assert simulated.status_code == 403 and "whole operator" in simulated.text
     whole = (await centers.get("/api/v1/census", role="director")).json()
     assert whole["total"] == 2
     assert (await centers.get("/api/v1/measures", role="director", **period)).json()["episodes"] == 2
