@@ -148,41 +148,28 @@ class EpisodeReads:
     def census(self, facilities: Scope = None, facility: str | None = None) -> Rows:
         """Open episodes (intake, active, on hold) by facility, level and status; closed ones are counted apart."""
         where, params = _at_facilities(facilities, facility, "status <> 'closed'")
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    text(
-                        "SELECT facility, coalesce(level, 'none') AS level, status, count(*) AS episodes,"
-                        " count(*) FILTER (WHERE state -> 'waitlist' <> 'null'::jsonb) AS waitlisted"
-                        f" FROM episodes WHERE {' AND '.join(where)} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-                    ),
-                    params,
-                )
-                .mappings()
-                .all()
-            )
-        return [dict(r) for r in rows]
+        return self._rows(
+            "SELECT facility, coalesce(level, 'none') AS level, status, count(*) AS episodes,"
+            " count(*) FILTER (WHERE state -> 'waitlist' <> 'null'::jsonb) AS waitlisted"
+            f" FROM episodes WHERE {' AND '.join(where)} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            params,
+        )
 
     def waitlist(self, facilities: Scope = None, facility: str | None = None) -> Rows:
         """Open episodes waiting for a level their facility could not take them at, with the interim level."""
         where, params = _at_facilities(
             facilities, facility, "status <> 'closed'", "state -> 'waitlist' <> 'null'::jsonb"
         )
+        return self._rows(
+            "SELECT episode_id, facility, state -> 'waitlist' ->> 'wanted_level' AS wanted_level,"
+            " state -> 'waitlist' ->> 'interim_level' AS interim_level, state -> 'waitlist' ->> 'since' AS since"
+            f" FROM episodes WHERE {' AND '.join(where)} ORDER BY facility, since, episode_id",
+            params,
+        )
+
+    def _rows(self, sql: str, params: dict[str, object]) -> Rows:
         with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    text(
-                        "SELECT episode_id, facility, state -> 'waitlist' ->> 'wanted_level' AS wanted_level,"
-                        " state -> 'waitlist' ->> 'interim_level' AS interim_level,"
-                        " state -> 'waitlist' ->> 'since' AS since"
-                        f" FROM episodes WHERE {' AND '.join(where)} ORDER BY facility, since, episode_id"
-                    ),
-                    params,
-                )
-                .mappings()
-                .all()
-            )
-        return [dict(r) for r in rows]
+            return [dict(r) for r in conn.execute(text(sql), params).mappings().all()]
 
     def closed_count(self, facilities: Scope = None, facility: str | None = None) -> int:
         where, params = _at_facilities(facilities, facility, "status = 'closed'")
