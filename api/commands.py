@@ -245,7 +245,10 @@ async def transfer(
 async def override_placement(
     body: OverrideBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
-    command = OverridePlacement(body.level, body.reason, body.note, body.clinician, body.director)
+    """Override the placement (or, after it, move the client); into a level the facility cannot take them at now,
+    a waitlist entry and the nearest level it can."""
+    unavailable = await unavailable_for_episode(request, episode_id)
+    command = OverridePlacement(body.level, body.reason, body.note, body.clinician, body.director, unavailable)
     return await _run(request, caller, episode_id, command)
 
 

@@ -63,6 +63,7 @@ class OverridePlacement:
     note: str
     clinician: str
     director: str | None = None  # the clinical director whose decision a step down after the placement is
+    unavailable: tuple[LevelOfCare, ...] = ()  # as RecordAssessment's: a move there waits at an interim level
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ from continuum.domain.events import (
     ReviewRequested,
     StayStarted,
 )
-from continuum.domain.facility_decisions import decide_transfer, placement_at_facility
+from continuum.domain.facility_decisions import decide_transfer, placement_at_facility, waitlist_moves
 from continuum.domain.fold import evolve, paused_dues, stay_elapsed
 from continuum.domain.ids import client_id, episode_id, lab_or_facility_id, staff_id
 from continuum.domain.levels import LevelOfCare
@@ -220,6 +220,14 @@ def _assess_command(
 
 
 def _override_command(
+    state: Episode, command: OverridePlacement, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
+    """A placement override or a later move; into a level the facility cannot take the client at now, a waitlist
+    entry and the interim level (`domain.facility_decisions`)."""
+    return waitlist_moves(state, _override_or_move(state, command, policy, at, day), command.unavailable, policy, at)
+
+
+def _override_or_move(
     state: Episode, command: OverridePlacement, policy: Policy, at: datetime, day: timedelta
 ) -> list[DomainEvent]:
     rules = policy.level_changes

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from continuum.domain.commands import MAX_NOTE, TransferEpisode
 from continuum.domain.episode import Episode
 from continuum.domain.errors import CommandRejected
-from continuum.domain.events import DomainEvent, EpisodeTransferred, WaitlistEntered
+from continuum.domain.events import DomainEvent, EpisodeTransferred, LevelChanged, PlacementOverridden, WaitlistEntered
 from continuum.domain.facilities import DEFAULT_FACILITY
 from continuum.domain.ids import lab_or_facility_id, staff_id
 from continuum.domain.levels import LevelOfCare
@@ -79,3 +79,22 @@ def decide_transfer(
         *waiting,
         move(state, level, f"transfer to {to} (waitlisted for {state.level.value})", new_policy, at),
     ]
+
+
+def waitlist_moves(
+    state: Episode, events: list[DomainEvent], unavailable: Collection[LevelOfCare], policy: Policy, at: datetime
+) -> list[DomainEvent]:
+    """`events` with a move into a level the facility cannot take the client at now made a waitlist entry and a
+    move to the interim level instead (or no move, if the interim level is where the client already is)."""
+    kept: list[DomainEvent] = []
+    for event in events:
+        if not isinstance(event, LevelChanged) or event.to_level not in unavailable:
+            kept.append(event)
+            continue
+        level, waiting = placement_at_facility(state, event.to_level, unavailable, policy, at)
+        if level is event.from_level and kept and isinstance(kept[-1], PlacementOverridden):
+            kept.pop()  # no move: the placement stands (an override counts only with the move it makes)
+        kept += waiting
+        if level is not event.from_level:
+            kept.append(move(state, level, f"{event.cause} (waitlisted for {event.to_level.value})", policy, at))
+    return kept

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         OpenEpisode,
         OrderScheduledTest,
         OrderTest,
+        OverridePlacement,
         RecordAssessment,
         TransferEpisode,
     )
@@ -380,7 +381,7 @@ class EpisodeWorkflow:
     async def _execute(self, meta: CommandMeta, command: Command) -> CommandResult:
         if isinstance(command, (OrderTest, OrderScheduledTest)) and command.lab_id is None:
             command = dataclasses.replace(command, lab_id=self._input.lab_id)
-        if isinstance(command, (OpenEpisode, RecordAssessment, TransferEpisode)):
+        if isinstance(command, (OpenEpisode, RecordAssessment, OverridePlacement, TransferEpisode)):
             command = self._at_facility(command)
         self._running += 1
         try:
@@ -398,7 +399,7 @@ class EpisodeWorkflow:
         finally:
             self._running -= 1
 
-    def _at_facility(self, command: OpenEpisode | RecordAssessment | TransferEpisode) -> Command:
+    def _at_facility(self, command: OpenEpisode | RecordAssessment | OverridePlacement | TransferEpisode) -> Command:
         """The command as this history knows facilities: one from before them has no facility on its open and
         no levels a facility lacks (the patch marks where an episode first met them)."""
         if workflow.patched(PATCH_FACILITIES):
@@ -406,7 +407,7 @@ class EpisodeWorkflow:
         if isinstance(command, OpenEpisode):
             assessment = dataclasses.replace(command.assessment, unavailable=()) if command.assessment else None
             return dataclasses.replace(command, facility_id=None, assessment=assessment)
-        if isinstance(command, RecordAssessment):
+        if isinstance(command, (RecordAssessment, OverridePlacement)):
             return dataclasses.replace(command, unavailable=())
         raise ApplicationError("this episode predates facilities; it cannot be transferred", type="CommandRejected")
 

@@ -130,6 +130,13 @@ async def test_a_full_level_waitlists_the_client_at_an_interim_level_until_place
     assert placed.status_code == 200, placed.text
     assert placed.json()["state"]["waitlist"] is None and placed.json()["state"]["level"] == "residential"
     assert (await centers.get("/api/v1/census")).json()["waitlist"] == []
+    # The bed is taken again: a move into it by another client waits at the interim level too.
+    await _open(centers, centers.e2, "nv-reno")
+    up = {"level": "residential", "reason": "clinical_judgment", "note": "", "clinician": "clin-1"}
+    waited = await centers.post(f"/api/v1/episodes/{centers.e2}/placement-override", up)
+    assert waited.status_code == 200, waited.text
+    assert "WaitlistEntered" in [e["type"] for e in waited.json()["events"]]
+    assert waited.json()["state"]["level"] == "intensive_outpatient"  # Reno has no partial hospitalization
 
 
 async def test_a_transfer_hands_the_episode_to_the_new_facilitys_policy(centers: Stack) -> None:

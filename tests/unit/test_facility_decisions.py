@@ -134,3 +134,33 @@ def test_stays_start_at_the_interim_level() -> None:
 
     started = next(e for e in events if isinstance(e, StayStarted))
     assert started.level is LevelOfCare.PARTIAL_HOSPITALIZATION
+
+
+def test_an_override_into_a_full_level_waitlists_the_client_at_the_nearest_level_it_can() -> None:
+    state = _opened(MILD)  # intensive outpatient
+    full = (LevelOfCare.RESIDENTIAL,)
+    command = OverridePlacement(LevelOfCare.RESIDENTIAL, OverrideReason.CLINICAL_JUDGMENT, "", "clin-1", None, full)
+
+    events = decide(state, command, POLICY, T0 + timedelta(hours=1))
+
+    waiting = next(e for e in events if isinstance(e, WaitlistEntered))
+    moved = next(e for e in events if isinstance(e, LevelChanged))
+    assert (waiting.wanted_level, waiting.interim_level) == (
+        LevelOfCare.RESIDENTIAL,
+        LevelOfCare.PARTIAL_HOSPITALIZATION,
+    )
+    assert moved.to_level is LevelOfCare.PARTIAL_HOSPITALIZATION and "waitlisted for residential" in moved.cause
+
+
+def test_an_override_whose_nearest_level_is_the_current_one_waits_without_moving() -> None:
+    state = _opened(MILD)  # intensive outpatient
+    full = (LevelOfCare.RESIDENTIAL, LevelOfCare.PARTIAL_HOSPITALIZATION)
+    command = OverridePlacement(
+        LevelOfCare.PARTIAL_HOSPITALIZATION, OverrideReason.CLINICAL_JUDGMENT, "", "clin-1", None, full
+    )
+
+    events = decide(state, command, POLICY, T0 + timedelta(hours=1))
+
+    assert [type(e) for e in events] == [WaitlistEntered]
+    after = fold(events, state)
+    assert after is not None and after.level is LevelOfCare.INTENSIVE_OUTPATIENT and after.placement_overrides == 0
