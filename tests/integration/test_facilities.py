@@ -159,6 +159,9 @@ async def test_a_transfer_hands_the_episode_to_the_new_facilitys_policy(centers:
     assert moved.status_code == 200, moved.text
     decided = events_of(centers.store, centers.e1, "LevelChangeDecided")[-1].payload
     assert (decided["facility_id"], decided["policy_version"]) == ("tx-austin", austin)
+    # A simulation re-decides the transfer too (under the proposed policy, as every input): none is refused.
+    simulated = await centers.post("/api/v1/simulations", {"policy": AUSTIN_POLICY}, role="director")
+    assert simulated.status_code == 200 and simulated.json()["cohort"]["inputs_refused"] == {}, simulated.text
     if os.environ.get("CONTINUUM_RECORD_HISTORIES") and not HISTORY.exists():  # earlier code's recording stays
         history = await centers.env.client.get_workflow_handle(workflow_id(centers.e1)).fetch_history()
         HISTORY.write_text(history.to_json())  # replayed by the test of recorded histories
