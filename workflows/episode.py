@@ -473,7 +473,8 @@ class EpisodeWorkflow:
         carried across continue-as-new)."""
         changes: dict[str, Any] = {}
         if transfer.policy_text is not None:
-            changes.update(policy_text=transfer.policy_text, directory_text=transfer.directory_text)
+            directory = None if transfer.directory_text is None else _shared(transfer.directory_text)
+            changes.update(policy_text=_shared(transfer.policy_text), directory_text=directory)
         if transfer.lab_id is not None:
             changes.update(lab_id=transfer.lab_id)
         if not changes:
