@@ -241,8 +241,9 @@ class EpisodeReads:
             step_ups = (
                 conn.execute(
                     text(
-                        "SELECT stream_id AS episode_id, client_id, level, facility, payload->>'from_level' AS from_level,"
-                        " payload->>'to_level' AS to_level, payload->>'cause' AS cause,"
+                        "SELECT stream_id AS episode_id, client_id, level, facility,"
+                        " payload->>'from_level' AS from_level, payload->>'to_level' AS to_level,"
+                        " payload->>'cause' AS cause,"
                         f" recorded_at FROM {_OPEN_EPISODES_EVENTS}"
                         " WHERE event_type = 'LevelChanged' AND recorded_at >= :since"
                         " AND payload->>'direction' = 'up'" + scoped + " ORDER BY position"
