@@ -30,7 +30,7 @@ from continuum.activities.lab import LabOrderActivities
 from continuum.activities.webhooks import WebhookActivities
 from continuum.api.app import create_app
 from continuum.api.services import Services
-from continuum.domain.errors import PolicyError
+from continuum.domain.errors import FacilityError, PolicyError
 from continuum.domain.policy import load_policy
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.checkpoints import CheckpointKeyError, load_signing_key
@@ -57,7 +57,7 @@ WORKER_GRACE = timedelta(seconds=5)  # in-flight activities finish (or are cance
 WORKER_STOP_SECONDS = 10.0  # after a stop, the worker is waited for this long at most
 API_GRACE_SECONDS = 5  # after a stop, requests under way get this long; those still running answer 503
 # What a serving process reports in one line and exit code 3: a server is unreachable or a setting is invalid.
-SERVICE_FAILURES = (ServerUnavailable, EventStoreError, SettingsError, PolicyError)
+SERVICE_FAILURES = (ServerUnavailable, EventStoreError, SettingsError, PolicyError, FacilityError)
 EXIT_UNAVAILABLE = 3
 
 
@@ -197,7 +197,7 @@ async def connect(settings: Settings, endpoints: Endpoints) -> Client:
 
 def build_commands(settings: Settings, client: Client, *, day_seconds: float | None = None) -> EpisodeCommands:
     """The application client on the settings' task queue, policy, lab and directory; `day_seconds` overrides
-    the care day of new episodes (the demo's compressed days)."""
+    the care day of new episodes (the demo's compressed days); each facility's episodes run its own program."""
     return EpisodeCommands(
         client,
         settings.temporal_task_queue,
@@ -205,6 +205,8 @@ def build_commands(settings: Settings, client: Client, *, day_seconds: float | N
         day=timedelta(seconds=settings.day_seconds if day_seconds is None else day_seconds),
         lab_id=settings.lab_id,
         directory_text=settings.directory_text(),
+        facilities=settings.facility_programs(),
+        default_facility=settings.facilities().default_id,
     )
 
 
@@ -219,7 +221,9 @@ def build_app(commands: EpisodeCommands, store: PostgresEventStore, settings: Se
             raise SettingsError(str(error)) from None
     # The text new episodes start with, kept by its version: GET /api/v1/policy/{version} and the attendance
     # reads (which judge an episode's weeks by the policy it was decided under) find it later.
-    PolicyRegistry(store.engine).register(commands.policy_text)
+    registry = PolicyRegistry(store.engine)
+    for text in dict.fromkeys([commands.policy_text, *(p.policy_text for p in commands.programs.values())]):
+        registry.register(text)
     return create_app(Services.build(commands, store, key))
 
 
@@ -281,6 +285,7 @@ def serve(
     """Run the worker and/or the API (and `extra`) on the embedded or configured servers until a signal, then
     stop them in order: the API drains, then the worker, then the embedded servers (runtime.shutdown)."""
     policy = load_policy(settings.policy_text(), settings.directory_text())  # malformed: stops here, naming the key
+    settings.facility_programs()  # likewise a facilities file (and each facility's policy), naming facility and key
     host, port = host or settings.api_host, port or settings.api_port
     if api:
         _check_port_free(host, port)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -18,8 +19,9 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from continuum.activities.eventlog import UNRECORDABLE
-from continuum.domain.commands import AFTER_CLOSING, COMMAND_NAMES, Command, OpenEpisode, command_name
+from continuum.domain.commands import AFTER_CLOSING, COMMAND_NAMES, Command, OpenEpisode, TransferEpisode, command_name
 from continuum.domain.errors import CommandInvalid, CommandRejected, CommandUnrecordable, UnknownEpisode
+from continuum.domain.facilities import DEFAULT_FACILITY, ONE_FACILITY, Facilities, FacilityProgram
 from continuum.domain.ids import episode_id as valid_episode_id
 from continuum.domain.ids import pseudonymous_client_id
 from continuum.domain.policy import default_policy_text, load_policy
@@ -56,6 +58,8 @@ class EpisodeCommands:
         lab_id: str | None = None,
         directory_text: str | None = None,
         history_events_bound: int = HISTORY_EVENTS_BOUND,
+        facilities: Mapping[str, FacilityProgram] | None = None,
+        default_facility: str | None = None,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
@@ -68,17 +72,41 @@ class EpisodeCommands:
         self.continue_as_new_after = continue_as_new_after
         self.lab_id = lab_id
         self.history_events_bound = history_events_bound
+        self._programs = facilities  # each facility's policy, directory and lab (None: the program's, at `main`)
+        self.default_facility = default_facility or (next(iter(facilities)) if facilities else DEFAULT_FACILITY)
 
-    def _input(self, episode_id: str, *, take_up_closed: bool = False) -> EpisodeInput:
+    @property
+    def programs(self) -> Mapping[str, FacilityProgram]:
+        """Each facility's program; without facilities, one (`main`) running this client's own policy and lab."""
+        if self._programs:
+            return self._programs
+        main = ONE_FACILITY.by_id[DEFAULT_FACILITY]
+        return {DEFAULT_FACILITY: FacilityProgram(main, self.policy_text, self.directory_text, self.lab_id)}
+
+    @property
+    def facilities(self) -> Facilities:
+        return Facilities({fid: p.facility for fid, p in self.programs.items()}, self.default_facility)
+
+    def _input(self, episode_id: str, *, take_up_closed: bool = False, facility_id: str | None = None) -> EpisodeInput:
+        program = self.programs.get(facility_id or self.default_facility)
         return EpisodeInput(
             episode_id,
-            self.policy_text,
+            program.policy_text if program else self.policy_text,
             self.day.total_seconds(),
             self.continue_as_new_after,
-            self.lab_id,
-            self.directory_text,
+            program.lab_id if program else self.lab_id,
+            program.directory_text if program else self.directory_text,
             history_events_bound=self.history_events_bound,
             take_up_closed=take_up_closed,
+        )
+
+    def with_program(self, command: TransferEpisode) -> TransferEpisode:
+        """A transfer carrying its facility's program, which decides the episode from then on."""
+        program = self.programs.get(command.facility_id)
+        if program is None:
+            raise CommandInvalid(f"facility_id: no facility {command.facility_id}")
+        return dataclasses.replace(
+            command, policy_text=program.policy_text, directory_text=program.directory_text, lab_id=program.lab_id
         )
 
     async def open(self, meta: CommandMeta, command: OpenEpisode) -> CommandResult:
@@ -86,9 +114,11 @@ class EpisodeCommands:
         shaped like an SSN, e-mail address or phone number is refused here, before it reaches Temporal."""
         eid = valid_episode_id(command.episode_id)
         pseudonymous_client_id(command.client_id)
+        if command.facility_id is not None and command.facility_id not in self.programs:
+            raise CommandInvalid(f"facility_id: no facility {command.facility_id}")
         start = WithStartWorkflowOperation(
             EpisodeWorkflow.run,
-            self._input(eid),
+            self._input(eid, facility_id=command.facility_id),
             id=workflow_id(eid),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -117,6 +147,8 @@ class EpisodeCommands:
         if name is None or isinstance(command, OpenEpisode):
             raise CommandRejected(f"{type(command).__name__} is not sent to an episode by other services")
         eid = valid_episode_id(episode_id)
+        if isinstance(command, TransferEpisode):
+            command = self.with_program(command)
         handle = self.client.get_workflow_handle(workflow_id(eid))
         try:
             return await _when_ready(

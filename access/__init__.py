@@ -8,7 +8,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -65,11 +65,15 @@ class ApiKey:
     subject: str | None
     created_at: datetime
     revoked_at: datetime | None
+    facilities: frozenset[str] | None = None  # the facilities it may see and act on; None: the whole operator
 
     @property
     def actor(self) -> str:
         """How events record this caller: role and key name (ids, never a person's name)."""
         return f"{self.role.value}:{self.name}"
+
+
+KEY_COLUMNS = "key_id, name, role, subject, created_at, revoked_at, facilities"  # what an ApiKey is read from
 
 
 def _hash(secret: str) -> bytes:
@@ -98,17 +102,27 @@ class ApiKeyStore:
         self._cache: dict[bytes, tuple[ApiKey, float]] = {}  # by the secret's digest, never the secret
         self._lock = threading.Lock()
 
-    def create(self, name: str, role: Role, subject: str | None = None) -> tuple[ApiKey, str]:
-        """A new key; the secret is returned once and only its hash is kept."""
+    def create(
+        self, name: str, role: Role, subject: str | None = None, facilities: Collection[str] | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key (scoped to `facilities`, or None: the whole operator); the secret is returned once and only
+        its hash is kept."""
         key_id = "k_" + secrets.token_hex(6)
         secret = f"ck_{key_id}_{secrets.token_urlsafe(32)}"
         with self.engine.begin() as conn:
             row = conn.execute(
                 text(
-                    "INSERT INTO api_keys (key_id, name, role, subject, key_hash) VALUES (:k, :n, :r, :s, :h)"
-                    " RETURNING key_id, name, role, subject, created_at, revoked_at"
+                    "INSERT INTO api_keys (key_id, name, role, subject, key_hash, facilities)"
+                    " VALUES (:k, :n, :r, :s, :h, :f) RETURNING " + KEY_COLUMNS
                 ),
-                {"k": key_id, "n": name, "r": role.value, "s": subject, "h": _hash(secret)},
+                {
+                    "k": key_id,
+                    "n": name,
+                    "r": role.value,
+                    "s": subject,
+                    "h": _hash(secret),
+                    "f": sorted(set(facilities)) if facilities is not None else None,
+                },
             ).one()
         return _key(row), secret
 
@@ -134,10 +148,7 @@ class ApiKeyStore:
     def _look_up(self, digest: bytes) -> ApiKey | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                text(
-                    "SELECT key_id, name, role, subject, created_at, revoked_at FROM api_keys"
-                    " WHERE key_hash = :h AND revoked_at IS NULL"
-                ),
+                text(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL"),
                 {"h": digest},
             ).first()
         return _key(row) if row else None
@@ -162,14 +173,13 @@ class ApiKeyStore:
 
     def list(self) -> list[ApiKey]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT key_id, name, role, subject, created_at, revoked_at FROM api_keys ORDER BY created_at")
-            ).all()
+            rows = conn.execute(text(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at")).all()
         return [_key(r) for r in rows]
 
 
 def _key(row: Any) -> ApiKey:
-    return ApiKey(row.key_id, row.name, Role(row.role), row.subject, row.created_at, row.revoked_at)
+    scope = frozenset(row.facilities) if row.facilities is not None else None
+    return ApiKey(row.key_id, row.name, Role(row.role), row.subject, row.created_at, row.revoked_at, scope)
 
 
 # A pending claim older than this belongs to a request that died (the API bounds a command well below it,

@@ -63,7 +63,7 @@ class SessionStore:
         with self.engine.connect() as conn:
             row = conn.execute(
                 text(
-                    "SELECT s.session_id, k.key_id, k.name, k.role, k.subject, k.created_at, k.revoked_at"
+                    "SELECT s.session_id, k.key_id, k.name, k.role, k.subject, k.created_at, k.revoked_at, k.facilities"
                     " FROM dashboard_sessions s JOIN api_keys k USING (key_id)"
                     " WHERE s.token_hash = :h AND s.revoked_at IS NULL AND s.expires_at > clock_timestamp()"
                     " AND k.revoked_at IS NULL"

@@ -32,6 +32,7 @@ from continuum.api import (
     reads,
     simulations,
 )
+from continuum.api.auth import EPISODE_SCOPE
 from continuum.api.feed import router as feed_router
 from continuum.api.limits import BodyLimit
 from continuum.api.services import Services
@@ -51,9 +52,10 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
-    app.include_router(commands.router)
-    app.include_router(attendance.router)
-    app.include_router(reads.router)
+    # An episode outside the caller's facilities is answered as if it did not exist, on every episode route.
+    app.include_router(commands.router, dependencies=[EPISODE_SCOPE])
+    app.include_router(attendance.router, dependencies=[EPISODE_SCOPE])
+    app.include_router(reads.router, dependencies=[EPISODE_SCOPE])
     app.include_router(codec.router)
     app.include_router(policy.router)
     app.include_router(measures.router)

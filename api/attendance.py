@@ -4,6 +4,7 @@ it; a lab or a partner never sees sessions)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from continuum.access import ApiKey
-from continuum.api.auth import ATTENDANCE, COMMANDS, REPORT
+from continuum.api.auth import ATTENDANCE, COMMANDS, REPORT, facility_scope
 from continuum.api.commands import ERRORS, _run
 from continuum.api.params import IdPath, services_of, viewed_state
 from continuum.api.schemas import (
@@ -138,8 +139,9 @@ def attendance_report(
         # Rows per client: recorded as a view of identifiable data (the query's shape; the rows stream later).
         services.access.record_view(caller, f"{shape} csv", "operations")
         # A sync iterator: Starlette runs each step on its thread pool, one page of the report at a time.
-        return StreamingResponse(report_csv(reads.report_all(first, last, now, level)), media_type="text/csv")
-    page = reads.report(first, last, now, level, after=after)
+        rows = reads.report_all(first, last, now, level, facility_scope(caller))
+        return StreamingResponse(report_csv(rows), media_type="text/csv")
+    page = reads.report(first, last, now, level, after=after, facilities=facility_scope(caller))
     episode_ids = list(dict.fromkeys(str(row.episode_id) for row in page.rows))
     services.access.record_view(
         caller, f"{shape} after={after or '-'}", "operations", episode_ids=episode_ids, rows=len(page.rows)
@@ -184,9 +186,12 @@ def attendance_strip(request: Request, state: dict[str, Any], at: datetime | Non
     return {"attendance": shown, "widest": widest}
 
 
-def below_minimum_now(request: Request, limit: int = 50) -> list[AttendanceRow]:
-    """Clients whose care week in progress is, so far, below their level's minimum (fewest hours first)."""
+def below_minimum_now(
+    request: Request, facilities: Collection[str] | None = None, limit: int = 50
+) -> list[AttendanceRow]:
+    """Clients (at `facilities`, None: every one) whose care week in progress is, so far, below their level's
+    minimum (fewest hours first)."""
     now = datetime.now(UTC)
-    pages = services_of(request).attendance.report_all(now, now + timedelta(seconds=1), now)
+    pages = services_of(request).attendance.report_all(now, now + timedelta(seconds=1), now, None, facilities)
     below = [r for rows in pages for r in rows if r.in_progress and r.short_by_hours > 0]
     return sorted(below, key=lambda r: (-r.short_by_hours, r.episode_id))[:limit]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -19,7 +20,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from continuum.access import ApiKey, Claimed, IdempotencyStore, InProgress, Role, StoredResponse, UsedForAnotherRequest
-from continuum.api.auth import COMMANDS, REFERRAL_ANSWERS, RESULTS
+from continuum.api.auth import COMMANDS, REFERRAL_ANSWERS, RESULTS, refuse_outside_scope
+from continuum.api.facilities import known_facility, unavailable_at, unavailable_for_episode
 from continuum.api.params import IdPath, services_of
 from continuum.api.problems import UNRECORDABLE_DETAIL, log_refused, problem_body
 from continuum.api.schemas import (
@@ -42,6 +44,7 @@ from continuum.api.schemas import (
     StepUpDecisionBody,
     StepUpReversalBody,
     TestResultBody,
+    TransferBody,
     TreatmentPlanBody,
 )
 from continuum.domain.aftercare import Referral
@@ -68,6 +71,7 @@ from continuum.domain.commands import (
     Resume,
     ReverseStepUp,
     RevokeConsent,
+    TransferEpisode,
     UpdateReferral,
 )
 from continuum.domain.errors import CommandInvalid, CommandRejected, CommandUnrecordable, UnknownEpisode
@@ -207,7 +211,11 @@ async def open_episode(body: OpenEpisodeBody, request: Request, caller: ApiKey =
     assessment = (
         RecordAssessment(tuple(body.assessment.ratings), body.assessment.assessed_by) if body.assessment else None
     )
-    command = OpenEpisode(body.episode_id, body.client_id, body.previous_episode_id, assessment)
+    facility = known_facility(request, caller, body.facility_id)
+    refuse_outside_scope(caller, request, body.episode_id)  # an id taken at another facility is no one's business
+    if assessment is not None:
+        assessment = replace(assessment, unavailable=await unavailable_at(request, facility))
+    command = OpenEpisode(body.episode_id, body.client_id, body.previous_episode_id, assessment, facility.facility_id)
     return await _run(request, caller, body.episode_id, command, created=True)
 
 
@@ -215,14 +223,32 @@ async def open_episode(body: OpenEpisodeBody, request: Request, caller: ApiKey =
 async def record_assessment(
     body: AssessmentBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
-    return await _run(request, caller, episode_id, RecordAssessment(tuple(body.ratings), body.assessed_by))
+    """The ASAM assessment; a placement at a level the facility cannot take the client at now (not offered, or
+    full) records a waitlist entry and places them at the nearest level it can."""
+    unavailable = await unavailable_for_episode(request, episode_id)
+    return await _run(request, caller, episode_id, RecordAssessment(tuple(body.ratings), body.assessed_by, unavailable))
+
+
+@router.post("/episodes/{episode_id}/transfer", response_model=CommandResponse, responses=ERRORS)
+async def transfer(
+    body: TransferBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
+) -> JSONResponse:
+    """Move the episode to another facility, for a reason: from then on that facility's policy decides. A client
+    whose level the facility cannot take now waits for it there (a waitlist entry) at an interim level."""
+    facility = known_facility(request, None, body.facility_id)
+    unavailable = await unavailable_at(request, facility)
+    command = TransferEpisode(facility.facility_id, body.reason, body.clinician, unavailable=unavailable)
+    return await _run(request, caller, episode_id, command)
 
 
 @router.post("/episodes/{episode_id}/placement-override", response_model=CommandResponse, responses=ERRORS)
 async def override_placement(
     body: OverrideBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
-    command = OverridePlacement(body.level, body.reason, body.note, body.clinician, body.director)
+    """Override the placement (or, after it, move the client); into a level the facility cannot take them at now,
+    a waitlist entry and the nearest level it can."""
+    unavailable = await unavailable_for_episode(request, episode_id)
+    command = OverridePlacement(body.level, body.reason, body.note, body.clinician, body.director, unavailable)
     return await _run(request, caller, episode_id, command)
 
 

@@ -38,8 +38,9 @@ from continuum.access import ApiKey, Role
 from continuum.access.sessions import SESSION_LIFETIME, DashboardSession, csrf_token
 from continuum.api import triage
 from continuum.api.attendance import attendance_strip, below_minimum_now
-from continuum.api.auth import CENSUS, MEASURES, READ_EPISODES, READ_RECORD
+from continuum.api.auth import CENSUS, MEASURES, READ_EPISODES, READ_RECORD, facility_scope, sees_episode
 from continuum.api.episode_page import CareClock, care_day_of, placements, results
+from continuum.api.facilities import census_by_facility
 from continuum.api.params import ID_PATTERN, services_of
 from continuum.api.reads import alerted_ids, listed_ids, query_shape
 from continuum.domain.codec import EventEnvelope, decode, encode, from_envelope, parse_instant
@@ -48,6 +49,7 @@ from continuum.domain.levels import LevelOfCare
 from continuum.domain.plan_decisions import plan_status
 from continuum.domain.stays import Stay, stays
 from continuum.eventlog.projection import episode_as_of
+from continuum.eventlog.reads import census_totals
 from continuum.eventlog.records import StoredEvent
 from continuum.eventlog.verify import Anchor, AnchorError, take_anchor, verify_log, verify_stream
 
@@ -186,9 +188,11 @@ def overview(request: Request) -> HTMLResponse:
     caller = CENSUS.refuse_unless(_signed_in(request))  # the census and the alerts: as the API's
     services = services_of(request)
     reads = services.reads
-    census = reads.census()
+    scope = facility_scope(caller)  # a session sees what its key sees
+    by_facility = reads.census(scope)
+    census = census_totals(by_facility)
     since = datetime.now(UTC) - timedelta(days=7)
-    alerts = reads.alerts(since)
+    alerts = reads.alerts(since, scope)
     shown = alerted_ids(alerts)
     services.access.record_view(
         caller, "dashboard overview", "dashboard", episode_ids=shown, rows=len(census) + len(shown)
@@ -208,7 +212,8 @@ def overview(request: Request) -> HTMLResponse:
         alert_groups=triage.all_alert_groups(alerts, datetime.now(UTC), services.episodes.day),
         statuses=[s.value for s in EpisodeStatus],
         total=sum(r["episodes"] for r in census),
-        below_minimum=below_minimum_now(request),
+        below_minimum=below_minimum_now(request, scope),
+        facilities=census_by_facility(request, caller, by_facility),
     )
 
 
@@ -220,12 +225,19 @@ def alert_list(request: Request, kind: str) -> HTMLResponse:
     if alert is None:
         return _not_found(request, caller, f"There is no alert list called {kind!r}.")
     services = services_of(request)
-    found = services.reads.alerts(datetime.now(UTC) - timedelta(days=7))
+    found = services.reads.alerts(datetime.now(UTC) - timedelta(days=7), facility_scope(caller))
     rows = found.get(alert.key, [])
     shown = alerted_ids({alert.key: rows})
     services.access.record_view(caller, f"dashboard alerts {alert.key}", "dashboard", episode_ids=shown, rows=len(rows))
     groups = triage.alert_groups(alert, rows, datetime.now(UTC), services.episodes.day)
     return _page(request, "alerts.html", caller, alert=alert, groups=groups, rows=len(rows))
+
+
+def _on_record(request: Request, caller: ApiKey, episode_id: str) -> bool:
+    """Whether the episode is on record for this session: an episode outside its key's facilities is as unknown as
+    one that does not exist (the API's rule, `api/auth.py`)."""
+    valid = _valid_id(episode_id) and services_of(request).reads.get(episode_id) is not None
+    return valid and sees_episode(caller, request, episode_id)
 
 
 def _not_found(request: Request, caller: ApiKey, message: str) -> HTMLResponse:
@@ -241,7 +253,7 @@ def episodes(
     services = services_of(request)
     reads = services.reads
     q = q.strip()
-    if q and _valid_id(q) and reads.get(q) is not None:  # the episode page applies its own rule
+    if q and _valid_id(q) and reads.get(q) is not None and sees_episode(caller, request, q):  # its page's own rule
         return RedirectResponse(f"/dashboard/episodes/{q}", status_code=303)
     READ_EPISODES.refuse_unless(caller)  # a list of episodes: as the API's
     level = level if level in {lv.value for lv in LevelOfCare} else ""
@@ -249,7 +261,13 @@ def episodes(
     flag = flag if flag.replace("_", "").isalpha() and len(flag) <= 40 else ""
     page = max(1, min(page, 100_000))
     result = reads.list(
-        level=level or None, status=status or None, flag=flag or None, page=page, page_size=50, id_prefix=q[:64] or None
+        level=level or None,
+        status=status or None,
+        flag=flag or None,
+        page=page,
+        page_size=50,
+        id_prefix=q[:64] or None,
+        facilities=facility_scope(caller),
     )
     filters = {"level": level, "status": status, "flag": flag, "q": q}
     shape = query_shape(level=level, status=status, flag=flag.split(":")[0], q=q, page=page)
@@ -273,7 +291,7 @@ def episodes(
 def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = False) -> HTMLResponse:
     caller = READ_RECORD.refuse_unless(_signed_in(request))  # the timeline is the record: as the API's events
     services = services_of(request)
-    if not _valid_id(episode_id) or services.reads.get(episode_id) is None:
+    if not _on_record(request, caller, episode_id):
         return _not_found(request, caller, f"There is no episode {episode_id} on record.")
     at, as_of_error = _instant(as_of)
     # The current state is the API's GET /episodes/{id}: a role refused it there sees the record only.
@@ -302,7 +320,7 @@ def episode_summary(request: Request, episode_id: str) -> HTMLResponse:
     """The episode's summary for a case conference, laid out for paper: placement, stays, tests, reviews."""
     caller = READ_EPISODES.refuse_unless(READ_RECORD.refuse_unless(_signed_in(request)))
     services = services_of(request)
-    if not _valid_id(episode_id) or services.reads.get(episode_id) is None:
+    if not _on_record(request, caller, episode_id):
         return _not_found(request, caller, f"There is no episode {episode_id} on record.")
     services.access.record_view(caller, "dashboard summary for print", "dashboard", episode_id=episode_id)
     context = _episode_record(request, episode_id, None, False)

@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from continuum.access import ApiKey, feed_viewer
-from continuum.api.auth import FEED
+from continuum.api.auth import FEED, facility_scope
 from continuum.api.params import services_of
 from continuum.api.services import Services
 from continuum.eventlog.feed import FeedPage, FeedReader
@@ -39,7 +39,8 @@ MAX_POSITION = 2**62
 
 
 def _reader(services: Services, caller: ApiKey) -> FeedReader:
-    return FeedReader(services.store, services.reads, feed_viewer(caller.role, caller.subject))
+    viewer = feed_viewer(caller.role, caller.subject)
+    return FeedReader(services.store, services.reads, viewer, scope=facility_scope(caller))
 
 
 @router.get(

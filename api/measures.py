@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from continuum.access import ApiKey
-from continuum.api.auth import MEASURES
+from continuum.api.auth import MEASURES, facility_scope
 from continuum.api.params import services_of
 from continuum.domain.measures import MeasuresError, default_period, parse_groupings
 from continuum.eventlog.measure_report import fhir_measure_report, report_body, report_csv
@@ -21,11 +21,17 @@ from continuum.eventlog.measures import MeasuresReport, measures_at, verify_repo
 router = APIRouter(prefix="/api/v1", tags=["measures"])
 
 
-def compute(request: Request, first: date | None, last: date | None, by: str, at: int | None) -> MeasuresReport:
+def compute(
+    request: Request, first: date | None, last: date | None, by: str, at: int | None, caller: ApiKey | None = None
+) -> MeasuresReport:
+    """The measures, from the episodes at the caller's facilities (every one without a caller or a scope)."""
     services = services_of(request)
+    scope = facility_scope(caller) if caller is not None else None
     try:
         period = default_period(first, last, datetime.now(UTC).date())
-        return measures_at(services.store, period, by=parse_groupings(by), position=at, day=services.episodes.day)
+        return measures_at(
+            services.store, period, by=parse_groupings(by), position=at, day=services.episodes.day, facilities=scope
+        )
     except MeasuresError as refused:
         raise HTTPException(422, str(refused)) from None
 
@@ -44,7 +50,7 @@ def measures(
 ) -> Response:
     """Outcome measures over a period (default: the last 90 days), from every episode's events up to `at`;
     the answer states the log position, its chain hash and the policy versions (README: "Outcome measures")."""
-    report = compute(request, first, last, by, at)
+    report = compute(request, first, last, by, at, caller)
     if format == "csv":
         name = f"measures-{report.position}.csv"
         return Response(

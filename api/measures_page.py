@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from continuum.api.auth import MEASURES
+from continuum.api.auth import MEASURES, facility_scope
 from continuum.api.dashboard import _page, _signed_in, router
 from continuum.api.params import services_of
 from continuum.domain.levels import LevelOfCare
@@ -93,7 +93,14 @@ def measures_page(request: Request, start: str = "", end: str = "", at: str = ""
         if at.strip() and not at.strip().isdigit():
             raise MeasuresError("at", f"{at.strip()!r} is not a log position (a whole number)")
         position = int(at) if at.strip() else None
-        report = measures_at(services.store, period, by=[Grouping.LEVEL], position=position, day=services.episodes.day)
+        report = measures_at(
+            services.store,
+            period,
+            by=[Grouping.LEVEL],
+            position=position,
+            day=services.episodes.day,
+            facilities=facility_scope(caller),
+        )
     except MeasuresError as refused:
         return _page(request, "measures.html", caller, 422, error=str(refused), form=form, report=None)
     measures = report.measures

@@ -11,7 +11,17 @@ from fastapi.responses import JSONResponse, Response
 
 from continuum.access import ApiKey, Role
 from continuum.api.attendance import attendance_body
-from continuum.api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD, TREATMENT_PLANS
+from continuum.api.auth import (
+    ADMIN,
+    AUDIT,
+    CENSUS,
+    PARTNERS,
+    READ_EPISODES,
+    READ_RECORD,
+    TREATMENT_PLANS,
+    facility_scope,
+)
+from continuum.api.facilities import census_by_facility, known_facility
 from continuum.api.params import ID_PATTERN, IdPath, services_of, viewed_state
 from continuum.api.schemas import CreateKeyBody
 from continuum.disclosures import export_history
@@ -23,6 +33,7 @@ from continuum.domain.errors import DisclosureRefused
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.plan_decisions import plan_status
 from continuum.eventlog.projection import episode_as_of
+from continuum.eventlog.reads import census_totals
 from continuum.eventlog.verify import Anchor, take_anchor, verify_log, verify_stream
 
 router = APIRouter(prefix="/api/v1", tags=["reads"])
@@ -55,6 +66,7 @@ def alerted_ids(found: dict[str, Any]) -> list[str]:
     return list(ids)
 
 
+FacilityQuery = Annotated[str | None, Query(pattern=ID_PATTERN, description="only this facility's episodes")]
 Purpose = Annotated[str, Query(pattern=r"^[a-z_]{1,40}$", description="why the record is read (logged)")]
 
 
@@ -66,6 +78,7 @@ def list_episodes(
     flag: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}(:[A-Za-z0-9._:-]{1,64})?$")] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+    facility: FacilityQuery = None,
     caller: ApiKey = Depends(READ_EPISODES),
 ) -> dict[str, Any]:
     services = services_of(request)
@@ -75,8 +88,10 @@ def list_episodes(
         flag=flag,
         page=page,
         page_size=page_size,
+        facility=facility,
+        facilities=facility_scope(caller),
     )
-    shape = query_shape(level=level, status=status, flag=flag, page=page, page_size=page_size)
+    shape = query_shape(level=level, status=status, flag=flag, page=page, page_size=page_size, facility=facility)
     services.access.record_view(
         caller, f"episodes {shape}", "operations", episode_ids=listed_ids(result.items), rows=len(result.items)
     )
@@ -239,23 +254,42 @@ def partner_referrals(request: Request, caller: ApiKey = Depends(PARTNERS)) -> d
 
 
 @router.get("/census")
-def census(request: Request, caller: ApiKey = Depends(CENSUS)) -> dict[str, Any]:
-    """Open episodes by level and status (`total` counts them); `closed` counts the episodes that have ended."""
+def census(request: Request, facility: FacilityQuery = None, caller: ApiKey = Depends(CENSUS)) -> dict[str, Any]:
+    """Open episodes by level and status (`total` counts them), and by facility: each level's occupancy against
+    its capacity, with the clients waitlisted there; `closed` counts the episodes that have ended. At the caller's
+    facilities (and only `facility`, if given)."""
     services = services_of(request)
-    rows = services.reads.census()
-    services.access.record_view(caller, "census", "operations", rows=len(rows))
-    reads = services.reads
-    return {"by_level_and_status": rows, "total": sum(r["episodes"] for r in rows), "closed": reads.closed_count()}
+    scope = facility_scope(caller)
+    if facility is not None:
+        known_facility(request, caller, facility)
+    rows = services.reads.census(scope, facility)
+    services.access.record_view(
+        caller, "census" + (f" facility={facility}" if facility else ""), "operations", rows=len(rows)
+    )
+    by_level_and_status = census_totals(rows)
+    return {
+        "by_level_and_status": by_level_and_status,
+        "total": sum(r["episodes"] for r in by_level_and_status),
+        "closed": services.reads.closed_count(scope, facility),
+        "by_facility": census_by_facility(request, caller, rows, facility),
+        "waitlist": services.reads.waitlist(scope, facility),
+    }
 
 
 @router.get("/alerts")
 def alerts(
-    request: Request, days: Annotated[int, Query(ge=1, le=365)] = 7, caller: ApiKey = Depends(CENSUS)
+    request: Request,
+    days: Annotated[int, Query(ge=1, le=365)] = 7,
+    facility: FacilityQuery = None,
+    caller: ApiKey = Depends(CENSUS),
 ) -> dict[str, Any]:
-    """Overdue reviews, plans and missing results open now; positives and step-ups in the last `days` days."""
+    """Overdue reviews, plans and missing results open now; positives and step-ups in the last `days` days; each
+    naming its facility, at the caller's facilities (and only `facility`, if given)."""
     services = services_of(request)
     since = datetime.now(UTC) - timedelta(days=days)
-    found = services.reads.alerts(since)
+    if facility is not None:
+        known_facility(request, caller, facility)
+    found = services.reads.alerts(since, facility_scope(caller), facility)
     ids = alerted_ids(found)
     rows = sum(len(v) for v in found.values())
     services.access.record_view(caller, f"alerts days={days}", "operations", episode_ids=ids, rows=rows)
@@ -302,14 +336,21 @@ def create_key(body: CreateKeyBody, request: Request, caller: ApiKey = Depends(A
     """A new API key; its secret is shown once, in this response, and only its hash is kept."""
     if body.role in (Role.LAB, Role.PARTNER) and not body.subject:
         raise HTTPException(422, f"subject: a {body.role.value} key names the {body.role.value} it speaks for")
-    key, secret = services_of(request).keys.create(body.name, body.role, body.subject)
-    return {"key_id": key.key_id, "name": key.name, "role": key.role.value, "subject": key.subject, "secret": secret}
+    for facility in body.facilities or []:
+        if services_of(request).episodes.facilities.get(facility) is None:
+            raise HTTPException(422, f"facilities: no facility {facility}")
+    key, secret = services_of(request).keys.create(body.name, body.role, body.subject, body.facilities)
+    return {**_key_body(key), "secret": secret}
+
+
+def _key_body(key: ApiKey) -> dict[str, Any]:
+    scope = sorted(key.facilities) if key.facilities is not None else None
+    return {**asdict(key), "role": key.role.value, "facilities": scope}
 
 
 @router.get("/keys")
 def list_keys(request: Request, caller: ApiKey = Depends(ADMIN)) -> dict[str, Any]:
-    keys = services_of(request).keys.list()
-    return {"keys": [{**asdict(k), "role": k.role.value} for k in keys]}
+    return {"keys": [_key_body(k) for k in services_of(request).keys.list()]}
 
 
 @router.delete("/keys/{key_id}", status_code=204)

@@ -110,6 +110,13 @@ class OpenEpisodeBody(Body):
     client_id: ClientId
     previous_episode_id: Id | None = None
     assessment: AssessmentBody | None = None
+    facility_id: Id | None = Field(None, description="the facility it opens at (default: the default facility)")
+
+
+class TransferBody(Body):
+    facility_id: Id = Field(description="the facility the episode moves to")
+    reason: Reason
+    clinician: Id
 
 
 class OverrideBody(Body):
@@ -223,6 +230,9 @@ class CreateKeyBody(Body):
     name: Id
     role: Role
     subject: Id | None = Field(None, description="the lab or partner id a lab or partner key speaks for")
+    facilities: list[Id] | None = Field(
+        None, max_length=100, description="the facilities the key is scoped to (none: the whole operator)"
+    )
 
 
 class RecordedEventOut(BaseModel):

@@ -9,6 +9,7 @@ import typer
 from continuum.cli.context import store
 from continuum.cli.errors import NotFound, Usage
 from continuum.cli.render import Json, emit, table
+from continuum.runtime.settings import load_settings
 
 commands = typer.Typer()
 episodes = typer.Typer(no_args_is_help=True, help="Episodes, as the projection has them.")
@@ -63,10 +64,36 @@ def episodes_show(episode_id: str, as_json: Json = False) -> None:
 
 
 @commands.command()
-def census(as_json: Json = False) -> None:
-    """Open episodes by level of care and status."""
-    from continuum.eventlog.reads import EpisodeReads
+def census(
+    facility: Annotated[str | None, typer.Option(help="Only this facility's episodes.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Open episodes by level of care and status, then by facility: occupancy against capacity, and who waits."""
+    from continuum.eventlog.reads import EpisodeReads, census_totals, facility_census
 
+    facilities = load_settings().facilities()
+    if facility is not None and facilities.get(facility) is None:
+        raise Usage(f"--facility: {facility!r} is not a facility (known: {', '.join(facilities.ids)})")
     with store() as opened:
-        rows: list[dict[str, Any]] = EpisodeReads(opened.engine).census()
-    emit(rows, as_json, table(rows, ["level", "status", "episodes"]) + f"\ntotal {sum(r['episodes'] for r in rows)}")
+        reads = EpisodeReads(opened.engine)
+        rows: list[dict[str, Any]] = reads.census(facility=facility)
+        waitlist = reads.waitlist(facility=facility)
+    totals = census_totals(rows)
+    by_facility = facility_census(facilities, rows, only=facility)
+    occupancy = [
+        {"facility": f["facility"], **level, "capacity": level["capacity"] or "no limit"}
+        for f in by_facility
+        for level in f["levels"]
+    ]
+    text = (
+        table(totals, ["level", "status", "episodes"])
+        + f"\ntotal {sum(r['episodes'] for r in totals)}\n\n"
+        + table(occupancy, ["facility", "level", "occupancy", "capacity", "free", "waitlisted"])
+        + (
+            f"\n\nwaitlist\n{table(waitlist, ['episode_id', 'facility', 'wanted_level', 'interim_level', 'since'])}"
+            if waitlist
+            else ""
+        )
+    )
+    body = {"by_level_and_status": totals, "by_facility": by_facility, "waitlist": waitlist}
+    emit(body, as_json, text)

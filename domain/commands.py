@@ -25,6 +25,9 @@ MAX_CANCELLATION_REASON = 500  # the longest reason a test is cancelled for
 class RecordAssessment:
     ratings: tuple[int, ...]  # the six ASAM dimensions, 0-4, in order
     assessed_by: str
+    # The levels the episode's facility cannot take the client at now (not offered, or full), as the API counted
+    # them from the projection when it accepted the command: a placement there records a waitlist entry.
+    unavailable: tuple[LevelOfCare, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,21 @@ class OpenEpisode:
     client_id: str
     previous_episode_id: str | None = None
     assessment: RecordAssessment | None = None
+    facility_id: str | None = None  # where the episode opens (the API names the default facility if not told)
+
+
+@dataclass(frozen=True)
+class TransferEpisode:
+    """Move the episode to another facility; from then on its policy decides. The sender fills in the new
+    facility's program (policy and directory texts, lab) and the levels it cannot take the client at now."""
+
+    facility_id: str
+    reason: str
+    clinician: str
+    policy_text: str | None = None
+    directory_text: str | None = None
+    lab_id: str | None = None
+    unavailable: tuple[LevelOfCare, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,7 @@ class OverridePlacement:
     note: str
     clinician: str
     director: str | None = None  # the clinical director whose decision a step down after the placement is
+    unavailable: tuple[LevelOfCare, ...] = ()  # as RecordAssessment's: a move there waits at an interim level
 
 
 @dataclass(frozen=True)
@@ -309,6 +328,7 @@ class EscalateTreatmentPlan:
 Command = (
     OpenEpisode
     | RecordAssessment
+    | TransferEpisode
     | OverridePlacement
     | RecordReviewOutcome
     | PutOnHold
@@ -413,6 +433,7 @@ COMMANDS: dict[str, type[Command]] = {
     "record_re_engagement_review": RecordReEngagementReview,
     "record_treatment_plan": RecordTreatmentPlan,
     "record_plan_review": RecordPlanReview,
+    "transfer": TransferEpisode,
 }
 COMMAND_NAMES: dict[type[Command], str] = {cls: name for name, cls in COMMANDS.items()}
 

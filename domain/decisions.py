@@ -42,6 +42,7 @@ from continuum.domain.commands import (
     RecordTestResult,
     RequestReview,
     Resume,
+    TransferEpisode,
 )
 from continuum.domain.episode import DischargeReason, Episode, EpisodeStatus, ReviewOutcome
 from continuum.domain.errors import CommandRejected, InvalidIdentifier
@@ -60,8 +61,9 @@ from continuum.domain.events import (
     ReviewRequested,
     StayStarted,
 )
+from continuum.domain.facility_decisions import decide_transfer, placement_at_facility, waitlist_moves
 from continuum.domain.fold import evolve, paused_dues, stay_elapsed
-from continuum.domain.ids import client_id, episode_id, staff_id
+from continuum.domain.ids import client_id, episode_id, lab_or_facility_id, staff_id
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.plan_decisions import admit_plans, check_goals_met, decide_plans, initial_plan_due
 from continuum.domain.policy import LevelChangePolicy, Policy
@@ -163,7 +165,8 @@ def _open(
         raise CommandRejected(f"episode {state.episode_id} is already open")
     eid = episode_id(command.episode_id)
     previous = episode_id(command.previous_episode_id) if command.previous_episode_id else None
-    opened = EpisodeOpened(eid, at, client_id(command.client_id), previous)
+    facility = lab_or_facility_id(command.facility_id) if command.facility_id is not None else None
+    opened = EpisodeOpened(eid, at, client_id(command.client_id), previous, facility)
     if command.assessment is None:
         return [opened]
     return [opened, *_decide(evolve(None, opened), command.assessment, policy, at, day)]
@@ -219,6 +222,14 @@ def _assess_command(
 def _override_command(
     state: Episode, command: OverridePlacement, policy: Policy, at: datetime, day: timedelta
 ) -> list[DomainEvent]:
+    """A placement override or a later move; into a level the facility cannot take the client at now, a waitlist
+    entry and the interim level (`domain.facility_decisions`)."""
+    return waitlist_moves(state, _override_or_move(state, command, policy, at, day), command.unavailable, policy, at)
+
+
+def _override_or_move(
+    state: Episode, command: OverridePlacement, policy: Policy, at: datetime, day: timedelta
+) -> list[DomainEvent]:
     rules = policy.level_changes
     if rules is None:  # a policy from before the rule: an override at any time, in any direction
         return _override(state, command, policy, at)
@@ -270,6 +281,7 @@ def _decide_level_change(
         clinician,
         director,
         policy.version,
+        state.facility_id,
     )
     return [decided, move(state, command.level, cause, policy, at)]
 
@@ -290,19 +302,21 @@ def _assess(
 ) -> list[DomainEvent]:
     ratings = validate_ratings(tuple(command.ratings))
     placement = place(ratings, policy)
-    first = placement.recommended_level
+    first, waiting = placement_at_facility(state, placement.recommended_level, command.unavailable, policy, at)
     return [
         AssessmentRecorded(state.episode_id, at, ratings, staff_id(command.assessed_by)),
         PlacementDecided(
             state.episode_id,
             at,
-            first,
+            placement.recommended_level,
             placement.after_withdrawal_level,
             placement.rules_fired,
             policy.version,
             placement.decided_by,
             ratings,
+            state.facility_id,
         ),
+        *waiting,
         StayStarted(
             state.episode_id,
             at,
@@ -399,6 +413,7 @@ _HANDLERS: dict[type, tuple[When, Handler]] = {
     **{kind: (When.OPEN, decide_plans) for kind in PLAN_COMMANDS},
     EscalateTreatmentPlan: (When.ACTIVE, decide_plans),
     RecordAssessment: (When.INTAKE, _assess_command),
+    TransferEpisode: (When.OPEN, decide_transfer),
     Resume: (When.ON_HOLD, _resume),
     PutOnHold: (When.ACTIVE, _put_on_hold),
     OverridePlacement: (When.ACTIVE, _override_command),

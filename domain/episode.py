@@ -102,6 +102,15 @@ class StepUpCancellation(StrEnum):
 
 
 @dataclass(frozen=True)
+class Waitlisted:
+    """On the facility's waitlist for `wanted_level` since `since`, placed at `interim_level` meanwhile."""
+
+    wanted_level: LevelOfCare
+    interim_level: LevelOfCare
+    since: datetime
+
+
+@dataclass(frozen=True)
 class PendingReview:
     """A therapist's completion review that was requested and not yet recorded."""
 
@@ -209,6 +218,10 @@ class Episode:
     plan: TreatmentPlan | None = None
     plan_due_at: datetime | None = None
     plan_escalated: bool = False  # the due date passed: escalated, until a plan or review is recorded
+    # Facilities (domain.facilities): where the episode is (None: opened before facilities, the default one), and
+    # the level it waits for there, if the facility could not take the client at the level decided.
+    facility_id: str | None = None
+    waitlist: Waitlisted | None = None
 
     def referral(self, referral_id: str) -> Referral | None:
         return next((r for r in self.referrals if r.referral_id == referral_id), None)

@@ -9,7 +9,8 @@ DomainError
 ├── UnknownEpisode         no episode has that id
 ├── DisclosureRefused      a disclosure without a lawful basis (names the parameter to mend)
 ├── WebhookRequestInvalid  a webhook subscription asking for what cannot be delivered (names the field)
-└── PolicyError            a care-pathway policy file that is malformed (names the key)
+├── PolicyError            a care-pathway policy file that is malformed (names the key)
+└── FacilityError          a facilities file that is malformed (names the facility and the key)
 """
 
 from __future__ import annotations
@@ -61,3 +62,7 @@ class WebhookRequestInvalid(DomainError):
     def __init__(self, parameter: str, reason: str) -> None:
         super().__init__(f"{parameter}: {reason}")
         self.parameter = parameter
+
+
+class FacilityError(DomainError):
+    """A facilities file that is malformed: the message names the facility and the key."""

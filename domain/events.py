@@ -53,6 +53,7 @@ class EpisodeOpened(DomainEvent):
 
     client_id: ClientId
     previous_episode_id: EpisodeId | None = None
+    facility_id: str | None = None  # the facility it opened at (None: recorded before facilities, the default one)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class PlacementDecided(DomainEvent):
     # reader needs no policy file. Events recorded before carry neither.
     decided_by: str = ""
     ratings: tuple[int, ...] = ()
+    facility_id: str | None = None  # since facilities: the facility whose policy decided
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,30 @@ class LevelChangeDecided(DomainEvent):
     note: str
     clinician: str
     director: str | None
+    policy_version: str
+    facility_id: str | None = None  # since facilities: the facility whose policy decided
+
+
+@dataclass(frozen=True)
+class EpisodeTransferred(DomainEvent):
+    """The episode moved to another facility, for a reason; from now on `policy_version` (that facility's
+    policy) decides."""
+
+    from_facility_id: str | None  # None: the default facility of an episode opened before facilities
+    to_facility_id: str
+    reason: str
+    clinician: str
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class WaitlistEntered(DomainEvent):
+    """The facility could not take the client at the level decided (not offered, or full): the client waits for
+    `wanted_level` and is placed at `interim_level` meanwhile; they leave the waitlist once placed at it."""
+
+    facility_id: str | None
+    wanted_level: LevelOfCare
+    interim_level: LevelOfCare
     policy_version: str
 
 
@@ -533,6 +559,8 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         PlacementDecided,
         PlacementOverridden,
         LevelChangeDecided,
+        EpisodeTransferred,
+        WaitlistEntered,
         StayStarted,
         LevelChanged,
         ReviewRequested,

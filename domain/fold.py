@@ -17,6 +17,7 @@ from continuum.domain.episode import (
     PendingReview,
     PendingStepUp,
     StepUpRecord,
+    Waitlisted,
 )
 from continuum.domain.errors import DomainError
 from continuum.domain.events import (
@@ -29,6 +30,7 @@ from continuum.domain.events import (
     EpisodeOpened,
     EpisodePutOnHold,
     EpisodeResumed,
+    EpisodeTransferred,
     FlagCleared,
     FlagRaised,
     FollowUpRecorded,
@@ -67,6 +69,7 @@ from continuum.domain.events import (
     TreatmentPlanEscalated,
     TreatmentPlanRecorded,
     TreatmentPlanReviewed,
+    WaitlistEntered,
 )
 from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.levels import Direction, LevelOfCare
@@ -134,6 +137,7 @@ def evolve(state: Episode | None, event: DomainEvent) -> Episode:
             status_since=event.occurred_at,
             version=1,
             previous_episode_id=event.previous_episode_id,
+            facility_id=event.facility_id,
         )
     if event.episode_id != state.episode_id:
         raise FoldError(f"event for episode {event.episode_id} applied to episode {state.episode_id}")
@@ -236,7 +240,18 @@ def _level_changed(state: Episode, event: LevelChanged) -> Episode:
         pending_step_up=None,
         last_step_up=StepUpRecord(event.cause_test_id, event.from_level, level) if stepped_up else None,  # type: ignore[arg-type]
         level_spells=(*state.level_spells, LevelSpell(level, event.occurred_at)),
+        waitlist=None if state.waitlist is None or state.waitlist.wanted_level is level else state.waitlist,
     )
+
+
+@_folds(EpisodeTransferred)
+def _transferred(state: Episode, event: EpisodeTransferred) -> Episode:
+    return replace(state, facility_id=event.to_facility_id, waitlist=None)  # the new facility decides afresh
+
+
+@_folds(WaitlistEntered)
+def _waitlisted(state: Episode, event: WaitlistEntered) -> Episode:
+    return replace(state, waitlist=Waitlisted(event.wanted_level, event.interim_level, event.occurred_at))
 
 
 @_folds(ReviewRequested)

@@ -38,6 +38,11 @@ def staff_id(value: str) -> str:
     return _valid(value, "a staff id is")
 
 
+def lab_or_facility_id(value: str) -> str:
+    """A facility's id, or the id of the lab it sends tests to (same form)."""
+    return _valid(value, "an id is")
+
+
 def consent_id(value: str) -> str:
     """The id a consent is recorded and revoked by (same form)."""
     return _valid(value, "a consent id is")

@@ -42,6 +42,7 @@ from continuum.domain.commands import (
     ReverseStepUp,
     RevokeConsent,
     ScheduleSession,
+    TransferEpisode,
     UpdateReferral,
 )
 from continuum.domain.episode import DischargeReason, EpisodeStatus, ReviewOutcome
@@ -55,6 +56,7 @@ from continuum.domain.events import (
     EpisodeOpened,
     EpisodePutOnHold,
     EpisodeResumed,
+    EpisodeTransferred,
     FlagRaised,
     FollowUpRecorded,
     FollowUpRequested,
@@ -85,6 +87,7 @@ from continuum.domain.events import (
     TreatmentPlanEscalated,
     TreatmentPlanRecorded,
     TreatmentPlanReviewed,
+    WaitlistEntered,
 )
 from continuum.domain.flags import FlagFamily
 from continuum.domain.levels import LevelOfCare
@@ -248,6 +251,8 @@ def recover(episode_id: str, events: Sequence[DomainEvent], day: timedelta) -> R
             recorded.tests[event.test_id] = TestIdentity(event.reason, event.occurred_at)
             if event.reason is OrderReason.SCHEDULED and not scheduled_seen:
                 recorded.lab_id, scheduled_seen = event.lab_id, True
+        if isinstance(event, WaitlistEntered) and recorded.inputs:
+            recorded.inputs[-1] = _waiting_as_recorded(recorded.inputs[-1], event)
         found = None if key is not None else _input_of(event, state, previous, day)
         if found is not None:
             recorded.inputs.append(dataclasses.replace(found, seq=seq))
@@ -257,12 +262,24 @@ def recover(episode_id: str, events: Sequence[DomainEvent], day: timedelta) -> R
     return recorded
 
 
+def _waiting_as_recorded(last: Input, waiting: WaitlistEntered) -> Input:
+    """The input a waitlist entry followed, with the levels its facility could not take the client at then: every
+    one but the interim level, so the simulation places the client where the record did."""
+    if not isinstance(last.command, (RecordAssessment, OverridePlacement, TransferEpisode)):
+        return last
+    unavailable = tuple(level for level in LevelOfCare if level is not waiting.interim_level)
+    return dataclasses.replace(last, command=dataclasses.replace(last.command, unavailable=unavailable))
+
+
 def _input_of(event: DomainEvent, state: StayClock, previous: DomainEvent | None, day: timedelta) -> Input | None:
     """The outside command `event` leads with, or None for a consequence (or a clock's event)."""
     at = event.occurred_at
     match event:
         case EpisodeOpened():
-            return Input(OpenEpisode(event.episode_id, event.client_id, event.previous_episode_id), at)
+            opened = OpenEpisode(event.episode_id, event.client_id, event.previous_episode_id, None, event.facility_id)
+            return Input(opened, at)
+        case EpisodeTransferred():  # under the proposed policy, as the whole cohort is
+            return Input(TransferEpisode(event.to_facility_id, event.reason, event.clinician), at)
         case AssessmentRecorded():
             return Input(RecordAssessment(event.ratings, event.assessed_by), at)
         case PlacementOverridden():

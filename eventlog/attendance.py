@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +51,7 @@ _REPORT = text(
       AND (CAST(:level AS text) IS NULL
            OR e.state->'level_spells' @> jsonb_build_array(jsonb_build_object('level', CAST(:level AS text))))
       AND e.episode_id > :after
+      AND (CAST(:scope AS text[]) IS NULL OR e.facility = ANY(CAST(:scope AS text[])))
     ORDER BY e.episode_id
     LIMIT :limit
     """
@@ -118,9 +119,11 @@ class AttendanceReads:
         *,
         after: str = "",
         episodes: int = PAGE_EPISODES,
+        facilities: Collection[str] | None = None,
     ) -> ReportPage:
         """One row per client and care week overlapping [start, end), by episode id then week: the rows of up to
-        `episodes` episodes with sessions after the episode id `after` (a page; `next_after` continues it)."""
+        `episodes` episodes with sessions after the episode id `after` (a page; `next_after` continues it), at
+        `facilities` (None: every one)."""
         week = self.day * WEEK_DAYS
         params: dict[str, Any] = {
             "end": end,
@@ -130,6 +133,7 @@ class AttendanceReads:
             "level": level.value if level else None,
             "after": after,
             "limit": episodes,
+            "scope": sorted(facilities) if facilities is not None else None,
         }
         with self.engine.connect() as conn:
             found = conn.execute(_REPORT, params).all()
@@ -146,12 +150,17 @@ class AttendanceReads:
         return ReportPage(rows, next_after)
 
     def report_all(
-        self, start: datetime, end: datetime, now: datetime, level: LevelOfCare | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        level: LevelOfCare | None = None,
+        facilities: Collection[str] | None = None,
     ) -> Iterator[list[AttendanceRow]]:
         """Every page of the report, in order (bounded memory: a page at a time)."""
         after: str | None = ""
         while after is not None:
-            page = self.report(start, end, now, level, after=after)
+            page = self.report(start, end, now, level, after=after, facilities=facilities)
             yield page.rows
             after = page.next_after
 

@@ -52,7 +52,9 @@ View = Callable[[StoredEvent], dict[str, Any] | None]
 class FeedReader:
     """One answer's reads of the log for one reader (its lookups cached for that answer only)."""
 
-    def __init__(self, store: PostgresEventStore, reads: EpisodeReads, viewer: FeedViewer) -> None:
+    def __init__(
+        self, store: PostgresEventStore, reads: EpisodeReads, viewer: FeedViewer, scope: frozenset[str] | None = None
+    ) -> None:
         self.store = store
         self.reads = reads
         self.viewer = viewer
@@ -66,7 +68,18 @@ class FeedReader:
             Audience.PARTNER: self._as_partner,
         }
         self.view = views[viewer.audience]
-        self.filtered = viewer.audience is not Audience.WHOLE
+        self.scope = scope  # the facilities whose episodes the reader sees (None: the whole operator)
+        self._facilities: dict[str, str | None] = {}
+        if scope is not None:
+            role_view = self.view
+            self.view = lambda event: role_view(event) if self._in_scope(event.stream_id) else None
+        self.filtered = viewer.audience is not Audience.WHOLE or scope is not None
+
+    def _in_scope(self, episode_id: str) -> bool:
+        if episode_id not in self._facilities:
+            self._facilities[episode_id] = self.reads.facility(episode_id)
+        facility = self._facilities[episode_id]
+        return facility is not None and self.scope is not None and facility in self.scope
 
     def page(self, after: int, limit: int) -> FeedPage:
         """Up to `limit` events the reader sees after position `after`, in position order."""

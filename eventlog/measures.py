@@ -9,7 +9,7 @@ with those events, not with every flag and schedule draw; the policy versions ar
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,6 +47,9 @@ class MeasuresReport:
         return Anchor(self.position, self.head_hash, name=f"the measures report at position {self.position}")
 
 
+_AT_FACILITIES = text("SELECT episode_id FROM episodes WHERE facility = ANY(:scope)")
+
+
 def measures_at(
     store: PostgresEventStore,
     period: Period,
@@ -54,10 +57,12 @@ def measures_at(
     by: Sequence[Grouping] = (),
     position: int | None = None,
     day: timedelta = DAY,
+    facilities: Collection[str] | None = None,
 ) -> MeasuresReport:
-    """The measures over `period` from every episode's events up to `position` (None: the head now)."""
+    """The measures over `period` from every episode's events up to `position` (None: the head now); with
+    `facilities`, from the episodes at those facilities alone."""
     histories: dict[str, list[DomainEvent]] = {}
-    versions: set[str] = set()
+    versions: dict[str, set[str]] = {}  # by episode: a reader of some facilities learns only their policies
     observed_until: datetime | None = None
     with store.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection, connection.begin():
         head = int(connection.execute(_HEAD).scalar_one())
@@ -78,14 +83,19 @@ def measures_at(
                     observed_until = row.occurred_at
                 version = row.payload.get("policy_version")
                 if version:
-                    versions.add(version)
+                    versions.setdefault(row.stream_id, set()).add(version)
                 if row.event_type in MEASURED_EVENT_TYPES:
                     schema_version, payload = store.upcasters.upcast(row.event_type, row.schema_version, row.payload)
                     envelope = EventEnvelope(row.event_type, schema_version, payload)
                     histories.setdefault(row.stream_id, []).append(from_envelope(envelope))
             after = rows[-1].position
+        if facilities is not None:
+            at = set(connection.execute(_AT_FACILITIES, {"scope": sorted(facilities)}).scalars())
+            histories = {stream: events for stream, events in histories.items() if stream in at}
+            versions = {stream: found for stream, found in versions.items() if stream in at}
     measures = compute(histories.values(), period, by=by, day=day, observed_until=observed_until)
-    measures = dataclasses.replace(measures, policy_versions=tuple(sorted(versions | set(measures.policy_versions))))
+    read = set().union(*versions.values()) if versions else set()
+    measures = dataclasses.replace(measures, policy_versions=tuple(sorted(read | set(measures.policy_versions))))
     return MeasuresReport(measures, position, head_hash, day.total_seconds())
 
 

@@ -18,6 +18,7 @@ from continuum.domain.codec import EventEnvelope, decode, encode, from_envelope
 from continuum.domain.episode import Episode
 from continuum.domain.errors import DomainError, UnknownEventType
 from continuum.domain.events import EVENT_TYPES, EpisodeOpened
+from continuum.domain.facility_decisions import facility_of
 from continuum.domain.fold import evolve, fold
 from continuum.eventlog.records import NewEvent, StoredEvent
 from continuum.eventlog.store import InlineProjection, PostgresEventStore
@@ -27,14 +28,14 @@ _EXISTING_EPISODES = text("SELECT episode_id FROM episodes WHERE episode_id = AN
 _UPSERT = text(
     """
     INSERT INTO episodes (episode_id, client_id, status, status_since, level, level_since, flags, opened_at,
-                          closed_at, version, last_position, state)
+                          closed_at, version, facility, last_position, state)
     VALUES (:episode_id, :client_id, :status, :status_since, :level, :level_since, :flags, :opened_at,
-            :closed_at, :version, :last_position, CAST(:state AS jsonb))
+            :closed_at, :version, :facility, :last_position, CAST(:state AS jsonb))
     ON CONFLICT (episode_id) DO UPDATE SET
         client_id = EXCLUDED.client_id, status = EXCLUDED.status, status_since = EXCLUDED.status_since,
         level = EXCLUDED.level, level_since = EXCLUDED.level_since, flags = EXCLUDED.flags,
         opened_at = EXCLUDED.opened_at, closed_at = EXCLUDED.closed_at, version = EXCLUDED.version,
-        last_position = EXCLUDED.last_position, state = EXCLUDED.state
+        facility = EXCLUDED.facility, last_position = EXCLUDED.last_position, state = EXCLUDED.state
     """
 )
 _CHECKPOINT = text("UPDATE projection_checkpoints SET position = :position WHERE name = 'episodes'")
@@ -55,6 +56,7 @@ _COLUMNS = (
     "opened_at",
     "closed_at",
     "version",
+    "facility",
 )
 # Inline in the append statement: applies only if the stream stood at the version the state was folded on.
 _INLINE = (
@@ -89,6 +91,7 @@ def _row(state: Episode, position: int) -> dict[str, object]:
         "opened_at": state.opened_at,
         "closed_at": state.closed_at,
         "version": state.version,
+        "facility": facility_of(state),
         "last_position": position,
         "state": json.dumps(encode(state), sort_keys=True),
     }

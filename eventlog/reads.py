@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +12,9 @@ from sqlalchemy import Engine, text
 from continuum.domain.aftercare import Consent
 from continuum.domain.codec import decode, parse_instant
 from continuum.domain.disclosure import still_disclosed_to
+from continuum.domain.facilities import Facilities, Facility
 from continuum.domain.flags import ALERT_OF, SUBJECT_OF, Alert, Flag, FlagFamily
+from continuum.domain.levels import LevelOfCare
 
 Rows = list[dict[str, Any]]  # named apart: inside EpisodeReads, `list` is its method
 
@@ -24,7 +27,22 @@ class Page:
     page_size: int
 
 
-_SUMMARY = "episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at, version"
+_SUMMARY = (
+    "episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at, version, facility"
+)
+Scope = Collection[str] | None  # the facilities a reader sees (api/auth.py decides it); None: every one
+
+
+def _at_facilities(facilities: Scope, facility: str | None, *conditions: str) -> tuple[list[str], dict[str, object]]:
+    """The conditions of a query over `episodes`, narrowed to the reader's facilities (and to `facility`)."""
+    where, params = list(conditions), dict[str, object]()
+    if facilities is not None:
+        where.append("facility = ANY(:scope)")
+        params["scope"] = sorted(facilities)
+    if facility:
+        where.append("facility = :facility")
+        params["facility"] = facility
+    return where, params
 
 
 def _flag_or_none(spelling: str) -> Flag | None:
@@ -74,9 +92,11 @@ class EpisodeReads:
         page: int = 1,
         page_size: int = 50,
         id_prefix: str | None = None,
+        facility: str | None = None,
+        facilities: Scope = None,
     ) -> Page:
-        where: list[str] = ["TRUE"]
-        params: dict[str, object] = {"limit": page_size, "offset": (page - 1) * page_size}
+        where, params = _at_facilities(facilities, facility, "TRUE")
+        params.update(limit=page_size, offset=(page - 1) * page_size)
         if id_prefix:  # search by episode id (a prefix; LIKE's wildcards are escaped)
             where.append("episode_id LIKE :prefix ESCAPE '\\'")
             params["prefix"] = id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -130,39 +150,75 @@ class EpisodeReads:
             row = conn.execute(query, {"e": episode_id, "v": value}).first()
         return dict(row.item) if row else None
 
-    def census(self) -> Rows:
-        """Open episodes (intake, active, on hold) by level and status; closed ones are counted apart."""
+    def facility(self, episode_id: str) -> str | None:
+        """The facility the episode is at (None: no such episode)."""
         with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    text(
-                        "SELECT coalesce(level, 'none') AS level, status, count(*) AS episodes FROM episodes"
-                        " WHERE status <> 'closed' GROUP BY 1, 2 ORDER BY 1, 2"
-                    )
-                )
-                .mappings()
-                .all()
-            )
-        return [dict(r) for r in rows]
+            found = conn.execute(text("SELECT facility FROM episodes WHERE episode_id = :e"), {"e": episode_id})
+            return found.scalar_one_or_none()
 
-    def closed_count(self) -> int:
+    def occupancy(self, facility: str) -> dict[LevelOfCare, int]:
+        """Open episodes at the facility by level: the beds and slots taken now."""
         with self.engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM episodes WHERE status = 'closed'")).scalar_one())
+            rows = conn.execute(
+                text(
+                    "SELECT level, count(*) AS taken FROM episodes WHERE facility = :f AND status <> 'closed'"
+                    " AND level IS NOT NULL GROUP BY level"
+                ),
+                {"f": facility},
+            ).all()
+        return {LevelOfCare(row.level): int(row.taken) for row in rows}
 
-    def alerts(self, since: datetime) -> dict[str, Rows]:
+    def census(self, facilities: Scope = None, facility: str | None = None) -> Rows:
+        """Open episodes (intake, active, on hold) by facility, level and status; closed ones are counted apart."""
+        where, params = _at_facilities(facilities, facility, "status <> 'closed'")
+        return self._rows(
+            "SELECT facility, coalesce(level, 'none') AS level, status, count(*) AS episodes,"
+            " count(*) FILTER (WHERE state -> 'waitlist' <> 'null'::jsonb) AS waitlisted"
+            f" FROM episodes WHERE {' AND '.join(where)} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            params,
+        )
+
+    def waitlist(self, facilities: Scope = None, facility: str | None = None) -> Rows:
+        """Open episodes waiting for a level their facility could not take them at, with the interim level."""
+        where, params = _at_facilities(
+            facilities, facility, "status <> 'closed'", "state -> 'waitlist' <> 'null'::jsonb"
+        )
+        return self._rows(
+            "SELECT episode_id, facility, state -> 'waitlist' ->> 'wanted_level' AS wanted_level,"
+            " state -> 'waitlist' ->> 'interim_level' AS interim_level, state -> 'waitlist' ->> 'since' AS since"
+            f" FROM episodes WHERE {' AND '.join(where)} ORDER BY facility, since, episode_id",
+            params,
+        )
+
+    def _rows(self, sql: str, params: dict[str, object]) -> Rows:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(text(sql), params).mappings().all()]
+
+    def closed_count(self, facilities: Scope = None, facility: str | None = None) -> int:
+        where, params = _at_facilities(facilities, facility, "status = 'closed'")
+        with self.engine.connect() as conn:
+            found = conn.execute(text(f"SELECT count(*) FROM episodes WHERE {' AND '.join(where)}"), params)
+            return int(found.scalar_one())
+
+    def alerts(self, since: datetime, facilities: Scope = None, facility: str | None = None) -> dict[str, Rows]:
         """Overdue reviews, overdue treatment plans and missing results now open, and positives and step-ups
-        recorded since `since`; of open episodes only (a closed episode's flags and events alert nobody). Each
-        row names the episode's client and level; a flag's row carries `due_at`, the due date it missed."""
+        recorded since `since`; of open episodes only (a closed episode's flags and events alert nobody), at the
+        reader's facilities (and `facility`, if given). Each row names the episode's client, level and facility; a
+        flag's row carries `due_at`, the due date it missed."""
+        where, params = _at_facilities(facilities, facility, "cardinality(flags) > 0", "status <> 'closed'")
+        params["since"] = since
+        scoped = "".join(f" AND episodes.{condition}" for condition in where[2:])
         with self.engine.connect() as conn:
             flagged = (
                 conn.execute(
                     text(
-                        "SELECT episode_id, client_id, level, flags, state->'pending_review'->>'due_at' AS review_due,"
-                        " state->>'plan_due_at' AS plan_due,"
+                        "SELECT episode_id, client_id, level, facility, flags,"
+                        " state->'pending_review'->>'due_at' AS review_due, state->>'plan_due_at' AS plan_due,"
                         f" {_DUE_BY_ID.format('tests', 'test_id', 'result_due_at')} AS results_due,"
                         f" {_DUE_BY_ID.format('referrals', 'referral_id', 'answer_due_at')} AS answers_due"
-                        " FROM episodes WHERE cardinality(flags) > 0 AND status <> 'closed' ORDER BY episode_id"
-                    )
+                        f" FROM episodes WHERE {' AND '.join(where)} ORDER BY episode_id"
+                    ),
+                    params,
                 )
                 .mappings()
                 .all()
@@ -170,14 +226,14 @@ class EpisodeReads:
             positives = (
                 conn.execute(
                     text(
-                        "SELECT stream_id AS episode_id, client_id, level, payload->>'test_id' AS test_id,"
+                        "SELECT stream_id AS episode_id, client_id, level, facility, payload->>'test_id' AS test_id,"
                         " payload->>'result' AS result,"
                         " payload->'substances' AS substances, payload->>'interpretation' AS interpretation,"
                         f" recorded_at FROM {_OPEN_EPISODES_EVENTS}"
                         " WHERE event_type IN ('TestResultRecorded', 'TestResultCorrected') AND recorded_at >= :since"
-                        " AND (payload->>'counts_as_positive')::boolean ORDER BY position"
+                        " AND (payload->>'counts_as_positive')::boolean" + scoped + " ORDER BY position"
                     ),
-                    {"since": since},
+                    params,
                 )
                 .mappings()
                 .all()
@@ -185,13 +241,14 @@ class EpisodeReads:
             step_ups = (
                 conn.execute(
                     text(
-                        "SELECT stream_id AS episode_id, client_id, level, payload->>'from_level' AS from_level,"
-                        " payload->>'to_level' AS to_level, payload->>'cause' AS cause,"
+                        "SELECT stream_id AS episode_id, client_id, level, facility,"
+                        " payload->>'from_level' AS from_level, payload->>'to_level' AS to_level,"
+                        " payload->>'cause' AS cause,"
                         f" recorded_at FROM {_OPEN_EPISODES_EVENTS}"
                         " WHERE event_type = 'LevelChanged' AND recorded_at >= :since"
-                        " AND payload->>'direction' = 'up' ORDER BY position"
+                        " AND payload->>'direction' = 'up'" + scoped + " ORDER BY position"
                     ),
-                    {"since": since},
+                    params,
                 )
                 .mappings()
                 .all()
@@ -203,7 +260,7 @@ class EpisodeReads:
                 if alert is None:
                     continue
                 subject = SUBJECT_OF.get(flag.family)
-                episode = {"episode_id": row["episode_id"], "client_id": row["client_id"], "level": row["level"]}
+                episode = {key: row[key] for key in ("episode_id", "client_id", "level", "facility")}
                 due = _due_at(row, flag)
                 if subject is None:  # the episode itself is the alert (once, whatever else it carries)
                     by_alert[alert].append({**episode, "flags": row["flags"], "due_at": due})
@@ -305,3 +362,54 @@ class EpisodeReads:
             if still_disclosed_to(consents, partner, at):
                 shown.append({k: v for k, v in row.items() if k != "consents"})
         return shown
+
+
+def census_totals(rows: Rows) -> Rows:
+    """The census rows (by facility, level and status) summed over the facilities: by level and status."""
+    totals: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (str(row["level"]), str(row["status"]))
+        totals[key] = totals.get(key, 0) + int(row["episodes"])
+    return [{"level": level, "status": status, "episodes": n} for (level, status), n in sorted(totals.items())]
+
+
+def facility_census(facilities: Facilities, rows: Rows, scope: Scope = None, only: str | None = None) -> Rows:
+    """Each facility in `scope` (or `only` that one), from the census rows: its open episodes by level against
+    the level's capacity (None: no limit), with how many of them wait there for another level. An episode at a
+    facility no longer configured (one opened before facilities, at `main`) still counts, under that id."""
+    named = [f for f in facilities.by_id.values() if (scope is None or f.facility_id in scope)]
+    extra = sorted({str(r["facility"]) for r in rows} - {f.facility_id for f in named})
+    shown = [f for f in [*(f.facility_id for f in named), *extra] if only is None or f == only]
+    return [_facility_row(facilities.get(fid), fid, [r for r in rows if r["facility"] == fid]) for fid in shown]
+
+
+def _facility_row(facility: Facility | None, facility_id: str, rows: Rows) -> dict[str, Any]:
+    def count(level: str, column: str = "episodes") -> int:
+        return sum(int(r[column]) for r in rows if r["level"] == level)
+
+    levels = []
+    for level in LevelOfCare:
+        taken = count(level.value)
+        offered = facility.offers(level) if facility else taken > 0
+        if not offered and not taken:
+            continue
+        capacity = facility.capacity.get(level) if facility else None
+        free = None if capacity is None else max(capacity - taken, 0)
+        waiting = count(level.value, "waitlisted")
+        levels.append(
+            {
+                "level": level.value,
+                "offered": offered,
+                "occupancy": taken,
+                "capacity": capacity,
+                "free": free,
+                "waitlisted": waiting,
+            }
+        )
+    return {
+        "facility": facility_id,
+        "name": facility.name if facility else facility_id,
+        "open": sum(int(r["episodes"]) for r in rows),
+        "unassessed": count("none"),
+        "levels": levels,
+    }

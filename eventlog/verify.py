@@ -345,7 +345,7 @@ def _stream_problems(rows: Iterable[Any]) -> list[BrokenLink]:
 
 _PROJECTED = (
     "SELECT episode_id, client_id, status, status_since, level, level_since, flags, opened_at, closed_at, version,"
-    " last_position, state FROM episodes"
+    " facility, last_position, state FROM episodes"
 )
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from temporalio.service import TLSConfig
 
+    from continuum.domain.facilities import Facilities, FacilityProgram
     from continuum.runtime.codec import KeyRing
 
 
@@ -51,6 +52,7 @@ class Settings:
     lab_order_url: str | None = None  # where test orders are POSTed; None: orders are only recorded
     lab_id: str = "lab-1"  # the lab those orders go to; only a key for this lab may report their results
     directory_file: Path | None = None  # a program's own resource directory for referrals; the default one if None
+    facilities_file: Path | None = None  # the operator's facilities (a section each); None: one, `main`, every level
     follow_up_url: str | None = None  # where follow-up requests are POSTed (an outreach service); None: recorded only
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -146,6 +148,7 @@ class Settings:
             lab_order_url=_http_url("CONTINUUM_LAB_ORDER_URL", text("CONTINUUM_LAB_ORDER_URL", None)),
             lab_id=text("CONTINUUM_LAB_ID", "lab-1") or "lab-1",
             directory_file=Path(directory).expanduser().resolve() if directory else None,
+            facilities_file=path("CONTINUUM_FACILITIES_FILE"),
             follow_up_url=_http_url("CONTINUUM_FOLLOW_UP_URL", text("CONTINUUM_FOLLOW_UP_URL", None)),
             api_host=text("CONTINUUM_API_HOST", "127.0.0.1") or "127.0.0.1",
             api_port=port("CONTINUUM_API_PORT", 8000),
@@ -208,6 +211,50 @@ class Settings:
             raise SettingsError(
                 f"CONTINUUM_DIRECTORY_FILE {self.directory_file} cannot be read: {error.strerror}"
             ) from None
+
+    def facilities(self) -> Facilities:
+        """The facilities file, validated (FacilityError names the facility and the key); one `main` if unset."""
+        from continuum.domain.facilities import load_facilities
+
+        if self.facilities_file is None:
+            return load_facilities(None)
+        return load_facilities(self._read("CONTINUUM_FACILITIES_FILE", self.facilities_file))
+
+    def facility_programs(self) -> dict[str, FacilityProgram]:
+        """Each facility's policy, resource directory and lab (the program's where it names none), every policy
+        validated here: an error names the facility and the key."""
+        from continuum.domain.errors import FacilityError, PolicyError
+        from continuum.domain.facilities import FacilityProgram
+        from continuum.domain.policy import load_policy
+
+        programs: dict[str, FacilityProgram] = {}
+        base = self.facilities_file.parent if self.facilities_file is not None else Path.cwd()
+        for facility in self.facilities().by_id.values():
+            where = f"facility {facility.facility_id}"
+            policy = (
+                self._read(f"{where}: policy", base / facility.policy_file)
+                if facility.policy_file
+                else self.policy_text()
+            )
+            directory = (
+                self._read(f"{where}: directory", base / facility.directory_file)
+                if facility.directory_file
+                else self.directory_text()
+            )
+            try:
+                load_policy(policy, directory)
+            except PolicyError as error:
+                raise FacilityError(f"{where}: {error}") from None
+            programs[facility.facility_id] = FacilityProgram(
+                facility, policy, directory, facility.lab_id or self.lab_id
+            )
+        return programs
+
+    def _read(self, name: str, file: Path) -> str:
+        try:
+            return file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise SettingsError(f"{name} {file} cannot be read: {error.strerror}") from None
 
     def policy_text(self) -> str:
         """The policy file's text (the packaged default if none is configured)."""

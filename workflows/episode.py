@@ -39,6 +39,9 @@ with workflow.unsafe.imports_passed_through():
         OpenEpisode,
         OrderScheduledTest,
         OrderTest,
+        OverridePlacement,
+        RecordAssessment,
+        TransferEpisode,
     )
     from continuum.domain.decisions import admit, decide
     from continuum.domain.disclosure import disclosed_values
@@ -68,6 +71,8 @@ PATCH_PLANS = "treatment-plans"  # episodes started before treatment-plan deadli
 # Episodes started before bounded replay: no working-state retirement, no history bound, no clock catch-up,
 # holds that stop the stay clock alone.
 PATCH_BOUNDED = "bounded-replay"
+# Episodes started before facilities replay without them: no facility on the open, no waitlist, no transfer.
+PATCH_FACILITIES = "facilities"
 OUTBOUND_RETRY = LAB_ORDER_RETRY
 # A repeated command id is answered with the first outcome: the newest KEPT_RESULTS with their events, the
 # KEPT_IDS before them with none. Callers' retries beyond that are the API's Idempotency-Key table's job
@@ -433,9 +438,13 @@ class EpisodeWorkflow:
     async def _execute(self, meta: CommandMeta, command: Command) -> CommandResult:
         if isinstance(command, (OrderTest, OrderScheduledTest)) and command.lab_id is None:
             command = dataclasses.replace(command, lab_id=self._input.lab_id)
+        if isinstance(command, (OpenEpisode, RecordAssessment, OverridePlacement, TransferEpisode)):
+            command = self._at_facility(command)
         self._running += 1
         try:
             result, recorded = await self._decide_and_record(meta, command)
+            if isinstance(command, TransferEpisode) and any(e.type == "EpisodeTransferred" for e in result.events):
+                self._take_up_program(command)
             for event in recorded:  # once on record: tell the lab, the partner, the outreach service
                 if isinstance(event, TestOrdered):
                     await self._send_lab_order(event)
@@ -446,6 +455,34 @@ class EpisodeWorkflow:
             return result
         finally:
             self._running -= 1
+
+    def _at_facility(self, command: OpenEpisode | RecordAssessment | OverridePlacement | TransferEpisode) -> Command:
+        """The command as this history knows facilities: one from before them has no facility on its open and
+        no levels a facility lacks (the patch marks where an episode first met them)."""
+        if workflow.patched(PATCH_FACILITIES):
+            return command
+        if isinstance(command, OpenEpisode):
+            assessment = dataclasses.replace(command.assessment, unavailable=()) if command.assessment else None
+            return dataclasses.replace(command, facility_id=None, assessment=assessment)
+        if isinstance(command, (RecordAssessment, OverridePlacement)):
+            return dataclasses.replace(command, unavailable=())
+        raise ApplicationError("this episode predates facilities; it cannot be transferred", type="CommandRejected")
+
+    def _take_up_program(self, transfer: TransferEpisode) -> None:
+        """From a recorded transfer on, the new facility's policy, resource directory and lab decide (and are
+        carried across continue-as-new)."""
+        changes: dict[str, Any] = {}
+        if transfer.policy_text is not None:
+            directory = None if transfer.directory_text is None else _shared(transfer.directory_text)
+            changes.update(policy_text=_shared(transfer.policy_text), directory_text=directory)
+        if transfer.lab_id is not None:
+            changes.update(lab_id=transfer.lab_id)
+        if not changes:
+            return
+        self._input = dataclasses.replace(self._input, **changes)
+        self._policy = load_policy(self._input.policy_text, self._input.directory_text)
+        self._policy_before_aftercare = dataclasses.replace(self._policy, referrals=None, follow_up=None)
+        self._policies = {}
 
     async def _send_referral(self, issued: ReferralIssued) -> None:
         """POST a disclosed referral to its partner's endpoint, with exactly what the disclosure names."""

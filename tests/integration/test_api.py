@@ -43,11 +43,14 @@ async def test_opening_an_episode_and_reading_it_back(stack: Stack) -> None:
 
     assert [e["episode_id"] for e in listed["items"]] == [f"{stack.e1}"] and listed["total"] == 1 and none["total"] == 0
     assert one["state"]["status"] == "active" and one["pending_review"] is None
-    assert census == {
+    assert {k: census[k] for k in ("by_level_and_status", "total", "closed")} == {
         "by_level_and_status": [{"level": "intensive_outpatient", "status": "active", "episodes": 1}],
         "total": 1,
         "closed": 0,
     }
+    [main] = census["by_facility"]  # without facilities: one, `main`, every level, no limit
+    iop = next(level for level in main["levels"] if level["level"] == "intensive_outpatient")
+    assert main["facility"] == "main" and iop["occupancy"] == 1 and iop["capacity"] is None and census["waitlist"] == []
 
 
 async def test_every_episode_command_route_works_and_reads_show_it(stack: Stack) -> None:
@@ -118,7 +121,11 @@ async def test_every_episode_command_route_works_and_reads_show_it(stack: Stack)
     one = (await stack.get(f"/api/v1/episodes/{stack.e2}")).json()
     assert one["state"]["status"] == "closed"
     census = (await stack.get("/api/v1/census")).json()  # the census is of open episodes; closed ones apart
-    assert census == {"by_level_and_status": [], "total": 0, "closed": 1}
+    assert {k: census[k] for k in ("by_level_and_status", "total", "closed")} == {
+        "by_level_and_status": [],
+        "total": 0,
+        "closed": 1,
+    }
     assert all(t["reason"] == "scheduled" for t in one["open_tests"])  # results may still come for those
 
 
@@ -320,6 +327,7 @@ async def test_alerts_show_overdue_reviews_missing_results_positives_and_step_up
         {"episode_id": a["episode_id"], "test_id": a["test_id"]} for a in alerts["missing_results"]
     ]
     assert all(a["due_at"] and a["client_id"] == "client-1" for a in alerts["missing_results"])
+    assert all(a["facility"] == "main" for a in alerts["missing_results"] + alerts["positives"])
     assert alerts["positives"][0]["substances"] == ["fentanyl"]
     assert [p["test_id"] for p in alerts["positives"]] == [other]
     assert [(s["episode_id"], s["to_level"]) for s in alerts["step_ups"]] == [(f"{stack.e3}", "residential")]

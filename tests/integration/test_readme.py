@@ -27,6 +27,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 MARKED = re.compile(r"<!-- README test: runs this block -->\n```(sh|python)\n(.*?)\n```", re.DOTALL)
+ON_FACILITIES = re.compile(
+    r"<!-- README test: runs this block on the sample facilities -->\n```sh\n(.*?)\n```", re.DOTALL
+)
+SAMPLE_FACILITIES = ROOT / "domain" / "facilities.toml"
 
 
 def marked_blocks() -> list[tuple[str, str]]:
@@ -41,6 +45,16 @@ def test_the_readme_marks_its_examples() -> None:
 def fresh_stack() -> Iterator[tuple[dict[str, str], int]]:
     """`continuum up` on its own embedded servers and data directory, as on a fresh clone (no keys configured:
     the payload key file is made in the data directory)."""
+    yield from _up({})
+
+
+@pytest.fixture
+def facilities_stack() -> Iterator[tuple[dict[str, str], int]]:
+    """The same, with the sample facilities file (Reno, Austin, Oakland)."""
+    yield from _up({"CONTINUUM_FACILITIES_FILE": str(SAMPLE_FACILITIES)})
+
+
+def _up(extra: dict[str, str]) -> Iterator[tuple[dict[str, str], int]]:
     data_dir = Path(tempfile.mkdtemp(prefix="continuum-readme-"))  # outside pytest's 0700 folders (PostgreSQL)
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "CONTINUUM_"))}
@@ -51,6 +65,7 @@ def fresh_stack() -> Iterator[tuple[dict[str, str], int]]:
             "CONTINUUM_TEMPORAL_UI_PORT": str(free_port()),
             "CONTINUUM_API_PORT": str(api_port),
             "CONTINUUM_LOG_FORMAT": "json",
+            **extra,
         }
     )
     with open(data_dir / "up.log", "wb") as out:
@@ -112,6 +127,17 @@ def test_every_readme_example_runs_in_order(fresh_stack: tuple[dict[str, str], i
     subscribed = _sh(webhooks.replace("127.0.0.1:8000", f"127.0.0.1:{api_port}"), env)
     assert subscribed.count("Store it now") == 1 and '"secret": "whsec_' in subscribed  # the CLI's, the API's
     assert "DELIVERY_ID" in subscribed and re.search(r"^disabled wh_[0-9a-f]+$", subscribed, re.MULTILINE)
+
+
+def test_the_facilities_example_runs_on_the_sample_facilities(facilities_stack: tuple[dict[str, str], int]) -> None:
+    env, api_port = facilities_stack
+    [block] = ON_FACILITIES.findall(README)
+
+    ran = _sh(block.replace("127.0.0.1:8000", f"127.0.0.1:{api_port}"), env)
+
+    assert '"facility_id":"nv-reno"' in ran and '"EpisodeTransferred"' in ran and '"WaitlistEntered"' in ran
+    assert '"title":"Not Found"' in ran or "no episode EP-2001" in ran  # the Reno key no longer sees it
+    assert "tx-austin" in ran and "intensive_outpatient" in ran  # the census of Austin, with the client
 
 
 def _sh(block: str, env: dict[str, str]) -> str:

@@ -73,3 +73,36 @@ def test_the_dashboards_sign_in_hint_is_a_command_that_parses() -> None:
     create = typer.main.get_group(keys.keys).commands["create"]
     context = create.make_context("continuum keys create", hint.group(1).replace("NAME", "dir-2").split())
     assert context.params["role"] == "director" and context.params["name"] == "dir-2"  # parsed, nothing created
+
+
+@pytest.mark.parametrize("args", [["census"], ["up"], ["keys", "create", "--role", "director", "--name", "d-1"]])
+def test_a_malformed_facilities_file_is_one_line_naming_the_facility_and_key_and_exit_2(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    facilities = tmp_path / "facilities.toml"
+    facilities.write_text(
+        '[facility.nv-reno]\nname = "Reno"\nlevels = ["residential"]\ncapacity = { residential = 0 }\n'
+    )
+    monkeypatch.setenv("CONTINUUM_FACILITIES_FILE", str(facilities))
+    result = _continuum(*args, data_dir=tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == "continuum: facility nv-reno: capacity.residential must be a positive whole number"
+    assert not (tmp_path / "pgdata").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["census", "--facility", "fl-tampa"], "continuum: --facility: 'fl-tampa' is not a facility (known: main)"),
+        (
+            ["keys", "create", "--role", "director", "--name", "d-1", "--facility", "fl-tampa"],
+            "continuum: --facility: 'fl-tampa' is not a facility (known: main)",
+        ),
+    ],
+)
+def test_an_unknown_facility_is_a_usage_error(args: list[str], says: str, tmp_path: Path) -> None:
+    result = _continuum(*args, data_dir=tmp_path)
+
+    assert result.returncode == 2 and result.stderr.strip() == says
+    assert not (tmp_path / "pgdata").exists()

@@ -46,6 +46,7 @@ WIRE_NAMES = {
     "record_re_engagement_review",
     "record_treatment_plan",
     "record_plan_review",
+    "transfer",
 }
 
 

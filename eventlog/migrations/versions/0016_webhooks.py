@@ -3,13 +3,13 @@ secret and how far the dispatcher has followed the log) and their deliveries (on
 status, attempts, the last error code; never the body).
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0014
 """
 
 from alembic import op
 
 revision = "0016"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
