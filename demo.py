@@ -45,6 +45,8 @@ CONSENT_PER_DAY = 0.5  # a client signs the partner's form
 REFERRAL_ANSWER_PER_DAY = 0.35  # partners accept or decline, later complete
 FOLLOW_UP_PER_DAY = 0.75  # the outreach team reaches the client
 DISCHARGE_PER_DAY = 0.004  # against medical advice, transferred, administrative
+TRANSFER_PER_DAY = 0.01  # a client at intensive outpatient or outpatient moves to another center offering it
+TRANSFERRED_LEVELS = ("intensive_outpatient", "outpatient")
 # Treatment services: a session's minutes and every how many care days one is held, by level (IOP in 4-hour
 # blocks every other day, PHP 5 hours daily, outpatient an hour every third day); the 24-hour levels have none.
 SESSIONS = {"intensive_outpatient": (240, 2), "partial_hospitalization": (300, 1), "outpatient": (60, 3)}
@@ -67,6 +69,7 @@ class Tally:
     """What this run of the demo did (the summary's other counts come from the record)."""
 
     opened: int = 0
+    transfers: int = 0
     reviews: Counter[str] = field(default_factory=Counter)
     requests: int = 0
     errors: Counter[int] = field(default_factory=Counter)
@@ -77,8 +80,15 @@ class CohortSimulation:
     """Plays the EHR (opens and assesses), the labs (results), the therapists (review outcomes), clients
     signing consents, referral partners (answers) and the outreach team (follow-up outcomes)."""
 
-    def __init__(self, api: httpx.AsyncClient, keys: dict[str, str], config: DemoConfig) -> None:
+    def __init__(
+        self,
+        api: httpx.AsyncClient,
+        keys: dict[str, str],
+        config: DemoConfig,
+        facilities: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.api, self.keys, self.config = api, keys, config
+        self.facilities = facilities or {}  # each facility the operator runs, with the levels it offers
         self.rng = random.Random(config.seed)
         self.cohort = uuid.uuid4().hex[:4]  # replaced by the record's when there is a cohort to resume
         self.episodes: list[str] = []  # every demo episode in the record, and those this run opens
@@ -203,6 +213,8 @@ class CohortSimulation:
                 "client_id": f"client-{episode.lower()}",
                 "assessment": {"ratings": ratings, "assessed_by": "clin-demo"},
             }
+            if len(self.facilities) > 1:  # each client opens at one of the operator's centers
+                body["facility_id"] = self.rng.choice(sorted(self.facilities))
             response = await self._request("POST", "/api/v1/episodes", body=body, key=f"open-{episode}", in_pass=False)
             if response is not None and response.status_code == 201:
                 self.tally.opened += 1
@@ -259,8 +271,21 @@ class CohortSimulation:
             waiting |= await self._review(episode, view["pending_review"], days)
             waiting |= await self._plan(episode, state, days)
             waiting |= await self._sessions(episode, state)
+            await self._transfer(episode, state, days)
         if not waiting:
             self.seen[episode] = state["version"]
+
+    async def _transfer(self, episode: str, state: dict[str, Any], days: float) -> None:
+        """Now and then a client in intensive outpatient or outpatient moves to another center offering the level
+        (closer to home); from then on that center's policy decides."""
+        level, at = state.get("level"), state.get("facility_id")
+        if level not in TRANSFERRED_LEVELS or not self._chance(TRANSFER_PER_DAY, days):
+            return
+        elsewhere = sorted(f for f, levels in self.facilities.items() if f != at and level in levels)
+        if elsewhere:
+            body = {"facility_id": self.rng.choice(elsewhere), "reason": "closer to home", "clinician": "clin-demo"}
+            if await self._command(episode, "transfer", body, key=f"transfer-{episode}-{state['version']}") == 200:
+                self.tally.transfers += 1
 
     async def _review(self, episode: str, review: dict[str, Any] | None, days: float) -> bool:
         if not review:
@@ -388,8 +413,10 @@ class CohortSimulation:
             "lab_reference": f"L-{test['test_id']}",
             "substances": substances,
         }
+        own_lab = f"lab:{test.get('lab_id')}"  # the key of the lab the test was sent to (a center's own lab)
+        lab = own_lab if own_lab in self.keys else "lab"
         await self._command(
-            episode, f"tests/{test['test_id']}/results", body, role="lab", key=f"result-{test['test_id']}"
+            episode, f"tests/{test['test_id']}/results", body, role=lab, key=f"result-{test['test_id']}"
         )
 
     def pass_interval(self) -> float:
@@ -439,6 +466,7 @@ class CohortSimulation:
             "opened": self.tally.opened,
             "resumed": self.resumed,
             "census": census,
+            "transfers": self.tally.transfers,
             "step_ups": len(alerts["step_ups"]),
             "step_up_causes": causes.most_common(TOP),
             "step_up_cause_kinds": len(causes),
@@ -509,7 +537,9 @@ async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) 
 # -- the demo as `continuum demo` runs it ------------------------------------------------------------
 
 
-def create_keys(store: Any, lab_id: str, directory_text: str, run: str) -> dict[str, str]:
+def create_keys(
+    store: Any, lab_id: str, directory_text: str, run: str, other_labs: tuple[str, ...] = ()
+) -> dict[str, str]:
     """This run's API keys, as each service would hold its own (secrets are kept hashed, so a run makes new ones)."""
     from continuum.access import ApiKeyStore, Role
     from continuum.domain.directory import load_directory
@@ -520,6 +550,8 @@ def create_keys(store: Any, lab_id: str, directory_text: str, run: str) -> dict[
         "lab": keys_store.create(f"demo-lab-{run}", Role.LAB, lab_id)[1],
         "director": keys_store.create(f"demo-director-{run}", Role.DIRECTOR)[1],
     }
+    for lab in sorted(set(other_labs) - {lab_id}):  # a center's own lab answers for its tests
+        keys[f"lab:{lab}"] = keys_store.create(f"demo-{lab}-{run}", Role.LAB, lab)[1]
     partners = sorted({r.partner for r in load_directory(directory_text).resources if r.partner})
     for partner in partners:  # each referral partner answers with a key of its own
         keys[f"partner:{partner}"] = keys_store.create(f"demo-{partner}-{run}", Role.PARTNER, partner)[1]
@@ -535,6 +567,8 @@ async def run_demo(
     lab_id: str,
     directory_text: str,
     temporal_ui_url: str | None,
+    facilities: dict[str, tuple[str, ...]] | None = None,
+    labs: tuple[str, ...] = (),
 ) -> None:
     """Open the cohort (or take it up from the record), play its care days with a progress bar, print the
     summary, then keep the clinic working until `stop` is set (or set it, with --exit)."""
@@ -543,11 +577,11 @@ async def run_demo(
     from continuum.eventlog.verify import verify_log
     from continuum.runtime.logs import log_file
 
-    keys = await asyncio.to_thread(create_keys, store, lab_id, directory_text, uuid.uuid4().hex[:4])
+    keys = await asyncio.to_thread(create_keys, store, lab_id, directory_text, uuid.uuid4().hex[:4], labs)
     async with httpx.AsyncClient(base_url=base) as api:
         if not await _api_ready(api, stop):
             return
-        simulation = CohortSimulation(api, keys, config)
+        simulation = CohortSimulation(api, keys, config, facilities)
         await simulation.find_cohort()
         if simulation.to_open:
             with Progress(transient=True) as progress:
@@ -605,6 +639,16 @@ def print_summary(
     else:
         typer.echo(f"\nCohort: {summary['opened']} episodes opened")
     typer.echo(_table(summary["census"]["by_level_and_status"], ["level", "status", "episodes"]))
+    by_facility = summary["census"].get("by_facility", [])
+    if len(by_facility) > 1:
+        rows = [
+            {"facility": f["facility"], **level}
+            for f in by_facility
+            for level in f["levels"]
+            if level["occupancy"] or level["waitlisted"]
+        ]
+        typer.echo(f"\nBy facility ({len(by_facility)} centers; transfers this run: {summary['transfers']}):")
+        typer.echo(_table(rows, ["facility", "level", "occupancy", "capacity", "waitlisted"]))
     causes, kinds = summary["step_up_causes"], summary["step_up_cause_kinds"]
     shown = f"; top {len(causes)} of {kinds} causes" if kinds > len(causes) else (": by cause" if causes else "")
     typer.echo(f"\nstep-ups:         {summary['step_ups']}{shown}")

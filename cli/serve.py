@@ -6,11 +6,12 @@ Each builds and runs through `bootstrap.serve`, which stops the parts in order w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from continuum.runtime.settings import load_settings
+from continuum.runtime.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from continuum.bootstrap import ExtraPart, Service
@@ -28,10 +29,12 @@ def _serve(
     port: int | None = None,
     day_seconds: float | None = None,
     extra: ExtraPart | None = None,
+    settings: Settings | None = None,
 ) -> None:
     from continuum.bootstrap import serve  # imports everything the service needs, before its signal handlers
 
-    serve(load_settings(), worker=worker, api=api, host=host, port=port, day_seconds=day_seconds, extra=extra)
+    settings = settings or load_settings()
+    serve(settings, worker=worker, api=api, host=host, port=port, day_seconds=day_seconds, extra=extra)
 
 
 @commands.command()
@@ -53,8 +56,15 @@ def demo(
 ) -> None:
     """The main job: a synthetic cohort through the public API on the embedded stack, then a summary."""
     from continuum.demo import DemoConfig, run_demo
+    from continuum.domain.facilities import sample_facilities_file
 
     config = DemoConfig(clients, days, day_seconds, positive_rate, seed, exit_)
+    settings = load_settings()
+    if settings.facilities_file is None:  # the demo's operator runs the three sample centers
+        settings = dataclasses.replace(settings, facilities_file=sample_facilities_file())
+    programs = settings.facility_programs()
+    facilities = {f: tuple(level.value for level in p.facility.levels) for f, p in programs.items()}
+    labs = tuple(sorted({p.lab_id for p in programs.values() if p.lab_id}))
 
     async def cohort(service: Service, stop: asyncio.Event) -> None:
         """Drive the cohort through the public API (or take it up again), print what happened, then serve on
@@ -67,9 +77,11 @@ def demo(
             lab_id=service.settings.lab_id,
             directory_text=service.settings.directory_text(),
             temporal_ui_url=service.endpoints.temporal_ui_url,
+            facilities=facilities,
+            labs=labs,
         )
 
-    _serve(worker=True, api=True, host=host, port=port, day_seconds=config.day_seconds, extra=cohort)
+    _serve(worker=True, api=True, host=host, port=port, day_seconds=config.day_seconds, extra=cohort, settings=settings)
 
 
 @commands.command("worker")

@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from continuum.domain.errors import FacilityError, InvalidIdentifier
@@ -73,6 +74,11 @@ class FacilityProgram:
 ONE_FACILITY = Facilities(
     {DEFAULT_FACILITY: Facility(DEFAULT_FACILITY, "Main", frozenset(LevelOfCare))}, DEFAULT_FACILITY
 )
+
+
+def sample_facilities_file() -> Path:
+    """The sample facilities file shipped with the package (three centers; `continuum demo` runs them)."""
+    return Path(str(resources.files("continuum.domain").joinpath("facilities.toml")))
 
 
 def sample_facilities_text() -> str:
