@@ -46,6 +46,9 @@ WIRE_NAMES = {
     "record_re_engagement_review",
     "record_treatment_plan",
     "record_plan_review",
+    "request_authorization",
+    "record_authorization_decision",
+    "record_concurrent_review",
 }
 
 
