@@ -28,6 +28,8 @@ class Role(StrEnum):
     PARTNER = "partner"  # its own referrals
     AUDITOR = "auditor"  # events, verification, export
     ADMIN = "admin"  # keys
+    # Payer authorizations and concurrent reviews: the episode's levels and authorizations, never clinical content
+    UTILIZATION_REVIEWER = "utilization_reviewer"
 
 
 @dataclass(frozen=True)

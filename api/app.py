@@ -31,6 +31,7 @@ from continuum.api import (
     problems,
     reads,
     simulations,
+    utilization,
 )
 from continuum.api.feed import router as feed_router
 from continuum.api.limits import BodyLimit
@@ -58,6 +59,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(measures.router)
     app.include_router(simulations.router)
     app.include_router(feed_router)
+    app.include_router(utilization.router)
     measures_page.register()  # on the dashboard's router, before it is mounted
     dashboard.install(app)
     _install_docs(app)

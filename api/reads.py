@@ -14,6 +14,7 @@ from continuum.api.attendance import attendance_body
 from continuum.api.auth import ADMIN, AUDIT, CENSUS, PARTNERS, READ_EPISODES, READ_RECORD, TREATMENT_PLANS
 from continuum.api.params import ID_PATTERN, IdPath, services_of, viewed_state
 from continuum.api.schemas import CreateKeyBody
+from continuum.api.utilization_reads import levels_body
 from continuum.disclosures import export_history
 from continuum.domain.answering import open_tests
 from continuum.domain.codec import decode, encode
@@ -97,6 +98,7 @@ def get_episode(
         "flags": state.get("flags", []),
         "attendance": attendance_body(request, state),
         "treatment_plan": treatment_plan_body(state),
+        "levels": levels_body(state, datetime.now(UTC)),
     }
 
 

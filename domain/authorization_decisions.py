@@ -67,7 +67,9 @@ def authorization_dues(
     for authorization in state.authorizations:
         pending = authorization.concurrent_review
         if pending is not None and not pending.escalated:
-            dues.append((EscalateConcurrentReview(authorization.authorization_id), _overdue_at(pending.due_at, review, day)))
+            dues.append(
+                (EscalateConcurrentReview(authorization.authorization_id), _overdue_at(pending.due_at, review, day))
+            )
         elif _review_wanted(authorization, now):
             assert authorization.end is not None
             at = authorization.end - day * review.review_days_before_end

@@ -76,9 +76,7 @@ def next_due(
     """The next command the clock issues, or None while nothing is scheduled (intake, on hold, closed,
     or only things a person must close, like an escalated review). `plans`: whether treatment-plan deadlines
     are kept (histories recorded before them replay without); `authorizations` likewise concurrent reviews."""
-    candidates = dues(
-        state, policy, now, day, drug_testing=drug_testing, plans=plans, authorizations=authorizations
-    )
+    candidates = dues(state, policy, now, day, drug_testing=drug_testing, plans=plans, authorizations=authorizations)
     return min(candidates, key=lambda due: due.at, default=None)
 
 

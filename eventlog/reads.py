@@ -127,7 +127,7 @@ class EpisodeReads:
 
     def alerts(self, since: datetime) -> dict[str, Rows]:
         """Overdue reviews, overdue treatment plans and missing results now open, and positives and step-ups
-        recorded since `since`."""
+        recorded since `since`; stays beyond or without their authorization, and overdue concurrent reviews."""
         with self.engine.connect() as conn:
             flagged = (
                 conn.execute(
@@ -182,7 +182,21 @@ class EpisodeReads:
             "step_ups": [dict(r) for r in step_ups],
             Alert.UNANSWERED_REFERRALS.value: by_alert[Alert.UNANSWERED_REFERRALS],
             Alert.OVERDUE_PLANS.value: by_alert[Alert.OVERDUE_PLANS],
+            Alert.BEYOND_AUTHORIZATION.value: by_alert[Alert.BEYOND_AUTHORIZATION],
+            Alert.UNAUTHORIZED_LEVELS.value: by_alert[Alert.UNAUTHORIZED_LEVELS],
+            Alert.OVERDUE_CONCURRENT_REVIEWS.value: by_alert[Alert.OVERDUE_CONCURRENT_REVIEWS],
         }
+
+    def with_authorizations(self) -> Rows:
+        """The states of the open episodes that have payer authorizations (the index of migration 0015)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT state FROM episodes WHERE (state -> 'authorizations') <> '[]'::jsonb"
+                    " AND status <> 'closed' ORDER BY episode_id"
+                )
+            ).all()
+        return [dict(row.state) for row in rows]
 
     def disclosures(self, episode_id: str, since: datetime | None, until: datetime | None) -> Rows:
         """The accounting of disclosures (42 CFR 2.25): to whom, when, why, what, under which consent."""

@@ -38,7 +38,6 @@ from continuum.domain.events import (
     ConcurrentReviewEscalated,
     ConcurrentReviewRecorded,
     ConcurrentReviewRequested,
-    FlagCleared,
     FlagRaised,
 )
 from continuum.domain.levels import LevelOfCare as L
@@ -75,7 +74,9 @@ def request(s: Scenario, level: L = L.INTENSIVE_OUTPATIENT, units: int = 10) -> 
 def approve(s: Scenario, auth: str, days: int = 10, start: datetime | None = None) -> list[object]:
     begins = start or s.at
     decision = AuthorizationDecision.APPROVED
-    return list(s.do(RecordAuthorizationDecision(auth, decision, "ur-1", "payer-1", "PA-1", begins, begins + DAY * days, days)))
+    return list(
+        s.do(RecordAuthorizationDecision(auth, decision, "ur-1", "payer-1", "PA-1", begins, begins + DAY * days, days))
+    )
 
 
 def types(events: list[object]) -> list[str]:
@@ -91,7 +92,11 @@ def test_a_request_mints_its_id_and_flags_the_level_unauthorized_while_pending()
     assert isinstance(raised, FlagRaised) and raised.flag == "level_unauthorized"
     assert raised.reason.startswith("pending:")
     shown = levels(s.state, s.at)
-    assert (shown.recommended, shown.clinical, shown.authorized) == (L.INTENSIVE_OUTPATIENT, L.INTENSIVE_OUTPATIENT, None)
+    assert (shown.recommended, shown.clinical, shown.authorized) == (
+        L.INTENSIVE_OUTPATIENT,
+        L.INTENSIVE_OUTPATIENT,
+        None,
+    )
     assert (shown.standing, shown.reason) == (Standing.UNAUTHORIZED, UnauthorizedReason.PENDING)
     assert request(s) == "ep-1.A2"
 
@@ -103,7 +108,11 @@ def test_an_approval_authorizes_the_level_and_clears_the_flag_and_a_repeat_recor
     assert types(events) == ["AuthorizationDecided", "FlagCleared"]
     assert s.flags() == set()
     shown = levels(s.state, s.at)
-    assert (shown.standing, shown.authorized, shown.authorization_id) == (Standing.AUTHORIZED, L.INTENSIVE_OUTPATIENT, auth)
+    assert (shown.standing, shown.authorized, shown.authorization_id) == (
+        Standing.AUTHORIZED,
+        L.INTENSIVE_OUTPATIENT,
+        auth,
+    )
     assert s.state.authorization(auth).status is AuthorizationStatus.APPROVED  # type: ignore[union-attr]
     decided = events[0]
     assert isinstance(decided, AuthorizationDecided)
@@ -112,7 +121,11 @@ def test_an_approval_authorizes_the_level_and_clears_the_flag_and_a_repeat_recor
     )
     assert s.do(again) == []
     with pytest.raises(CommandRejected, match="already approved"):
-        s.do(RecordAuthorizationDecision(auth, AuthorizationDecision.DENIED, "ur-1", denial_reason=DenialReason.ADMINISTRATIVE))
+        s.do(
+            RecordAuthorizationDecision(
+                auth, AuthorizationDecision.DENIED, "ur-1", denial_reason=DenialReason.ADMINISTRATIVE
+            )
+        )
 
 
 def test_a_partial_approval_is_fewer_units_or_a_shorter_period_and_an_approval_is_neither() -> None:
@@ -120,9 +133,17 @@ def test_a_partial_approval_is_fewer_units_or_a_shorter_period_and_an_approval_i
     auth = request(s, units=10)
     partial = AuthorizationDecision.PARTIALLY_APPROVED
     with pytest.raises(CommandInvalid, match="^units: .*partial approval"):
-        s.do(RecordAuthorizationDecision(auth, AuthorizationDecision.APPROVED, "ur-1", None, "PA-1", s.at, s.at + DAY * 5, 5))
+        s.do(
+            RecordAuthorizationDecision(
+                auth, AuthorizationDecision.APPROVED, "ur-1", None, "PA-1", s.at, s.at + DAY * 5, 5
+            )
+        )
     with pytest.raises(CommandInvalid, match="^units: .*shorter period"):
-        s.do(RecordAuthorizationDecision(auth, AuthorizationDecision.APPROVED, "ur-1", None, "PA-1", s.at, s.at + DAY * 5, 10))
+        s.do(
+            RecordAuthorizationDecision(
+                auth, AuthorizationDecision.APPROVED, "ur-1", None, "PA-1", s.at, s.at + DAY * 5, 10
+            )
+        )
     with pytest.raises(CommandInvalid, match="^units: .*not a partial one"):
         s.do(RecordAuthorizationDecision(auth, partial, "ur-1", None, "PA-1", s.at, s.at + DAY * 10, 10))
     events = s.do(RecordAuthorizationDecision(auth, partial, "ur-1", None, "PA-1", s.at, s.at + DAY * 5, 5))
@@ -167,7 +188,9 @@ def test_an_end_before_the_start_and_days_not_above_zero_are_refused() -> None:
 def test_a_denial_keeps_the_level_unauthorized_with_the_payers_reason_and_is_never_extended() -> None:
     s = placed()
     auth = request(s)
-    denial = RecordAuthorizationDecision(auth, AuthorizationDecision.DENIED, "ur-1", denial_reason=DenialReason.NOT_MEDICALLY_NECESSARY)
+    denial = RecordAuthorizationDecision(
+        auth, AuthorizationDecision.DENIED, "ur-1", denial_reason=DenialReason.NOT_MEDICALLY_NECESSARY
+    )
     assert types(s.do(denial)) == ["AuthorizationDecided"]  # the level stays flagged; its reason is now the denial
     assert s.flags() == {"level_unauthorized"}
     shown = levels(s.state, s.at)
@@ -183,8 +206,14 @@ def test_a_clinical_level_other_than_the_authorized_one_is_a_mismatch_with_its_r
     events = s.do(OverridePlacement(L.RESIDENTIAL, OverrideReason.CLINICAL_JUDGMENT, "", "clin-1"))
     assert [str(e.flag) for e in events if isinstance(e, FlagRaised)] == ["authorized_level_mismatch"]
     shown = levels(s.state, s.at)
-    assert (shown.clinical, shown.authorized, shown.standing) == (L.RESIDENTIAL, L.INTENSIVE_OUTPATIENT, Standing.MISMATCH)
-    assert shown.reason is UnauthorizedReason.NOT_REQUESTED and shown.override_reason is OverrideReason.CLINICAL_JUDGMENT
+    assert (shown.clinical, shown.authorized, shown.standing) == (
+        L.RESIDENTIAL,
+        L.INTENSIVE_OUTPATIENT,
+        Standing.MISMATCH,
+    )
+    assert (
+        shown.reason is UnauthorizedReason.NOT_REQUESTED and shown.override_reason is OverrideReason.CLINICAL_JUDGMENT
+    )
     # The residential stay authorized: the mismatch clears.
     residential = request(s, L.RESIDENTIAL)
     events = approve(s, residential)
@@ -227,7 +256,9 @@ def test_a_concurrent_review_recorded_closes_it_and_none_falls_due_again_for_the
     assert isinstance(recorded, ConcurrentReviewRecorded)
     assert s.state.authorization(auth).concurrent_review is None  # type: ignore[union-attr]
     assert s.do(outcome) == []
-    assert [c for c, _ in authorization_dues(s.state, s.policy, s.at, DAY) if not isinstance(c, CheckAuthorizations)] == []
+    assert [
+        c for c, _ in authorization_dues(s.state, s.policy, s.at, DAY) if not isinstance(c, CheckAuthorizations)
+    ] == []
     with pytest.raises(CommandRejected, match="not overdue yet|awaits escalation"):
         s.do(EscalateConcurrentReview(auth))
 
@@ -323,7 +354,11 @@ def test_the_flags_always_say_what_the_levels_say(units: int, start_in: int, at_
     approve(s, auth, days=units, start=s.at + DAY * start_in)
     s.advance(s.at + DAY * at_day)
     shown = levels(s.state, s.at)
-    standing_flags = {f for f in s.flags() if f.split(":")[0] in {"authorization_expired", "level_unauthorized", "authorized_level_mismatch"}}
+    standing_flags = {
+        f
+        for f in s.flags()
+        if f.split(":")[0] in {"authorization_expired", "level_unauthorized", "authorized_level_mismatch"}
+    }
     expected = {
         Standing.AUTHORIZED: set(),
         Standing.EXPIRED: {f"authorization_expired:{auth}"},
