@@ -92,13 +92,8 @@ def levels(state: Episode, at: datetime) -> Levels:
 
 
 def _ran_out(state: Episode, level: LevelOfCare, at: datetime) -> Authorization | None:
-    """The last approval for `level` that ended while the client stayed at it (the stay went past its end)."""
-    since = state.level_since
-    ended = [
-        a
-        for a in state.authorizations
-        if a.approved and a.level is level and a.end is not None and a.end <= at and since is not None and since < a.end
-    ]
+    """The last approval for `level` that has ended (with none current for it, the stay went past its end)."""
+    ended = [a for a in state.authorizations if a.approved and a.level is level and a.end is not None and a.end <= at]
     return max(ended, key=lambda a: a.end or at, default=None)
 
 
@@ -162,21 +157,27 @@ def utilization_row(state: Episode, at: datetime) -> UtilizationRow:
 
 
 def expiring(rows: Iterable[UtilizationRow], at: datetime, within: timedelta) -> list[UtilizationRow]:
-    """The authorized stays whose approval ends within `within` of `at`, soonest first."""
+    """The stays with a current approval (of their level or another) that ends within `within` of `at`, soonest
+    first."""
     found = [
         r
         for r in rows
-        if r.levels.standing is Standing.AUTHORIZED
+        if r.levels.authorized is not None
         and r.levels.authorized_until is not None
-        and r.levels.authorized_until <= at + within
+        and at < r.levels.authorized_until <= at + within
     ]
     return sorted(found, key=lambda r: (r.levels.authorized_until or at, r.episode_id))
 
 
 def beyond_authorization(rows: Iterable[UtilizationRow]) -> list[UtilizationRow]:
     """The stays that went past their approval's end, longest past first."""
-    found = [r for r in rows if r.levels.standing is Standing.EXPIRED]
-    return sorted(found, key=lambda r: (r.levels.authorized_until or datetime.max, r.episode_id))
+    found = [r for r in rows if r.levels.standing is Standing.EXPIRED and r.levels.authorized_until is not None]
+    return sorted(found, key=lambda r: (_ended(r), r.episode_id))
+
+
+def _ended(row: UtilizationRow) -> datetime:
+    assert row.levels.authorized_until is not None
+    return row.levels.authorized_until
 
 
 class Comparison(StrEnum):

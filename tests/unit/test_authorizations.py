@@ -327,7 +327,7 @@ def test_the_report_lists_expiring_and_beyond_authorization_and_groups_mismatche
     overridden.do(OverridePlacement(L.RESIDENTIAL, OverrideReason.COURT_ORDER, "", "clin-1"))
     at = expired.at
     rows = [utilization_row(s.state, at) for s in (authorized, expired, denied, overridden)]
-    assert [r.episode_id for r in expiring(rows, at, DAY * 7)] == ["ep-1"]
+    assert [r.episode_id for r in expiring(rows, at, DAY * 7)] == ["ep-1", "ep-4"]  # ep-4 at another level
     assert expiring(rows, at, DAY) == []
     assert [r.episode_id for r in beyond_authorization(rows)] == ["ep-2"]
     report = {(g.comparison, g.reason, g.level): g.episodes for g in mismatch_report(rows)}
