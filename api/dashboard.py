@@ -305,7 +305,7 @@ def utilization_review(request: Request, days: int = 7) -> HTMLResponse:
     services.access.record_view(
         caller, f"dashboard utilization review days={days}", "dashboard", episode_ids=shown, rows=len(shown)
     )
-    return _page(request, "utilization_review.html", caller, report=report)
+    return _page(request, "utilization_review.html", caller, report=report, may_record=READ_RECORD.permits(caller))
 
 
 @router.get("/verify")

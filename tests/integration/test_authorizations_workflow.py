@@ -135,6 +135,8 @@ async def test_an_authorization_is_requested_approved_reviewed_before_its_end_an
     alerts = (await stack.get("/api/v1/alerts")).json()
     assert {"episode_id": stack.e1, "authorization_id": auth} in alerts["stays_beyond_authorization"]
     assert {"episode_id": stack.e1, "authorization_id": auth} in alerts["overdue_concurrent_reviews"]
+    overview = await stack.http.get("/dashboard", headers=(await stack.sign_in("director")).headers)
+    assert overview.status_code == 200 and 'id="beyond-authorization-alerts"' in overview.text and auth in overview.text
 
     # The payer extends it: both flags clear; the reviewer's concurrent review for the new end is recorded.
     extension = {"decision": "extended", "decided_by": "ur-1", "end": format_instant(placed_at + DAY * 12), "units": 7}
