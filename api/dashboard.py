@@ -40,7 +40,7 @@ from continuum.api.attendance import attendance_strip, below_minimum_now
 from continuum.api.auth import CENSUS, MEASURES, READ_EPISODES, READ_RECORD, UTILIZATION
 from continuum.api.params import ID_PATTERN, services_of
 from continuum.api.reads import alerted_ids, listed_ids, query_shape
-from continuum.api.utilization_reads import utilization_report
+from continuum.api.utilization_reads import levels_body, utilization_report
 from continuum.domain.codec import EventEnvelope, decode, encode, from_envelope, parse_instant
 from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.levels import LevelOfCare
@@ -288,6 +288,7 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
         as_of_error=as_of_error,
         marks=_marks(events),
         plan=_plan(current, until),
+        care_levels=levels_body(current, until) if current else None,
         verification=verify_stream(services.store.engine, episode_id) if verify else None,
         strip=attendance_strip(request, current, at) if current else None,
     )

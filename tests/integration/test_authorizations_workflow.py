@@ -72,6 +72,14 @@ async def test_an_authorization_is_requested_approved_reviewed_before_its_end_an
     # partner reads them.
     for role in ("clinician", "lab", "partner", "director", "auditor"):
         assert (await stack.post(f"{base}/authorizations", _request(), role=role)).status_code == 403, role
+        decided = await stack.post(f"{base}/authorizations/{stack.e1}.A1/decisions", _approval(placed_at, 5), role=role)
+        assert decided.status_code == 403, role
+        review = {"outcome": "continue_as_authorized", "reviewed_by": "ur-1"}
+        assert (
+            await stack.post(f"{base}/authorizations/{stack.e1}.A1/concurrent-reviews", review, role=role)
+        ).status_code == 403
+    assert (await stack.get(f"{base}/authorizations", role="clinician")).status_code == 403
+    assert (await stack.get("/api/v1/feed", role=REVIEWER)).status_code == 403  # the event feed: not its own
     for role in ("lab", "partner", "admin"):
         assert (await stack.get(f"{base}/authorizations", role=role)).status_code == 403, role
         assert (await stack.get("/api/v1/utilization-review", role=role)).status_code == 403, role
@@ -235,3 +243,5 @@ async def test_denials_mismatches_and_stays_beyond_authorization_make_the_report
     session = (await stack.sign_in("director")).headers
     page = await stack.http.get("/dashboard/utilization-review", headers=session)
     assert page.status_code == 200 and 'id="beyond-authorization"' in page.text and stack.e2 in page.text
+    episode = await stack.http.get(f"/dashboard/episodes/{stack.e3}", headers=session)
+    assert episode.status_code == 200 and 'id="care-levels"' in episode.text and "level_not_covered" in episode.text
