@@ -39,13 +39,12 @@ async def request_authorization(
     same Idempotency-Key answers the same)."""
     command = RequestAuthorization(body.payer, body.level, body.unit, body.requested_units, body.requested_by)
     answer = await _run(request, caller, episode_id, command, created=True)
-    if answer.status_code == 201:
-        recorded = json.loads(bytes(answer.body))
-        minted = next(
-            e["data"]["authorization_id"] for e in recorded["events"] if e["type"] == "AuthorizationRequested"
-        )
-        answer.headers["Location"] = f"/api/v1/episodes/{episode_id}/authorizations/{minted}"
-    return answer
+    if answer.status_code != 201:
+        return answer
+    recorded = json.loads(bytes(answer.body))
+    minted = next(e["data"]["authorization_id"] for e in recorded["events"] if e["type"] == "AuthorizationRequested")
+    location = f"/api/v1/episodes/{episode_id}/authorizations/{minted}"
+    return JSONResponse({"authorization_id": minted, **recorded}, status_code=201, headers={"Location": location})
 
 
 @router.post(

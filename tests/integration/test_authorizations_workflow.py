@@ -98,7 +98,10 @@ async def test_an_authorization_is_requested_approved_reviewed_before_its_end_an
     requested = await stack.post(f"{base}/authorizations", _request(), role=REVIEWER, **{"Idempotency-Key": "ur-req-1"})
     assert requested.status_code == 201, requested.text
     auth = f"{stack.e1}.A1"
-    assert requested.headers["location"] == f"{base}/authorizations/{auth}"
+    assert (
+        requested.headers["location"] == f"{base}/authorizations/{auth}"
+        and requested.json()["authorization_id"] == auth
+    )
     assert "ratings" not in requested.json()["state"] and "tests" not in requested.json()["state"]
     assert requested.json()["state"]["levels"]["standing"] == "unauthorized"
     again = await stack.post(f"{base}/authorizations", _request(), role=REVIEWER, **{"Idempotency-Key": "ur-req-1"})
