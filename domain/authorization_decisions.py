@@ -30,7 +30,7 @@ from continuum.domain.commands import (
     RequestConcurrentReview,
 )
 from continuum.domain.episode import Episode, EpisodeStatus, Numbered
-from continuum.domain.errors import CommandInvalid, CommandRejected, InvalidIdentifier
+from continuum.domain.errors import CommandInvalid, CommandRejected
 from continuum.domain.events import (
     AuthorizationDecided,
     AuthorizationExtended,
@@ -44,7 +44,7 @@ from continuum.domain.events import (
 )
 from continuum.domain.flags import Flag, FlagFamily
 from continuum.domain.fold import fold
-from continuum.domain.ids import staff_id
+from continuum.domain.ids import field_id
 from continuum.domain.policy import Policy
 from continuum.domain.utilization import STANDING_FAMILIES, standing_changes, standing_flags
 from continuum.domain.values import text_problem
@@ -163,8 +163,8 @@ def decide_authorizations(
 
 
 def _request(state: Episode, command: RequestAuthorization, at: datetime) -> list[DomainEvent]:
-    payer = _identifier("payer", command.payer)
-    requested_by = _identifier("requested_by", command.requested_by)
+    payer = field_id("payer", command.payer)
+    requested_by = field_id("requested_by", command.requested_by)
     _units("requested_units", command.requested_units)
     authorization_id = Numbered.AUTHORIZATION.id(state.episode_id, len(state.authorizations) + 1)
     return [
@@ -185,7 +185,7 @@ def _decide(
     state: Episode, command: RecordAuthorizationDecision, version: str, at: datetime, day: timedelta
 ) -> list[DomainEvent]:
     requested = _requested(state, command)
-    decided_by = _identifier("decided_by", command.decided_by)
+    decided_by = field_id("decided_by", command.decided_by)
     if command.decision is AuthorizationDecision.DENIED:
         if command.denial_reason is None:
             raise CommandInvalid("denial_reason: a denial gives the payer's coded reason")
@@ -259,7 +259,7 @@ def _as_decided(authorization: Authorization, decided: AuthorizationDecided) -> 
 
 def _extend(state: Episode, command: RecordAuthorizationDecision, version: str, at: datetime) -> list[DomainEvent]:
     authorization = _requested(state, command)
-    extended_by = _identifier("decided_by", command.decided_by)
+    extended_by = field_id("decided_by", command.decided_by)
     if not authorization.approved:
         raise CommandInvalid(
             f"authorization_id: {authorization.authorization_id} is {authorization.status.value}; only an approved"
@@ -293,7 +293,7 @@ def _extend(state: Episode, command: RecordAuthorizationDecision, version: str, 
 
 def _record_review(state: Episode, command: RecordConcurrentReview, at: datetime) -> list[DomainEvent]:
     authorization = _known(state, command.authorization_id)
-    reviewed_by = _identifier("reviewed_by", command.reviewed_by)
+    reviewed_by = field_id("reviewed_by", command.reviewed_by)
     _text("note", command.note, MAX_NOTE)
     if not authorization.approved:
         raise CommandInvalid(
@@ -400,10 +400,3 @@ def _text(field: str, value: str, limit: int, *, required: bool = False) -> str:
     if problem is not None:
         raise CommandInvalid(f"{field}: {problem}")
     return value
-
-
-def _identifier(field: str, value: str) -> str:
-    try:
-        return staff_id(value)
-    except InvalidIdentifier as error:
-        raise CommandInvalid(f"{field}: {error}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import NewType
 
-from continuum.domain.errors import InvalidIdentifier
+from continuum.domain.errors import CommandInvalid, InvalidIdentifier
 
 EpisodeId = NewType("EpisodeId", str)
 ClientId = NewType("ClientId", str)
@@ -36,6 +36,15 @@ def client_id(value: str) -> ClientId:
 def staff_id(value: str) -> str:
     """A clinician's, therapist's or service's pseudonymous id (same form; never a name)."""
     return _valid(value, "a staff id is")
+
+
+def field_id(field: str, value: str) -> str:
+    """A command's id-valued field (who signed, who decided, a payer): `staff_id`'s form, or CommandInvalid (a
+    422) naming the field."""
+    try:
+        return staff_id(value)
+    except InvalidIdentifier as error:
+        raise CommandInvalid(f"{field}: {error}") from None
 
 
 def consent_id(value: str) -> str:

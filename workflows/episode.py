@@ -277,7 +277,7 @@ class EpisodeWorkflow:
             # the plan's clock first matters.
             self._plans = workflow.patched(PATCH_PLANS)
         plans = self._plans is True
-        if self._authorizations is None and state.authorizations:
+        if state.authorizations:
             self._check_authorizations_patch()
         return next_due(
             state,
