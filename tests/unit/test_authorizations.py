@@ -24,12 +24,14 @@ from continuum.domain.commands import (
     Discharge,
     EscalateConcurrentReview,
     OverridePlacement,
+    PutOnHold,
     RecordAuthorizationDecision,
     RecordConcurrentReview,
     RequestAuthorization,
     RequestConcurrentReview,
+    Resume,
 )
-from continuum.domain.episode import DischargeReason, OverrideReason
+from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason
 from continuum.domain.errors import CommandInvalid, CommandRejected, PolicyError
 from continuum.domain.events import (
     AuthorizationDecided,
@@ -43,6 +45,7 @@ from continuum.domain.events import (
 from continuum.domain.levels import LevelOfCare as L
 from continuum.domain.policy import default_policy_text, load_policy
 from continuum.domain.utilization import (
+    STANDING_FAMILIES,
     Comparison,
     Standing,
     UnauthorizedReason,
@@ -50,6 +53,7 @@ from continuum.domain.utilization import (
     expiring,
     levels,
     mismatch_report,
+    standing_flags,
     utilization_row,
 )
 from tests.unit.scenario import DAY, WITHOUT_TESTING_TEXT, Scenario
@@ -367,3 +371,72 @@ def test_the_flags_always_say_what_the_levels_say(units: int, start_in: int, at_
     assert standing_flags == expected
     due = next_due(s.state, s.policy, s.at, DAY)
     assert due is None or due.at >= s.at
+
+
+_ACTIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["request", "approve", "partial", "deny", "extend", "review", "move", "wait"]),
+        st.sampled_from([L.INTENSIVE_OUTPATIENT, L.RESIDENTIAL, L.PARTIAL_HOSPITALIZATION]),
+        st.integers(min_value=1, max_value=6),  # which request, days, or days to wait
+    ),
+    max_size=14,
+)
+
+
+def _act(s: Scenario, action: str, level: L, n: int) -> None:
+    auth = f"ep-1.A{n}"
+    start = s.at - DAY
+    match action:
+        case "request":
+            s.do(RequestAuthorization("payer-1", level, AuthorizationUnit.DAYS, n + 1, "ur-1"))
+        case "approve" | "partial":
+            units = n + 1 if action == "approve" else n
+            decision = (
+                AuthorizationDecision.APPROVED if action == "approve" else AuthorizationDecision.PARTIALLY_APPROVED
+            )
+            s.do(RecordAuthorizationDecision(auth, decision, "ur-1", None, "PA-1", start, start + DAY * units, units))
+        case "deny":
+            denied = AuthorizationDecision.DENIED
+            s.do(RecordAuthorizationDecision(auth, denied, "ur-1", denial_reason=DenialReason.OUT_OF_NETWORK))
+        case "extend":
+            current = s.state.authorization(auth)
+            end = (current.end if current and current.end else s.at) + DAY * n
+            s.do(RecordAuthorizationDecision(auth, AuthorizationDecision.EXTENDED, "ur-1", end=end, units=n))
+        case "review":
+            s.do(RecordConcurrentReview(auth, ConcurrentReviewOutcome.EXTENSION_REQUESTED, "ur-1"))
+        case "move":
+            s.do(OverridePlacement(level, OverrideReason.CLINICAL_JUDGMENT, "", "clin-1", director="dir-1"))
+        case "wait":
+            s.advance(s.at + DAY * n)
+
+
+@settings(max_examples=80, deadline=None)
+@given(actions=_ACTIONS)
+def test_whatever_is_recorded_the_flags_match_the_levels_and_a_refusal_records_nothing(
+    actions: list[tuple[str, L, int]],
+) -> None:
+    """Any sequence of the reviewer's commands, moves and waits: a refused command records nothing, at most one
+    standing flag is on, and it is the one the three levels name at that instant."""
+    s = placed()
+    for action, level, n in actions:
+        before = list(s.recorded)
+        try:
+            _act(s, action, level, n)
+        except CommandRejected:
+            assert s.recorded == before
+        held = {f for f in s.state.flags if f.family in STANDING_FAMILIES}
+        assert held == set(standing_flags(s.state, s.at)), (action, level, n)
+        assert len(held) <= 1
+
+
+def test_a_hold_moves_no_payer_date_and_the_resumption_brings_the_flags_up_to_date() -> None:
+    s = placed()
+    auth = request(s, units=4)
+    approve(s, auth, days=4)
+    s.do(PutOnHold(HoldReason.HOSPITALISED))
+    assert authorization_dues(s.state, s.policy, s.at, DAY) == []  # the clock waits while on hold
+    s.wait(6)
+    assert s.flags() == set()
+    events = s.do(Resume())
+    assert [str(e.flag) for e in events if isinstance(e, FlagRaised)] == [f"authorization_expired:{auth}"]
+    assert s.state.authorization(auth).end == s.state.authorization(auth).start + DAY * 4  # type: ignore[union-attr,operator]
