@@ -63,20 +63,11 @@ class Due:
     at: datetime
 
 
-def next_due(
-    state: Episode,
-    policy: Policy,
-    now: datetime,
-    day: timedelta,
-    *,
-    drug_testing: bool = True,
-    plans: bool = True,
-    authorizations: bool = True,
-) -> Due | None:
+def next_due(state: Episode, policy: Policy, now: datetime, day: timedelta, **clocks: bool) -> Due | None:
     """The next command the clock issues, or None while nothing is scheduled (intake, on hold, closed,
-    or only things a person must close, like an escalated review). `plans`: whether treatment-plan deadlines
-    are kept (histories recorded before them replay without); `authorizations` likewise concurrent reviews."""
-    candidates = dues(state, policy, now, day, drug_testing=drug_testing, plans=plans, authorizations=authorizations)
+    or only things a person must close, like an escalated review). `clocks` say which clocks a history keeps, as
+    `dues` takes them (histories recorded before one replay without it)."""
+    candidates = dues(state, policy, now, day, **clocks)
     return min(candidates, key=lambda due: due.at, default=None)
 
 
@@ -90,7 +81,8 @@ def dues(
     plans: bool = True,
     authorizations: bool = True,
 ) -> list[Due]:
-    """Everything the clock has scheduled, in no particular order (`next_due` is the earliest)."""
+    """Everything the clock has scheduled, in no particular order (`next_due` is the earliest). `plans`: whether
+    treatment-plan deadlines are kept; `authorizations`, concurrent reviews and the authorized level's flags."""
     candidates = [*_care_clock(state, policy, now, day), *_aftercare_clock(state, policy)]
     if drug_testing:
         candidates += _testing_clock(state, policy, now)
