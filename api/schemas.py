@@ -26,6 +26,7 @@ from continuum.domain.aftercare import FollowUpOutcome, ReferralStatus
 from continuum.domain.aftercare_decisions import MAX_CONSENT_DAYS
 from continuum.domain.authorizations import (
     MAX_AUTHORIZATION_NUMBER,
+    MAX_AUTHORIZED_DAYS_AHEAD,
     MAX_UNITS,
     AuthorizationDecision,
     AuthorizationUnit,
@@ -309,9 +310,6 @@ class PlanReviewBody(TreatmentPlanBody):
     """A plan review: the plan as revised (problems and goals), and who signed it."""
 
     review_id: Id
-
-
-MAX_AUTHORIZED_DAYS_AHEAD = 731  # an authorization's period ends within two years
 
 
 def _authorized_instant(value: datetime) -> datetime:

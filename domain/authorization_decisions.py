@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from continuum.domain.authorizations import (
     MAX_AUTHORIZATION_NUMBER,
+    MAX_AUTHORIZED_DAYS_AHEAD,
     MAX_UNITS,
     Authorization,
     AuthorizationDecision,
@@ -47,7 +48,7 @@ from continuum.domain.fold import fold
 from continuum.domain.ids import field_id
 from continuum.domain.policy import Policy
 from continuum.domain.utilization import STANDING_FAMILIES, standing_changes, standing_flags
-from continuum.domain.values import text_problem
+from continuum.domain.values import instant_problem, text_problem
 
 # -- the clock -------------------------------------------------------------------------------------------------
 
@@ -125,12 +126,18 @@ def _reconcile(state: Episode, at: datetime) -> list[DomainEvent]:
 # -- decisions ---------------------------------------------------------------------------------------------------
 
 
-def admit_authorizations(command: Command) -> None:
-    """A note or a number with control characters is refused where the command arrives (and in `decide`)."""
+def admit_authorizations(command: Command, at: datetime) -> None:
+    """A note or a number with control characters, or a period outside the plausible window (before 1900, ending
+    more than two years ahead), is refused where the command arrives (the text also in `decide`)."""
     if isinstance(command, RecordConcurrentReview):
         _text("note", command.note, MAX_NOTE)
-    elif isinstance(command, RecordAuthorizationDecision) and command.authorization_number is not None:
-        _text("authorization_number", command.authorization_number, MAX_AUTHORIZATION_NUMBER)
+    elif isinstance(command, RecordAuthorizationDecision):
+        if command.authorization_number is not None:
+            _text("authorization_number", command.authorization_number, MAX_AUTHORIZATION_NUMBER)
+        for field, instant in (("start", command.start), ("end", command.end)):
+            problem = instant and instant_problem(instant, at, timedelta(days=MAX_AUTHORIZED_DAYS_AHEAD))
+            if problem:
+                raise CommandInvalid(f"{field}: {problem}")
 
 
 def decide_authorizations(

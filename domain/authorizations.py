@@ -16,6 +16,7 @@ from continuum.domain.levels import LevelOfCare
 
 MAX_UNITS = 10_000  # days or units a request asks for, or a decision approves, at most
 MAX_AUTHORIZATION_NUMBER = 64  # the payer's authorization number, in characters
+MAX_AUTHORIZED_DAYS_AHEAD = 731  # an authorization's period ends within two years of now
 
 
 class AuthorizationUnit(StrEnum):

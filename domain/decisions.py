@@ -114,7 +114,7 @@ def admit(state: Episode | None, command: Command, at: datetime) -> None:
         case _ if isinstance(command, PLAN_COMMANDS):
             admit_plans(command)
         case _ if isinstance(command, AUTHORIZATION_COMMANDS):
-            admit_authorizations(command)
+            admit_authorizations(command, at)
 
 
 def _decide(state: Episode | None, command: Command, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:

@@ -31,6 +31,7 @@ from continuum.domain.commands import (
     RequestConcurrentReview,
     Resume,
 )
+from continuum.domain.decisions import admit
 from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason
 from continuum.domain.errors import CommandInvalid, CommandRejected, PolicyError
 from continuum.domain.events import (
@@ -440,3 +441,14 @@ def test_a_hold_moves_no_payer_date_and_the_resumption_brings_the_flags_up_to_da
     events = s.do(Resume())
     assert [str(e.flag) for e in events if isinstance(e, FlagRaised)] == [f"authorization_expired:{auth}"]
     assert s.state.authorization(auth).end == s.state.authorization(auth).start + DAY * 4  # type: ignore[union-attr,operator]
+
+
+def test_a_period_outside_the_plausible_window_is_refused_where_it_arrives() -> None:
+    s = placed()
+    auth = request(s)
+    approved = AuthorizationDecision.APPROVED
+    for start, end, field in [(s.at, s.at + DAY * 800, "end"), (s.at.replace(year=1800), s.at, "start")]:
+        command = RecordAuthorizationDecision(auth, approved, "ur-1", None, "PA-1", start, end, 10)
+        with pytest.raises(CommandInvalid, match=f"^{field}:"):
+            admit(s.state, command, s.at)
+    admit(s.state, RecordAuthorizationDecision(auth, approved, "ur-1", None, "PA-1", s.at, s.at + DAY * 10, 10), s.at)
