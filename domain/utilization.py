@@ -53,7 +53,7 @@ class Levels:
     standing: Standing
     reason: UnauthorizedReason | None  # with expired, unauthorized and mismatch
     denial_reason: DenialReason | None  # with the reason payer_denial
-    override_reason: OverrideReason | None  # why the clinical level differs from the recommended one, if coded
+    override_reason: OverrideReason | None  # why the clinical level differs from the recommended one (the placement)
     authorization_id: str | None  # the approval in force (authorized), or the one that ran out (expired)
     authorized_until: datetime | None
 
@@ -61,7 +61,11 @@ class Levels:
 def levels(state: Episode, at: datetime) -> Levels:
     """The recommended, clinical and authorized levels at `at`, and how the clinical one stands."""
     clinical = state.level
-    override = state.override_reason if state.recommended_level not in (None, clinical) else None
+    # The placement as overridden still stands while every move was an override; moves along the continuum since
+    # (a step down, a step up) are care, not a mismatch with the recommendation.
+    placement_stands = state.moves == state.placement_overrides
+    differs = state.recommended_level not in (None, clinical)
+    override = state.override_reason if differs and placement_stands else None
     current = [a for a in state.authorizations if a.current_at(at)]
     authorized = next((a for a in reversed(current) if a.level is clinical), current[-1] if current else None)
 
@@ -181,7 +185,7 @@ def _ended(row: UtilizationRow) -> datetime:
 
 
 class Comparison(StrEnum):
-    RECOMMENDED_CLINICAL = "recommended_clinical"  # the placement was overridden: its coded reason
+    RECOMMENDED_CLINICAL = "recommended_clinical"  # the placement was overridden (and stands): its coded reason
     CLINICAL_AUTHORIZED = "clinical_authorized"  # the clinical level has no current approval: why not
 
 
@@ -205,9 +209,9 @@ def mismatch_report(
     for row in rows:
         shown = row.levels
         level = shown.clinical.value if shown.clinical else "none"
-        if shown.recommended is not None and shown.clinical is not None and shown.recommended is not shown.clinical:
-            reason = shown.override_reason.value if shown.override_reason else "not_coded"
-            found.setdefault((group_by(row), Comparison.RECOMMENDED_CLINICAL, reason, level), []).append(row.episode_id)
+        if shown.override_reason is not None:  # the placement overridden, and standing
+            key = (group_by(row), Comparison.RECOMMENDED_CLINICAL, shown.override_reason.value, level)
+            found.setdefault(key, []).append(row.episode_id)
         if shown.standing in (Standing.EXPIRED, Standing.UNAUTHORIZED, Standing.MISMATCH) and shown.reason:
             reason = shown.reason.value + (f":{shown.denial_reason.value}" if shown.denial_reason else "")
             found.setdefault((group_by(row), Comparison.CLINICAL_AUTHORIZED, reason, level), []).append(row.episode_id)

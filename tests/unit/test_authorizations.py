@@ -452,3 +452,12 @@ def test_a_period_outside_the_plausible_window_is_refused_where_it_arrives() -> 
         with pytest.raises(CommandInvalid, match=f"^{field}:"):
             admit(s.state, command, s.at)
     admit(s.state, RecordAuthorizationDecision(auth, approved, "ur-1", None, "PA-1", s.at, s.at + DAY * 10, 10), s.at)
+
+
+def test_a_move_along_the_continuum_after_an_override_is_no_mismatch_with_the_recommendation() -> None:
+    s = placed()
+    s.do(OverridePlacement(L.RESIDENTIAL, OverrideReason.SERVICE_UNAVAILABLE, "", "clin-1"))
+    assert levels(s.state, s.at).override_reason is OverrideReason.SERVICE_UNAVAILABLE
+    s.step_down()  # residential -> the next level the policy names
+    assert levels(s.state, s.at).override_reason is None
+    assert mismatch_report([utilization_row(s.state, s.at)]) == []  # nothing requested: not tracked
