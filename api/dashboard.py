@@ -36,8 +36,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from continuum.access import ApiKey, Role
 from continuum.access.sessions import SESSION_LIFETIME, DashboardSession, csrf_token
+from continuum.api import triage
 from continuum.api.attendance import attendance_strip, below_minimum_now
 from continuum.api.auth import CENSUS, MEASURES, READ_EPISODES, READ_RECORD, UTILIZATION
+from continuum.api.episode_page import CareClock, care_day_of, placements, results
 from continuum.api.params import ID_PATTERN, services_of
 from continuum.api.reads import alerted_ids, listed_ids, query_shape
 from continuum.api.utilization_reads import levels_body, utilization_report
@@ -59,6 +61,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 _COOKIE_FLAGS: dict[str, Any] = {"path": "/dashboard", "secure": True, "httponly": True, "samesite": "strict"}
 templates = Jinja2Templates(directory=HERE / "templates")
+triage.install(templates.env)
 static = StaticFiles(directory=HERE / "static")
 LEVELS = list(reversed(LevelOfCare))  # most intensive first, as drawn
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -211,10 +214,32 @@ def overview(request: Request) -> HTMLResponse:
         by_level=by_level,
         widest=widest,
         alerts=alerts,
+        alert_groups=triage.all_alert_groups(alerts, datetime.now(UTC), services.episodes.day),
         statuses=[s.value for s in EpisodeStatus],
         total=sum(r["episodes"] for r in census),
         below_minimum=below_minimum_now(request),
     )
+
+
+@router.get("/alerts/{kind}")
+def alert_list(request: Request, kind: str) -> HTMLResponse:
+    """One alert list whole (the overview shows its first groups): every client, the most urgent first."""
+    caller = CENSUS.refuse_unless(_signed_in(request))
+    alert = triage.ALERT_LIST_OF.get(kind)
+    if alert is None:
+        return _not_found(request, caller, f"There is no alert list called {kind!r}.")
+    services = services_of(request)
+    found = services.reads.alerts(datetime.now(UTC) - timedelta(days=7))
+    rows = found.get(alert.key, [])
+    shown = alerted_ids({alert.key: rows})
+    services.access.record_view(caller, f"dashboard alerts {alert.key}", "dashboard", episode_ids=shown, rows=len(rows))
+    groups = triage.alert_groups(alert, rows, datetime.now(UTC), services.episodes.day)
+    return _page(request, "alerts.html", caller, alert=alert, groups=groups, rows=len(rows))
+
+
+def _not_found(request: Request, caller: ApiKey, message: str) -> HTMLResponse:
+    """A page that is not there, as a page (404): what was asked for, and the way back."""
+    return _page(request, "not_found.html", caller, 404, message=message)
 
 
 @router.get("/episodes")
@@ -249,6 +274,7 @@ def episodes(
         filters=filters,
         more=more,
         statuses=[s.value for s in EpisodeStatus],
+        flag_families=[(family.value, name) for family, name in triage.FLAG_NAMES.items()],
     )
 
 
@@ -257,38 +283,25 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
     caller = READ_RECORD.refuse_unless(_signed_in(request))  # the timeline is the record: as the API's events
     services = services_of(request)
     if not _valid_id(episode_id) or services.reads.get(episode_id) is None:
-        raise HTTPException(404, f"no episode {episode_id}")
+        return _not_found(request, caller, f"There is no episode {episode_id} on record.")
     at, as_of_error = _instant(as_of)
     # The current state is the API's GET /episodes/{id}: a role refused it there sees the record only.
     state_hidden = at is None and not READ_EPISODES.permits(caller)
     what = "dashboard timeline" + (f" as_of {at.isoformat()}" if at else "" if state_hidden else " and state")
     services.access.record_view(caller, what, "dashboard", episode_id=episode_id)
-    events = services.store.read_stream(episode_id, recorded_until=at)
-    state = episode_as_of(services.store, episode_id, at=at) if at else None
-    # A replay before the episode's first event shows that it did not exist yet, never today's state.
-    current = encode(state) if state else {} if at or state_hidden else services.reads.get(episode_id) or {}
-    until = at or datetime.now(UTC)
-    stays = _stays(events, until)
-    start = events[0].occurred_at if events else until
-    span = max((until - start).total_seconds(), 1.0)
+    context = _episode_record(request, episode_id, at, state_hidden)
+    current = context["state"]
     return _page(
         request,
         "episode.html",
         caller,
-        episode_id=episode_id,
-        state=current,
+        **context,
         state_hidden=state_hidden,
-        events=events,
-        stays=stays,
-        start=start,
-        until=until,
-        span=span,
         as_of=at,
         as_of_text=as_of,
         as_of_error=as_of_error,
-        marks=_marks(events),
-        plan=_plan(current, until),
-        care_levels=levels_body(current, until) if current else None,
+        plan=_plan(current, context["clock"].until),
+        care_levels=levels_body(current, context["clock"].until) if current else None,
         verification=verify_stream(services.store.engine, episode_id) if verify else None,
         strip=attendance_strip(request, current, at) if current else None,
     )
@@ -307,6 +320,41 @@ def utilization_review(request: Request, days: int = 7) -> HTMLResponse:
         caller, f"dashboard utilization review days={days}", "dashboard", episode_ids=shown, rows=len(shown)
     )
     return _page(request, "utilization_review.html", caller, report=report, may_record=READ_RECORD.permits(caller))
+
+
+@router.get("/episodes/{episode_id}/print")
+def episode_summary(request: Request, episode_id: str) -> HTMLResponse:
+    """The episode's summary for a case conference, laid out for paper: placement, stays, tests, reviews."""
+    caller = READ_EPISODES.refuse_unless(READ_RECORD.refuse_unless(_signed_in(request)))
+    services = services_of(request)
+    if not _valid_id(episode_id) or services.reads.get(episode_id) is None:
+        return _not_found(request, caller, f"There is no episode {episode_id} on record.")
+    services.access.record_view(caller, "dashboard summary for print", "dashboard", episode_id=episode_id)
+    context = _episode_record(request, episode_id, None, False)
+    return _page(request, "episode_print.html", caller, **context)
+
+
+def _episode_record(request: Request, episode_id: str, at: datetime | None, state_hidden: bool) -> dict[str, Any]:
+    """What the episode page and its print view read: the events (up to `at`), the state then, the stays and
+    marks on the care-day clock, the placements."""
+    services = services_of(request)
+    events = services.store.read_stream(episode_id, recorded_until=at)
+    state = episode_as_of(services.store, episode_id, at=at) if at else None
+    # A replay before the episode's first event shows that it did not exist yet, never today's state.
+    current = encode(state) if state else {} if at or state_hidden else services.reads.get(episode_id) or {}
+    # The clock runs to now (or the replay's instant), and never stops short of an event on record.
+    until = at or max([datetime.now(UTC), *(e.occurred_at for e in events[-1:])])
+    start = events[0].occurred_at if events else until
+    return {
+        "episode_id": episode_id,
+        "state": current,
+        "events": events,
+        "stays": _stays(events, until),
+        "clock": CareClock(start, until, care_day_of(events, services.episodes.day)),
+        "marks": _marks(events),
+        "placements": placements(events),
+        "results": results(events),
+    }
 
 
 @router.get("/verify")

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import sys
 
-from bench import audit, burst, episodes, event_append, payloads, reads, replay, report, restart, simulate, throughput
+from bench import (
+    audit,
+    burst,
+    episodes,
+    event_append,
+    memory,
+    payloads,
+    reads,
+    replay,
+    report,
+    restart,
+    simulate,
+    throughput,
+)
 
 BENCHMARKS = {
     "event_append": event_append.main,
@@ -17,6 +30,7 @@ BENCHMARKS = {
     "restart": restart.main,
     "throughput": throughput.main,
     "simulate": simulate.main,
+    "memory": memory.main,
 }
 EXTRA = {"report": report.main}  # not a benchmark: the markdown report of the last results
 

@@ -147,30 +147,13 @@ async def _measure(
     awaited = {eid: next(t for t in s.tests if t.reason is OrderReason.CLINICIAN) for eid, (s, _) in simulated.items()}
     assert all(test.result_due_at == overdue_at[eid] for eid, test in awaited.items())
     simulate_seconds = time.perf_counter() - began
-    store = stack.store()  # migrates the empty database
-    rows = []
-    for eid, (_, steps) in simulated.items():
-        meta = EventMetadata(workflow_id=workflow_id(eid), run_id=str(uuid.uuid4()))  # the earlier run
-        version = 0
-        for step in steps:
-            stamp = dataclasses.replace(meta, actor=step.actor, causation_id=step.command_id)
-            for event in step.events:
-                version += 1
-                rows.append((eid, version, event, stamp))
-    rows.sort(key=lambda row: row[2].occurred_at)  # one log, in the order it was written
-    copy_began = time.perf_counter()
-    seed_events(stack.database_url.replace("postgresql+psycopg://", "postgresql://"), rows)
-    copy_seconds = time.perf_counter() - copy_began
-    rebuild_began = time.perf_counter()
-    rebuild_episodes(store)
-    rebuild_seconds = time.perf_counter() - rebuild_began
-    store.engine.dispose()
+    copy_seconds, rebuild_seconds, rows = seed_simulated(stack, simulated)
     seeding_seconds = time.perf_counter() - began
-    inputs = {eid: _carried(eid, policy_text, state, steps) for eid, (state, steps) in simulated.items()}
+    inputs = {eid: carried(eid, policy_text, state, steps) for eid, (state, steps) in simulated.items()}
     state_bytes = [len(json.dumps(i.state, separators=(",", ":"))) for i in inputs.values()]
     payload_bytes = [DataConverter.default.payload_converter.to_payloads([i])[0].ByteSize() for i in inputs.values()]
     print(
-        f"seeded {len(rows)} events in {seeding_seconds:.1f} s; overdue instants {lead:.0f} s after the start",
+        f"seeded {rows} events in {seeding_seconds:.1f} s; overdue instants {lead:.0f} s after the start",
         flush=True,
     )
 
@@ -189,8 +172,8 @@ async def _measure(
         "path": path,
         "final_levels": dict(Counter(s.level.value for s, _ in simulated.values() if s.level)),
         "seeding": {
-            "events": len(rows),
-            "events_per_episode": round(len(rows) / count, 1),
+            "events": rows,
+            "events_per_episode": round(rows / count, 1),
             "simulate_seconds": round(simulate_seconds, 1),
             "copy_seconds": round(copy_seconds, 1),
             "projection_rebuild_seconds": round(rebuild_seconds, 1),
@@ -283,21 +266,8 @@ async def _restart(
         phase = time.perf_counter()
 
         async def start_one(eid: str) -> None:
-            state = simulated[eid][0]
-            attributes = TypedSearchAttributes(
-                [
-                    SearchAttributePair(EPISODE_LEVEL, state.level.value if state.level else "none"),
-                    SearchAttributePair(EPISODE_STATUS, state.status.value),
-                ]
-            )
             async with gate:
-                await client.start_workflow(
-                    EpisodeWorkflow.run,
-                    inputs[eid],
-                    id=workflow_id(eid),
-                    task_queue=queue,
-                    search_attributes=attributes,
-                )
+                await start_carried(client, queue, simulated[eid][0], inputs[eid])
 
         await _all_or_none([start_one(eid) for eid in ids])
         start_seconds = time.perf_counter() - phase
@@ -412,7 +382,43 @@ async def _restart(
     }
 
 
-def _carried(eid: str, policy_text: str, state: Episode, steps: list[Step]) -> EpisodeInput:
+async def start_carried(client: Client, queue: str, state: Episode, carried: EpisodeInput) -> None:
+    """Start an episode's workflow from the input its earlier run carried, with its search attributes."""
+    attributes = TypedSearchAttributes(
+        [
+            SearchAttributePair(EPISODE_LEVEL, state.level.value if state.level else "none"),
+            SearchAttributePair(EPISODE_STATUS, state.status.value),
+        ]
+    )
+    await client.start_workflow(
+        EpisodeWorkflow.run, carried, id=workflow_id(carried.episode_id), task_queue=queue, search_attributes=attributes
+    )
+
+
+def seed_simulated(stack: BenchStack, simulated: dict[str, tuple[Episode, list[Step]]]) -> tuple[float, float, int]:
+    """Write simulated episodes into the log as their earlier run recorded them (hash chain continued, real
+    metadata), in one log order, and rebuild the episodes projection from it: (copy s, rebuild s, events)."""
+    store = stack.store()  # migrates the empty database
+    rows = []
+    for eid, (_, steps) in simulated.items():
+        meta = EventMetadata(workflow_id=workflow_id(eid), run_id=str(uuid.uuid4()))  # the earlier run
+        version = 0
+        for step in steps:
+            stamp = dataclasses.replace(meta, actor=step.actor, causation_id=step.command_id)
+            for event in step.events:
+                version += 1
+                rows.append((eid, version, event, stamp))
+    rows.sort(key=lambda row: row[2].occurred_at)  # one log, in the order it was written
+    copy_began = time.perf_counter()
+    seed_events(stack.database_url.replace("postgresql+psycopg://", "postgresql://"), rows)
+    copy_seconds = time.perf_counter() - copy_began
+    rebuild_began = time.perf_counter()
+    rebuild_episodes(store)
+    store.engine.dispose()
+    return copy_seconds, time.perf_counter() - rebuild_began, len(rows)
+
+
+def carried(eid: str, policy_text: str, state: Episode, steps: list[Step]) -> EpisodeInput:
     """The input continue-as-new would hand the next run: the state, and the command results and ids it keeps."""
     fields = {f.name for f in dataclasses.fields(EpisodeInput)}
     carried: dict[str, Any] = {

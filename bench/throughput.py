@@ -147,7 +147,7 @@ async def _check(response: Awaitable[httpx.Response], expected: int) -> None:
 
 
 @contextmanager
-def _bare_worker(stack: BenchStack, queue: str) -> Any:
+def bare_worker(stack: BenchStack, queue: str) -> Any:
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.bare_worker", queue],
         env=stack.env(),
@@ -180,7 +180,7 @@ async def _measure(stack: BenchStack, opens: int, results: int) -> dict[str, Any
     samples: dict[str, list[dict[str, Any]]] = {}
     with (
         stack.process("up", ready="worker.started", TEMPORAL_TASK_QUEUE=queue, CONTINUUM_API_PORT=str(port)) as up,
-        _bare_worker(stack, bare_queue) as bare,
+        bare_worker(stack, bare_queue) as bare,
     ):
         meter = CpuMeter(up.pid, bare.pid, stack.data_dir)
         client = await stack.client()

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from continuum.domain.aftercare import Consent
-from continuum.domain.codec import decode
+from continuum.domain.codec import decode, parse_instant
 from continuum.domain.disclosure import still_disclosed_to
-from continuum.domain.flags import ALERT_OF, SUBJECT_OF, Alert, Flag
+from continuum.domain.flags import ALERT_OF, SUBJECT_OF, Alert, Flag, FlagFamily
 
 Rows = list[dict[str, Any]]  # named apart: inside EpisodeReads, `list` is its method
 
@@ -32,6 +32,32 @@ def _flag_or_none(spelling: str) -> Flag | None:
         return Flag.parse(spelling)
     except ValueError:
         return None
+
+
+# A JSON object of one list in an episode's state, id -> due date (for the alerts' `due_at`).
+_DUE_BY_ID = (
+    "(SELECT jsonb_object_agg(item->>'{1}', item->>'{2}') FROM jsonb_array_elements(coalesce(state->'{0}', '[]'))"
+    " AS item WHERE item->>'{2}' IS NOT NULL)"
+)
+_OPEN_EPISODES_EVENTS = "events JOIN episodes ON episodes.episode_id = events.stream_id AND episodes.status <> 'closed'"
+
+
+def _due_at(row: Any, flag: Flag) -> datetime | None:
+    """The due date an alerting flag stands for: the review's, the plan's, the test result's, the answer's."""
+    due: str | None
+    if flag.family is FlagFamily.REVIEW_OVERDUE:
+        due = row["review_due"]
+    elif flag.family is FlagFamily.PLAN_OVERDUE:
+        due = row["plan_due"]
+    elif flag.family is FlagFamily.RESULT_MISSING:
+        due = (row["results_due"] or {}).get(flag.subject)
+    elif flag.family is FlagFamily.REFERRAL_UNANSWERED:
+        due = (row["answers_due"] or {}).get(flag.subject)
+    elif flag.family in (FlagFamily.AUTHORIZATION_EXPIRED, FlagFamily.CONCURRENT_REVIEW_OVERDUE):
+        due = (row["authorizations_end"] or {}).get(flag.subject)  # the stay, or the review, was due by its end
+    else:
+        due = None
+    return parse_instant(due) if due else None
 
 
 _ELEMENT_KEYS = {"tests": "test_id", "referrals": "referral_id"}  # the lists `element` may read, by their key
@@ -127,12 +153,19 @@ class EpisodeReads:
 
     def alerts(self, since: datetime) -> dict[str, Rows]:
         """Overdue reviews, overdue treatment plans and missing results now open, and positives and step-ups
-        recorded since `since`; stays beyond or without their authorization, and overdue concurrent reviews."""
+        recorded since `since`; stays beyond or without their authorization, and overdue concurrent reviews; of open
+        episodes only (a closed episode's flags and events alert nobody). Each row names the episode's client and
+        level; a flag's row carries `due_at`, the due date it missed (an authorization's end, for its flags)."""
         with self.engine.connect() as conn:
             flagged = (
                 conn.execute(
                     text(
-                        "SELECT episode_id, level, flags FROM episodes WHERE cardinality(flags) > 0 ORDER BY episode_id"
+                        "SELECT episode_id, client_id, level, flags, state->'pending_review'->>'due_at' AS review_due,"
+                        " state->>'plan_due_at' AS plan_due,"
+                        f" {_DUE_BY_ID.format('tests', 'test_id', 'result_due_at')} AS results_due,"
+                        f" {_DUE_BY_ID.format('referrals', 'referral_id', 'answer_due_at')} AS answers_due,"
+                        f" {_DUE_BY_ID.format('authorizations', 'authorization_id', 'end')} AS authorizations_end"
+                        " FROM episodes WHERE cardinality(flags) > 0 AND status <> 'closed' ORDER BY episode_id"
                     )
                 )
                 .mappings()
@@ -141,8 +174,10 @@ class EpisodeReads:
             positives = (
                 conn.execute(
                     text(
-                        "SELECT stream_id AS episode_id, payload->>'test_id' AS test_id, payload->>'result' AS result,"
-                        " payload->>'interpretation' AS interpretation, recorded_at FROM events"
+                        "SELECT stream_id AS episode_id, client_id, level, payload->>'test_id' AS test_id,"
+                        " payload->>'result' AS result,"
+                        " payload->'substances' AS substances, payload->>'interpretation' AS interpretation,"
+                        f" recorded_at FROM {_OPEN_EPISODES_EVENTS}"
                         " WHERE event_type IN ('TestResultRecorded', 'TestResultCorrected') AND recorded_at >= :since"
                         " AND (payload->>'counts_as_positive')::boolean ORDER BY position"
                     ),
@@ -154,8 +189,9 @@ class EpisodeReads:
             step_ups = (
                 conn.execute(
                     text(
-                        "SELECT stream_id AS episode_id, payload->>'from_level' AS from_level,"
-                        " payload->>'to_level' AS to_level, payload->>'cause' AS cause, recorded_at FROM events"
+                        "SELECT stream_id AS episode_id, client_id, level, payload->>'from_level' AS from_level,"
+                        " payload->>'to_level' AS to_level, payload->>'cause' AS cause,"
+                        f" recorded_at FROM {_OPEN_EPISODES_EVENTS}"
                         " WHERE event_type = 'LevelChanged' AND recorded_at >= :since"
                         " AND payload->>'direction' = 'up' ORDER BY position"
                     ),
@@ -171,10 +207,12 @@ class EpisodeReads:
                 if alert is None:
                     continue
                 subject = SUBJECT_OF.get(flag.family)
+                episode = {"episode_id": row["episode_id"], "client_id": row["client_id"], "level": row["level"]}
+                due = _due_at(row, flag)
                 if subject is None:  # the episode itself is the alert (once, whatever else it carries)
-                    by_alert[alert].append(dict(row))
+                    by_alert[alert].append({**episode, "flags": row["flags"], "due_at": due})
                 elif flag.subject is not None:
-                    by_alert[alert].append({"episode_id": row["episode_id"], subject: flag.subject})
+                    by_alert[alert].append({**episode, subject: flag.subject, "due_at": due})
         return {
             Alert.OVERDUE_REVIEWS.value: by_alert[Alert.OVERDUE_REVIEWS],
             Alert.MISSING_RESULTS.value: by_alert[Alert.MISSING_RESULTS],

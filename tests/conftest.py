@@ -7,6 +7,7 @@ real processes, for the integration and the browser tests) starts once per modul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -155,6 +156,16 @@ def running_stack(
     postgres: str, template_url: str, temporal_env: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningStack]:
     """`continuum up` as a real process on the test servers, on a database and an API port of its own."""
+    with continuum_up(postgres, temporal_env, tmp_path_factory) as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def continuum_up(
+    postgres: str, temporal_env: Any, tmp_path_factory: pytest.TempPathFactory, **settings: str
+) -> Iterator[RunningStack]:
+    """`continuum up` on a database cloned from the migrated template; `settings` add CONTINUUM_* variables
+    (`CONTINUUM_DAY_SECONDS="1"` for a compressed care clock)."""
     name = f"stack_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(_conninfo(postgres), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE}')
@@ -168,6 +179,7 @@ def running_stack(
         "CONTINUUM_API_PORT": str(port),
         "CONTINUUM_PAYLOAD_KEYS": os.environ["CONTINUUM_PAYLOAD_KEYS"],  # the run's key (tests/payloads.py)
         "CONTINUUM_LOG_FORMAT": "json",
+        **settings,
     }
     keys = {}
     for role in ("clinician", "director", "auditor"):

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -117,6 +118,57 @@ class CommandResult:
     duplicate: bool = False
 
 
+class KeptResults:
+    """The newest command results, kept to answer a repeated command id with its first outcome: each as
+    compact JSON, oldest first. A repeat is rare, and a cached episode's memory is not: as objects, the
+    results were the largest part of what a workflow held (40-60 KiB of its 70-150, `bench memory`)."""
+
+    def __init__(self, results: Mapping[str, CommandResult]) -> None:
+        self._packed = {command_id: _packed(result) for command_id, result in results.items()}
+
+    def __contains__(self, command_id: str) -> bool:
+        return command_id in self._packed
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._packed)
+
+    def get(self, command_id: str) -> CommandResult | None:
+        packed = self._packed.get(command_id)
+        return None if packed is None else _unpacked(command_id, packed)
+
+    def add(self, result: CommandResult) -> None:
+        self._packed[result.command_id] = _packed(result)
+
+    def pop_oldest(self) -> str:
+        oldest = next(iter(self._packed))
+        del self._packed[oldest]
+        return oldest
+
+    def as_dict(self) -> dict[str, CommandResult]:
+        return {command_id: _unpacked(command_id, packed) for command_id, packed in self._packed.items()}
+
+
+def _packed(result: CommandResult) -> bytes:
+    events = [[event.type, event.data] for event in result.events]
+    return json.dumps([events, result.duplicate], separators=(",", ":")).encode()
+
+
+def _unpacked(command_id: str, packed: bytes) -> CommandResult:
+    events, duplicate = json.loads(packed)
+    return CommandResult(command_id, [RecordedEvent(kind, data) for kind, data in events], duplicate=duplicate)
+
+
+# One copy of each policy and directory text however many episodes carry it (each input decodes its own).
+_TEXTS: dict[str, str] = {}
+
+
+def _shared(text: str) -> str:
+    return _TEXTS.setdefault(text, text)
+
+
 @dataclass
 class EpisodeInput:
     episode_id: str
@@ -178,8 +230,13 @@ class EpisodeWorkflow:
         self._day = timedelta(seconds=input.day_seconds)
         self._state: Episode | None = decode(Episode, input.state) if input.state else None
         # Both in insertion order, oldest first, so the oldest leave first (see KEPT_RESULTS, KEPT_IDS).
-        self._results: dict[str, CommandResult] = {k: _without_state(r) for k, r in input.results.items()}
+        self._results = KeptResults({k: _without_state(r) for k, r in input.results.items()})
         self._earlier_ids: dict[str, None] = dict.fromkeys(input.earlier_command_ids)
+        # The SDK keeps the input as long as the workflow is cached: it keeps it without what was decoded
+        # above (`_carry` rebuilds those), and with one copy of the texts every episode carries.
+        input.state, input.results, input.earlier_command_ids = None, {}, []
+        input.policy_text = _shared(input.policy_text)
+        input.directory_text = None if input.directory_text is None else _shared(input.directory_text)
         self._bounded: bool | None = None  # whether this history has PATCH_BOUNDED; known once checked
         self._drug_testing: bool | None = None  # likewise PATCH_DRUG_TESTING
         self._plans: bool | None = None  # likewise PATCH_PLANS
@@ -576,11 +633,9 @@ class EpisodeWorkflow:
         )
 
     def _remember(self, result: CommandResult) -> None:
-        self._results[result.command_id] = result
+        self._results.add(result)
         while len(self._results) > KEPT_RESULTS:  # the oldest result keeps only its id
-            oldest = next(iter(self._results))
-            del self._results[oldest]
-            self._earlier_ids[oldest] = None
+            self._earlier_ids[self._results.pop_oldest()] = None
         while len(self._earlier_ids) > KEPT_IDS:
             del self._earlier_ids[next(iter(self._earlier_ids))]
 
@@ -603,7 +658,7 @@ class EpisodeWorkflow:
             lab_id=self._input.lab_id,
             directory_text=self._input.directory_text,
             state=encode(self._state),
-            results=dict(self._results),
+            results=self._results.as_dict(),
             earlier_command_ids=list(self._earlier_ids),
             history_events_bound=self._input.history_events_bound,
         )

@@ -4,6 +4,7 @@ a real `continuum up` with seeded episodes."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +35,7 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--remote-debugging-port=0",
+    "--window-size=1280,1000",  # a desk's screen: the screenshots show the pages as a director sees them
 ]
 
 
@@ -68,12 +71,45 @@ class Page:
             time.sleep(0.05)
         raise AssertionError(f"never happened in the browser: {what}; page: {self.js('location.href')}")
 
+    def screenshot(self, folder: Path, name: str) -> Path:
+        """The whole page as a PNG in `folder` (the run's screenshots, which CI keeps)."""
+        self.until("document.readyState === 'complete' && document.documentElement.clientWidth > 0", f"{name} drawn")
+        shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        path = folder / f"{name}.png"
+        path.write_bytes(base64.b64decode(shot["data"]))
+        assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 5_000, f"an empty screenshot of {name}"
+        return path
+
+    def sign_in(self, stack: RunningStack, role: str = "director") -> None:
+        """Sign in through the form with the stack's key for `role`, and wait for the page it leads to."""
+        self.goto(f"{stack.url}/dashboard/sign-in")
+        self.until("!!document.getElementById('api_key')", "sign-in form")
+        self.js(
+            f"document.getElementById('api_key').value = {json.dumps(stack.keys[role])};"
+            " document.getElementById('sign-in').click()"
+        )
+        self.until("location.pathname !== '/dashboard/sign-in' && document.readyState === 'complete'", "signed in")
+
+    def follow(self, link: str, path: str, then: str) -> Any:
+        """Click the link `link` (a CSS selector) and, once the browser is at `path`, what `then` answers."""
+        self.js(f"document.querySelector({json.dumps(link)}).click()")
+        return self.until(f"location.pathname === {json.dumps(path)} && ({then})", f"{then} at {path}")
+
     def goto(self, url: str) -> None:
         self.call("Page.navigate", url=url)
         self.until(
             f"location.href.startsWith({json.dumps(url.split('?')[0])}) && document.readyState === 'complete'",
             f"load {url}",
         )
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every browser test's screenshots, in one folder of the test run's temp dir (`<basetemp>/screenshots`):
+    CI keeps it as an artifact, and a reader sees each page as a director did."""
+    folder = tmp_path_factory.getbasetemp() / "screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.fixture
@@ -125,7 +161,9 @@ def _seed(stack: RunningStack) -> str:
     return episode
 
 
-def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack: RunningStack, browser: Page) -> None:
+def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(
+    running_stack: RunningStack, browser: Page, screenshots: Path
+) -> None:
     episode = _seed(running_stack)
     base = running_stack.url
 
@@ -137,6 +175,7 @@ def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack
     assert "not valid" in browser.until(
         "document.querySelector('.error') && document.querySelector('.error').innerText", "refusal"
     )
+    browser.screenshot(screenshots, "sign-in-refused")
     sign_in_token = browser.js("document.querySelector('input[name=csrf_token]').value")
     browser.js(
         f"document.getElementById('api_key').value = {json.dumps(running_stack.keys['director'])};"
@@ -148,10 +187,12 @@ def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack
         "the census",
     )
     bars = browser.js("document.querySelectorAll('#census-chart rect[class^=status-]').length")
+    browser.screenshot(screenshots, "census")
     hidden_cookie = browser.js("document.cookie")
 
     browser.goto(f"{base}/dashboard/episodes?q={episode[:9]}")
     listed = browser.until("document.getElementById('episode-list').innerText", "the episode list")
+    browser.screenshot(screenshots, "episode-list")
     browser.js(f"document.querySelector('a[href=\"/dashboard/episodes/{episode}\"]').click()")
     title = browser.until(
         f"location.pathname.endsWith('{episode}') && document.getElementById('episode-title')"
@@ -160,6 +201,7 @@ def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack
     )
     stays = browser.js("Array.from(document.querySelectorAll('#timeline rect.stay')).map(r => r.textContent)")
     causes = browser.js("document.getElementById('events').innerText")
+    browser.screenshot(screenshots, "episode")
 
     opened_at = httpx.get(
         f"{base}/api/v1/episodes/{episode}/events",
@@ -174,6 +216,7 @@ def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack
         "document.getElementById('replay-note') && document.getElementById('replay-note').innerText", "the replay"
     )
     replayed_title = browser.js("document.getElementById('episode-title').innerText")
+    browser.screenshot(screenshots, "episode-replayed")
 
     browser.js(
         "document.querySelector('form[action=\"/dashboard/sign-out\"] button').click()"
@@ -184,11 +227,11 @@ def test_a_director_signs_in_reads_the_census_and_opens_a_timeline(running_stack
     browser.goto(f"{base}/dashboard")
     after_sign_out = browser.until("location.pathname", "where the old session leads")
 
-    assert "intensive_outpatient\tactive" in census and bars >= 1
+    assert "intensive outpatient (IOP)\tactive" in census and bars >= 1
     assert "continuum_session" not in hidden_cookie  # HttpOnly: scripts cannot read the session
     assert episode in listed
-    assert episode in title and "intensive_outpatient" in title
-    assert [s.split(" from ")[0] for s in stays] == ["residential", "intensive_outpatient"]
+    assert episode in title and "intensive outpatient (IOP)" in title
+    assert [s.split(" from ")[0] for s in stays] == ["residential", "intensive outpatient (IOP)"]
     assert "payer_denial" in causes  # each step shows its cause
     assert "4 events" in replay and "residential" in replayed_title  # the record as it stood before the move
     assert len(sign_in_token) == 64  # the sign-in form's CSRF token went with the key

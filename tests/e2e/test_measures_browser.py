@@ -1,22 +1,20 @@
 """The outcomes page in headless Chromium over a real `continuum up`: a director signs in, reads the measures
 drawn as inline SVG with the log position they were computed at, and checks that position against the chain;
-a screenshot of the page is kept in the test's tmp dir."""
+a screenshot of the page is kept with the run's screenshots."""
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.test_dashboard_browser import Page, browser
+from tests.e2e.test_dashboard_browser import Page, browser, screenshots
 from tests.integration.stacks import RunningStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-__all__ = ["browser"]  # the fixture, shared with the dashboard's own browser test
+__all__ = ["browser", "screenshots"]  # the fixtures, shared with the dashboard's own browser test
 PERIOD = "start=2000-01-01&end=2099-12-31"
 
 
@@ -38,16 +36,11 @@ def _seed(stack: RunningStack) -> None:
 
 
 def test_a_director_reads_the_outcomes_as_charts_and_checks_them_against_the_chain(
-    running_stack: RunningStack, browser: Page, tmp_path: Path
+    running_stack: RunningStack, browser: Page, screenshots: Path
 ) -> None:
     _seed(running_stack)
     base = running_stack.url
-    browser.goto(f"{base}/dashboard/sign-in")
-    browser.until("!!document.getElementById('api_key')", "sign-in form")
-    browser.js(
-        f"document.getElementById('api_key').value = {json.dumps(running_stack.keys['director'])};"
-        " document.getElementById('sign-in').click()"
-    )
+    browser.sign_in(running_stack)
     browser.until("location.pathname === '/dashboard'", "signed in")
     browser.js("document.querySelector('nav a[href=\"/dashboard/measures\"]').click()")
     browser.until("location.pathname === '/dashboard/measures'", "the nav link to the outcomes")
@@ -62,9 +55,7 @@ def test_a_director_reads_the_outcomes_as_charts_and_checks_them_against_the_cha
     charts = browser.js("document.querySelectorAll('#measures-charts svg').length")
     inline_scripts = browser.js("Array.from(document.scripts).filter(s => !s.src).length")
     table = browser.js("document.getElementById('measures-table').innerText")
-    shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-    screenshot = tmp_path / "measures.png"
-    screenshot.write_bytes(base64.b64decode(shot["data"]))
+    screenshot = browser.screenshot(screenshots, "measures")
     position = browser.js("document.getElementById('measures-position').innerText")
     api = httpx.get(
         f"{base}/api/v1/measures",

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,6 +17,19 @@ from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
 
 MILD = {"ratings": [1, 1, 1, 1, 1, 1], "assessed_by": "clin-1"}
+
+
+def confirmed_positive(*substances: str, lab_reference: str = "L-1") -> dict[str, Any]:
+    """A lab's body for a laboratory-confirmed positive naming `substances`, collected now."""
+    return {
+        "result": "positive",
+        "method": "confirmed",
+        "collected_at": datetime.now(UTC).isoformat(),
+        "lab_reference": lab_reference,
+        "substances": list(substances),
+    }
+
+
 # PostgreSQL refuses this note with a data error (SQLSTATE 22023), as it would an untranslatable character.
 POISON_NOTE = "poison-pill"
 POISON = f"""

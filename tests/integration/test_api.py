@@ -316,7 +316,11 @@ async def test_alerts_show_overdue_reviews_missing_results_positives_and_step_up
     exact = (await stack.get("/api/v1/episodes", flag=f"result_missing:{test_id}")).json()
     other_test = (await stack.get("/api/v1/episodes", flag="result_missing:T-404")).json()
 
-    assert {"episode_id": f"{stack.e1}", "test_id": test_id} in alerts["missing_results"]
+    assert {"episode_id": f"{stack.e1}", "test_id": test_id} in [
+        {"episode_id": a["episode_id"], "test_id": a["test_id"]} for a in alerts["missing_results"]
+    ]
+    assert all(a["due_at"] and a["client_id"] == "client-1" for a in alerts["missing_results"])
+    assert alerts["positives"][0]["substances"] == ["fentanyl"]
     assert [p["test_id"] for p in alerts["positives"]] == [other]
     assert [(s["episode_id"], s["to_level"]) for s in alerts["step_ups"]] == [(f"{stack.e3}", "residential")]
     assert [e["episode_id"] for e in flagged["items"]] == [f"{stack.e1}"]
@@ -474,11 +478,11 @@ async def test_consents_referrals_partners_and_the_accounting_of_disclosures(sta
 
 
 async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack: Stack) -> None:
-    from fhir.resources.R4B.bundle import Bundle
     from fhir.resources.R4B.episodeofcare import EpisodeOfCare
     from fhir.resources.R4B.provenance import Provenance
 
     from continuum.eventlog.export import verify_ndjson
+    from tests.fhir_bundles import linked_resources
 
     await stack.post("/api/v1/episodes", stack.episode())
     held = (await stack.post(f"/api/v1/episodes/{stack.e1}/hold", {"reason": "hospitalised"})).json()
@@ -490,6 +494,7 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
         f"/api/v1/episodes/{stack.e1}/export", role="auditor", recipient="state-auditor", basis="audit_and_evaluation"
     )
     fhir = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="auditor", format="fhir", purpose="payer_audit")
+    again = await stack.get(f"/api/v1/episodes/{stack.e1}/export", role="auditor", format="fhir", purpose="payer_audit")
     replayed = (
         await stack.get(f"/api/v1/episodes/{stack.e1}/events", role="auditor", as_of=held_at.isoformat())
     ).json()
@@ -503,15 +508,23 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
     assert not report.ok and report.first_broken is not None and "EpisodePutOnHold" in report.first_broken.problem
     assert not verify_ndjson(lines[:2] + lines[3:]).ok  # a deleted line is a missing version
 
-    bundle = Bundle.model_validate(fhir.json())
-    [episode] = [e.resource for e in bundle.entry if e.resource.__resource_type__ == "EpisodeOfCare"]
-    provenances = [e.resource for e in bundle.entry if e.resource.__resource_type__ == "Provenance"]
+    resources = list(linked_resources(fhir.json()).values())  # each valid R4, every reference to an entry
+    assert again.json() == fhir.json()  # the same log exports the same Bundle
+    [episode] = [r for r in resources if r.__resource_type__ == "EpisodeOfCare"]
+    provenances = [r for r in resources if r.__resource_type__ == "Provenance"]
     assert isinstance(episode, EpisodeOfCare) and all(isinstance(p, Provenance) for p in provenances)
-    assert episode.status == "finished" and [h.status for h in episode.statusHistory] == [
-        "active",
-        "onhold",
-        "active",
-        "finished",
+    # The status history is the hold, the resumption and the discharge, each at the instant its event happened.
+    when = {e.event_type: e.occurred_at for e in stack.store.read_stream(stack.e1)}
+    opened, hold, resumed, closed = (
+        when[kind] for kind in ("EpisodeOpened", "EpisodePutOnHold", "EpisodeResumed", "EpisodeClosed")
+    )
+    assert episode.status == "finished" and [
+        (h.status, h.period.start, h.period.end) for h in episode.statusHistory
+    ] == [
+        ("active", opened, hold),
+        ("onhold", hold, resumed),
+        ("active", resumed, closed),
+        ("finished", closed, None),
     ]
     assert (
         len(provenances) == len(lines)
@@ -523,6 +536,7 @@ async def test_exports_validate_as_fhir_verify_offline_and_are_disclosures(stack
     assert replayed["state_as_of"] == held["state"]
     assert [(d["kind"], d["recipient"], d["purpose"]) for d in accounting["disclosures"]] == [
         ("export", "state-auditor", "audit"),
+        ("export", "internal_audit", "payer_audit"),
         ("export", "internal_audit", "payer_audit"),
     ]
     assert lab.status_code == 403
@@ -573,10 +587,12 @@ async def test_the_dashboard_admits_directors_and_auditors_with_a_locked_down_co
     )
     assert page.status_code == 200 and stack.e1 in page.text and 'id="timeline"' in page.text
     assert (
-        "decided_by: baseline intensive_outpatient: no rule fired" in page.text
-        and "ratings: [1, 1, 1, 1, 1, 1]" in page.text
+        "decided by: baseline intensive_outpatient: no rule fired" in page.text
+        and "ratings: 1, 1, 1, 1, 1, 1" in page.text
+        and "D6 recovery environment: 1" in page.text  # the placement's row names each rating's dimension
     )
-    assert unknown.status_code == 404 and lab_cookie.status_code == 303
+    assert unknown.status_code == 404 and "There is no episode EP-nope" in unknown.text
+    assert lab_cookie.status_code == 303
     assert asset.status_code == 200 and "setInterval" in asset.text  # shipped in the package, no CDN
     assert "chain intact" in verified.text and "Verified: log" in whole.text and 'id="head-hash"' in whole.text
     assert "The anchor holds" in anchored.text

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 from continuum.domain.codec import format_instant, parse_instant
 from continuum.domain.policy import default_policy_text
 from continuum.eventlog.attendance import AttendanceReads
+from tests.fhir_bundles import linked_resources
 from tests.integration.episodes import DAY
 from tests.integration.stacks import RunningStack, Stack
 
@@ -139,23 +140,25 @@ async def test_weeks_are_judged_by_the_policy_the_episode_was_decided_under(
 
 
 async def test_the_fhir_export_holds_an_encounter_per_session_attended(stack: Stack) -> None:
-    from fhir.resources.R4B.bundle import Bundle
     from fhir.resources.R4B.encounter import Encounter
 
     start = await _episode_with_sessions(stack, stack.e3)
     fhir = await stack.get(f"/api/v1/episodes/{stack.e3}/export", role="auditor", format="fhir", purpose="payer_audit")
     assert fhir.status_code == 200, fhir.text
-    bundle = Bundle.model_validate(fhir.json())  # valid FHIR, Encounters included
-    found = [e.resource for e in bundle.entry if e.resource.__resource_type__ == "Encounter"]
-    assert all(isinstance(e, Encounter) for e in found)
+    resources = linked_resources(fhir.json())  # valid FHIR, Encounters included, every reference resolving
+    encounters = [r for r in resources.values() if isinstance(r, Encounter)]
+    [stay] = [e for e in encounters if e.identifier[0].system == "urn:continuum:stay"]
+    found = [e for e in encounters if e.identifier[0].system == "urn:continuum:session"]
     # The two sessions attended, never the misses: in person as ambulatory, telehealth as virtual.
     assert sorted((e.identifier[0].value, e.class_fhir.code, e.length.value) for e in found) == [
         ("S1", "AMB", 180),
         ("S2", "VR", 120),
     ]
     [in_person] = [e for e in found if e.identifier[0].value == "S1"]
-    assert in_person.status == "finished" and in_person.episodeOfCare[0].reference == f"EpisodeOfCare/{stack.e3}"
+    [episode] = [url for url, r in resources.items() if r.__resource_type__ == "EpisodeOfCare"]
+    assert in_person.status == "finished" and in_person.episodeOfCare[0].reference == episode
     assert in_person.period.start == start and in_person.serviceType.coding[0].code == "intensive_outpatient"
+    assert {e.partOf.reference for e in found} == {f"urn:uuid:{stay.id}"}  # both in the one stay, at IOP
 
 
 async def test_the_dashboard_shows_the_attendance_strip_and_who_is_below_the_minimum(stack: Stack) -> None:

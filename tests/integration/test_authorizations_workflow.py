@@ -144,10 +144,12 @@ async def test_an_authorization_is_requested_approved_reviewed_before_its_end_an
         "the stay flagged past its authorization",
     )
     alerts = (await stack.get("/api/v1/alerts")).json()
-    assert {"episode_id": stack.e1, "authorization_id": auth} in alerts["stays_beyond_authorization"]
-    assert {"episode_id": stack.e1, "authorization_id": auth} in alerts["overdue_concurrent_reviews"]
+    for kind in ("stays_beyond_authorization", "overdue_concurrent_reviews"):
+        [row] = [r for r in alerts[kind] if r["episode_id"] == stack.e1]
+        assert row["authorization_id"] == auth and parse_instant(row["due_at"]) == placed_at + DAY * 5, kind
     overview = await stack.http.get("/dashboard", headers=(await stack.sign_in("director")).headers)
-    assert overview.status_code == 200 and 'id="beyond-authorization-alerts"' in overview.text and auth in overview.text
+    assert overview.status_code == 200 and 'id="alerts-stays_beyond_authorization"' in overview.text
+    assert stack.e1 in overview.text.split('id="alerts-stays_beyond_authorization"')[1].split("</div>")[0]
 
     # The payer extends it: both flags clear; the reviewer's concurrent review for the new end is recorded.
     extension = {"decision": "extended", "decided_by": "ur-1", "end": format_instant(placed_at + DAY * 12), "units": 7}

@@ -107,7 +107,7 @@ async def test_an_overdue_initial_plan_is_escalated_then_recorded_and_reviewed(s
     page = await stack.http.get(f"/dashboard/episodes/{stack.e1}", headers=session)
     assert page.status_code == 200 and 'id="treatment-plan"' in page.text and "plan-current" in page.text
     overview = await stack.http.get("/dashboard", headers=session)
-    assert overview.status_code == 200 and 'id="overdue-plans"' in overview.text
+    assert overview.status_code == 200 and 'id="alerts-overdue_plans"' in overview.text
 
     if os.environ.get("CONTINUUM_RECORD_HISTORIES") and not HISTORY.exists():  # earlier code's recording stays
         history = await stack.env.client.get_workflow_handle(workflow_id(stack.e1)).fetch_history()
