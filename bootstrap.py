@@ -21,11 +21,13 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from continuum.activities.aftercare import AftercareActivities
 from continuum.activities.eventlog import EventLogActivities
 from continuum.activities.lab import LabOrderActivities
+from continuum.activities.webhooks import WebhookActivities
 from continuum.api.app import create_app
 from continuum.api.services import Services
 from continuum.domain.errors import PolicyError
@@ -45,10 +47,11 @@ from continuum.runtime.shutdown import Shutdown, after_all, run_until_stopped, s
 from continuum.runtime.temporal import connect_temporal, ensure_search_attributes
 from continuum.workflows.episode import EpisodeWorkflow
 from continuum.workflows.search_attributes import SEARCH_ATTRIBUTES
+from continuum.workflows.webhooks import WebhooksInput, WebhooksWorkflow, dispatcher_id
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS: Sequence[type] = (EpisodeWorkflow,)
+WORKFLOWS: Sequence[type] = (EpisodeWorkflow, WebhooksWorkflow)
 ACTIVITY_THREADS = 32
 WORKER_GRACE = timedelta(seconds=5)  # in-flight activities finish (or are cancelled) within this
 WORKER_STOP_SECONDS = 10.0  # after a stop, the worker is waited for this long at most
@@ -99,13 +102,28 @@ def activities_for(
     """Every activity the workflows call, bound to their dependencies."""
     aftercare = AftercareActivities(follow_up_url)
     event_log = EventLogActivities(store)
+    webhooks = WebhookActivities(store)
     return [
         event_log.record_events,
         event_log.load_episode,
         LabOrderActivities(lab_order_url).send_lab_order,
         aftercare.send_referral,
         aftercare.request_follow_up,
+        webhooks.find_deliveries,
+        webhooks.deliver,
     ]
+
+
+async def start_webhook_dispatcher(client: Client, task_queue: str) -> None:
+    """Start the queue's webhook dispatcher (workflows/webhooks.py) unless it runs already: every worker asks,
+    one runs."""
+    await client.start_workflow(
+        WebhooksWorkflow.run,
+        WebhooksInput(),
+        id=dispatcher_id(task_queue),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
 
 
 def build_worker(settings: Settings, client: Client, store: PostgresEventStore, executor: ThreadPoolExecutor) -> Worker:
@@ -139,6 +157,7 @@ async def run_worker(settings: Settings, client: Client, store: PostgresEventSto
     worker = build_worker(settings, client, store, executor)
     running = asyncio.create_task(worker.run())
     stopped = asyncio.create_task(stop.wait())
+    await start_webhook_dispatcher(client, settings.temporal_task_queue)
     log.info("worker.started", task_queue=settings.temporal_task_queue, namespace=settings.temporal_namespace)
     try:
         await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)

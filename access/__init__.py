@@ -8,7 +8,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -17,6 +17,9 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from continuum.domain.disclosure import DisclosureBasis, ExportBasis, MedicalEmergency
+from continuum.domain.errors import WebhookRequestInvalid
+from continuum.domain.feed import Audience, FeedViewer
+from continuum.domain.webhooks import SubscriptionRequest
 
 __all__ = ["DisclosureBasis"]  # kept importable from here: the basis an export is recorded with
 
@@ -30,6 +33,30 @@ class Role(StrEnum):
     ADMIN = "admin"  # keys
     # Payer authorizations and concurrent reviews: the episode's levels and authorizations, never clinical content
     UTILIZATION_REVIEWER = "utilization_reviewer"
+
+
+# What of the event feed each role reads (domain/feed.py), by the API and in webhook deliveries alike; an admin
+# manages keys and subscriptions and reads no events.
+FEED_AUDIENCES = {
+    Role.DIRECTOR: Audience.WHOLE,
+    Role.AUDITOR: Audience.WHOLE,
+    Role.CLINICIAN: Audience.WHOLE,  # every stream of the log is an episode's
+    Role.LAB: Audience.LAB,
+    Role.PARTNER: Audience.PARTNER,
+}
+
+
+def feed_viewer(role: Role, subject: str | None) -> FeedViewer:
+    """The feed's reader for a role (and, for a lab or a partner, the one it speaks for)."""
+    return FeedViewer(FEED_AUDIENCES[role], subject)
+
+
+def subscription_request(url: str, event_types: Sequence[str], role: Role, subject: str | None) -> SubscriptionRequest:
+    """A webhook subscription carrying `role`'s feed view, checked (WebhookRequestInvalid names the field to
+    mend; an admin reads no events)."""
+    if role not in FEED_AUDIENCES:
+        raise WebhookRequestInvalid("role", f"the {role.value} role reads no events: name a role that reads the feed")
+    return SubscriptionRequest.checked(url, event_types, FEED_AUDIENCES[role], subject)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from continuum.api import (
 from continuum.api.feed import router as feed_router
 from continuum.api.limits import BodyLimit
 from continuum.api.services import Services
+from continuum.api.webhooks import router as webhooks_router
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +61,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(simulations.router)
     app.include_router(feed_router)
     app.include_router(utilization.router)
+    app.include_router(webhooks_router)
     measures_page.register()  # on the dashboard's router, before it is mounted
     dashboard.install(app)
     _install_docs(app)

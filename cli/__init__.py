@@ -1,8 +1,8 @@
 """The `continuum` command: thin, calling the same services as the worker and the API.
 
-One module per command group (serve, episodes, keys, audit, database, attendance, measures, simulate), the output
-in `render`. Human tables by default, `--json` for scripts; errors in one line; exit codes in `errors`: 0 ok,
-1 not found, 2 usage, 3 a server is unreachable or a setting is invalid, 4 the record was altered.
+One module per command group (serve, episodes, keys, webhooks, audit, database, attendance, measures, simulate),
+the output in `render`. Human tables by default, `--json` for scripts; errors in one line; exit codes in `errors`:
+0 ok, 1 not found, 2 usage, 3 a server is unreachable or a setting is invalid, 4 the record was altered.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import typer
 
-from continuum.cli import attendance, audit, database, episodes, keys, measures, serve, simulate
+from continuum.cli import attendance, audit, database, episodes, keys, measures, serve, simulate, webhooks
 from continuum.cli.errors import (
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
@@ -43,6 +43,7 @@ app.add_typer(simulate.commands)
 app.add_typer(database.projections, name="projections")
 app.add_typer(audit.audit, name="audit")
 app.add_typer(keys.keys, name="keys")
+app.add_typer(webhooks.webhooks, name="webhooks")
 app.add_typer(episodes.episodes, name="episodes")
 app.add_typer(attendance.attendance, name="attendance")
 

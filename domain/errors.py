@@ -8,6 +8,7 @@ DomainError
 ├── CommandUnrecordable    a command whose values the event log cannot record (nothing was recorded)
 ├── UnknownEpisode         no episode has that id
 ├── DisclosureRefused      a disclosure without a lawful basis (names the parameter to mend)
+├── WebhookRequestInvalid  a webhook subscription asking for what cannot be delivered (names the field)
 └── PolicyError            a care-pathway policy file that is malformed (names the key)
 """
 
@@ -48,6 +49,14 @@ class PolicyError(DomainError):
 
 class DisclosureRefused(DomainError):
     """A disclosure the rules do not allow; `parameter` names what the requester must give or mend."""
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        super().__init__(f"{parameter}: {reason}")
+        self.parameter = parameter
+
+
+class WebhookRequestInvalid(DomainError):
+    """A subscription that cannot be delivered as asked; `parameter` names the field to mend (HTTP 422)."""
 
     def __init__(self, parameter: str, reason: str) -> None:
         super().__init__(f"{parameter}: {reason}")

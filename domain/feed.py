@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 # The events about a test a lab may see, and the payload items of each it receives (besides the test's id).
@@ -19,6 +20,28 @@ LAB_EVENTS: Mapping[str, tuple[str, ...]] = {
     "SpecimenCollected": ("collected_at", "observed", "temperature_in_range"),
 }
 PARTNER_EVENTS = ("ReferralIssued", "ReferralStatusChanged")
+
+
+class Audience(StrEnum):
+    """How much of the log a reader of the feed (a caller, a webhook subscription) sees."""
+
+    WHOLE = "whole"  # every event, whole
+    LAB = "lab"  # its own tests' orders, cancellations and collections, reduced (`lab_view`)
+    PARTNER = "partner"  # the referrals disclosed to it, as disclosed (`partner_view`)
+
+
+@dataclass(frozen=True)
+class FeedViewer:
+    """Who reads the feed: an audience and, for a lab or a partner, which one it is."""
+
+    audience: Audience
+    subject: str | None = None
+
+
+def visible_event_types(audience: Audience, known: tuple[str, ...]) -> tuple[str, ...]:
+    """The event types (of `known`) an audience can ever be shown."""
+    shown = {Audience.LAB: tuple(LAB_EVENTS), Audience.PARTNER: PARTNER_EVENTS}.get(audience, known)
+    return tuple(t for t in known if t in shown)
 
 
 def test_of(event_type: str, payload: Mapping[str, Any]) -> str | None:

@@ -32,6 +32,7 @@ _log_file: Path | None = None
 LOG_FILE = Path("logs") / "continuum.log"  # under the data directory
 REDACTED = "[redacted]"
 _SECRET = re.compile(r"\bck_[A-Za-z0-9_\-]{6,}")  # an API key's secret (eventlog/access.py)
+_SIGNING_SECRET = re.compile(r"\bwhsec_[A-Za-z0-9+/=]{6,}")  # a webhook subscription's (eventlog/webhooks.py)
 _CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+(?!\[redacted\])[A-Za-z0-9._~+/=\-]+")  # an Authorization value
 # A credential header as text ("Authorization: …") or in a repr, as ASGI scopes and httpx show them.
 _HEADER_LINE = re.compile(r"(?i)\b((?:authorization|cookie)\s*[:=]\s*)(?!\[redacted\])[^\s,;'\"]+(?:\s+[^\s,;'\"]+)?")
@@ -46,7 +47,7 @@ def redact(value: Any) -> Any:
         value = _CREDENTIAL.sub(rf"\1 {REDACTED}", value)
         value = _HEADER_REPR.sub(rf"\1{REDACTED}", value)
         value = _HEADER_LINE.sub(rf"\1{REDACTED}", value)
-        return _SECRET.sub(f"ck_{REDACTED}", value)
+        return _SIGNING_SECRET.sub(f"whsec_{REDACTED}", _SECRET.sub(f"ck_{REDACTED}", value))
     if isinstance(value, bytes):
         text = value.decode("utf-8", "replace")
         cleaned = redact(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -89,6 +90,21 @@ async def eventually(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bo
         await asyncio.sleep(0.05)
         value = await probe()
     raise AssertionError(f"never happened: {what}; last value: {value!r}")
+
+
+async def replay_recorded(workflow: type, folder: Path, id_prefix: str) -> int:
+    """Replay every history recorded in `folder` (*.json) with the current code of `workflow` (Temporal's
+    Replayer): an unpatched change to its command sequence fails with a non-determinism error. Returns how many."""
+    from temporalio.client import WorkflowHistory
+    from temporalio.worker import Replayer
+
+    files = sorted(folder.glob("*.json"))
+    replayer = Replayer(workflows=[workflow])
+    for path in files:
+        history = WorkflowHistory.from_json(f"{id_prefix}-{path.stem}", json.loads(path.read_text()))
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+        assert result.replay_failure is None, path
+    return len(files)
 
 
 def worker_process(temporal_address: str, database_url: str, queue: str, data_dir: Path) -> subprocess.Popen[str]:

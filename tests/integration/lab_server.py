@@ -47,12 +47,19 @@ def lab_server(fail_first: int = 0, *, refuse: bool = False) -> Iterator[Receive
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    received._url = f"http://127.0.0.1:{server.server_address[1]}/orders"
+    with serving(Handler) as base_url:
+        received._url = f"{base_url}/orders"
+        yield received
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` served on 127.0.0.1 on a free port, in a thread, until the block ends; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield received
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

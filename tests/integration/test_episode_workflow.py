@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from datetime import datetime, timedelta
@@ -30,6 +29,7 @@ from tests.integration.episodes import (
     eventually,
     meta,
     projected_row,
+    replay_recorded,
     worker_process,
 )
 
@@ -304,18 +304,9 @@ async def test_a_worker_killed_mid_episode_is_replaced_without_duplicates_or_gap
 async def test_recorded_histories_replay_with_the_current_workflow_code() -> None:
     """Temporal's Replayer runs the current EpisodeWorkflow over histories recorded by earlier code: a change
     to the command sequence that is not patched fails here with a non-determinism error."""
-    from temporalio.client import WorkflowHistory
-    from temporalio.worker import Replayer
-
     from continuum.workflows.episode import EpisodeWorkflow
 
-    files = sorted(HISTORIES.glob("*.json"))
-    assert files, "no recorded histories under tests/histories"
-    replayer = Replayer(workflows=[EpisodeWorkflow])
-    for path in files:
-        history = WorkflowHistory.from_json(f"episode-{path.stem}", json.loads(path.read_text()))
-        result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
-        assert result.replay_failure is None
+    assert await replay_recorded(EpisodeWorkflow, HISTORIES, "episode"), "no recorded histories under tests/histories"
 
 
 async def test_a_hold_stops_every_clock_of_the_episode(

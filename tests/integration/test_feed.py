@@ -185,10 +185,11 @@ async def test_a_lab_sees_only_its_own_tests_orders_cancellations_and_collection
     assert _positions(lab_1) == sorted(_positions(lab_1))
 
 
-async def test_a_partner_sees_only_the_referrals_disclosed_to_it_as_disclosed(stack: Stack) -> None:
+async def referred_to_harbor_house(stack: Stack) -> tuple[dict[str, str], httpx.Response]:
+    """The first episode moved to aftercare under a consent to harbor-house (the key "harbor" its partner's),
+    and harbor-house's acceptance: the referrals by resource, and the acceptance's answer."""
     services = stack.http._transport.app.state.services  # type: ignore[attr-defined]
-    harbor = services.keys.create("harbor-1", Role.PARTNER, "harbor-house")[1]
-    stack.keys["harbor"] = harbor
+    stack.keys["harbor"] = services.keys.create("harbor-1", Role.PARTNER, "harbor-house")[1]
     await stack.post("/api/v1/episodes", stack.episode(assessment=MODERATE))
     await stack.post(f"/api/v1/episodes/{stack.e1}/consents", CONSENT)
     moved = await stack.post(
@@ -196,11 +197,14 @@ async def test_a_partner_sees_only_the_referrals_disclosed_to_it_as_disclosed(st
         {"level": "aftercare", "reason": "clinical_judgment", "clinician": "clin-1"},
     )
     referrals = {r["resource_id"]: r["referral_id"] for r in moved.json()["state"]["referrals"]}
-    accepted = await stack.http.post(
-        f"/api/v1/episodes/{stack.e1}/referrals/{referrals['harbor-house']}/status",
-        json={"status": "accepted"},
-        headers=stack.auth("harbor"),
+    accepted = await stack.post(
+        f"/api/v1/episodes/{stack.e1}/referrals/{referrals['harbor-house']}/status", {"status": "accepted"}, "harbor"
     )
+    return referrals, accepted
+
+
+async def test_a_partner_sees_only_the_referrals_disclosed_to_it_as_disclosed(stack: Stack) -> None:
+    referrals, accepted = await referred_to_harbor_house(stack)
 
     seen = await _all(stack, "harbor")
     other_partner = await _all(stack, "partner")  # partner-1: nothing was disclosed to it

@@ -2,13 +2,13 @@
 authorizations (the utilization review report's read).
 
 Revision ID: 0015
-Revises: 0013 (0014 is another branch's number: whichever lands second takes the other as its down revision)
+Revises: 0016 (numbers are given out per branch: 0016, the webhooks, landed first; 0014 is another branch's)
 """
 
 from alembic import op
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
