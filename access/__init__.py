@@ -31,6 +31,8 @@ class Role(StrEnum):
     PARTNER = "partner"  # its own referrals
     AUDITOR = "auditor"  # events, verification, export
     ADMIN = "admin"  # keys
+    # Payer authorizations and concurrent reviews: the episode's levels and authorizations, never clinical content
+    UTILIZATION_REVIEWER = "utilization_reviewer"
 
 
 # What of the event feed each role reads (domain/feed.py), by the API and in webhook deliveries alike; an admin

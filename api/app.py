@@ -31,6 +31,7 @@ from continuum.api import (
     problems,
     reads,
     simulations,
+    utilization,
 )
 from continuum.api.auth import EPISODE_SCOPE
 from continuum.api.feed import router as feed_router
@@ -61,6 +62,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(measures.router)
     app.include_router(simulations.router)
     app.include_router(feed_router)
+    app.include_router(utilization.router, dependencies=[EPISODE_SCOPE])
     app.include_router(webhooks_router)
     measures_page.register()  # on the dashboard's router, before it is mounted
     dashboard.install(app)

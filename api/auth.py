@@ -66,6 +66,10 @@ PARTNERS = allow(Role.PARTNER)
 AUDIT = allow(Role.AUDITOR, Role.DIRECTOR)
 MEASURES = allow(Role.DIRECTOR, Role.AUDITOR)  # aggregate outcomes: never a lab, a partner or a clinician's key
 ADMIN = allow(Role.ADMIN)
+# Payer authorizations: the utilization reviewer records them; it, a director and an auditor read them (the levels
+# and authorizations only, never clinical content); a lab or a partner never sees them.
+AUTHORIZATIONS = allow(Role.UTILIZATION_REVIEWER)
+UTILIZATION = allow(Role.DIRECTOR, Role.AUDITOR, Role.UTILIZATION_REVIEWER)
 # The rules decisions were made under: no client data, so every role that receives decisions may read them.
 POLICY = allow(Role.DIRECTOR, Role.CLINICIAN, Role.AUDITOR, Role.LAB, Role.PARTNER)
 # The event feed: every role that reads episode data, each seeing what `api/feed.py` and `domain/feed.py` allow

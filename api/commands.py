@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -47,6 +48,7 @@ from continuum.api.schemas import (
     TransferBody,
     TreatmentPlanBody,
 )
+from continuum.api.utilization_reads import authorizations_body
 from continuum.domain.aftercare import Referral
 from continuum.domain.answering import disclosed_to, lab_was_sent
 from continuum.domain.codec import decode
@@ -197,6 +199,13 @@ async def _body(request: Request, episode_id: str, result: CommandResult, caller
     # The projection is written in the append's transaction, so it holds this command's events: the state
     # answered is the one every read shows (the workflow's own is a bounded working state).
     state = await run_in_threadpool(services_of(request).reads.get, episode_id)
+    if caller.role is Role.UTILIZATION_REVIEWER and state:  # its own events, and the levels: no clinical content
+        return {
+            "episode_id": episode_id,
+            "command_id": result.command_id,
+            "events": events,
+            "state": authorizations_body(state, datetime.now(UTC)),
+        }
     return {"episode_id": episode_id, "command_id": result.command_id, "events": events, "state": state or {}}
 
 

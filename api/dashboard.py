@@ -38,11 +38,12 @@ from continuum.access import ApiKey, Role
 from continuum.access.sessions import SESSION_LIFETIME, DashboardSession, csrf_token
 from continuum.api import triage
 from continuum.api.attendance import attendance_strip, below_minimum_now
-from continuum.api.auth import CENSUS, MEASURES, READ_EPISODES, READ_RECORD, facility_scope, sees_episode
+from continuum.api.auth import CENSUS, MEASURES, READ_EPISODES, READ_RECORD, UTILIZATION, facility_scope, sees_episode
 from continuum.api.episode_page import CareClock, care_day_of, placements, results
 from continuum.api.facilities import census_by_facility
 from continuum.api.params import ID_PATTERN, services_of
 from continuum.api.reads import alerted_ids, listed_ids, query_shape
+from continuum.api.utilization_reads import levels_body, utilization_report
 from continuum.domain.codec import EventEnvelope, decode, encode, from_envelope, parse_instant
 from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.levels import LevelOfCare
@@ -57,7 +58,7 @@ HERE = Path(__file__).parent
 COOKIE = "continuum_session"
 SIGN_IN_COOKIE = "continuum_sign_in"  # the sign-in form's nonce: its CSRF token is derived from it
 SESSION_SECONDS = int(SESSION_LIFETIME.total_seconds())
-DASHBOARD_ROLES = (Role.DIRECTOR, Role.AUDITOR)
+DASHBOARD_ROLES = (Role.DIRECTOR, Role.AUDITOR, Role.UTILIZATION_REVIEWER)
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 _COOKIE_FLAGS: dict[str, Any] = {"path": "/dashboard", "secure": True, "httponly": True, "samesite": "strict"}
@@ -128,6 +129,7 @@ def _page(request: Request, name: str, caller: ApiKey | None, status: int = 200,
         "census": caller is not None and CENSUS.permits(caller),
         "episodes": caller is not None and READ_EPISODES.permits(caller),
         "measures": caller is not None and MEASURES.permits(caller),
+        "utilization": caller is not None and UTILIZATION.permits(caller),
     }
     return templates.TemplateResponse(
         request,
@@ -168,10 +170,17 @@ async def sign_in(request: Request) -> Response:
     if key.role not in DASHBOARD_ROLES:
         return _sign_in_page(request, 403, f"A {key.role.value} key cannot open the dashboard.")
     token = await run_in_threadpool(services.sessions.open, key)
-    response = RedirectResponse("/dashboard" if CENSUS.permits(key) else "/dashboard/verify", status_code=303)
+    response = RedirectResponse(_landing(key), status_code=303)
     response.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, **_COOKIE_FLAGS)
     response.delete_cookie(SIGN_IN_COOKIE, **_COOKIE_FLAGS)
     return response
+
+
+def _landing(key: ApiKey) -> str:
+    """The first page a role signs in to: the census, the utilization review, or the log's verification."""
+    if CENSUS.permits(key):
+        return "/dashboard"
+    return "/dashboard/utilization-review" if key.role is Role.UTILIZATION_REVIEWER else "/dashboard/verify"
 
 
 @router.post("/sign-out")
@@ -310,9 +319,25 @@ def episode(request: Request, episode_id: str, as_of: str = "", verify: bool = F
         as_of_text=as_of,
         as_of_error=as_of_error,
         plan=_plan(current, context["clock"].until),
+        care_levels=levels_body(current, context["clock"].until) if current else None,
         verification=verify_stream(services.store.engine, episode_id) if verify else None,
         strip=attendance_strip(request, current, at) if current else None,
     )
+
+
+@router.get("/utilization-review")
+def utilization_review(request: Request, days: int = 7) -> HTMLResponse:
+    """Authorizations ending soon, stays beyond their authorization, and the level mismatches by reason and level:
+    the API's GET /api/v1/utilization-review, for the same roles."""
+    caller = UTILIZATION.refuse_unless(_signed_in(request))
+    services = services_of(request)
+    days = max(1, min(days, 365))
+    report = utilization_report(services.reads, datetime.now(UTC), days, facility_scope(caller))
+    shown = alerted_ids({"rows": report["expiring"] + report["beyond_authorization"]})
+    services.access.record_view(
+        caller, f"dashboard utilization review days={days}", "dashboard", episode_ids=shown, rows=len(shown)
+    )
+    return _page(request, "utilization_review.html", caller, report=report, may_record=READ_RECORD.permits(caller))
 
 
 @router.get("/episodes/{episode_id}/print")

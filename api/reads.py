@@ -24,6 +24,7 @@ from continuum.api.auth import (
 from continuum.api.facilities import census_by_facility, known_facility
 from continuum.api.params import ID_PATTERN, IdPath, services_of, viewed_state
 from continuum.api.schemas import CreateKeyBody
+from continuum.api.utilization_reads import levels_body
 from continuum.disclosures import export_history
 from continuum.domain.answering import open_tests
 from continuum.domain.codec import decode, encode
@@ -112,6 +113,7 @@ def get_episode(
         "flags": state.get("flags", []),
         "attendance": attendance_body(request, state),
         "treatment_plan": treatment_plan_body(state),
+        "levels": levels_body(state, datetime.now(UTC)),
     }
 
 

@@ -24,6 +24,15 @@ from pydantic_core import PydanticCustomError
 from continuum.access import Role
 from continuum.domain.aftercare import FollowUpOutcome, ReferralStatus
 from continuum.domain.aftercare_decisions import MAX_CONSENT_DAYS
+from continuum.domain.authorizations import (
+    MAX_AUTHORIZATION_NUMBER,
+    MAX_AUTHORIZED_DAYS_AHEAD,
+    MAX_UNITS,
+    AuthorizationDecision,
+    AuthorizationUnit,
+    ConcurrentReviewOutcome,
+    DenialReason,
+)
 from continuum.domain.commands import MAX_CANCELLATION_REASON, MAX_NOTE
 from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from continuum.domain.errors import InvalidIdentifier
@@ -311,3 +320,45 @@ class PlanReviewBody(TreatmentPlanBody):
     """A plan review: the plan as revised (problems and goals), and who signed it."""
 
     review_id: Id
+
+
+def _authorized_instant(value: datetime) -> datetime:
+    return _plausible(value, timedelta(days=MAX_AUTHORIZED_DAYS_AHEAD) + CLOCK_SKEW)
+
+
+AuthorizedInstant = Annotated[
+    AwareDatetime, AfterValidator(_authorized_instant), Field(description="with a time zone; 1900 to two years ahead")
+]
+Units = Annotated[int, Field(ge=1, le=MAX_UNITS, description="days or units: a whole number above zero")]
+
+
+class AuthorizationRequestBody(Body):
+    """A request to a payer for a level of care (the episode mints its id: the answer's Location names it)."""
+
+    payer: Annotated[Id, Field(description="the payer's id", examples=["payer-bcbs"])]
+    level: LevelOfCare
+    unit: AuthorizationUnit = AuthorizationUnit.DAYS
+    requested_units: Units
+    requested_by: Id
+
+
+class AuthorizationDecisionBody(Body):
+    """The payer's answer: approved or partially_approved (number, start, end, units), denied (denial_reason), or
+    extended (the new end, and the days or units added as `units`)."""
+
+    decision: AuthorizationDecision
+    decided_by: Id
+    payer: Id | None = None
+    authorization_number: (
+        Annotated[str, Field(min_length=1, max_length=MAX_AUTHORIZATION_NUMBER), AfterValidator(_line)] | None
+    ) = None
+    start: AuthorizedInstant | None = None
+    end: AuthorizedInstant | None = None
+    units: Units | None = None
+    denial_reason: DenialReason | None = None
+
+
+class ConcurrentReviewBody(Body):
+    outcome: ConcurrentReviewOutcome
+    reviewed_by: Id
+    note: Note = ""

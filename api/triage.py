@@ -42,6 +42,10 @@ FLAG_NAMES: dict[FlagFamily, str] = {
     FlagFamily.RE_ENGAGEMENT_REVIEW_OVERDUE: "re-engagement review overdue",
     FlagFamily.POSSIBLE_DROPOUT: "possible dropout",
     FlagFamily.PLAN_OVERDUE: "plan overdue",
+    FlagFamily.AUTHORIZATION_EXPIRED: "beyond authorization",
+    FlagFamily.LEVEL_UNAUTHORIZED: "level unauthorized",
+    FlagFamily.AUTHORIZED_LEVEL_MISMATCH: "authorized level differs",
+    FlagFamily.CONCURRENT_REVIEW_OVERDUE: "concurrent review overdue",
 }
 ALERT_LIMIT = 20  # groups a list shows on the overview; its own page shows them all
 
@@ -105,6 +109,19 @@ ALERT_LISTS = (
         "Unanswered referrals",
         overdue=True,
         subject=SUBJECT_OF[FlagFamily.REFERRAL_UNANSWERED],
+    ),
+    AlertList(
+        Alert.BEYOND_AUTHORIZATION,
+        "Stays beyond authorization",
+        overdue=True,
+        subject=SUBJECT_OF[FlagFamily.AUTHORIZATION_EXPIRED],
+    ),
+    AlertList(Alert.UNAUTHORIZED_LEVELS, "Levels without authorization", overdue=True),
+    AlertList(
+        Alert.OVERDUE_CONCURRENT_REVIEWS,
+        "Overdue concurrent reviews",
+        overdue=True,
+        subject=SUBJECT_OF[FlagFamily.CONCURRENT_REVIEW_OVERDUE],
     ),
     AlertList("positives", "Positives", overdue=False, subject="test_id"),
     AlertList("step_ups", "Step-ups", overdue=False),

@@ -16,7 +16,9 @@ keys = typer.Typer(no_args_is_help=True, help="API keys (stored hashed; a secret
 
 @keys.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="director, clinician, lab, partner, auditor or admin.")],
+    role: Annotated[
+        str, typer.Option(help="director, clinician, lab, partner, auditor, admin or utilization_reviewer.")
+    ],
     name: Annotated[str, typer.Option(help="A name for the key's holder (an id, not a person's name).")],
     subject: Annotated[str | None, typer.Option(help="The lab or partner id a lab or partner key speaks for.")] = None,
     facility: Annotated[

@@ -11,10 +11,13 @@ from datetime import datetime, timedelta
 
 from continuum.domain.aftercare import FollowUpKind, ReferralStatus
 from continuum.domain.attendance import attendance_dues
+from continuum.domain.authorization_decisions import authorization_dues
 from continuum.domain.commands import (
+    CheckAuthorizations,
     CloseCareWeek,
     CompleteAftercare,
     DrawTestSchedule,
+    EscalateConcurrentReview,
     EscalateReEngagementReview,
     EscalateReview,
     EscalateStepUpReview,
@@ -23,6 +26,7 @@ from continuum.domain.commands import (
     FlagReferralUnanswered,
     MarkResultOverdue,
     OrderScheduledTest,
+    RequestConcurrentReview,
     RequestFollowUp,
     RequestReview,
 )
@@ -47,6 +51,9 @@ ClockCommand = (
     | FlagPossibleDropout
     | EscalateReEngagementReview
     | EscalateTreatmentPlan
+    | RequestConcurrentReview
+    | EscalateConcurrentReview
+    | CheckAuthorizations
 )
 
 
@@ -56,20 +63,26 @@ class Due:
     at: datetime
 
 
-def next_due(
-    state: Episode, policy: Policy, now: datetime, day: timedelta, *, drug_testing: bool = True, plans: bool = True
-) -> Due | None:
+def next_due(state: Episode, policy: Policy, now: datetime, day: timedelta, **clocks: bool) -> Due | None:
     """The next command the clock issues, or None while nothing is scheduled (intake, on hold, closed,
-    or only things a person must close, like an escalated review). `plans`: whether treatment-plan deadlines
-    are kept (histories recorded before them replay without)."""
-    candidates = dues(state, policy, now, day, drug_testing=drug_testing, plans=plans)
+    or only things a person must close, like an escalated review). `clocks` say which clocks a history keeps, as
+    `dues` takes them (histories recorded before one replay without it)."""
+    candidates = dues(state, policy, now, day, **clocks)
     return min(candidates, key=lambda due: due.at, default=None)
 
 
 def dues(
-    state: Episode, policy: Policy, now: datetime, day: timedelta, *, drug_testing: bool = True, plans: bool = True
+    state: Episode,
+    policy: Policy,
+    now: datetime,
+    day: timedelta,
+    *,
+    drug_testing: bool = True,
+    plans: bool = True,
+    authorizations: bool = True,
 ) -> list[Due]:
-    """Everything the clock has scheduled, in no particular order (`next_due` is the earliest)."""
+    """Everything the clock has scheduled, in no particular order (`next_due` is the earliest). `plans`: whether
+    treatment-plan deadlines are kept; `authorizations`, concurrent reviews and the authorized level's flags."""
     candidates = [*_care_clock(state, policy, now, day), *_aftercare_clock(state, policy)]
     if drug_testing:
         candidates += _testing_clock(state, policy, now)
@@ -77,6 +90,8 @@ def dues(
     candidates += [Due(command, at) for command, at in attendance_dues(state, policy, day)]
     if plans:  # only with `[plans]` and once placed under it (StayStarted carries the initial plan's due date)
         candidates += [Due(command, at) for command, at in plan_dues(state, policy, day)]
+    if authorizations:  # only with `[utilization_review]` and once an authorization is requested
+        candidates += [Due(command, at) for command, at in authorization_dues(state, policy, now, day)]
     return candidates
 
 

@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from continuum.domain.aftercare import FollowUpOutcome, ReferralStatus
+from continuum.domain.authorizations import (
+    AuthorizationDecision,
+    AuthorizationUnit,
+    ConcurrentReviewOutcome,
+    DenialReason,
+)
 from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.plans import PlanGoal, PlanProblem
@@ -247,6 +253,44 @@ class RecordPlanReview:
     client_signed: bool
 
 
+@dataclass(frozen=True)
+class RequestAuthorization:
+    """The utilization reviewer asks a payer to authorize a level; the episode mints the request's id."""
+
+    payer: str
+    level: LevelOfCare
+    unit: AuthorizationUnit
+    requested_units: int
+    requested_by: str
+
+
+@dataclass(frozen=True)
+class RecordAuthorizationDecision:
+    """The payer's answer to a request (approved, partially approved, denied) or its extension of an approved
+    one: for an approval, its number, period and units; for a denial, the coded reason; for an extension, the
+    new end and the days or units added (`units`)."""
+
+    authorization_id: str
+    decision: AuthorizationDecision
+    decided_by: str
+    payer: str | None = None  # the request's payer, if named: it must be the one asked
+    authorization_number: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    units: int | None = None
+    denial_reason: DenialReason | None = None
+
+
+@dataclass(frozen=True)
+class RecordConcurrentReview:
+    """The utilization reviewer's concurrent review of an authorization (it closes the review due before its end)."""
+
+    authorization_id: str
+    outcome: ConcurrentReviewOutcome
+    reviewed_by: str
+    note: str = ""
+
+
 # Issued by the episode's own clock (the workflow's timers), never by another service.
 @dataclass(frozen=True)
 class RequestReview:
@@ -325,6 +369,25 @@ class EscalateTreatmentPlan:
     """The initial plan, or the plan's review, is overdue (policy `[plans]`)."""
 
 
+@dataclass(frozen=True)
+class RequestConcurrentReview:
+    """An authorization ends within the policy's days (`[utilization_review]`): its concurrent review falls due."""
+
+    authorization_id: str
+
+
+@dataclass(frozen=True)
+class EscalateConcurrentReview:
+    authorization_id: str
+
+
+@dataclass(frozen=True)
+class CheckAuthorizations:
+    """An authorization began or ended at `at`: the flags comparing the clinical and authorized levels follow."""
+
+    at: datetime
+
+
 Command = (
     OpenEpisode
     | RecordAssessment
@@ -367,8 +430,17 @@ Command = (
     | RecordTreatmentPlan
     | RecordPlanReview
     | EscalateTreatmentPlan
+    | RequestAuthorization
+    | RecordAuthorizationDecision
+    | RecordConcurrentReview
+    | RequestConcurrentReview
+    | EscalateConcurrentReview
+    | CheckAuthorizations
 )
 PLAN_COMMANDS = (RecordTreatmentPlan, RecordPlanReview, EscalateTreatmentPlan)
+# The utilization reviewer's (recorded whatever the status, until closed) and the clock's
+AUTHORIZATION_COMMANDS = (RequestAuthorization, RecordAuthorizationDecision, RecordConcurrentReview)
+AUTHORIZATION_CLOCK_COMMANDS = (RequestConcurrentReview, EscalateConcurrentReview, CheckAuthorizations)
 ATTENDANCE_COMMANDS = (
     ScheduleSession,
     RecordAttendance,
@@ -434,6 +506,9 @@ COMMANDS: dict[str, type[Command]] = {
     "record_treatment_plan": RecordTreatmentPlan,
     "record_plan_review": RecordPlanReview,
     "transfer": TransferEpisode,
+    "request_authorization": RequestAuthorization,
+    "record_authorization_decision": RecordAuthorizationDecision,
+    "record_concurrent_review": RecordConcurrentReview,
 }
 COMMAND_NAMES: dict[type[Command], str] = {cls: name for name, cls in COMMANDS.items()}
 

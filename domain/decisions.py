@@ -16,10 +16,17 @@ from typing import Any
 from continuum.domain.aftercare_decisions import admit_aftercare, consequences, decide_aftercare
 from continuum.domain.assessment import place, validate_ratings
 from continuum.domain.attendance import admit_attendance, decide_attendance
+from continuum.domain.authorization_decisions import (
+    admit_authorizations,
+    decide_authorizations,
+    standing_consequences,
+)
 from continuum.domain.commands import (
     AFTER_CLOSING,
     AFTERCARE_COMMANDS,
     ATTENDANCE_COMMANDS,
+    AUTHORIZATION_CLOCK_COMMANDS,
+    AUTHORIZATION_COMMANDS,
     MAX_NOTE,
     PLAN_COMMANDS,
     TESTING_COMMANDS,
@@ -80,7 +87,8 @@ def decide(
     """The events that `command` records against `state`, or CommandRejected saying why not."""
     try:
         events = _decide(state, command, policy, at, day)
-        return events + consequences(state, events, policy, at, day)
+        events += consequences(state, events, policy, at, day)
+        return events + standing_consequences(state, events, at)
     except InvalidIdentifier as error:
         raise CommandRejected(str(error)) from None
 
@@ -107,6 +115,8 @@ def admit(state: Episode | None, command: Command, at: datetime) -> None:
             admit_attendance(command)
         case _ if isinstance(command, PLAN_COMMANDS):
             admit_plans(command)
+        case _ if isinstance(command, AUTHORIZATION_COMMANDS):
+            admit_authorizations(command, at)
 
 
 def _decide(state: Episode | None, command: Command, policy: Policy, at: datetime, day: timedelta) -> list[DomainEvent]:
@@ -412,6 +422,9 @@ _HANDLERS: dict[type, tuple[When, Handler]] = {
     # A plan is recorded or reviewed whatever the status (once placed, until closed); the clock's only when active.
     **{kind: (When.OPEN, decide_plans) for kind in PLAN_COMMANDS},
     EscalateTreatmentPlan: (When.ACTIVE, decide_plans),
+    # The utilization reviewer records whatever the status (once placed, until closed); the clock's only when active.
+    **{kind: (When.OPEN, decide_authorizations) for kind in AUTHORIZATION_COMMANDS},
+    **{kind: (When.ACTIVE, decide_authorizations) for kind in AUTHORIZATION_CLOCK_COMMANDS},
     RecordAssessment: (When.INTAKE, _assess_command),
     TransferEpisode: (When.OPEN, decide_transfer),
     Resume: (When.ON_HOLD, _resume),

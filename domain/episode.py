@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from continuum.domain.aftercare import Consent, FollowUp, Referral
+from continuum.domain.authorizations import Authorization
 from continuum.domain.flags import Flag
 from continuum.domain.ids import ClientId, EpisodeId
 from continuum.domain.levels import LevelOfCare
@@ -81,6 +82,7 @@ class Numbered(StrEnum):
     TEST = "T"
     REFERRAL = "R"
     FOLLOW_UP = "F"
+    AUTHORIZATION = "A"
 
     def id(self, episode_id: str, number: int) -> str:
         """The id of this episode's `number`th record of this kind: the one way such ids are minted."""
@@ -222,6 +224,8 @@ class Episode:
     # the level it waits for there, if the facility could not take the client at the level decided.
     facility_id: str | None = None
     waitlist: Waitlisted | None = None
+    # Utilization review (domain.authorization_decisions): the payer authorizations requested, in order
+    authorizations: tuple[Authorization, ...] = ()
 
     def referral(self, referral_id: str) -> Referral | None:
         return next((r for r in self.referrals if r.referral_id == referral_id), None)
@@ -234,6 +238,9 @@ class Episode:
 
     def session(self, session_id: str) -> Session | None:
         return next((s for s in self.sessions if s.session_id == session_id), None)
+
+    def authorization(self, authorization_id: str) -> Authorization | None:
+        return next((a for a in self.authorizations if a.authorization_id == authorization_id), None)
 
     def test(self, test_id: str) -> DrugTest | None:
         return next((t for t in self.tests if t.test_id == test_id), None)

@@ -17,6 +17,12 @@ from continuum.domain.aftercare import (
     ReferralStatus,
     ResourceType,
 )
+from continuum.domain.authorizations import (
+    AuthorizationDecision,
+    AuthorizationUnit,
+    ConcurrentReviewOutcome,
+    DenialReason,
+)
 from continuum.domain.episode import (
     DischargeReason,
     HoldReason,
@@ -551,6 +557,79 @@ class TreatmentPlanEscalated(DomainEvent):
     policy_version: str
 
 
+@dataclass(frozen=True)
+class AuthorizationRequested(DomainEvent):
+    """The utilization reviewer asked `payer` to authorize `level` for `requested_units` days or units; the
+    request's id was minted here (`Numbered.AUTHORIZATION`)."""
+
+    authorization_id: str
+    payer: str
+    level: LevelOfCare
+    unit: AuthorizationUnit
+    requested_units: int
+    requested_by: str
+
+
+@dataclass(frozen=True)
+class AuthorizationDecided(DomainEvent):
+    """The payer's answer to a request: approved or partially approved (its number, period and units), or
+    denied with a coded reason."""
+
+    authorization_id: str
+    decision: AuthorizationDecision
+    payer: str
+    authorization_number: str | None
+    start: datetime | None
+    end: datetime | None
+    approved_units: int | None
+    denial_reason: DenialReason | None
+    decided_by: str
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class AuthorizationExtended(DomainEvent):
+    """The payer extended an approved authorization to `end`, with `added_units` more days or units; a
+    concurrent review pending for it is closed by the extension."""
+
+    authorization_id: str
+    previous_end: datetime
+    end: datetime
+    added_units: int
+    authorization_number: str | None
+    extended_by: str
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class ConcurrentReviewRequested(DomainEvent):
+    """The authorization ends within the policy's days: the utilization reviewer is asked for a concurrent
+    review by `due_at` (the authorization's end)."""
+
+    authorization_id: str
+    due_at: datetime
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class ConcurrentReviewEscalated(DomainEvent):
+    """The concurrent review was not recorded by its due date: the clinical director is alerted."""
+
+    authorization_id: str
+    due_at: datetime
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class ConcurrentReviewRecorded(DomainEvent):
+    """The utilization reviewer's concurrent review of an authorization, and what it concluded."""
+
+    authorization_id: str
+    outcome: ConcurrentReviewOutcome
+    reviewed_by: str
+    note: str
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.type_name(): cls
     for cls in (
@@ -603,5 +682,11 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         TreatmentPlanRecorded,
         TreatmentPlanReviewed,
         TreatmentPlanEscalated,
+        AuthorizationRequested,
+        AuthorizationDecided,
+        AuthorizationExtended,
+        ConcurrentReviewRequested,
+        ConcurrentReviewEscalated,
+        ConcurrentReviewRecorded,
     )
 }

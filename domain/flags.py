@@ -26,6 +26,11 @@ class FlagFamily(StrEnum):
     RE_ENGAGEMENT_REVIEW_OVERDUE = "re_engagement_review_overdue"  # not done by its due date: the director is alerted
     POSSIBLE_DROPOUT = "possible_dropout"  # no session attended for the policy's number of days
     PLAN_OVERDUE = "plan_overdue"  # the initial treatment plan or its review was not done by its due date
+    # Utilization review: the clinical level against the authorized one (domain.authorization_decisions)
+    AUTHORIZATION_EXPIRED = "authorization_expired"  # subject: the authorization the stay ran past the end of
+    LEVEL_UNAUTHORIZED = "level_unauthorized"  # no current authorization at all for the clinical level
+    AUTHORIZED_LEVEL_MISMATCH = "authorized_level_mismatch"  # a current authorization, for another level
+    CONCURRENT_REVIEW_OVERDUE = "concurrent_review_overdue"  # subject: the authorization; not reviewed by its end
 
 
 SEPARATOR = ":"
@@ -65,6 +70,9 @@ class Alert(StrEnum):
     MISSING_RESULTS = "missing_results"
     UNANSWERED_REFERRALS = "unanswered_referrals"
     OVERDUE_PLANS = "overdue_plans"
+    BEYOND_AUTHORIZATION = "stays_beyond_authorization"
+    UNAUTHORIZED_LEVELS = "unauthorized_levels"  # a level without a current authorization, or another authorized
+    OVERDUE_CONCURRENT_REVIEWS = "overdue_concurrent_reviews"
 
 
 ALERT_OF: dict[FlagFamily, Alert] = {
@@ -72,6 +80,10 @@ ALERT_OF: dict[FlagFamily, Alert] = {
     FlagFamily.RESULT_MISSING: Alert.MISSING_RESULTS,
     FlagFamily.REFERRAL_UNANSWERED: Alert.UNANSWERED_REFERRALS,
     FlagFamily.PLAN_OVERDUE: Alert.OVERDUE_PLANS,
+    FlagFamily.AUTHORIZATION_EXPIRED: Alert.BEYOND_AUTHORIZATION,
+    FlagFamily.LEVEL_UNAUTHORIZED: Alert.UNAUTHORIZED_LEVELS,
+    FlagFamily.AUTHORIZED_LEVEL_MISMATCH: Alert.UNAUTHORIZED_LEVELS,
+    FlagFamily.CONCURRENT_REVIEW_OVERDUE: Alert.OVERDUE_CONCURRENT_REVIEWS,
 }
 # What a flag's subject is, by family: the key a reader shows it under.
 SUBJECT_OF: dict[FlagFamily, str] = {
@@ -81,6 +93,8 @@ SUBJECT_OF: dict[FlagFamily, str] = {
     FlagFamily.REFERRAL_UNANSWERED: "referral_id",
     FlagFamily.REFERRAL_NOT_SENT: "referral_id",
     FlagFamily.BELOW_MINIMUM_HOURS: "week",
+    FlagFamily.AUTHORIZATION_EXPIRED: "authorization_id",
+    FlagFamily.CONCURRENT_REVIEW_OVERDUE: "authorization_id",
 }
 
 

@@ -9,6 +9,7 @@ from functools import cache, reduce
 from typing import Any, TypeVar, cast
 
 from continuum.domain.aftercare import Consent, FollowUp, FollowUpKind, FollowUpOutcome, Referral, ReferralStatus
+from continuum.domain.authorizations import DECIDED, Authorization, AuthorizationDecision, ConcurrentReview
 from continuum.domain.episode import (
     Episode,
     EpisodeStatus,
@@ -22,7 +23,13 @@ from continuum.domain.episode import (
 from continuum.domain.errors import DomainError
 from continuum.domain.events import (
     AssessmentRecorded,
+    AuthorizationDecided,
+    AuthorizationExtended,
+    AuthorizationRequested,
     CareWeekClosed,
+    ConcurrentReviewEscalated,
+    ConcurrentReviewRecorded,
+    ConcurrentReviewRequested,
     ConsentRecorded,
     ConsentRevoked,
     DomainEvent,
@@ -586,6 +593,88 @@ def _plan_escalated(state: Episode, event: TreatmentPlanEscalated) -> Episode:
     return replace(state, plan_escalated=True)
 
 
+@_folds(AuthorizationRequested)
+def _authorization_requested(state: Episode, event: AuthorizationRequested) -> Episode:
+    requested = Authorization(
+        event.authorization_id,
+        event.payer,
+        event.level,
+        event.unit,
+        event.requested_units,
+        event.occurred_at,
+        event.requested_by,
+    )
+    return replace(state, authorizations=(*state.authorizations, requested))
+
+
+@_folds(AuthorizationDecided)
+def _authorization_decided(state: Episode, event: AuthorizationDecided) -> Episode:
+    if event.decision is AuthorizationDecision.EXTENDED:
+        raise FoldError("an extension is recorded as AuthorizationExtended")
+    return _with_authorization(
+        state,
+        event.authorization_id,
+        status=DECIDED[event.decision],
+        authorization_number=event.authorization_number,
+        start=event.start,
+        end=event.end,
+        approved_units=event.approved_units,
+        denial_reason=event.denial_reason,
+        decided_at=event.occurred_at,
+    )
+
+
+@_folds(AuthorizationExtended)
+def _authorization_extended(state: Episode, event: AuthorizationExtended) -> Episode:
+    authorization = state.authorization(event.authorization_id)
+    if authorization is None or not authorization.approved:
+        raise FoldError(f"authorization {event.authorization_id} was extended without an approval")
+    return _with_authorization(
+        state,
+        event.authorization_id,
+        end=event.end,
+        approved_units=(authorization.approved_units or 0) + event.added_units,
+        authorization_number=event.authorization_number or authorization.authorization_number,
+        extensions=authorization.extensions + 1,
+        concurrent_review=None,  # the extension closes the review pending for the old end
+    )
+
+
+@_folds(ConcurrentReviewRequested)
+def _concurrent_review_requested(state: Episode, event: ConcurrentReviewRequested) -> Episode:
+    review = ConcurrentReview(event.occurred_at, event.due_at)
+    return _with_authorization(state, event.authorization_id, concurrent_review=review)
+
+
+@_folds(ConcurrentReviewEscalated)
+def _concurrent_review_escalated(state: Episode, event: ConcurrentReviewEscalated) -> Episode:
+    review = _authorization(state, event.authorization_id).concurrent_review
+    if review is None:
+        raise FoldError(f"a concurrent review of {event.authorization_id} was escalated that is not pending")
+    return _with_authorization(state, event.authorization_id, concurrent_review=replace(review, escalated=True))
+
+
+@_folds(ConcurrentReviewRecorded)
+def _concurrent_review_recorded(state: Episode, event: ConcurrentReviewRecorded) -> Episode:
+    end = _authorization(state, event.authorization_id).end
+    return _with_authorization(state, event.authorization_id, concurrent_review=None, reviewed_for_end=end)
+
+
+def _authorization(state: Episode, authorization_id: str) -> Authorization:
+    authorization = state.authorization(authorization_id)
+    if authorization is None:
+        raise FoldError(f"no authorization {authorization_id} was requested")
+    return authorization
+
+
+def _with_authorization(state: Episode, authorization_id: str, **changes: object) -> Episode:
+    _authorization(state, authorization_id)
+    authorizations = tuple(
+        replace(a, **changes) if a.authorization_id == authorization_id else a for a in state.authorizations
+    )
+    return replace(state, authorizations=authorizations)
+
+
 def _session(state: Episode, session_id: str) -> Session:
     session = state.session(session_id)
     if session is None:
@@ -617,7 +706,15 @@ def _closed(state: Episode, event: EpisodeClosed) -> Episode:
     )
 
 
-_ENDS_WITH_THE_EPISODE = (FlagFamily.REVIEW_OVERDUE, FlagFamily.PLAN_OVERDUE)
+_ENDS_WITH_THE_EPISODE = (
+    FlagFamily.REVIEW_OVERDUE,
+    FlagFamily.PLAN_OVERDUE,
+    # nor is a level unauthorized, or a concurrent review overdue, once the stay is over
+    FlagFamily.AUTHORIZATION_EXPIRED,
+    FlagFamily.LEVEL_UNAUTHORIZED,
+    FlagFamily.AUTHORIZED_LEVEL_MISMATCH,
+    FlagFamily.CONCURRENT_REVIEW_OVERDUE,
+)
 
 
 def paused_dues(state: Episode) -> tuple[str, ...]:

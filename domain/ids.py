@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import NewType
 
-from continuum.domain.errors import InvalidIdentifier
+from continuum.domain.errors import CommandInvalid, InvalidIdentifier
 
 EpisodeId = NewType("EpisodeId", str)
 ClientId = NewType("ClientId", str)
@@ -41,6 +41,15 @@ def staff_id(value: str) -> str:
 def lab_or_facility_id(value: str) -> str:
     """A facility's id, or the id of the lab it sends tests to (same form)."""
     return _valid(value, "an id is")
+
+
+def field_id(field: str, value: str) -> str:
+    """A command's id-valued field (who signed, who decided, a payer): `staff_id`'s form, or CommandInvalid (a
+    422) naming the field."""
+    try:
+        return staff_id(value)
+    except InvalidIdentifier as error:
+        raise CommandInvalid(f"{field}: {error}") from None
 
 
 def consent_id(value: str) -> str:

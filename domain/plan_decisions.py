@@ -20,7 +20,7 @@ from continuum.domain.commands import (
     RecordTreatmentPlan,
 )
 from continuum.domain.episode import Episode, EpisodeStatus, ReviewOutcome
-from continuum.domain.errors import CommandInvalid, CommandRejected, InvalidIdentifier
+from continuum.domain.errors import CommandInvalid, CommandRejected
 from continuum.domain.events import (
     DomainEvent,
     FlagCleared,
@@ -30,7 +30,7 @@ from continuum.domain.events import (
     TreatmentPlanReviewed,
 )
 from continuum.domain.flags import Flag, FlagFamily
-from continuum.domain.ids import staff_id
+from continuum.domain.ids import field_id
 from continuum.domain.plans import (
     DIMENSIONS,
     MAX_PLAN_ITEMS,
@@ -129,7 +129,7 @@ def _review(
     state: Episode, command: RecordPlanReview, plans: PlansPolicy, version: str, at: datetime, day: timedelta
 ) -> list[DomainEvent]:
     signed_by = _signer(command.signed_by)
-    _identifier("review_id", command.review_id)
+    field_id("review_id", command.review_id)
     _check_contents(command.problems, command.goals)
     _placed(state)
     plan = state.plan
@@ -203,14 +203,7 @@ def _placed(state: Episode) -> None:
 
 
 def _signer(value: str) -> str:
-    return _identifier("signed_by", value)
-
-
-def _identifier(field: str, value: str) -> str:
-    try:
-        return staff_id(value)
-    except InvalidIdentifier as error:
-        raise CommandInvalid(f"{field}: {error}") from None
+    return field_id("signed_by", value)
 
 
 def _check_contents(problems: tuple[PlanProblem, ...], goals: tuple[PlanGoal, ...]) -> None:
@@ -227,7 +220,7 @@ def _check_contents(problems: tuple[PlanProblem, ...], goals: tuple[PlanGoal, ..
             _check_item(f"{name}[{index}]", item.dimension, item.description)
     seen: set[str] = set()
     for index, goal in enumerate(goals):
-        _identifier(f"goals[{index}].goal_id", goal.goal_id)
+        field_id(f"goals[{index}].goal_id", goal.goal_id)
         if goal.goal_id in seen:
             raise CommandInvalid(f"goals[{index}].goal_id: goal {goal.goal_id} appears twice in the plan")
         seen.add(goal.goal_id)

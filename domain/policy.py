@@ -14,6 +14,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, TypeVar, cast
 
+from continuum.domain.authorizations import UtilizationReviewPolicy, read_utilization_review
 from continuum.domain.directory import ResourceDirectory, load_directory
 from continuum.domain.episode import OverrideReason
 from continuum.domain.errors import PolicyError
@@ -131,6 +132,8 @@ class Policy:
     services: ServicesPolicy | None = None
     # None in a policy without `[plans]` (every episode started before it): no treatment-plan deadlines.
     plans: PlansPolicy | None = None
+    # None in a policy without `[utilization_review]` (every episode started before it): no authorizations.
+    utilization_review: UtilizationReviewPolicy | None = None
 
 
 def default_policy_text() -> str:
@@ -172,6 +175,7 @@ def load_policy(text: str | None = None, directory_text: str | None = None) -> P
         medications=reader.medications("medications"),
         services=read_services(raw),
         plans=read_plans(raw),
+        utilization_review=read_utilization_review(raw),
     )
     for source, target in policy.step_down.items():
         if target.intensity >= source.intensity:

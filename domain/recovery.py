@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from continuum.domain.authorizations import AuthorizationDecision
 from continuum.domain.commands import (
     CancelSession,
     CancelTest,
@@ -29,6 +30,8 @@ from continuum.domain.commands import (
     PutOnHold,
     RecordAssessment,
     RecordAttendance,
+    RecordAuthorizationDecision,
+    RecordConcurrentReview,
     RecordConsent,
     RecordFollowUpOutcome,
     RecordMissedSession,
@@ -38,6 +41,7 @@ from continuum.domain.commands import (
     RecordSpecimenCollection,
     RecordTestResult,
     RecordTreatmentPlan,
+    RequestAuthorization,
     Resume,
     ReverseStepUp,
     RevokeConsent,
@@ -48,7 +52,13 @@ from continuum.domain.commands import (
 from continuum.domain.episode import DischargeReason, EpisodeStatus, ReviewOutcome
 from continuum.domain.events import (
     AssessmentRecorded,
+    AuthorizationDecided,
+    AuthorizationExtended,
+    AuthorizationRequested,
     CareWeekClosed,
+    ConcurrentReviewEscalated,
+    ConcurrentReviewRecorded,
+    ConcurrentReviewRequested,
     ConsentRecorded,
     ConsentRevoked,
     DomainEvent,
@@ -207,6 +217,10 @@ def tick_of(event: DomainEvent, before: StayClock, day: timedelta) -> TickKey | 
             return "EscalateReEngagementReview", None
         case TreatmentPlanEscalated():
             return "EscalateTreatmentPlan", None
+        case ConcurrentReviewRequested(authorization_id=authorization_id):
+            return "RequestConcurrentReview", authorization_id
+        case ConcurrentReviewEscalated(authorization_id=authorization_id):
+            return "EscalateConcurrentReview", authorization_id
         case FlagRaised(flag=flag) if flag.family in _TICK_FLAGS:
             name = _TICK_FLAGS[flag.family]
             return name, flag.subject if name == "FlagReferralUnanswered" else None
@@ -359,8 +373,40 @@ def _aftercare_or_session_input(event: DomainEvent) -> Input | None:
                 event.review_id, event.problems, event.goals, event.signed_by, event.client_signed
             )
         case _:
-            return None
+            return _authorization_input(event)
     return Input(command, at)
+
+
+def _authorization_input(event: DomainEvent) -> Input | None:
+    """The utilization reviewer's commands (the ids they name are minted in order, so a simulation mints the same)."""
+    match event:
+        case AuthorizationRequested():
+            command: Command = RequestAuthorization(
+                event.payer, event.level, event.unit, event.requested_units, event.requested_by
+            )
+        case AuthorizationDecided():
+            command = RecordAuthorizationDecision(
+                event.authorization_id,
+                event.decision,
+                event.decided_by,
+                event.payer,
+                event.authorization_number,
+                event.start,
+                event.end,
+                event.approved_units,
+                event.denial_reason,
+            )
+        case AuthorizationExtended():
+            extended = AuthorizationDecision.EXTENDED
+            number = event.authorization_number
+            command = RecordAuthorizationDecision(
+                event.authorization_id, extended, event.extended_by, None, number, None, event.end, event.added_units
+            )
+        case ConcurrentReviewRecorded():
+            command = RecordConcurrentReview(event.authorization_id, event.outcome, event.reviewed_by, event.note)
+        case _:
+            return None
+    return Input(command, event.occurred_at)
 
 
 def _review_outcome(event: ReviewCompleted, state: StayClock, day: timedelta) -> RecordReviewOutcome:

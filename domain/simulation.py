@@ -27,6 +27,7 @@ from continuum.domain.commands import (
     Command,
     DecideStepUp,
     DrawTestSchedule,
+    EscalateConcurrentReview,
     EscalateReview,
     FlagLabNotNotified,
     FlagReferralUnanswered,
@@ -35,6 +36,7 @@ from continuum.domain.commands import (
     RecordReviewOutcome,
     RecordSpecimenCollection,
     RecordTestResult,
+    RequestConcurrentReview,
     RequestFollowUp,
     RequestReview,
     ReverseStepUp,
@@ -221,6 +223,8 @@ def _subject(run: _Run, command: Command, state: Episode) -> str | None:
         case MarkResultOverdue(test_id=test_id):
             return run.simulated_to_recorded.get(test_id, "")
         case RequestFollowUp(follow_up_id=subject) | FlagReferralUnanswered(referral_id=subject):
+            return subject
+        case RequestConcurrentReview(authorization_id=subject) | EscalateConcurrentReview(authorization_id=subject):
             return subject
         case CloseCareWeek(week=week):
             return str(week)

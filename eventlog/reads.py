@@ -17,6 +17,7 @@ from continuum.domain.flags import ALERT_OF, SUBJECT_OF, Alert, Flag, FlagFamily
 from continuum.domain.levels import LevelOfCare
 
 Rows = list[dict[str, Any]]  # named apart: inside EpisodeReads, `list` is its method
+Located = list[tuple[str, dict[str, Any]]]  # (facility, state) pairs, named apart likewise
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ def _due_at(row: Any, flag: Flag) -> datetime | None:
         due = (row["results_due"] or {}).get(flag.subject)
     elif flag.family is FlagFamily.REFERRAL_UNANSWERED:
         due = (row["answers_due"] or {}).get(flag.subject)
+    elif flag.family in (FlagFamily.AUTHORIZATION_EXPIRED, FlagFamily.CONCURRENT_REVIEW_OVERDUE):
+        due = (row["authorizations_end"] or {}).get(flag.subject)  # the stay, or the review, was due by its end
     else:
         due = None
     return parse_instant(due) if due else None
@@ -202,9 +205,10 @@ class EpisodeReads:
 
     def alerts(self, since: datetime, facilities: Scope = None, facility: str | None = None) -> dict[str, Rows]:
         """Overdue reviews, overdue treatment plans and missing results now open, and positives and step-ups
-        recorded since `since`; of open episodes only (a closed episode's flags and events alert nobody), at the
-        reader's facilities (and `facility`, if given). Each row names the episode's client, level and facility; a
-        flag's row carries `due_at`, the due date it missed."""
+        recorded since `since`; stays beyond or without their authorization, and overdue concurrent reviews; of open
+        episodes only (a closed episode's flags and events alert nobody), at the reader's facilities (and `facility`,
+        if given). Each row names the episode's client, level and facility; a flag's row carries `due_at`, the due
+        date it missed (an authorization's end, for its flags)."""
         where, params = _at_facilities(facilities, facility, "cardinality(flags) > 0", "status <> 'closed'")
         params["since"] = since
         scoped = "".join(f" AND episodes.{condition}" for condition in where[2:])
@@ -215,7 +219,8 @@ class EpisodeReads:
                         "SELECT episode_id, client_id, level, facility, flags,"
                         " state->'pending_review'->>'due_at' AS review_due, state->>'plan_due_at' AS plan_due,"
                         f" {_DUE_BY_ID.format('tests', 'test_id', 'result_due_at')} AS results_due,"
-                        f" {_DUE_BY_ID.format('referrals', 'referral_id', 'answer_due_at')} AS answers_due"
+                        f" {_DUE_BY_ID.format('referrals', 'referral_id', 'answer_due_at')} AS answers_due,"
+                        f" {_DUE_BY_ID.format('authorizations', 'authorization_id', 'end')} AS authorizations_end"
                         f" FROM episodes WHERE {' AND '.join(where)} ORDER BY episode_id"
                     ),
                     params,
@@ -273,7 +278,22 @@ class EpisodeReads:
             "step_ups": [dict(r) for r in step_ups],
             Alert.UNANSWERED_REFERRALS.value: by_alert[Alert.UNANSWERED_REFERRALS],
             Alert.OVERDUE_PLANS.value: by_alert[Alert.OVERDUE_PLANS],
+            Alert.BEYOND_AUTHORIZATION.value: by_alert[Alert.BEYOND_AUTHORIZATION],
+            Alert.UNAUTHORIZED_LEVELS.value: by_alert[Alert.UNAUTHORIZED_LEVELS],
+            Alert.OVERDUE_CONCURRENT_REVIEWS.value: by_alert[Alert.OVERDUE_CONCURRENT_REVIEWS],
         }
+
+    def with_authorizations(self, facilities: Scope = None, facility: str | None = None) -> Located:
+        """The facility and state of each open episode that has payer authorizations (the index of migration 0015),
+        at the reader's facilities (and `facility`, if given)."""
+        where, params = _at_facilities(
+            facilities, facility, "(state -> 'authorizations') <> '[]'::jsonb", "status <> 'closed'"
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(f"SELECT facility, state FROM episodes WHERE {' AND '.join(where)} ORDER BY episode_id"), params
+            ).all()
+        return [(str(row.facility), dict(row.state)) for row in rows]
 
     def disclosures(self, episode_id: str, since: datetime | None, until: datetime | None) -> Rows:
         """The accounting of disclosures (42 CFR 2.25): to whom, when, why, what, under which consent."""

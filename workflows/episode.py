@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from continuum.domain.clock import Due, next_due
     from continuum.domain.codec import decode, encode, to_envelope
     from continuum.domain.commands import (
+        AUTHORIZATION_COMMANDS,
         COMMANDS,
         Command,
         DrawTestSchedule,
@@ -68,6 +69,7 @@ LAB_ORDER_RETRY = RetryPolicy(
 PATCH_DRUG_TESTING = "drug-testing"  # episodes started before random testing existed replay without it
 PATCH_AFTERCARE = "aftercare-referrals"  # episodes started before referrals and follow-ups replay without them
 PATCH_PLANS = "treatment-plans"  # episodes started before treatment-plan deadlines replay without their clock
+PATCH_AUTHORIZATIONS = "authorizations"  # likewise before payer authorizations and their concurrent reviews
 # Episodes started before bounded replay: no working-state retirement, no history bound, no clock catch-up,
 # holds that stop the stay clock alone.
 PATCH_BOUNDED = "bounded-replay"
@@ -243,6 +245,7 @@ class EpisodeWorkflow:
         self._bounded: bool | None = None  # whether this history has PATCH_BOUNDED; known once checked
         self._drug_testing: bool | None = None  # likewise PATCH_DRUG_TESTING
         self._plans: bool | None = None  # likewise PATCH_PLANS
+        self._authorizations: bool | None = None  # likewise PATCH_AUTHORIZATIONS
         self._running = 0  # commands between acceptance and their answer (a validator counts itself in Temporal's)
         self._commands_this_run = 0
         self._changes = 0
@@ -336,7 +339,23 @@ class EpisodeWorkflow:
             # the plan's clock first matters.
             self._plans = workflow.patched(PATCH_PLANS)
         plans = self._plans is True
-        return next_due(state, policy, workflow.now(), self._day, drug_testing=self._drug_testing, plans=plans)
+        if state.authorizations:
+            self._check_authorizations_patch()
+        return next_due(
+            state,
+            policy,
+            workflow.now(),
+            self._day,
+            drug_testing=self._drug_testing,
+            plans=plans,
+            authorizations=self._authorizations is True,
+        )
+
+    def _check_authorizations_patch(self) -> None:
+        """Asked once an authorization matters (its first command, or one on record): the marker lands there, and
+        never in a history from before authorizations."""
+        if self._authorizations is None:
+            self._authorizations = workflow.patched(PATCH_AUTHORIZATIONS)
 
     def _clock_command(self, state: Episode, due: Due) -> tuple[CommandMeta, Command]:
         """The command the clock issues for `due`, with its id (one per state version, so never twice)."""
@@ -407,7 +426,16 @@ class EpisodeWorkflow:
             return False
         testing = self._drug_testing is not False
         plans = self._plans is True
-        due = next_due(state, self._known_policy(), workflow.now(), self._day, drug_testing=testing, plans=plans)
+        authorizations = self._authorizations is True
+        due = next_due(
+            state,
+            self._known_policy(),
+            workflow.now(),
+            self._day,
+            drug_testing=testing,
+            plans=plans,
+            authorizations=authorizations,
+        )
         return due is not None and due.at <= workflow.now()
 
     def _current_policy(self) -> Policy:
@@ -548,6 +576,8 @@ class EpisodeWorkflow:
                 kept = self._results.get(meta.command_id)
                 return kept or CommandResult(meta.command_id, [], duplicate=True), []
             outbound: list[DomainEvent] = []
+            if isinstance(command, AUTHORIZATION_COMMANDS):
+                self._check_authorizations_patch()
             if meta.actor != CLOCK_ACTOR and self._is_bounded():
                 outbound += await self._catch_up()
             try:

@@ -69,7 +69,7 @@ async def centers(skipping_env: WorkflowEnvironment, store: PostgresEventStore, 
         services = Services.build(episodes, store)
         keys = {role.value: services.keys.create(f"{role.value}-1", role, _subject(role))[1] for role in Role}
         for center, facility in (("reno", "nv-reno"), ("austin", "tx-austin")):
-            for role in (Role.DIRECTOR, Role.CLINICIAN, Role.AUDITOR):
+            for role in (Role.DIRECTOR, Role.CLINICIAN, Role.AUDITOR, Role.UTILIZATION_REVIEWER):
                 keys[f"{role.value}@{center}"] = services.keys.create(f"{role.value}-{center}", role, None, [facility])[
                     1
                 ]
@@ -285,6 +285,28 @@ async def test_an_auditor_can_be_scoped_to_one_center(centers: Stack) -> None:
     assert operator.status_code == 200
     feed = (await centers.get("/api/v1/feed", role="auditor@austin", limit=500)).json()
     assert {e["subject"] for e in feed["events"]} == {centers.e2}
+
+
+async def test_a_utilization_reviewer_of_one_center_reviews_its_stays_alone(centers: Stack) -> None:
+    await _open(centers, centers.e1, "nv-reno")
+    await _open(centers, centers.e2, "tx-austin")
+    ask = {"payer": "payer-1", "level": "intensive_outpatient", "requested_units": 14, "requested_by": "ur-1"}
+
+    own = await centers.post(f"/api/v1/episodes/{centers.e1}/authorizations", ask, role="utilization_reviewer@reno")
+    other = await centers.post(f"/api/v1/episodes/{centers.e2}/authorizations", ask, role="utilization_reviewer@reno")
+    other_read = await centers.get(f"/api/v1/episodes/{centers.e2}/authorizations", role="utilization_reviewer@reno")
+    whole = await centers.post(f"/api/v1/episodes/{centers.e2}/authorizations", ask, role="utilization_reviewer")
+
+    assert own.status_code == 201 and whole.status_code == 201, (own.text, whole.text)
+    assert other.status_code == 404 and other_read.status_code == 404
+    assert len(events_of(centers.store, centers.e2, "AuthorizationRequested")) == 1  # the operator's, not Reno's
+    mine = (await centers.get("/api/v1/utilization-review", role="utilization_reviewer@reno")).json()
+    everyone = (await centers.get("/api/v1/utilization-review", role="utilization_reviewer")).json()
+    assert centers.e2 not in str(mine) and centers.e1 in str(mine)
+    assert {g["group"] for g in mine["mismatches"]} == {"nv-reno"}
+    assert {g["group"] for g in everyone["mismatches"]} == {"nv-reno", "tx-austin"}
+    refused = await centers.get("/api/v1/utilization-review", role="utilization_reviewer@reno", facility="tx-austin")
+    assert refused.status_code in (403, 422)
 
 
 async def test_a_dashboard_session_inherits_its_keys_facilities(centers: Stack) -> None:

@@ -5,6 +5,7 @@ finds Temporal's port from the environment, as it says."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -38,7 +39,7 @@ def marked_blocks() -> list[tuple[str, str]]:
 
 
 def test_the_readme_marks_its_examples() -> None:
-    assert [kind for kind, _ in marked_blocks()] == ["sh", "sh", "python", "sh"]
+    assert [kind for kind, _ in marked_blocks()] == ["sh", "sh", "python", "sh", "sh"]
 
 
 @pytest.fixture
@@ -104,7 +105,7 @@ def _up(extra: dict[str, str]) -> Iterator[tuple[dict[str, str], int]]:
 
 def test_every_readme_example_runs_in_order(fresh_stack: tuple[dict[str, str], int], tmp_path: Path) -> None:
     env, api_port = fresh_stack
-    (first, second, python, webhooks) = (block for _, block in marked_blocks())
+    (first, second, python, utilization, webhooks) = (block for _, block in marked_blocks())
 
     opened = _sh(first.replace("127.0.0.1:8000", f"127.0.0.1:{api_port}"), env)
     assert '"EpisodeOpened"' in opened and "EP-1001" in opened.split("EpisodeOpened", 1)[1]  # curl, then the list
@@ -123,6 +124,11 @@ def test_every_readme_example_runs_in_order(fresh_stack: tuple[dict[str, str], i
         )
         assert ran.returncode == 0, ran.stderr[-3000:]
         assert ran.stdout.strip() == expected.group(1)
+
+    reviewed = _sh(utilization.replace("127.0.0.1:8000", f"127.0.0.1:{api_port}"), env)
+    assert reviewed.startswith("201 /api/v1/episodes/EP-1001/authorizations/EP-1001.A1\n"), reviewed
+    report = json.loads(reviewed.split("\n", 1)[1])
+    assert [(r["episode_id"], r["authorized"]) for r in report["expiring"]] == [("EP-1001", "withdrawal_management")]
 
     subscribed = _sh(webhooks.replace("127.0.0.1:8000", f"127.0.0.1:{api_port}"), env)
     assert subscribed.count("Store it now") == 1 and '"secret": "whsec_' in subscribed  # the CLI's, the API's

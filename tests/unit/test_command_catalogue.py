@@ -47,6 +47,9 @@ WIRE_NAMES = {
     "record_treatment_plan",
     "record_plan_review",
     "transfer",
+    "request_authorization",
+    "record_authorization_decision",
+    "record_concurrent_review",
 }
 
 

@@ -11,17 +11,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from continuum.domain.aftercare import FollowUpOutcome
+from continuum.domain.authorizations import (
+    AuthorizationDecision,
+    AuthorizationUnit,
+    ConcurrentReviewOutcome,
+    DenialReason,
+)
 from continuum.domain.commands import (
     Discharge,
     OpenEpisode,
     OrderTest,
     PutOnHold,
     RecordAssessment,
+    RecordAuthorizationDecision,
+    RecordConcurrentReview,
     RecordFollowUpOutcome,
     RecordPlanReview,
     RecordReviewOutcome,
     RecordTestResult,
     RecordTreatmentPlan,
+    RequestAuthorization,
     Resume,
 )
 from continuum.domain.comparison import compare, summarise
@@ -304,6 +313,31 @@ def test_treatment_plans_are_recovered_and_the_current_policy_reproduces_them() 
             break
     kinds = [type(e).__name__ for e in r.recorded]
     assert {"TreatmentPlanEscalated", "TreatmentPlanRecorded", "TreatmentPlanReviewed", "ReviewCompleted"} <= set(kinds)
+    simulated = simulate("ep-1", r.recorded, POLICY, DAY)
+    assert simulated.events == tuple(r.recorded)
+    assert simulated.refused == ()
+
+
+def test_authorizations_are_recovered_and_the_current_policy_reproduces_them() -> None:
+    """A request, an approval, the concurrent review the clock requested and escalated, an extension, the review
+    recorded and a denial: outside inputs the simulation recovers, so the record comes back event for event."""
+    r = Recorded(POLICY)
+    r.do(_open((1, 1, 1, 1, 1, 1)))
+    r.do(_assess((1, 1, 1, 1, 1, 1)))
+    r.send(RequestAuthorization("payer-1", L.INTENSIVE_OUTPATIENT, AuthorizationUnit.DAYS, 5, "ur-1"), 0.5)
+    approved = AuthorizationDecision.APPROVED
+    r.send(RecordAuthorizationDecision("ep-1.A1", approved, "ur-1", "payer-1", "PA-1", r.at, r.at + DAY * 5, 5))
+    r.advance(r.at + DAY * 6)
+    for test_id in r.awaiting():
+        r.send(RecordTestResult(test_id, TestResult.NEGATIVE, TestMethod.CONFIRMED, r.at, f"lab-{test_id}"))
+    r.send(RecordAuthorizationDecision("ep-1.A1", AuthorizationDecision.EXTENDED, "ur-1", end=r.at + DAY * 4, units=4))
+    r.send(RecordConcurrentReview("ep-1.A1", ConcurrentReviewOutcome.DISCHARGE_PLANNED, "ur-1"), 2)
+    r.send(RequestAuthorization("payer-1", L.RESIDENTIAL, AuthorizationUnit.DAYS, 5, "ur-1"))
+    denied = AuthorizationDecision.DENIED
+    r.send(RecordAuthorizationDecision("ep-1.A2", denied, "ur-1", denial_reason=DenialReason.LEVEL_NOT_COVERED), 0.2)
+    kinds = {type(e).__name__ for e in r.recorded}
+    assert {"ConcurrentReviewRequested", "ConcurrentReviewEscalated", "AuthorizationExtended"} <= kinds
+    assert {"ConcurrentReviewRecorded", "AuthorizationDecided"} <= kinds
     simulated = simulate("ep-1", r.recorded, POLICY, DAY)
     assert simulated.events == tuple(r.recorded)
     assert simulated.refused == ()
