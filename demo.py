@@ -47,6 +47,12 @@ FOLLOW_UP_PER_DAY = 0.75  # the outreach team reaches the client
 DISCHARGE_PER_DAY = 0.004  # against medical advice, transferred, administrative
 TRANSFER_PER_DAY = 0.01  # a client at intensive outpatient or outpatient moves to another center offering it
 TRANSFERRED_LEVELS = ("intensive_outpatient", "outpatient")
+PAYERS = ("payer-bcbs", "payer-aetna", "payer-medicaid")
+AUTHORIZED_DAYS = 14  # what the utilization reviewer asks a payer for, per level and per extension
+PAYER_ANSWER_PER_DAY = 0.7  # payers answer requests within a day or two
+DENIED, PARTIAL = 0.12, 0.18  # of the payers' answers: denials, partial approvals (7 days); the rest approve
+DENIAL_REASONS = ("not_medically_necessary", "insufficient_information", "level_not_covered", "out_of_network")
+CONCURRENT_REVIEW_PER_DAY = 0.8  # the reviewer's concurrent review before an authorization ends
 # Treatment services: a session's minutes and every how many care days one is held, by level (IOP in 4-hour
 # blocks every other day, PHP 5 hours daily, outpatient an hour every third day); the 24-hour levels have none.
 SESSIONS = {"intensive_outpatient": (240, 2), "partial_hospitalization": (300, 1), "outpatient": (60, 3)}
@@ -272,6 +278,7 @@ class CohortSimulation:
             waiting |= await self._plan(episode, state, days)
             waiting |= await self._sessions(episode, state)
             await self._transfer(episode, state, days)
+            waiting |= await self._utilization(episode, state, days)
         if not waiting:
             self.seen[episode] = state["version"]
 
@@ -286,6 +293,67 @@ class CohortSimulation:
             body = {"facility_id": self.rng.choice(elsewhere), "reason": "closer to home", "clinician": "clin-demo"}
             if await self._command(episode, "transfer", body, key=f"transfer-{episode}-{state['version']}") == 200:
                 self.tally.transfers += 1
+
+    async def _utilization(self, episode: str, state: dict[str, Any], days: float) -> bool:
+        """The utilization reviewer asks a payer to authorize the client's level (again, once, after a denial),
+        records the payer's answer (most approve; some approve 7 days only; a few deny, with a coded reason), and
+        before an approval ends, records a concurrent review and the payer's extension."""
+        level = state.get("level")
+        if state["status"] != "active" or level in (None, "aftercare"):
+            return False
+        asked = [a for a in state.get("authorizations", []) if a["level"] == level]
+        latest = asked[-1] if asked else None
+        if latest is None or (latest["status"] == "denied" and len(asked) < 2):
+            payer = self.rng.choice(PAYERS)
+            body = {"payer": payer, "level": level, "requested_units": AUTHORIZED_DAYS, "requested_by": "ur-demo"}
+            key = f"authorize-{episode}-{level}-{len(asked)}"
+            await self._command(episode, "authorizations", body, role="utilization_reviewer", key=key)
+            return True
+        authorization = latest["authorization_id"]
+        if latest["status"] == "requested":
+            if self._chance(PAYER_ANSWER_PER_DAY, days):
+                await self._command(
+                    episode,
+                    f"authorizations/{authorization}/decisions",
+                    self._payer_answer(authorization),
+                    role="utilization_reviewer",
+                    key=f"decide-{authorization}",
+                )
+            return True
+        pending = latest.get("concurrent_review")
+        if pending is None or not self._chance(CONCURRENT_REVIEW_PER_DAY, days):
+            return pending is not None
+        review = {"outcome": "extension_requested", "reviewed_by": "ur-demo"}
+        round_ = latest["extensions"]
+        path = f"authorizations/{authorization}"
+        await self._command(
+            episode,
+            f"{path}/concurrent-reviews",
+            review,
+            role="utilization_reviewer",
+            key=f"cr-{authorization}-{round_}",
+        )
+        end = _instant(latest["end"]) + timedelta(seconds=AUTHORIZED_DAYS * self.config.day_seconds)
+        extension = {"decision": "extended", "decided_by": "ur-demo", "end": end.isoformat(), "units": AUTHORIZED_DAYS}
+        await self._command(
+            episode, f"{path}/decisions", extension, role="utilization_reviewer", key=f"extend-{authorization}-{round_}"
+        )
+        return True
+
+    def _payer_answer(self, authorization: str) -> dict[str, Any]:
+        roll = self.rng.random()
+        if roll < DENIED:
+            return {"decision": "denied", "decided_by": "ur-demo", "denial_reason": self.rng.choice(DENIAL_REASONS)}
+        approved = AUTHORIZED_DAYS // 2 if roll < DENIED + PARTIAL else AUTHORIZED_DAYS
+        start = datetime.now(UTC)
+        return {
+            "decision": "partially_approved" if approved < AUTHORIZED_DAYS else "approved",
+            "decided_by": "ur-demo",
+            "authorization_number": f"PA-{authorization}",
+            "start": start.isoformat(),
+            "end": (start + timedelta(seconds=approved * self.config.day_seconds)).isoformat(),
+            "units": approved,
+        }
 
     async def _review(self, episode: str, review: dict[str, Any] | None, days: float) -> bool:
         if not review:
@@ -477,6 +545,8 @@ class CohortSimulation:
             "referrals": dict(Counter(r["status"] for s in states for r in s["referrals"])),
             "follow_ups": dict(Counter(f["outcome"] for s in states for f in s["follow_ups"] if f["outcome"])),
             "consents": sum(len(s["consents"]) for s in states),
+            "authorizations": dict(Counter(a["status"] for s in states for a in s.get("authorizations", []))),
+            "extensions": sum(a["extensions"] for s in states for a in s.get("authorizations", [])),
             "sessions": dict(Counter(_what_became_of(x) for s in states for x in s.get("sessions", []))),
             "below_minimum_weeks": sum(1 for s in states for f in s["flags"] if f.startswith("below_minimum_hours:")),
             "unanswered_referrals": len(alerts["unanswered_referrals"]),
@@ -549,6 +619,7 @@ def create_keys(
         "clinician": keys_store.create(f"demo-ehr-{run}", Role.CLINICIAN)[1],
         "lab": keys_store.create(f"demo-lab-{run}", Role.LAB, lab_id)[1],
         "director": keys_store.create(f"demo-director-{run}", Role.DIRECTOR)[1],
+        "utilization_reviewer": keys_store.create(f"demo-ur-{run}", Role.UTILIZATION_REVIEWER)[1],
     }
     for lab in sorted(set(other_labs) - {lab_id}):  # a center's own lab answers for its tests
         keys[f"lab:{lab}"] = keys_store.create(f"demo-{lab}-{run}", Role.LAB, lab)[1]
@@ -660,6 +731,8 @@ def print_summary(
     typer.echo(f"discharges:       {_counts(summary['discharges'], 'none')}")
     typer.echo(f"referrals:        {_counts(summary['referrals'], 'none')}; consents recorded: {summary['consents']}")
     typer.echo(f"follow-ups:       {_counts(summary['follow_ups'], 'none yet')}")
+    authorizations = _counts(summary["authorizations"], "none yet")
+    typer.echo(f"authorizations:   {authorizations}; extensions: {summary['extensions']}")
     typer.echo(f"treatment plans:  {summary['plans']} on record")
     typer.echo(f"sessions:         {_counts(summary['sessions'], 'none yet')}")
     typer.echo(f"attendance:       {summary['below_minimum_weeks']} care weeks below their level's minimum (flagged)")
