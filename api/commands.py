@@ -289,8 +289,9 @@ async def review_outcome(
     caller: ApiKey = Depends(COMMANDS),
 ) -> JSONResponse:
     """The therapist's completion review; a step down (`goals_met`) may name the treatment plan's goals it found met."""
+    unavailable = await unavailable_for_episode(request, episode_id)
     command = RecordReviewOutcome(
-        review_id, body.outcome, body.therapist, body.next_review_in_days, tuple(body.goals_met)
+        review_id, body.outcome, body.therapist, body.next_review_in_days, tuple(body.goals_met), unavailable
     )
     return await _run(request, caller, episode_id, command)
 
@@ -369,6 +370,7 @@ async def record_result(
         body.lab_reference,
         tuple(body.substances),
         body.corrects_lab_reference,
+        await unavailable_for_episode(request, episode_id),  # a step-up it brings waits where the level is full
     )
     return await _run(request, caller, episode_id, command)
 
@@ -472,4 +474,6 @@ async def record_follow_up_outcome(
     caller: ApiKey = Depends(COMMANDS),
 ) -> JSONResponse:
     """How a requested follow-up went: `using` re-enters the client; repeated `not_reached` closes the episode."""
-    return await _run(request, caller, episode_id, RecordFollowUpOutcome(follow_up_id, body.outcome, body.recorded_by))
+    unavailable = await unavailable_for_episode(request, episode_id)
+    command = RecordFollowUpOutcome(follow_up_id, body.outcome, body.recorded_by, unavailable)
+    return await _run(request, caller, episode_id, command)

@@ -31,15 +31,22 @@ def known_facility(request: Request, caller: ApiKey | None, facility_id: str | N
 
 async def unavailable_at(request: Request, facility: Facility) -> tuple[LevelOfCare, ...]:
     """The levels `facility` cannot take a client at now: not offered, or every bed or slot taken."""
-    if not facility.capacity and len(facility.levels) == len(LevelOfCare):
+    if _unlimited(facility):
         return ()  # no limit anywhere: nothing to count
     occupancy = await run_in_threadpool(services_of(request).reads.occupancy, facility.facility_id)
     return tuple(sorted(facility.unavailable(occupancy), key=lambda level: level.intensity))
 
 
+def _unlimited(facility: Facility) -> bool:
+    return not facility.capacity and len(facility.levels) == len(LevelOfCare)
+
+
 async def unavailable_for_episode(request: Request, episode_id: str) -> tuple[LevelOfCare, ...]:
-    """The levels the episode's own facility cannot take its client at now."""
+    """The levels the episode's own facility cannot take its client at now (no read at all where no facility
+    limits any level, as with the one default facility)."""
     services = services_of(request)
+    if all(_unlimited(f) for f in services.episodes.facilities.by_id.values()):
+        return ()
     at = await run_in_threadpool(services.reads.facility, episode_id)
     facility = services.episodes.facilities.get(at or services.episodes.facilities.default_id)
     return await unavailable_at(request, facility) if facility is not None else ()

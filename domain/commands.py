@@ -79,6 +79,9 @@ class RecordReviewOutcome:
     therapist: str
     next_review_in_days: float | None = None  # with `extend`; the policy's default otherwise
     goals_met: tuple[str, ...] = ()  # with `goals_met`: the treatment plan's goals the review found met
+    # The levels the episode's facility cannot take the client at now (the API counts them when it accepts the
+    # command): a move there the command brings (a step-up, a step-down, a re-entry) waits at an interim level.
+    unavailable: tuple[LevelOfCare, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,9 @@ class RecordTestResult:
     lab_reference: str
     substances: tuple[str, ...] = ()
     corrects_lab_reference: str | None = None  # a lab correction supersedes the report with this reference
+    # The levels the episode's facility cannot take the client at now (the API counts them when it accepts the
+    # command): a move there the command brings (a step-up, a step-down, a re-entry) waits at an interim level.
+    unavailable: tuple[LevelOfCare, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,9 @@ class RecordFollowUpOutcome:
     follow_up_id: str
     outcome: FollowUpOutcome
     recorded_by: str
+    # The levels the episode's facility cannot take the client at now (the API counts them when it accepts the
+    # command): a move there the command brings (a step-up, a step-down, a re-entry) waits at an interim level.
+    unavailable: tuple[LevelOfCare, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from continuum.domain.commands import (
     OverridePlacement,
     PutOnHold,
     RecordAssessment,
+    RecordFollowUpOutcome,
     RecordReviewOutcome,
     RecordSpecimenCollection,
     RecordTestResult,
@@ -81,12 +82,20 @@ from continuum.domain.values import text_problem
 DAY = timedelta(days=1)
 
 
+# Commands whose decision may move the client (a result's step-up, a review's step-down, a relapse's re-entry),
+# carrying the levels their facility cannot take the client at now (overrides, assessments and transfers
+# handle theirs in their own decisions).
+MOVING_COMMANDS = (RecordTestResult, RecordReviewOutcome, RecordFollowUpOutcome)
+
+
 def decide(
     state: Episode | None, command: Command, policy: Policy, at: datetime, day: timedelta = DAY
 ) -> list[DomainEvent]:
     """The events that `command` records against `state`, or CommandRejected saying why not."""
     try:
         events = _decide(state, command, policy, at, day)
+        if state is not None and isinstance(command, MOVING_COMMANDS) and command.unavailable:
+            events = waitlist_moves(state, events, command.unavailable, policy, at)
         events += consequences(state, events, policy, at, day)
         return events + standing_consequences(state, events, at)
     except InvalidIdentifier as error:

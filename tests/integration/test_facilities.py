@@ -24,7 +24,7 @@ from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.settings import Settings
 from continuum.workflows.episode import workflow_id
 from tests.integration.episodes import episode_worker, events_of, projected_row
-from tests.integration.stacks import MILD, Stack
+from tests.integration.stacks import MILD, Stack, confirmed_positive
 
 HISTORY = Path(__file__).resolve().parents[1] / "histories" / "episode_facilities.json"
 
@@ -137,6 +137,27 @@ async def test_a_full_level_waitlists_the_client_at_an_interim_level_until_place
     assert waited.status_code == 200, waited.text
     assert "WaitlistEntered" in [e["type"] for e in waited.json()["events"]]
     assert waited.json()["state"]["level"] == "intensive_outpatient"  # Reno has no partial hospitalization
+
+
+async def test_a_step_up_into_a_full_level_waits_at_the_level_the_client_is_at(centers: Stack) -> None:
+    await _open(centers, centers.e1, "nv-reno", UNSTABLE_HOME)  # takes Reno's one residential bed
+    await _open(centers, centers.e3, "nv-reno")  # intensive outpatient, where a positive steps up to residential
+    ordered = await centers.post(f"/api/v1/episodes/{centers.e3}/tests", {"ordered_by": "clin-1"})
+    test_id = next(e for e in ordered.json()["events"] if e["type"] == "TestOrdered")["data"]["test_id"]
+
+    answer = await centers.post(
+        f"/api/v1/episodes/{centers.e3}/tests/{test_id}/results", confirmed_positive("fentanyl"), role="lab"
+    )
+
+    assert answer.status_code == 200, answer.text  # a lab is answered without the events (not its to see)
+    assert len(events_of(centers.store, centers.e3, "WaitlistEntered")) == 1
+    assert events_of(centers.store, centers.e3, "LevelChanged") == []
+    state = (await centers.get(f"/api/v1/episodes/{centers.e3}")).json()["state"]
+    assert state["level"] == "intensive_outpatient"
+    assert (state["waitlist"]["wanted_level"], state["waitlist"]["interim_level"]) == (
+        "residential",
+        "intensive_outpatient",
+    )
 
 
 async def test_a_transfer_hands_the_episode_to_the_new_facilitys_policy(centers: Stack) -> None:
