@@ -488,6 +488,12 @@ TESTING_COMMANDS = (
 
 # The catalogue: the wire name of each command another service sends, beside its type. A wire name is a
 # Temporal update name: running episodes and recorded histories know it, so it never changes.
+
+# Commands whose decision may move the client (a result's step-up, a review's step down, a relapse's re-entry),
+# carrying the levels their facility cannot take the client at now (overrides, assessments and transfers
+# handle theirs in their own decisions).
+MOVING_COMMANDS = (RecordTestResult, RecordReviewOutcome, RecordFollowUpOutcome)
+
 COMMANDS: dict[str, type[Command]] = {
     "open": OpenEpisode,
     "record_assessment": RecordAssessment,

@@ -28,6 +28,7 @@ from continuum.domain.commands import (
     AUTHORIZATION_CLOCK_COMMANDS,
     AUTHORIZATION_COMMANDS,
     MAX_NOTE,
+    MOVING_COMMANDS,
     PLAN_COMMANDS,
     TESTING_COMMANDS,
     CancelTest,
@@ -44,7 +45,6 @@ from continuum.domain.commands import (
     OverridePlacement,
     PutOnHold,
     RecordAssessment,
-    RecordFollowUpOutcome,
     RecordReviewOutcome,
     RecordSpecimenCollection,
     RecordTestResult,
@@ -80,12 +80,6 @@ from continuum.domain.testing_decisions import admit_testing, decide_testing
 from continuum.domain.values import text_problem
 
 DAY = timedelta(days=1)
-
-
-# Commands whose decision may move the client (a result's step-up, a review's step-down, a relapse's re-entry),
-# carrying the levels their facility cannot take the client at now (overrides, assessments and transfers
-# handle theirs in their own decisions).
-MOVING_COMMANDS = (RecordTestResult, RecordReviewOutcome, RecordFollowUpOutcome)
 
 
 def decide(

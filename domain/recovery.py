@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from continuum.domain.authorizations import AuthorizationDecision
 from continuum.domain.commands import (
+    MOVING_COMMANDS,
     CancelSession,
     CancelTest,
     ChangeMedications,
@@ -279,7 +280,7 @@ def recover(episode_id: str, events: Sequence[DomainEvent], day: timedelta) -> R
 def _waiting_as_recorded(last: Input, waiting: WaitlistEntered) -> Input:
     """The input a waitlist entry followed, with the levels its facility could not take the client at then: every
     one but the interim level, so the simulation places the client where the record did."""
-    if not isinstance(last.command, (RecordAssessment, OverridePlacement, TransferEpisode)):
+    if not isinstance(last.command, (RecordAssessment, OverridePlacement, TransferEpisode, *MOVING_COMMANDS)):
         return last
     unavailable = tuple(level for level in LevelOfCare if level is not waiting.interim_level)
     return dataclasses.replace(last, command=dataclasses.replace(last.command, unavailable=unavailable))

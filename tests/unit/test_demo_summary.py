@@ -14,7 +14,14 @@ SUMMARY: dict[str, Any] = {
     "episodes": 200,
     "opened": 200,
     "resumed": False,
-    "census": {"by_level_and_status": [{"level": "residential", "status": "active", "episodes": 120}]},
+    "census": {
+        "by_level_and_status": [{"level": "residential", "status": "active", "episodes": 120}],
+        "by_facility": [
+            {"facility": f, "levels": [{"level": "residential", "occupancy": n, "capacity": 24, "waitlisted": w}]}
+            for f, n, w in (("nv-reno", 70, 0), ("ca-oakland", 50, 3))
+        ],
+    },
+    "transfers": 4,
     "step_ups": 92,
     "step_up_causes": [(f"cause {n}", 20 - n) for n in range(5)],
     "step_up_cause_kinds": 17,
@@ -25,6 +32,8 @@ SUMMARY: dict[str, Any] = {
     "referrals": {"accepted": 3, "awaiting_consent": 1},
     "follow_ups": {},
     "consents": 2,
+    "authorizations": {"approved": 20, "partially_approved": 4, "denied": 3},
+    "extensions": 5,
     "sessions": {"attended in_person": 30, "attended telehealth": 10, "missed unexcused": 2},
     "below_minimum_weeks": 3,
     "unanswered_referrals": 1,
@@ -56,6 +65,9 @@ def test_the_summary_is_a_report(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert any(line.startswith("event log:") and line.endswith("chain intact") for line in out.splitlines())
     assert f"Full log          {log}" in out
     assert "treatment plans:  150 on record" in out and "unanswered referrals, 2 overdue plans" in out
+    assert "By facility (2 centers; transfers this run: 4):" in out
+    assert any(line.split() == ["ca-oakland", "residential", "50", "24", "3"] for line in out.splitlines())
+    assert "authorizations:   27: 20 approved, 4 partially approved, 3 denied; extensions: 5" in out
 
 
 def test_an_uncut_list_does_not_say_top(capsys: pytest.CaptureFixture[str]) -> None:
