@@ -45,7 +45,7 @@ def up(host: Host = None, port: Port = None) -> None:
 
 @commands.command()
 def demo(
-    clients: Annotated[int, typer.Option(min=1, max=5000, help="Synthetic clients in the cohort.")] = 200,
+    clients: Annotated[int, typer.Option(min=1, max=5000, help="Synthetic clients in the cohort.")] = 60,
     days: Annotated[float, typer.Option(min=1, help="Simulated care days before the summary.")] = 120,
     day_seconds: Annotated[float, typer.Option(min=0.05, help="Real seconds per care day.")] = 1.0,
     positive_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of test results that are positive.")] = 0.1,
