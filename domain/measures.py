@@ -36,6 +36,7 @@ from continuum.domain.events import (
     TestResultCorrected,
     TestResultRecorded,
 )
+from continuum.domain.facilities import DEFAULT_FACILITY
 from continuum.domain.levels import Direction, LevelOfCare
 from continuum.domain.stays import Stay, stays
 
@@ -56,11 +57,11 @@ class MeasuresError(DomainError):
 
 
 class Grouping(StrEnum):
-    """What the measures can be grouped by. Facilities (issue 17) are not recorded yet: when they are, a
-    FACILITY member goes here and `_Episode.dimensions` gives its value (the one seam)."""
+    """What the measures can be grouped by (`_Episode.dimensions` gives each value)."""
 
     LEVEL = "level"  # the level the counted thing happened at (see README for each measure)
     COHORT = "cohort"  # the month of admission, `YYYY-MM`
+    FACILITY = "facility"  # the facility the episode opened at (a transfer later does not move its counts)
 
 
 class Unit(StrEnum):
@@ -207,8 +208,6 @@ def parse_groupings(text: str) -> tuple[Grouping, ...]:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        if part == "facility":
-            raise MeasuresError("by", "facilities are not recorded yet (issue 17); group by level or cohort")
         try:
             found.append(Grouping(part))
         except ValueError:
@@ -278,6 +277,7 @@ class _Episode:
     admission_level: LevelOfCare | None = None
     closed_at: datetime | None = None
     discharge: DischargeReason | None = None
+    facility: str = DEFAULT_FACILITY  # where it opened (an episode from before facilities: the default one)
 
     @property
     def cohort(self) -> str:
@@ -285,8 +285,12 @@ class _Episode:
         return f"{at.year:04d}-{at.month:02d}"
 
     def dimensions(self, level: LevelOfCare | None) -> dict[Grouping, str]:
-        """The group values of something counted at `level` in this episode (facilities would join here)."""
-        return {Grouping.LEVEL: level.value if level else "none", Grouping.COHORT: self.cohort}
+        """The group values of something counted at `level` in this episode."""
+        return {
+            Grouping.LEVEL: level.value if level else "none",
+            Grouping.COHORT: self.cohort,
+            Grouping.FACILITY: self.facility,
+        }
 
 
 class _Tally:
@@ -389,6 +393,7 @@ def _facts(events: list[DomainEvent], versions: set[str]) -> _Episode:
     opened = events[0]
     assert isinstance(opened, EpisodeOpened)
     facts = _Episode(opened.episode_id, opened.client_id, opened.occurred_at)
+    facts.facility = opened.facility_id or DEFAULT_FACILITY
     for event in events:
         version = getattr(event, "policy_version", None)
         if version:

@@ -263,6 +263,10 @@ async def test_a_director_of_one_center_sees_nothing_of_another(centers: Stack) 
     whole = (await centers.get("/api/v1/census", role="director")).json()
     assert whole["total"] == 2
     assert (await centers.get("/api/v1/measures", role="director", **period)).json()["episodes"] == 2
+    by_facility = (await centers.get("/api/v1/measures", role="director", by="facility", **period)).json()
+    assert [g["label"] for g in by_facility["groups"]] == ["all", "facility=nv-reno", "facility=tx-austin"]
+    reno_only = (await centers.get("/api/v1/measures", role="director@reno", by="facility", **period)).json()
+    assert [g["label"] for g in reno_only["groups"]] == ["all", "facility=nv-reno"]
 
 
 async def test_a_clinician_cannot_command_or_open_at_another_center(centers: Stack) -> None:

@@ -113,7 +113,6 @@ async def test_only_directors_and_auditors_read_measures(stack: Stack) -> None:
     [
         ({"from": "2026-13-01"}, "from"),
         ({"from": "2026-02-01", "to": "2026-01-01"}, "to"),
-        ({"by": "facility"}, "by"),
         ({"by": "level,ward"}, "by"),
         ({"at": "999999999"}, "at"),
         ({"at": "-1"}, "at"),

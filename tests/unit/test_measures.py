@@ -34,6 +34,7 @@ from continuum.domain.measures import (
     Unit,
     compute_measures,
     default_period,
+    parse_groupings,
 )
 from continuum.domain.services import Modality
 from continuum.domain.testing import TestMethod, TestResult
@@ -216,6 +217,20 @@ def test_groups_by_level_and_admission_cohort_and_the_period_bounds_what_is_coun
     assert value(result, "administrative", cohort="2026-03", level="intensive_outpatient") == (1, 1, 100.0)
     only_january = Period.of_dates(T0.date(), (T0 + DAY * 30).date())
     assert value(measures(january.recorded, march.recorded, period=only_january), "completion") == (1, 1, 100.0)
+
+
+def test_groups_by_the_facility_an_episode_opened_at_and_one_from_before_facilities_at_the_default() -> None:
+    reno = stepped_down_then_ama("ep-reno")
+    austin = Scenario(WITHOUT_TESTING, T0)
+    austin.do(OpenEpisode("ep-austin", "client-4", assessment=RecordAssessment(IOP, "clin-1"), facility_id="tx-austin"))
+    austin.do(Discharge(DischargeReason.ADMINISTRATIVE), after_days=3)
+
+    result = measures(reno.recorded, austin.recorded, by=[Grouping.FACILITY])
+
+    assert [g.label for g in result.groups] == ["all", "facility=main", "facility=tx-austin"]
+    assert value(result, "administrative", facility="tx-austin") == (1, 1, 100.0)
+    assert value(result, "administrative", facility="main") == (0, 2, 0.0)  # two stays, neither administrative
+    assert parse_groupings("facility,level") == (Grouping.FACILITY, Grouping.LEVEL)
 
 
 def test_a_period_that_ends_before_it_begins_is_refused_naming_the_parameter() -> None:

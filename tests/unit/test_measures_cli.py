@@ -15,13 +15,12 @@ import pytest
     [
         (["--from", "2026-02-30"], "continuum: --from: '2026-02-30' is not a date (YYYY-MM-DD)"),
         (["--from", "2026-02-01", "--to", "2026-01-01"], "continuum: --to: the period ends (2026-01-01) before it"),
-        (["--by", "facility"], "continuum: --by: facilities are not recorded yet (issue 17)"),
-        (["--by", "ward"], "continuum: --by: 'ward' is not a grouping (one or more of: level, cohort)"),
+        (["--by", "ward"], "continuum: --by: 'ward' is not a grouping (one or more of: level, cohort, facility)"),
         (["--csv", "--json"], "continuum: --csv and --json: choose one"),
         (["--check", "ab"], "continuum: --check: give the report's position with --at"),
         (["--at", "-1"], "invalid value for '--at'"),
     ],
-    ids=["bad-date", "backwards", "facility", "unknown-grouping", "two-formats", "check-without-at", "negative-at"],
+    ids=["bad-date", "backwards", "unknown-grouping", "two-formats", "check-without-at", "negative-at"],
 )
 def test_a_bad_option_is_one_line_and_exit_2(args: list[str], says: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"TEMPORAL_ADDRESS", "DATABASE_URL"}}
