@@ -146,11 +146,15 @@ def test_a_director_triages_the_alerts_the_list_and_an_episode(
     opened = browser.js("document.querySelector('.facts time').innerText")
 
     browser.js("document.getElementById('print-summary').click()")
-    browser.until("!!document.getElementById('episode-summary')", "the print view")
+    browser.until(
+        "document.readyState === 'complete' && !!document.getElementById('episode-summary')", "the print view"
+    )
     browser.call("Emulation.setEmulatedMedia", media="print")
-    on_paper = browser.js(
-        "[getComputedStyle(document.querySelector('header')).display,"
-        " getComputedStyle(document.querySelector('.screen-only')).display]"
+    on_paper = browser.until(  # the print styles apply once the emulated medium reaches the page's style
+        "(() => { const shown = [getComputedStyle(document.querySelector('header')).display,"
+        " getComputedStyle(document.querySelector('.screen-only')).display];"
+        " return shown.every(d => d === 'none') && shown; })()",
+        "the print styles hiding the screen's header and buttons",
     )
     browser.screenshot(screenshots, "triage-episode-print")
     browser.call("Emulation.setEmulatedMedia", media="")
