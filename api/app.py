@@ -144,9 +144,7 @@ class CancelledQuietly:
 
 
 async def _answer_unavailable(send: Send) -> None:
-    body = json.dumps(
-        problems.problem_body(503, "Service unavailable", "the server is stopping; retry shortly")
-    ).encode()
+    body = json.dumps(problems.problem_body(503, "the server is stopping; retry shortly")).encode()
     headers = [
         (b"content-type", b"application/problem+json"),
         (b"content-length", str(len(body)).encode()),

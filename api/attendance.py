@@ -13,8 +13,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from continuum.access import ApiKey
 from continuum.api.auth import ATTENDANCE, COMMANDS, REPORT, facility_scope
-from continuum.api.commands import ERRORS, _run
+from continuum.api.commands import IDEMPOTENT, _run
 from continuum.api.params import IdPath, services_of, viewed_state
+from continuum.api.problems import COMMAND_ERRORS
 from continuum.api.schemas import (
     AttendanceBody,
     CommandResponse,
@@ -41,7 +42,12 @@ from continuum.eventlog.attendance import report_csv, report_json
 router = APIRouter(prefix="/api/v1", tags=["attendance"])
 
 
-@router.post("/episodes/{episode_id}/sessions", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/sessions",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def schedule_session(
     body: SessionBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
@@ -51,7 +57,10 @@ async def schedule_session(
 
 
 @router.post(
-    "/episodes/{episode_id}/sessions/{session_id}/attendance", response_model=CommandResponse, responses=ERRORS
+    "/episodes/{episode_id}/sessions/{session_id}/attendance",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def record_attendance(
     body: AttendanceBody,
@@ -65,7 +74,12 @@ async def record_attendance(
     return await _run(request, caller, episode_id, command)
 
 
-@router.post("/episodes/{episode_id}/sessions/{session_id}/missed", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/sessions/{session_id}/missed",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def record_missed_session(
     body: MissedSessionBody,
     request: Request,
@@ -79,7 +93,10 @@ async def record_missed_session(
 
 
 @router.post(
-    "/episodes/{episode_id}/sessions/{session_id}/cancellation", response_model=CommandResponse, responses=ERRORS
+    "/episodes/{episode_id}/sessions/{session_id}/cancellation",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def cancel_session(
     body: SessionCancellationBody,
@@ -92,7 +109,12 @@ async def cancel_session(
     return await _run(request, caller, episode_id, CancelSession(session_id, body.reason, body.cancelled_by))
 
 
-@router.post("/episodes/{episode_id}/re-engagement-review", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/re-engagement-review",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def record_re_engagement_review(
     body: ReEngagementReviewBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:

@@ -8,11 +8,15 @@ refused a read by the API is refused the same data on the dashboard, with the sa
 from __future__ import annotations
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from continuum.access import ApiKey, ApiKeyStore, Role
 
+# Declares bearer security in the OpenAPI document; the header is read (and refused with our own 401) below.
+BEARER = HTTPBearer(auto_error=False, description="an API key made with `continuum keys create`")
 
-def authenticated(request: Request) -> ApiKey:
+
+def authenticated(request: Request, declared: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> ApiKey:
     """The caller's key, or 401. (A sync dependency: FastAPI runs it on its thread pool.)"""
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")

@@ -13,10 +13,10 @@ import hashlib
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -24,7 +24,7 @@ from continuum.access import ApiKey, Claimed, IdempotencyStore, InProgress, Role
 from continuum.api.auth import COMMANDS, REFERRAL_ANSWERS, RESULTS, refuse_outside_scope
 from continuum.api.facilities import known_facility, unavailable_at, unavailable_for_episode
 from continuum.api.params import IdPath, services_of
-from continuum.api.problems import UNRECORDABLE_DETAIL, log_refused, problem_body
+from continuum.api.problems import COMMAND_ERRORS, UNRECORDABLE_DETAIL, log_refused, problem_body
 from continuum.api.schemas import (
     AssessmentBody,
     CancelTestBody,
@@ -84,20 +84,28 @@ from continuum.workflows.episode import CommandMeta, CommandResult
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["commands"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no valid API key"},
-    403: {"description": "the key's role may not do this"},
-    404: {"description": "unknown episode"},
-    409: {"description": "the episode's state does not allow the command; `detail` says why"},
-    413: {"description": "body too large"},
-    422: {"description": "invalid body; `detail` names the field"},
-    503: {"description": "Temporal or PostgreSQL unavailable; retry after `Retry-After` seconds"},
-}
 
 
 # A command waits this long for its workflow (then 503, and the same request may be retried); a request that
 # finds the same request running waits a little longer for its answer. Both stay well below CLAIM_EXPIRES.
 COMMAND_TIMEOUT_SECONDS = 60.0
+
+
+def idempotency_header(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=128,
+            description="makes a retry safe: the same request under the same key answers the first response",
+        ),
+    ] = None,
+) -> None:
+    """Declares the header (and checks its length) for the OpenAPI document; `_run` reads it."""
+
+
+IDEMPOTENT = Depends(idempotency_header)
 FIRST_RESPONSE_WAIT_SECONDS = COMMAND_TIMEOUT_SECONDS + 5.0
 
 
@@ -155,15 +163,15 @@ async def _execute(
         raise ServerTimedOut("Temporal did not answer in time") from None
     except CommandInvalid as error:  # a value the episode's policy does not know: the caller fixes the request
         log_refused(request, 422, "command invalid")
-        return 422, problem_body(422, "Invalid command", str(error))
+        return 422, problem_body(422, str(error))
     except CommandRejected as error:
         log_refused(request, 409, "command rejected")
-        return 409, problem_body(409, "Command rejected", str(error))
+        return 409, problem_body(409, str(error))
     except CommandUnrecordable:
         log_refused(request, 422, "command unrecordable")
-        return 422, problem_body(422, "Command unrecordable", UNRECORDABLE_DETAIL)
+        return 422, problem_body(422, UNRECORDABLE_DETAIL)
     except UnknownEpisode as error:
-        return 404, problem_body(404, "Unknown episode", str(error))
+        return 404, problem_body(404, str(error))
 
 
 async def _run(
@@ -214,7 +222,9 @@ def _respond(status: int, body: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=media)
 
 
-@router.post("/episodes", status_code=201, response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes", status_code=201, response_model=CommandResponse, responses=COMMAND_ERRORS, dependencies=[IDEMPOTENT]
+)
 async def open_episode(body: OpenEpisodeBody, request: Request, caller: ApiKey = Depends(COMMANDS)) -> JSONResponse:
     """Open an episode at intake (with its assessment, if already done). A retried open never makes two."""
     assessment = (
@@ -228,7 +238,12 @@ async def open_episode(body: OpenEpisodeBody, request: Request, caller: ApiKey =
     return await _run(request, caller, body.episode_id, command, created=True)
 
 
-@router.post("/episodes/{episode_id}/assessment", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/assessment",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def record_assessment(
     body: AssessmentBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
@@ -238,7 +253,12 @@ async def record_assessment(
     return await _run(request, caller, episode_id, RecordAssessment(tuple(body.ratings), body.assessed_by, unavailable))
 
 
-@router.post("/episodes/{episode_id}/transfer", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/transfer",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def transfer(
     body: TransferBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
@@ -250,7 +270,12 @@ async def transfer(
     return await _run(request, caller, episode_id, command)
 
 
-@router.post("/episodes/{episode_id}/placement-override", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/placement-override",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def override_placement(
     body: OverrideBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
@@ -261,26 +286,40 @@ async def override_placement(
     return await _run(request, caller, episode_id, command)
 
 
-@router.post("/episodes/{episode_id}/discharge", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/discharge",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def discharge(
     body: DischargeBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
     return await _run(request, caller, episode_id, Discharge(body.reason, body.note))
 
 
-@router.post("/episodes/{episode_id}/hold", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/hold", response_model=CommandResponse, responses=COMMAND_ERRORS, dependencies=[IDEMPOTENT]
+)
 async def hold(
     body: HoldBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
     return await _run(request, caller, episode_id, PutOnHold(body.reason))
 
 
-@router.post("/episodes/{episode_id}/resume", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/resume", response_model=CommandResponse, responses=COMMAND_ERRORS, dependencies=[IDEMPOTENT]
+)
 async def resume(request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)) -> JSONResponse:
     return await _run(request, caller, episode_id, Resume())
 
 
-@router.post("/episodes/{episode_id}/reviews/{review_id}/outcome", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/reviews/{review_id}/outcome",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def review_outcome(
     body: ReviewOutcomeBody,
     request: Request,
@@ -301,7 +340,12 @@ def _plan_contents(body: TreatmentPlanBody) -> tuple[tuple[PlanProblem, ...], tu
     return problems, tuple(PlanGoal(g.goal_id, g.dimension, g.description) for g in body.goals)
 
 
-@router.post("/episodes/{episode_id}/treatment-plan", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/treatment-plan",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def record_treatment_plan(
     body: TreatmentPlanBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
@@ -312,7 +356,12 @@ async def record_treatment_plan(
     return await _run(request, caller, episode_id, command)
 
 
-@router.post("/episodes/{episode_id}/treatment-plan/reviews", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/treatment-plan/reviews",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def record_plan_review(
     body: PlanReviewBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
@@ -322,7 +371,9 @@ async def record_plan_review(
     return await _run(request, caller, episode_id, command)
 
 
-@router.post("/episodes/{episode_id}/tests", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/tests", response_model=CommandResponse, responses=COMMAND_ERRORS, dependencies=[IDEMPOTENT]
+)
 async def order_test(
     body: OrderTestBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
@@ -339,7 +390,12 @@ async def _lab_may_report(request: Request, caller: ApiKey, episode_id: str, tes
         raise HTTPException(403, f"this lab was not sent test {test_id}")
 
 
-@router.post("/episodes/{episode_id}/tests/{test_id}/collection", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/tests/{test_id}/collection",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def record_collection(
     body: CollectionBody,
     request: Request,
@@ -352,7 +408,12 @@ async def record_collection(
     return await _run(request, caller, episode_id, command)
 
 
-@router.post("/episodes/{episode_id}/tests/{test_id}/results", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/tests/{test_id}/results",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def record_result(
     body: TestResultBody,
     request: Request,
@@ -375,7 +436,12 @@ async def record_result(
     return await _run(request, caller, episode_id, command)
 
 
-@router.post("/episodes/{episode_id}/tests/{test_id}/cancel", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/tests/{test_id}/cancel",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def cancel_test(
     body: CancelTestBody,
     request: Request,
@@ -386,7 +452,12 @@ async def cancel_test(
     return await _run(request, caller, episode_id, CancelTest(test_id, body.cancelled_by, body.reason))
 
 
-@router.put("/episodes/{episode_id}/medications", response_model=CommandResponse, responses=ERRORS)
+@router.put(
+    "/episodes/{episode_id}/medications",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def change_medications(
     body: MedicationsBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
@@ -394,7 +465,12 @@ async def change_medications(
     return await _run(request, caller, episode_id, ChangeMedications(tuple(body.medications), body.changed_by))
 
 
-@router.post("/episodes/{episode_id}/step-ups/{test_id}/decision", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/step-ups/{test_id}/decision",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def decide_step_up(
     body: StepUpDecisionBody,
     request: Request,
@@ -405,7 +481,12 @@ async def decide_step_up(
     return await _run(request, caller, episode_id, DecideStepUp(test_id, body.confirm, body.clinician, body.note))
 
 
-@router.post("/episodes/{episode_id}/step-ups/{test_id}/reversal", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/step-ups/{test_id}/reversal",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def reverse_step_up(
     body: StepUpReversalBody,
     request: Request,
@@ -416,7 +497,12 @@ async def reverse_step_up(
     return await _run(request, caller, episode_id, ReverseStepUp(test_id, body.clinician, body.reason))
 
 
-@router.post("/episodes/{episode_id}/consents", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/consents",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def record_consent(
     body: ConsentBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
@@ -427,7 +513,10 @@ async def record_consent(
 
 
 @router.post(
-    "/episodes/{episode_id}/consents/{consent_id}/revocation", response_model=CommandResponse, responses=ERRORS
+    "/episodes/{episode_id}/consents/{consent_id}/revocation",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def revoke_consent(
     body: RevocationBody,
@@ -440,7 +529,12 @@ async def revoke_consent(
     return await _run(request, caller, episode_id, RevokeConsent(consent_id, body.revoked_by))
 
 
-@router.post("/episodes/{episode_id}/referrals/{referral_id}/status", response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/referrals/{referral_id}/status",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def update_referral(
     body: ReferralStatusBody,
     request: Request,
@@ -464,7 +558,10 @@ async def update_referral(
 
 
 @router.post(
-    "/episodes/{episode_id}/follow-ups/{follow_up_id}/outcome", response_model=CommandResponse, responses=ERRORS
+    "/episodes/{episode_id}/follow-ups/{follow_up_id}/outcome",
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def record_follow_up_outcome(
     body: FollowUpOutcomeBody,

@@ -37,7 +37,7 @@ def simulate(body: SimulationBody, request: Request, caller: ApiKey = Depends(SI
         period = Period.parse(body.start, body.end)
     except PeriodInvalid as error:
         log_refused(request, 422, f"invalid {error.field}")
-        return problem(422, "Invalid request", str(error), errors=[{"field": error.field, "message": str(error)}])
+        return problem(422, str(error), errors=[{"field": error.field, "message": str(error)}])
     episodes = services.episodes
     try:
         run = run_simulation(
@@ -50,6 +50,6 @@ def simulate(body: SimulationBody, request: Request, caller: ApiKey = Depends(SI
     except PolicyError as error:
         log_refused(request, 422, "invalid policy")
         detail = f"policy: {error}"
-        return problem(422, "Invalid policy", detail, errors=[{"field": "policy", "message": str(error)}])
+        return problem(422, detail, errors=[{"field": "policy", "message": str(error)}])
     services.access.record(caller, None, f"simulation {run.policy_version} ({len(run.simulated)} episodes)", PURPOSE)
     return JSONResponse(report(run, per_episode=body.episodes))

@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 
 from continuum.access import ApiKey
 from continuum.api.auth import AUTHORIZATIONS, UTILIZATION, facility_scope
-from continuum.api.commands import ERRORS, _run
+from continuum.api.commands import IDEMPOTENT, _run
 from continuum.api.facilities import known_facility
 from continuum.api.params import IdPath, services_of, viewed_state
+from continuum.api.problems import COMMAND_ERRORS
 from continuum.api.reads import FacilityQuery, alerted_ids
 from continuum.api.schemas import (
     AuthorizationDecisionBody,
@@ -29,7 +30,13 @@ router = APIRouter(prefix="/api/v1", tags=["utilization review"])
 Days = Annotated[int, Query(ge=1, le=365, description="authorizations ending within this many days")]
 
 
-@router.post("/episodes/{episode_id}/authorizations", status_code=201, response_model=CommandResponse, responses=ERRORS)
+@router.post(
+    "/episodes/{episode_id}/authorizations",
+    status_code=201,
+    response_model=CommandResponse,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
+)
 async def request_authorization(
     body: AuthorizationRequestBody,
     request: Request,
@@ -51,7 +58,8 @@ async def request_authorization(
 @router.post(
     "/episodes/{episode_id}/authorizations/{authorization_id}/decisions",
     response_model=CommandResponse,
-    responses=ERRORS,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def record_authorization_decision(
     body: AuthorizationDecisionBody,
@@ -79,7 +87,8 @@ async def record_authorization_decision(
 @router.post(
     "/episodes/{episode_id}/authorizations/{authorization_id}/concurrent-reviews",
     response_model=CommandResponse,
-    responses=ERRORS,
+    responses=COMMAND_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def record_concurrent_review(
     body: ConcurrentReviewBody,
