@@ -136,6 +136,13 @@ async def temporal_env(temporal_path: Path) -> AsyncIterator[object]:
 async def skipping_env(temporal_path: Path) -> AsyncIterator[object]:
     """The real Temporal dev server with per-workflow time skipping (v2): tests move each episode's clock
     forward with `fast_forward`, so months of care pass in seconds and nothing waits real days."""
+    async with time_skipping_server(temporal_path) as env:
+        yield env
+
+
+@contextlib.asynccontextmanager
+async def time_skipping_server(temporal_path: Path) -> AsyncIterator[Any]:
+    """A time-skipping dev server of its own (the session's `skipping_env` is one of these)."""
     from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
     env = await WorkflowEnvironment.start_time_skipping_v2(
