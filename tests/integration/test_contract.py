@@ -1,0 +1,190 @@
+"""The OpenAPI document is a contract (issue 20): schemathesis sends the requests `/openapi.json` allows to every
+operation, with every role's key, to `continuum up` running as a real process, and every answer must conform.
+
+The checks: no 5xx, the status documented, the media type documented, the body valid against the documented
+schema, the documented headers present. Every failure is collected into one message (operation, role, check,
+status) rather than stopping at the first. Hypothesis runs a few examples per operation and role, without
+shrinking, derandomized and without a database, so CI runs the same requests every time in bounded time.
+
+`CONTINUUM_CONTRACT_OPERATIONS` (a regular expression over `METHOD /path`) narrows the run while a route's model
+is being written; CI leaves it unset and checks every operation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import Failure
+from schemathesis.generation.modes import GenerationMode
+
+from tests.integration.stacks import RunningStack
+
+pytestmark = pytest.mark.integration
+
+ROLES = ("director", "clinician", "auditor", "lab", "partner", "admin", "utilization_reviewer")
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+EXAMPLES = 6  # per operation and role: 65 operations x 7 roles stay within CI's time
+LAB, PARTNER = "lab-1", "partner-1"
+# A long poll answers at once with `wait=0`; generated waits of up to 25 s would spend CI's time waiting
+# (tests/integration/test_feed.py checks the waiting itself).
+FIXED_QUERY = {"/api/v1/feed": {"wait": 0}}
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """What the stack holds before schemathesis runs: ids a generated request may name, and whole bodies it may
+    send, so that routes answer data rather than only 404 and 422."""
+
+    path_parameters: dict[str, str]
+    bodies: dict[str, dict[str, Any]]  # by "METHOD /path"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    operation: str
+    role: str
+    check: str
+    status: int
+    title: str
+
+    def line(self) -> str:
+        return f"{self.operation} as {self.role}: {self.check} (status {self.status}): {self.title}"
+
+
+@pytest.fixture(scope="module")
+def keys(running_stack: RunningStack) -> dict[str, str]:
+    """A key for every role: the stack's own (clinician, director, auditor) and the others made with the CLI."""
+    made = dict(running_stack.keys)
+    subjects = {"lab": LAB, "partner": PARTNER}
+    for role in ROLES:
+        if role in made:
+            continue
+        subject = ["--subject", subjects[role]] if role in subjects else []
+        created = running_stack.cli("keys", "create", "--role", role, "--name", f"{role}-1", *subject, "--json")
+        assert created.returncode == 0, created.stderr
+        made[role] = json.loads(created.stdout)["secret"]
+    return made
+
+
+@pytest.fixture(scope="module")
+def seeded(running_stack: RunningStack, keys: dict[str, str]) -> Seeded:
+    """An open, assessed episode with a test ordered (its lab is `lab-1`), opened through the API; the current
+    policy; a webhook subscription (to a port nothing listens on: its deliveries fail)."""
+    episode = f"EP-{uuid.uuid4().hex[:6]}"
+    opened = _post(
+        running_stack,
+        keys["clinician"],
+        "/api/v1/episodes",
+        {
+            "episode_id": episode,
+            "client_id": "client-contract",
+            "assessment": {"ratings": [1, 1, 2, 1, 1, 1], "assessed_by": "clin-1"},
+        },
+    )
+    ordered = _post(running_stack, keys["clinician"], f"/api/v1/episodes/{episode}/tests", {"ordered_by": "clin-1"})
+    test_id = next(e["data"]["test_id"] for e in ordered["events"] if e["type"] == "TestOrdered")
+    policy = httpx.get(
+        f"{running_stack.url}/api/v1/policy", headers={"Authorization": f"Bearer {keys['director']}"}, timeout=30
+    ).json()
+    subscription = {"url": "http://127.0.0.1:9/hooks", "event_types": ["TestOrdered"], "role": "director"}
+    subscribed = _post(running_stack, keys["admin"], "/api/v1/webhooks", subscription)
+    return Seeded(
+        path_parameters={
+            "episode_id": opened["episode_id"],
+            "test_id": test_id,
+            "version": policy["version"],
+            "subscription_id": subscribed["subscription_id"],
+        },
+        bodies={
+            "POST /api/v1/simulations": {"policy": policy["text"], "episodes": True},
+            "POST /api/v1/webhooks": subscription,
+        },
+    )
+
+
+def _post(running_stack: RunningStack, secret: str, path: str, body: dict[str, Any]) -> Any:
+    answer = httpx.post(
+        f"{running_stack.url}{path}", headers={"Authorization": f"Bearer {secret}"}, timeout=30, json=body
+    )
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()
+
+
+def test_every_answer_to_every_role_conforms_to_the_openapi_document(
+    running_stack: RunningStack, keys: dict[str, str], seeded: Seeded
+) -> None:
+    api = schemathesis.openapi.from_url(f"{running_stack.url}/openapi.json")
+    chosen = re.compile(os.environ.get("CONTINUUM_CONTRACT_OPERATIONS", ""))
+    refusals: list[Refusal] = []
+    checked = 0
+    operations = [result.ok() for result in api.get_all_operations()]
+    for operation in sorted(operations, key=lambda op: op.method.upper() == "DELETE"):  # the seeded ones last
+        label = f"{operation.method.upper()} {operation.path}"
+        if not chosen.search(label):
+            continue
+        for role in ROLES:
+            refusals += _conforms(operation, label, role, keys[role], seeded)
+            checked += 1
+    assert checked >= 7, f"no operation matched CONTINUUM_CONTRACT_OPERATIONS={chosen.pattern!r}"
+    assert not refusals, f"{len(refusals)} answers do not conform:\n" + "\n".join(sorted({r.line() for r in refusals}))
+
+
+def _conforms(operation: Any, label: str, role: str, secret: str, seeded: Seeded) -> list[Refusal]:
+    """A few generated requests to `operation` with `role`'s key; each check an answer fails."""
+    refusals: list[Refusal] = []
+    auth = {"Authorization": f"Bearer {secret}"}
+    names = {p.name for p in operation.path_parameters}
+    seeds = {k: v for k, v in seeded.path_parameters.items() if k in names}
+    query = FIXED_QUERY.get(operation.path)
+    strategy = st.one_of(
+        operation.as_strategy(query=query), operation.as_strategy(GenerationMode.NEGATIVE, query=query)
+    )
+    if seeds:  # some requests name what the stack holds, so the route answers more than a 404
+        strategy = st.one_of(strategy, operation.as_strategy(path_parameters=seeds, query=query))
+    if label in seeded.bodies:  # and some send a whole body it takes
+        strategy = st.one_of(strategy, operation.as_strategy(path_parameters=seeds, body=seeded.bodies[label]))
+
+    @given(case=strategy)
+    @settings(
+        max_examples=EXAMPLES,
+        phases=[Phase.explicit, Phase.generate],
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def answers(case: Any) -> None:
+        response = case.call(headers=auth, timeout=30)
+        try:
+            case.validate_response(response, checks=CHECKS, headers=auth)
+        except* Failure as failed:
+            for failure in failed.exceptions:
+                assert isinstance(failure, Failure)
+                check = failure.checks[0] if failure.checks else type(failure).__name__
+                refusals.append(Refusal(label, role, check, response.status_code, failure.title))
+
+    answers()
+    return refusals
