@@ -16,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSche
 from continuum.access import Role
 from continuum.api.schemas import Id
 from continuum.domain.episode import EpisodeStatus
+from continuum.domain.events import EVENT_TYPES
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.measures import Grouping, Unit
 from continuum.domain.testing import TestResult
+from continuum.eventlog.feed import TYPE_PREFIX
 from continuum.eventlog.webhooks import DeliveryStatus
 
 _INSTANT_SCHEMA = {"type": "string", "format": "date-time"}
@@ -31,6 +33,15 @@ InstantText = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 Hash = Annotated[str, Field(pattern="^[0-9a-f]{64}$", description="a chain hash, hex")]
 Position = Annotated[int, Field(ge=0, description="a place in the whole log (0: before the first event)")]
 PolicyVersion = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{16}$", examples=["sha256:0123456789abcdef"])]
+# One of the log's event types (`domain.events.EVENT_TYPES`): a closed set, listed in the document.
+EventType = Annotated[str, Field(json_schema_extra={"enum": list(EVENT_TYPES)}, examples=["TestOrdered"])]
+CloudEventType = Annotated[
+    str,
+    Field(
+        json_schema_extra={"enum": [TYPE_PREFIX + name for name in EVENT_TYPES]},
+        examples=["org.continuum.TestOrdered"],
+    ),
+]
 Census = Literal["none"]  # the census's level of an episode not yet assessed
 
 
@@ -375,7 +386,7 @@ class CloudEventAnswer(Answer):
 
     id: str = Field(description="the event id")
     source: Literal["continuum"]
-    type: str = Field(pattern=r"^org\.continuum\.[A-Za-z]+$", examples=["org.continuum.TestOrdered"])
+    type: CloudEventType = Field(description="`org.continuum.` and the event type")
     specversion: Literal["1.0"]
     subject: str = Field(description="the episode id")
     time: InstantText = Field(description="when it occurred")
@@ -395,7 +406,7 @@ class FeedPageAnswer(Answer):
 class SubscriptionAnswer(Answer):
     subscription_id: str
     url: str
-    event_types: list[str]
+    event_types: list[EventType]
     role: Role = Field(description="whose feed view the deliveries carry")
     subject: str | None
     after_position: Position = Field(description="deliveries are of events after this position")
@@ -417,7 +428,7 @@ class DeliveryAnswer(Answer):
     subscription_id: str
     event_id: str
     position: Position
-    event_type: str
+    event_type: EventType
     status: DeliveryStatus
     attempts: int = Field(ge=0)
     last_status: int | None = Field(description="the receiver's last HTTP status")

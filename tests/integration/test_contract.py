@@ -17,6 +17,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,6 +35,7 @@ from schemathesis.checks import (
 from schemathesis.core.failures import Failure
 from schemathesis.generation.modes import GenerationMode
 
+from continuum.api.problems import TITLES
 from tests.integration.stacks import RunningStack
 
 pytestmark = pytest.mark.integration
@@ -69,9 +71,10 @@ class Refusal:
     check: str
     status: int
     title: str
+    detail: str  # the first line of schemathesis's message: what was received, or the path of the invalid value
 
     def line(self) -> str:
-        return f"{self.operation} as {self.role}: {self.check} (status {self.status}): {self.title}"
+        return f"{self.operation} as {self.role}: {self.check} (status {self.status}): {self.title}; {self.detail}"
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +187,15 @@ def _conforms(operation: Any, label: str, role: str, secret: str, seeded: Seeded
             for failure in failed.exceptions:
                 assert isinstance(failure, Failure)
                 check = failure.checks[0] if failure.checks else type(failure).__name__
-                refusals.append(Refusal(label, role, check, response.status_code, failure.title))
+                detail = (failure.message.strip().splitlines() or [""])[0][:160]
+                refusals.append(Refusal(label, role, check, response.status_code, failure.title, detail))
 
     answers()
     return refusals
+
+
+def test_the_readme_names_every_problem_title_as_the_api_answers_it() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = re.findall(r"^  \| (\d{3}) \| ([^|]+) \|", readme, re.MULTILINE)
+
+    assert {int(status): title.strip() for status, title in rows} == TITLES
