@@ -70,6 +70,8 @@ async def decode(request: Request, caller: ApiKey = Depends(AUDIT)) -> dict[str,
         return _answer(await codec.decode(list(payloads.payloads)))
     except PayloadKeyError as error:
         raise HTTPException(422, f"payloads: {error}") from None
+    except ValueError:  # the cipher's own refusal: data too short to hold the nonce a sealed payload starts with
+        raise HTTPException(422, "payloads: an encrypted payload too short to be one this API sealed") from None
 
 
 @router.post("/encode", summary="Encrypt Temporal payloads (directors and auditors)", **CODEC_ROUTE)

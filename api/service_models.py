@@ -448,7 +448,7 @@ class DeliveriesAnswer(Answer):
 
 
 class ExternalPayload(Answer):
-    sizeBytes: str = Field(pattern="^[0-9]+$", description="an int64, as protobuf's JSON spells it")  # noqa: N815
+    sizeBytes: str = Field("0", pattern="^[0-9]+$", description="an int64 as protobuf's JSON spells it")  # noqa: N815
 
 
 class PayloadJson(Answer):

@@ -7,7 +7,8 @@ status) rather than stopping at the first. Hypothesis runs a few examples per op
 shrinking, derandomized and without a database, so CI runs the same requests every time in bounded time.
 
 `CONTINUUM_CONTRACT_OPERATIONS` (a regular expression over `METHOD /path`) narrows the run while a route's model
-is being written; CI leaves it unset and checks every operation.
+is being written, and `CONTINUUM_CONTRACT_EXAMPLES` asks for more examples; CI leaves both unset and checks every
+operation.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
-EXAMPLES = 6  # per operation and role: 65 operations x 7 roles stay within CI's time
+# Per operation and role: 65 operations x 7 roles within CI's time; `CONTINUUM_CONTRACT_EXAMPLES` runs more locally.
+EXAMPLES = int(os.environ.get("CONTINUUM_CONTRACT_EXAMPLES", "6"))
 LAB, PARTNER = "lab-1", "partner-1"
 # A long poll answers at once with `wait=0`; generated waits of up to 25 s would spend CI's time waiting
 # (tests/integration/test_feed.py checks the waiting itself).
