@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -194,6 +195,31 @@ def _conforms(operation: Any, label: str, role: str, secret: str, seeded: Seeded
 
     answers()
     return refusals
+
+
+@pytest.mark.parametrize("role", ["director", "lab"])
+def test_the_event_stream_is_the_documented_media_type_and_each_message_a_documented_cloudevent(
+    running_stack: RunningStack, keys: dict[str, str], seeded: Seeded, role: str
+) -> None:
+    """The feed's other media type, which schemathesis cannot read (the stream never ends): its first message is
+    the first event of the JSON page, and a documented CloudEvent (a lab's: the order of its own test)."""
+    document = httpx.get(f"{running_stack.url}/openapi.json", timeout=30).json()
+    answer = document["paths"]["/api/v1/feed"]["get"]["responses"]["200"]["content"]
+    event = jsonschema_rs.Draft202012Validator(
+        {"$ref": "#/components/schemas/CloudEventAnswer", "components": document["components"]}
+    )
+    auth = {"Authorization": f"Bearer {keys[role]}"}
+    page = httpx.get(f"{running_stack.url}/api/v1/feed", params={"limit": 1}, headers=auth, timeout=30).json()
+    assert page["events"], f"the {role} sees no event of the seeded episode"  # else the stream below would wait
+    with httpx.stream(
+        "GET", f"{running_stack.url}/api/v1/feed", headers={**auth, "Accept": "text/event-stream"}, timeout=30
+    ) as stream:
+        media_type = stream.headers["content-type"].split(";")[0]
+        first = next(json.loads(line.removeprefix("data:")) for line in stream.iter_lines() if line.startswith("data:"))
+
+    assert media_type in answer
+    assert first == page["events"][0] and first["subject"] == seeded.path_parameters["episode_id"]
+    assert event.is_valid(first), list(event.iter_errors(first))[:1]
 
 
 def test_the_readme_names_every_problem_title_as_the_api_answers_it() -> None:
