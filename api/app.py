@@ -99,7 +99,7 @@ HEALTH: dict[int | str, dict[str, Any]] = {
     503: {
         "model": Health,
         "description": "one of them does not answer (`degraded`); retry after `Retry-After` seconds",
-        "headers": {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}},
+        "headers": problems.HEADERS[503],
     },
 }
 DOCS_ASSETS = "/docs/assets"

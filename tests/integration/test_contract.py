@@ -43,6 +43,7 @@ from tests.integration.stacks import RunningStack
 pytestmark = pytest.mark.integration
 
 ROLES = ("director", "clinician", "auditor", "lab", "partner", "admin", "utilization_reviewer")
+ANONYMOUS = "no key"  # a caller without one: every 401 (and its WWW-Authenticate) conforms too
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -151,17 +152,17 @@ def test_every_answer_to_every_role_conforms_to_the_openapi_document(
         label = f"{operation.method.upper()} {operation.path}"
         if not chosen.search(label):
             continue
-        for role in ROLES:
-            refusals += _conforms(operation, label, role, keys[role], seeded)
+        for role in (*ROLES, ANONYMOUS):
+            refusals += _conforms(operation, label, role, keys.get(role), seeded)
             checked += 1
     assert checked >= 7, f"no operation matched CONTINUUM_CONTRACT_OPERATIONS={chosen.pattern!r}"
     assert not refusals, f"{len(refusals)} answers do not conform:\n" + "\n".join(sorted({r.line() for r in refusals}))
 
 
-def _conforms(operation: Any, label: str, role: str, secret: str, seeded: Seeded) -> list[Refusal]:
+def _conforms(operation: Any, label: str, role: str, secret: str | None, seeded: Seeded) -> list[Refusal]:
     """A few generated requests to `operation` with `role`'s key; each check an answer fails."""
     refusals: list[Refusal] = []
-    auth = {"Authorization": f"Bearer {secret}"}
+    auth = {"Authorization": f"Bearer {secret}"} if secret else {}
     names = {p.name for p in operation.path_parameters}
     seeds = {k: v for k, v in seeded.path_parameters.items() if k in names}
     query = FIXED_QUERY.get(operation.path)
