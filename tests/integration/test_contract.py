@@ -223,6 +223,64 @@ def test_the_event_stream_is_the_documented_media_type_and_each_message_a_docume
     assert event.is_valid(first), list(event.iter_errors(first))[:1]
 
 
+# Where an answer is an open object on purpose: a FHIR resource (its elements are FHIR's, validated with
+# fhir.resources), a policy's rules (each registered version has its own sections; its text is the authority),
+# an event's payload (one shape per event type, reduced by role).
+OPEN_OBJECTS = {
+    "FhirMeasureReport",
+    "PolicyAnswer.rules",
+    "CurrentPolicyAnswer.rules",
+    "CloudEventAnswer.data",
+    "RecordedEventOut.data",
+}
+
+
+def test_every_answer_of_every_operation_has_a_typed_schema() -> None:
+    """No 2xx answer is documented as an untyped object (`additionalProperties: true`, or no schema at all)."""
+    from unittest.mock import sentinel
+
+    from continuum.api.app import create_app
+
+    document = create_app(sentinel.services).openapi()  # type: ignore[arg-type]
+    schemas = document["components"]["schemas"]
+    loose = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                for media, content in answer.get("content", {}).items() if status.startswith("2") else ():
+                    where = f"{method.upper()} {path} {status} {media}"
+                    loose += _loose(content.get("schema", {}), where, schemas, set())
+    assert not loose, "untyped answers:\n" + "\n".join(sorted(set(loose)))
+
+
+def _loose(schema: dict[str, Any], where: str, schemas: dict[str, Any], seen: set[str]) -> list[str]:
+    """The places in `schema` (a component's name and property path, once a $ref is followed) that are open."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return []
+        return _loose(schemas[name], name, schemas, seen | {name})
+    if where in OPEN_OBJECTS or schema.get("title") in OPEN_OBJECTS:  # an inline component keeps its model's title
+        return []
+    if not schema:
+        return [where]
+    found = []
+    for key in ("anyOf", "oneOf", "allOf"):
+        for part in schema.get(key, []):
+            found += _loose(part, where, schemas, seen)
+    if "items" in schema:
+        found += _loose(schema["items"], where, schemas, seen)
+    for name, part in schema.get("properties", {}).items():
+        found += _loose(part, f"{where}.{name}", schemas, seen)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        found += _loose(extra, f"{where}.*", schemas, seen)
+    open_object = extra is True or (schema.get("type") == "object" and "properties" not in schema and extra is None)
+    if open_object:
+        found.append(where)
+    return found
+
+
 def test_the_readme_names_every_problem_title_as_the_api_answers_it() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     rows = re.findall(r"^  \| (\d{3}) \| ([^|]+) \|", readme, re.MULTILINE)
