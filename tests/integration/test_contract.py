@@ -243,9 +243,12 @@ def test_every_answer_of_every_operation_has_a_typed_schema() -> None:
 
     document = create_app(sentinel.services).openapi()  # type: ignore[arg-type]
     schemas = document["components"]["schemas"]
+    chosen = re.compile(os.environ.get("CONTINUUM_CONTRACT_OPERATIONS", ""))
     loose = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
+            if not chosen.search(f"{method.upper()} {path}"):
+                continue
             for status, answer in operation["responses"].items():
                 for media, content in answer.get("content", {}).items() if status.startswith("2") else ():
                     where = f"{method.upper()} {path} {status} {media}"
