@@ -1,5 +1,6 @@
-"""The OpenAPI document is a contract (issue 20): schemathesis sends the requests `/openapi.json` allows to every
-operation, with every role's key, to `continuum up` running as a real process, and every answer must conform.
+"""The OpenAPI document is a contract (issue 20): schemathesis sends requests generated from `/openapi.json` (ones it
+allows and ones it does not) to every operation, with every role's key and with none, to `continuum up` running as
+a real process, and every answer must conform.
 
 The checks: no 5xx, the status documented, the media type documented, the body valid against the documented
 schema, the documented headers present. Every failure is collected into one message (operation, role, check,
@@ -51,7 +52,7 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
-# Per operation and role: 65 operations x 7 roles within CI's time; `CONTINUUM_CONTRACT_EXAMPLES` runs more locally.
+# Per operation and caller: 65 operations x 8 callers within CI's time; `CONTINUUM_CONTRACT_EXAMPLES` runs more locally.
 EXAMPLES = int(os.environ.get("CONTINUUM_CONTRACT_EXAMPLES", "6"))
 LAB, PARTNER = "lab-1", "partner-1"
 # A long poll answers at once with `wait=0`; generated waits of up to 25 s would spend CI's time waiting
