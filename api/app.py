@@ -36,6 +36,7 @@ from continuum.api import (
 from continuum.api.auth import EPISODE_SCOPE
 from continuum.api.feed import router as feed_router
 from continuum.api.limits import BodyLimit
+from continuum.api.service_models import Health
 from continuum.api.services import Services
 from continuum.api.webhooks import router as webhooks_router
 
@@ -72,7 +73,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(hygiene.HttpHygiene)
     app.add_middleware(hygiene.AccessLine)  # outermost: it sees every answer, the refusals too
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_class=JSONResponse, responses=HEALTH)
     async def healthz(request: Request) -> JSONResponse:
         """Whether Temporal and PostgreSQL answer (no key needed; no data disclosed)."""
         checks: dict[str, Any] = {"temporal": "ok", "postgres": "ok"}
@@ -93,6 +94,14 @@ def create_app(services: Services) -> FastAPI:
     return app
 
 
+HEALTH: dict[int | str, dict[str, Any]] = {
+    200: {"model": Health, "description": "Temporal and PostgreSQL answer"},
+    503: {
+        "model": Health,
+        "description": "one of them does not answer (`degraded`); retry after `Retry-After` seconds",
+        "headers": problems.HEADERS[503],
+    },
+}
 DOCS_ASSETS = "/docs/assets"
 
 

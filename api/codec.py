@@ -15,6 +15,8 @@ from temporalio.api.common.v1 import Payloads
 
 from continuum.access import ApiKey
 from continuum.api.auth import AUDIT
+from continuum.api.problems import responses
+from continuum.api.service_models import PayloadsJson
 from continuum.runtime.codec import EncryptionCodec, PayloadKeyError
 
 router = APIRouter(prefix="/api/v1/codec", tags=["temporal codec"])
@@ -45,16 +47,34 @@ def _answer(payloads: list[Any]) -> dict[str, Any]:
     return json_format.MessageToDict(Payloads(payloads=payloads))
 
 
-@router.post("/decode", summary="Decrypt Temporal payloads (directors and auditors)")
+# The body is read by `_payloads` (protobuf's JSON parser, not pydantic), so the document declares it here.
+CODEC_ROUTE: dict[str, Any] = {
+    "response_model": PayloadsJson,
+    "response_model_exclude_unset": True,  # protobuf's JSON form leaves an empty field out
+    "responses": {
+        404: {**responses(404)[404], "description": "this API holds no payload keys"},
+    },
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PayloadsJson"}}},
+        }
+    },
+}
+
+
+@router.post("/decode", summary="Decrypt Temporal payloads (directors and auditors)", **CODEC_ROUTE)
 async def decode(request: Request, caller: ApiKey = Depends(AUDIT)) -> dict[str, Any]:
     payloads, codec = await _payloads(request), _codec(request)
     try:
         return _answer(await codec.decode(list(payloads.payloads)))
     except PayloadKeyError as error:
         raise HTTPException(422, f"payloads: {error}") from None
+    except ValueError:  # the cipher's own refusal: data too short to hold the nonce a sealed payload starts with
+        raise HTTPException(422, "payloads: an encrypted payload too short to be one this API sealed") from None
 
 
-@router.post("/encode", summary="Encrypt Temporal payloads (directors and auditors)")
+@router.post("/encode", summary="Encrypt Temporal payloads (directors and auditors)", **CODEC_ROUTE)
 async def encode(request: Request, caller: ApiKey = Depends(AUDIT)) -> dict[str, Any]:
     payloads, codec = await _payloads(request), _codec(request)
     return _answer(await codec.encode(list(payloads.payloads)))

@@ -28,6 +28,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from continuum.access import ApiKey, feed_viewer
 from continuum.api.auth import FEED, facility_scope
 from continuum.api.params import services_of
+from continuum.api.service_models import FeedPageAnswer
 from continuum.api.services import Services
 from continuum.eventlog.feed import FeedPage, FeedReader
 
@@ -45,10 +46,13 @@ def _reader(services: Services, caller: ApiKey) -> FeedReader:
 
 @router.get(
     "/feed",
+    response_class=Response,
     responses={
         200: {
-            "description": "A page of CloudEvents (JSON), or a stream of them (text/event-stream)",
-            "content": {"application/json": {}, "text/event-stream": {}},
+            "model": FeedPageAnswer,
+            "description": "A page of CloudEvents (JSON), or with `Accept: text/event-stream` a stream of them: each"
+            " message's `data` one CloudEvent (JSON) and its `id` the event's position",
+            "content": {"application/json": {}, "text/event-stream": {"schema": {"type": "string"}}},
         }
     },
 )

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from continuum.access import ApiKey
 from continuum.api.auth import MEASURES, facility_scope
 from continuum.api.params import services_of
+from continuum.api.service_models import FhirMeasureReport, MeasuresAnswer, ReportVerificationAnswer
 from continuum.domain.measures import MeasuresError, default_period, parse_groupings
 from continuum.eventlog.measure_report import fhir_measure_report, report_body, report_csv
 from continuum.eventlog.measures import MeasuresReport, measures_at, verify_report
@@ -36,7 +37,19 @@ def compute(
         raise HTTPException(422, str(refused)) from None
 
 
-@router.get("/measures")
+FORMATS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": MeasuresAnswer,
+        "description": "the report: JSON (`format=json`), CSV (`csv`, one row per group and measure) or FHIR (`fhir`)",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/fhir+json": {"schema": FhirMeasureReport.model_json_schema()},
+        },
+    }
+}
+
+
+@router.get("/measures", response_class=JSONResponse, responses=FORMATS)
 def measures(
     request: Request,
     first: Annotated[date | None, Query(alias="from", description="first day (YYYY-MM-DD, UTC), included")] = None,
@@ -61,7 +74,7 @@ def measures(
     return JSONResponse(report_body(report))
 
 
-@router.get("/measures/verify")
+@router.get("/measures/verify", response_model=ReportVerificationAnswer)
 def verify(
     request: Request,
     position: Annotated[int, Query(ge=0, le=2**62, description="a report's log_position")],

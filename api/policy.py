@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from continuum.access import ApiKey
 from continuum.api.auth import POLICY
 from continuum.api.params import services_of
+from continuum.api.service_models import CurrentPolicyAnswer, PolicyAnswer
 from continuum.domain.policy import load_policy
 from continuum.eventlog.policies import PolicyRegistry, RegisteredPolicy
 
@@ -27,7 +28,7 @@ def _body(policy: RegisteredPolicy, current: str) -> dict[str, Any]:
     }
 
 
-@router.get("/policy")
+@router.get("/policy", response_model=CurrentPolicyAnswer)
 def current_policy(request: Request, caller: ApiKey = Depends(POLICY)) -> dict[str, Any]:
     """The policy new episodes are opened under: its version, its rules (the TOML as JSON) and its text."""
     services = services_of(request)
@@ -41,7 +42,7 @@ def current_policy(request: Request, caller: ApiKey = Depends(POLICY)) -> dict[s
     return {**_body(policy, version), "versions": [v for v, _ in registry.versions()]}
 
 
-@router.get("/policy/{version}")
+@router.get("/policy/{version}", response_model=PolicyAnswer)
 def policy_version(request: Request, version: Version, caller: ApiKey = Depends(POLICY)) -> dict[str, Any]:
     """The policy a decision event names by its `policy_version`."""
     services = services_of(request)

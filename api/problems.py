@@ -94,12 +94,27 @@ class Problem(BaseModel):
 PROBLEM_MEDIA = "application/problem+json"
 
 
+# The headers an error always carries (`install` below, and api/app.py for a request cut short by a shutdown).
+HEADERS = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string", "const": "Bearer"}}},
+    503: {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+}
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI `responses` of a route's errors: each status with its meaning and the `Problem` schema."""
-    schema = {"$ref": "#/components/schemas/Problem"}
-    return {
-        status: {"description": MEANINGS[status], "content": {PROBLEM_MEDIA: {"schema": schema}}} for status in statuses
+    """The OpenAPI `responses` of a route's errors: each status with its meaning, the `Problem` schema and the
+    headers it always carries."""
+    return {status: _response(status) for status in statuses}
+
+
+def _response(status: int) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": MEANINGS[status],
+        "content": {PROBLEM_MEDIA: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
+    if status in HEADERS:
+        answer["headers"] = HEADERS[status]
+    return answer
 
 
 def document(app: FastAPI) -> None:

@@ -24,6 +24,14 @@ from continuum.api.auth import (
 from continuum.api.facilities import census_by_facility, known_facility
 from continuum.api.params import ID_PATTERN, IdPath, services_of, viewed_state
 from continuum.api.schemas import CreateKeyBody
+from continuum.api.service_models import (
+    AlertsAnswer,
+    AnchorAnswer,
+    CensusAnswer,
+    CreatedKeyAnswer,
+    KeysAnswer,
+    VerificationAnswer,
+)
 from continuum.api.utilization_reads import levels_body
 from continuum.disclosures import export_history
 from continuum.domain.answering import open_tests
@@ -255,7 +263,7 @@ def partner_referrals(request: Request, caller: ApiKey = Depends(PARTNERS)) -> d
     return {"partner": caller.subject, "referrals": referrals}
 
 
-@router.get("/census")
+@router.get("/census", response_model=CensusAnswer)
 def census(request: Request, facility: FacilityQuery = None, caller: ApiKey = Depends(CENSUS)) -> dict[str, Any]:
     """Open episodes by level and status (`total` counts them), and by facility: each level's occupancy against
     its capacity, with the clients waitlisted there; `closed` counts the episodes that have ended. At the caller's
@@ -278,7 +286,7 @@ def census(request: Request, facility: FacilityQuery = None, caller: ApiKey = De
     }
 
 
-@router.get("/alerts")
+@router.get("/alerts", response_model=AlertsAnswer)
 def alerts(
     request: Request,
     days: Annotated[int, Query(ge=1, le=365)] = 7,
@@ -298,7 +306,7 @@ def alerts(
     return {"since": since.isoformat(), **found}
 
 
-@router.get("/audit/verify")
+@router.get("/audit/verify", response_model=VerificationAnswer)
 def verify(
     request: Request,
     episode: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
@@ -326,14 +334,14 @@ def verify(
     }
 
 
-@router.get("/audit/anchor")
+@router.get("/audit/anchor", response_model=AnchorAnswer)
 def anchor(request: Request, caller: ApiKey = Depends(AUDIT)) -> dict[str, Any]:
     """The log's head now (position, hash, time): keep it outside this system and pass it to /audit/verify
     later, to prove the log up to there was not rewritten."""
     return take_anchor(services_of(request).store.engine).as_json()
 
 
-@router.post("/keys", status_code=201)
+@router.post("/keys", status_code=201, response_model=CreatedKeyAnswer)
 def create_key(body: CreateKeyBody, request: Request, caller: ApiKey = Depends(ADMIN)) -> dict[str, Any]:
     """A new API key; its secret is shown once, in this response, and only its hash is kept."""
     if body.role in (Role.LAB, Role.PARTNER) and not body.subject:
@@ -350,7 +358,7 @@ def _key_body(key: ApiKey) -> dict[str, Any]:
     return {**asdict(key), "role": key.role.value, "facilities": scope}
 
 
-@router.get("/keys")
+@router.get("/keys", response_model=KeysAnswer)
 def list_keys(request: Request, caller: ApiKey = Depends(ADMIN)) -> dict[str, Any]:
     return {"keys": [_key_body(k) for k in services_of(request).keys.list()]}
 

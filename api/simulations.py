@@ -3,7 +3,7 @@ nothing is written to the log and no workflow is started)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -14,6 +14,7 @@ from continuum.api.auth import SIMULATIONS
 from continuum.api.params import services_of
 from continuum.api.problems import log_refused, problem
 from continuum.api.schemas import Body
+from continuum.api.service_models import SimulationAnswer
 from continuum.domain.errors import PolicyError
 from continuum.simulations import Period, PeriodInvalid, report, run_simulation
 
@@ -28,8 +29,8 @@ class SimulationBody(Body):
     episodes: Annotated[bool, Field(description="Also each episode that differs")] = False
 
 
-@router.post("/simulations")
-def simulate(body: SimulationBody, request: Request, caller: ApiKey = Depends(SIMULATIONS)) -> Any:
+@router.post("/simulations", response_class=JSONResponse, responses={200: {"model": SimulationAnswer}})
+def simulate(body: SimulationBody, request: Request, caller: ApiKey = Depends(SIMULATIONS)) -> JSONResponse:
     """Re-decide the recorded cohort's outside inputs under the proposed policy; placements, step-ups, days at
     each level and tests ordered beside what happened, and what the record cannot tell (counted)."""
     services = services_of(request)

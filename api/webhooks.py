@@ -17,7 +17,15 @@ from pydantic import Field
 from continuum.access import ApiKey, Role, subscription_request
 from continuum.api.auth import ADMIN
 from continuum.api.params import IdPath, services_of
+from continuum.api.problems import responses
 from continuum.api.schemas import Body, Id
+from continuum.api.service_models import (
+    CreatedSubscriptionAnswer,
+    DeliveriesAnswer,
+    DeliveryAnswer,
+    SubscriptionAnswer,
+    SubscriptionsAnswer,
+)
 from continuum.domain.errors import WebhookRequestInvalid
 from continuum.domain.events import EVENT_TYPES
 from continuum.domain.webhooks import URL_LIMIT
@@ -46,7 +54,16 @@ def _subscription(request: Request, subscription_id: str) -> Subscription:
     return found
 
 
-@router.post("", status_code=201)
+CREATED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "model": CreatedSubscriptionAnswer,
+        "description": "the subscription, with its signing secret (shown this once)",
+        "headers": {"Location": {"description": "the subscription's URL", "schema": {"type": "string"}}},
+    }
+}
+
+
+@router.post("", status_code=201, response_class=JSONResponse, responses=CREATED)
 def create_webhook(body: CreateWebhookBody, request: Request, caller: ApiKey = Depends(ADMIN)) -> JSONResponse:
     """A new subscription, followed from the log's head now; its signing secret is in this response only."""
     try:
@@ -60,17 +77,17 @@ def create_webhook(body: CreateWebhookBody, request: Request, caller: ApiKey = D
     return JSONResponse({**created.as_json(), "secret": secret}, status_code=201, headers={"Location": location})
 
 
-@router.get("")
+@router.get("", response_model=SubscriptionsAnswer)
 def list_webhooks(request: Request, caller: ApiKey = Depends(ADMIN)) -> dict[str, Any]:
     return {"webhooks": [s.as_json() for s in _webhooks(request).subscriptions()]}
 
 
-@router.get("/{subscription_id}")
+@router.get("/{subscription_id}", response_model=SubscriptionAnswer)
 def show_webhook(request: Request, subscription_id: str = IdPath(), caller: ApiKey = Depends(ADMIN)) -> dict[str, Any]:
     return _subscription(request, subscription_id).as_json()
 
 
-@router.post("/{subscription_id}/disable")
+@router.post("/{subscription_id}/disable", response_model=SubscriptionAnswer)
 def disable_webhook(
     request: Request, subscription_id: str = IdPath(), caller: ApiKey = Depends(ADMIN)
 ) -> dict[str, Any]:
@@ -88,7 +105,7 @@ def delete_webhook(request: Request, subscription_id: str = IdPath(), caller: Ap
         raise HTTPException(404, f"no webhook subscription {subscription_id}")
 
 
-@router.get("/{subscription_id}/deliveries")
+@router.get("/{subscription_id}/deliveries", response_model=DeliveriesAnswer)
 def webhook_deliveries(
     request: Request,
     subscription_id: str = IdPath(),
@@ -101,7 +118,12 @@ def webhook_deliveries(
     return {"subscription_id": subscription_id, "deliveries": [d.as_json() for d in deliveries]}
 
 
-@router.post("/{subscription_id}/deliveries/{delivery_id}/replay", status_code=202)
+@router.post(
+    "/{subscription_id}/deliveries/{delivery_id}/replay",
+    status_code=202,
+    response_model=DeliveryAnswer,
+    responses={409: {**responses(409)[409], "description": "the subscription is disabled, or the delivery not failed"}},
+)
 def replay_delivery(
     request: Request,
     subscription_id: str = IdPath(),

@@ -163,3 +163,6 @@ async def test_the_codec_endpoint_decodes_for_directors_and_auditors_only(
             assert (await decode(None)).status_code == 401
             bad = await decode(Role.DIRECTOR, {"payloads": "no"})
             assert bad.status_code == 422 and "payloads" in bad.text
+            short = {"payloads": [{"metadata": body["payloads"][0]["metadata"], "data": "c2hvcnQ="}]}  # no nonce
+            cut = await decode(Role.DIRECTOR, short)
+            assert cut.status_code == 422 and "too short" in cut.text, cut.text
