@@ -49,6 +49,7 @@ RESULTS = Path(__file__).parent / "results" / "throughput.json"
 ROUNDS = 3
 IN_FLIGHT = 64
 CONNECTIONS = 32  # enough to keep 64 requests in flight on HTTP/1.1 keep-alive; fewer costs the client less
+KEEPALIVE = 2.0  # seconds an idle connection is kept by the client
 MILD = [1, 1, 1, 1, 1, 1]
 Phase = Callable[[], Awaitable[int]]
 
@@ -227,7 +228,11 @@ async def _measure(stack: BenchStack, opens: int, results: int) -> dict[str, Any
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}",
             timeout=120,
-            limits=httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS),
+            # Idle connections are dropped before the server does (uvicorn at 5 s): reusing one it is closing is a
+            # ReadError, and phases of bare Temporal leave them idle for longer.
+            limits=httpx.Limits(
+                max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS, keepalive_expiry=KEEPALIVE
+            ),
         ) as api:
             await healthy(api)
             for round_ in range(ROUNDS):
