@@ -275,6 +275,29 @@ class PostgresEventStore:
             return self._append_alone(append)
         return self._group.submit(append)
 
+    def append_or_recall(self, stream_id: str, events: Sequence[NewEvent], *, expected_version: int) -> AppendResult:
+        """Append as `append` does, but answer a stream that stands past `expected_version` with the events past
+        it (`recalled`), as first recorded, instead of refusing: for a writer that is the stream's only one
+        and may repeat an append it never saw acknowledged (a local activity in a workflow task the server
+        refused), with a decision that can differ the second time. The writer folds what the log answered.
+
+        The check stays per append: nothing is written unless the stream is at `expected_version`; an
+        identical repeat is recalled as well, so the writer folds what the log holds past its version whatever
+        else landed there. A stream behind `expected_version`, or a conflict with no events past it, is refused
+        as `append` refuses it."""
+        try:
+            result = self.append(stream_id, events, expected_version=expected_version)
+        except (ConcurrencyError, EventIdConflict):
+            recalled = self.read_stream(stream_id, from_version=expected_version + 1)
+            if not recalled:
+                raise
+        else:
+            if not result.duplicate:
+                return result
+            recalled = self.read_stream(stream_id, from_version=expected_version + 1)
+        positions = tuple(event.position for event in recalled)
+        return AppendResult(positions, recalled[-1].stream_version, duplicate=True, recalled=tuple(recalled))
+
     def _append_alone(self, append: _Append) -> AppendResult:
         """One caller's append in its own statement (or transaction), with every outcome settled."""
         stream_id, events, payloads, params = append.stream_id, append.events, append.payloads, append.params
