@@ -65,21 +65,23 @@ with workflow.unsafe.imports_passed_through():
 
 RECORD_TIMEOUT = timedelta(seconds=30)  # each attempt to append to the event store
 SEND_TIMEOUT = timedelta(seconds=30)  # each attempt to tell the lab, a partner or the outreach service
+FINAL_RECORD_ERRORS = ("ConcurrencyError", "EventIdConflict", "CommandRejected")
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["ConcurrencyError", "EventIdConflict", "CommandRejected"],
+    non_retryable_error_types=list(FINAL_RECORD_ERRORS),
 )
 # Since PATCH_LOCAL_RECORDING, recording is a local activity: no round trip through the server's task queue, a
-# third less history. Its attempts are short and its window bounded, since the workflow task waits on it; an
-# append still failing then (PostgreSQL away for longer) is handed to the regular activity, retried for as long
-# as it takes with the same request, so the command is never lost.
+# third less history. The workflow task waits on it, so its attempts are short and few (about 16 s of backoff
+# in all; counted, since a local activity's schedule-to-close was not enforced across the task heartbeats of
+# a long retry); an append still failing then (PostgreSQL away for longer) is handed to the regular activity,
+# retried for as long as it takes with the same request, so the command is never lost.
 LOCAL_RECORD_ATTEMPT = timedelta(seconds=10)
-LOCAL_RECORD_WINDOW = timedelta(seconds=20)
 LOCAL_RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=5),
-    non_retryable_error_types=RECORD_RETRY.non_retryable_error_types,
+    maximum_attempts=8,
+    non_retryable_error_types=list(FINAL_RECORD_ERRORS),
 )
 LAB_ORDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8
@@ -238,8 +240,23 @@ def _by_command(recalled: list[RecalledEvent]) -> Iterator[tuple[str | None, lis
         yield causation, run
 
 
-def _unrecordable(error: ActivityError) -> bool:
-    return isinstance(error.cause, ApplicationError) and error.cause.type == UNRECORDABLE
+def _failure(error: ActivityError | ApplicationError) -> ApplicationError | None:
+    """The activity's own failure: the cause of an ActivityError, or the error itself (a local activity's
+    failure, once its attempts ran out, arrives unwrapped)."""
+    cause = error.cause if isinstance(error, ActivityError) else error
+    return cause if isinstance(cause, ApplicationError) else None
+
+
+def _final(error: ActivityError | ApplicationError) -> bool:
+    """What no retry fixes: a conflict, a refusal, an unrecordable value (by type: attempts that ran out on a
+    transient error are final too, in their own way)."""
+    failure = _failure(error)
+    return failure is not None and (failure.type in FINAL_RECORD_ERRORS or failure.type == UNRECORDABLE)
+
+
+def _unrecordable(error: ActivityError | ApplicationError) -> bool:
+    failure = _failure(error)
+    return failure is not None and failure.type == UNRECORDABLE
 
 
 def _rejected(error: DomainError) -> ApplicationError:
@@ -643,7 +660,7 @@ class EpisodeWorkflow:
             return events
         try:
             return await self._record(meta, events, outbound)
-        except ActivityError as error:
+        except (ActivityError, ApplicationError) as error:
             if not _unrecordable(error):
                 raise
             # A value no retry can store: nothing was recorded, the episode goes on, the caller is told.
@@ -739,7 +756,7 @@ class EpisodeWorkflow:
         return str(uuid.uuid5(EVENT_IDS, f"{self._input.episode_id}/{meta.command_id}/{version}/{index}"))
 
     async def _append_locally(self, request: RecordEventsInput) -> RecordEventsResult:
-        """The local activity; past its window (the store still unavailable) the regular activity, which retries
+        """The local activity; past its attempts (the store still unavailable) the regular activity, which retries
         the same request until it is recorded: the workflow task is not held open for as long as that takes."""
         try:
             result: RecordEventsResult = await workflow.execute_local_activity(
@@ -747,13 +764,12 @@ class EpisodeWorkflow:
                 request,
                 result_type=RecordEventsResult,
                 start_to_close_timeout=LOCAL_RECORD_ATTEMPT,
-                schedule_to_close_timeout=LOCAL_RECORD_WINDOW,
                 retry_policy=LOCAL_RECORD_RETRY,
             )
             return result
-        except ActivityError as error:
-            if isinstance(error.cause, ApplicationError) and error.cause.non_retryable:
-                raise  # what no retry fixes: a conflict, a refusal, an unrecordable value
+        except (ActivityError, ApplicationError) as error:  # a local activity's failure may come unwrapped
+            if _final(error):
+                raise
             workflow.logger.warning("recording handed to the regular activity", extra={"episode_id": request.stream_id})
             result = await workflow.execute_activity(
                 "record_events",

@@ -241,10 +241,10 @@ def test_recall_keeps_the_expected_version_check_per_append(store: PostgresEvent
     assert [e.payload for e in store.read_stream(stream)] == [{"n": 1}]
 
 
-async def test_postgresql_away_past_the_local_window_is_recorded_by_the_regular_activity(
+async def test_postgresql_away_past_the_local_attempts_is_recorded_by_the_regular_activity(
     temporal_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    """PostgreSQL down for longer than the local activity's window: the command is handed to the regular
+    """PostgreSQL down for longer than the local activity's attempts: the command is handed to the regular
     activity, which retries until PostgreSQL is back; the hold is then recorded once."""
     postgres = EmbeddedPostgres(tmp_path / "pg")
     url = postgres.start()
