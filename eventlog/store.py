@@ -7,7 +7,8 @@ Guarantees (each tested in tests/integration/test_event_store.py):
 - An append states the stream version it expects; any other version raises ConcurrencyError.
 - An event id already stored with the same content (stream, type, version, payload, occurred_at) is a
   no-op that returns the stored positions, so activity retries never duplicate; different content raises
-  EventIdConflict.
+  EventIdConflict. `append_or_recall` answers an append that finds its stream past the version it expects
+  with the events past it, as first recorded, and writes nothing (tested in test_local_recording.py).
 - Projections are updated in the append's transaction (they never lag or run ahead of the log).
 - The database refuses UPDATE, DELETE and TRUNCATE on `events`.
 - Group commit: appends that arrive while another is being committed (from other threads of this

@@ -71,11 +71,11 @@ RECORD_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=list(FINAL_RECORD_ERRORS),
 )
-# Since PATCH_LOCAL_RECORDING, recording is a local activity: no round trip through the server's task queue, a
-# third less history. The workflow task waits on it, so its attempts are short and few (about 16 s of backoff
-# in all; counted, since a local activity's schedule-to-close was not enforced across the task heartbeats of
-# a long retry); an append still failing then (PostgreSQL away for longer) is handed to the regular activity,
-# retried for as long as it takes with the same request, so the command is never lost.
+# Since PATCH_LOCAL_RECORDING, recording is a local activity: no round trip through the server's task queue and
+# less history (README, benchmark 10). The workflow task waits on it, so its attempts are short and few (about
+# 16 s of backoff in all; counted: a schedule-to-close of 20 s let attempts go on for minutes, with the SDK
+# heartbeating the task); an append still failing then (PostgreSQL away for longer) is handed to the regular
+# activity, retried for as long as it takes with the same request, so the command is never lost.
 LOCAL_RECORD_ATTEMPT = timedelta(seconds=10)
 LOCAL_RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
