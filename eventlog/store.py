@@ -296,6 +296,8 @@ class PostgresEventStore:
             if not result.duplicate:
                 return result
             recalled = self.read_stream(stream_id, from_version=expected_version + 1)
+            if not recalled:  # stored at or below the version expected: the writer folded them already
+                return result
         positions = tuple(event.position for event in recalled)
         return AppendResult(positions, recalled[-1].stream_version, duplicate=True, recalled=tuple(recalled))
 
