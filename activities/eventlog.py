@@ -2,7 +2,10 @@
 folds a closed episode's stream for a run that takes it up again).
 
 Event ids are minted deterministically in the workflow, so a retried activity finds its events already
-stored and returns their positions instead of writing them twice.
+stored and returns their positions instead of writing them twice. A request with `recall` (an episode's, since
+recording became a local activity) is answered, when the stream stands past the version it expects, with the
+events past it as first recorded: the workflow folds those (the log leads) instead of a decision it may have
+made differently in a workflow task the server refused.
 
 A value that cannot be stored (PostgreSQL refuses it as data, or it cannot be serialized) fails the
 activity at once as `UnrecordableEvent`, not retryable, since no retry can store it; the workflow then
@@ -63,6 +66,18 @@ class RecordEventsInput:
     actor: str | None = None
     causation_id: str | None = None
     correlation_id: str | None = None
+    recall: bool = False  # answer a stream past expected_version with its events past it (needs a version)
+
+
+@dataclass(frozen=True)
+class RecalledEvent:
+    """An event the stream already held past the version the request expected, upcast, with its command."""
+
+    type: str
+    schema_version: int
+    data: dict[str, Any]
+    occurred_at: datetime
+    command_id: str | None
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,7 @@ class RecordEventsResult:
     positions: list[int] = field(default_factory=list)
     stream_version: int = 0
     duplicate: bool = False
+    recalled: list[RecalledEvent] = field(default_factory=list)
 
 
 class EventLogActivities:
@@ -95,7 +111,12 @@ class EventLogActivities:
         ]
         bound = log.bind(episode_id=request.stream_id, workflow_id=info.workflow_id, attempt=info.attempt)
         try:
-            result = self._store.append(request.stream_id, events, expected_version=request.expected_version)
+            if request.recall and request.expected_version is not None:
+                result = self._store.append_or_recall(
+                    request.stream_id, events, expected_version=request.expected_version
+                )
+            else:
+                result = self._store.append(request.stream_id, events, expected_version=request.expected_version)
         except (ConcurrencyError, EventIdConflict, DomainError) as error:
             bound.warning("events.rejected", error_type=type(error).__name__)
             raise ApplicationError(str(error), type=type(error).__name__, non_retryable=True) from None
@@ -119,8 +140,13 @@ class EventLogActivities:
             first_position=result.positions[0],
             stream_version=result.stream_version,
             duplicate=result.duplicate,
+            recalled=len(result.recalled),
         )
-        return RecordEventsResult(list(result.positions), result.stream_version, result.duplicate)
+        recalled = [
+            RecalledEvent(e.event_type, e.schema_version, e.payload, e.occurred_at, e.metadata.causation_id)
+            for e in result.recalled
+        ]
+        return RecordEventsResult(list(result.positions), result.stream_version, result.duplicate, recalled)
 
     @activity.defn(name="load_episode")
     def load_episode(self, episode_id: str) -> dict[str, Any] | None:

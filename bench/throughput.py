@@ -12,7 +12,8 @@ runs one activity that INSERTs one row) run as processes of their own. Each roun
 Rates are medians of the rounds; the ratio is Continuum's over bare's in the same round. The CPU of each
 process (the bench itself, i.e. the load generator; the Continuum process; the bare worker; the Temporal
 server; PostgreSQL) is read from /proc before and after each phase, as milliseconds per command.
-Writes bench/results/throughput.json.
+History events per command are counted over every run of the workflows a phase touched (a chain that
+continued as new counts whole), read after the phase's CPU. Writes bench/results/throughput.json.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,18 +36,20 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 from sqlalchemy import text
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from bench.stack import BenchStack, bench_stack, free_port, healthy, negative_result, publish
 from continuum.access import ApiKeyStore, Role
 from continuum.domain.commands import OpenEpisode, OrderTest, RecordAssessment
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
-from continuum.workflows.episode import CommandMeta
+from continuum.workflows.episode import CommandMeta, workflow_id
 
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
 ROUNDS = 3
 IN_FLIGHT = 64
 CONNECTIONS = 32  # enough to keep 64 requests in flight on HTTP/1.1 keep-alive; fewer costs the client less
+KEEPALIVE = 2.0  # seconds an idle connection is kept by the client
 MILD = [1, 1, 1, 1, 1, 1]
 Phase = Callable[[], Awaitable[int]]
 
@@ -111,18 +114,54 @@ def _sessions(store: PostgresEventStore) -> int:
         return int(conn.execute(text(query)).scalar_one())
 
 
-async def _timed(meter: CpuMeter, store: PostgresEventStore, phase: Phase) -> dict[str, Any]:
+async def _timed(
+    meter: CpuMeter, store: PostgresEventStore, client: Client, phase: Phase, workflow_ids: Callable[[], list[str]]
+) -> dict[str, Any]:
     sessions = _sessions(store)
+    history_before = await _history_events(client, workflow_ids())
     before = meter.read()
     began = time.perf_counter()
     count = await phase()
     wall = time.perf_counter() - began
     after = meter.read()
+    history_after = await _history_events(client, workflow_ids())
     return {
         "rate_per_second": count / wall,
         "cpu_ms_per_command": {k: (after[k] - before[k]) * 1000 / count for k in before},
+        "history_events_per_command": (history_after - history_before) / count,
         "postgres_sessions_opened": _sessions(store) - sessions,  # the bench's own is pooled: opened once, before
     }
+
+
+async def _history_events(client: Client, workflow_ids: Sequence[str]) -> int:
+    """Events in the histories of every run of these workflows (none for one not started yet)."""
+    gate = asyncio.Semaphore(16)
+
+    async def one(workflow_id: str) -> int:
+        async with gate:
+            return await _chain_length(client, workflow_id)
+
+    return sum(await asyncio.gather(*(one(workflow_id) for workflow_id in workflow_ids)))
+
+
+async def _chain_length(client: Client, workflow_id: str) -> int:
+    """The history length of a workflow's latest run and of each run it continued from, walked back through
+    each run's first event (describing is exact for a running workflow, where visibility may lag)."""
+    total, run_id = 0, None
+    while True:
+        handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+        try:
+            description = await handle.describe()
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return total
+            raise
+        total += description.history_length
+        async for event in handle.fetch_history_events(page_size=1):
+            run_id = event.workflow_execution_started_event_attributes.continued_execution_run_id or None
+            break
+        if run_id is None:
+            return total
 
 
 async def _gathered(count: int, job: Callable[[int], Awaitable[Any]]) -> None:
@@ -189,7 +228,11 @@ async def _measure(stack: BenchStack, opens: int, results: int) -> dict[str, Any
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}",
             timeout=120,
-            limits=httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS),
+            # Idle connections are dropped before the server does (uvicorn at 5 s): reusing one it is closing is a
+            # ReadError, and phases of bare Temporal leave them idle for longer.
+            limits=httpx.Limits(
+                max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS, keepalive_expiry=KEEPALIVE
+            ),
         ) as api:
             await healthy(api)
             for round_ in range(ROUNDS):
@@ -229,6 +272,7 @@ async def _measure(stack: BenchStack, opens: int, results: int) -> dict[str, Any
                     await _gathered(results, lambda i: targets[i].execute_update("command", args=[targets[i].id, i]))
                     return results
 
+                touched = _touched(tag, opens, tests, handles)
                 phases: dict[str, Phase] = {
                     "open:continuum_http": continuum_opens,
                     "open:bare": bare_opens,
@@ -236,10 +280,22 @@ async def _measure(stack: BenchStack, opens: int, results: int) -> dict[str, Any
                     "result:bare": bare_results,
                 }
                 for name, phase in phases.items():
-                    samples.setdefault(name, []).append(await _timed(meter, store, phase))
+                    samples.setdefault(name, []).append(await _timed(meter, store, plain, phase, touched[name]))
                 for handle in handles:
                     await handle.signal("close")
     return _report(samples, opens, results)
+
+
+def _touched(
+    tag: str, opens: int, tests: list[tuple[str, str]], handles: list[WorkflowHandle[Any, Any]]
+) -> dict[str, Callable[[], list[str]]]:
+    """The workflows each phase of a round sends its commands to (the bare ones are known once opened)."""
+    return {
+        "open:continuum_http": lambda: [workflow_id(f"TPO-{tag}-{n}") for n in range(opens)],
+        "open:bare": lambda: [f"bare-{tag}-{n}" for n in range(opens)],
+        "result:continuum_http": lambda: sorted({workflow_id(episode) for episode, _ in tests}),
+        "result:bare": lambda: [handle.id for handle in handles],
+    }
 
 
 def _report(samples: dict[str, list[dict[str, Any]]], opens: int, results: int) -> dict[str, Any]:
@@ -270,6 +326,10 @@ def _report(samples: dict[str, list[dict[str, Any]]], opens: int, results: int) 
         "rate_per_second": {name: round(median_rate(name), 1) for name in samples},
         "ratio_continuum_over_bare": ratios,
         "cpu_ms_per_command": {name: median_cpu(name) for name in samples},
+        "history_events_per_command": {
+            name: round(statistics.median(s["history_events_per_command"] for s in samples[name]), 2)
+            for name in samples
+        },
         "postgres_sessions_opened": {
             name: statistics.median(s["postgres_sessions_opened"] for s in samples[name]) for name in samples
         },

@@ -61,8 +61,10 @@ class StoredEvent:
 
 @dataclass(frozen=True)
 class AppendResult:
-    """Where the events were stored; `duplicate` when they already were (an idempotent retry)."""
+    """Where the events were stored; `duplicate` when they already were (an idempotent retry). `recalled`, from
+    `append_or_recall` alone: what the stream holds past the version expected, when that is not this append."""
 
     positions: tuple[int, ...]
     stream_version: int
     duplicate: bool = False
+    recalled: tuple[StoredEvent, ...] = ()

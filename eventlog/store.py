@@ -7,7 +7,8 @@ Guarantees (each tested in tests/integration/test_event_store.py):
 - An append states the stream version it expects; any other version raises ConcurrencyError.
 - An event id already stored with the same content (stream, type, version, payload, occurred_at) is a
   no-op that returns the stored positions, so activity retries never duplicate; different content raises
-  EventIdConflict.
+  EventIdConflict. `append_or_recall` answers an append that finds its stream past the version it expects
+  with the events past it, as first recorded, and writes nothing (tested in test_local_recording.py).
 - Projections are updated in the append's transaction (they never lag or run ahead of the log).
 - The database refuses UPDATE, DELETE and TRUNCATE on `events`.
 - Group commit: appends that arrive while another is being committed (from other threads of this
@@ -274,6 +275,31 @@ class PostgresEventStore:
         if self._group is None:
             return self._append_alone(append)
         return self._group.submit(append)
+
+    def append_or_recall(self, stream_id: str, events: Sequence[NewEvent], *, expected_version: int) -> AppendResult:
+        """Append as `append` does, but answer a stream that stands past `expected_version` with the events past
+        it (`recalled`), as first recorded, instead of refusing: for a writer that is the stream's only one
+        and may repeat an append it never saw acknowledged (a local activity in a workflow task the server
+        refused), with a decision that can differ the second time. The writer folds what the log answered.
+
+        The check stays per append: nothing is written unless the stream is at `expected_version`; an
+        identical repeat is recalled as well, so the writer folds what the log holds past its version whatever
+        else landed there. A stream behind `expected_version`, or a conflict with no events past it, is refused
+        as `append` refuses it."""
+        try:
+            result = self.append(stream_id, events, expected_version=expected_version)
+        except (ConcurrencyError, EventIdConflict):
+            recalled = self.read_stream(stream_id, from_version=expected_version + 1)
+            if not recalled:
+                raise
+        else:
+            if not result.duplicate:
+                return result
+            recalled = self.read_stream(stream_id, from_version=expected_version + 1)
+            if not recalled:  # stored at or below the version expected: the writer folded them already
+                return result
+        positions = tuple(event.position for event in recalled)
+        return AppendResult(positions, recalled[-1].stream_version, duplicate=True, recalled=tuple(recalled))
 
     def _append_alone(self, append: _Append) -> AppendResult:
         """One caller's append in its own statement (or transaction), with every outcome settled."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,10 +27,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from continuum.activities.aftercare import FollowUpToRequest, ReferralToSend, Sent
-    from continuum.activities.eventlog import UNRECORDABLE, EventToRecord, RecordEventsInput, RecordEventsResult
+    from continuum.activities.eventlog import (
+        UNRECORDABLE,
+        EventToRecord,
+        RecalledEvent,
+        RecordEventsInput,
+        RecordEventsResult,
+    )
     from continuum.activities.lab import LabOrder, LabOrderSent
     from continuum.domain.clock import Due, next_due
-    from continuum.domain.codec import decode, encode, to_envelope
+    from continuum.domain.codec import EventEnvelope, decode, encode, from_envelope, to_envelope
     from continuum.domain.commands import (
         AUTHORIZATION_COMMANDS,
         COMMANDS,
@@ -58,10 +65,23 @@ with workflow.unsafe.imports_passed_through():
 
 RECORD_TIMEOUT = timedelta(seconds=30)  # each attempt to append to the event store
 SEND_TIMEOUT = timedelta(seconds=30)  # each attempt to tell the lab, a partner or the outreach service
+FINAL_RECORD_ERRORS = ("ConcurrencyError", "EventIdConflict", "CommandRejected")
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["ConcurrencyError", "EventIdConflict", "CommandRejected"],
+    non_retryable_error_types=list(FINAL_RECORD_ERRORS),
+)
+# Since PATCH_LOCAL_RECORDING, recording is a local activity: no round trip through the server's task queue and
+# less history (README, benchmark 10). The workflow task waits on it, so its attempts are short and few (about
+# 16 s of backoff in all; counted: a schedule-to-close of 20 s let attempts go on for minutes, with the SDK
+# heartbeating the task); an append still failing then (PostgreSQL away for longer) is handed to the regular
+# activity, retried for as long as it takes with the same request, so the command is never lost.
+LOCAL_RECORD_ATTEMPT = timedelta(seconds=10)
+LOCAL_RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=8,
+    non_retryable_error_types=list(FINAL_RECORD_ERRORS),
 )
 LAB_ORDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8
@@ -75,6 +95,11 @@ PATCH_AUTHORIZATIONS = "authorizations"  # likewise before payer authorizations 
 PATCH_BOUNDED = "bounded-replay"
 # Episodes started before facilities replay without them: no facility on the open, no waitlist, no transfer.
 PATCH_FACILITIES = "facilities"
+# Episodes started before local recording record through the regular activity, with event ids from the workflow's
+# random stream; since, a local activity records events whose ids derive from the command (EVENT_IDS), and the
+# log answers a repeat with what it holds (see `_record`).
+PATCH_LOCAL_RECORDING = "local-recording"
+EVENT_IDS = uuid.UUID("5f0c2a6e-3d1b-4c8e-9a27-6b1f0d4e8c35")  # the uuid5 namespace of event ids: never change it
 OUTBOUND_RETRY = LAB_ORDER_RETRY
 # A repeated command id is answered with the first outcome: the newest KEPT_RESULTS with their events, the
 # KEPT_IDS before them with none. Callers' retries beyond that are the API's Idempotency-Key table's job
@@ -201,8 +226,37 @@ def _result(command_id: str, events: list[DomainEvent]) -> CommandResult:
     return CommandResult(command_id, [RecordedEvent(e.type, e.data) for e in map(to_envelope, events)])
 
 
-def _unrecordable(error: ActivityError) -> bool:
-    return isinstance(error.cause, ApplicationError) and error.cause.type == UNRECORDABLE
+def _by_command(recalled: list[RecalledEvent]) -> Iterator[tuple[str | None, list[DomainEvent]]]:
+    """Recalled events as the runs of one command each, in the log's order."""
+    run: list[DomainEvent] = []
+    causation: str | None = None
+    for event in recalled:
+        if run and event.command_id != causation:
+            yield causation, run
+            run = []
+        causation = event.command_id
+        run.append(from_envelope(EventEnvelope(event.type, event.schema_version, event.data)))
+    if run:
+        yield causation, run
+
+
+def _failure(error: ActivityError | ApplicationError) -> ApplicationError | None:
+    """The activity's own failure: the cause of an ActivityError, or the error itself (a local activity's
+    failure, once its attempts ran out, arrives unwrapped)."""
+    cause = error.cause if isinstance(error, ActivityError) else error
+    return cause if isinstance(cause, ApplicationError) else None
+
+
+def _final(error: ActivityError | ApplicationError) -> bool:
+    """What no retry fixes: a conflict, a refusal, an unrecordable value (by type: attempts that ran out on a
+    transient error are final too, in their own way)."""
+    failure = _failure(error)
+    return failure is not None and (failure.type in FINAL_RECORD_ERRORS or failure.type == UNRECORDABLE)
+
+
+def _unrecordable(error: ActivityError | ApplicationError) -> bool:
+    failure = _failure(error)
+    return failure is not None and failure.type == UNRECORDABLE
 
 
 def _rejected(error: DomainError) -> ApplicationError:
@@ -246,6 +300,7 @@ class EpisodeWorkflow:
         self._drug_testing: bool | None = None  # likewise PATCH_DRUG_TESTING
         self._plans: bool | None = None  # likewise PATCH_PLANS
         self._authorizations: bool | None = None  # likewise PATCH_AUTHORIZATIONS
+        self._local: bool | None = None  # likewise PATCH_LOCAL_RECORDING
         self._running = 0  # commands between acceptance and their answer (a validator counts itself in Temporal's)
         self._commands_this_run = 0
         self._changes = 0
@@ -580,29 +635,41 @@ class EpisodeWorkflow:
                 self._check_authorizations_patch()
             if meta.actor != CLOCK_ACTOR and self._is_bounded():
                 outbound += await self._catch_up()
-            try:
-                if meta.actor != CLOCK_ACTOR and self._is_bounded():
-                    admit(self._state, command, workflow.now())  # again: the state may have moved on
-                events = decide(self._state, command, self._current_policy(), workflow.now(), self._day)
-            except DomainError as error:  # the state moved on between validation and now
-                raise _rejected(error) from None
-            if events:
-                try:
-                    await self._record(meta, events)
-                except ActivityError as error:
-                    if not _unrecordable(error):
-                        raise
-                    # A value no retry can store: nothing was recorded, the episode goes on, the caller is told.
-                    workflow.logger.warning("command unrecordable", extra={"episode_id": self._input.episode_id})
-                    raise ApplicationError(
-                        "the command's values cannot be recorded; nothing was recorded",
-                        type=UNRECORDABLE,
-                        non_retryable=True,
-                    ) from None
+            recorded: list[DomainEvent] | None = None
+            while recorded is None:  # each round that meets other commands' events in the log folds them first
+                recorded = await self._decide_and_append(meta, command, outbound)
+            events = recorded
             result = _result(meta.command_id, events)
             self._remember(result)
             self._commands_this_run += 1
             return result, outbound + [e for e in events if isinstance(e, OUTBOUND)]
+
+    async def _decide_and_append(
+        self, meta: CommandMeta, command: Command, outbound: list[DomainEvent]
+    ) -> list[DomainEvent] | None:
+        """The command decided on the state as it is and recorded: its events as the log holds them, or None when
+        the log held other commands' events past the state (folded now, their outbound events added to
+        `outbound`), so the command is decided again."""
+        try:
+            if meta.actor != CLOCK_ACTOR and self._is_bounded():
+                admit(self._state, command, workflow.now())  # again: the state may have moved on
+            events = decide(self._state, command, self._current_policy(), workflow.now(), self._day)
+        except DomainError as error:  # the state moved on between validation and now
+            raise _rejected(error) from None
+        if not events:
+            return events
+        try:
+            return await self._record(meta, events, outbound)
+        except (ActivityError, ApplicationError) as error:
+            if not _unrecordable(error):
+                raise
+            # A value no retry can store: nothing was recorded, the episode goes on, the caller is told.
+            workflow.logger.warning("command unrecordable", extra={"episode_id": self._input.episode_id})
+            raise ApplicationError(
+                "the command's values cannot be recorded; nothing was recorded",
+                type=UNRECORDABLE,
+                non_retryable=True,
+            ) from None
 
     async def _catch_up(self) -> list[DomainEvent]:
         """Record what the clock has due by now before another command is decided, so that command is judged
@@ -621,35 +688,121 @@ class EpisodeWorkflow:
             except DomainError:
                 break  # the run loop retries it on its own
             if events:
-                await self._record(meta, events)
+                recorded = await self._record(meta, events, outbound)
+                if recorded is None:
+                    continue  # the log held other commands' events: what is due is judged again on them
+                events = recorded
             self._remember(_result(meta.command_id, events))
             self._commands_this_run += 1
             outbound += [e for e in events if isinstance(e, OUTBOUND)]
         return outbound
 
-    async def _record(self, meta: CommandMeta, events: list[DomainEvent]) -> None:
-        """Append to the event store (idempotent by event id), then fold: the log leads, the state follows."""
+    async def _record(
+        self, meta: CommandMeta, events: list[DomainEvent], outbound: list[DomainEvent]
+    ) -> list[DomainEvent] | None:
+        """Append to the event store (idempotent by event id), then fold: the log leads, the state follows.
+
+        Since PATCH_LOCAL_RECORDING a local activity appends, before its workflow task completes: a task the
+        server then refuses (an update racing a continue-as-new) leaves its events in the log but not in the
+        history, and the command comes again, in a later task or a new run, decided afresh (another instant,
+        perhaps other events). Its event ids derive from the command id and the version it was decided at, so
+        the log recognises the repeat and answers with what it holds past the state, as first recorded: that is
+        folded, not the new decision. Returns the command's events as folded, or None when the log held other
+        commands' events only (lost in the same way; folded, remembered, their outbound events added to
+        `outbound`): the caller decides again on the state they made."""
+        local = self._local_recording()
+        version = self._state.version if self._state else 0
         request = RecordEventsInput(
             stream_id=self._input.episode_id,
-            expected_version=self._state.version if self._state else 0,
+            expected_version=version,
             events=[
-                EventToRecord(str(workflow.uuid4()), env.type, env.schema_version, env.data, event.occurred_at)
-                for event, env in ((e, to_envelope(e)) for e in events)
+                EventToRecord(
+                    self._event_id(meta, version, index) if local else str(workflow.uuid4()),
+                    env.type,
+                    env.schema_version,
+                    env.data,
+                    event.occurred_at,
+                )
+                for index, (event, env) in enumerate((e, to_envelope(e)) for e in events)
             ],
             actor=meta.actor,
             causation_id=meta.command_id,
             correlation_id=meta.correlation_id,
+            recall=local,
         )
-        # A regular activity, not a local one: a local activity's append happens before its workflow task
-        # completes, and a task the server refuses (an update racing a continue-as-new) would leave events in
-        # the log that the history never saw, so the retried command met a ConcurrencyError (seen under load).
-        await workflow.execute_activity(
-            "record_events",
-            request,
-            result_type=RecordEventsResult,
-            start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=RECORD_RETRY,
+        if not local:  # a regular activity: the history has the append's outcome before anything else happens
+            await workflow.execute_activity(
+                "record_events",
+                request,
+                result_type=RecordEventsResult,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY,
+            )
+            self._fold(events)
+            return events
+        result = await self._append_locally(request)
+        if not result.recalled:
+            self._fold(events)
+            return events
+        return self._fold_recalled(meta.command_id, result.recalled, outbound)
+
+    def _local_recording(self) -> bool:
+        if self._local is None:
+            self._local = workflow.patched(PATCH_LOCAL_RECORDING)
+        return self._local
+
+    def _event_id(self, meta: CommandMeta, version: int, index: int) -> str:
+        """The same for the same command decided at the same version, in any task or run of the episode."""
+        return str(uuid.uuid5(EVENT_IDS, f"{self._input.episode_id}/{meta.command_id}/{version}/{index}"))
+
+    async def _append_locally(self, request: RecordEventsInput) -> RecordEventsResult:
+        """The local activity; past its attempts (the store still unavailable) the regular activity, which retries
+        the same request until it is recorded: the workflow task is not held open for as long as that takes."""
+        try:
+            result: RecordEventsResult = await workflow.execute_local_activity(
+                "record_events",
+                request,
+                result_type=RecordEventsResult,
+                start_to_close_timeout=LOCAL_RECORD_ATTEMPT,
+                retry_policy=LOCAL_RECORD_RETRY,
+            )
+            return result
+        except (ActivityError, ApplicationError) as error:  # a local activity's failure may come unwrapped
+            if _final(error):
+                raise
+            workflow.logger.warning("recording handed to the regular activity", extra={"episode_id": request.stream_id})
+            result = await workflow.execute_activity(
+                "record_events",
+                request,
+                result_type=RecordEventsResult,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY,
+            )
+            return result
+
+    def _fold_recalled(
+        self, command_id: str, recalled: list[RecalledEvent], outbound: list[DomainEvent]
+    ) -> list[DomainEvent] | None:
+        """Fold what the log held past the state, command by command, in the log's order; each other command is
+        remembered with its events (a repeat of it is answered with them) and counted in the run."""
+        mine: list[DomainEvent] | None = None
+        for causation, events in _by_command(recalled):
+            self._fold(events)
+            if causation == command_id:
+                mine = events
+                continue
+            if causation is not None and not self._seen(causation):
+                self._remember(_result(causation, events))
+            self._commands_this_run += 1
+            outbound += [e for e in events if isinstance(e, OUTBOUND)]
+        workflow.logger.info(
+            "episode events recalled from the log",
+            extra={"episode_id": self._input.episode_id, "count": len(recalled), "own": mine is not None},
         )
+        return mine
+
+    def _fold(self, events: list[DomainEvent]) -> None:
+        """Events the log holds, into the state (and the search attributes a list of episodes filters on)."""
         before = self._state
         state = fold(events, self._state)
         assert state is not None
