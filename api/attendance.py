@@ -13,12 +13,19 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from continuum.access import ApiKey
 from continuum.api.auth import ATTENDANCE, COMMANDS, REPORT, facility_scope
-from continuum.api.commands import IDEMPOTENT, _run
+from continuum.api.commands import CREATES, IDEMPOTENT, _run
+from continuum.api.episode_models import (
+    ATTENDANCE_REPORT_RESPONSES,
+    AttendanceReport,
+    CommandAnswer,
+    CreatedKind,
+    EpisodeAttendanceView,
+    answer,
+)
 from continuum.api.params import IdPath, services_of, viewed_state
 from continuum.api.problems import COMMAND_ERRORS
 from continuum.api.schemas import (
     AttendanceBody,
-    CommandResponse,
     MissedSessionBody,
     ReEngagementReviewBody,
     SessionBody,
@@ -44,8 +51,8 @@ router = APIRouter(prefix="/api/v1", tags=["attendance"])
 
 @router.post(
     "/episodes/{episode_id}/sessions",
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
+    response_model=CommandAnswer,
+    responses=CREATES,
     dependencies=[IDEMPOTENT],
 )
 async def schedule_session(
@@ -53,12 +60,12 @@ async def schedule_session(
 ) -> JSONResponse:
     """Schedule a session (idempotent by session id: the same session again records nothing)."""
     command = ScheduleSession(body.session_id, body.kind, body.starts_at, body.minutes, body.scheduled_by)
-    return await _run(request, caller, episode_id, command)
+    return await _run(request, caller, episode_id, command, CreatedKind.SESSION)
 
 
 @router.post(
     "/episodes/{episode_id}/sessions/{session_id}/attendance",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -76,7 +83,7 @@ async def record_attendance(
 
 @router.post(
     "/episodes/{episode_id}/sessions/{session_id}/missed",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -94,7 +101,7 @@ async def record_missed_session(
 
 @router.post(
     "/episodes/{episode_id}/sessions/{session_id}/cancellation",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -111,7 +118,7 @@ async def cancel_session(
 
 @router.post(
     "/episodes/{episode_id}/re-engagement-review",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -136,7 +143,7 @@ def attendance_body(request: Request, state: dict[str, Any]) -> dict[str, Any] |
     return body
 
 
-@router.get("/attendance", responses={200: {"content": {"text/csv": {}}}})
+@router.get("/attendance", response_model=AttendanceReport, responses=ATTENDANCE_REPORT_RESPONSES)
 def attendance_report(
     request: Request,
     start: Annotated[str, Query(alias="from", max_length=40, description="a date (YYYY-MM-DD) or an instant")],
@@ -168,7 +175,7 @@ def attendance_report(
     services.access.record_view(
         caller, f"{shape} after={after or '-'}", "operations", episode_ids=episode_ids, rows=len(page.rows)
     )
-    return JSONResponse(
+    return answer(
         {
             "from": format_instant(first),
             "to": format_instant(last),
@@ -179,17 +186,15 @@ def attendance_report(
     )
 
 
-@router.get("/episodes/{episode_id}/attendance")
+@router.get("/episodes/{episode_id}/attendance", response_model=EpisodeAttendanceView)
 def episode_attendance(
     request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(ATTENDANCE)
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Hours delivered per care week against the level's minimum (telehealth apart), misses, expectations."""
     state = viewed_state(request, caller, episode_id, "attendance")
-    return {
-        "episode_id": episode_id,
-        "sessions": state.get("sessions", []),
-        "attendance": attendance_body(request, state),
-    }
+    return answer(
+        {"episode_id": episode_id, "sessions": state.get("sessions", []), "attendance": attendance_body(request, state)}
+    )
 
 
 # -- the dashboard's attendance strip and the clients below their minimum ------------------------------------

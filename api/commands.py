@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 from continuum.access import ApiKey, Claimed, IdempotencyStore, InProgress, Role, StoredResponse, UsedForAnotherRequest
 from continuum.api.auth import COMMANDS, REFERRAL_ANSWERS, RESULTS, refuse_outside_scope
+from continuum.api.episode_models import CommandAnswer, CreatedKind
 from continuum.api.facilities import known_facility, unavailable_at, unavailable_for_episode
 from continuum.api.params import IdPath, services_of
 from continuum.api.problems import COMMAND_ERRORS, UNRECORDABLE_DETAIL, log_refused, problem_body
@@ -29,7 +30,6 @@ from continuum.api.schemas import (
     AssessmentBody,
     CancelTestBody,
     CollectionBody,
-    CommandResponse,
     ConsentBody,
     DischargeBody,
     FollowUpOutcomeBody,
@@ -107,6 +107,18 @@ def idempotency_header(
 
 IDEMPOTENT = Depends(idempotency_header)
 FIRST_RESPONSE_WAIT_SECONDS = COMMAND_TIMEOUT_SECONDS + 5.0
+_LOCATION = {
+    "Location": {
+        "description": "the created resource (`created[0].href`)",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+# A route that creates a resource: 201 with its Location, or 200 when the same again created nothing.
+CREATED: dict[int | str, dict[str, Any]] = {
+    201: {"description": "created", "model": CommandAnswer, "headers": _LOCATION}
+}
+CREATES = {**COMMAND_ERRORS, **CREATED, 200: {"description": "nothing new: the same resource was already recorded"}}
 
 
 def key_digest(idempotency_key: str) -> str:
@@ -147,7 +159,7 @@ async def _release(store: IdempotencyStore, key_id: str, digest: str, claimed: C
 
 
 async def _execute(
-    request: Request, caller: ApiKey, episode_id: str, command: Command, command_id: str, created: bool
+    request: Request, caller: ApiKey, episode_id: str, command: Command, command_id: str, creates: CreatedKind | None
 ) -> tuple[int, dict[str, Any]]:
     """Send the command and answer with its outcome, or a refusal to keep; anything else raises."""
     services = services_of(request)
@@ -158,7 +170,9 @@ async def _execute(
                 result = await services.episodes.open(meta, command)
             else:
                 result = await services.episodes.send(episode_id, meta, command)
-        return (201 if created else 200), await _body(request, episode_id, result, caller)
+        body = await _body(request, episode_id, result, caller, creates)
+        primary = body["created"][:1]
+        return (201 if primary and primary[0]["kind"] == creates else 200), body
     except TimeoutError:
         raise ServerTimedOut("Temporal did not answer in time") from None
     except CommandInvalid as error:  # a value the episode's policy does not know: the caller fixes the request
@@ -175,15 +189,17 @@ async def _execute(
 
 
 async def _run(
-    request: Request, caller: ApiKey, episode_id: str, command: Command, created: bool = False
+    request: Request, caller: ApiKey, episode_id: str, command: Command, creates: CreatedKind | None = None
 ) -> JSONResponse:
+    """Run the command (once per Idempotency-Key). A command that `creates` a resource of that kind answers 201
+    with its `Location` when it did create one (the same again, which records nothing, answers 200)."""
     services = services_of(request)
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
         raise HTTPException(422, "Idempotency-Key is 1-128 characters")
     if not idempotency_key:
         command_id = command_id_of(caller.key_id, uuid.uuid4().hex)
-        return _respond(*await _execute(request, caller, episode_id, command, command_id, created))
+        return _respond(*await _execute(request, caller, episode_id, command, command_id, creates))
     digest = key_digest(idempotency_key)  # from here on, only the digest
     request_hash = hashlib.sha256(request.method.encode() + request.url.path.encode() + await request.body()).digest()
     claimed = await _claim(services.idempotency, caller.key_id, digest, request_hash)
@@ -191,7 +207,7 @@ async def _run(
         return _respond(claimed.status, claimed.body)
     try:
         status, body = await _execute(
-            request, caller, episode_id, command, command_id_of(caller.key_id, digest), created
+            request, caller, episode_id, command, command_id_of(caller.key_id, digest), creates
         )
     except BaseException:  # no answer to keep (Temporal unavailable, a timeout, a shutdown): a retry runs again
         await _release(services.idempotency, caller.key_id, digest, claimed)
@@ -200,30 +216,118 @@ async def _run(
     return _respond(status, body)
 
 
-async def _body(request: Request, episode_id: str, result: CommandResult, caller: ApiKey) -> dict[str, Any]:
+async def _body(
+    request: Request, episode_id: str, result: CommandResult, caller: ApiKey, creates: CreatedKind | None
+) -> dict[str, Any]:
     if caller.role in (Role.LAB, Role.PARTNER):  # outside services learn that it was accepted, not the record
-        return {"episode_id": episode_id, "command_id": result.command_id, "events": [], "state": {}}
+        return {"episode_id": episode_id, "command_id": result.command_id, "events": [], "state": {}, "created": []}
     events = [{"type": e.type, "data": e.data} for e in result.events]
     # The projection is written in the append's transaction, so it holds this command's events: the state
     # answered is the one every read shows (the workflow's own is a bounded working state).
     state = await run_in_threadpool(services_of(request).reads.get, episode_id)
+    created = created_by(episode_id, events, state or {}, creates)
     if caller.role is Role.UTILIZATION_REVIEWER and state:  # its own events, and the levels: no clinical content
-        return {
-            "episode_id": episode_id,
-            "command_id": result.command_id,
-            "events": events,
-            "state": authorizations_body(state, datetime.now(UTC)),
-        }
-    return {"episode_id": episode_id, "command_id": result.command_id, "events": events, "state": state or {}}
+        shown = authorizations_body(state, datetime.now(UTC))
+    else:
+        shown = state or {}
+    return {
+        "episode_id": episode_id,
+        "command_id": result.command_id,
+        "events": events,
+        "state": shown,
+        "created": created,
+    }
 
 
 def _respond(status: int, body: Any) -> JSONResponse:
+    """The answer (or the stored first one, replayed): a 201 names its primary resource in `Location`."""
     media = "application/json" if status < 400 else "application/problem+json"
-    return JSONResponse(body, status_code=status, media_type=media)
+    created = body.get("created") if status == 201 and isinstance(body, dict) else None
+    headers = {"Location": created[0]["href"]} if created else None
+    return JSONResponse(body, status_code=status, media_type=media, headers=headers)
+
+
+# -- the resources a command created: each event that creates one names its kind and its id --------------------
+
+_CREATING: dict[str, tuple[CreatedKind, str]] = {
+    "EpisodeOpened": (CreatedKind.EPISODE, "episode_id"),
+    "TestOrdered": (CreatedKind.TEST, "test_id"),
+    "ReviewRequested": (CreatedKind.REVIEW, "review_id"),
+    "StepUpPending": (CreatedKind.STEP_UP, "test_id"),
+    "ReferralAwaitingConsent": (CreatedKind.REFERRAL, "referral_id"),
+    "ReferralIssued": (CreatedKind.REFERRAL, "referral_id"),
+    "SessionScheduled": (CreatedKind.SESSION, "session_id"),
+    "ConsentRecorded": (CreatedKind.CONSENT, "consent_id"),
+    "AuthorizationRequested": (CreatedKind.AUTHORIZATION, "authorization_id"),
+    "TreatmentPlanRecorded": (CreatedKind.TREATMENT_PLAN, "episode_id"),
+}
+_PATHS = {
+    CreatedKind.EPISODE: "",
+    CreatedKind.TEST: "/tests/{}",
+    CreatedKind.REVIEW: "/reviews/{}",
+    CreatedKind.STEP_UP: "/step-ups/{}",
+    CreatedKind.FOLLOW_UP: "/follow-ups/{}",
+    CreatedKind.REFERRAL: "/referrals/{}",
+    CreatedKind.SESSION: "/sessions/{}",
+    CreatedKind.CONSENT: "/consents/{}",
+    CreatedKind.AUTHORIZATION: "/authorizations/{}",
+    CreatedKind.TREATMENT_PLAN: "/treatment-plan",
+}
+
+
+def created_href(episode_id: str, kind: CreatedKind, item_id: str) -> str:
+    return f"/api/v1/episodes/{episode_id}" + _PATHS[kind].format(item_id)
+
+
+def created_by(
+    episode_id: str, events: list[dict[str, Any]], state: dict[str, Any], creates: CreatedKind | None
+) -> list[dict[str, str]]:
+    """Each resource the events created, once, the first of kind `creates` first (the `Location`). A referral
+    issued once its consent came was created before (its `created_at` is older than the issue)."""
+    found: dict[tuple[CreatedKind, str], None] = {}
+    if creates is CreatedKind.EPISODE:
+        found[(CreatedKind.EPISODE, episode_id)] = None  # a retried open answers the episode too
+    for event in events:
+        data = event["data"]
+        if event["type"] == "FollowUpsScheduled":
+            found.update({(CreatedKind.FOLLOW_UP, str(f["follow_up_id"])): None for f in data["follow_ups"]})
+        elif event["type"] in _CREATING and not _issued_later(event, state):
+            kind, key = _CREATING[event["type"]]
+            found[(kind, str(data[key]))] = None
+        elif _stepped_up_at_once(event, events, state):
+            found[(CreatedKind.STEP_UP, str(data["cause_test_id"]))] = None
+    ordered = sorted(found, key=lambda item: item[0] != creates)
+    return [{"kind": kind.value, "id": item, "href": created_href(episode_id, kind, item)} for kind, item in ordered]
+
+
+def _stepped_up_at_once(event: dict[str, Any], events: list[dict[str, Any]], state: dict[str, Any]) -> bool:
+    """A step-up taken on the result that brought it (an automatic one), not one that waited: a waiting step-up
+    was created by its `StepUpPending` (a presumptive positive that counted, or a review), listed then."""
+    data = event["data"]
+    test_id = data.get("cause_test_id") if event["type"] == "LevelChanged" and data.get("direction") == "up" else None
+    if test_id is None:
+        return False
+    if any(e["type"] in ("StepUpPending", "StepUpReviewDecided") and e["data"]["test_id"] == test_id for e in events):
+        return False
+    test = next((t for t in state.get("tests", []) if t["test_id"] == test_id), None)
+    presumptive = (test or {}).get("presumptive") or {}
+    return not (presumptive.get("counts_as_positive") and (test or {}).get("confirmed") is not None)
+
+
+def _issued_later(event: dict[str, Any], state: dict[str, Any]) -> bool:
+    if event["type"] != "ReferralIssued":
+        return False
+    referral_id = event["data"]["referral_id"]
+    referral = next((r for r in state.get("referrals", []) if r["referral_id"] == referral_id), None)
+    return referral is not None and referral["created_at"] != event["data"]["occurred_at"]
 
 
 @router.post(
-    "/episodes", status_code=201, response_model=CommandResponse, responses=COMMAND_ERRORS, dependencies=[IDEMPOTENT]
+    "/episodes",
+    status_code=201,
+    response_model=CommandAnswer,
+    responses={**COMMAND_ERRORS, **CREATED},
+    dependencies=[IDEMPOTENT],
 )
 async def open_episode(body: OpenEpisodeBody, request: Request, caller: ApiKey = Depends(COMMANDS)) -> JSONResponse:
     """Open an episode at intake (with its assessment, if already done). A retried open never makes two."""
@@ -235,12 +339,12 @@ async def open_episode(body: OpenEpisodeBody, request: Request, caller: ApiKey =
     if assessment is not None:
         assessment = replace(assessment, unavailable=await unavailable_at(request, facility))
     command = OpenEpisode(body.episode_id, body.client_id, body.previous_episode_id, assessment, facility.facility_id)
-    return await _run(request, caller, body.episode_id, command, created=True)
+    return await _run(request, caller, body.episode_id, command, CreatedKind.EPISODE)
 
 
 @router.post(
     "/episodes/{episode_id}/assessment",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -255,7 +359,7 @@ async def record_assessment(
 
 @router.post(
     "/episodes/{episode_id}/transfer",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -272,7 +376,7 @@ async def transfer(
 
 @router.post(
     "/episodes/{episode_id}/placement-override",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -288,7 +392,7 @@ async def override_placement(
 
 @router.post(
     "/episodes/{episode_id}/discharge",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -299,7 +403,7 @@ async def discharge(
 
 
 @router.post(
-    "/episodes/{episode_id}/hold", response_model=CommandResponse, responses=COMMAND_ERRORS, dependencies=[IDEMPOTENT]
+    "/episodes/{episode_id}/hold", response_model=CommandAnswer, responses=COMMAND_ERRORS, dependencies=[IDEMPOTENT]
 )
 async def hold(
     body: HoldBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
@@ -308,7 +412,7 @@ async def hold(
 
 
 @router.post(
-    "/episodes/{episode_id}/resume", response_model=CommandResponse, responses=COMMAND_ERRORS, dependencies=[IDEMPOTENT]
+    "/episodes/{episode_id}/resume", response_model=CommandAnswer, responses=COMMAND_ERRORS, dependencies=[IDEMPOTENT]
 )
 async def resume(request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)) -> JSONResponse:
     return await _run(request, caller, episode_id, Resume())
@@ -316,7 +420,7 @@ async def resume(request: Request, episode_id: str = IdPath(), caller: ApiKey = 
 
 @router.post(
     "/episodes/{episode_id}/reviews/{review_id}/outcome",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -342,8 +446,8 @@ def _plan_contents(body: TreatmentPlanBody) -> tuple[tuple[PlanProblem, ...], tu
 
 @router.post(
     "/episodes/{episode_id}/treatment-plan",
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
+    response_model=CommandAnswer,
+    responses=CREATES,
     dependencies=[IDEMPOTENT],
 )
 async def record_treatment_plan(
@@ -353,12 +457,12 @@ async def record_treatment_plan(
     (the same plan again records nothing; a revision is a plan review)."""
     problems, goals = _plan_contents(body)
     command = RecordTreatmentPlan(problems, goals, body.signed_by, body.client_signed)
-    return await _run(request, caller, episode_id, command)
+    return await _run(request, caller, episode_id, command, CreatedKind.TREATMENT_PLAN)
 
 
 @router.post(
     "/episodes/{episode_id}/treatment-plan/reviews",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -371,14 +475,12 @@ async def record_plan_review(
     return await _run(request, caller, episode_id, command)
 
 
-@router.post(
-    "/episodes/{episode_id}/tests", response_model=CommandResponse, responses=COMMAND_ERRORS, dependencies=[IDEMPOTENT]
-)
+@router.post("/episodes/{episode_id}/tests", response_model=CommandAnswer, responses=CREATES, dependencies=[IDEMPOTENT])
 async def order_test(
     body: OrderTestBody, request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(COMMANDS)
 ) -> JSONResponse:
     """Order an unscheduled test now."""
-    return await _run(request, caller, episode_id, OrderTest(body.ordered_by))
+    return await _run(request, caller, episode_id, OrderTest(body.ordered_by), CreatedKind.TEST)
 
 
 async def _lab_may_report(request: Request, caller: ApiKey, episode_id: str, test_id: str) -> None:
@@ -392,7 +494,7 @@ async def _lab_may_report(request: Request, caller: ApiKey, episode_id: str, tes
 
 @router.post(
     "/episodes/{episode_id}/tests/{test_id}/collection",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -410,7 +512,7 @@ async def record_collection(
 
 @router.post(
     "/episodes/{episode_id}/tests/{test_id}/results",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -438,7 +540,7 @@ async def record_result(
 
 @router.post(
     "/episodes/{episode_id}/tests/{test_id}/cancel",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -454,7 +556,7 @@ async def cancel_test(
 
 @router.put(
     "/episodes/{episode_id}/medications",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -467,7 +569,7 @@ async def change_medications(
 
 @router.post(
     "/episodes/{episode_id}/step-ups/{test_id}/decision",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -483,7 +585,7 @@ async def decide_step_up(
 
 @router.post(
     "/episodes/{episode_id}/step-ups/{test_id}/reversal",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -499,8 +601,8 @@ async def reverse_step_up(
 
 @router.post(
     "/episodes/{episode_id}/consents",
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
+    response_model=CommandAnswer,
+    responses=CREATES,
     dependencies=[IDEMPOTENT],
 )
 async def record_consent(
@@ -509,12 +611,12 @@ async def record_consent(
     """A client's consent (42 CFR Part 2) to disclose to a recipient for a purpose, until it expires.
     Referrals waiting for it are disclosed at once."""
     command = RecordConsent(body.consent_id, body.recipient, body.purpose, body.expires_at, body.recorded_by)
-    return await _run(request, caller, episode_id, command)
+    return await _run(request, caller, episode_id, command, CreatedKind.CONSENT)
 
 
 @router.post(
     "/episodes/{episode_id}/consents/{consent_id}/revocation",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -531,7 +633,7 @@ async def revoke_consent(
 
 @router.post(
     "/episodes/{episode_id}/referrals/{referral_id}/status",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -559,7 +661,7 @@ async def update_referral(
 
 @router.post(
     "/episodes/{episode_id}/follow-ups/{follow_up_id}/outcome",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )

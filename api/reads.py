@@ -13,13 +13,34 @@ from continuum.access import ApiKey, Role
 from continuum.api.attendance import attendance_body
 from continuum.api.auth import (
     ADMIN,
+    ATTENDANCE,
     AUDIT,
     CENSUS,
     PARTNERS,
     READ_EPISODES,
     READ_RECORD,
     TREATMENT_PLANS,
+    authenticated,
     facility_scope,
+)
+from continuum.api.episode_models import (
+    EXPORT_RESPONSES,
+    LAB_TEST_ITEMS,
+    AccessLogView,
+    ConsentView,
+    DisclosuresView,
+    EpisodeList,
+    EpisodeView,
+    EventsPage,
+    FollowUpView,
+    PartnerReferrals,
+    ReferralView,
+    ReviewView,
+    SessionView,
+    StepUpView,
+    TestView,
+    TreatmentPlanView,
+    answer,
 )
 from continuum.api.facilities import census_by_facility, known_facility
 from continuum.api.params import ID_PATTERN, IdPath, services_of, viewed_state
@@ -34,13 +55,15 @@ from continuum.api.service_models import (
 )
 from continuum.api.utilization_reads import levels_body
 from continuum.disclosures import export_history
-from continuum.domain.answering import open_tests
+from continuum.domain.aftercare import Consent, Referral
+from continuum.domain.answering import disclosed_to, lab_was_sent, open_tests
 from continuum.domain.codec import decode, encode
-from continuum.domain.disclosure import TEXT_LIMIT, DisclosureBasis, ExportAsked
+from continuum.domain.disclosure import TEXT_LIMIT, DisclosureBasis, ExportAsked, still_disclosed_to
 from continuum.domain.episode import Episode, EpisodeStatus
 from continuum.domain.errors import DisclosureRefused
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.plan_decisions import plan_status
+from continuum.domain.testing import DrugTest
 from continuum.eventlog.projection import episode_as_of
 from continuum.eventlog.reads import census_totals
 from continuum.eventlog.verify import Anchor, take_anchor, verify_log, verify_stream
@@ -79,7 +102,7 @@ FacilityQuery = Annotated[str | None, Query(pattern=ID_PATTERN, description="onl
 Purpose = Annotated[str, Query(pattern=r"^[a-z_]{1,40}$", description="why the record is read (logged)")]
 
 
-@router.get("/episodes")
+@router.get("/episodes", response_model=EpisodeList)
 def list_episodes(
     request: Request,
     level: LevelOfCare | None = None,
@@ -89,7 +112,7 @@ def list_episodes(
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
     facility: FacilityQuery = None,
     caller: ApiKey = Depends(READ_EPISODES),
-) -> dict[str, Any]:
+) -> JSONResponse:
     services = services_of(request)
     result = services.reads.list(
         level=level.value if level else None,
@@ -104,14 +127,17 @@ def list_episodes(
     services.access.record_view(
         caller, f"episodes {shape}", "operations", episode_ids=listed_ids(result.items), rows=len(result.items)
     )
-    return {"items": result.items, "total": result.total, "page": result.page, "page_size": result.page_size}
+    return answer({"items": result.items, "total": result.total, "page": result.page, "page_size": result.page_size})
 
 
-@router.get("/episodes/{episode_id}")
-def get_episode(
-    request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)
-) -> dict[str, Any]:
+@router.get("/episodes/{episode_id}", response_model=EpisodeView)
+def get_episode(request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)) -> JSONResponse:
     state = viewed_state(request, caller, episode_id, "episode state")
+    return answer(episode_body(request, episode_id, state))
+
+
+def episode_body(request: Request, episode_id: str, state: dict[str, Any]) -> dict[str, Any]:
+    """GET /episodes/{id}: the state, with what it waits for and how its plan, attendance and levels stand."""
     return {
         "episode_id": episode_id,
         "state": state,
@@ -131,16 +157,16 @@ def treatment_plan_body(state: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-@router.get("/episodes/{episode_id}/treatment-plan")
+@router.get("/episodes/{episode_id}/treatment-plan", response_model=TreatmentPlanView)
 def episode_treatment_plan(
     request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(TREATMENT_PLANS)
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The treatment plan (problems and goals by ASAM dimension, who signed it) and its deadlines."""
     state = viewed_state(request, caller, episode_id, "treatment plan")
-    return {"episode_id": episode_id, "treatment_plan": treatment_plan_body(state)}
+    return answer({"episode_id": episode_id, "treatment_plan": treatment_plan_body(state)})
 
 
-@router.get("/episodes/{episode_id}/events")
+@router.get("/episodes/{episode_id}/events", response_model=EventsPage)
 def episode_events(
     request: Request,
     episode_id: str = IdPath(),
@@ -149,7 +175,7 @@ def episode_events(
     as_of: datetime | None = None,
     purpose: Purpose = "operations",
     caller: ApiKey = Depends(READ_RECORD),
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The episode's events (paged by stream version); with `as_of`, the state as the record stood then."""
     services = services_of(request)
     if as_of is not None and as_of.tzinfo is None:
@@ -182,17 +208,17 @@ def episode_events(
     if as_of is not None:
         state = episode_as_of(services.store, episode_id, at=as_of)
         body["state_as_of"] = encode(state) if state else None
-    return body
+    return answer(body)
 
 
-@router.get("/episodes/{episode_id}/access-log")
-def access_log(request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(AUDIT)) -> dict[str, Any]:
+@router.get("/episodes/{episode_id}/access-log", response_model=AccessLogView)
+def access_log(request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(AUDIT)) -> JSONResponse:
     """Who read this episode's record, when, and why."""
     entries = services_of(request).access.for_episode(episode_id)
-    return {"episode_id": episode_id, "reads": [asdict(e) for e in entries]}
+    return answer({"episode_id": episode_id, "reads": [asdict(e) for e in entries]})
 
 
-@router.get("/episodes/{episode_id}/disclosures")
+@router.get("/episodes/{episode_id}/disclosures", response_model=DisclosuresView)
 def disclosures(
     request: Request,
     episode_id: str = IdPath(),
@@ -200,7 +226,7 @@ def disclosures(
     until: datetime | None = None,
     purpose: Purpose = "accounting_of_disclosures",
     caller: ApiKey = Depends(READ_RECORD),
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The accounting of disclosures for the episode over a period: recipient, date, purpose, what, consent."""
     services = services_of(request)
     if any(t is not None and t.tzinfo is None for t in (since, until)):
@@ -208,10 +234,10 @@ def disclosures(
     if services.reads.get(episode_id) is None:
         raise HTTPException(404, f"no episode {episode_id}")
     services.access.record(caller, episode_id, "disclosures", purpose)
-    return {"episode_id": episode_id, "disclosures": services.reads.disclosures(episode_id, since, until)}
+    return answer({"episode_id": episode_id, "disclosures": services.reads.disclosures(episode_id, since, until)})
 
 
-@router.get("/episodes/{episode_id}/export")
+@router.get("/episodes/{episode_id}/export", response_class=Response, responses=EXPORT_RESPONSES)
 def export_episode(
     request: Request,
     episode_id: str = IdPath(),
@@ -254,13 +280,117 @@ def export_episode(
     )
 
 
-@router.get("/partner/referrals")
-def partner_referrals(request: Request, caller: ApiKey = Depends(PARTNERS)) -> dict[str, Any]:
+@router.get("/partner/referrals", response_model=PartnerReferrals)
+def partner_referrals(request: Request, caller: ApiKey = Depends(PARTNERS)) -> JSONResponse:
     """A partner's own referrals (those disclosed to it, while the client's consent to it holds), to accept,
     decline or complete."""
     assert caller.subject is not None
     referrals = services_of(request).reads.referrals_for(caller.subject, datetime.now(UTC))
-    return {"partner": caller.subject, "referrals": referrals}
+    return answer({"partner": caller.subject, "referrals": referrals})
+
+
+# -- the resources a command created (a `Location`, a `created` item's `href`): one item of the state -------------
+
+
+def _item(request: Request, caller: ApiKey, episode_id: str, collection: str, key: str, item_id: str) -> dict[str, Any]:
+    """One element of a list in the episode's state, its reading recorded as a view; 404 if there is none."""
+    state = viewed_state(request, caller, episode_id, collection.rstrip("s").replace("_", "-"))
+    found = next((item for item in state.get(collection, []) if item[key] == item_id), None)
+    if found is None:
+        raise HTTPException(404, f"no {collection.rstrip('s').replace('_', ' ')} {item_id} on episode {episode_id}")
+    return dict(found)
+
+
+@router.get("/episodes/{episode_id}/tests/{test_id}", response_model=TestView)
+def episode_test(
+    request: Request, episode_id: str = IdPath(), test_id: str = IdPath(), caller: ApiKey = Depends(authenticated)
+) -> JSONResponse:
+    """One drug test. Whoever reads the episode's state reads it whole; a lab reads a test it was sent (the rule it
+    reports under), as the event feed shows a lab: the order, a cancellation, the collection."""
+    if caller.role is not Role.LAB:
+        READ_EPISODES.refuse_unless(caller)
+        return answer(
+            {"episode_id": episode_id, "test": _item(request, caller, episode_id, "tests", "test_id", test_id)}
+        )
+    test = services_of(request).reads.element(episode_id, "tests", "test_id", test_id)
+    if not lab_was_sent(decode(DrugTest, test) if test else None, caller.subject):
+        raise HTTPException(403, f"this lab was not sent test {test_id}")
+    shown = _item(request, caller, episode_id, "tests", "test_id", test_id)
+    return answer({"episode_id": episode_id, "test": {item: shown.get(item) for item in LAB_TEST_ITEMS}})
+
+
+@router.get("/episodes/{episode_id}/reviews/{review_id}", response_model=ReviewView)
+def episode_review(
+    request: Request, episode_id: str = IdPath(), review_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)
+) -> JSONResponse:
+    """The completion review requested, while it is open (the outcome route closes it)."""
+    state = viewed_state(request, caller, episode_id, "review")
+    review = state.get("pending_review")
+    if not review or review["review_id"] != review_id:
+        raise HTTPException(404, f"no open review {review_id} on episode {episode_id}")
+    return answer({"episode_id": episode_id, "review": review})
+
+
+@router.get("/episodes/{episode_id}/step-ups/{test_id}", response_model=StepUpView)
+def episode_step_up(
+    request: Request, episode_id: str = IdPath(), test_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)
+) -> JSONResponse:
+    """The step-up a test brought: waiting for a result or a review, or (once taken) the last step-up."""
+    state = viewed_state(request, caller, episode_id, "step-up")
+    found = next(
+        (s for s in (state.get("pending_step_up"), state.get("last_step_up")) if s and s["test_id"] == test_id), None
+    )
+    if found is None:
+        raise HTTPException(404, f"no step-up on test {test_id} of episode {episode_id}")
+    return answer({"episode_id": episode_id, "step_up": found})
+
+
+@router.get("/episodes/{episode_id}/follow-ups/{follow_up_id}", response_model=FollowUpView)
+def episode_follow_up(
+    request: Request, episode_id: str = IdPath(), follow_up_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)
+) -> JSONResponse:
+    found = _item(request, caller, episode_id, "follow_ups", "follow_up_id", follow_up_id)
+    return answer({"episode_id": episode_id, "follow_up": found})
+
+
+@router.get("/episodes/{episode_id}/referrals/{referral_id}", response_model=ReferralView)
+def episode_referral(
+    request: Request, episode_id: str = IdPath(), referral_id: str = IdPath(), caller: ApiKey = Depends(authenticated)
+) -> JSONResponse:
+    """One referral. Whoever reads the episode's state reads it whole; a partner reads one disclosed to it while
+    the client's consent to it holds (as `GET /partner/referrals` lists it), in the same form."""
+    if caller.role is not Role.PARTNER:
+        READ_EPISODES.refuse_unless(caller)
+        found = _item(request, caller, episode_id, "referrals", "referral_id", referral_id)
+        return answer({"episode_id": episode_id, "referral": found})
+    state = viewed_state(request, caller, episode_id, "referral")
+    referral = next((r for r in state.get("referrals", []) if r["referral_id"] == referral_id), None)
+    consents = [decode(Consent, c) for c in state.get("consents", [])]
+    shown = disclosed_to(decode(Referral, referral) if referral else None, caller.subject)
+    if not shown or referral is None or not still_disclosed_to(consents, str(caller.subject), datetime.now(UTC)):
+        raise HTTPException(403, f"referral {referral_id} was not sent to this partner")
+    partner_form = {"episode_id": episode_id, **{k: referral.get(k) for k in PARTNER_REFERRAL_ITEMS}}
+    return answer({"episode_id": episode_id, "referral": partner_form})
+
+
+PARTNER_REFERRAL_ITEMS = ("referral_id", "resource_id", "resource_type", "status", "issued_at", "answer_due_at")
+
+
+@router.get("/episodes/{episode_id}/sessions/{session_id}", response_model=SessionView)
+def episode_session(
+    request: Request, episode_id: str = IdPath(), session_id: str = IdPath(), caller: ApiKey = Depends(ATTENDANCE)
+) -> JSONResponse:
+    """One session, as the episode's attendance lists it (and to the same roles)."""
+    found = _item(request, caller, episode_id, "sessions", "session_id", session_id)
+    return answer({"episode_id": episode_id, "session": found})
+
+
+@router.get("/episodes/{episode_id}/consents/{consent_id}", response_model=ConsentView)
+def episode_consent(
+    request: Request, episode_id: str = IdPath(), consent_id: str = IdPath(), caller: ApiKey = Depends(READ_EPISODES)
+) -> JSONResponse:
+    found = _item(request, caller, episode_id, "consents", "consent_id", consent_id)
+    return answer({"episode_id": episode_id, "consent": found})
 
 
 @router.get("/census", response_model=CensusAnswer)

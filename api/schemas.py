@@ -36,6 +36,8 @@ from continuum.domain.authorizations import (
 from continuum.domain.commands import MAX_CANCELLATION_REASON, MAX_NOTE
 from continuum.domain.episode import DischargeReason, HoldReason, OverrideReason, ReviewOutcome
 from continuum.domain.errors import InvalidIdentifier
+from continuum.domain.flags import SEPARATOR as FLAG_SEPARATOR
+from continuum.domain.flags import FlagFamily
 from continuum.domain.ids import ID_PATTERN, pseudonymous_client_id
 from continuum.domain.levels import LevelOfCare
 from continuum.domain.plans import MAX_PLAN_ITEMS, MAX_PLAN_TEXT
@@ -362,3 +364,15 @@ class ConcurrentReviewBody(Body):
     outcome: ConcurrentReviewOutcome
     reviewed_by: Id
     note: Note = ""
+
+
+# -- shared field types of the answers ------------------------------------------------------------------------
+
+FlagText = Annotated[
+    str,
+    Field(
+        pattern=f"^({'|'.join(f.value for f in FlagFamily)})({FLAG_SEPARATOR}.+)?$",
+        description="a flag: its family, and for some a subject after `:` (`result_missing:T-3`)",
+        examples=["result_missing:EP-1001-T3"],
+    ),
+]

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from continuum.access import ApiKey
 from continuum.api.auth import AUTHORIZATIONS, UTILIZATION, facility_scope
-from continuum.api.commands import IDEMPOTENT, _run
+from continuum.api.commands import CREATED, IDEMPOTENT, _run
+from continuum.api.episode_models import (
+    AuthorizationsView,
+    AuthorizationView,
+    CommandAnswer,
+    CreatedKind,
+    UtilizationReport,
+    answer,
+)
 from continuum.api.facilities import known_facility
 from continuum.api.params import IdPath, services_of, viewed_state
 from continuum.api.problems import COMMAND_ERRORS
@@ -20,7 +28,6 @@ from continuum.api.reads import FacilityQuery, alerted_ids
 from continuum.api.schemas import (
     AuthorizationDecisionBody,
     AuthorizationRequestBody,
-    CommandResponse,
     ConcurrentReviewBody,
 )
 from continuum.api.utilization_reads import authorizations_body, utilization_report
@@ -33,8 +40,8 @@ Days = Annotated[int, Query(ge=1, le=365, description="authorizations ending wit
 @router.post(
     "/episodes/{episode_id}/authorizations",
     status_code=201,
-    response_model=CommandResponse,
-    responses=COMMAND_ERRORS,
+    response_model=CommandAnswer,
+    responses={**COMMAND_ERRORS, **CREATED},
     dependencies=[IDEMPOTENT],
 )
 async def request_authorization(
@@ -46,10 +53,10 @@ async def request_authorization(
     """Ask a payer to authorize a level: 201 with the new authorization's id, and its Location (a retry under the
     same Idempotency-Key answers the same)."""
     command = RequestAuthorization(body.payer, body.level, body.unit, body.requested_units, body.requested_by)
-    answer = await _run(request, caller, episode_id, command, created=True)
-    if answer.status_code != 201:
-        return answer
-    recorded = json.loads(bytes(answer.body))
+    outcome = await _run(request, caller, episode_id, command, CreatedKind.AUTHORIZATION)
+    if outcome.status_code != 201:
+        return outcome
+    recorded = json.loads(bytes(outcome.body))
     minted = next(e["data"]["authorization_id"] for e in recorded["events"] if e["type"] == "AuthorizationRequested")
     location = f"/api/v1/episodes/{episode_id}/authorizations/{minted}"
     return JSONResponse({"authorization_id": minted, **recorded}, status_code=201, headers={"Location": location})
@@ -57,7 +64,7 @@ async def request_authorization(
 
 @router.post(
     "/episodes/{episode_id}/authorizations/{authorization_id}/decisions",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -86,7 +93,7 @@ async def record_authorization_decision(
 
 @router.post(
     "/episodes/{episode_id}/authorizations/{authorization_id}/concurrent-reviews",
-    response_model=CommandResponse,
+    response_model=CommandAnswer,
     responses=COMMAND_ERRORS,
     dependencies=[IDEMPOTENT],
 )
@@ -102,35 +109,35 @@ async def record_concurrent_review(
     return await _run(request, caller, episode_id, command)
 
 
-@router.get("/episodes/{episode_id}/authorizations")
+@router.get("/episodes/{episode_id}/authorizations", response_model=AuthorizationsView)
 def episode_authorizations(
     request: Request, episode_id: str = IdPath(), caller: ApiKey = Depends(UTILIZATION)
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The episode's recommended, clinical and authorized levels, and its authorizations (no clinical content)."""
     state = viewed_state(request, caller, episode_id, "authorizations")
-    return authorizations_body(state, datetime.now(UTC))
+    return answer(authorizations_body(state, datetime.now(UTC)))
 
 
-@router.get("/episodes/{episode_id}/authorizations/{authorization_id}")
+@router.get("/episodes/{episode_id}/authorizations/{authorization_id}", response_model=AuthorizationView)
 def episode_authorization(
     request: Request,
     episode_id: str = IdPath(),
     authorization_id: str = IdPath(),
     caller: ApiKey = Depends(UTILIZATION),
-) -> dict[str, Any]:
+) -> JSONResponse:
     """One authorization (the Location a request answers with), beside the episode's levels."""
     state = viewed_state(request, caller, episode_id, "authorizations")
     body = authorizations_body(state, datetime.now(UTC))
     found = next((a for a in body["authorizations"] if a["authorization_id"] == authorization_id), None)
     if found is None:
         raise HTTPException(404, f"no authorization {authorization_id} on episode {episode_id}")
-    return {"episode_id": episode_id, "levels": body["levels"], "authorization": found}
+    return answer({"episode_id": episode_id, "levels": body["levels"], "authorization": found})
 
 
-@router.get("/utilization-review")
+@router.get("/utilization-review", response_model=UtilizationReport)
 def utilization_review(
     request: Request, days: Days = 7, facility: FacilityQuery = None, caller: ApiKey = Depends(UTILIZATION)
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Authorizations ending in the next `days` days, stays beyond their authorization, and the recommended /
     clinical / authorized mismatches by facility, reason and level; at the caller's facilities (and only
     `facility`, if given)."""
@@ -142,4 +149,4 @@ def utilization_review(
     services.access.record_view(
         caller, f"utilization review days={days}", "operations", episode_ids=shown, rows=len(shown)
     )
-    return report
+    return answer(report)

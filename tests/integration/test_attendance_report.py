@@ -48,7 +48,7 @@ async def _episode_with_sessions(stack: Stack, episode_id: str) -> datetime:
     ]
     for session_id, what, body in outcomes:
         scheduled = await stack.post(f"{base}/sessions", _session(session_id, start))
-        assert scheduled.status_code == 200, scheduled.text
+        assert scheduled.status_code == 201, scheduled.text
         recorded = await stack.post(f"{base}/sessions/{session_id}/{what}", body)
         assert recorded.status_code == 200, recorded.text
     return start
@@ -212,7 +212,7 @@ def test_the_cli_reports_what_the_api_recorded(running_stack: RunningStack) -> N
         scheduled = httpx.post(
             f"{base}/{episode}/sessions", headers=clinician, json=_session(session_id, start), timeout=30
         )
-        assert scheduled.status_code == 200, scheduled.text
+        assert scheduled.status_code == 201, scheduled.text
         attended = {"minutes": 150, "modality": modality, "recorded_by": "c1"}
         answer = httpx.post(
             f"{base}/{episode}/sessions/{session_id}/attendance", headers=clinician, json=attended, timeout=30

@@ -37,7 +37,7 @@ async def test_sessions_and_the_weekly_dose_through_the_api_and_the_workflow(sta
     second = await stack.post(f"{base}/sessions", _session("S2", start, 120, "individual"))
     assert [e["type"] for e in first.json()["events"]] == ["SessionScheduled"]
     assert again.status_code == 200 and again.json()["events"] == []  # idempotent by session id
-    assert second.status_code == 200, second.text
+    assert second.status_code == 201, second.text
 
     # Invalid values: a 422 naming the field, and nothing recorded.
     for path, body, field in [

@@ -20,7 +20,7 @@ MICROSECONDS = re.compile(r"\d{2}:\d{2}:\d{2}\.\d{6}")
 
 async def _order(stack: Stack, episode: str) -> str:
     ordered = await stack.post(f"/api/v1/episodes/{episode}/tests", {"ordered_by": "clin-1"})
-    assert ordered.status_code == 200, ordered.text
+    assert ordered.status_code == 201, ordered.text
     return str(ordered.json()["events"][0]["data"]["test_id"])
 
 

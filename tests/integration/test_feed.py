@@ -52,7 +52,7 @@ async def _all(stack: Stack, role: str = "director", limit: int = 3) -> list[dic
 
 async def _order_test(stack: Stack, episode: str, ordered_by: str = "clin-1") -> str:
     answer = await stack.post(f"/api/v1/episodes/{episode}/tests", {"ordered_by": ordered_by})
-    assert answer.status_code == 200, answer.text
+    assert answer.status_code == 201, answer.text
     return str(next(e for e in answer.json()["events"] if e["type"] == "TestOrdered")["data"]["test_id"])
 
 

@@ -175,7 +175,7 @@ class Api:
 
     async def order(self, episode: str) -> str:
         ordered = await self.send("POST", f"/episodes/{episode}/tests", {"ordered_by": "clin-1"})
-        assert ordered.status_code == 200, ordered.text  # the episode still takes commands
+        assert ordered.status_code == 201, ordered.text  # the episode still takes commands
         return str(ordered.json()["events"][0]["data"]["test_id"])
 
 

@@ -45,7 +45,7 @@ async def _record_three_episodes(stack: Stack) -> None:
         )
         assert opened.status_code == 201, opened.text
     ordered = await stack.post(f"/api/v1/episodes/{e3}/tests", {"ordered_by": "clin-1"})
-    assert ordered.status_code == 200, ordered.text
+    assert ordered.status_code == 201, ordered.text
     await stack.post(f"/api/v1/episodes/{e3}/hold", {"reason": "leave"})
     await stack.post(f"/api/v1/episodes/{e3}/resume")
     for episode in (e1, e2, e3):  # each episode's clock moves on its own (per-workflow time skipping)

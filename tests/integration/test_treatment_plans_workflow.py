@@ -87,7 +87,7 @@ async def test_an_overdue_initial_plan_is_escalated_then_recorded_and_reviewed(s
 
     # The plan recorded clears the flag; the same plan again records nothing (idempotent).
     recorded = await stack.post(f"{base}/treatment-plan", _plan())
-    assert recorded.status_code == 200, recorded.text
+    assert recorded.status_code == 201, recorded.text
     assert [e["type"] for e in recorded.json()["events"]] == ["TreatmentPlanRecorded", "FlagCleared"]
     assert "plan_overdue" not in recorded.json()["state"]["flags"]
     again = await stack.post(f"{base}/treatment-plan", _plan())
@@ -123,7 +123,7 @@ async def test_a_step_down_review_names_the_plan_goals_it_found_met(stack: Stack
     opened = await stack.post("/api/v1/episodes", stack.episode(stack.e2))
     assert opened.status_code == 201, opened.text
     base = f"/api/v1/episodes/{stack.e2}"
-    assert (await stack.post(f"{base}/treatment-plan", _plan())).status_code == 200
+    assert (await stack.post(f"{base}/treatment-plan", _plan())).status_code == 201
     handle = stack.env.client.get_workflow_handle(workflow_id(stack.e2))
     await stack.env.fast_forward(handle, DAY * 30.5)
     read = await eventually(

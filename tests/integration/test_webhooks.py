@@ -159,7 +159,7 @@ async def test_a_lab_subscription_receives_only_its_own_tests_events_reduced(dis
 
     received = [r.event for r in receiver.accepted()]
     everything = json.dumps(received)
-    assert own.status_code == 200 and other.status_code == 200
+    assert own.status_code == 201 and other.status_code == 201
     assert any(e["type"] == "org.continuum.TestOrdered" and e["data"]["test_id"] == own_id for e in received)
     assert {e["subject"] for e in received} == {stack.e1}
     assert all(set(e["data"]) <= {"episode_id", "test_id", "result_due_at"} for e in received)
