@@ -7,7 +7,7 @@ control characters, and every string and list has a bound (the rules are `domain
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -244,18 +244,6 @@ class CreateKeyBody(Body):
     facilities: list[Id] | None = Field(
         None, max_length=100, description="the facilities the key is scoped to (none: the whole operator)"
     )
-
-
-class RecordedEventOut(BaseModel):
-    type: str
-    data: dict[str, Any]
-
-
-class CommandResponse(BaseModel):
-    episode_id: str
-    command_id: str
-    events: list[RecordedEventOut]
-    state: dict[str, Any]
 
 
 def _session_start(value: datetime) -> datetime:

@@ -232,7 +232,6 @@ OPEN_OBJECTS = {
     "PolicyAnswer.rules",
     "CurrentPolicyAnswer.rules",
     "CloudEventAnswer.data",
-    "RecordedEventOut.data",
 }
 
 
