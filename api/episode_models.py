@@ -700,16 +700,6 @@ class CommandAnswer(Out):
 
 # -- the created resources' own reads: one item of the episode's state ---------------------------------------------
 
-LAB_TEST_ITEMS = (
-    "test_id",
-    "ordered_at",
-    "result_due_at",
-    "cancelled",
-    "collected_at",
-    "observed",
-    "temperature_in_range",
-)
-
 
 class LabTest(Out):
     """A test as the lab it was sent to reads it: the order, its cancellation and the collection, as the event
@@ -722,6 +712,9 @@ class LabTest(Out):
     collected_at: str | None = Field(None, description="when the specimen was collected (ISO-8601)")
     observed: bool | None = None
     temperature_in_range: bool | None = None
+
+
+LAB_TEST_ITEMS = tuple(LabTest.model_fields)  # what a lab's read of a test keeps, and nothing else
 
 
 class TestView(Out):

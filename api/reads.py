@@ -312,11 +312,12 @@ def episode_test(
         return answer(
             {"episode_id": episode_id, "test": _item(request, caller, episode_id, "tests", "test_id", test_id)}
         )
-    test = services_of(request).reads.element(episode_id, "tests", "test_id", test_id)
-    if not lab_was_sent(decode(DrugTest, test) if test else None, caller.subject):
+    services = services_of(request)
+    test = services.reads.element(episode_id, "tests", "test_id", test_id)  # the one test, not the whole state
+    if test is None or not lab_was_sent(decode(DrugTest, test), caller.subject):
         raise HTTPException(403, f"this lab was not sent test {test_id}")
-    shown = _item(request, caller, episode_id, "tests", "test_id", test_id)
-    return answer({"episode_id": episode_id, "test": {item: shown.get(item) for item in LAB_TEST_ITEMS}})
+    services.access.record_view(caller, "test", "operations", episode_id=episode_id)
+    return answer({"episode_id": episode_id, "test": {item: test.get(item) for item in LAB_TEST_ITEMS}})
 
 
 @router.get("/episodes/{episode_id}/reviews/{review_id}", response_model=ReviewView)

@@ -3,6 +3,7 @@ real processes; and the trigger through which PostgreSQL refuses one value as da
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -123,3 +124,11 @@ class RunningStack:
         return subprocess.run(
             [sys.executable, "-m", "continuum.cli", *args], env=self.env, capture_output=True, text=True, timeout=120
         )
+
+    def key(self, role: str, name: str, subject: str | None = None) -> str:
+        """A new key for `role` (a lab's or a partner's speaking for `subject`), made with the CLI: its secret."""
+        made = self.cli(
+            "keys", "create", "--role", role, "--name", name, "--json", *(["--subject", subject] * bool(subject))
+        )
+        assert made.returncode == 0, made.stderr
+        return str(json.loads(made.stdout)["secret"])

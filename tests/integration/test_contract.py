@@ -85,16 +85,13 @@ class Refusal:
 @pytest.fixture(scope="module")
 def keys(running_stack: RunningStack) -> dict[str, str]:
     """A key for every role: the stack's own (clinician, director, auditor) and the others made with the CLI."""
-    made = dict(running_stack.keys)
     subjects = {"lab": LAB, "partner": PARTNER}
-    for role in ROLES:
-        if role in made:
-            continue
-        subject = ["--subject", subjects[role]] if role in subjects else []
-        created = running_stack.cli("keys", "create", "--role", role, "--name", f"{role}-1", *subject, "--json")
-        assert created.returncode == 0, created.stderr
-        made[role] = json.loads(created.stdout)["secret"]
-    return made
+    made = {
+        role: running_stack.key(role, f"{role}-1", subjects.get(role))
+        for role in ROLES
+        if role not in running_stack.keys
+    }
+    return dict(running_stack.keys) | made
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ step-up, a consent, a session, a plan, an authorization, referrals) and on reque
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,21 +41,15 @@ EPISODE = f"EP-CONTRACT-{uuid.uuid4().hex[:6]}"
 OWN = f"c{uuid.uuid4().hex[:6]}-"
 
 
-def _key(stack: RunningStack, role: str, subject: str | None) -> str:
-    made = stack.cli(
-        "keys", "create", "--role", role, "--name", f"{role}-c", "--json", *(["--subject", subject] * bool(subject))
-    )
-    assert made.returncode == 0, made.stderr
-    return str(json.loads(made.stdout)["secret"])
-
-
 class Contract:
     """The document, the keys, and every answer checked against the document."""
 
     def __init__(self, stack: RunningStack) -> None:
         self.url = stack.url
         self.api = schemathesis.openapi.from_url(f"{stack.url}/openapi.json")
-        self.keys = dict(stack.keys) | {role: _key(stack, role, subject) for role, subject in ADDED_ROLES.items()}
+        self.keys = dict(stack.keys) | {
+            role: stack.key(role, f"{role}-c", subject) for role, subject in ADDED_ROLES.items()
+        }
         self.checked = 0
 
     def send(self, role: str, method: str, path: str, body: Any = None, **query: Any) -> httpx.Response:
