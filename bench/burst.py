@@ -5,7 +5,8 @@
 
 `continuum up` (worker and API) runs as its own process on the embedded stack. The bench opens N/K
 episodes and orders K tests in each. Then it posts every result at once with a lab key: HTTP/1.1,
-256 requests in flight on 256 connections, the rest queued in the bench. A 503 is retried after its
+256 requests in flight on 256 connections (bench/lean_http.py, a client that costs little CPU: its own
+CPU per result is reported), the rest queued in the bench. A 503 is retried after its
 Retry-After and a dropped connection at once, both with the same Idempotency-Key, as a lab would. It
 measures the time from the first POST until the projection shows every result, and counts results
 lost (never reflected) and duplicated
@@ -23,9 +24,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
+import psutil  # type: ignore[import-untyped]
 from sqlalchemy import text
 
+from bench.lean_http import Dropped, LeanHttp
 from bench.stack import BenchStack, bench_stack, free_port, healthy, negative_result, publish
 from continuum.access import ApiKeyStore, Role
 from continuum.domain.commands import OpenEpisode, OrderTest, RecordAssessment
@@ -57,10 +59,11 @@ async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str,
         began = time.perf_counter()
         tests = await _order(episodes, queue, total // per_episode, per_episode)
         setup = time.perf_counter() - began
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", timeout=120, limits=httpx.Limits(max_connections=CONNECTIONS)
-        ) as api:
-            await healthy(api)
+        await healthy(f"http://127.0.0.1:{port}")
+        api = LeanHttp("127.0.0.1", port, connections=CONNECTIONS)
+        try:
+            me = psutil.Process()
+            cpu_before = sum(me.cpu_times()[:2])
             statuses: Counter[int] = Counter()
             retries = Counter[str]()
             began = time.perf_counter()
@@ -75,6 +78,9 @@ async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str,
             posted = time.perf_counter() - began
             reflected = await _until_reflected(store, queue, len(tests))
             converged = time.perf_counter() - began
+            load_generator_cpu = sum(me.cpu_times()[:2]) - cpu_before
+        finally:
+            await api.aclose()
     with store.engine.connect() as conn:
         recorded = conn.execute(
             text(
@@ -102,6 +108,7 @@ async def _measure(stack: BenchStack, total: int, per_episode: int) -> dict[str,
         "all_answered_seconds": round(posted, 1),
         "all_in_projection_seconds": round(converged, 1),
         "results_per_second": round(len(tests) / converged, 1),
+        "load_generator_cpu_ms_per_result": round(load_generator_cpu * 1000 / len(tests), 2),
         "lost": len(tests) - reflected,
         "duplicated": duplicated,
     }
@@ -130,22 +137,22 @@ def _meta() -> CommandMeta:
 
 
 async def _post(
-    api: httpx.AsyncClient, key: str, episode: str, test: str, statuses: Counter[int], retries: Counter[str]
+    api: LeanHttp, key: str, episode: str, test: str, statuses: Counter[int], retries: Counter[str]
 ) -> None:
     body, idempotency_key = negative_result(test)
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key}
     for _ in range(20):
         try:
-            response = await api.post(f"/api/v1/episodes/{episode}/tests/{test}/results", json=body, headers=headers)
-        except httpx.TransportError:  # a dropped connection: send it again (the Idempotency-Key makes that safe)
+            response = await api.post(f"/api/v1/episodes/{episode}/tests/{test}/results", body, headers)
+        except Dropped:  # a dropped connection: send it again (the Idempotency-Key makes that safe)
             retries["connection"] += 1
             await asyncio.sleep(0.5)
             continue
-        if response.status_code != 503:
-            statuses[response.status_code] += 1
+        if response.status != 503:
+            statuses[response.status] += 1
             return
         retries["503"] += 1
-        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+        await asyncio.sleep(float(response.headers.get("retry-after", "1")))
     statuses[503] += 1
 
 

@@ -138,15 +138,16 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-async def healthy(api: httpx.AsyncClient) -> None:
-    """Wait until the API answers /healthz with 200 (30 s at most)."""
-    for _ in range(300):
-        try:
-            if (await api.get("/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
+async def healthy(base_url: str) -> None:
+    """Wait until the API at `base_url` answers /healthz with 200 (30 s at most)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as api:
+        for _ in range(300):
+            try:
+                if (await api.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
     raise RuntimeError("the API never answered")
 
 

@@ -32,12 +32,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil  # type: ignore[import-untyped]
 from sqlalchemy import text
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from bench.lean_http import Answer, LeanHttp
 from bench.stack import BenchStack, bench_stack, free_port, healthy, negative_result, publish
 from continuum.access import ApiKeyStore, Role
 from continuum.domain.commands import OpenEpisode, OrderTest, RecordAssessment
@@ -179,10 +179,10 @@ def _meta() -> CommandMeta:
     return CommandMeta(uuid.uuid4().hex, "svc:bench")
 
 
-async def _check(response: Awaitable[httpx.Response], expected: int) -> None:
+async def _check(response: Awaitable[Answer], expected: int) -> None:
     answer = await response
-    if answer.status_code != expected:
-        raise RuntimeError(f"the API answered {answer.status_code}: {answer.text[:200]}")
+    if answer.status != expected:
+        raise RuntimeError(f"the API answered {answer.status}: {answer.text[:200]}")
 
 
 @contextmanager
@@ -225,16 +225,9 @@ async def _measure(stack: BenchStack, opens: int, results: int) -> dict[str, Any
         client = await stack.client()
         plain = await Client.connect(stack.temporal_address)
         episodes = EpisodeCommands(client, queue, lab_id="lab-1")
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
-            timeout=120,
-            # Idle connections are dropped before the server does (uvicorn at 5 s): reusing one it is closing is a
-            # ReadError, and phases of bare Temporal leave them idle for longer.
-            limits=httpx.Limits(
-                max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS, keepalive_expiry=KEEPALIVE
-            ),
-        ) as api:
-            await healthy(api)
+        api = LeanHttp("127.0.0.1", port, connections=CONNECTIONS, keepalive=KEEPALIVE)
+        try:
+            await healthy(f"http://127.0.0.1:{port}")
             for round_ in range(ROUNDS):
                 tag = f"{round_}-{uuid.uuid4().hex[:4]}"
                 tests = await _order(episodes, f"TP-{tag}", results // per_episode, per_episode)
@@ -249,7 +242,7 @@ async def _measure(stack: BenchStack, opens: int, results: int) -> dict[str, Any
                             "client_id": f"c-{tag}-{n}",
                             "assessment": {"ratings": MILD, "assessed_by": "clin-b"},
                         }
-                        await _check(api.post("/api/v1/episodes", json=body, headers=auth), 201)
+                        await _check(api.post("/api/v1/episodes", body, auth), 201)
 
                     await _gathered(opens, one)
                     return opens
@@ -283,6 +276,8 @@ async def _measure(stack: BenchStack, opens: int, results: int) -> dict[str, Any
                     samples.setdefault(name, []).append(await _timed(meter, store, plain, phase, touched[name]))
                 for handle in handles:
                     await handle.signal("close")
+        finally:
+            await api.aclose()
     return _report(samples, opens, results)
 
 
@@ -357,7 +352,7 @@ async def _order(episodes: EpisodeCommands, prefix: str, count: int, per_episode
     return tests
 
 
-async def _post_result(api: httpx.AsyncClient, key: str, episode: str, test: str) -> None:
+async def _post_result(api: LeanHttp, key: str, episode: str, test: str) -> None:
     body, idempotency_key = negative_result(test)
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key}
-    await _check(api.post(f"/api/v1/episodes/{episode}/tests/{test}/results", json=body, headers=headers), 200)
+    await _check(api.post(f"/api/v1/episodes/{episode}/tests/{test}/results", body, headers), 200)
