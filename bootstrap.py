@@ -45,13 +45,13 @@ from continuum.runtime.servers import EmbeddedPostgres, EmbeddedServers, Endpoin
 from continuum.runtime.settings import Settings, SettingsError
 from continuum.runtime.shutdown import Shutdown, after_all, run_until_stopped, stopping_all_after, unless_stopped
 from continuum.runtime.temporal import connect_temporal, ensure_search_attributes
-from continuum.workflows.episode import EpisodeWorkflow
+from continuum.workflows.episode import EPISODE_WORKFLOWS
 from continuum.workflows.search_attributes import SEARCH_ATTRIBUTES
 from continuum.workflows.webhooks import WebhooksInput, WebhooksWorkflow, dispatcher_id
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS: Sequence[type] = (EpisodeWorkflow, WebhooksWorkflow)
+WORKFLOWS: Sequence[type] = (*EPISODE_WORKFLOWS, WebhooksWorkflow)
 ACTIVITY_THREADS = 32
 WORKER_GRACE = timedelta(seconds=5)  # in-flight activities finish (or are cancelled) within this
 WORKER_STOP_SECONDS = 10.0  # after a stop, the worker is waited for this long at most

@@ -28,6 +28,7 @@ from continuum.domain.policy import default_policy_text, load_policy
 from continuum.runtime.servers import ServerTimedOut, ServerUnavailable
 from continuum.workflows.episode import (
     HISTORY_EVENTS_BOUND,
+    CareEpisodeWorkflow,
     CommandMeta,
     CommandResult,
     EpisodeInput,
@@ -117,7 +118,7 @@ class EpisodeCommands:
         if command.facility_id is not None and command.facility_id not in self.programs:
             raise CommandInvalid(f"facility_id: no facility {command.facility_id}")
         start = WithStartWorkflowOperation(
-            EpisodeWorkflow.run,
+            CareEpisodeWorkflow.run,
             self._input(eid, facility_id=command.facility_id),
             id=workflow_id(eid),
             task_queue=self.task_queue,
@@ -175,7 +176,7 @@ class EpisodeCommands:
 
     async def _take_up(self, eid: str, name: str, meta: CommandMeta, command: Command) -> CommandResult:
         start = WithStartWorkflowOperation(
-            EpisodeWorkflow.run,
+            CareEpisodeWorkflow.run,
             self._input(eid, take_up_closed=True),
             id=workflow_id(eid),
             task_queue=self.task_queue,

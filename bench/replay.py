@@ -17,7 +17,7 @@ fires timers on a tick of about a second, so with shorter days scheduled tests f
 is late and are skipped (at 0.1 s an episode got about a third of its tests).
 
 Then every run of each workflow is fetched (following continue-as-new from the first run) and replayed with
-`temporalio.worker.Replayer(workflows=[EpisodeWorkflow])`, one `replay_workflow` call per run, ROUNDS times
+`temporalio.worker.Replayer` (both episode workflow types), one `replay_workflow` call per run, ROUNDS times
 (fewer if a length's rounds pass 60 s; at least once).
 Reported per length: events per run, runs, total events, ms per event (sum of the runs' median replay times
 over all their events) and the longest single-run replay; and the ratio of the last length's ms per event to
@@ -49,7 +49,7 @@ from continuum.domain.levels import LevelOfCare
 from continuum.domain.policy import default_policy_text, load_policy
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.db import make_engine
-from continuum.workflows.episode import CommandMeta, EpisodeWorkflow, workflow_id
+from continuum.workflows.episode import EPISODE_WORKFLOWS, CommandMeta, workflow_id
 
 RESULTS = Path(__file__).parent / "results" / "replay.json"
 HISTORY = Path(__file__).resolve().parents[1] / "tests" / "histories" / "episode_long.json"
@@ -94,7 +94,7 @@ async def _measure(
         }
     engine.dispose()
     driven = time.perf_counter() - began
-    replayer = Replayer(workflows=[EpisodeWorkflow], data_converter=client.data_converter)
+    replayer = Replayer(workflows=list(EPISODE_WORKFLOWS), data_converter=client.data_converter)
     lengths: dict[str, Any] = {}
     for y, eid in ids.items():
         runs = await _runs(client, workflow_id(eid))

@@ -69,10 +69,10 @@ from continuum.eventlog.projection import rebuild_episodes
 from continuum.eventlog.records import EventMetadata
 from continuum.workflows import episode as episode_module
 from continuum.workflows.episode import (
+    CareEpisodeWorkflow,
     CommandMeta,
     CommandResult,
     EpisodeInput,
-    EpisodeWorkflow,
     RecordedEvent,
     workflow_id,
 )
@@ -391,7 +391,11 @@ async def start_carried(client: Client, queue: str, state: Episode, carried: Epi
         ]
     )
     await client.start_workflow(
-        EpisodeWorkflow.run, carried, id=workflow_id(carried.episode_id), task_queue=queue, search_attributes=attributes
+        CareEpisodeWorkflow.run,
+        carried,
+        id=workflow_id(carried.episode_id),
+        task_queue=queue,
+        search_attributes=attributes,
     )
 
 

@@ -353,16 +353,17 @@ async def _replay_all(settings: Settings, limit: int) -> list[dict[str, Any]]:
 
     from continuum.runtime.codec import encrypted_converter
     from continuum.runtime.temporal import connect_temporal
-    from continuum.workflows.episode import EpisodeWorkflow
+    from continuum.workflows.episode import EPISODE_WORKFLOW_TYPES, EPISODE_WORKFLOWS
 
     assert settings.temporal_address is not None
     converter = encrypted_converter(settings.key_ring())
     client = await connect_temporal(
         settings.temporal_address, settings.temporal_namespace, data_converter=converter, tls=settings.temporal_tls()
     )
-    replayer = Replayer(workflows=[EpisodeWorkflow], data_converter=converter)
+    replayer = Replayer(workflows=list(EPISODE_WORKFLOWS), data_converter=converter)
     results = []
-    async for execution in client.list_workflows('WorkflowType = "EpisodeWorkflow"', limit=limit):
+    types = ", ".join(f'"{name}"' for name in EPISODE_WORKFLOW_TYPES)
+    async for execution in client.list_workflows(f"WorkflowType IN ({types})", limit=limit):
         history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
         outcome = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         error = str(outcome.replay_failure).splitlines()[0][:300] if outcome.replay_failure else None

@@ -99,6 +99,8 @@ PATCH_FACILITIES = "facilities"
 # random stream; since, a local activity records events whose ids derive from the command (EVENT_IDS), and the
 # log answers a repeat with what it holds (see `_record`).
 PATCH_LOCAL_RECORDING = "local-recording"
+# Episodes that continue as new from here on continue as CareEpisode (below), where every change above is in.
+PATCH_CARE_EPISODE = "care-episode-type"
 EVENT_IDS = uuid.UUID("5f0c2a6e-3d1b-4c8e-9a27-6b1f0d4e8c35")  # the uuid5 namespace of event ids: never change it
 OUTBOUND_RETRY = LAB_ORDER_RETRY
 # A repeated command id is answered with the first outcome: the newest KEPT_RESULTS with their events, the
@@ -322,6 +324,8 @@ class EpisodeWorkflow:
                 break
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._patched(PATCH_CARE_EPISODE):
+                    workflow.continue_as_new(self._carry(), workflow=CareEpisodeWorkflow.run)
                 workflow.continue_as_new(self._carry())
             seen = self._changes
             due = self._next_due(state)
@@ -387,12 +391,12 @@ class EpisodeWorkflow:
         return lambda: self._changes != seen or (alarm is not None and alarm.done())
 
     def _next_due(self, state: Episode) -> Due | None:
-        self._drug_testing = workflow.patched(PATCH_DRUG_TESTING)
+        self._drug_testing = self._patched(PATCH_DRUG_TESTING)
         policy = self._current_policy()
         if self._plans is None and state.plan_due_at is not None:
             # Asked only once a plan is due (never in a history from before `[plans]`), so the marker lands where
             # the plan's clock first matters.
-            self._plans = workflow.patched(PATCH_PLANS)
+            self._plans = self._patched(PATCH_PLANS)
         plans = self._plans is True
         if state.authorizations:
             self._check_authorizations_patch()
@@ -410,7 +414,7 @@ class EpisodeWorkflow:
         """Asked once an authorization matters (its first command, or one on record): the marker lands there, and
         never in a history from before authorizations."""
         if self._authorizations is None:
-            self._authorizations = workflow.patched(PATCH_AUTHORIZATIONS)
+            self._authorizations = self._patched(PATCH_AUTHORIZATIONS)
 
     def _clock_command(self, state: Episode, due: Due) -> tuple[CommandMeta, Command]:
         """The command the clock issues for `due`, with its id (one per state version, so never twice)."""
@@ -497,7 +501,7 @@ class EpisodeWorkflow:
         """The policy as this history knows it: without referrals and follow-ups if it began before them, and
         with holds that stop only the stay clock if it began before bounded replay."""
         if self._aftercare is None:
-            self._aftercare = workflow.patched(PATCH_AFTERCARE)
+            self._aftercare = self._patched(PATCH_AFTERCARE)
         self._is_bounded()
         return self._known_policy()
 
@@ -512,8 +516,12 @@ class EpisodeWorkflow:
 
     def _is_bounded(self) -> bool:
         if self._bounded is None:
-            self._bounded = workflow.patched(PATCH_BOUNDED)
+            self._bounded = self._patched(PATCH_BOUNDED)
         return self._bounded
+
+    def _patched(self, patch_id: str) -> bool:
+        """Whether this history has the change `patch_id` (a new one does: the SDK records a marker)."""
+        return workflow.patched(patch_id)
 
     def _seen(self, command_id: str) -> bool:
         return command_id in self._results or command_id in self._earlier_ids
@@ -542,7 +550,7 @@ class EpisodeWorkflow:
     def _at_facility(self, command: OpenEpisode | RecordAssessment | OverridePlacement | TransferEpisode) -> Command:
         """The command as this history knows facilities: one from before them has no facility on its open and
         no levels a facility lacks (the patch marks where an episode first met them)."""
-        if workflow.patched(PATCH_FACILITIES):
+        if self._patched(PATCH_FACILITIES):
             return command
         if isinstance(command, OpenEpisode):
             assessment = dataclasses.replace(command.assessment, unavailable=()) if command.assessment else None
@@ -748,7 +756,7 @@ class EpisodeWorkflow:
 
     def _local_recording(self) -> bool:
         if self._local is None:
-            self._local = workflow.patched(PATCH_LOCAL_RECORDING)
+            self._local = self._patched(PATCH_LOCAL_RECORDING)
         return self._local
 
     def _event_id(self, meta: CommandMeta, version: int, index: int) -> str:
@@ -852,3 +860,25 @@ class EpisodeWorkflow:
             earlier_command_ids=list(self._earlier_ids),
             history_events_bound=self._input.history_events_bound,
         )
+
+
+@workflow.defn(name="CareEpisode", sandboxed=False)
+class CareEpisodeWorkflow(EpisodeWorkflow):
+    """The episode workflow as new episodes run it: every change EpisodeWorkflow guards with a patch is in from
+    the first event, so a run records no patch markers (the SDK records two history events per `patched` call
+    in a new run, fourteen for the seven, and keeps a state machine for each while the episode is cached).
+
+    Versioning by workflow type: episodes started as EpisodeWorkflow replay with its patches, and move to this
+    type when they next continue as new (PATCH_CARE_EPISODE). A change to this type's command sequence from
+    here on is patched here as it would be there."""
+
+    @workflow.run
+    async def run(self, input: EpisodeInput) -> dict[str, Any]:
+        return await super().run(input)
+
+    def _patched(self, patch_id: str) -> bool:
+        return True
+
+
+EPISODE_WORKFLOWS: tuple[type, ...] = (EpisodeWorkflow, CareEpisodeWorkflow)  # what a worker or a replayer runs
+EPISODE_WORKFLOW_TYPES = ("EpisodeWorkflow", "CareEpisode")  # their type names, as Temporal's visibility knows them

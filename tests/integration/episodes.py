@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -92,14 +92,14 @@ async def eventually(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bo
     raise AssertionError(f"never happened: {what}; last value: {value!r}")
 
 
-async def replay_recorded(workflow: type, folder: Path, id_prefix: str) -> int:
+async def replay_recorded(workflows: Sequence[type], folder: Path, id_prefix: str) -> int:
     """Replay every history recorded in `folder` (*.json) with the current code of `workflow` (Temporal's
     Replayer): an unpatched change to its command sequence fails with a non-determinism error. Returns how many."""
     from temporalio.client import WorkflowHistory
     from temporalio.worker import Replayer
 
     files = sorted(folder.glob("*.json"))
-    replayer = Replayer(workflows=[workflow])
+    replayer = Replayer(workflows=list(workflows))
     for path in files:
         history = WorkflowHistory.from_json(f"{id_prefix}-{path.stem}", json.loads(path.read_text()))
         result = await replayer.replay_workflow(history, raise_on_replay_failure=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from datetime import datetime, timedelta
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from continuum.domain.commands import Discharge, OpenEpisode, PutOnHold, RecordAssessment, RecordReviewOutcome, Resume
@@ -21,7 +23,7 @@ from continuum.domain.policy import load_policy
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
 from continuum.eventlog.verify import verify_log
-from continuum.workflows.episode import workflow_id
+from continuum.workflows.episode import EPISODE_WORKFLOWS, PATCH_CARE_EPISODE, EpisodeWorkflow, workflow_id
 from tests.integration.episodes import (
     DAY,
     WITHOUT_TESTING,
@@ -63,6 +65,16 @@ def handle_of(env: WorkflowEnvironment, episode: str) -> WorkflowHandle[Any, Any
     return env.client.get_workflow_handle(workflow_id(episode))
 
 
+def patch_markers(history: WorkflowHistory) -> list[str]:
+    """The patch ids a run's history records (the SDK's `core_patch` markers)."""
+    return [
+        json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+
+
 async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare(
     skipping_env: WorkflowEnvironment, store: PostgresEventStore
 ) -> None:
@@ -78,6 +90,7 @@ async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare
             "StayStarted",
         ]
         handle = handle_of(skipping_env, episode)
+        first_run = skipping_env.client.get_workflow_handle(workflow_id(episode), run_id=(await handle.describe()).run_id)
         path = [
             LevelOfCare.WITHDRAWAL_MANAGEMENT,
             LevelOfCare.RESIDENTIAL,
@@ -120,13 +133,11 @@ async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare
     assert verify_log(store.engine).ok
     attributes = {key: value for key, value in description.search_attributes.items()}
     assert attributes["ContinuumStatus"] == ["closed"] and attributes["ContinuumLevel"] == ["aftercare"]
-    if (
-        os.environ.get("CONTINUUM_RECORD_HISTORIES")
-        and not (Path(__file__).resolve().parents[1] / "histories" / "episode_journey.json").exists()
-    ):  # earlier code's recording stays
-        HISTORIES.mkdir(exist_ok=True)
-        history = await handle.fetch_history()
-        (HISTORIES / "episode_journey.json").write_text(history.to_json())
+    history = await first_run.fetch_history()  # the run that carried the episode from its open
+    assert description.workflow_type == "CareEpisode" and patch_markers(history) == []
+    # episode_journey.json is EpisodeWorkflow's journey (with its patches); this one is the CareEpisode type's.
+    if os.environ.get("CONTINUUM_RECORD_HISTORIES") and not (HISTORIES / "care_episode_journey.json").exists():
+        (HISTORIES / "care_episode_journey.json").write_text(history.to_json())  # earlier code's recording stays
 
 
 async def test_an_overdue_review_is_escalated_and_cleared_by_the_outcome(
@@ -262,6 +273,33 @@ async def test_the_same_command_id_twice_records_once_even_across_continue_as_ne
     assert state is not None and state["status"] == "active" and state["version"] == 6
 
 
+async def test_an_episode_started_as_episode_workflow_continues_as_a_care_episode_with_its_state(
+    skipping_env: WorkflowEnvironment, store: PostgresEventStore
+) -> None:
+    """Versioning by type: a run of the old type keeps its patches (markers and all) and moves to CareEpisode,
+    which records none, at its next continue-as-new; the episode goes on as if nothing happened."""
+    episode = "ep-old-type"
+    async with episode_worker(skipping_env, store, policy_text=WITHOUT_TESTING, continue_as_new_after=2) as episodes:
+        handle = await skipping_env.client.start_workflow(
+            EpisodeWorkflow.run, episodes._input(episode), id=workflow_id(episode), task_queue=episodes.task_queue
+        )
+        await episodes.open(meta(), OpenEpisode(episode, "client-8", assessment=RecordAssessment(MILD, "clin-1")))
+        await episodes.send(episode, meta(), PutOnHold(HoldReason.LEAVE))  # the 2nd command of the run
+        first_run = skipping_env.client.get_workflow_handle(workflow_id(episode), run_id=handle.first_execution_run_id)
+        old_run = await first_run.fetch_history()
+        latest = skipping_env.client.get_workflow_handle(workflow_id(episode))
+        description = await eventually(latest.describe, lambda d: d.run_id != handle.result_run_id, "continued as new")
+        resumed = await episodes.send(episode, meta(), Resume())
+        new_run = await latest.fetch_history()
+        state = await episodes.state(episode)
+
+    assert (await first_run.describe()).workflow_type == "EpisodeWorkflow"
+    assert description.workflow_type == "CareEpisode"
+    assert PATCH_CARE_EPISODE in patch_markers(old_run) and patch_markers(new_run) == []
+    assert [e.type for e in resumed.events] == ["EpisodeResumed"] and state is not None and state["version"] == 6
+    assert types(store, episode)[-2:] == ["EpisodePutOnHold", "EpisodeResumed"]
+
+
 async def test_a_worker_killed_mid_episode_is_replaced_without_duplicates_or_gaps(
     skipping_env: WorkflowEnvironment, store: PostgresEventStore, database_url: str, tmp_path: Path
 ) -> None:
@@ -304,9 +342,8 @@ async def test_a_worker_killed_mid_episode_is_replaced_without_duplicates_or_gap
 async def test_recorded_histories_replay_with_the_current_workflow_code() -> None:
     """Temporal's Replayer runs the current EpisodeWorkflow over histories recorded by earlier code: a change
     to the command sequence that is not patched fails here with a non-determinism error."""
-    from continuum.workflows.episode import EpisodeWorkflow
 
-    assert await replay_recorded(EpisodeWorkflow, HISTORIES, "episode"), "no recorded histories under tests/histories"
+    assert await replay_recorded(EPISODE_WORKFLOWS, HISTORIES, "episode"), "no recorded histories under tests/histories"
 
 
 async def test_a_hold_stops_every_clock_of_the_episode(

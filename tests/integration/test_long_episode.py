@@ -34,7 +34,7 @@ from continuum.domain.testing import TestMethod, TestResult
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
 from continuum.eventlog.verify import verify_log
-from continuum.workflows.episode import EpisodeWorkflow, workflow_id
+from continuum.workflows.episode import EPISODE_WORKFLOWS, workflow_id
 from tests.integration.episodes import episode_worker, meta, projected_state
 
 MILD = (1, 1, 1, 1, 1, 1)  # intensive outpatient: random tests twice a week
@@ -127,7 +127,7 @@ async def test_four_months_of_care_continues_as_new_and_keeps_a_bounded_working_
     for history in histories:
         started = history.events[0].workflow_execution_started_event_attributes
         assert sum(len(p.data) for p in started.input.payloads) < CARRIED_LIMIT
-        replayer = Replayer(workflows=[EpisodeWorkflow], data_converter=temporal_env.client.data_converter)
+        replayer = Replayer(workflows=list(EPISODE_WORKFLOWS), data_converter=temporal_env.client.data_converter)
         replayed = await replayer.replay_workflow(history, raise_on_replay_failure=True)
         assert replayed.replay_failure is None
     assert verify_log(store.engine).ok

@@ -328,7 +328,7 @@ async def test_the_dispatcher_continues_as_new_and_goes_on_delivering(stack: Sta
 async def test_recorded_dispatcher_histories_replay_with_the_current_workflow_code() -> None:
     """A change to the dispatcher's command sequence that is not patched fails here (a dispatcher runs for ever,
     so every worker that takes it over replays its current run)."""
-    assert await replay_recorded(WebhooksWorkflow, HISTORIES, "webhooks"), "no recorded dispatcher histories"
+    assert await replay_recorded([WebhooksWorkflow], HISTORIES, "webhooks"), "no recorded dispatcher histories"
 
 
 # -- the CLI -------------------------------------------------------------------------------------------------
