@@ -41,6 +41,7 @@ from continuum.eventlog.policies import PolicyRegistry
 from continuum.eventlog.projection import EpisodesProjection
 from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.codec import encrypted_converter
+from continuum.runtime.detached import DetachedHeaders, DetachedRunner
 from continuum.runtime.servers import EmbeddedPostgres, EmbeddedServers, Endpoints, ServerUnavailable, running_servers
 from continuum.runtime.settings import Settings, SettingsError
 from continuum.runtime.shutdown import Shutdown, after_all, run_until_stopped, stopping_all_after, unless_stopped
@@ -143,6 +144,9 @@ def build_worker(settings: Settings, client: Client, store: PostgresEventStore, 
         # rest wait at the server, where a wait costs nothing.
         max_concurrent_workflow_tasks=settings.workflow_tasks,
         graceful_shutdown_timeout=WORKER_GRACE,
+        # A cached episode keeps what it uses of its first activation, not the activation (runtime/detached.py).
+        unsandboxed_workflow_runner=DetachedRunner(),
+        interceptors=[DetachedHeaders()],
     )
 
 
