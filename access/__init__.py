@@ -128,6 +128,14 @@ class ApiKeyStore:
             ).one()
         return _key(row), secret
 
+    def cached(self, secret: str) -> ApiKey | None:
+        """The key `secret` belongs to if this process trusts it still (`authenticate` found it within
+        `cache_seconds`), without asking the database: None means ask `authenticate`. Never blocks on I/O."""
+        digest = _hash(secret)
+        with self._lock:
+            cached = self._cache.get(digest)
+        return cached[0] if cached is not None and cached[1] > self._clock() else None
+
     def authenticate(self, secret: str) -> ApiKey | None:
         """The key `secret` belongs to, unless unknown or revoked; a key found is trusted for
         `cache_seconds` (KEY_CACHE_SECONDS) in this process, an unknown one is asked for every time."""

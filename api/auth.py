@@ -8,6 +8,7 @@ refused a read by the API is refused the same data on the dashboard, with the sa
 from __future__ import annotations
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from continuum.access import ApiKey, ApiKeyStore, Role
@@ -16,14 +17,15 @@ from continuum.access import ApiKey, ApiKeyStore, Role
 BEARER = HTTPBearer(auto_error=False, description="an API key made with `continuum keys create`")
 
 
-def authenticated(request: Request, declared: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> ApiKey:
-    """The caller's key, or 401. (A sync dependency: FastAPI runs it on its thread pool.)"""
+async def authenticated(request: Request, declared: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> ApiKey:
+    """The caller's key, or 401. A key this process trusts still is answered on the event loop; only a look-up
+    in the database goes to the thread pool (a hop to it and back costs more than the check itself)."""
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise HTTPException(401, "an API key is required: Authorization: Bearer <key>")
     keys: ApiKeyStore = request.app.state.services.keys
-    key = keys.authenticate(secret.strip())
+    key = keys.cached(secret.strip()) or await run_in_threadpool(keys.authenticate, secret.strip())
     if key is None:
         raise HTTPException(401, "the API key is not valid or was revoked")
     return key
@@ -48,7 +50,7 @@ class Allowed:
             raise HTTPException(403, "a key scoped to facilities may not do this: it reads the whole operator's record")
         return key
 
-    def __call__(self, key: ApiKey = Depends(authenticated)) -> ApiKey:
+    async def __call__(self, key: ApiKey = Depends(authenticated)) -> ApiKey:  # async: no thread for a check
         return self.refuse_unless(key)
 
 
@@ -109,11 +111,12 @@ def refuse_outside_scope(key: ApiKey, request: Request, episode_id: str) -> None
         raise HTTPException(404, f"no episode {episode_id}")
 
 
-def episode_scope(request: Request, key: ApiKey = Depends(authenticated)) -> None:
-    """Every route with an `{episode_id}` takes this (app.py puts it on the routers): one check for them all."""
+async def episode_scope(request: Request, key: ApiKey = Depends(authenticated)) -> None:
+    """Every route with an `{episode_id}` takes this (app.py puts it on the routers): one check for them all,
+    which reads the database (on the thread pool) only for a key scoped to some facilities."""
     episode_id = request.path_params.get("episode_id")
-    if isinstance(episode_id, str):
-        refuse_outside_scope(key, request, episode_id)
+    if isinstance(episode_id, str) and facility_scope(key) is not None:
+        await run_in_threadpool(refuse_outside_scope, key, request, episode_id)
 
 
 EPISODE_SCOPE = Depends(episode_scope)

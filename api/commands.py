@@ -91,7 +91,7 @@ router = APIRouter(prefix="/api/v1", tags=["commands"])
 COMMAND_TIMEOUT_SECONDS = 60.0
 
 
-def idempotency_header(
+async def idempotency_header(
     idempotency_key: Annotated[
         str | None,
         Header(

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import structlog
-from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
@@ -48,7 +47,7 @@ class HttpHygiene:
         if isinstance(route, APIRoute) and route.body_field is not None and _depends_on_authenticated(route.dependant):
             request = Request(scope)
             try:
-                await run_in_threadpool(authenticated, request)
+                await authenticated(request)
             except HTTPException as error:  # answered as any 401 is: problem+json, WWW-Authenticate, logged
                 response = await _handler(scope["app"], error)(request, error)
                 await response(scope, receive, send)
