@@ -117,21 +117,25 @@ class EpisodeCommands:
         pseudonymous_client_id(command.client_id)
         if command.facility_id is not None and command.facility_id not in self.programs:
             raise CommandInvalid(f"facility_id: no facility {command.facility_id}")
-        start = WithStartWorkflowOperation(
-            CareEpisodeWorkflow.run,
-            self._input(eid, facility_id=command.facility_id),
-            id=workflow_id(eid),
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            # A closed episode's id is never reused: a readmission is a new episode that links to it.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
+        episode_input = self._input(eid, facility_id=command.facility_id)
+
+        def start() -> WithStartWorkflowOperation[Any, Any]:  # one per attempt: the SDK uses each once
+            return WithStartWorkflowOperation(
+                CareEpisodeWorkflow.run,
+                episode_input,
+                id=workflow_id(eid),
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                # A closed episode's id is never reused: a readmission is a new episode that links to it.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+
         try:
             return await _when_ready(
                 lambda: self.client.execute_update_with_start_workflow(
                     COMMAND_NAMES[OpenEpisode],
                     args=[meta, command],
-                    start_workflow_operation=start,
+                    start_workflow_operation=start(),
                     id=meta.command_id,
                     result_type=CommandResult,
                 ),
@@ -175,19 +179,23 @@ class EpisodeCommands:
         return await self._take_up(eid, name, meta, command)
 
     async def _take_up(self, eid: str, name: str, meta: CommandMeta, command: Command) -> CommandResult:
-        start = WithStartWorkflowOperation(
-            CareEpisodeWorkflow.run,
-            self._input(eid, take_up_closed=True),
-            id=workflow_id(eid),
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        )
+        episode_input = self._input(eid, take_up_closed=True)
+
+        def start() -> WithStartWorkflowOperation[Any, Any]:  # one per attempt: the SDK uses each once
+            return WithStartWorkflowOperation(
+                CareEpisodeWorkflow.run,
+                episode_input,
+                id=workflow_id(eid),
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+
         return await _when_ready(
             lambda: self.client.execute_update_with_start_workflow(
                 name,
                 args=[meta, command],
-                start_workflow_operation=start,
+                start_workflow_operation=start(),
                 id=meta.command_id,
                 result_type=CommandResult,
             ),

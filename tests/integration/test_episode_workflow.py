@@ -90,7 +90,8 @@ async def test_a_whole_journey_from_withdrawal_management_to_completed_aftercare
             "StayStarted",
         ]
         handle = handle_of(skipping_env, episode)
-        first_run = skipping_env.client.get_workflow_handle(workflow_id(episode), run_id=(await handle.describe()).run_id)
+        first_run_id = (await handle.describe()).run_id
+        first_run = skipping_env.client.get_workflow_handle(workflow_id(episode), run_id=first_run_id)
         path = [
             LevelOfCare.WITHDRAWAL_MANAGEMENT,
             LevelOfCare.RESIDENTIAL,

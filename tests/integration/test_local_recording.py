@@ -48,7 +48,7 @@ from continuum.eventlog.records import EventMetadata, NewEvent
 from continuum.eventlog.store import PostgresEventStore
 from continuum.eventlog.verify import verify_log
 from continuum.runtime.servers import EmbeddedPostgres
-from continuum.workflows.episode import EpisodeWorkflow, workflow_id
+from continuum.workflows.episode import EPISODE_WORKFLOWS, workflow_id
 from tests.integration.episodes import WITHOUT_TESTING, eventually, meta
 
 pytestmark = pytest.mark.integration
@@ -109,7 +109,7 @@ async def _worker(
         async with Worker(
             env.client,
             task_queue=queue,
-            workflows=[EpisodeWorkflow],
+            workflows=list(EPISODE_WORKFLOWS),
             activities=[activities.record_events, activities.load_episode],
             activity_executor=executor,
             interceptors=interceptors,

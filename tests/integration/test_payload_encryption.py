@@ -29,7 +29,7 @@ from continuum.domain.policy import default_policy_text
 from continuum.episodes import EpisodeCommands
 from continuum.eventlog.store import PostgresEventStore
 from continuum.runtime.codec import ENCODING, EncryptionCodec, KeyRing, PayloadKeyError, encrypted_converter
-from continuum.workflows.episode import EpisodeWorkflow, workflow_id
+from continuum.workflows.episode import EPISODE_WORKFLOWS, workflow_id
 from tests.integration.episodes import episode_worker, meta
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ async def test_a_history_read_without_the_key_shows_no_client_id_rating_or_medic
 
     history = await encrypted.client.get_workflow_handle(workflow_id(episode)).fetch_history()
     replayed = await Replayer(
-        workflows=[EpisodeWorkflow], data_converter=encrypted.client.data_converter
+        workflows=list(EPISODE_WORKFLOWS), data_converter=encrypted.client.data_converter
     ).replay_workflow(history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None
 
