@@ -83,13 +83,14 @@ _APPEND_CALL = (
 # Only what the caller needs: decoding the hash arrays costs more than the round trip's own work.
 _OUTCOME = ("outcome", "first_position", "stream_version")
 _APPEND_OUTCOME = _APPEND_CALL.replace("*", ", ".join(_OUTCOME), 1)
-# Several callers' appends in one statement (migration 0010): one row per append, in the order given.
+# Several callers' appends in one statement (migrations 0010, 0017): one row per append, in the order given.
 _APPEND_BATCH = (
     "SELECT append_index, outcome, first_position, stream_version, recorded_at, prev_hashes, hashes"
     " FROM continuum_append_batch(%(stream_ids)b::text[], %(expected_versions)b::integer[], %(counts)b::integer[],"
     " %(event_ids)b::uuid[], %(event_types)b::text[], %(schema_versions)b::integer[], %(payloads)b::text[],"
     " %(metadata)b::text[], %(occurred_at)b::timestamptz[]) ORDER BY append_index"
 )
+_APPEND_BATCH_OUTCOME = _APPEND_BATCH.replace(", recorded_at, prev_hashes, hashes", "", 1)  # the log alone
 _ANY_VERSION = -1  # the batch function's spelling of expected_version=None
 _BATCH_ARRAYS = ("event_ids", "event_types", "schema_versions", "payloads", "metadata", "occurred_at")
 MAX_GROUP = 64  # appends per group commit: bounds one transaction's size and the statement's parameters
@@ -378,7 +379,7 @@ class PostgresEventStore:
         # The log alone: one autocommitted statement (the function is atomic); with projectors, a transaction.
         with self._autocommit.connect() if not self.projectors else self.engine.begin() as connection:
             stored: list[StoredEvent] = []
-            for row in _execute_all(connection, _APPEND_BATCH, params):
+            for row in _execute_all(connection, _APPEND_BATCH if self.projectors else _APPEND_BATCH_OUTCOME, params):
                 if row.outcome != "appended":
                     continue  # conflict or exists: settled alone, after this commit, like any single append
                 append = group[row.append_index - 1]

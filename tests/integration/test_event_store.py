@@ -198,6 +198,7 @@ def test_verification_while_appends_commit_sees_one_consistent_log(store: Postgr
     for writer in writers:
         writer.start()
     try:
+        _wait_for(lambda: store.head_position() > 0, "the first append to commit")  # else ten checks of nothing
         reports = [verify_log(store.engine, page_size=7) for _ in range(10)]
     finally:
         stop.set()
