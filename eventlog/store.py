@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -94,6 +95,8 @@ _APPEND_BATCH_OUTCOME = _APPEND_BATCH.replace(", recorded_at, prev_hashes, hashe
 _ANY_VERSION = -1  # the batch function's spelling of expected_version=None
 _BATCH_ARRAYS = ("event_ids", "event_types", "schema_versions", "payloads", "metadata", "occurred_at")
 MAX_GROUP = 64  # appends per group commit: bounds one transaction's size and the statement's parameters
+MAX_GATHER = 0.005  # seconds a leader may wait for the callers of the last commit to come back
+_NOBODY_GATHERS = MAX_GROUP + 1
 _UNIQUE_VIOLATION = "23505"
 _STALE_PROJECTION = "CN001"  # raised by continuum_abort: the optimistic projection state was not current
 _EXISTING = text(
@@ -177,19 +180,29 @@ class _Append:
 
 
 class _GroupCommit:
-    """Leader and followers: while one caller commits, the appends that arrive wait; when it is done, the
-    first of them commits all that waited (up to MAX_GROUP) in one transaction and hands over in turn.
+    """Leader and followers: while one caller commits, the appends that arrive wait; when its commit is done,
+    the first of them commits all that waited (up to MAX_GROUP) in one transaction and hands over in turn.
 
-    Nobody waits for a timer: a lone caller commits at once, and a group forms only from appends that
-    arrived during the previous commit, so the batch size follows the load by itself.
+    A leader gathers before it commits, for as many callers as the last commit served (with those that waited
+    for it), and at most as long as that commit took (never over MAX_GATHER): under load the callers just
+    served come straight back, and one group takes them all instead of two half groups taking turns. A lone
+    caller (the last commit served one) commits at once, so the batch size follows the load by itself.
     """
 
-    def __init__(self, alone: Callable[[_Append], AppendResult], together: Callable[[list[_Append]], None]) -> None:
+    def __init__(
+        self,
+        alone: Callable[[_Append], AppendResult],
+        together: Callable[[list[_Append], Callable[[], None]], None],
+    ) -> None:
         self._alone = alone
         self._together = together
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._waiting: list[_Append] = []
         self._busy = False
+        self._callers = 1  # callers of the last commit cycle: how many the next leader gathers for
+        self._gather_for = 0.0  # seconds the last commit took: the longest the next leader gathers
+        self._wanted = _NOBODY_GATHERS  # appends waiting that the gathering leader wants (one wake-up, not one each)
 
     def submit(self, append: _Append) -> AppendResult:
         with self._lock:
@@ -198,26 +211,50 @@ class _GroupCommit:
                 self._busy = True
             else:
                 self._waiting.append(append)
+                if len(self._waiting) >= self._wanted:  # the gathering leader has all it waits for
+                    self._arrived.notify()
         if lead:
-            try:
-                append.settle(self._alone)
-            finally:
-                self._hand_over()
+            self._lead([append])
         else:
             append.woken.wait()
             if append.group is not None:
-                try:
-                    self._together(append.group)
-                finally:
-                    self._hand_over()
+                self._lead(append.group)
         return append.result()
 
     def waiting(self) -> int:
         with self._lock:
             return len(self._waiting)
 
-    def _hand_over(self) -> None:
+    def _lead(self, group: list[_Append]) -> None:
+        """Commit `group` (its first append is this caller's own), with the appends gathered meanwhile."""
+        group = self._gather(group)
+        started = time.monotonic()
+        if len(group) == 1:
+            try:
+                group[0].settle(self._alone)
+            finally:
+                self._hand_over(1, started)
+        else:
+            self._together(group, functools.partial(self._hand_over, len(group), started))
+
+    def _gather(self, group: list[_Append]) -> list[_Append]:
         with self._lock:
+            deadline = time.monotonic() + self._gather_for
+            self._wanted = min(self._callers, MAX_GROUP) - len(group)
+            while len(self._waiting) < self._wanted:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._arrived.wait(left)
+            self._wanted = _NOBODY_GATHERS
+            room = MAX_GROUP - len(group)
+            taken, self._waiting = self._waiting[:room], self._waiting[room:]
+        return group + taken
+
+    def _hand_over(self, served: int, started: float) -> None:
+        with self._lock:
+            self._gather_for = min(time.monotonic() - started, MAX_GATHER)
+            self._callers = served + len(self._waiting)
             if not self._waiting:
                 self._busy = False
                 return
@@ -341,26 +378,33 @@ class PostgresEventStore:
             raise
         return outcome
 
-    def _append_together(self, group: list[_Append]) -> None:
-        """Commit `group` in one transaction; the appends it could not take (a stream not at its expected
-        version, an event id stored already, or any failure of the whole) are then settled one by one."""
-        if len(group) > 1:
-            try:
-                self._append_batch(group)
-            except BaseException as error:  # nothing of the group was written: each is tried alone, for its outcome
-                # The class and SQLSTATE only: a driver's message can quote the values of a row.
-                log.warning(
-                    "eventlog.group_commit_failed",
-                    appends=len(group),
-                    error=type(error).__name__,
-                    sqlstate=getattr(getattr(error, "orig", None), "sqlstate", None),
-                )
-                for append in group:
-                    for projector in self.projectors:
-                        projector.forget(append.stream_id)
-        for append in group:
-            if append.outcome is None:
-                append.settle(self._append_alone)
+    def _append_together(self, group: list[_Append], committed: Callable[[], None]) -> None:
+        """Commit `group` in one transaction, call `committed` (the next group may go), then settle one by one the
+        appends it could not take (a stream not at its expected version, an event id stored already, or any
+        failure of the whole)."""
+        try:
+            if len(group) > 1:
+                try:
+                    self._append_batch(group)
+                except BaseException as error:  # nothing of the group was written: each is tried alone, for its outcome
+                    # The class and SQLSTATE only: a driver's message can quote the values of a row.
+                    log.warning(
+                        "eventlog.group_commit_failed",
+                        appends=len(group),
+                        error=type(error).__name__,
+                        sqlstate=getattr(getattr(error, "orig", None), "sqlstate", None),
+                    )
+                    for append in group:
+                        for projector in self.projectors:
+                            projector.forget(append.stream_id)
+        finally:
+            committed()
+        left = [append for append in group if append.outcome is None]
+        for append in group[1:]:  # the appended first: their callers need nothing more
+            if append.outcome is not None:
+                append.woken.set()
+        for append in left:
+            append.settle(self._append_alone)
             if append is not group[0]:
                 append.woken.set()
 
