@@ -153,6 +153,23 @@ def _execute_all(connection: Connection, sql: str, params: dict[str, Any]) -> li
     return [SimpleNamespace(**row) for row in rows]  # attribute access, without a namedtuple class per call
 
 
+class _Wake:
+    """A one-time wake-up: a lock taken at creation, released by the waker (a threading.Event costs a
+    Condition, and a lock more at each wait, on the hot path of every queued append)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        self._lock.release()
+
+    def wait(self) -> None:
+        self._lock.acquire()
+
+
 @dataclass(eq=False)
 class _Append:
     """One caller's append, waiting to be committed (alone or in a group), then its outcome."""
@@ -161,7 +178,7 @@ class _Append:
     events: Sequence[NewEvent]
     payloads: list[str]
     params: dict[str, Any]
-    woken: threading.Event = field(default_factory=threading.Event)
+    woken: _Wake = field(default_factory=_Wake)
     group: list[_Append] | None = None  # set when this caller is to commit a group (its own append first)
     outcome: AppendResult | None = None
     error: BaseException | None = None
