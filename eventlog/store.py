@@ -14,7 +14,9 @@ Guarantees (each tested in tests/integration/test_event_store.py):
 - Group commit: appends that arrive while another is being committed (from other threads of this
   process) are gathered into one transaction, one lock of `log_head` and one step of the chain (see
   `_GroupCommit`); each caller still gets its own positions, and its own expected-version and idempotency
-  outcome, exactly as if it had appended alone. A lone append takes the one-statement path.
+  outcome, exactly as if it had appended alone. A lone append takes the one-statement path. Under load a
+  leader waits to gather as many callers as the last commit cycle had, at most as long as that commit took
+  (never over MAX_GATHER); a lone writer never waits.
 """
 
 from __future__ import annotations
