@@ -23,8 +23,12 @@ from continuum.domain.codec import format_instant
 GENESIS_HASH = bytes(32)
 
 
+# One encoder for every call: json.dumps builds a new one for each call that passes options.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def event_hash(

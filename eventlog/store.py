@@ -14,7 +14,9 @@ Guarantees (each tested in tests/integration/test_event_store.py):
 - Group commit: appends that arrive while another is being committed (from other threads of this
   process) are gathered into one transaction, one lock of `log_head` and one step of the chain (see
   `_GroupCommit`); each caller still gets its own positions, and its own expected-version and idempotency
-  outcome, exactly as if it had appended alone. A lone append takes the one-statement path.
+  outcome, exactly as if it had appended alone. A lone append takes the one-statement path. Under load a
+  leader waits to gather as many callers as the last commit cycle had, at most as long as that commit took
+  (never over MAX_GATHER); a lone writer never waits.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -83,16 +86,19 @@ _APPEND_CALL = (
 # Only what the caller needs: decoding the hash arrays costs more than the round trip's own work.
 _OUTCOME = ("outcome", "first_position", "stream_version")
 _APPEND_OUTCOME = _APPEND_CALL.replace("*", ", ".join(_OUTCOME), 1)
-# Several callers' appends in one statement (migration 0010): one row per append, in the order given.
+# Several callers' appends in one statement (migrations 0010, 0017): one row per append, in the order given.
 _APPEND_BATCH = (
     "SELECT append_index, outcome, first_position, stream_version, recorded_at, prev_hashes, hashes"
     " FROM continuum_append_batch(%(stream_ids)b::text[], %(expected_versions)b::integer[], %(counts)b::integer[],"
     " %(event_ids)b::uuid[], %(event_types)b::text[], %(schema_versions)b::integer[], %(payloads)b::text[],"
     " %(metadata)b::text[], %(occurred_at)b::timestamptz[]) ORDER BY append_index"
 )
+_APPEND_BATCH_OUTCOME = _APPEND_BATCH.replace(", recorded_at, prev_hashes, hashes", "", 1)  # the log alone
 _ANY_VERSION = -1  # the batch function's spelling of expected_version=None
 _BATCH_ARRAYS = ("event_ids", "event_types", "schema_versions", "payloads", "metadata", "occurred_at")
 MAX_GROUP = 64  # appends per group commit: bounds one transaction's size and the statement's parameters
+MAX_GATHER = 0.005  # seconds a leader may wait for the callers of the last commit to come back
+_NOBODY_GATHERS = MAX_GROUP + 1
 _UNIQUE_VIOLATION = "23505"
 _STALE_PROJECTION = "CN001"  # raised by continuum_abort: the optimistic projection state was not current
 _EXISTING = text(
@@ -149,6 +155,23 @@ def _execute_all(connection: Connection, sql: str, params: dict[str, Any]) -> li
     return [SimpleNamespace(**row) for row in rows]  # attribute access, without a namedtuple class per call
 
 
+class _Wake:
+    """A one-time wake-up: a lock taken at creation, released by the waker (a threading.Event costs a
+    Condition, and a lock more at each wait, on the hot path of every queued append)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        self._lock.release()
+
+    def wait(self) -> None:
+        self._lock.acquire()
+
+
 @dataclass(eq=False)
 class _Append:
     """One caller's append, waiting to be committed (alone or in a group), then its outcome."""
@@ -157,7 +180,7 @@ class _Append:
     events: Sequence[NewEvent]
     payloads: list[str]
     params: dict[str, Any]
-    woken: threading.Event = field(default_factory=threading.Event)
+    woken: _Wake = field(default_factory=_Wake)
     group: list[_Append] | None = None  # set when this caller is to commit a group (its own append first)
     outcome: AppendResult | None = None
     error: BaseException | None = None
@@ -176,19 +199,29 @@ class _Append:
 
 
 class _GroupCommit:
-    """Leader and followers: while one caller commits, the appends that arrive wait; when it is done, the
-    first of them commits all that waited (up to MAX_GROUP) in one transaction and hands over in turn.
+    """Leader and followers: while one caller commits, the appends that arrive wait; when its commit is done,
+    the first of them commits all that waited (up to MAX_GROUP) in one transaction and hands over in turn.
 
-    Nobody waits for a timer: a lone caller commits at once, and a group forms only from appends that
-    arrived during the previous commit, so the batch size follows the load by itself.
+    A leader gathers before it commits, for as many callers as the last commit served (with those that waited
+    for it), and at most as long as that commit took (never over MAX_GATHER): under load the callers just
+    served come straight back, and one group takes them all instead of two half groups taking turns. A lone
+    caller (the last commit served one) commits at once, so the batch size follows the load by itself.
     """
 
-    def __init__(self, alone: Callable[[_Append], AppendResult], together: Callable[[list[_Append]], None]) -> None:
+    def __init__(
+        self,
+        alone: Callable[[_Append], AppendResult],
+        together: Callable[[list[_Append], Callable[[], None]], None],
+    ) -> None:
         self._alone = alone
         self._together = together
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._waiting: list[_Append] = []
         self._busy = False
+        self._callers = 1  # callers of the last commit cycle: how many the next leader gathers for
+        self._gather_for = 0.0  # seconds the last commit took: the longest the next leader gathers
+        self._wanted = _NOBODY_GATHERS  # appends waiting that the gathering leader wants (one wake-up, not one each)
 
     def submit(self, append: _Append) -> AppendResult:
         with self._lock:
@@ -197,26 +230,50 @@ class _GroupCommit:
                 self._busy = True
             else:
                 self._waiting.append(append)
+                if len(self._waiting) >= self._wanted:  # the gathering leader has all it waits for
+                    self._arrived.notify()
         if lead:
-            try:
-                append.settle(self._alone)
-            finally:
-                self._hand_over()
+            self._lead([append])
         else:
             append.woken.wait()
             if append.group is not None:
-                try:
-                    self._together(append.group)
-                finally:
-                    self._hand_over()
+                self._lead(append.group)
         return append.result()
 
     def waiting(self) -> int:
         with self._lock:
             return len(self._waiting)
 
-    def _hand_over(self) -> None:
+    def _lead(self, group: list[_Append]) -> None:
+        """Commit `group` (its first append is this caller's own), with the appends gathered meanwhile."""
+        group = self._gather(group)
+        started = time.monotonic()
+        if len(group) == 1:
+            try:
+                group[0].settle(self._alone)
+            finally:
+                self._hand_over(1, started)
+        else:
+            self._together(group, functools.partial(self._hand_over, len(group), started))
+
+    def _gather(self, group: list[_Append]) -> list[_Append]:
         with self._lock:
+            deadline = time.monotonic() + self._gather_for
+            self._wanted = min(self._callers, MAX_GROUP) - len(group)
+            while len(self._waiting) < self._wanted:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._arrived.wait(left)
+            self._wanted = _NOBODY_GATHERS
+            room = MAX_GROUP - len(group)
+            taken, self._waiting = self._waiting[:room], self._waiting[room:]
+        return group + taken
+
+    def _hand_over(self, served: int, started: float) -> None:
+        with self._lock:
+            self._gather_for = min(time.monotonic() - started, MAX_GATHER)
+            self._callers = served + len(self._waiting)
             if not self._waiting:
                 self._busy = False
                 return
@@ -340,26 +397,33 @@ class PostgresEventStore:
             raise
         return outcome
 
-    def _append_together(self, group: list[_Append]) -> None:
-        """Commit `group` in one transaction; the appends it could not take (a stream not at its expected
-        version, an event id stored already, or any failure of the whole) are then settled one by one."""
-        if len(group) > 1:
-            try:
-                self._append_batch(group)
-            except BaseException as error:  # nothing of the group was written: each is tried alone, for its outcome
-                # The class and SQLSTATE only: a driver's message can quote the values of a row.
-                log.warning(
-                    "eventlog.group_commit_failed",
-                    appends=len(group),
-                    error=type(error).__name__,
-                    sqlstate=getattr(getattr(error, "orig", None), "sqlstate", None),
-                )
-                for append in group:
-                    for projector in self.projectors:
-                        projector.forget(append.stream_id)
-        for append in group:
-            if append.outcome is None:
-                append.settle(self._append_alone)
+    def _append_together(self, group: list[_Append], committed: Callable[[], None]) -> None:
+        """Commit `group` in one transaction, call `committed` (the next group may go), then settle one by one the
+        appends it could not take (a stream not at its expected version, an event id stored already, or any
+        failure of the whole)."""
+        try:
+            if len(group) > 1:
+                try:
+                    self._append_batch(group)
+                except BaseException as error:  # nothing of the group was written: each is tried alone, for its outcome
+                    # The class and SQLSTATE only: a driver's message can quote the values of a row.
+                    log.warning(
+                        "eventlog.group_commit_failed",
+                        appends=len(group),
+                        error=type(error).__name__,
+                        sqlstate=getattr(getattr(error, "orig", None), "sqlstate", None),
+                    )
+                    for append in group:
+                        for projector in self.projectors:
+                            projector.forget(append.stream_id)
+        finally:
+            committed()
+        left = [append for append in group if append.outcome is None]
+        for append in group[1:]:  # the appended first: their callers need nothing more
+            if append.outcome is not None:
+                append.woken.set()
+        for append in left:
+            append.settle(self._append_alone)
             if append is not group[0]:
                 append.woken.set()
 
@@ -378,7 +442,7 @@ class PostgresEventStore:
         # The log alone: one autocommitted statement (the function is atomic); with projectors, a transaction.
         with self._autocommit.connect() if not self.projectors else self.engine.begin() as connection:
             stored: list[StoredEvent] = []
-            for row in _execute_all(connection, _APPEND_BATCH, params):
+            for row in _execute_all(connection, _APPEND_BATCH if self.projectors else _APPEND_BATCH_OUTCOME, params):
                 if row.outcome != "appended":
                     continue  # conflict or exists: settled alone, after this commit, like any single append
                 append = group[row.append_index - 1]

@@ -28,10 +28,10 @@ from continuum.domain.events import (
 from continuum.domain.ids import ClientId, EpisodeId
 from continuum.domain.levels import Direction, LevelOfCare
 from continuum.eventlog.errors import ConcurrencyError, EventIdConflict
-from continuum.eventlog.hashing import event_hash
+from continuum.eventlog.hashing import canonical_json, event_hash
 from continuum.eventlog.projection import EpisodesProjection, episode_as_of, projection_fingerprint, rebuild_episodes
 from continuum.eventlog.records import AppendResult, EventMetadata, NewEvent, StoredEvent
-from continuum.eventlog.store import PostgresEventStore
+from continuum.eventlog.store import _APPEND_BATCH, PostgresEventStore, _execute_all
 from continuum.eventlog.upcasting import Upcasters
 from continuum.eventlog.verify import Anchor, _fast_pass, take_anchor, verify_log, verify_stream
 
@@ -198,6 +198,7 @@ def test_verification_while_appends_commit_sees_one_consistent_log(store: Postgr
     for writer in writers:
         writer.start()
     try:
+        _wait_for(lambda: store.head_position() > 0, "the first append to commit")  # else ten checks of nothing
         reports = [verify_log(store.engine, page_size=7) for _ in range(10)]
     finally:
         stop.set()
@@ -479,17 +480,7 @@ def test_appends_queued_behind_a_commit_are_committed_together_each_with_its_own
         locker.execute(text("SELECT 1 FROM log_head FOR UPDATE"))  # every commit now waits for this lock
         leader = threading.Thread(target=append, args=("leader", "lead", plain("lead"), 0))
         leader.start()
-        _wait_for(
-            lambda: bool(
-                locker.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-                    )
-                ).scalar_one()
-            ),
-            "the first append to wait for the log lock",
-        )
+        _wait_for(lambda: _lock_waiters(superuser_engine) > 0, "the first append to wait for the log lock")
         followers = [threading.Thread(target=append, args=(e, e, stay(e), 1)) for e in episodes]
         followers.append(threading.Thread(target=append, args=("stale", episodes[0], plain("x"), 5)))
         followers.append(threading.Thread(target=append, args=("retry", "retried", stored_before, 0)))
@@ -562,3 +553,88 @@ def test_many_writers_with_group_commit_keep_every_guarantee(store: PostgresEven
         versions = [e.stream_version for e in store.read_stream(f"w-{worker}")]
         assert versions == list(range(1, appends_each + 1))
     assert verify_log(store.engine).ok
+
+
+def test_one_batch_decides_its_appends_in_order_as_if_each_came_alone(app_engine: Engine) -> None:
+    """continuum_append_batch (migration 0017) reads each stream's version once, yet a later append of the same
+    call sees the earlier ones' events: a stream appended twice, an append repeating ids, a stale one."""
+    store = PostgresEventStore(app_engine)
+    first, then, twice, stale = plain("s"), plain("s"), plain("t", 2), plain("s")
+    calls = [("s", 0, first), ("s", 1, then), ("t", 0, twice), ("t", None, twice), ("s", 0, stale)]
+    params = {
+        "stream_ids": [stream for stream, _, _ in calls],
+        "expected_versions": [-1 if version is None else version for _, version, _ in calls],
+        "counts": [len(events) for _, _, events in calls],
+        "event_ids": [e.event_id for _, _, events in calls for e in events],
+        "event_types": [e.event_type for _, _, events in calls for e in events],
+        "schema_versions": [e.schema_version for _, _, events in calls for e in events],
+        "payloads": [canonical_json(e.payload) for _, _, events in calls for e in events],
+        "metadata": [canonical_json(e.metadata.as_dict()) for _, _, events in calls for e in events],
+        "occurred_at": [e.occurred_at for _, _, events in calls for e in events],
+    }
+    with app_engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+        rows = _execute_all(connection, _APPEND_BATCH, params)
+
+    assert [(r.outcome, r.first_position, r.stream_version) for r in rows] == [
+        ("appended", 1, 1),
+        ("appended", 2, 2),
+        ("appended", 3, 2),
+        ("exists", None, 2),
+        ("conflict", None, 2),
+    ]
+    stored = _page(store, 0, 100)
+    assert [e.event_id for e in stored] == [e.event_id for e in first + then + twice]
+    assert [row.hashes[-1] for row in rows[:3]] == [stored[0].hash, stored[1].hash, stored[3].hash]
+    assert verify_log(store.engine).ok
+
+
+def test_writers_racing_with_the_same_append_and_on_one_stream_each_get_their_own_outcome(
+    app_engine: Engine, superuser_engine: Engine
+) -> None:
+    store = PostgresEventStore(app_engine)
+    twin = plain("t", 2)
+    outcomes: dict[str, object] = {}
+
+    def append(name: str, stream: str, events: list[NewEvent], expected: int | None) -> None:
+        try:
+            outcomes[name] = store.append(stream, events, expected_version=expected)
+        except BaseException as error:  # compared below
+            outcomes[name] = error
+
+    with superuser_engine.connect() as locker:
+        locker.execute(text("BEGIN"))
+        locker.execute(text("SELECT 1 FROM log_head FOR UPDATE"))  # every commit now waits for this lock
+        leader = threading.Thread(target=append, args=("leader", "lead", plain("lead"), 0))
+        leader.start()
+        _wait_for(lambda: _lock_waiters(superuser_engine) > 0, "the first append to wait for the log lock")
+        followers = [
+            threading.Thread(target=append, args=("twin-a", "t", twin, 0)),
+            threading.Thread(target=append, args=("twin-b", "t", twin, 0)),
+            threading.Thread(target=append, args=("one", "s", plain("s"), None)),
+            threading.Thread(target=append, args=("two", "s", plain("s"), None)),
+            threading.Thread(target=append, args=("three", "s", plain("s"), None)),
+        ]
+        for thread in followers:
+            thread.start()
+        _wait_for(lambda: store.appends_waiting() == len(followers), "every follower to queue")
+        locker.execute(text("ROLLBACK"))
+    for thread in [leader, *followers]:
+        thread.join()
+
+    assert all(isinstance(outcome, AppendResult) for outcome in outcomes.values()), outcomes
+    twins = [outcomes["twin-a"], outcomes["twin-b"]]
+    assert isinstance(twins[0], AppendResult) and isinstance(twins[1], AppendResult)
+    assert twins[0].positions == twins[1].positions and sorted([twins[0].duplicate, twins[1].duplicate]) == [
+        False,
+        True,
+    ]
+    assert [e.stream_version for e in store.read_stream("s")] == [1, 2, 3]
+    assert [e.position for e in _page(store, 0, 100)] == list(range(1, 7))
+    assert verify_log(store.engine).ok
+
+
+def _lock_waiters(engine: Engine) -> int:
+    """Sessions waiting for a lock, each time read afresh (a transaction reads pg_stat_activity only once)."""
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    with engine.connect() as connection:
+        return int(connection.execute(text(waiting)).scalar_one())
