@@ -869,15 +869,31 @@ class CareEpisodeWorkflow(EpisodeWorkflow):
     in a new run, fourteen for the seven, and keeps a state machine for each while the episode is cached).
 
     Versioning by workflow type: episodes started as EpisodeWorkflow replay with its patches, and move to this
-    type when they next continue as new (PATCH_CARE_EPISODE). A change to this type's command sequence from
-    here on is patched here as it would be there."""
+    type when they next continue as new (PATCH_CARE_EPISODE). A change made after this type is patched as
+    before (`self._patched` with a new id): this type asks Temporal for every id not in IN_FROM_THE_START."""
 
     @workflow.run
     async def run(self, input: EpisodeInput) -> dict[str, Any]:
         return await super().run(input)
 
     def _patched(self, patch_id: str) -> bool:
-        return True
+        return patch_id in IN_FROM_THE_START or workflow.patched(patch_id)
+
+
+# The changes every CareEpisode history has from its first event: never add to this set (a run recorded before
+# a new change would replay the change's branch); a new change gets its own patch.
+IN_FROM_THE_START = frozenset(
+    {
+        PATCH_DRUG_TESTING,
+        PATCH_AFTERCARE,
+        PATCH_PLANS,
+        PATCH_AUTHORIZATIONS,
+        PATCH_BOUNDED,
+        PATCH_FACILITIES,
+        PATCH_LOCAL_RECORDING,
+        PATCH_CARE_EPISODE,
+    }
+)
 
 
 EPISODE_WORKFLOWS: tuple[type, ...] = (EpisodeWorkflow, CareEpisodeWorkflow)  # what a worker or a replayer runs
