@@ -110,6 +110,20 @@ class EpisodeCommands:
             command, policy_text=program.policy_text, directory_text=program.directory_text, lab_id=program.lab_id
         )
 
+    def _starting(
+        self, episode_input: EpisodeInput, reuse: WorkflowIDReusePolicy
+    ) -> Callable[[], WithStartWorkflowOperation[Any, Any]]:
+        """The start of the episode's workflow (attaching to a run under way), made afresh for each attempt: the
+        SDK uses one start operation once."""
+        return lambda: WithStartWorkflowOperation(
+            CareEpisodeWorkflow.run,
+            episode_input,
+            id=workflow_id(episode_input.episode_id),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=reuse,
+        )
+
     async def open(self, meta: CommandMeta, command: OpenEpisode) -> CommandResult:
         """Open the episode, or attach to it if it exists; a retried open returns the first outcome. A client id
         shaped like an SSN, e-mail address or phone number is refused here, before it reaches Temporal."""
@@ -117,19 +131,10 @@ class EpisodeCommands:
         pseudonymous_client_id(command.client_id)
         if command.facility_id is not None and command.facility_id not in self.programs:
             raise CommandInvalid(f"facility_id: no facility {command.facility_id}")
-        episode_input = self._input(eid, facility_id=command.facility_id)
-
-        def start() -> WithStartWorkflowOperation[Any, Any]:  # one per attempt: the SDK uses each once
-            return WithStartWorkflowOperation(
-                CareEpisodeWorkflow.run,
-                episode_input,
-                id=workflow_id(eid),
-                task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                # A closed episode's id is never reused: a readmission is a new episode that links to it.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-
+        # A closed episode's id is never reused: a readmission is a new episode that links to it.
+        start = self._starting(
+            self._input(eid, facility_id=command.facility_id), WorkflowIDReusePolicy.REJECT_DUPLICATE
+        )
         try:
             return await _when_ready(
                 lambda: self.client.execute_update_with_start_workflow(
@@ -179,18 +184,7 @@ class EpisodeCommands:
         return await self._take_up(eid, name, meta, command)
 
     async def _take_up(self, eid: str, name: str, meta: CommandMeta, command: Command) -> CommandResult:
-        episode_input = self._input(eid, take_up_closed=True)
-
-        def start() -> WithStartWorkflowOperation[Any, Any]:  # one per attempt: the SDK uses each once
-            return WithStartWorkflowOperation(
-                CareEpisodeWorkflow.run,
-                episode_input,
-                id=workflow_id(eid),
-                task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            )
-
+        start = self._starting(self._input(eid, take_up_closed=True), WorkflowIDReusePolicy.ALLOW_DUPLICATE)
         return await _when_ready(
             lambda: self.client.execute_update_with_start_workflow(
                 name,

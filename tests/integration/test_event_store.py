@@ -465,12 +465,7 @@ def test_appends_queued_behind_a_commit_are_committed_together_each_with_its_own
     stored_before = plain("retried", 2)
     first_time = store.append("retried", stored_before, expected_version=0)
     outcomes: dict[str, object] = {}
-
-    def append(name: str, stream: str, events: list[NewEvent], expected: int | None) -> None:
-        try:
-            outcomes[name] = store.append(stream, events, expected_version=expected)
-        except BaseException as error:  # compared below
-            outcomes[name] = error
+    append = _kept_outcomes(store, outcomes)
 
     def stay(episode: str) -> list[NewEvent]:
         return [new(StayStarted(EpisodeId(episode), T0 + timedelta(hours=1), LevelOfCare.RESIDENTIAL, 3.5, "sha256:t"))]
@@ -594,12 +589,7 @@ def test_writers_racing_with_the_same_append_and_on_one_stream_each_get_their_ow
     store = PostgresEventStore(app_engine)
     twin = plain("t", 2)
     outcomes: dict[str, object] = {}
-
-    def append(name: str, stream: str, events: list[NewEvent], expected: int | None) -> None:
-        try:
-            outcomes[name] = store.append(stream, events, expected_version=expected)
-        except BaseException as error:  # compared below
-            outcomes[name] = error
+    append = _kept_outcomes(store, outcomes)
 
     with superuser_engine.connect() as locker:
         locker.execute(text("BEGIN"))
@@ -638,3 +628,17 @@ def _lock_waiters(engine: Engine) -> int:
     waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
     with engine.connect() as connection:
         return int(connection.execute(text(waiting)).scalar_one())
+
+
+def _kept_outcomes(
+    store: PostgresEventStore, outcomes: dict[str, object]
+) -> Callable[[str, str, list[NewEvent], int | None], None]:
+    """An append (for a thread racing others) whose outcome, its result or its error, is kept under `name`."""
+
+    def append(name: str, stream: str, events: list[NewEvent], expected: int | None) -> None:
+        try:
+            outcomes[name] = store.append(stream, events, expected_version=expected)
+        except BaseException as error:  # compared by the test
+            outcomes[name] = error
+
+    return append
