@@ -470,22 +470,11 @@ def test_appends_queued_behind_a_commit_are_committed_together_each_with_its_own
     def stay(episode: str) -> list[NewEvent]:
         return [new(StayStarted(EpisodeId(episode), T0 + timedelta(hours=1), LevelOfCare.RESIDENTIAL, 3.5, "sha256:t"))]
 
-    with superuser_engine.connect() as locker:
-        locker.execute(text("BEGIN"))
-        locker.execute(text("SELECT 1 FROM log_head FOR UPDATE"))  # every commit now waits for this lock
-        leader = threading.Thread(target=append, args=("leader", "lead", plain("lead"), 0))
-        leader.start()
-        _wait_for(lambda: _lock_waiters(superuser_engine) > 0, "the first append to wait for the log lock")
-        followers = [threading.Thread(target=append, args=(e, e, stay(e), 1)) for e in episodes]
-        followers.append(threading.Thread(target=append, args=("stale", episodes[0], plain("x"), 5)))
-        followers.append(threading.Thread(target=append, args=("retry", "retried", stored_before, 0)))
-        followers.append(threading.Thread(target=append, args=("fresh", "fresh", plain("fresh", 3), None)))
-        for thread in followers:
-            thread.start()
-        _wait_for(lambda: store.appends_waiting() == len(followers), "every follower to queue")
-        locker.execute(text("ROLLBACK"))
-    for thread in [leader, *followers]:
-        thread.join()
+    followers = [threading.Thread(target=append, args=(e, e, stay(e), 1)) for e in episodes]
+    followers.append(threading.Thread(target=append, args=("stale", episodes[0], plain("x"), 5)))
+    followers.append(threading.Thread(target=append, args=("retry", "retried", stored_before, 0)))
+    followers.append(threading.Thread(target=append, args=("fresh", "fresh", plain("fresh", 3), None)))
+    _race_behind_a_waiting_leader(store, superuser_engine, append, followers)
 
     assert isinstance(outcomes["stale"], ConcurrencyError)
     retried = outcomes["retry"]
@@ -591,25 +580,14 @@ def test_writers_racing_with_the_same_append_and_on_one_stream_each_get_their_ow
     outcomes: dict[str, object] = {}
     append = _kept_outcomes(store, outcomes)
 
-    with superuser_engine.connect() as locker:
-        locker.execute(text("BEGIN"))
-        locker.execute(text("SELECT 1 FROM log_head FOR UPDATE"))  # every commit now waits for this lock
-        leader = threading.Thread(target=append, args=("leader", "lead", plain("lead"), 0))
-        leader.start()
-        _wait_for(lambda: _lock_waiters(superuser_engine) > 0, "the first append to wait for the log lock")
-        followers = [
-            threading.Thread(target=append, args=("twin-a", "t", twin, 0)),
-            threading.Thread(target=append, args=("twin-b", "t", twin, 0)),
-            threading.Thread(target=append, args=("one", "s", plain("s"), None)),
-            threading.Thread(target=append, args=("two", "s", plain("s"), None)),
-            threading.Thread(target=append, args=("three", "s", plain("s"), None)),
-        ]
-        for thread in followers:
-            thread.start()
-        _wait_for(lambda: store.appends_waiting() == len(followers), "every follower to queue")
-        locker.execute(text("ROLLBACK"))
-    for thread in [leader, *followers]:
-        thread.join()
+    followers = [
+        threading.Thread(target=append, args=("twin-a", "t", twin, 0)),
+        threading.Thread(target=append, args=("twin-b", "t", twin, 0)),
+        threading.Thread(target=append, args=("one", "s", plain("s"), None)),
+        threading.Thread(target=append, args=("two", "s", plain("s"), None)),
+        threading.Thread(target=append, args=("three", "s", plain("s"), None)),
+    ]
+    _race_behind_a_waiting_leader(store, superuser_engine, append, followers)
 
     assert all(isinstance(outcome, AppendResult) for outcome in outcomes.values()), outcomes
     twins = [outcomes["twin-a"], outcomes["twin-b"]]
@@ -642,3 +620,25 @@ def _kept_outcomes(
             outcomes[name] = error
 
     return append
+
+
+def _race_behind_a_waiting_leader(
+    store: PostgresEventStore,
+    superuser_engine: Engine,
+    append: Callable[[str, str, list[NewEvent], int | None], None],
+    followers: list[threading.Thread],
+) -> None:
+    """With the log's lock held (every commit waits for it), a leader's append ("leader" on stream "lead") waits
+    for it and `followers` queue behind that; then the lock goes, and all of them finish."""
+    with superuser_engine.connect() as locker:
+        locker.execute(text("BEGIN"))
+        locker.execute(text("SELECT 1 FROM log_head FOR UPDATE"))
+        leader = threading.Thread(target=append, args=("leader", "lead", plain("lead"), 0))
+        leader.start()
+        _wait_for(lambda: _lock_waiters(superuser_engine) > 0, "the first append to wait for the log lock")
+        for thread in followers:
+            thread.start()
+        _wait_for(lambda: store.appends_waiting() == len(followers), "every follower to queue")
+        locker.execute(text("ROLLBACK"))
+    for thread in [leader, *followers]:
+        thread.join()
