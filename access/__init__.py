@@ -131,20 +131,16 @@ class ApiKeyStore:
     def cached(self, secret: str) -> ApiKey | None:
         """The key `secret` belongs to if this process trusts it still (`authenticate` found it within
         `cache_seconds`), without asking the database: None means ask `authenticate`. Never blocks on I/O."""
-        digest = _hash(secret)
-        with self._lock:
-            cached = self._cache.get(digest)
-        return cached[0] if cached is not None and cached[1] > self._clock() else None
+        return self._trusted(_hash(secret), self._clock())
 
     def authenticate(self, secret: str) -> ApiKey | None:
         """The key `secret` belongs to, unless unknown or revoked; a key found is trusted for
         `cache_seconds` (KEY_CACHE_SECONDS) in this process, an unknown one is asked for every time."""
         digest = _hash(secret)
         now = self._clock()
-        with self._lock:
-            cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        cached = self._trusted(digest, now)
+        if cached is not None:
+            return cached
         key = self._look_up(digest)
         with self._lock:
             if key is None or self._cache_seconds <= 0:
@@ -154,6 +150,11 @@ class ApiKeyStore:
                     self._cache.clear()  # many keys at once: start again rather than grow
                 self._cache[digest] = (key, now + self._cache_seconds)
         return key
+
+    def _trusted(self, digest: bytes, now: float) -> ApiKey | None:
+        with self._lock:
+            cached = self._cache.get(digest)
+        return cached[0] if cached is not None and cached[1] > now else None
 
     def _look_up(self, digest: bytes) -> ApiKey | None:
         with self.engine.connect() as conn:
